@@ -1,0 +1,157 @@
+"""The judge on simulated data: false-failure rate and power are measured, not assumed.
+
+Sizes are small enough for CI; bench/ (statistical judge issue) measures them at length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from webhook.judge import combine, judge_quantile, judge_ratio
+from webhook.judge.histogram import Histogram
+from webhook.judge.types import CheckResult, Summary
+from webhook.lab import DEFAULT_BUCKETS
+
+BOUNDS = np.array([*DEFAULT_BUCKETS, math.inf])
+
+
+def counts(rng, n_steps, rps, p, step=60):
+    total = rng.poisson(rps * step, n_steps).astype(float)
+    return rng.binomial(total.astype(int), p).astype(float), total
+
+
+def histogram(rng, n, scale=1.0, median=0.1, sigma=0.6):
+    from scipy import stats
+
+    cdf = stats.lognorm.cdf(BOUNDS[:-1], s=sigma, scale=median * scale)
+    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+    return Histogram(BOUNDS, np.cumsum(rng.multinomial(n, probs)).astype(float))
+
+
+def ratio_rates(p_canary, sims=400, alpha=0.05, rel=0.0, seed=1):
+    rng = np.random.default_rng(seed)
+    verdicts = []
+    for _ in range(sims):
+        bc, tc = counts(rng, 30, 10, p_canary)
+        bs, ts = counts(rng, 30, 30, 0.01)
+        verdicts.append(judge_ratio("e", bc, tc, bs, ts, alpha=alpha,
+                                    relative_tolerance=rel).verdict)
+    return {v: verdicts.count(v) / sims for v in ("pass", "fail", "inconclusive")}
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_ratio_false_failure_rate_at_most_alpha_without_tolerance(alpha):
+    rates = ratio_rates(0.01, alpha=alpha)
+    # binomial noise on 400 runs: allow 2.5 standard errors above alpha
+    assert rates["fail"] <= alpha + 2.5 * math.sqrt(alpha * (1 - alpha) / 400)
+
+
+def test_ratio_power_on_doubled_errors():
+    rates = ratio_rates(0.02, rel=0.2)
+    assert rates["fail"] >= 0.95
+    assert rates["pass"] == 0
+
+
+def test_ratio_healthy_with_tolerance_mostly_passes_and_never_fails():
+    rates = ratio_rates(0.01, rel=0.5)
+    assert rates["fail"] == 0
+    assert rates["pass"] >= 0.9
+
+
+def test_new_errors_against_a_zero_error_stable_fail():
+    """Kayenta passes this (all ties at zero); the absolute tolerance makes it fail here."""
+    zero = np.zeros(30)
+    r = judge_ratio("e", np.full(30, 3.0), np.full(30, 600.0), zero, np.full(30, 1800.0),
+                    relative_tolerance=0.2, absolute_tolerance=0.002)
+    assert r.verdict == "fail" and r.effect == math.inf
+
+
+def test_thin_data_says_how_much_more_is_needed():
+    r = judge_ratio("e", np.array([0, 0.0]), np.array([30, 30.0]), np.zeros(2),
+                    np.array([900, 900.0]), min_total=200)
+    assert r.verdict == "inconclusive"
+    assert "canary has 60 requests, needs 200, about 5 more min" in r.reason
+
+
+@pytest.mark.parametrize("scale", [1.0])
+def test_quantile_false_failure_rate_at_most_alpha(scale):
+    rng = np.random.default_rng(3)
+    sims = 200
+    fails = sum(
+        judge_quantile("p99", histogram(rng, 6000, scale), histogram(rng, 18000), 0.99,
+                       alpha=0.05).verdict == "fail" for _ in range(sims))
+    assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
+
+
+def test_quantile_power_on_plus_25_percent_p99():
+    rng = np.random.default_rng(4)
+    sims = 100
+    verdicts = [judge_quantile("p99", histogram(rng, 12000, 1.25), histogram(rng, 24000), 0.99,
+                               relative_tolerance=0.1).verdict for _ in range(sims)]
+    assert verdicts.count("fail") / sims >= 0.9
+
+
+def test_practical_significance_small_shift_passes():
+    """+3 % latency on lots of data is 'significant' but within a 20 % tolerance: pass."""
+    rng = np.random.default_rng(5)
+    r = judge_quantile("p95", histogram(rng, 200_000, 1.03), histogram(rng, 400_000), 0.95,
+                       relative_tolerance=0.2)
+    assert r.verdict == "pass"
+
+
+def test_quantile_in_the_inf_bucket_cannot_pass():
+    hc = Histogram(np.array([0.1, math.inf]), np.array([100.0, 10_000.0]))
+    hs = Histogram(np.array([0.1, math.inf]), np.array([9_000.0, 10_000.0]))
+    r = judge_quantile("p99", hc, hs, 0.99, relative_tolerance=0.2)
+    assert r.verdict != "pass"
+
+
+finite_or_not = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                          st.integers(-10, 10**12).map(float))
+arrays = st.lists(finite_or_not, min_size=0, max_size=12).map(np.array)
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays, arrays, arrays, arrays)
+def test_ratio_never_crashes_and_never_passes_without_data(bc, tc, bs, ts):
+    n = max(len(bc), len(tc), len(bs), len(ts), 1)
+    pad = [np.resize(a, n) if a.size else np.full(n, np.nan) for a in (bc, tc, bs, ts)]
+    r = judge_ratio("e", *pad, min_total=100)
+    assert r.verdict in ("pass", "fail", "inconclusive")
+    if r.canary.n < 100 or r.stable.n < 100:
+        assert r.verdict == "inconclusive"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 100), finite_or_not), max_size=8),
+       st.lists(st.tuples(st.floats(0.001, 100), finite_or_not), max_size=8))
+def test_quantile_never_crashes_and_never_passes_without_data(canary, stable):
+    hc = Histogram.from_steps([(le, np.array([v])) for le, v in canary])
+    hs = Histogram.from_steps([(le, np.array([v])) for le, v in stable])
+    r = judge_quantile("p99", hc, hs, 0.99, min_total=100)
+    assert r.verdict in ("pass", "fail", "inconclusive")
+    if hc.total < 1000 or hs.total < 1000:
+        assert r.verdict == "inconclusive"
+
+
+def check(verdict, critical=False, weight=1.0):
+    return CheckResult(name=verdict, kind="ratio", verdict=verdict, test="t", reason=verdict,
+                       canary=Summary(1, 1), stable=Summary(1, 1), critical=critical,
+                       weight=weight)
+
+
+def test_combined_verdict_and_score_bands_agree():
+    assert combine([]).verdict == "inconclusive"
+    allpass = combine([check("pass"), check("pass")])
+    assert allpass.verdict == "pass" and allpass.score == 100
+    unsure = combine([check("pass"), check("inconclusive")])
+    assert unsure.verdict == "inconclusive" and 50 <= unsure.score < 90
+    failed = combine([check("pass"), check("fail"), check("inconclusive")])
+    assert failed.verdict == "fail" and failed.score < 50 and not failed.critical_failure
+    critical = combine([check("pass"), check("fail", critical=True)])
+    assert critical.critical_failure and critical.reason.startswith("fail: fail [critical]")

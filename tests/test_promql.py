@@ -1,0 +1,46 @@
+"""Nothing a caller sends can change the shape of a query."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webhook import promql
+
+
+@given(st.text(max_size=40))
+def test_quoted_values_round_trip_through_the_matcher_parser(value):
+    """Whatever the value, rendered and re-parsed it is one matcher with exactly that value."""
+    rendered = promql.render_selector(promql.matchers_from_labels({"app": value}, "canary"))
+    (matcher,) = promql.parse_matchers(rendered, "canary")
+    assert matcher.value == value and matcher.name == "app"
+
+
+@pytest.mark.parametrize("text", [
+    'app="a"} or vector(1)', 'app="a",, b="c"', 'app=a', '{app="a"', 'app="a" or up',
+    'app="a"}[5m]', '', 'app~"x"', 'app="a\n"',
+])
+def test_raw_matchers_reject_anything_but_matchers(text):
+    with pytest.raises(promql.PromQLError):
+        promql.parse_matchers(text, "canary")
+
+
+def test_raw_matchers_accept_all_operators_and_braces():
+    got = promql.parse_matchers('{app="a", pod=~"web-.*",code!="200", x!~"y\\"z"}', "canary")
+    assert [(m.name, m.op, m.value) for m in got] == [
+        ("app", "=", "a"), ("pod", "=~", "web-.*"), ("code", "!=", "200"), ("x", "!~", 'y"z')]
+
+
+def test_vars_are_escaped_inside_quotes_and_must_be_names_outside():
+    template = 'sum(rate({{metric}}{ {{selector}}, svc="{{service}}" }[{{step}}]))'
+    raw = {"selector": 'app="a"', "step": "60s"}
+    out = promql.render(template, {"metric": "http_requests_total", "service": 'x"} or up{'},
+                        raw)
+    assert out == ('sum(rate(http_requests_total{ app="a", svc="x\\"} or up{" }[60s]))')
+    with pytest.raises(promql.PromQLError) as info:
+        promql.render(template, {"metric": "up or vector(1)", "service": "s"}, raw)
+    assert info.value.field == "vars.metric"
+    with pytest.raises(promql.PromQLError) as info:
+        promql.render(template, {"metric": "up"}, raw)
+    assert "vars.service" in str(info.value)

@@ -1,0 +1,343 @@
+"""One analysis, from a validated request to a verdict: plan the queries, fetch, judge.
+
+This is the only place that knows both the configs and the metrics source; it holds no HTTP.
+The Argo, Flagger and curl layers all call `run_analysis` and differ only in how they shape the
+request and read the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+
+from webhook import promql
+from webhook.configs import (
+    METRIC_KINDS,
+    AnalysisConfig,
+    ConfigRegistry,
+    HistogramMetric,
+    MetricSpec,
+    RatioMetric,
+)
+from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
+from webhook.judge.histogram import Histogram
+from webhook.judge.types import finite_or_none
+from webhook.models import AnalysisRequest, MetricOverride, VerdictModel
+from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, grid
+
+_QUERY_FIELDS = {"bad", "good", "total", "query"}
+_SPEC_ADAPTER: TypeAdapter[MetricSpec] = TypeAdapter(MetricSpec)
+
+
+class AnalysisRequestError(ValueError):
+    """The request cannot be analysed as sent; the HTTP layer answers 400 naming `field`."""
+
+    def __init__(self, message: str, field: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Server-side limits and defaults that requests cannot change."""
+
+    allow_inline_queries: bool = False
+    default_lookback: float = 600.0
+    default_step: float = 60.0
+    default_alpha: float = 0.05
+    max_points: int = 2000
+
+
+@dataclass(frozen=True)
+class ResolvedWindow:
+    start: float
+    end: float
+    step: float
+
+
+@dataclass
+class AnalysisResult:
+    verdict: VerdictModel
+    checks: list[CheckResult]
+    critical_failure: bool
+    query_count: int = 0
+    query_seconds: float = 0.0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return self.verdict.model_dump(mode="json", by_alias=True)
+
+
+def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,
+                   now: float) -> ResolvedWindow:
+    """Explicit start/end win; otherwise end = now (aligned to the step) and look back.
+
+    Aligning the default end to the step makes two calls within one step judge exactly the
+    same data, which keeps repeated measurements of a controller reproducible.
+    """
+    from webhook.models import parse_duration
+
+    w = request.window
+    step = w.step or (parse_duration(config.defaults.step) if config.defaults.step
+                      else policy.default_step)
+    lookback = w.lookback or (parse_duration(config.defaults.lookback)
+                              if config.defaults.lookback else policy.default_lookback)
+    if step < 1:
+        raise AnalysisRequestError("window.step must be at least 1s", "window.step")
+    end = w.end if w.end is not None else math.floor(now / step) * step
+    if w.start is not None and w.lookback is not None and w.end is not None:
+        raise AnalysisRequestError("window: give start and end, or lookback (with an optional "
+                                   "end), not all three", "window")
+    start = w.start if w.start is not None else end - lookback
+    if w.start is not None and w.end is None and w.lookback is not None:
+        end = start + lookback
+    if end <= start:
+        raise AnalysisRequestError("window.end must be after window.start", "window.end")
+    if end > now + 300:
+        raise AnalysisRequestError("window.end is in the future", "window.end")
+    if (end - start) / step > policy.max_points:
+        raise AnalysisRequestError(
+            f"window has {int((end - start) / step)} steps; at most {policy.max_points} "
+            "(use a larger window.step)", "window.step")
+    if (end - start) < step:
+        raise AnalysisRequestError("window is shorter than one step", "window.step")
+    return ResolvedWindow(start, end, step)
+
+
+def _side_matchers(value: Mapping[str, str] | str, field: str) -> str:
+    try:
+        if isinstance(value, str):
+            matchers = promql.parse_matchers(value, field)
+        else:
+            matchers = promql.matchers_from_labels(value, field)
+    except promql.PromQLError as exc:
+        raise AnalysisRequestError(str(exc), exc.field) from exc
+    return promql.render_selector(matchers)
+
+
+def _overrides(request: AnalysisRequest) -> dict[str, MetricOverride]:
+    if request.metrics is None:
+        return {}
+    if isinstance(request.metrics, dict):
+        return {name: o for name, o in request.metrics.items()}
+    out: dict[str, MetricOverride] = {}
+    for i, override in enumerate(request.metrics):
+        if not override.name:
+            raise AnalysisRequestError(f"metrics[{i}].name: each entry of metrics needs a name",
+                                       f"metrics[{i}].name")
+        out[override.name] = override
+    return out
+
+
+def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest,
+                    policy: Policy) -> list[MetricSpec]:
+    """The config's metrics with the request's overrides merged in, validated again."""
+    overrides = _overrides(request)
+    specs: list[MetricSpec] = []
+    known = {m.name: m for m in config.metrics}
+    for name, override in overrides.items():
+        fields = override.model_dump(exclude_none=True, exclude={"enabled"})
+        fields["name"] = name
+        if _QUERY_FIELDS & fields.keys() and not policy.allow_inline_queries:
+            raise AnalysisRequestError(
+                f"metrics.{name}: inline queries are disabled on this server "
+                "(CANARY_JUDGE_ALLOW_INLINE_QUERIES); change tolerances, not queries",
+                f"metrics.{name}", status=403)
+        if name not in known and (not policy.allow_inline_queries or "kind" not in fields):
+            hint = (f"; to add an inline metric give its kind ({', '.join(METRIC_KINDS)}) "
+                    "and queries" if policy.allow_inline_queries else "")
+            raise AnalysisRequestError(
+                f"metrics.{name}: config {config.name!r} has no metric {name!r} "
+                f"(it has {', '.join(known)}){hint}", f"metrics.{name}")
+    for metric in config.metrics:
+        override = overrides.get(metric.name)
+        if override is None:
+            specs.append(metric)
+            continue
+        if not override.enabled:
+            continue
+        merged = metric.model_dump()
+        merged.update(override.model_dump(exclude_none=True, exclude={"enabled"}))
+        merged["name"] = metric.name
+        specs.append(_validate_spec(merged, metric.name))
+    for name, override in overrides.items():
+        if name not in known and override.enabled:
+            fields = override.model_dump(exclude_none=True, exclude={"enabled"})
+            fields["name"] = name
+            spec = _validate_spec(fields, name)
+            for template in _queries(spec).values():
+                if "selector" not in promql.placeholders(template):
+                    raise AnalysisRequestError(
+                        f"metrics.{name}: every query must place {{{{selector}}}}",
+                        f"metrics.{name}")
+            specs.append(spec)
+    if not specs:
+        raise AnalysisRequestError("metrics: every metric is disabled; nothing to judge", "metrics")
+    return specs
+
+
+def _validate_spec(fields: dict[str, Any], name: str) -> MetricSpec:
+    try:
+        return _SPEC_ADAPTER.validate_python(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p not in ("ratio", "histogram"))
+        raise AnalysisRequestError(
+            f"metrics.{name}{'.' + where if where else ''}: {first['msg']}",
+            f"metrics.{name}{'.' + where if where else ''}") from exc
+
+
+def _queries(spec: MetricSpec) -> dict[str, str]:
+    return spec.queries()
+
+
+def _step_text(step: float) -> str:
+    return f"{int(step)}s" if float(step).is_integer() else f"{int(step * 1000)}ms"
+
+
+def plan_queries(specs: list[MetricSpec], selectors: Mapping[str, str], vars_: Mapping[str, str],
+                 window: ResolvedWindow) -> list[RangeQuery]:
+    """Every range query the analysis needs; evaluation at start+step … end covers (start, end]."""
+    queries = []
+    raw_step = _step_text(window.step)
+    for spec in specs:
+        for role, template in _queries(spec).items():
+            for side, selector in selectors.items():
+                try:
+                    expr = promql.render(template, vars_, {"selector": selector, "step": raw_step},
+                                         field=f"metrics.{spec.name}.{role}")
+                except promql.PromQLError as exc:
+                    raise AnalysisRequestError(str(exc), exc.field) from exc
+                queries.append(RangeQuery(
+                    key=f"{spec.name}|{side}|{role}", expr=expr, start=window.start + window.step,
+                    end=window.end, step=window.step, metric=spec.name))
+    return queries
+
+
+def _combined_values(result: QueryResult | None, points: int) -> np.ndarray:
+    """One array per query: several series (an unaggregated query) are summed per step."""
+    if result is None or not result.series:
+        return np.full(points, np.nan)
+    stacked = np.vstack([s.values for s in result.series])
+    present = np.isfinite(stacked).any(axis=0)
+    return np.where(present, np.nansum(np.where(np.isfinite(stacked), stacked, 0.0), axis=0),
+                    np.nan)
+
+
+def _buckets(result: QueryResult | None) -> list[tuple[float, np.ndarray]]:
+    if result is None:
+        return []
+    out = []
+    for series in result.series:
+        le = series.labels.get("le")
+        if le is None:
+            continue
+        try:
+            out.append((float(le), series.values))
+        except ValueError:
+            continue
+    return out
+
+
+def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], points: int,
+                  step: float, alpha: float) -> list[CheckResult]:
+    checks: list[CheckResult] = []
+    for spec in specs:
+        a = spec.alpha or alpha
+        def get(side: str, role: str, spec: MetricSpec = spec) -> QueryResult | None:
+            return results.get(f"{spec.name}|{side}|{role}")
+        if isinstance(spec, RatioMetric):
+            checks.append(judge_ratio(
+                spec.name,
+                _combined_values(get("canary", "numerator"), points),
+                _combined_values(get("canary", "total"), points),
+                _combined_values(get("stable", "numerator"), points),
+                _combined_values(get("stable", "total"), points),
+                direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+                absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
+                step_seconds=step, critical=spec.critical, weight=spec.weight))
+        elif isinstance(spec, HistogramMetric):
+            canary = Histogram.from_steps(_buckets(get("canary", "buckets")))
+            stable = Histogram.from_steps(_buckets(get("stable", "buckets")))
+            for q in spec.quantiles:
+                checks.append(judge_quantile(
+                    f"{spec.name}_p{q * 100:g}", canary, stable, q,
+                    direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+                    absolute_tolerance=spec.tolerance.absolute, alpha=a,
+                    min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
+                    weight=spec.weight / len(spec.quantiles)))
+    return checks
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _check_body(check: CheckResult) -> dict[str, Any]:
+    low, high = check.interval if check.interval else (None, None)
+    return {
+        "name": check.name, "kind": check.kind, "verdict": check.verdict,
+        "critical": check.critical, "weight": round(check.weight, 6), "test": check.test,
+        "effect": finite_or_none(check.effect),
+        "interval": {"low": finite_or_none(low), "high": finite_or_none(high),
+                     "of": check.interval_of, "level": finite_or_none(check.interval_level)},
+        "p_value": finite_or_none(check.p_value), "allowed": finite_or_none(check.allowed),
+        "canary": {"n": finite_or_none(check.canary.n),
+                   "value": finite_or_none(check.canary.value)},
+        "stable": {"n": finite_or_none(check.stable.n),
+                   "value": finite_or_none(check.stable.value)},
+        "reason": check.reason,
+    }
+
+
+def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
+                 policy: Policy, now: float | None = None) -> AnalysisResult:
+    """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx)."""
+    began = time.perf_counter()
+    now = time.time() if now is None else now
+    config = registry.get(request.config)
+    if config is None:
+        known = ", ".join(sorted(registry.configs)) or "none"
+        raise AnalysisRequestError(
+            f"config: unknown config {request.config!r}; this server has: {known}", "config")
+    mode = request.mode or config.defaults.mode
+    if mode == "sequential":
+        raise AnalysisRequestError(
+            "mode: 'sequential' is not available in this version yet; use mode=fixed "
+            "(the default)", "mode")
+    alpha = request.alpha or config.defaults.alpha or policy.default_alpha
+    specs = resolve_metrics(config, request, policy)
+    selectors = {"canary": _side_matchers(request.canary, "canary"),
+                 "stable": _side_matchers(request.stable, "stable")}
+    if selectors["canary"] == selectors["stable"]:
+        raise AnalysisRequestError("stable: canary and stable select the same series; they "
+                                   "must differ (e.g. by rollouts_pod_template_hash)", "stable")
+    window = resolve_window(request, config, policy, now)
+    vars_ = {**config.vars, **request.vars}
+    queries = plan_queries(specs, selectors, vars_, window)
+    fetched = source.query_range_many(queries)
+    results = {r.query.key: r for r in fetched}
+    points = grid(window.start + window.step, window.end, window.step).size
+    checks = judge_metrics(specs, results, points, window.step, alpha)
+    combined = combine(checks)
+    verdict = VerdictModel(
+        verdict=combined.verdict, pass_=combined.verdict == "pass", score=combined.score,
+        reason=combined.reason, config=config.name, mode=mode,
+        window={"start": _iso(window.start), "end": _iso(window.end), "step": window.step},
+        analysis_id=uuid.uuid4().hex[:16],
+        checks=[_check_body(c) for c in checks])
+    return AnalysisResult(
+        verdict=verdict, checks=checks, critical_failure=combined.critical_failure,
+        query_count=len(fetched), query_seconds=sum(r.seconds for r in fetched),
+        seconds=time.perf_counter() - began)

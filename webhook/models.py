@@ -1,0 +1,159 @@
+"""The public request and response shapes (PRODUCT.md), validated by pydantic at the edge.
+
+Argo Rollouts sends templated `jsonBody` leaves as strings ("0.05", "true"), so every scalar is
+accepted as a string too (pydantic's lax mode). Responses are built from these models so that
+every top-level key is always present with one JSON type: Argo's condition language fails on a
+type that changes between answers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from webhook.configs import Mode, Tolerance
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """`90`, `"90"`, `"90s"`, `"1h30m"` → seconds. Raises ValueError with the accepted forms."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(a + b for a, b in parts) != text:
+                raise ValueError(
+                    f"{text!r} is not a duration; use e.g. 30s, 10m, 1h30m or seconds") from None
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not seconds > 0:
+        raise ValueError("duration must be positive")
+    return seconds
+
+
+def parse_time(value: str | float | int) -> float:
+    """RFC 3339 (`2026-11-22T10:00:00Z`) or unix seconds (also as a string) → unix seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time; use RFC 3339 (2026-11-22T10:00:00Z) or unix seconds"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; add Z or an offset like +01:00")
+    return parsed.timestamp()
+
+
+class Window(BaseModel):
+    """The time range judged. All optional: the default ends now and looks back a while."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: float | None = None
+    end: float | None = None
+    lookback: float | None = None
+    step: float | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        return None if value in (None, "") else parse_time(value)
+
+    @field_validator("lookback", "step", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value in (None, "") else parse_duration(value)
+
+
+class MetricOverride(BaseModel):
+    """Per-request changes to a config metric (or, when allowed, a whole inline metric)."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    name: str | None = None
+    tolerance: Tolerance | None = None
+    critical: bool | None = None
+    weight: float | None = Field(None, ge=0)
+    min_total: float | None = Field(None, ge=1)
+    alpha: float | None = Field(None, gt=0, lt=0.5)
+    direction: Literal["increase", "decrease", "either"] | None = None
+    enabled: bool = True
+
+
+Labels = dict[str, str]
+
+
+class AnalysisRequest(BaseModel):
+    """One analysis: which config, which two sides, which window."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    config: str = Field("http", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    canary: Labels | str = Field(
+        description='Label matchers: {"rollouts_pod_template_hash": "7d9f"} or \'app="web"\'.')
+    stable: Labels | str
+    vars: dict[str, str] = Field(default_factory=dict)
+    window: Window = Field(default_factory=Window)
+    metrics: list[MetricOverride] | dict[str, MetricOverride] | None = None
+    mode: Mode | None = None
+    alpha: float | None = Field(None, gt=0, lt=0.5)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window_none(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class CheckModel(BaseModel):
+    name: str
+    kind: str
+    verdict: Literal["pass", "fail", "inconclusive"]
+    critical: bool
+    weight: float
+    test: str
+    effect: float | None = Field(description="Canary relative to stable: 0.5 = 50 % higher.")
+    interval: dict[str, Any] = Field(description="low, high, of (what the bounds are), level.")
+    p_value: float | None
+    allowed: float | None = Field(description="Tolerated change, in the interval's units.")
+    canary: dict[str, float | None]
+    stable: dict[str, float | None]
+    reason: str
+
+
+class WindowModel(BaseModel):
+    start: str
+    end: str
+    step: float
+
+
+class VerdictModel(BaseModel):
+    """Every 2xx answer of /v1/analyze. Keys are always present with these types."""
+
+    verdict: Literal["pass", "fail", "inconclusive"]
+    pass_: bool = Field(alias="pass", serialization_alias="pass")
+    score: float
+    reason: str
+    config: str
+    mode: str
+    window: WindowModel
+    analysis_id: str
+    checks: list[CheckModel]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+def now() -> float:
+    return time.time()

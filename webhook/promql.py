@@ -1,0 +1,153 @@
+"""Safe construction of PromQL from config templates and caller-supplied values.
+
+Callers (Argo args, Flagger metadata, curl) choose label values, never query text. Everything
+they send reaches a query only through this module: label names are checked against the
+Prometheus grammar, values are escaped as PromQL string literals, and a raw matcher string is
+parsed into matchers and re-rendered, so `app="x"} or vector(1) #` cannot survive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+_MATCHER = re.compile(
+    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*(,|$)')
+_OPS = ("=", "!=", "=~", "!~")
+
+
+class PromQLError(ValueError):
+    """A caller-supplied piece cannot be placed into PromQL safely; becomes a 400."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+
+    def render(self) -> str:
+        return f"{self.name}{self.op}{quote(self.value)}"
+
+
+def quote(value: str) -> str:
+    """A PromQL double-quoted string literal whose content is exactly `value`."""
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"')
+               .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
+def _unescape(body: str) -> str:
+    out: list[str] = []
+    chars = iter(body)
+    table = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            out.append(table.get(nxt, "\\" + nxt))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
+    """Parse `a="x", b=~"y.*"` (braces optional) into matchers, rejecting anything else."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    matchers: list[Matcher] = []
+    pos = 0
+    while pos < len(body) and body[pos:].strip():
+        match = _MATCHER.match(body, pos)
+        if match is None:
+            raise PromQLError(
+                f"{field}: expected label matchers like app=\"web\" or pod=~\"web-.*\", "
+                f"could not parse near {body[pos:pos + 30]!r}", field)
+        name, op, raw, _ = match.groups()
+        matchers.append(Matcher(name, op, _unescape(raw)))
+        pos = match.end()
+    if not matchers:
+        raise PromQLError(f"{field}: no label matchers given", field)
+    return tuple(matchers)
+
+
+def matchers_from_labels(labels: Mapping[str, object], field: str) -> tuple[Matcher, ...]:
+    """`{"app": "web"}` → equality matchers; label names must be valid Prometheus names."""
+    if not labels:
+        raise PromQLError(f"{field}: give at least one label, e.g. {{\"app\": \"web\"}}", field)
+    out = []
+    for name, value in labels.items():
+        if not LABEL_NAME.fullmatch(str(name)):
+            raise PromQLError(f"{field}: {name!r} is not a valid Prometheus label name", field)
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise PromQLError(f"{field}.{name}: label value must be a string", field)
+        out.append(Matcher(str(name), "=", str(value)))
+    return tuple(out)
+
+
+def render_selector(matchers: tuple[Matcher, ...]) -> str:
+    """Matchers as they go inside `{…}` of a vector selector."""
+    return ", ".join(m.render() for m in matchers)
+
+
+def placeholders(template: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(template))
+
+
+def _quoted_spans(template: str) -> list[tuple[int, int]]:
+    """Character spans of PromQL string literals ("…", '…', `…`) in a template."""
+    spans = []
+    i = 0
+    while i < len(template):
+        ch = template[i]
+        if ch in "\"'`":
+            j = i + 1
+            while j < len(template) and template[j] != ch:
+                j += 2 if template[j] == "\\" and ch != "`" else 1
+            spans.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    return spans
+
+
+def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
+           field: str = "query") -> str:
+    """Fill `{{name}}` placeholders.
+
+    `raw` values are trusted, already-rendered PromQL (the side's selector, the step). Every
+    other value comes from a caller: inside a string literal it is escaped; outside one it must
+    be a bare identifier (a metric or label name), which cannot change the query's shape.
+    """
+    spans = _quoted_spans(template)
+
+    def inside_quotes(pos: int) -> bool:
+        return any(a < pos < b for a, b in spans)
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in raw:
+            return raw[name]
+        if name not in values:
+            raise PromQLError(
+                f"{field}: the query needs a value for {{{{{name}}}}}; pass it in vars.{name}",
+                f"vars.{name}")
+        value = str(values[name])
+        if inside_quotes(match.start()):
+            return quote(value)[1:-1]
+        if not IDENTIFIER.fullmatch(value):
+            raise PromQLError(
+                f"vars.{name}: {value!r} is placed in the query as a name, so it must match "
+                "[a-zA-Z_:][a-zA-Z0-9_:]*", f"vars.{name}")
+        return value
+
+    return _PLACEHOLDER.sub(substitute, template)

@@ -1,0 +1,72 @@
+"""Service configuration, read once from `CANARY_JUDGE_*` environment variables.
+
+Secrets (tokens, passwords) are `SecretStr` so that a stray `repr()` or log line never prints
+them; only the Prometheus adapter and the auth check ever unwrap them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob an operator can turn; the README lists them with the same names."""
+
+    model_config = SettingsConfigDict(env_prefix="CANARY_JUDGE_", extra="ignore")
+
+    prometheus_url: str = Field(
+        "http://localhost:9090",
+        description="Base URL of the Prometheus-compatible API (Thanos, Mimir: include the "
+        "path prefix, e.g. http://mimir/prometheus).",
+    )
+    prometheus_bearer_token: SecretStr | None = None
+    prometheus_bearer_token_file: Path | None = Field(
+        None, description="File holding the bearer token (a mounted Secret); re-read per call."
+    )
+    prometheus_username: str | None = None
+    prometheus_password: SecretStr | None = None
+    prometheus_org_id: str | None = Field(
+        None, description="Sent as X-Scope-OrgID (Mimir, Cortex).")
+    prometheus_headers: dict[str, str] = Field(
+        default_factory=dict, description='Extra headers as JSON, e.g. {"X-Foo": "bar"}.'
+    )
+    prometheus_ca_file: Path | None = None
+    prometheus_insecure_skip_verify: bool = False
+    prometheus_timeout_seconds: float = Field(
+        5.0, gt=0, description="Per query; keep below the caller's timeout (Argo/Flagger: 10 s)."
+    )
+    prometheus_max_concurrency: int = Field(8, ge=1, le=64)
+
+    config_dir: Path | None = Field(None, description="Directory of analysis config YAML files.")
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens accepted on /v1/analyze; empty = open.",
+    )
+    allow_inline_queries: bool = Field(
+        False, description="Let callers send their own PromQL in `metrics` (off: configs only)."
+    )
+    default_lookback: str = Field("10m", description="Window when a request names none.")
+    default_step: str = Field("60s", description="Step when a request names none.")
+    default_alpha: float = Field(0.05, gt=0, lt=0.5)
+    max_window_points: int = Field(2000, ge=10, le=11000)
+    log_level: str = "INFO"
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _tokens_from_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
