@@ -1,0 +1,57 @@
+"""Shared fixtures: one real Prometheus per test session, planted with known rollouts.
+
+Data runs from two hours before the session's anchor time to ten minutes after it, so both
+explicit past windows and "now" windows land on planted samples (PROMETHEUS-LAB.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from webhook.app import create_app
+from webhook.lab import PrometheusLab, render_openmetrics
+from webhook.lab.rollouts import standard_sides
+from webhook.settings import load_settings
+
+HISTORY = 2 * 3600
+FUTURE = 600
+
+
+@dataclass(frozen=True)
+class Lab:
+    url: str
+    anchor: float  # an instant inside the planted data, aligned to the minute
+
+    def window(self, minutes: int = 60) -> dict[str, float]:
+        """An explicit past window fully inside the planted data."""
+        end = self.anchor - 300
+        return {"start": end - minutes * 60, "end": end, "step": 60}
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if not PrometheusLab.available():
+        pytest.fail("Prometheus is not installed: apt-get install prometheus (see .ci/run)")
+    anchor = math.floor(time.time() / 60) * 60
+    text = render_openmetrics(standard_sides(), anchor - HISTORY, anchor + FUTURE,
+                              scrape_interval=15.0, seed=7)
+    with PrometheusLab() as prom:
+        prom.plant(text)
+        url = prom.start()
+        yield Lab(url=url, anchor=anchor)
+
+
+@pytest.fixture(scope="session")
+def app(lab: Lab):
+    return create_app(load_settings(prometheus_url=lab.url, allow_inline_queries=True,
+                                    config_dir=None))
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()

@@ -1,0 +1,186 @@
+"""/v1/analyze against a real Prometheus with planted rollouts: what Argo and curl see."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook.lab.rollouts import ARGO_MISSING, ARGO_STABLE, argo_hash
+
+TOP_LEVEL_TYPES = {
+    "verdict": str, "pass": bool, "score": (int, float), "reason": str, "config": str,
+    "mode": str, "window": dict, "analysis_id": str, "checks": list,
+}
+
+
+def body(lab, version_hash: str, **extra):
+    return {
+        "config": "http",
+        "canary": {"rollouts_pod_template_hash": version_hash},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
+        "window": lab.window(60),
+        **extra,
+    }
+
+
+def assert_argo_typed(answer: dict) -> None:
+    """Argo's condition language breaks when a key is missing or changes type."""
+    for key, kind in TOP_LEVEL_TYPES.items():
+        assert key in answer, key
+        assert isinstance(answer[key], kind), (key, answer[key])
+    assert not isinstance(answer["score"], bool)
+    assert answer["verdict"] in ("pass", "fail", "inconclusive")
+    assert answer["pass"] is (answer["verdict"] == "pass")
+    assert 0 <= answer["score"] <= 100
+    assert set(answer["window"]) == {"start", "end", "step"}
+
+
+def test_healthy_canary_passes(client, lab):
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy")))
+    assert r.status_code == 200, r.json
+    assert r.json["verdict"] == "pass", r.json["reason"]
+    assert r.json["pass"] is True and r.json["score"] == 100
+    assert_argo_typed(r.json)
+    names = {c["name"] for c in r.json["checks"]}
+    assert names == {"error_ratio", "latency_p95", "latency_p99"}
+    ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
+    assert ratio["canary"]["n"] > 50_000 and ratio["stable"]["n"] > 100_000
+    assert ratio["canary"]["value"] == pytest.approx(0.01, abs=0.002)
+
+
+def test_triple_error_ratio_fails_on_the_critical_check(client, lab):
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("errors3x")))
+    assert r.status_code == 200
+    answer = r.json
+    assert_argo_typed(answer)
+    assert answer["verdict"] == "fail" and answer["pass"] is False and answer["score"] < 50
+    ratio = next(c for c in answer["checks"] if c["name"] == "error_ratio")
+    assert ratio["verdict"] == "fail" and ratio["critical"] is True
+    assert ratio["effect"] == pytest.approx(2.0, abs=0.3)
+    assert ratio["p_value"] < 1e-6
+    assert "error_ratio" in answer["reason"] and "[critical]" in answer["reason"]
+
+
+def test_fifty_percent_slower_p99_fails(client, lab):
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("slow")))
+    answer = r.json
+    assert_argo_typed(answer)
+    assert answer["verdict"] == "fail"
+    p99 = next(c for c in answer["checks"] if c["name"] == "latency_p99")
+    assert p99["verdict"] == "fail"
+    assert p99["effect"] == pytest.approx(0.5, abs=0.12)
+    assert p99["interval"]["low"] > 0.2  # the whole interval is beyond the 20 % tolerance
+    assert next(c for c in answer["checks"] if c["name"] == "error_ratio")["verdict"] == "pass"
+
+
+def test_missing_canary_series_is_inconclusive_never_pass(client, lab):
+    r = client.post("/v1/analyze", json=body(lab, ARGO_MISSING))
+    assert r.status_code == 200
+    answer = r.json
+    assert_argo_typed(answer)
+    assert answer["verdict"] == "inconclusive" and answer["pass"] is False
+    assert 50 <= answer["score"] < 90  # Argo score conditions (>=90 / <50) pause, not pass/fail
+    assert "too little data" in answer["reason"]
+    for check in answer["checks"]:
+        assert check["verdict"] == "inconclusive"
+        assert check["canary"]["n"] == 0
+
+
+def test_argo_string_scalars_are_accepted(client, lab):
+    """Argo sends templated jsonBody leaves as strings."""
+    w = lab.window(60)
+    payload = body(lab, argo_hash("healthy"), alpha="0.01", mode="fixed")
+    payload["window"] = {k: str(int(v)) for k, v in w.items()}
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 200, r.json
+    assert r.json["verdict"] == "pass"
+
+
+def test_rfc3339_window_and_get_route_with_query_parameters(client, lab):
+    from datetime import UTC, datetime
+
+    w = lab.window(60)
+    iso = {k: datetime.fromtimestamp(w[k], UTC).isoformat().replace("+00:00", "Z")
+           for k in ("start", "end")}
+    url = (f"/v1/analyze/http?canary.rollouts_pod_template_hash={argo_hash('errors3x')}"
+           f"&stable=rollouts_pod_template_hash=\"{ARGO_STABLE}\""
+           f"&start={iso['start']}&end={iso['end']}&step=1m")
+    r = client.get(url)
+    assert r.status_code == 200, r.json
+    assert r.json["verdict"] == "fail"
+    assert r.json["window"]["start"] == iso["start"]
+
+
+def test_same_answer_for_the_same_explicit_window(client, lab):
+    a = client.post("/v1/analyze", json=body(lab, argo_hash("slow"))).json
+    b = client.post("/v1/analyze", json=body(lab, argo_hash("slow"))).json
+    assert a["analysis_id"] != b["analysis_id"]
+    strip = lambda x: {k: v for k, v in x.items() if k != "analysis_id"}  # noqa: E731
+    assert strip(a) == strip(b)
+
+
+def test_text_format_is_a_table_for_people(client, lab):
+    r = client.post("/v1/analyze?format=text", json=body(lab, argo_hash("errors3x")))
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    text = r.get_data(as_text=True)
+    assert text.startswith("verdict: FAIL")
+    assert "error_ratio (critical)  fail" in text
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy")),
+                    headers={"Accept": "text/plain"})
+    assert r.get_data(as_text=True).startswith("verdict: PASS")
+
+
+def test_default_window_ends_now_and_uses_planted_recent_data(client, lab):
+    payload = body(lab, argo_hash("errors3x"))
+    del payload["window"]
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 200
+    assert r.json["window"]["step"] == 60
+    ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
+    assert 5_000 < ratio["canary"]["n"] < 20_000  # ten minutes at 20 req/s
+    assert r.json["verdict"] == "fail"
+
+
+def test_label_values_are_escaped_not_injected(client, lab):
+    nasty = 'x"} or vector(1) or up{a="'
+    r = client.post("/v1/analyze", json=body(lab, nasty))
+    assert r.status_code == 200, r.json
+    assert r.json["verdict"] == "inconclusive"  # matched nothing; the query shape held
+
+
+def test_per_request_tolerance_override(client, lab):
+    """A team may tolerate more latency: +50 % then passes p95/p99 only when allowed."""
+    payload = body(lab, argo_hash("slow"), metrics=[
+        {"name": "latency", "tolerance": {"relative": "1.0"}}])
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 200, r.json
+    assert r.json["verdict"] == "pass"
+
+
+def test_disabled_metric_is_left_out(client, lab):
+    payload = body(lab, argo_hash("slow"), metrics={"latency": {"enabled": "false"}})
+    r = client.post("/v1/analyze", json=payload)
+    assert [c["name"] for c in r.json["checks"]] == ["error_ratio"]
+    assert r.json["verdict"] == "pass"
+
+
+def test_bad_promql_in_an_inline_metric_is_502_naming_metric_and_prometheus_error(client, lab):
+    payload = body(lab, argo_hash("healthy"), metrics=[{
+        "name": "broken", "kind": "ratio",
+        "bad": "sum(rate(http_requests_total{ {{selector}} }[{{step}}])",
+        "total": "sum(increase(http_requests_total{ {{selector}} }[{{step}}]))"}])
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 502
+    assert "broken" in r.json["message"]
+    assert "bad_data" in r.json["message"] and "parse error" in r.json["message"]
+
+
+def test_inline_queries_are_refused_when_disabled(lab):
+    from webhook.app import create_app
+    from webhook.settings import load_settings
+
+    client = create_app(load_settings(prometheus_url=lab.url)).test_client()
+    payload = body(lab, argo_hash("healthy"), metrics=[{
+        "name": "error_ratio", "total": "sum(up{ {{selector}} })"}])
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 403
+    assert "inline queries are disabled" in r.json["message"]

@@ -1,0 +1,65 @@
+"""Bad input gets a 400 that names the field and says how to fix it; routes never answer a
+stray 200 (a 200 on Flagger's rollback hook rolls a canary back)."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook.lab.rollouts import ARGO_STABLE
+
+GOOD = {"canary": {"rollouts_pod_template_hash": "a1"},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}}
+
+
+@pytest.mark.parametrize(("payload", "field", "hint"), [
+    ({"canary": {"app": "a"}}, "stable", "required"),
+    ({**GOOD, "config": "nope"}, "config", "unknown config 'nope'; this server has: http"),
+    ({**GOOD, "window": {"step": "soon"}}, "window.step", "use e.g. 30s"),
+    ({**GOOD, "window": {"start": "yesterday"}}, "window.start", "RFC 3339"),
+    ({**GOOD, "window": {"start": 2000, "end": 1000}}, "window.end", "after window.start"),
+    ({**GOOD, "window": {"start": 0, "end": 86400 * 30, "step": 1}}, "window.step", "at most"),
+    ({**GOOD, "alpha": "0.9"}, "alpha", "less than 0.5"),
+    ({**GOOD, "mode": "yolo"}, "mode", "fixed"),
+    ({**GOOD, "canary": 'app="x"} or vector(1) #'}, "canary", "label matchers"),
+    ({**GOOD, "canary": {"bad-label": "x"}}, "canary", "not a valid Prometheus label name"),
+    ({**GOOD, "stable": GOOD["canary"]}, "stable", "same series"),
+    ({**GOOD, "colour": "blue"}, "colour", "unknown field"),
+    ({**GOOD, "metrics": [{"name": "nope", "critical": True}]}, "metrics.nope", "has no metric"),
+    ({**GOOD, "vars": {"requests_metric": "up) or vector(1"}}, "vars.requests_metric",
+     "must match"),
+])
+def test_bad_body_is_400_naming_the_field(client, payload, field, hint):
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == field
+    assert hint in r.json["message"]
+    assert r.json["message"].startswith(field.split(".")[0])
+
+
+def test_non_json_body_is_400(client):
+    r = client.post("/v1/analyze", data="not json", content_type="application/json")
+    assert r.status_code == 400 and r.json["field"] == "body"
+    r = client.post("/v1/analyze", json=["a", "list"])
+    assert r.status_code == 400
+
+
+def test_unknown_get_parameter_is_named(client):
+    r = client.get("/v1/analyze/http?canary.app=a&stable.app=b&lookbak=10m")
+    assert r.status_code == 400 and r.json["field"] == "lookbak"
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/", 404), ("GET", "/v2/analyze", 404), ("POST", "/v1/hooks/", 404),
+    ("POST", "/v1/hooks/rolback", 404), ("GET", "/v1/hooks/rollback", 405),
+    ("GET", "/v1/analyze", 405), ("DELETE", "/v1/analyze", 405), ("POST", "/healthz", 405),
+    ("POST", "/rollback", 404),
+])
+def test_unknown_routes_and_methods_are_never_200(client, method, path, status):
+    r = client.open(path, method=method, json={"name": "a", "namespace": "b"})
+    assert r.status_code == status
+    assert r.status_code not in (200, 201, 202)
+
+
+def test_huge_body_is_rejected(client):
+    r = client.post("/v1/analyze", data="x" * (300 * 1024), content_type="application/json")
+    assert r.status_code == 413 and r.is_json

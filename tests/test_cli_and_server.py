@@ -1,0 +1,85 @@
+"""The shipped entry points: `canary-judge serve` (gunicorn) and `canary-judge analyze`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from webhook.lab.prometheus import free_port
+from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash
+
+
+@pytest.fixture(scope="module")
+def server(lab):
+    port = free_port()
+    env = {**os.environ, "CANARY_JUDGE_PROMETHEUS_URL": lab.url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2", "--threads", "4"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not become ready: {proc.stdout.read() if proc.stdout else ''}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_gunicorn_serves_argo_and_flagger(server, lab):
+    body = {"canary": {"rollouts_pod_template_hash": argo_hash("errors3x")},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
+            "window": {k: str(v) for k, v in lab.window(60).items()}}
+    r = requests.post(server + "/v1/analyze", json=body, timeout=10)
+    assert r.status_code == 200 and r.json()["verdict"] == "fail"
+    r = requests.post(server + "/v1/hooks/rollback", timeout=10, json={
+        "name": "badinfo", "namespace": NAMESPACE, "metadata": {"lookback": "60m"}})
+    assert r.status_code == 200
+    r = requests.post(server + "/v1/hooks/rollback", timeout=10, json={
+        "name": "podinfo", "namespace": NAMESPACE, "metadata": {"lookback": "60m"}})
+    assert r.status_code == 412
+
+
+def test_metrics_aggregate_across_gunicorn_workers(server, lab):
+    body = {"canary": {"rollouts_pod_template_hash": argo_hash("healthy")},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(60)}
+    for _ in range(6):
+        assert requests.post(server + "/v1/analyze", json=body, timeout=10).status_code == 200
+    text = requests.get(server + "/metrics", timeout=5).text
+    line = next(x for x in text.splitlines()
+                if x.startswith('canary_judge_analyses_total{caller="api"')
+                and 'verdict="pass"' in x)
+    assert float(line.split()[-1]) >= 6
+
+
+def run_cli(lab, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    w = lab.window(60)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", "analyze", "--prometheus-url", lab.url,
+         "--canary", f'rollouts_pod_template_hash="{argo_hash(version)}"',
+         "--stable", f'{{"rollouts_pod_template_hash": "{ARGO_STABLE}"}}',
+         "--start", str(w["start"]), "--end", str(w["end"]), *extra],
+        capture_output=True, text=True, timeout=60)
+
+
+def test_cli_analyze_exit_codes_follow_the_verdict(lab):
+    ok = run_cli(lab, "healthy")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("verdict: PASS")
+    bad = run_cli(lab, "slow", "--json")
+    assert bad.returncode == 1
+    assert '"verdict": "fail"' in bad.stdout
+    broken = run_cli(lab, "healthy", "--step", "never")
+    assert broken.returncode == 3 and "step" in broken.stderr

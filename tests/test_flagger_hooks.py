@@ -1,0 +1,106 @@
+"""Flagger webhooks: the status code is the whole answer (200/201/202 pass, all else fails)."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook.lab.rollouts import FLAGGER_NEW, NAMESPACE, SCHEME_VARS
+
+ANALYSIS_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase")
+
+
+def hook(client, kind: str, target: str, provider: str = "app", **meta):
+    metadata = {"provider": provider, "lookback": "60m", **SCHEME_VARS[provider], **meta}
+    payload = {"name": target, "namespace": NAMESPACE, "phase": "Progressing",
+               "checksum": "abc123", "metadata": metadata}
+    return client.post(f"/v1/hooks/{kind}", json=payload)
+
+
+# (target, hook) -> status, per CONTRACTS.md: healthy podinfo, critical-failing badinfo,
+# non-critically failing slowinfo, and newinfo whose canary has no data yet.
+EXPECTED = {
+    "podinfo": {"pre-rollout": 200, "rollout": 200, "confirm-traffic-increase": 200,
+                "confirm-promotion": 200, "rollback": 412},
+    "badinfo": {"pre-rollout": 412, "rollout": 412, "confirm-traffic-increase": 412,
+                "confirm-promotion": 412, "rollback": 200},
+    "slowinfo": {"pre-rollout": 412, "rollout": 412, "confirm-traffic-increase": 412,
+                 "confirm-promotion": 412, "rollback": 412},
+    FLAGGER_NEW: {"pre-rollout": 200, "rollout": 200, "confirm-traffic-increase": 200,
+                  "confirm-promotion": 412, "rollback": 412},
+}
+
+
+@pytest.mark.parametrize("provider", ["app", "istio", "linkerd", "pod"])
+@pytest.mark.parametrize("target", list(EXPECTED))
+def test_analysis_hooks_answer_per_contract(client, target, provider):
+    for kind, status in EXPECTED[target].items():
+        r = hook(client, kind, target, provider)
+        assert r.status_code == status, (kind, r.get_data(as_text=True))
+        text = r.get_data(as_text=True)
+        assert r.mimetype == "text/plain" and text.count("\n") == 1  # one line for the Event
+
+
+def test_fail_reason_is_one_line_naming_the_check(client):
+    r = hook(client, "rollout", "badinfo")
+    text = r.get_data(as_text=True)
+    assert "error_ratio" in text and "[critical]" in text and "analysis" in text
+
+
+def test_rollback_fires_only_on_critical_failure(client):
+    assert hook(client, "rollback", "badinfo").status_code == 200
+    assert "roll back" in hook(client, "rollback", "badinfo").get_data(as_text=True)
+    # a latency regression fails the rollout check but is not a reason to roll back now
+    assert hook(client, "rollback", "slowinfo").status_code == 412
+
+
+def test_inconclusive_can_be_made_to_fail_the_rollout_check(client):
+    assert hook(client, "rollout", FLAGGER_NEW).status_code == 200
+    assert hook(client, "rollout", FLAGGER_NEW, inconclusive="fail").status_code == 412
+
+
+@pytest.mark.parametrize("kind", ["post-rollout", "event"])
+def test_notification_hooks_answer_200_at_once(client, kind):
+    payload = {"name": "anything", "namespace": "x", "phase": "Succeeded",
+               "eventMessage": "New revision detected", "eventType": "Normal",
+               "timestamp": "1700000000000"}
+    r = client.post(f"/v1/hooks/{kind}", json=payload)
+    assert r.status_code == 200
+
+
+def test_confirm_rollout_opens_without_gates(client):
+    r = hook(client, "confirm-rollout", "podinfo")
+    assert r.status_code == 200
+    r = hook(client, "confirm-rollout", "podinfo", config="nope")
+    assert r.status_code == 400 and "nope" in r.get_data(as_text=True)
+
+
+def test_explicit_selectors_override_the_scheme(client):
+    r = hook(client, "rollout", "whatever", canary_selector='app="badinfo"',
+             stable_selector='app="badinfo-primary"')
+    assert r.status_code == 412
+    r = hook(client, "rollout", "whatever", canary_selector='app="badinfo"')
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("payload", [{"namespace": "x"}, {"name": "", "namespace": "x"},
+                                     {"name": "a", "namespace": "b", "metadata": "nope"}])
+def test_bad_payload_is_400_never_200(client, payload):
+    for kind in ("rollout", "rollback", "confirm-promotion"):
+        r = client.post(f"/v1/hooks/{kind}", json=payload)
+        assert r.status_code == 400, r.get_data(as_text=True)
+
+
+def test_bad_metadata_is_400(client):
+    r = hook(client, "rollback", "podinfo", provider="app", lookback="forever")
+    assert r.status_code == 400 and "metadata.window.lookback" in r.get_data(as_text=True)
+    r = client.post("/v1/hooks/rollout", json={"name": "podinfo", "namespace": NAMESPACE,
+                                               "metadata": {"provider": "consul"}})
+    assert r.status_code == 400 and "provider" in r.get_data(as_text=True)
+
+
+def test_hook_type_comes_from_the_path_not_the_payload(client):
+    """Flagger sends phase Progressing for most hook types; the path decides."""
+    payload = {"name": "badinfo", "namespace": NAMESPACE, "phase": "Progressing",
+               "metadata": {"lookback": "60m"}}
+    assert client.post("/v1/hooks/rollback", json=payload).status_code == 200
+    assert client.post("/v1/hooks/confirm-promotion", json=payload).status_code == 412

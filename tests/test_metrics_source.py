@@ -1,0 +1,182 @@
+"""The Prometheus adapter's failure modes, mapped to statuses Argo and Flagger treat as
+"could not judge" (5xx), never as a verdict.
+
+A real Prometheus is used where it can produce the fault (stopped, bad PromQL); a small fake
+HTTP server only for faults Prometheus will not produce on demand (hangs, garbage, half answers).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from webhook.app import create_app
+from webhook.lab import PrometheusLab, TrafficSide, render_openmetrics
+from webhook.lab.rollouts import ARGO_STABLE, argo_hash
+from webhook.settings import load_settings
+from webhook.sources import RangeQuery
+from webhook.sources.prometheus import PrometheusSource
+
+
+class FakeUpstream:
+    """Answers every request with one canned behaviour and records what it was sent."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.seen: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                outer.seen.append(dict(self.headers))
+                kind = outer.behaviour
+                if kind == "hang":
+                    time.sleep(3)
+                    return
+                status, ctype, body = {
+                    "garbage": (200, "application/json", b"{not json"),
+                    "half": (200, "application/json", b'{"status":"success","data":{"resul'),
+                    "starting": (503, "text/plain", b"Service Unavailable"),
+                    "timeout": (503, "application/json", json.dumps(
+                        {"status": "error", "errorType": "timeout",
+                         "error": "query timed out in expression evaluation"}).encode()),
+                    "unauthorized": (401, "text/plain", b"Unauthorized"),
+                    "wrongshape": (200, "application/json", json.dumps(
+                        {"status": "success", "data": {"resultType": "vector",
+                                                       "result": []}}).encode()),
+                    "empty": (200, "application/json", json.dumps(
+                        {"status": "success", "data": {"resultType": "matrix",
+                                                       "result": []}}).encode()),
+                }[kind]
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeUpstream:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def analyze(url: str, lab, **settings):
+    client = create_app(load_settings(prometheus_url=url, prometheus_timeout_seconds=1,
+                                      **settings)).test_client()
+    return client.post("/v1/analyze", json={
+        "canary": {"rollouts_pod_template_hash": argo_hash("healthy")},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(30)})
+
+
+def test_prometheus_stopped_is_503(lab):
+    side = TrafficSide(labels={"app": "x"}, rps=1)
+    with PrometheusLab() as prom:
+        prom.plant(render_openmetrics([side], lab.anchor - 600, lab.anchor))
+        url = prom.start()
+        assert analyze(url, lab).status_code == 200
+        prom.stop()
+        r = analyze(url, lab)
+    assert r.status_code == 503
+    assert r.json["error"] == "metrics_source_unavailable"
+    assert "unreachable" in r.json["message"]
+
+
+@pytest.mark.parametrize(("behaviour", "status", "words"), [
+    ("hang", 504, "did not answer within 1s"),
+    ("timeout", 504, "query timed out"),
+    ("garbage", 503, "unreadable"),
+    ("half", 503, "unreadable"),
+    ("starting", 503, "HTTP 503: Service Unavailable"),
+    ("unauthorized", 503, "credentials"),
+    ("wrongshape", 503, "without a matrix"),
+])
+def test_upstream_faults_are_5xx_never_a_verdict(lab, behaviour, status, words):
+    with FakeUpstream(behaviour) as fake:
+        began = time.monotonic()
+        r = analyze(fake.url, lab)
+        elapsed = time.monotonic() - began
+    assert r.status_code == status, r.json
+    assert words in r.json["message"]
+    assert "verdict" not in r.json
+    assert elapsed < 2.5  # the per-call timeout holds; queries ran concurrently, not in series
+
+
+def test_empty_results_everywhere_are_inconclusive(lab):
+    with FakeUpstream("empty") as fake:
+        r = analyze(fake.url, lab)
+    assert r.status_code == 200 and r.json["verdict"] == "inconclusive"
+
+
+def test_credentials_and_headers_reach_prometheus_but_never_the_answer(lab, capsys):
+    secret = "s3cr3t-token-value"
+    with FakeUpstream("empty") as fake:
+        r = analyze(fake.url, lab, prometheus_bearer_token=secret, prometheus_org_id="tenant-a",
+                    prometheus_headers={"X-Extra": "1"})
+    sent = fake.seen[0]
+    assert sent["Authorization"] == f"Bearer {secret}"
+    assert sent["X-Scope-OrgID"] == "tenant-a" and sent["X-Extra"] == "1"
+    assert secret not in r.get_data(as_text=True)
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+
+
+def test_basic_auth_and_token_file(lab, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    with FakeUpstream("empty") as fake:
+        analyze(fake.url, lab, prometheus_bearer_token_file=token_file)
+        analyze(fake.url, lab, prometheus_username="judge", prometheus_password="pw")
+    assert fake.seen[0]["Authorization"] == "Bearer from-file"
+    assert fake.seen[-1]["Authorization"].startswith("Basic ")
+
+
+def test_queries_run_concurrently_on_one_pool(lab):
+    """Six queries against a server that takes 0.3 s each finish in well under 6 × 0.3 s."""
+    with FakeUpstream("empty") as fake:
+        original = fake.server.RequestHandlerClass._answer
+
+        def slow(handler: BaseHTTPRequestHandler) -> None:
+            time.sleep(0.3)
+            original(handler)
+
+        fake.server.RequestHandlerClass.do_POST = slow
+        source = PrometheusSource(load_settings(prometheus_url=fake.url))
+        queries = [RangeQuery(f"q{i}", "up", lab.anchor - 600, lab.anchor, 60, "m")
+                   for i in range(6)]
+        began = time.monotonic()
+        results = source.query_range_many(queries)
+        elapsed = time.monotonic() - began
+    assert [r.query.key for r in results] == [q.key for q in queries]
+    assert elapsed < 1.2
+
+
+def test_real_prometheus_values_land_on_the_window_grid(lab):
+    source = PrometheusSource(load_settings(prometheus_url=lab.url))
+    start, end = lab.anchor - 3600, lab.anchor - 600
+    (result,) = source.query_range_many([RangeQuery(
+        "k", f'sum(increase(http_requests_total{{rollouts_pod_template_hash="{ARGO_STABLE}"}}'
+        "[60s]))", start, end, 60, "m")])
+    values = result.series[0].values
+    assert values.shape == (51,)
+    assert 1800 < values.mean() < 3000  # 40 req/s for 60 s
+    ok, detail = source.ready()
+    assert ok, detail

@@ -1,0 +1,111 @@
+"""The service around the analysis: auth, audit trail, own metrics, readiness, configs."""
+
+from __future__ import annotations
+
+import json
+
+from webhook.app import create_app
+from webhook.lab.rollouts import ARGO_STABLE, argo_hash
+from webhook.settings import load_settings
+
+
+def payload(lab, version: str = "healthy") -> dict:
+    return {"canary": {"rollouts_pod_template_hash": argo_hash(version)},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(60)}
+
+
+def test_api_tokens_guard_analyze_with_bearer(lab):
+    client = create_app(load_settings(prometheus_url=lab.url, api_tokens="t1,t2")).test_client()
+    assert client.post("/v1/analyze", json=payload(lab)).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/v1/analyze", json=payload(lab), headers=wrong).status_code == 401
+    ok = client.post("/v1/analyze", json=payload(lab), headers={"Authorization": "Bearer t2"})
+    assert ok.status_code == 200
+    assert "t2" not in ok.get_data(as_text=True)
+    # Flagger cannot send headers: hooks stay reachable (protect them with a NetworkPolicy)
+    r = client.post("/v1/hooks/post-rollout", json={"name": "a", "namespace": "b"})
+    assert r.status_code == 200
+
+
+def test_every_analysis_leaves_one_json_audit_line(client, lab, capsys):
+    capsys.readouterr()
+    r = client.post("/v1/analyze", json=payload(lab, "errors3x"),
+                    headers={"Authorization": "Bearer should-not-be-logged",
+                             "User-Agent": "Go-http-client/1.1"})
+    assert r.status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if '"event":"analysis"' in line]
+    assert len(lines) == 1
+    entry = lines[0]
+    assert entry["analysis_id"] == r.json["analysis_id"]
+    assert entry["caller"] == "argo" and entry["route"] == "POST /v1/analyze"
+    assert entry["config"] == "http" and entry["verdict"] == "fail"
+    assert entry["window"] == r.json["window"]
+    assert entry["queries"] == 6 and entry["query_seconds"] > 0 and entry["duration_s"] > 0
+    assert "error_ratio" in entry["reason"]
+    assert "should-not-be-logged" not in json.dumps(entry)
+
+
+def test_own_metrics_count_verdicts_and_upstream_errors(client, lab):
+    client.post("/v1/analyze", json=payload(lab, "slow"))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'canary_judge_analyses_total{caller="api",config="http",verdict="fail"}' in text
+    assert "canary_judge_analysis_duration_seconds_bucket" in text
+    assert "canary_judge_upstream_queries_total" in text
+
+
+def test_readiness_follows_the_metrics_source(client, lab):
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json["configs"] == ["http"]
+    down = create_app(load_settings(prometheus_url="http://127.0.0.1:9")).test_client()
+    r = down.get("/readyz")
+    assert r.status_code == 503 and "metrics source" in r.json["problems"][0]
+    assert down.get("/healthz").status_code == 200  # liveness must not restart us for it
+
+
+CUSTOM = """
+name: checkout
+description: error ratio only, on a custom metric name
+vars: {requests_metric: http_requests_total}
+defaults: {alpha: 0.01, lookback: 30m, step: 30s}
+metrics:
+  - name: errors
+    kind: ratio
+    bad: sum(increase({{requests_metric}}{ {{selector}}, code="500" }[{{step}}]))
+    total: sum(increase({{requests_metric}}{ {{selector}} }[{{step}}]))
+    tolerance: {relative: 0.25}
+    critical: true
+"""
+
+
+def test_config_dir_adds_configs_and_reports_broken_files(lab, tmp_path):
+    (tmp_path / "checkout.yaml").write_text(CUSTOM)
+    (tmp_path / "broken.yaml").write_text("name: broken\nmetrics: [{kind: nope}]\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    client = create_app(load_settings(prometheus_url=lab.url,
+                                      config_dir=str(tmp_path))).test_client()
+    listed = client.get("/v1/configs").json
+    assert [c["name"] for c in listed["configs"]] == ["checkout", "http"]
+    assert listed["errors"][0]["source"].endswith("broken.yaml")
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "broken.yaml" in ready.json["problems"][0]
+    assert client.get("/v1/configs/checkout").json["defaults"]["step"] == "30s"
+    assert client.get("/v1/configs/nope").status_code == 404
+    body = {**payload(lab, "errors3x"), "config": "checkout"}
+    r = client.post("/v1/analyze", json=body)
+    assert r.status_code == 200
+    assert r.json["config"] == "checkout" and r.json["verdict"] == "fail"
+    assert [c["name"] for c in r.json["checks"]] == ["errors"]
+
+
+def test_openapi_documents_every_route(client):
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.")
+    for path in ("/v1/analyze", "/v1/analyze/{config}", "/v1/hooks/{type}", "/v1/configs",
+                 "/v1/configs/{name}", "/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert path in doc["paths"], path
+    verdict = doc["components"]["schemas"]["Verdict"]
+    assert {"verdict", "pass", "score", "reason", "checks"} <= set(verdict["properties"])
+    hook_types = doc["paths"]["/v1/hooks/{type}"]["post"]["parameters"][0]["schema"]["enum"]
+    assert len(hook_types) == 8

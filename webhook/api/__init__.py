@@ -1,0 +1,1 @@
+"""HTTP layers: one blueprint per caller contract, all over the same analysis."""

@@ -1,0 +1,124 @@
+"""`/v1/analyze`: the Argo Rollouts `web` provider and curl.
+
+Argo reads 2xx bodies with a JSONPath and treats any non-2xx as a measurement Error (retried,
+never a verdict), so: 200 carries the complete verdict whatever it is; 400 means the request is
+wrong; 502/503/504 mean the metrics source failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import ValidationError
+
+from webhook.analysis import AnalysisRequestError
+from webhook.app import bearer_ok, error_response, get_service, validation_message
+from webhook.models import AnalysisRequest
+from webhook.render import verdict_text
+from webhook.sources import SourceError
+
+bp = Blueprint("analyze", __name__)
+
+_WINDOW_PARAMS = ("start", "end", "lookback", "step")
+_SCALAR_PARAMS = ("mode", "alpha")
+
+
+def _wants_text() -> bool:
+    if request.args.get("format") == "text":
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
+    return best == "text/plain" and request.accept_mimetypes["text/plain"] > \
+        request.accept_mimetypes["application/json"]
+
+
+def _caller() -> str:
+    agent = request.headers.get("User-Agent", "")
+    if agent.startswith("Go-http-client") or "argo" in agent.lower():
+        return "argo"
+    if agent.startswith("curl"):
+        return "curl"
+    return "api"
+
+
+def _respond(req: AnalysisRequest, route: str) -> Response:
+    service = get_service()
+    try:
+        result = service.analyze(req, caller=_caller(), route=route)
+    except AnalysisRequestError as exc:
+        return error_response(exc.status, exc.message, exc.field)
+    except SourceError as exc:
+        return error_response(exc.status, exc.message, kind=f"metrics_source_{exc.kind}")
+    body = result.body()
+    if _wants_text():
+        return Response(verdict_text(body), mimetype="text/plain")
+    return jsonify(body)
+
+
+def _unauthorized() -> Response:
+    response = error_response(401, "missing or wrong bearer token", kind="unauthorized")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@bp.post("/v1/analyze")
+def analyze_post() -> Response:
+    if not bearer_ok(get_service().settings):
+        return _unauthorized()
+    payload = request.get_json(silent=True, force=True)
+    if not isinstance(payload, dict):
+        return error_response(400, "body: expected a JSON object (Content-Type: "
+                              "application/json)", "body")
+    try:
+        req = AnalysisRequest.model_validate(payload)
+    except ValidationError as exc:
+        message, field = validation_message(exc)
+        return error_response(400, message, field)
+    return _respond(req, "POST /v1/analyze")
+
+
+def request_from_query(config: str, args: Any) -> AnalysisRequest:
+    """GET form: `canary=app="web"` or `canary.app=web`, `vars.x=…`, window fields flat."""
+    data: dict[str, Any] = {"config": config, "window": {}, "vars": {}}
+    unknown = []
+    for key in args:
+        value = args.get(key)
+        if key == "format":
+            continue
+        if key in ("canary", "stable"):
+            data[key] = value
+        elif key.startswith(("canary.", "stable.")):
+            side, _, label = key.partition(".")
+            existing = data.setdefault(side, {})
+            if not isinstance(existing, dict):
+                raise AnalysisRequestError(f"{side}: give either {side}=<matchers> or "
+                                           f"{side}.<label>=<value>, not both", side)
+            existing[label] = value
+        elif key.startswith("vars."):
+            data["vars"][key[5:]] = value
+        elif key in _WINDOW_PARAMS:
+            data["window"][key] = value
+        elif key in _SCALAR_PARAMS:
+            data[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise AnalysisRequestError(
+            f"unknown query parameter(s) {', '.join(sorted(unknown))}; use canary, stable, "
+            "canary.<label>, stable.<label>, vars.<name>, start, end, lookback, step, mode, "
+            "alpha, format", unknown[0])
+    return AnalysisRequest.model_validate(data)
+
+
+@bp.get("/v1/analyze/<config>")
+def analyze_get(config: str) -> Response:
+    if not bearer_ok(get_service().settings):
+        return _unauthorized()
+    try:
+        req = request_from_query(config, request.args)
+    except AnalysisRequestError as exc:
+        return error_response(400, exc.message, exc.field)
+    except ValidationError as exc:
+        message, field = validation_message(exc)
+        return error_response(400, message, field)
+    return _respond(req, f"GET /v1/analyze/{req.config}")

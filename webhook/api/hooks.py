@@ -1,0 +1,172 @@
+"""`/v1/hooks/<type>`: Flagger Canary webhooks.
+
+Flagger reads only the status code: 200/201/202 pass, anything else fails, and for a 4xx the
+body becomes the reason in Kubernetes Events. The hook type is not in the payload (phase is
+"Progressing" for most types), so it comes from the path alone. What each answer means per type
+(CONTRACTS.md):
+
+| type | 200 when | otherwise |
+|---|---|---|
+| pre-rollout, rollout | no failure (inconclusive too, unless `inconclusive: fail`) | 412 |
+| confirm-traffic-increase | no failure (same rule) | 412 holds the weight |
+| confirm-promotion | the analysis passed conclusively | 412 waits |
+| confirm-rollout | no deployment gate of the config blocks a start now | 412 waits |
+| rollback | a critical check failed: roll back now | 412 (and 5xx on errors): no rollback |
+| post-rollout, event | always, at once | - |
+
+Failures of the judge itself are 5xx: Flagger discards their body and may retry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response
+from flask import request as flask_request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from webhook.analysis import AnalysisRequestError, AnalysisResult
+from webhook.app import get_service, validation_message
+from webhook.models import AnalysisRequest
+from webhook.observability import HOOK_RESPONSES, audit
+from webhook.sources import SourceError
+
+bp = Blueprint("hooks", __name__)
+
+HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
+              "confirm-promotion", "rollback", "post-rollout", "event")
+PROVIDERS = ("app", "istio", "linkerd", "pod")
+_METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
+                  "namespace_label", "app_label", "start", "end", "lookback", "step", "mode",
+                  "alpha", "inconclusive"}
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class FlaggerPayload(BaseModel):
+    """What Flagger posts; `metadata` is a string map and absent when the Canary sets none."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str = Field(min_length=1, max_length=253)
+    phase: str = ""
+    checksum: str = ""
+    metadata: dict[str, str] | None = None
+
+
+def _text(status: int, hook: str, line: str) -> Response:
+    HOOK_RESPONSES.labels(hook, str(status)).inc()
+    one_line = " ".join(line.split())[:1000]
+    return Response(one_line + "\n", status=status, mimetype="text/plain")
+
+
+def _selectors(p: FlaggerPayload, meta: dict[str, str]) -> tuple[dict[str, str] | str,
+                                                                   dict[str, str] | str]:
+    """Canary = target T, stable = T-primary, in the label scheme of the mesh in use."""
+    if "canary_selector" in meta or "stable_selector" in meta:
+        if not ("canary_selector" in meta and "stable_selector" in meta):
+            raise AnalysisRequestError("metadata: give both canary_selector and stable_selector",
+                                       "metadata.stable_selector")
+        return meta["canary_selector"], meta["stable_selector"]
+    provider = meta.get("provider", "app")
+    if provider not in PROVIDERS:
+        raise AnalysisRequestError(f"metadata.provider: {provider!r} is not one of "
+                                   f"{', '.join(PROVIDERS)}", "metadata.provider")
+    target = meta.get("target") or p.name
+    if not _K8S_NAME.fullmatch(target):
+        raise AnalysisRequestError(f"metadata.target: {target!r} is not a Kubernetes name",
+                                   "metadata.target")
+    ns_label = meta.get("namespace_label", "namespace")
+    ns = {ns_label: p.namespace} if ns_label else {}
+    if provider == "istio":
+        return ({"destination_workload": target, "destination_workload_namespace": p.namespace},
+                {"destination_workload": f"{target}-primary",
+                 "destination_workload_namespace": p.namespace})
+    if provider == "linkerd":
+        return ({"deployment": target, **ns}, {"deployment": f"{target}-primary", **ns})
+    if provider == "pod":
+        segment = "[0-9a-zA-Z]+"
+        escaped = re.escape(target)
+        extra = "".join(f', {k}="{v}"' for k, v in ns.items())
+        return (f'pod=~"{escaped}-{segment}-{segment}"{extra}',
+                f'pod=~"{escaped}-primary-{segment}-{segment}"{extra}')
+    label = meta.get("app_label", "app")
+    return {label: target, **ns}, {label: f"{target}-primary", **ns}
+
+
+def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
+    meta = p.metadata or {}
+    canary, stable = _selectors(p, meta)
+    vars_ = {k: v for k, v in meta.items() if k not in _METADATA_KEYS}
+    vars_.setdefault("namespace", p.namespace)
+    vars_.setdefault("name", p.name)
+    vars_.setdefault("target", meta.get("target") or p.name)
+    data: dict[str, Any] = {
+        "config": meta.get("config", "http"), "canary": canary, "stable": stable, "vars": vars_,
+        "window": {k: meta[k] for k in ("start", "end", "lookback", "step") if k in meta},
+    }
+    for key in ("mode", "alpha"):
+        if key in meta:
+            data[key] = meta[key]
+    try:
+        return AnalysisRequest.model_validate(data)
+    except ValidationError as exc:
+        message, field = validation_message(exc, prefix="metadata.")
+        raise AnalysisRequestError(message, field) from exc
+
+
+def _decide(hook: str, result: AnalysisResult, meta: dict[str, str]) -> tuple[int, str]:
+    verdict = result.verdict.verdict
+    reason = result.verdict.reason
+    tail = f" [analysis {result.verdict.analysis_id}, score {result.verdict.score:g}]"
+    if hook == "rollback":
+        if result.critical_failure:
+            return 200, f"roll back: {reason}{tail}"
+        return 412, f"no rollback: no critical check failed ({verdict}){tail}"
+    if hook == "confirm-promotion":
+        if verdict == "pass":
+            return 200, f"promote: {reason}{tail}"
+        return 412, f"not promoting: {reason}{tail}"
+    if verdict == "fail":
+        return 412, f"{reason}{tail}"
+    if verdict == "inconclusive" and meta.get("inconclusive", "pass") == "fail":
+        return 412, f"{reason}{tail}"
+    return 200, f"{reason}{tail}"
+
+
+@bp.post("/v1/hooks/<hook>")
+def flagger_hook(hook: str) -> Response:
+    if hook not in HOOK_TYPES:
+        return _text(404, "unknown", f"unknown hook type {hook!r}; use one of "
+                     f"{', '.join(HOOK_TYPES)}")
+    raw = flask_request.get_json(silent=True, force=True)
+    if not isinstance(raw, dict):
+        return _text(400, hook, "body: expected Flagger's JSON payload (name, namespace, ...)")
+    try:
+        payload = FlaggerPayload.model_validate(raw)
+    except ValidationError as exc:
+        return _text(400, hook, validation_message(exc)[0])
+    meta = payload.metadata or {}
+    who = {"flagger_canary": f"{payload.namespace}/{payload.name}",
+           "checksum": payload.checksum, "hook": hook}
+    if hook in ("post-rollout", "event"):
+        audit({**who, "event": f"flagger_{hook}", "phase": payload.phase,
+               "message": str(raw.get("eventMessage", ""))[:500]})
+        return _text(200, hook, f"{hook} noted for {payload.namespace}/{payload.name}")
+    service = get_service()
+    if hook == "confirm-rollout":
+        config = service.registry.get(meta.get("config", "http"))
+        if config is None:
+            return _text(400, hook, f"metadata.config: unknown config {meta.get('config')!r}")
+        return _text(200, hook, f"rollout may start: config {config.name} has no deployment "
+                     "gates that block it now")
+    try:
+        req = analysis_request(payload)
+        result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",
+                                 audit_extra=who)
+    except AnalysisRequestError as exc:
+        return _text(400 if exc.status < 500 else exc.status, hook, exc.message)
+    except SourceError as exc:
+        return _text(exc.status, hook, exc.message)
+    status, line = _decide(hook, result, meta)
+    return _text(status, hook, line)

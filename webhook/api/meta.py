@@ -1,0 +1,186 @@
+"""Routes about the service itself: configs, health, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from webhook.app import error_response, get_service
+from webhook.models import AnalysisRequest, VerdictModel
+from webhook.observability import metrics_payload
+
+bp = Blueprint("meta", __name__)
+
+
+def _config_summary(name: str) -> dict[str, Any]:
+    service = get_service()
+    config = service.registry.configs[name]
+    return {
+        "name": config.name,
+        "description": config.description,
+        "source": service.registry.sources.get(name, ""),
+        "defaults": config.defaults.model_dump(),
+        "vars": config.vars,
+        "metrics": [m.model_dump() for m in config.metrics],
+    }
+
+
+@bp.get("/v1/configs")
+def list_configs() -> Response:
+    registry = get_service().registry
+    return jsonify({
+        "configs": [_config_summary(name) for name in sorted(registry.configs)],
+        "errors": [{"source": src, "error": err} for src, err in sorted(registry.errors.items())],
+    })
+
+
+@bp.get("/v1/configs/<name>")
+def show_config(name: str) -> Response:
+    registry = get_service().registry
+    if name not in registry.configs:
+        return error_response(404, f"unknown config {name!r}; this server has: "
+                              f"{', '.join(sorted(registry.configs)) or 'none'}", "name",
+                              kind="not_found")
+    return jsonify(_config_summary(name))
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: the worker answers. Deliberately not tied to Prometheus, so an outage of the
+    metrics source never gets the judge restarted in a loop."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    service = get_service()
+    problems = [f"config {src}: {err}" for src, err in sorted(service.registry.errors.items())]
+    if not service.registry.configs:
+        problems.append("no analysis configs loaded")
+    ok, detail = service.source.ready()
+    if not ok:
+        problems.append(f"metrics source: {detail}")
+    body = {"status": "ok" if not problems else "not ready", "problems": problems,
+            "configs": sorted(service.registry.configs)}
+    response = jsonify(body)
+    response.status_code = 200 if not problems else 503
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    payload, content_type = metrics_payload()
+    return Response(payload, content_type=content_type)
+
+
+def _verdict_schema() -> dict[str, Any]:
+    return VerdictModel.model_json_schema(by_alias=True,
+                                          ref_template="#/components/schemas/{model}")
+
+
+def openapi_document() -> dict[str, Any]:
+    request_schema = AnalysisRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    verdict_schema = _verdict_schema()
+    components: dict[str, Any] = {}
+    for schema in (request_schema, verdict_schema):
+        components.update(schema.pop("$defs", {}))
+    components["AnalysisRequest"] = request_schema
+    components["Verdict"] = verdict_schema
+    components["Error"] = {
+        "type": "object", "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                       "field": {"type": "string"}},
+    }
+
+    def ref(name: str) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def json_of(name: str) -> dict[str, Any]:
+        return {"application/json": {"schema": ref(name)}}
+
+    errors = {
+        "400": {"description": "Bad request or unknown config; `field` names what to fix.",
+                "content": json_of("Error")},
+        "401": {"description": "Missing or wrong bearer token (when API tokens are set).",
+                "content": json_of("Error")},
+        "502": {"description": "The metrics source rejected a query (config bug).",
+                "content": json_of("Error")},
+        "503": {"description": "The metrics source is unreachable or failing.",
+                "content": json_of("Error")},
+        "504": {"description": "The metrics source timed out.", "content": json_of("Error")},
+    }
+    verdict_ok = {"200": {"description": "An analysis ran; any verdict.", "content": {
+        **json_of("Verdict"), "text/plain": {"schema": {"type": "string"}}}}, **errors}
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    query_params = [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"},
+         "description": d} for n, d in (
+            ("canary", 'Matchers, e.g. rollouts_pod_template_hash="7d9f"; or canary.<label>'),
+            ("stable", "Matchers, or stable.<label>"),
+            ("start", "RFC 3339 or unix seconds"), ("end", "RFC 3339 or unix seconds"),
+            ("lookback", "Duration, e.g. 10m"), ("step", "Duration, e.g. 60s"),
+            ("mode", "fixed"), ("alpha", "False-failure rate, e.g. 0.05"),
+            ("format", "text for a plain-text table"))]
+    hook_types = ["confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
+                  "confirm-promotion", "rollback", "post-rollout", "event"]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "canary-judge", "version": "1",
+                 "description": "Canary analysis for Argo Rollouts and Flagger."},
+        "paths": {
+            "/v1/analyze": {"post": {
+                "summary": "Judge canary vs stable",
+                "requestBody": {"required": True, "content": json_of("AnalysisRequest")},
+                "responses": verdict_ok}},
+            "/v1/analyze/{config}": {"get": {
+                "summary": "Judge with a named config; request fields as query parameters",
+                "parameters": [{"name": "config", "in": "path", "required": True,
+                                "schema": {"type": "string"}}, *query_params],
+                "responses": verdict_ok}},
+            "/v1/hooks/{type}": {"post": {
+                "summary": "Flagger webhook",
+                "parameters": [{"name": "type", "in": "path", "required": True,
+                                "schema": {"type": "string", "enum": hook_types}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["name", "namespace"],
+                    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                                   "phase": {"type": "string"}, "checksum": {"type": "string"},
+                                   "metadata": {"type": "object", "additionalProperties": {
+                                       "type": "string"}}}}}}},
+                "responses": {
+                    "200": {"description": "Go ahead (meaning depends on the hook type)",
+                            "content": text},
+                    "400": {"description": "Bad payload or metadata", "content": text},
+                    "404": {"description": "Unknown hook type", "content": text},
+                    "412": {"description": "Do not go ahead; the body is the reason",
+                            "content": text},
+                    "502": {"description": "Metrics source rejected a query", "content": text},
+                    "503": {"description": "Metrics source unavailable", "content": text},
+                    "504": {"description": "Metrics source timed out", "content": text}}}},
+            "/v1/configs": {"get": {"summary": "Known analysis configs and load errors",
+                                    "responses": {"200": {"description": "Configs"}}}},
+            "/v1/configs/{name}": {"get": {
+                "summary": "One config",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The config"},
+                              "404": {"description": "Unknown", "content": json_of("Error")}}}},
+            "/healthz": {"get": {"summary": "Liveness",
+                                 "responses": {"200": {"description": "Alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness: configs valid, metrics source reachable",
+                                "responses": {"200": {"description": "Ready"},
+                                              "503": {"description": "Not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics of the service",
+                                 "responses": {"200": {"description": "Exposition format"}}}},
+            "/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": {"description": "OpenAPI 3"}}}},
+        },
+        "components": {"schemas": components},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())

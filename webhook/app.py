@@ -1,0 +1,159 @@
+"""Flask application factory: wires settings, configs and the metrics source to the routes.
+
+Everything a request needs hangs off one `Service` object in `app.extensions`, built once per
+worker process, so there is no global state and tests can build apps with their own parts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
+from webhook.configs import ConfigRegistry, load_registry
+from webhook.models import AnalysisRequest, parse_duration
+from webhook.observability import (
+    ANALYSES,
+    ANALYSIS_SECONDS,
+    UPSTREAM_ERRORS,
+    UPSTREAM_QUERIES,
+    audit,
+    configure_logging,
+)
+from webhook.settings import Settings, load_settings
+from webhook.sources import MetricsSource, SourceError
+from webhook.sources.prometheus import PrometheusSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    registry: ConfigRegistry
+    source: MetricsSource
+    policy: Policy
+
+    def analyze(self, req: AnalysisRequest, caller: str, route: str,
+                audit_extra: dict[str, Any] | None = None) -> AnalysisResult:
+        """Run one analysis and leave the audit line and metrics behind, whatever happens."""
+        began = time.perf_counter()
+        record: dict[str, Any] = {
+            "caller": caller, "route": route, "config": req.config,
+            "canary": req.canary, "stable": req.stable, **(audit_extra or {}),
+        }
+        try:
+            result = run_analysis(req, self.registry, self.source, self.policy)
+        except SourceError as exc:
+            UPSTREAM_ERRORS.labels(exc.kind).inc()
+            record.update(verdict="error", status=exc.status, reason=exc.message,
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise
+        except AnalysisRequestError as exc:
+            record.update(verdict="error", status=exc.status, reason=exc.message,
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise
+        body = result.verdict
+        ANALYSES.labels(body.config, caller, body.verdict).inc()
+        ANALYSIS_SECONDS.labels(caller).observe(result.seconds)
+        UPSTREAM_QUERIES.inc(result.query_count)
+        record.update(
+            analysis_id=body.analysis_id, mode=body.mode, window=body.window.model_dump(),
+            verdict=body.verdict, score=body.score, reason=body.reason, status=200,
+            duration_s=round(result.seconds, 4), queries=result.query_count,
+            query_seconds=round(result.query_seconds, 4))
+        audit(record)
+        return result
+
+
+def get_service() -> Service:
+    return current_app.extensions["canary_judge"]
+
+
+def error_response(status: int, message: str, field: str | None = None,
+                   kind: str = "bad_request") -> Response:
+    body: dict[str, Any] = {"error": kind, "message": message}
+    if field:
+        body["field"] = field
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The first error as `field: what is wrong`, which is what a person fixes first."""
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-", "str", "dict["))]
+    field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "body")
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field; check its spelling against /openapi.json"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{field}: {msg}{more}", field
+
+
+def bearer_ok(settings: Settings) -> bool:
+    if not settings.api_tokens:
+        return True
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return False
+    given = header[7:].strip().encode()
+    return any(hmac.compare_digest(given, t.get_secret_value().encode())
+               for t in settings.api_tokens)
+
+
+def create_app(settings: Settings | None = None, source: MetricsSource | None = None,
+               registry: ConfigRegistry | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = Flask("canary_judge")
+    app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    registry = registry or load_registry(settings.config_dir)
+    policy = Policy(
+        allow_inline_queries=settings.allow_inline_queries,
+        default_lookback=parse_duration(settings.default_lookback),
+        default_step=parse_duration(settings.default_step),
+        default_alpha=settings.default_alpha,
+        max_points=settings.max_window_points,
+    )
+    app.extensions["canary_judge"] = Service(
+        settings=settings, registry=registry, source=source or PrometheusSource(settings),
+        policy=policy)
+
+    from webhook.api.analyze import bp as analyze_bp
+    from webhook.api.hooks import bp as hooks_bp
+    from webhook.api.meta import bp as meta_bp
+
+    app.register_blueprint(analyze_bp)
+    app.register_blueprint(hooks_bp)
+    app.register_blueprint(meta_bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        kinds = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        message = {
+            404: f"no route {request.path}; see /openapi.json",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: "request body too large (max 256 KiB)",
+        }.get(exc.code or 500, exc.description or "error")
+        return error_response(exc.code or 500, message, kind=kinds.get(exc.code or 0, "error"))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error; see the service log", kind="internal")
+
+    return app

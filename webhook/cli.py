@@ -1,0 +1,122 @@
+"""`canary-judge`: serve the webhook, or judge one canary from a terminal.
+
+`analyze` exits 0 on pass, 1 on fail, 2 on inconclusive and 3 when it could not judge, so it can
+gate a CI job or a script as well as a rollout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
+EXIT_ERROR = 3
+
+
+def _serve(args: argparse.Namespace) -> int:
+    conf = resources.files("webhook") / "gunicorn_conf.py"
+    os.environ["CANARY_JUDGE_BIND"] = f"{args.host}:{args.port}"
+    if args.workers:
+        os.environ["CANARY_JUDGE_WORKERS"] = str(args.workers)
+    if args.threads:
+        os.environ["CANARY_JUDGE_THREADS"] = str(args.threads)
+    os.execvp(sys.executable,
+              [sys.executable, "-m", "gunicorn", "--config", str(conf), "webhook.wsgi:app"])
+    return 0  # not reached
+
+
+def _labels_or_matchers(value: str) -> object:
+    """`app="web"` stays a matcher string; `{"app": "web"}` (JSON) becomes labels."""
+    text = value.strip()
+    if text.startswith("{") and text.endswith("}") and ":" in text:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    return text
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from webhook.analysis import AnalysisRequestError, Policy, run_analysis
+    from webhook.configs import load_registry
+    from webhook.models import AnalysisRequest, parse_duration
+    from webhook.render import verdict_text
+    from webhook.settings import load_settings
+    from webhook.sources import SourceError
+    from webhook.sources.prometheus import PrometheusSource
+
+    overrides = {"prometheus_url": args.prometheus_url} if args.prometheus_url else {}
+    settings = load_settings(**overrides, allow_inline_queries=True)
+    registry = load_registry(settings.config_dir)
+    for source, error in registry.errors.items():
+        print(f"warning: config {source}: {error}", file=sys.stderr)
+    body: dict[str, object] = {
+        "config": args.config, "canary": _labels_or_matchers(args.canary),
+        "stable": _labels_or_matchers(args.stable),
+        "vars": dict(v.split("=", 1) for v in args.var),
+        "window": {k: getattr(args, k) for k in ("start", "end", "lookback", "step")
+                   if getattr(args, k) is not None},
+    }
+    if args.mode:
+        body["mode"] = args.mode
+    if args.alpha:
+        body["alpha"] = args.alpha
+    policy = Policy(allow_inline_queries=True,
+                    default_lookback=parse_duration(settings.default_lookback),
+                    default_step=parse_duration(settings.default_step),
+                    default_alpha=settings.default_alpha,
+                    max_points=settings.max_window_points)
+    try:
+        request = AnalysisRequest.model_validate(body)
+        result = run_analysis(request, registry, PrometheusSource(settings), policy)
+    except ValidationError as exc:
+        print(f"error: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return EXIT_ERROR
+    except (AnalysisRequestError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    verdict = result.body()
+    print(json.dumps(verdict, indent=2) if args.json else verdict_text(verdict), end="")
+    return EXIT_CODES[str(verdict["verdict"])]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canary-judge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service under gunicorn")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument("--threads", type=int, default=None)
+    serve.set_defaults(func=_serve)
+
+    analyze = sub.add_parser("analyze", help="judge one canary and print the verdict")
+    analyze.add_argument("--config", default="http")
+    analyze.add_argument("--canary", required=True,
+                         help='matchers, e.g. rollouts_pod_template_hash="7d9f", or JSON labels')
+    analyze.add_argument("--stable", required=True)
+    analyze.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    analyze.add_argument("--start")
+    analyze.add_argument("--end")
+    analyze.add_argument("--lookback")
+    analyze.add_argument("--step")
+    analyze.add_argument("--mode", choices=["fixed", "sequential"])
+    analyze.add_argument("--alpha")
+    analyze.add_argument("--prometheus-url", help="default: $CANARY_JUDGE_PROMETHEUS_URL")
+    analyze.add_argument("--json", action="store_true", help="print the JSON verdict")
+    analyze.set_defaults(func=_analyze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Gunicorn settings for canary-judge, shipped in the package and the image.
+
+Threads, not many processes: an analysis mostly waits on Prometheus, and threads share one
+connection pool. Every knob is an environment variable so the Deployment can tune it.
+"""
+
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("CANARY_JUDGE_BIND", "0.0.0.0:8080")
+workers = int(os.environ.get("CANARY_JUDGE_WORKERS", "2"))
+threads = int(os.environ.get("CANARY_JUDGE_THREADS", "8"))
+worker_class = "gthread"
+# Argo and Flagger give up after 10 s by default; a worker stuck far longer is broken.
+timeout = int(os.environ.get("CANARY_JUDGE_WORKER_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("CANARY_JUDGE_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+accesslog = "-" if os.environ.get("CANARY_JUDGE_ACCESS_LOG", "true").lower() != "false" else None
+errorlog = "-"
+loglevel = os.environ.get("CANARY_JUDGE_LOG_LEVEL", "info").lower()
+access_log_format = (
+    '{"event":"access","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,'
+    '"bytes":"%(B)s","duration_ms":%(M)s,"agent":"%(a)s"}'
+)
+# /tmp may be the only writable place (read-only root filesystem in Kubernetes).
+worker_tmp_dir = os.environ.get("CANARY_JUDGE_WORKER_TMP_DIR", tempfile.gettempdir())
+
+
+def on_starting(server):
+    """Let /metrics aggregate the counters of every worker process."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="canary-judge-metrics-")
+    else:
+        path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+# gunicorn's control socket would be written under $HOME, which is read-only in our pods and
+# unused by us: no runtime admin commands are needed.
+control_socket_disable = True

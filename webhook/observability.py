@@ -1,0 +1,95 @@
+"""The service's own telemetry: Prometheus metrics and the JSON audit log.
+
+Under gunicorn with several workers each process counts for itself; when
+PROMETHEUS_MULTIPROC_DIR is set (our gunicorn config sets it) /metrics aggregates them all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+ANALYSES = Counter("canary_judge_analyses_total", "Analyses run, by outcome.",
+                   ["config", "caller", "verdict"])
+ANALYSIS_SECONDS = Histogram(
+    "canary_judge_analysis_duration_seconds", "Wall time of one analysis, queries included.",
+    ["caller"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+UPSTREAM_QUERIES = Counter("canary_judge_upstream_queries_total",
+                           "Range queries sent to the metrics source.")
+UPSTREAM_ERRORS = Counter("canary_judge_upstream_errors_total",
+                          "Analyses that failed because the metrics source failed, by kind.",
+                          ["kind"])
+HOOK_RESPONSES = Counter("canary_judge_hook_responses_total",
+                         "Flagger webhook answers, by hook type and HTTP status.",
+                         ["hook", "status"])
+
+
+def metrics_payload() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+_audit = logging.getLogger("canary_judge.audit")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Plain JSON lines on stdout: what log collectors in Kubernetes expect."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_canary_judge", False) for h in root.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(_JsonFormatter())
+        handler._canary_judge = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    # urllib3 logs every retried connection; our own error answer already says what failed.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at emit time (gunicorn and pytest both swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = dict(record.msg) if isinstance(record.msg, dict) else {"msg": record.getMessage()}
+        payload.setdefault("ts", round(record.created, 3))
+        payload.setdefault("level", record.levelname.lower())
+        payload.setdefault("logger", record.name)
+        if record.exc_info and record.levelno >= logging.ERROR:
+            payload["error_type"] = record.exc_info[0].__name__ if record.exc_info[0] else ""
+        return json.dumps(payload, default=str, separators=(",", ":"))
+
+
+def audit(event: dict[str, Any]) -> None:
+    """One line per analysis: who was let through, on what evidence, and at what cost.
+
+    Callers pass only values they chose to record; never headers or tokens.
+    """
+    event = {"event": "analysis", "ts": round(time.time(), 3), **event}
+    _audit.info(event)
