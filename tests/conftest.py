@@ -15,11 +15,8 @@ import pytest
 
 from webhook.app import create_app
 from webhook.lab import PrometheusLab, render_openmetrics
-from webhook.lab.rollouts import standard_sides
+from webhook.lab.rollouts import FUTURE_SECONDS, HISTORY_SECONDS, standard_sides
 from webhook.settings import load_settings
-
-HISTORY = 2 * 3600
-FUTURE = 600
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ def lab() -> Iterator[Lab]:
     if not PrometheusLab.available():
         pytest.fail("Prometheus is not installed: apt-get install prometheus (see .ci/run)")
     anchor = math.floor(time.time() / 60) * 60
-    text = render_openmetrics(standard_sides(), anchor - HISTORY, anchor + FUTURE,
+    text = render_openmetrics(standard_sides(), anchor - HISTORY_SECONDS, anchor + FUTURE_SECONDS,
                               scrape_interval=15.0, seed=7)
     with PrometheusLab() as prom:
         prom.plant(text)

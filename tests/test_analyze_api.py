@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from webhook.lab.rollouts import ARGO_MISSING, ARGO_STABLE, argo_hash
@@ -96,8 +98,6 @@ def test_argo_string_scalars_are_accepted(client, lab):
 
 
 def test_rfc3339_window_and_get_route_with_query_parameters(client, lab):
-    from datetime import UTC, datetime
-
     w = lab.window(60)
     iso = {k: datetime.fromtimestamp(w[k], UTC).isoformat().replace("+00:00", "Z")
            for k in ("start", "end")}
@@ -129,15 +129,44 @@ def test_text_format_is_a_table_for_people(client, lab):
     assert r.get_data(as_text=True).startswith("verdict: PASS")
 
 
-def test_default_window_ends_now_and_uses_planted_recent_data(client, lab):
+def test_default_sequential_window_starts_where_the_canary_traffic_began(client, lab):
+    """Every poll of a rollout judges [canary's first traffic, now]: the start is read off the
+    data, so every replica and every poll agree on it without shared state."""
+    from webhook.lab.rollouts import HISTORY_SECONDS
+
     payload = body(lab, argo_hash("errors3x"))
     del payload["window"]
     r = client.post("/v1/analyze", json=payload)
     assert r.status_code == 200
-    assert r.json["window"]["step"] == 60
+    assert r.json["mode"] == "sequential" and r.json["window"]["step"] == 60
+    start = datetime.fromisoformat(r.json["window"]["start"].replace("Z", "+00:00")).timestamp()
+    assert abs(start - (lab.anchor - HISTORY_SECONDS)) <= 120
+    ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
+    assert ratio["canary"]["n"] > 100_000  # two hours at 20 req/s, not just the last minutes
+    assert r.json["verdict"] == "fail"
+
+
+def test_warmup_is_left_out_of_the_judged_window(client, lab):
+    payload = body(lab, argo_hash("healthy"))
+    payload["window"] = {**payload["window"], "warmup": "20m"}
+    r = client.post("/v1/analyze", json=payload)
+    assert r.json["window"]["start"] == _iso(lab.window(60)["start"] + 1200)
+    ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
+    assert 40 * 60 * 20 * 0.9 < ratio["canary"]["n"] < 40 * 60 * 20 * 1.1
+
+
+def test_fixed_mode_default_window_is_the_last_lookback(client, lab):
+    payload = body(lab, argo_hash("errors3x"), mode="fixed")
+    del payload["window"]
+    r = client.post("/v1/analyze", json=payload)
+    assert r.json["mode"] == "fixed"
     ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
     assert 5_000 < ratio["canary"]["n"] < 20_000  # ten minutes at 20 req/s
     assert r.json["verdict"] == "fail"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def test_label_values_are_escaped_not_injected(client, lab):

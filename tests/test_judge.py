@@ -121,10 +121,11 @@ arrays = st.lists(finite_or_not, min_size=0, max_size=12).map(np.array)
 def test_ratio_never_crashes_and_never_passes_without_data(bc, tc, bs, ts):
     n = max(len(bc), len(tc), len(bs), len(ts), 1)
     pad = [np.resize(a, n) if a.size else np.full(n, np.nan) for a in (bc, tc, bs, ts)]
-    r = judge_ratio("e", *pad, min_total=100)
-    assert r.verdict in ("pass", "fail", "inconclusive")
-    if r.canary.n < 100 or r.stable.n < 100:
-        assert r.verdict == "inconclusive"
+    for mode in ("fixed", "sequential"):
+        r = judge_ratio("e", *pad, min_total=100, mode=mode)
+        assert r.verdict in ("pass", "fail", "inconclusive")
+        if r.canary.n < 100 or r.stable.n < 100:
+            assert r.verdict == "inconclusive"
 
 
 @settings(max_examples=100, deadline=None)
@@ -133,10 +134,11 @@ def test_ratio_never_crashes_and_never_passes_without_data(bc, tc, bs, ts):
 def test_quantile_never_crashes_and_never_passes_without_data(canary, stable):
     hc = Histogram.from_steps([(le, np.array([v])) for le, v in canary])
     hs = Histogram.from_steps([(le, np.array([v])) for le, v in stable])
-    r = judge_quantile("p99", hc, hs, 0.99, min_total=100)
-    assert r.verdict in ("pass", "fail", "inconclusive")
-    if hc.total < 1000 or hs.total < 1000:
-        assert r.verdict == "inconclusive"
+    for mode in ("fixed", "sequential"):
+        r = judge_quantile("p99", hc, hs, 0.99, min_total=100, mode=mode, looks=len(canary))
+        assert r.verdict in ("pass", "fail", "inconclusive")
+        if hc.total < 1000 or hs.total < 1000:
+            assert r.verdict == "inconclusive"
 
 
 def check(verdict, critical=False, weight=1.0):
@@ -155,3 +157,89 @@ def test_combined_verdict_and_score_bands_agree():
     assert failed.verdict == "fail" and failed.score < 50 and not failed.critical_failure
     critical = combine([check("pass"), check("fail", critical=True)])
     assert critical.critical_failure and critical.reason.startswith("fail: fail [critical]")
+
+
+# --- sequential mode under polling: the controller asks every 30 s, 20 times -------------------
+
+def poll_until_fail(p_canary: float, mode: str, seed: int, alpha: float = 0.05,
+                    rel: float = 0.2, abs_: float = 0.002, concentration: float | None = None,
+                    polls: int = 20) -> int | None:
+    """Poll index (1-based) of the first fail over [start, now], or None: 20 req/s canary,
+    80 req/s stable, 1 % stable errors; optional Beta-distributed per-step error rates."""
+    rng = np.random.default_rng(seed)
+    n_c, n_s = rng.poisson(20 * 30, polls), rng.poisson(80 * 30, polls)
+    p_c, p_s = p_canary, 0.01
+    if concentration:
+        p_c = rng.beta(p_canary * concentration, (1 - p_canary) * concentration, polls)
+        p_s = rng.beta(0.01 * concentration, 0.99 * concentration, polls)
+    k_c, k_s = rng.binomial(n_c, p_c), rng.binomial(n_s, p_s)
+    for t in range(1, polls + 1):
+        verdict = judge_ratio("e", k_c[:t], n_c[:t], k_s[:t], n_s[:t], alpha=alpha, mode=mode,
+                              relative_tolerance=rel, absolute_tolerance=abs_).verdict
+        if verdict == "fail":
+            return t
+    return None
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_sequential_ratio_keeps_false_failures_below_alpha_over_all_polls(alpha):
+    runs = 150
+    failed = sum(poll_until_fail(0.01, "sequential", s, alpha=alpha, rel=0, abs_=0) is not None
+                 for s in range(runs))
+    assert failed / runs <= alpha + 2.5 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_repeated_fixed_test_fails_healthy_canaries_far_above_alpha():
+    """Why sequential is the default: the one-shot test re-run at every poll peeks."""
+    runs = 150
+    failed = sum(poll_until_fail(0.01, "fixed", s, rel=0, abs_=0) is not None
+                 for s in range(runs))
+    assert failed / runs > 0.12
+
+
+def test_sequential_ratio_power_doubled_and_five_fold_errors():
+    runs = 100
+    doubled = [poll_until_fail(0.02, "sequential", s) for s in range(runs)]
+    assert sum(t is not None for t in doubled) / runs >= 0.95
+    five = [poll_until_fail(0.05, "sequential", s) for s in range(runs)]
+    assert all(t is not None and t <= 2 for t in five)
+
+
+def test_sequential_ratio_tempers_bursty_errors():
+    """Clumped errors (per-step error rate with a ~30 % coefficient of variation) must not read
+    as evidence: the dispersion estimate keeps A/A failures near alpha."""
+    runs = 150
+    failed = sum(poll_until_fail(0.01, "sequential", s, rel=0, abs_=0, concentration=1000)
+                 is not None for s in range(runs))
+    assert failed / runs <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / runs)
+
+
+def test_sequential_quantile_spends_alpha_over_looks():
+    rng = np.random.default_rng(6)
+    sims, fails = 60, 0
+    for _ in range(sims):
+        steps_c = [histogram(rng, 600) for _ in range(20)]
+        steps_s = [histogram(rng, 2400) for _ in range(20)]
+        for t in range(1, 21):
+            hc = Histogram(BOUNDS, sum(h.cumulative for h in steps_c[:t]))
+            hs = Histogram(BOUNDS, sum(h.cumulative for h in steps_s[:t]))
+            if judge_quantile("p99", hc, hs, 0.99, mode="sequential", looks=t).verdict == "fail":
+                fails += 1
+                break
+    assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
+    slow = [Histogram(BOUNDS, sum(histogram(rng, 600, 1.5).cumulative for _ in range(10)))]
+    stable = Histogram(BOUNDS, sum(histogram(rng, 2400).cumulative for _ in range(10)))
+    r = judge_quantile("p99", slow[0], stable, 0.99, mode="sequential", looks=10,
+                       relative_tolerance=0.2)
+    assert r.verdict == "fail"
+
+
+def test_rollout_start_is_read_off_the_data():
+    from webhook.analysis import rollout_start
+
+    quiet, busy = [False] * 5, [True] * 4
+    assert rollout_start(np.array(quiet), 3) is None
+    # an earlier rollout, a long pause (scaled to zero), then the current one
+    activity = np.array(busy + quiet + busy + [False, False] + busy)
+    assert rollout_start(activity, max_gap=3) == 9  # a 2-step blip does not split a rollout
+    assert rollout_start(activity, max_gap=1) == 15

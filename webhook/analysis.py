@@ -30,7 +30,8 @@ from webhook.configs import (
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
 from webhook.judge.types import finite_or_none
-from webhook.models import AnalysisRequest, MetricOverride, VerdictModel
+from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
+from webhook.settings import Settings
 from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, grid
 
 _QUERY_FIELDS = {"bad", "good", "total", "query"}
@@ -56,6 +57,19 @@ class Policy:
     default_step: float = 60.0
     default_alpha: float = 0.05
     max_points: int = 2000
+    sequential_max_lookback: float = 3 * 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Policy:
+        values: dict[str, Any] = dict(
+            allow_inline_queries=settings.allow_inline_queries,
+            default_lookback=parse_duration(settings.default_lookback),
+            default_step=parse_duration(settings.default_step),
+            default_alpha=settings.default_alpha,
+            max_points=settings.max_window_points,
+            sequential_max_lookback=parse_duration(settings.sequential_max_lookback),
+        )
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
@@ -80,19 +94,21 @@ class AnalysisResult:
 
 
 def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,
-                   now: float) -> ResolvedWindow:
+                   now: float, sequential: bool = False) -> ResolvedWindow:
     """Explicit start/end win; otherwise end = now (aligned to the step) and look back.
 
     Aligning the default end to the step makes two calls within one step judge exactly the
-    same data, which keeps repeated measurements of a controller reproducible.
+    same data, which keeps repeated measurements of a controller reproducible. In sequential
+    mode without a start, the window reaches back far enough to find where the canary's traffic
+    began (`rollout_start`); `lookback` then bounds that search.
     """
-    from webhook.models import parse_duration
-
     w = request.window
     step = w.step or (parse_duration(config.defaults.step) if config.defaults.step
                       else policy.default_step)
     lookback = w.lookback or (parse_duration(config.defaults.lookback)
                               if config.defaults.lookback else policy.default_lookback)
+    if sequential and w.start is None and w.lookback is None:
+        lookback = policy.sequential_max_lookback
     if step < 1:
         raise AnalysisRequestError("window.step must be at least 1s", "window.step")
     end = w.end if w.end is not None else math.floor(now / step) * step
@@ -225,17 +241,17 @@ def plan_queries(specs: list[MetricSpec], selectors: Mapping[str, str], vars_: M
     return queries
 
 
-def _combined_values(result: QueryResult | None, points: int) -> np.ndarray:
+def _combined_values(result: QueryResult | None, points: int, first: int = 0) -> np.ndarray:
     """One array per query: several series (an unaggregated query) are summed per step."""
     if result is None or not result.series:
-        return np.full(points, np.nan)
-    stacked = np.vstack([s.values for s in result.series])
+        return np.full(points - first, np.nan)
+    stacked = np.vstack([s.values[first:] for s in result.series])
     present = np.isfinite(stacked).any(axis=0)
     return np.where(present, np.nansum(np.where(np.isfinite(stacked), stacked, 0.0), axis=0),
                     np.nan)
 
 
-def _buckets(result: QueryResult | None) -> list[tuple[float, np.ndarray]]:
+def _buckets(result: QueryResult | None, first: int = 0) -> list[tuple[float, np.ndarray]]:
     if result is None:
         return []
     out = []
@@ -244,15 +260,50 @@ def _buckets(result: QueryResult | None) -> list[tuple[float, np.ndarray]]:
         if le is None:
             continue
         try:
-            out.append((float(le), series.values))
+            out.append((float(le), series.values[first:]))
         except ValueError:
             continue
     return out
 
 
+def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
+    """Index of the first step of the canary's latest run of traffic, or None if it has none.
+
+    The start of the analysis must be the same at every poll and on every replica, without
+    shared state: it is read off the data. A gap of more than `max_gap` quiet steps separates
+    two rollouts (Flagger scales the canary to zero between them); a fresh pod-template hash
+    (Argo) simply has no earlier series.
+    """
+    active = np.flatnonzero(activity)
+    if active.size == 0:
+        return None
+    start = active[-1]
+    for index in active[::-1][1:]:
+        if start - index > max_gap + 1:
+            break
+        start = index
+    return int(start)
+
+
+def canary_activity(results: Mapping[str, QueryResult], points: int) -> np.ndarray:
+    """Steps where any canary-side query saw traffic."""
+    active = np.zeros(points, dtype=bool)
+    for key, result in results.items():
+        _, side, role = key.split("|")
+        if side != "canary" or role == "numerator":
+            continue
+        for series in result.series:
+            values = series.values[:points]
+            active[: values.size] |= np.isfinite(values) & (values > 0)
+    return active
+
+
 def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], points: int,
-                  step: float, alpha: float) -> list[CheckResult]:
+                  step: float, alpha: float, mode: str = "fixed",
+                  first: int = 0) -> list[CheckResult]:
+    """Judge every metric on steps `first`… of the fetched window."""
     checks: list[CheckResult] = []
+    looks = max(points - first, 1)
     for spec in specs:
         a = spec.alpha or alpha
         def get(side: str, role: str, spec: MetricSpec = spec) -> QueryResult | None:
@@ -260,23 +311,23 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], p
         if isinstance(spec, RatioMetric):
             checks.append(judge_ratio(
                 spec.name,
-                _combined_values(get("canary", "numerator"), points),
-                _combined_values(get("canary", "total"), points),
-                _combined_values(get("stable", "numerator"), points),
-                _combined_values(get("stable", "total"), points),
+                _combined_values(get("canary", "numerator"), points, first),
+                _combined_values(get("canary", "total"), points, first),
+                _combined_values(get("stable", "numerator"), points, first),
+                _combined_values(get("stable", "total"), points, first),
                 direction=spec.direction, relative_tolerance=spec.tolerance.relative,
                 absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
-                step_seconds=step, critical=spec.critical, weight=spec.weight))
+                step_seconds=step, critical=spec.critical, weight=spec.weight, mode=mode))
         elif isinstance(spec, HistogramMetric):
-            canary = Histogram.from_steps(_buckets(get("canary", "buckets")))
-            stable = Histogram.from_steps(_buckets(get("stable", "buckets")))
+            canary = Histogram.from_steps(_buckets(get("canary", "buckets"), first))
+            stable = Histogram.from_steps(_buckets(get("stable", "buckets"), first))
             for q in spec.quantiles:
                 checks.append(judge_quantile(
                     f"{spec.name}_p{q * 100:g}", canary, stable, q,
                     direction=spec.direction, relative_tolerance=spec.tolerance.relative,
                     absolute_tolerance=spec.tolerance.absolute, alpha=a,
                     min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
-                    weight=spec.weight / len(spec.quantiles)))
+                    weight=spec.weight / len(spec.quantiles), mode=mode, looks=looks))
     return checks
 
 
@@ -312,10 +363,6 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         raise AnalysisRequestError(
             f"config: unknown config {request.config!r}; this server has: {known}", "config")
     mode = request.mode or config.defaults.mode
-    if mode == "sequential":
-        raise AnalysisRequestError(
-            "mode: 'sequential' is not available in this version yet; use mode=fixed "
-            "(the default)", "mode")
     alpha = request.alpha or config.defaults.alpha or policy.default_alpha
     specs = resolve_metrics(config, request, policy)
     selectors = {"canary": _side_matchers(request.canary, "canary"),
@@ -323,18 +370,29 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     if selectors["canary"] == selectors["stable"]:
         raise AnalysisRequestError("stable: canary and stable select the same series; they "
                                    "must differ (e.g. by rollouts_pod_template_hash)", "stable")
-    window = resolve_window(request, config, policy, now)
+    sequential = mode == "sequential"
+    window = resolve_window(request, config, policy, now, sequential)
     vars_ = {**config.vars, **request.vars}
     queries = plan_queries(specs, selectors, vars_, window)
     fetched = source.query_range_many(queries)
     results = {r.query.key: r for r in fetched}
     points = grid(window.start + window.step, window.end, window.step).size
-    checks = judge_metrics(specs, results, points, window.step, alpha)
+    first = 0
+    if sequential and request.window.start is None:
+        begun = rollout_start(canary_activity(results, points),
+                              max_gap=max(3, int(300 // window.step)))
+        first = begun if begun is not None else 0
+    warmup = request.window.warmup
+    if warmup is None and config.defaults.warmup:
+        warmup = parse_duration(config.defaults.warmup)
+    first = min(first + math.ceil((warmup or 0.0) / window.step), points)
+    checks = judge_metrics(specs, results, points, window.step, alpha, mode, first)
+    judged_start = window.start + first * window.step
     combined = combine(checks)
     verdict = VerdictModel(
         verdict=combined.verdict, pass_=combined.verdict == "pass", score=combined.score,
         reason=combined.reason, config=config.name, mode=mode,
-        window={"start": _iso(window.start), "end": _iso(window.end), "step": window.step},
+        window={"start": _iso(judged_start), "end": _iso(window.end), "step": window.step},
         analysis_id=uuid.uuid4().hex[:16],
         checks=[_check_body(c) for c in checks])
     return AnalysisResult(

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
 from webhook.configs import ConfigRegistry, load_registry
-from webhook.models import AnalysisRequest, parse_duration
+from webhook.models import AnalysisRequest
 from webhook.observability import (
     ANALYSES,
     ANALYSIS_SECONDS,
@@ -122,13 +122,7 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     registry = registry or load_registry(settings.config_dir)
-    policy = Policy(
-        allow_inline_queries=settings.allow_inline_queries,
-        default_lookback=parse_duration(settings.default_lookback),
-        default_step=parse_duration(settings.default_step),
-        default_alpha=settings.default_alpha,
-        max_points=settings.max_window_points,
-    )
+    policy = Policy.from_settings(settings)
     app.extensions["canary_judge"] = Service(
         settings=settings, registry=registry, source=source or PrometheusSource(settings),
         policy=policy)

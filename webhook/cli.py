@@ -44,7 +44,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     from webhook.analysis import AnalysisRequestError, Policy, run_analysis
     from webhook.configs import load_registry
-    from webhook.models import AnalysisRequest, parse_duration
+    from webhook.models import AnalysisRequest
     from webhook.render import verdict_text
     from webhook.settings import load_settings
     from webhook.sources import SourceError
@@ -66,11 +66,7 @@ def _analyze(args: argparse.Namespace) -> int:
         body["mode"] = args.mode
     if args.alpha:
         body["alpha"] = args.alpha
-    policy = Policy(allow_inline_queries=True,
-                    default_lookback=parse_duration(settings.default_lookback),
-                    default_step=parse_duration(settings.default_step),
-                    default_alpha=settings.default_alpha,
-                    max_points=settings.max_window_points)
+    policy = Policy.from_settings(settings)
     try:
         request = AnalysisRequest.model_validate(body)
         result = run_analysis(request, registry, PrometheusSource(settings), policy)

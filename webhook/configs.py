@@ -96,8 +96,10 @@ METRIC_KINDS = ("ratio", "histogram")
 class ConfigDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alpha: float = Field(0.05, gt=0, lt=0.5)
-    mode: Mode = "fixed"
+    mode: Mode = "sequential"
     lookback: str | None = None
+    warmup: str | None = Field(None, description="Skip this long after the canary's first "
+                               "traffic (cold caches, JIT): e.g. 2m.")
     step: str | None = None
 
 

@@ -68,6 +68,7 @@ class Window(BaseModel):
     end: float | None = None
     lookback: float | None = None
     step: float | None = None
+    warmup: float | None = None
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -78,6 +79,13 @@ class Window(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_duration(value)
+
+    @field_validator("warmup", mode="before")
+    @classmethod
+    def _warmup(cls, value: Any) -> Any:
+        if value in (None, "", "0", 0):
+            return 0.0 if value in ("0", 0) else None
+        return parse_duration(value)
 
 
 class MetricOverride(BaseModel):

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     default_lookback: str = Field("10m", description="Window when a request names none.")
     default_step: str = Field("60s", description="Step when a request names none.")
+    sequential_max_lookback: str = Field(
+        "3h", description="Sequential mode: how far back to look for the start of the canary's "
+        "traffic when a request gives no start.")
     default_alpha: float = Field(0.05, gt=0, lt=0.5)
     max_window_points: int = Field(2000, ge=10, le=11000)
     log_level: str = "INFO"

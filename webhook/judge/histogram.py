@@ -25,11 +25,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from webhook.judge.sequential import spent_alpha
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
 # Beyond 2**53 requests counts are no longer exact floats; no real window gets near it.
 MAX_COUNT = 2.0**53
 TEST_NAME = "order-statistic quantile intervals from histogram buckets (Bonferroni)"
+SEQUENTIAL_TEST_NAME = TEST_NAME + ", alpha spent over looks (anytime-valid)"
 
 
 class Histogram:
@@ -140,9 +142,18 @@ def judge_quantile(
     min_tail: float = 10,
     critical: bool = False,
     weight: float = 1.0,
+    mode: str = "fixed",
+    looks: int = 1,
 ) -> CheckResult:
-    """Judge one quantile of canary vs stable latency."""
-    base = dict(name=name, kind="histogram", test=TEST_NAME, critical=critical, weight=weight)
+    """Judge one quantile of canary vs stable latency.
+
+    `mode="sequential"` fails only at the level spent on this look (`looks` = steps in the
+    window; see `sequential.spent_alpha`), so repeated polls keep the false-failure rate
+    ≤ alpha; passing stays at the fixed-horizon level, since passing is not the guaranteed side.
+    """
+    test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
+    base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
+    fail_alpha = alpha if mode == "fixed" else spent_alpha(alpha, looks)
     n_c, n_s = canary.total, stable.total
     need = max(min_total, min_tail / (1 - q))
     summary_c = Summary(n_c, canary.quantile(q) if n_c > 0 else None)
@@ -159,12 +170,15 @@ def judge_quantile(
             reason=f"{name}: too little data: {' and '.join(short)}; p{q * 100:g} needs "
                    f"{fmt_count(need)} per side", **base)
 
-    a = alpha / 2 if direction != "either" else alpha / 4
+    sides = 2 if direction != "either" else 4
+    a = alpha / sides
     c_low, c_high = canary.quantile_bounds(q, a)
     s_low, s_high = stable.quantile_bounds(q, a)
     rel, abs_ = relative_tolerance, absolute_tolerance
-    up = direction in ("increase", "either") and _beyond(c_low, s_high, rel, abs_)
-    down = direction in ("decrease", "either") and _beyond(s_low, c_high, rel, abs_)
+    fc_low, fc_high = canary.quantile_bounds(q, fail_alpha / sides)
+    fs_low, fs_high = stable.quantile_bounds(q, fail_alpha / sides)
+    up = direction in ("increase", "either") and _beyond(fc_low, fs_high, rel, abs_)
+    down = direction in ("decrease", "either") and _beyond(fs_low, fc_high, rel, abs_)
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
         within = False  # a bound in the +Inf bucket: too coarse a histogram to clear anyone
     elif direction == "increase":
@@ -181,6 +195,8 @@ def judge_quantile(
     p_up = _p_value(canary, stable, q, rel, abs_, True)
     p_down = _p_value(canary, stable, q, rel, abs_, False)
     p_value = {"increase": p_up, "decrease": p_down}.get(direction, min(1.0, 2 * min(p_up, p_down)))
+    if mode != "fixed":  # the level this look spends: compare with alpha/(t(t+1)), not alpha
+        p_value = min(1.0, p_value * alpha / fail_alpha)
 
     shown = (f"canary {fmt_value(v_c, 's')} vs stable {fmt_value(v_s, 's')} "
              f"({'+' if effect >= 0 else ''}{fmt_value(effect * 100)}%)"

@@ -22,9 +22,12 @@ import math
 import numpy as np
 from scipy import stats
 
+from webhook.judge import sequential as seq
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
 TEST_NAME = "Newcombe hybrid score interval (difference of proportions)"
+SEQUENTIAL_TEST_NAME = ("anytime-valid mixture martingale on the rate ratio of bad events "
+                        "(Lindon & Malek 2022)")
 
 
 def wilson_interval(successes: float, n: float, z: float) -> tuple[float, float]:
@@ -87,23 +90,24 @@ def judge_ratio(
     step_seconds: float = 60.0,
     critical: bool = False,
     weight: float = 1.0,
+    mode: str = "fixed",
 ) -> CheckResult:
     """Judge canary vs stable proportions from per-step counts (NaN = no sample that step).
+
+    `mode="sequential"` judges the same steps with the anytime-valid test of `sequential.py`,
+    so polling [start, now] again and again keeps the false-failure rate ≤ alpha.
 
     A missing numerator with a present total is zero events (Prometheus returns nothing for a
     5xx counter that never fired); a missing total is no data.
     """
     base = dict(name=name, kind="ratio", test=TEST_NAME, critical=critical, weight=weight)
     sides = []
+    per_step = []
     for numerator, total in ((numerator_c, total_c), (numerator_s, total_s)):
-        total = np.asarray(total, dtype=float)
-        numerator = np.asarray(numerator, dtype=float)
-        seen = np.isfinite(total)
-        n = float(np.sum(np.clip(total[seen], 0, None))) if seen.any() else 0.0
-        k = float(np.sum(np.clip(np.nan_to_num(numerator[seen], nan=0.0, posinf=0.0,
-                                               neginf=0.0), 0, None))) if seen.any() else 0.0
-        k = min(k, n)
-        sides.append((k, n, int(seen.sum()) * step_seconds))
+        totals, events = _clean_steps(numerator, total)
+        n, k = float(totals.sum()), float(events.sum())
+        sides.append((k, n, int(np.isfinite(np.asarray(total, dtype=float)).sum()) * step_seconds))
+        per_step.append((events, totals))
     (k_c, n_c, sec_c), (k_s, n_s, sec_s) = sides
     canary = Summary(n_c, k_c / n_c if n_c > 0 else None)
     stable = Summary(n_s, k_s / n_s if n_s > 0 else None)
@@ -123,6 +127,9 @@ def judge_ratio(
     if not all(math.isfinite(x) for x in (k_c, n_c, k_s, n_s)):
         return CheckResult(verdict="inconclusive", reason=f"{name}: counts are not finite "
                            "(overflowing or corrupt series)", canary=canary, stable=stable, **base)
+    if mode == "sequential":
+        return _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
+                                 absolute_tolerance, alpha, base)
     p_c, p_s = k_c / n_c, k_s / n_s
     allowed = max(relative_tolerance * p_s, absolute_tolerance)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
@@ -157,3 +164,66 @@ def judge_ratio(
         effect=effect, interval=(low, high), interval_of="canary - stable",
         interval_level=1 - alpha if two_sided else 1 - 2 * alpha, p_value=p_value,
         allowed=allowed, **base)
+
+
+def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step (totals, events): absent totals count as no traffic, absent events as zero,
+    negative or non-finite values as zero, events never above totals."""
+    total = np.asarray(total, dtype=float)
+    numerator = np.broadcast_to(np.asarray(numerator, dtype=float), total.shape)
+    totals = np.where(np.isfinite(total), np.clip(total, 0, None), 0.0)
+    events = np.nan_to_num(numerator, nan=0.0, posinf=0.0, neginf=0.0)
+    events = np.minimum(np.clip(events, 0, None), totals)
+    return totals, events
+
+
+def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], canary: Summary,
+                      stable: Summary, direction: str, rel: float, abs_: float, alpha: float,
+                      base: dict) -> CheckResult:
+    """Anytime-valid version: mixture martingales on the rate ratio of harmful events.
+
+    Harmful events are the numerator when an increase is worse, and its complement (total −
+    numerator) when a decrease is worse. Fail needs the evidence M ≥ 1/alpha against "not worse
+    than 1 + relative tolerance" and an observed difference beyond the tolerance (a filter
+    that can only lower the false-failure rate). Pass needs the mirrored evidence, or
+    confidence sequences showing the difference is within the absolute tolerance.
+    """
+    (ev_c, n_c), (ev_s, n_s) = per_step
+    p_c, p_s = float(canary.value or 0.0), float(stable.value or 0.0)
+    tests = {"increase": [(ev_c, ev_s, 1.0)], "decrease": [(n_c - ev_c, n_s - ev_s, -1.0)]}
+    tests["either"] = tests["increase"] + tests["decrease"]
+    a = alpha / len(tests[direction])
+    allowed = max(rel * p_s, abs_)
+    fail_e, pass_all, sign_failed = 0.0, True, 0.0
+    for harm_c, harm_s, sign in tests[direction]:
+        log_fail = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True)
+        log_pass = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=False)
+        observed = sign * (p_c - p_s)
+        if log_fail >= math.log(1 / a) and observed > allowed:
+            sign_failed = sign
+        fail_e = max(fail_e, log_fail)
+        # Passing is not the guaranteed side: besides the mirrored evidence, the fixed-horizon
+        # non-inferiority interval at this look may show the canary within tolerance.
+        _, high = newcombe_interval(float(harm_c.sum()), float(n_c.sum()),
+                                      float(harm_s.sum()), float(n_s.sum()),
+                                      float(stats.norm.isf(a)))
+        pass_all = pass_all and (log_pass >= math.log(1 / a) or high <= allowed)
+    lc, uc = seq.proportion_cs(float(ev_c.sum()), float(n_c.sum()), alpha / 2)
+    ls, us = seq.proportion_cs(float(ev_s.sum()), float(n_s.sum()), alpha / 2)
+    effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
+    shown = (f"canary {fmt_value(p_c, '%')} of {fmt_count(canary.n)} vs stable "
+             f"{fmt_value(p_s, '%')} of {fmt_count(stable.n)}")
+    margin = f"tolerance ±{fmt_value(allowed, '%')}"
+    if sign_failed:
+        verdict, why = "fail", f"{'higher' if sign_failed > 0 else 'lower'} beyond {margin}"
+    elif pass_all:
+        verdict, why = "pass", f"within {margin}"
+    else:
+        verdict, why = "inconclusive", (
+            f"not yet enough evidence either way (difference between {fmt_value(lc - us, '%')} "
+            f"and {fmt_value(uc - ls, '%')}); more requests will decide")
+    return CheckResult(
+        verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
+        effect=effect, interval=(lc - us, uc - ls), interval_of="canary - stable",
+        interval_level=1 - alpha, p_value=min(1.0, math.exp(-fail_e)), allowed=allowed,
+        **{**base, "test": SEQUENTIAL_TEST_NAME})

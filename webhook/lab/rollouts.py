@@ -13,6 +13,9 @@ from dataclasses import replace
 from webhook.lab.synth import TrafficSide
 
 NAMESPACE = "shop"
+# Planted data runs from this long before the session's anchor time to FUTURE_SECONDS after it.
+HISTORY_SECONDS = 2 * 3600
+FUTURE_SECONDS = 600
 ARGO_APP = "checkout"
 
 # Argo Rollouts: canary versions by pod-template hash, one stable.
