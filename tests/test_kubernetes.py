@@ -1,0 +1,832 @@
+"""Kubernetes artifacts: `manifests/` (kustomize) and `analysis_templates/` (Argo, Flagger).
+
+What is checked, and against what:
+- every YAML parses; every Argo Rollouts and Flagger object validates against the upstream CRD
+  schemas (openAPIV3Schema, made strict the way the API server's field validation is);
+- the kustomize build (when kubectl is installed), the Deployment's hardening, and that the
+  manifests agree with the Dockerfile, the CLI, the Flask routes and `Settings`;
+- each AnalysisTemplate's web request, resolved the way Argo resolves it from the example
+  Rollouts, is sent to the service against the lab Prometheus, and its jsonPath and conditions
+  are evaluated with Argo's typing rules; each Flagger webhook is called as Flagger calls it.
+
+Nothing here names a config: a new config (trading, healthcare) is new files under
+`analysis_templates/<config>/` and `manifests/configs/`, and these tests pick them up.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import yaml
+
+from webhook.api.hooks import _METADATA_KEYS, HOOK_TYPES
+from webhook.app import create_app
+from webhook.cli import build_parser
+from webhook.configs import load_registry, parse_config
+from webhook.lab.rollouts import (
+    ARGO_MISSING,
+    ARGO_STABLE,
+    FLAGGER_NEW,
+    FLAGGER_TARGETS,
+    FUTURE_SECONDS,
+    NAMESPACE,
+    argo_hash,
+)
+from webhook.promql import placeholders
+from webhook.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = ROOT / "manifests"
+TEMPLATES = ROOT / "analysis_templates"
+CONFIGS = MANIFESTS / "configs"
+# Upstream CRDs are data kept next to the repository (see their SOURCE.txt files).
+CRD_DIR = Path(os.environ.get("UPSTREAM_CRDS_DIR", ROOT.parent / "shared" / "upstream-crds"))
+KUSTOMIZATION = "kustomization.yaml"
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+API_TOKEN = "test-token-for-argo"
+# The lab plants data up to FUTURE_SECONDS after the session's anchor; a "now" window beyond
+# that would judge missing data, so requests get an explicit end inside it when the run is late.
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def yaml_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_docs(path: Path) -> list[Any]:
+    return [d for d in yaml.load_all(path.read_text(), Loader=LOADER) if d is not None]
+
+
+def is_config_file(path: Path) -> bool:
+    """An analysis config (manifests/configs/*.yaml), not a Kubernetes object."""
+    return path.parent == CONFIGS and path.name != KUSTOMIZATION
+
+
+def k8s_objects(root: Path) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in yaml_files(root):
+        if is_config_file(path):
+            continue
+        for doc in load_docs(path):
+            out.append((str(path.relative_to(ROOT)), doc))
+    return out
+
+
+def objects_of(kind: str, root: Path = TEMPLATES) -> list[tuple[str, dict[str, Any]]]:
+    return [(p, d) for p, d in k8s_objects(root) if d.get("kind") == kind]
+
+
+def base_objects() -> dict[str, dict[str, Any]]:
+    """The base's resources by kind (one object per kind), read without kustomize."""
+    kust = load_docs(MANIFESTS / "base" / KUSTOMIZATION)[0]
+    out: dict[str, dict[str, Any]] = {}
+    for name in kust["resources"]:
+        for doc in load_docs(MANIFESTS / "base" / name):
+            assert doc["kind"] not in out, f"two {doc['kind']} objects in the base"
+            out[doc["kind"]] = doc
+    return out
+
+
+def generator(kust_path: Path, name: str) -> dict[str, Any]:
+    kust = load_docs(kust_path)[0]
+    return next(g for g in kust.get("configMapGenerator", []) if g["name"] == name)
+
+
+def env_literals() -> dict[str, str]:
+    lit = generator(MANIFESTS / "base" / KUSTOMIZATION, "canary-judge-env")["literals"]
+    return dict(item.split("=", 1) for item in lit)
+
+
+def configmap_files() -> dict[str, str]:
+    """The data of ConfigMap canary-judge-configs, as kustomize generates it: key = file name."""
+    files = generator(CONFIGS / KUSTOMIZATION, "canary-judge-configs").get("files") or []
+    return {Path(f).name: (CONFIGS / f).read_text() for f in files}
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+# -- Argo's semantics: argument resolution, JSONPath, conditions ----------------------------
+
+class ArgoError(Exception):
+    """What Argo records as a measurement Error."""
+
+
+_ARG = re.compile(r"\{\{\s*(args\.[^{}]+?)\s*\}\}")
+
+
+def resolve_args(obj: Any, values: dict[str, str]) -> Any:
+    """Argo marshals the metric to JSON and substitutes quoted args; unresolved is an error."""
+    text = json.dumps(obj)
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1).removeprefix("args.")
+        if name not in values:
+            raise ArgoError(f"failed to resolve {{{{args.{name}}}}}")
+        return json.dumps(values[name])[1:-1]
+
+    return json.loads(_ARG.sub(sub, text))
+
+
+_JSONPATH = re.compile(r"^\{\s*\$?((?:\.[A-Za-z_][\w-]*|\[\d+\])*)\s*\}$")
+
+
+def json_path(data: Any, expression: str) -> Any:
+    """The subset of k8s JSONPath the templates use: `{$.a.b[0]}`; first match only."""
+    match = _JSONPATH.match(expression or "{$}")
+    if not match:
+        raise AssertionError(f"jsonPath {expression!r}: extend this test's evaluator")
+    for part in re.findall(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]", match.group(1)):
+        key, index = part
+        if key and isinstance(data, dict) and key in data:
+            data = data[key]
+        elif index and isinstance(data, list) and int(index) < len(data):
+            data = data[int(index)]
+        else:
+            raise ArgoError(f"could not find JSONPath {expression} in body")
+    return data
+
+
+_CONDITION = re.compile(r"^\s*result\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def eval_condition(result: Any, condition: str) -> bool:
+    """`result OP literal` with Argo's (expr-lang) typing: JSON true is a bool, numbers are
+    float64, strings stay strings, and comparing across types is an error, not false."""
+    match = _CONDITION.match(condition)
+    if not match:
+        raise AssertionError(f"condition {condition!r}: extend this test's evaluator")
+    op, text = match.groups()
+    literal = json.loads(text)  # "pass", true, 90, 0.5
+    if _kind(result) != _kind(literal) or _kind(result) not in ("bool", "number", "string"):
+        raise ArgoError(f"{condition}: cannot compare {_kind(result)} with {_kind(literal)}")
+    if op in ("==", "!="):
+        return (result == literal) == (op == "==")
+    if _kind(result) != "number":
+        raise ArgoError(f"{condition}: {op} needs numbers")
+    return {">=": result >= literal, "<=": result <= literal, ">": result > literal,
+            "<": result < literal}[op]
+
+
+def argo_phase(metric: dict[str, Any], status: int, body: bytes) -> tuple[str, Any]:
+    """The measurement phase Argo's web provider records for one answer."""
+    if not 200 <= status < 300:
+        return "Error", f"non 2xx response {status}"
+    # Argo would record a non-JSON 2xx as Successful without evaluating anything: never allowed.
+    data = json.loads(body)
+    try:
+        value = json_path(data, metric["provider"]["web"].get("jsonPath", "{$}"))
+        success = failure = None
+        if metric.get("successCondition"):
+            success = eval_condition(value, metric["successCondition"])
+        if metric.get("failureCondition"):
+            failure = eval_condition(value, metric["failureCondition"])
+    except ArgoError as exc:
+        return "Error", str(exc)
+    if success is None and failure is None:
+        return "Successful", value
+    if failure is None:
+        failure = not success
+    if success is None:
+        success = not failure
+    if failure:
+        return "Failed", value
+    return ("Successful" if success else "Inconclusive"), value
+
+
+@pytest.mark.parametrize(("result", "condition", "expected"), [
+    ("pass", 'result == "pass"', True),
+    ("inconclusive", 'result == "fail"', False),
+    (True, "result == true", True),
+    (95.0, "result >= 90", True),
+    (12, "result < 50", True),
+])
+def test_condition_evaluator_follows_argo_typing(result, condition, expected):
+    assert eval_condition(result, condition) is expected
+
+
+@pytest.mark.parametrize(("result", "condition"), [
+    (True, 'result == "true"'), ("95", "result >= 90"), ("pass", "result == true"),
+    (None, 'result == "pass"'),
+])
+def test_condition_evaluator_rejects_type_mismatches(result, condition):
+    with pytest.raises(ArgoError):
+        eval_condition(result, condition)
+
+
+# -- YAML and upstream CRD schemas -----------------------------------------------------------
+
+ALL_YAML = yaml_files(MANIFESTS) + yaml_files(TEMPLATES)
+
+
+def test_there_is_something_to_check():
+    assert objects_of("AnalysisTemplate") and objects_of("ClusterAnalysisTemplate")
+    assert objects_of("Rollout") and objects_of("Canary")
+    assert [p for p in ALL_YAML if is_config_file(p)]
+    assert {"podinfo", "badinfo"} <= set(FLAGGER_TARGETS)  # planted, see HOOK_EXPECTED
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_yaml_file_parses(path):
+    docs = load_docs(path)
+    assert docs, "empty file"
+    if is_config_file(path):
+        return  # test_manifest_configs_are_valid_analysis_configs
+    for doc in docs:
+        assert isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind"), doc
+        if doc["kind"] not in ("Kustomization", "Component"):
+            assert doc.get("metadata", {}).get("name"), "metadata.name missing"
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD schema as the API server applies it with strict field validation (kubectl's
+    default): unknown fields are errors, int-or-string takes both, nullable allows null."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("x-kubernetes-int-or-string"):
+        return {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    out = {k: _strict(v) if k in ("items", "anyOf", "allOf", "oneOf", "not") else v
+           for k, v in schema.items() if k not in ("properties", "additionalProperties")}
+    if "properties" in schema:
+        out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+        if schema.get("x-kubernetes-embedded-resource"):
+            for key in ("apiVersion", "kind", "metadata"):
+                out["properties"].setdefault(key, {})
+    if isinstance(schema.get("additionalProperties"), dict):
+        out["additionalProperties"] = _strict(schema["additionalProperties"])
+    elif "additionalProperties" in schema:
+        out["additionalProperties"] = schema["additionalProperties"]
+    elif "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    if schema.get("nullable") and isinstance(schema.get("type"), str):
+        out["type"] = [schema["type"], "null"]
+    return out
+
+
+@functools.cache
+def crd_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    if not CRD_DIR.is_dir():
+        pytest.fail(f"upstream CRDs not found at {CRD_DIR}; set UPSTREAM_CRDS_DIR to the "
+                    "directory holding argo-rollouts/*.yaml and flagger/crd.yaml")
+    validators = {}
+    for path in sorted(CRD_DIR.glob("*/*.yaml")):
+        for doc in load_docs(path):
+            if doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                schema = _strict(version["schema"]["openAPIV3Schema"])
+                jsonschema.Draft7Validator.check_schema(schema)
+                key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                validators[key] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+def crd_errors(doc: dict[str, Any]) -> list[str]:
+    validator = crd_validators().get((doc["apiVersion"], doc["kind"]))
+    assert validator is not None, f"no upstream CRD for {doc['apiVersion']} {doc['kind']}"
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+            for e in sorted(validator.iter_errors(doc),
+                            key=lambda e: [str(p) for p in e.absolute_path])]
+
+
+CRD_GROUPS = ("argoproj.io/", "flagger.app/")
+CRD_OBJECTS = [(p, d) for p, d in k8s_objects(TEMPLATES) + k8s_objects(MANIFESTS)
+               if str(d.get("apiVersion", "")).startswith(CRD_GROUPS)]
+
+
+@pytest.mark.parametrize(("path", "doc"), CRD_OBJECTS,
+                         ids=[f"{p}:{d['kind']}/{d['metadata']['name']}" for p, d in CRD_OBJECTS])
+def test_argo_and_flagger_objects_validate_against_upstream_crds(path, doc):
+    assert crd_errors(doc) == []
+
+
+def _first(kind: str) -> dict[str, Any]:
+    return copy.deepcopy(objects_of(kind)[0][1])
+
+
+def test_crd_validation_catches_mistakes():
+    """The strict schemas must reject what the API server would reject."""
+    template = _first("AnalysisTemplate")
+    assert crd_errors(template) == []
+    web = template["spec"]["metrics"][0]["provider"]["web"]
+    web["jsonpath"] = web.pop("jsonPath")  # misspelled field
+    assert any("jsonpath" in e for e in crd_errors(template))
+    template = _first("AnalysisTemplate")
+    template["spec"]["metrics"][0]["provider"]["web"]["timeoutSeconds"] = "10s"
+    assert any("timeoutSeconds" in e for e in crd_errors(template))
+    template = _first("AnalysisTemplate")
+    template["spec"]["metrics"][0]["count"] = 2.5  # int-or-string takes neither
+    assert crd_errors(template)
+    canary = _first("Canary")
+    canary["spec"]["analysis"]["webhooks"][0]["type"] = "roll-back"
+    assert any("roll-back" in e for e in crd_errors(canary))
+    canary = _first("Canary")
+    canary["spec"]["analysis"]["webhooks"][0]["metadata"] = {"alpha": 0.05}  # not a string
+    assert crd_errors(canary)
+    rollout = _first("Rollout")
+    rollout["spec"]["strategy"]["canary"]["analysis"]["args"][0]["valueFrom"] = {
+        "podTemplateHash": "Latest"}
+    assert any("podTemplateHash" in e for e in crd_errors(rollout))
+
+
+# -- Argo: templates, Rollouts, and the requests they make -----------------------------------
+
+def template_index() -> dict[tuple[str, str], dict[str, Any]]:
+    index = {}
+    for kind in ("AnalysisTemplate", "ClusterAnalysisTemplate"):
+        for _, doc in objects_of(kind):
+            key = (kind, doc["metadata"]["name"])
+            assert key not in index, f"duplicate {key}"
+            index[key] = doc
+    return index
+
+
+def rollout_references() -> list[tuple[str, dict[str, Any], dict[str, Any], list[dict]]]:
+    """(label, rollout, template, args) for every analysis a Rollout runs."""
+    index = template_index()
+    refs = []
+    for path, rollout in objects_of("Rollout"):
+        strategy = rollout["spec"]["strategy"]
+        analyses = []
+        canary = strategy.get("canary", {})
+        if "analysis" in canary:
+            analyses.append(("background", canary["analysis"]))
+        for i, step in enumerate(canary.get("steps", [])):
+            if "analysis" in step:
+                analyses.append((f"step{i}", step["analysis"]))
+        for key in ("prePromotionAnalysis", "postPromotionAnalysis"):
+            if key in strategy.get("blueGreen", {}):
+                analyses.append((key, strategy["blueGreen"][key]))
+        for where, analysis in analyses:
+            for ref in analysis["templates"]:
+                kind = "ClusterAnalysisTemplate" if ref.get("clusterScope") else "AnalysisTemplate"
+                template = index.get((kind, ref["templateName"]))
+                assert template is not None, f"{path} {where}: no {kind} {ref['templateName']}"
+                label = f"{Path(path).parent.name}/{rollout['metadata']['name']}/{where}/{kind}"
+                refs.append((label, rollout, template, analysis.get("args", [])))
+    return refs
+
+
+REFERENCES = rollout_references()
+
+
+def test_every_template_is_used_by_an_example_rollout():
+    used = {(t["kind"], t["metadata"]["name"]) for _, _, t, _ in REFERENCES}
+    assert set(template_index()) <= used
+
+
+def test_cluster_templates_mirror_the_namespaced_ones():
+    index = template_index()
+    names = {name for _, name in index}
+    for name in names:
+        namespaced = index.get(("AnalysisTemplate", name))
+        cluster = index.get(("ClusterAnalysisTemplate", name))
+        assert namespaced and cluster, f"{name}: ship both an AnalysisTemplate and a cluster one"
+        assert namespaced["spec"] == cluster["spec"], name
+
+
+def _arg_value(arg: dict[str, Any], rollout: dict[str, Any], canary_hash: str) -> str | None:
+    if "value" in arg:
+        return str(arg["value"])
+    source = arg.get("valueFrom")
+    if source is None:
+        return None
+    if "secretKeyRef" in source:
+        return API_TOKEN
+    if "podTemplateHashValue" in source:
+        return {"Latest": canary_hash, "Stable": ARGO_STABLE}[source["podTemplateHashValue"]]
+    field = source["fieldRef"]["fieldPath"]
+    if field == "metadata.namespace":
+        return NAMESPACE
+    if field == "metadata.name":
+        return rollout["metadata"]["name"]
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", field)
+    assert match, f"fieldRef {field}: extend this test"
+    return rollout["metadata"].get(match.group(1), {})[match.group(2)]
+
+
+def resolved_metrics(rollout, template, rollout_args, canary_hash) -> list[dict[str, Any]]:
+    """The template's metrics with args resolved as the AnalysisRun would have them."""
+    values = {a["name"]: _arg_value(a, rollout, canary_hash) for a in template["spec"]["args"]}
+    for arg in rollout_args:
+        assert arg["name"] in values, f"Rollout passes arg {arg['name']} the template lacks"
+        values[arg["name"]] = _arg_value(arg, rollout, canary_hash)
+    missing = sorted(name for name, value in values.items() if value is None)
+    assert not missing, f"argument(s) {missing} not supplied"
+    return [resolve_args(m, values) for m in template["spec"]["metrics"]]
+
+
+def service_host_and_port() -> tuple[set[str], int]:
+    objs = base_objects()
+    name = objs["Service"]["metadata"]["name"]
+    namespace = load_docs(MANIFESTS / "base" / KUSTOMIZATION)[0]["namespace"]
+    hosts = {f"{name}.{namespace}", f"{name}.{namespace}.svc",
+             f"{name}.{namespace}.svc.cluster.local"}
+    ports = [p["port"] for p in objs["Service"]["spec"]["ports"]]
+    assert len(ports) == 1
+    return hosts, ports[0]
+
+
+def check_url(url: str) -> str:
+    """The URL must reach the Service of manifests/; returns path?query."""
+    hosts, port = service_host_and_port()
+    parts = urlsplit(url)
+    assert parts.scheme == "http" and parts.hostname in hosts, url
+    assert (parts.port or 80) == port, url
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def web_metrics() -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{t['kind']}/{t['metadata']['name']}/{m['name']}", m)
+            for t in template_index().values() for m in t["spec"]["metrics"]
+            if "web" in m["provider"]]
+
+
+@pytest.mark.parametrize(("label", "metric"), web_metrics(), ids=[m[0] for m in web_metrics()])
+def test_web_metrics_follow_the_contract(label, metric):
+    web = metric["provider"]["web"]
+    check_url(web["url"])
+    assert web.get("method") == "POST" and "jsonBody" in web and "body" not in web
+    assert 1 <= web.get("timeoutSeconds", 0) <= 10, "set timeoutSeconds (Argo's limit is 10 s)"
+    assert web.get("jsonPath"), "without jsonPath Argo stores the whole body in the run status"
+    assert metric.get("successCondition") and metric.get("failureCondition"), \
+        "both conditions: an inconclusive verdict must be Inconclusive, not Failed"
+    headers = {h["key"].lower(): h["value"] for h in web.get("headers", [])}
+    assert re.fullmatch(r"Bearer \{\{\s*args\.[\w-]+\s*\}\}", headers.get("authorization", ""))
+    token_arg = re.search(r"args\.([\w-]+)", headers["authorization"]).group(1)
+    template = next(t for t in template_index().values() if metric in t["spec"]["metrics"])
+    arg = next(a for a in template["spec"]["args"] if a["name"] == token_arg)
+    assert "secretKeyRef" in arg.get("valueFrom", {}), "the token must come from a Secret"
+    assert {"config", "canary", "stable"} <= set(web["jsonBody"])
+
+
+@pytest.fixture(scope="module")
+def judge(lab, tmp_path_factory):
+    """The service as deployed: API tokens on, the ConfigMap's configs in the config dir."""
+    config_dir = tmp_path_factory.mktemp("configmap")
+    for name, text in configmap_files().items():
+        (config_dir / name).write_text(text)
+    app = create_app(load_settings(prometheus_url=lab.url, api_tokens=API_TOKEN,
+                                   config_dir=config_dir))
+    registry = app.extensions["canary_judge"].registry
+    assert not registry.errors, registry.errors
+    return app
+
+
+def planted_end(lab, window: dict[str, Any]) -> dict[str, str]:
+    """`{"end": …}` inside the planted data when a "now" window is about to leave it."""
+    if "start" in window or "end" in window or time.time() < lab.anchor + FUTURE_SECONDS - 60:
+        return {}
+    return {"end": str(lab.anchor + FUTURE_SECONDS - 60)}
+
+
+# Planted Argo versions (webhook/lab/rollouts.py) and what Argo must conclude for them.
+ARGO_VERSIONS = {"healthy": argo_hash("healthy"), "errors3x": argo_hash("errors3x"),
+                 "missing": ARGO_MISSING}
+EXPECTED_PHASE = {"http": {"healthy": "Successful", "errors3x": "Failed",
+                           "missing": "Inconclusive"}}
+
+
+@pytest.mark.parametrize("version", list(ARGO_VERSIONS))
+@pytest.mark.parametrize(("label", "rollout", "template", "args"), REFERENCES,
+                         ids=[r[0] for r in REFERENCES])
+def test_template_requests_get_typed_verdicts_from_the_service(judge, lab, label, rollout,
+                                                               template, args, version):
+    client = judge.test_client()
+    for metric in resolved_metrics(rollout, template, args, ARGO_VERSIONS[version]):
+        web = metric["provider"].get("web")
+        if web is None:
+            continue
+        path = check_url(web["url"])
+        headers = {h["key"]: h["value"] for h in web.get("headers", [])}
+        body = copy.deepcopy(web["jsonBody"])
+        if end := planted_end(lab, body.get("window") or {}):
+            body["window"] = {**(body.get("window") or {}), **end}
+        r = client.open(path, method=web["method"], headers=headers, json=body)
+        phase, value = argo_phase(metric, r.status_code, r.get_data())
+        assert phase != "Error", (value, r.get_data(as_text=True)[:500])
+        # The jsonPath value has the JSON type every literal in the conditions has.
+        for condition in (metric.get("successCondition"), metric.get("failureCondition")):
+            if condition:
+                literal = json.loads(_CONDITION.match(condition).group(2))
+                assert _kind(value) == _kind(literal), (condition, value)
+        expected = EXPECTED_PHASE.get(body.get("config", "http"), {}).get(version)
+        if expected:
+            assert phase == expected, (value, r.json["reason"])
+        if version == "missing":
+            assert phase != "Successful", "no data must never pass"
+        # Without the token the judge refuses, which Argo records as Error: never a pass.
+        headers.pop("Authorization")
+        r = client.open(path, method=web["method"], headers=headers, json=body)
+        assert r.status_code == 401
+
+
+# -- Flagger ---------------------------------------------------------------------------------
+
+PASS, REJECT = "pass", "reject"
+# Per planted Flagger target, the status class each hook type must answer (CONTRACTS.md).
+HOOK_EXPECTED = {
+    "podinfo": {"pre-rollout": PASS, "rollout": PASS, "confirm-traffic-increase": PASS,
+                "confirm-promotion": PASS, "rollback": REJECT},
+    "badinfo": {"pre-rollout": REJECT, "rollout": REJECT, "confirm-traffic-increase": REJECT,
+                "confirm-promotion": REJECT, "rollback": PASS},
+    FLAGGER_NEW: {"pre-rollout": PASS, "rollout": PASS, "confirm-traffic-increase": PASS,
+                  "confirm-promotion": REJECT, "rollback": REJECT},
+}
+WEBHOOKS = [(f"{Path(p).parent.name}/{c['metadata']['name']}/{w['name']}", c, w)
+            for p, c in objects_of("Canary") for w in c["spec"]["analysis"].get("webhooks", [])]
+
+
+@pytest.mark.parametrize(("label", "canary", "webhook"), WEBHOOKS, ids=[w[0] for w in WEBHOOKS])
+def test_flagger_webhooks_answer_per_contract(judge, lab, label, canary, webhook):
+    kind = webhook.get("type") or "rollout"
+    assert kind in HOOK_TYPES
+    # The service knows the hook type from the path only (Flagger does not send it).
+    assert check_url(webhook["url"]) == f"/v1/hooks/{kind}"
+    assert re.fullmatch(r"\d+s", webhook.get("timeout", "")) and \
+        int(webhook["timeout"][:-1]) <= 10, "set a timeout of at most 10s"
+    meta = dict(webhook.get("metadata") or {})
+    registry = judge.extensions["canary_judge"].registry
+    config = registry.get(meta.get("config", "http"))
+    assert config is not None, f"unknown config {meta.get('config')}"
+    known_vars = set(config.vars) | {"namespace", "name", "target"}
+    for metric in config.metrics:
+        for query in metric.queries().values():
+            known_vars |= placeholders(query)
+    unknown = set(meta) - _METADATA_KEYS - known_vars
+    assert not unknown, f"metadata keys {unknown} are neither settings nor vars of the config"
+    meta.update(planted_end(lab, meta))
+    client = judge.test_client()
+    explicit = "canary_selector" in meta
+    for target, expected in HOOK_EXPECTED.items():
+        payload: dict[str, Any] = {"name": target, "namespace": NAMESPACE,
+                                   "phase": "Progressing", "checksum": "5d8f7b6c4"}
+        if meta:
+            payload["metadata"] = {**meta, **({"target": target} if "target" in meta else {})}
+        if kind == "event":
+            payload.update(eventMessage="Advance podinfo.shop canary weight 10",
+                           eventType="Normal", timestamp=str(int(time.time() * 1000)))
+        # Flagger sends only Content-Type: no token, no other header.
+        r = client.post(f"/v1/hooks/{kind}", data=json.dumps(payload),
+                        headers={"Content-Type": "application/json"})
+        text = r.get_data(as_text=True)
+        assert r.status_code < 500 and r.status_code not in (400, 401, 404), (target, text)
+        assert text.count("\n") <= 1, "one line: it becomes the Kubernetes Event's reason"
+        if kind in ("post-rollout", "event"):
+            assert r.status_code == 200
+            continue
+        want = expected.get(kind)
+        if target == FLAGGER_NEW and meta.get("inconclusive") == "fail" and kind in (
+                "pre-rollout", "rollout", "confirm-traffic-increase"):
+            want = REJECT  # too little data fails the check when the Canary asks for that
+        if want is None or explicit:
+            continue  # confirm-rollout: gates depend on the clock; explicit selectors
+        if want == PASS:
+            assert r.status_code in (200, 201, 202), (target, text)
+        else:
+            assert 400 <= r.status_code < 500, (target, text)
+
+
+# -- manifests -------------------------------------------------------------------------------
+
+def test_manifest_configs_are_valid_analysis_configs():
+    on_disk = {p.name for p in CONFIGS.iterdir() if p.suffix in (".yaml", ".yml")} - \
+        {KUSTOMIZATION}
+    listed = set(configmap_files())
+    assert on_disk == listed, "every config file must be listed in configs/kustomization.yaml"
+    for name, text in configmap_files().items():
+        config = parse_config(yaml.safe_load(text), name)
+        assert config.name == Path(name).stem, "name the file after the config"
+    assert not load_registry(None).errors
+
+
+def assert_hardened(deployment: dict[str, Any]) -> None:
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(deployment)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod.get("automountServiceAccountToken") is False
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
+    assert not sc.get("privileged")
+    assert sc.get("runAsUser", pod["securityContext"].get("runAsUser", 0)) != 0
+    for bound in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][bound])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    tmp = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in volumes[tmp["name"]], "gunicorn needs a writable /tmp"
+    assert deployment["spec"]["replicas"] >= 2
+
+
+def test_base_manifests_fit_together():
+    objs = base_objects()
+    assert {"Namespace", "ServiceAccount", "Deployment", "Service", "PodDisruptionBudget",
+            "HorizontalPodAutoscaler", "NetworkPolicy"} <= set(objs)
+    assert "Secret" not in objs, "the example Secret must not be applied by the base"
+    deployment = objs["Deployment"]
+    assert_hardened(deployment)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    c = container(deployment)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+
+    def selects(selector: dict[str, str]) -> bool:
+        return bool(selector) and selector.items() <= pod_labels.items()
+
+    assert selects(deployment["spec"]["selector"]["matchLabels"])
+    assert selects(objs["Service"]["spec"]["selector"])
+    assert selects(objs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"])
+    assert selects(objs["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"])
+    (port,) = objs["Service"]["spec"]["ports"]
+    assert port["port"] == 80 and port["name"] == "http" and port["targetPort"] in ports
+    hpa = objs["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert hpa["minReplicas"] == deployment["spec"]["replicas"] <= hpa["maxReplicas"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == \
+        objs["ServiceAccount"]["metadata"]["name"]
+    # Env from the generated ConfigMap, tokens from the (optional) Secret of the example.
+    assert [e["configMapRef"]["name"] for e in c["envFrom"]] == ["canary-judge-env"]
+    secret = load_docs(MANIFESTS / "secret.example.yaml")[0]
+    for env in c["env"]:
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] == secret["metadata"]["name"] and ref["optional"] is True
+            assert ref["key"] in secret["stringData"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == env["CANARY_JUDGE_CONFIG_DIR"])
+    assert volumes[mount["name"]]["configMap"]["name"] == "canary-judge-configs"
+    # NetworkPolicy: the controllers in, Prometheus and DNS out.
+    policy = objs["NetworkPolicy"]["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    admitted = {v for rule in policy["ingress"] for peer in rule["from"]
+                for expr in peer["namespaceSelector"].get("matchExpressions", [])
+                for v in expr["values"]}
+    assert {"argo-rollouts", "flagger-system"} <= admitted
+    for rule in policy["ingress"]:
+        assert all(p["port"] in ports or p["port"] in ports.values() for p in rule["ports"])
+    egress = {(p["port"], p.get("protocol", "TCP")) for r in policy["egress"] for p in r["ports"]}
+    assert {(53, "UDP"), (53, "TCP")} <= egress
+    prom_port = urlsplit(env_literals()["CANARY_JUDGE_PROMETHEUS_URL"]).port
+    assert (prom_port, "TCP") in egress, "egress must reach CANARY_JUDGE_PROMETHEUS_URL"
+
+
+def test_servicemonitor_component_scrapes_the_service():
+    comp = MANIFESTS / "components" / "servicemonitor"
+    (monitor,) = [d for d in load_docs(comp / "servicemonitor.yaml")]
+    service = base_objects()["Service"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= \
+        service["metadata"]["labels"].items()
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    assert all(e["port"] in port_names and e["path"] == "/metrics"
+               for e in monitor["spec"]["endpoints"])
+
+
+KUBECTL = shutil.which("kubectl")
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed: kustomize build not run")
+@pytest.mark.parametrize("directory", ["manifests", "manifests/overlays/with-servicemonitor"])
+def test_kustomize_build(directory):
+    run = subprocess.run([KUBECTL, "kustomize", str(ROOT / directory)],  # type: ignore[list-item]
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    docs = [d for d in yaml.load_all(run.stdout, Loader=LOADER) if d]
+    kinds = [d["kind"] for d in docs]
+    assert "Secret" not in kinds
+    assert {"Namespace", "ServiceAccount", "Deployment", "Service", "ConfigMap",
+            "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"} <= set(kinds)
+    assert ("ServiceMonitor" in kinds) == directory.endswith("with-servicemonitor")
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "canary-judge", doc["kind"]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert_hardened(deployment)
+    # Generated (hash-suffixed) ConfigMap names are what the Deployment refers to.
+    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    c = container(deployment)
+    assert {e["configMapRef"]["name"] for e in c["envFrom"]} <= set(maps)
+    (configs,) = [v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]
+                  ["volumes"] if "configMap" in v]
+    assert maps[configs]["data"] == configmap_files()
+    env_map = next(m for n, m in maps.items() if n.startswith("canary-judge-env-"))
+    assert env_map["data"] == env_literals()
+
+
+def dockerfile() -> dict[str, Any]:
+    """The runtime stage's ENTRYPOINT, CMD, EXPOSE, USER, ENV and HEALTHCHECK."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stage: dict[str, Any] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        word = word.upper()
+        if word == "FROM":
+            stage = {"ENV": {}}
+        elif word in ("ENTRYPOINT", "CMD"):
+            stage[word] = json.loads(rest)
+        elif word == "ENV":
+            stage["ENV"].update(item.split("=", 1) for item in shlex.split(rest))
+        elif word in ("EXPOSE", "USER", "HEALTHCHECK"):
+            stage[word] = rest.strip()
+    return stage
+
+
+def gunicorn_knobs() -> set[str]:
+    source = (ROOT / "webhook" / "gunicorn_conf.py").read_text()
+    return set(re.findall(r"os\.environ\.get\(\"(CANARY_JUDGE_\w+)\"", source))
+
+
+def test_dockerfile_and_deployment_agree_with_the_service(monkeypatch):
+    image = dockerfile()
+    deployment = base_objects()["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(deployment)
+    # What the container runs: the Deployment's command/args over the image's ENTRYPOINT/CMD.
+    command = c.get("command") or image["ENTRYPOINT"]
+    args = c["args"] if "args" in c else ([] if "command" in c else image["CMD"])
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert image["ENTRYPOINT"] == ["canary-judge"] and command == image["ENTRYPOINT"]
+    assert scripts["canary-judge"] == "webhook.cli:main"
+    served = build_parser().parse_args([*command[1:], *args])
+    assert served.command == "serve" and served.host == "0.0.0.0"
+    assert build_parser().parse_args(image["CMD"]).port == served.port
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert served.port == int(image["EXPOSE"].split("/")[0]) == ports["http"]
+    # Probes hit real GET routes on the served port.
+    app = create_app(load_settings(prometheus_url="http://127.0.0.1:9", config_dir=None))
+    adapter = app.url_map.bind("localhost")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = c[probe]["httpGet"]
+        assert get["path"] == path
+        adapter.match(get["path"], method="GET")
+        assert ports.get(get["port"], get["port"]) == served.port
+    health = re.search(r"http://[\w.]+:(\d+)(/\w+)", image["HEALTHCHECK"])
+    assert int(health.group(1)) == served.port
+    adapter.match(health.group(2), method="GET")
+    # The user the image runs as.
+    uid, _, gid = image["USER"].partition(":")
+    assert pod["securityContext"]["runAsUser"] == int(uid) == c["securityContext"]["runAsUser"]
+    assert pod["securityContext"]["runAsGroup"] == int(gid or uid)
+    # Paths the image and the Deployment share.
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["CANARY_JUDGE_CONFIG_DIR"] == image["ENV"]["CANARY_JUDGE_CONFIG_DIR"]
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == image["ENV"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+    # Every CANARY_JUDGE_* name is something the service reads.
+    known = {f"CANARY_JUDGE_{name.upper()}" for name in Settings.model_fields} | gunicorn_knobs()
+    assert {"CANARY_JUDGE_WORKERS", "CANARY_JUDGE_THREADS",
+            "CANARY_JUDGE_GRACEFUL_TIMEOUT"} <= gunicorn_knobs()
+    literals = env_literals()
+    names = set(env) | set(literals) | set(image["ENV"])
+    assert {n for n in names if n.startswith("CANARY_JUDGE_")} <= known
+    # ... and the values parse the way the service parses them.
+    for name, value in {**literals, **{k: v for k, v in env.items() if v}}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    for knob in gunicorn_knobs() & set(literals):
+        if knob.endswith(("WORKERS", "THREADS", "TIMEOUT")):
+            assert int(literals[knob]) > 0
+    # Timing: Prometheus answers inside the probe's and the callers' timeouts, gunicorn's
+    # graceful shutdown inside the pod's grace period.
+    assert settings.prometheus_timeout_seconds < c["readinessProbe"]["timeoutSeconds"]
+    for _, metric in web_metrics():
+        assert settings.prometheus_timeout_seconds < metric["provider"]["web"]["timeoutSeconds"]
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    sleep = int(pre_stop[-1]) if pre_stop[:1] == ["sleep"] else 0
+    graceful = int(literals.get("CANARY_JUDGE_GRACEFUL_TIMEOUT", "20"))
+    assert pod["terminationGracePeriodSeconds"] > graceful + sleep
