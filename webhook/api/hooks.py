@@ -38,7 +38,7 @@ HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-incr
               "confirm-promotion", "rollback", "post-rollout", "event")
 PROVIDERS = ("app", "istio", "linkerd", "pod")
 _METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
-                  "namespace_label", "app_label", "start", "end", "lookback", "step", "mode",
+                  "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup", "mode",
                   "alpha", "inconclusive"}
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -103,7 +103,8 @@ def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     vars_.setdefault("target", meta.get("target") or p.name)
     data: dict[str, Any] = {
         "config": meta.get("config", "http"), "canary": canary, "stable": stable, "vars": vars_,
-        "window": {k: meta[k] for k in ("start", "end", "lookback", "step") if k in meta},
+        "window": {k: meta[k] for k in ("start", "end", "lookback", "step", "warmup")
+                   if k in meta},
     }
     for key in ("mode", "alpha"):
         if key in meta:

@@ -88,14 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _wait_ready(judge, proc)
             print(f"   judge ready at {judge}")
-            window = {"lookback": "30m", "step": "60s"}
             for label, version, expect in (("PASS", "healthy", "pass"),
                                            ("FAIL", "errors3x", "fail")):
                 _say(f"3. What Argo Rollouts sends for the {version} canary (expect {label})")
                 body = json.dumps({"config": "http",
                                    "canary": {"rollouts_pod_template_hash": argo_hash(version)},
-                                   "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
-                                   "window": window})
+                                   "stable": {"rollouts_pod_template_hash": ARGO_STABLE}})
                 _curl(["-s", "-X", "POST", f"{judge}/v1/analyze?format=text",
                        "-H", "Content-Type: application/json", "-d", body])
                 verdict = requests.post(f"{judge}/v1/analyze", data=body, timeout=15,
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             _say("4. Flagger's rollback hook: 200 = roll back now (critical failure), else 412")
             for target in ("badinfo", "podinfo"):
                 payload = json.dumps({"name": target, "namespace": NAMESPACE,
-                                      "phase": "Progressing", "metadata": {"lookback": "30m"}})
+                                      "phase": "Progressing", "metadata": {"config": "http"}})
                 _curl(["-s", "-o", "/dev/stdout", "-w", "   -> HTTP %{http_code}\n", "-X",
                        "POST", f"{judge}/v1/hooks/rollback", "-H",
                        "Content-Type: application/json", "-d", payload])
