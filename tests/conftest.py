@@ -15,7 +15,12 @@ import pytest
 
 from webhook.app import create_app
 from webhook.lab import PrometheusLab, render_openmetrics
-from webhook.lab.rollouts import FUTURE_SECONDS, HISTORY_SECONDS, standard_sides
+from webhook.lab.rollouts import (
+    FUTURE_SECONDS,
+    HISTORY_SECONDS,
+    extra_series,
+    standard_sides,
+)
 from webhook.settings import load_settings
 
 
@@ -36,7 +41,7 @@ def lab() -> Iterator[Lab]:
         pytest.fail("Prometheus is not installed: apt-get install prometheus (see .ci/run)")
     anchor = math.floor(time.time() / 60) * 60
     text = render_openmetrics(standard_sides(), anchor - HISTORY_SECONDS, anchor + FUTURE_SECONDS,
-                              scrape_interval=15.0, seed=7)
+                              scrape_interval=15.0, seed=7, extra=extra_series())
     with PrometheusLab() as prom:
         prom.plant(text)
         url = prom.start()

@@ -11,7 +11,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +23,18 @@ from webhook.configs import (
     METRIC_KINDS,
     AnalysisConfig,
     ConfigRegistry,
+    EventsMetric,
     HistogramMetric,
     MetricSpec,
     RatioMetric,
+    SeriesMetric,
+    ThresholdMetric,
+    metric_sides,
 )
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
+from webhook.judge.limits import judge_events, judge_threshold
+from webhook.judge.series import judge_series
 from webhook.judge.types import finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
 from webhook.settings import Settings
@@ -229,7 +235,8 @@ def plan_queries(specs: list[MetricSpec], selectors: Mapping[str, str], vars_: M
     raw_step = _step_text(window.step)
     for spec in specs:
         for role, template in _queries(spec).items():
-            for side, selector in selectors.items():
+            for side in metric_sides(spec):
+                selector = selectors[side]
                 try:
                     expr = promql.render(template, vars_, {"selector": selector, "step": raw_step},
                                          field=f"metrics.{spec.name}.{role}")
@@ -290,11 +297,14 @@ def canary_activity(results: Mapping[str, QueryResult], points: int) -> np.ndarr
     active = np.zeros(points, dtype=bool)
     for key, result in results.items():
         _, side, role = key.split("|")
-        if side != "canary" or role == "numerator":
-            continue
+        if side != "canary" or role in ("numerator", "events"):
+            continue  # bad events are absent when all is well: they say nothing of traffic
         for series in result.series:
             values = series.values[:points]
-            active[: values.size] |= np.isfinite(values) & (values > 0)
+            seen = np.isfinite(values)
+            # counters' increases are 0 while idle; a gauge's mere presence is activity
+            active[: values.size] |= seen & (values > 0) if role in ("total", "buckets") \
+                else seen
     return active
 
 
@@ -328,7 +338,39 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], p
                     absolute_tolerance=spec.tolerance.absolute, alpha=a,
                     min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
                     weight=spec.weight / len(spec.quantiles), mode=mode, looks=looks))
-    return checks
+        elif isinstance(spec, SeriesMetric):
+            checks.append(judge_series(
+                spec.name, _combined_values(get("canary", "values"), points, first),
+                _combined_values(get("stable", "values"), points, first),
+                direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+                absolute_tolerance=spec.tolerance.absolute, alpha=a,
+                min_points=spec.min_points, critical=spec.critical, weight=spec.weight,
+                mode=mode))
+        elif isinstance(spec, ThresholdMetric):
+            checks.append(judge_threshold(
+                spec.name, _combined_values(get("canary", "values"), points, first),
+                minimum=spec.min, maximum=spec.max, how=spec.aggregate, absolute=spec.absolute,
+                min_points=spec.min_points, critical=spec.critical, weight=spec.weight))
+        elif isinstance(spec, EventsMetric):
+            checks.append(judge_events(
+                spec.name, _combined_values(get("canary", "events"), points, first),
+                allowed=spec.allowed,
+                canary_total=(_combined_values(get("canary", "total"), points, first)
+                              if spec.total else None),
+                min_total=spec.min_total,
+                stable_events=_combined_values(get("stable", "events"), points, first),
+                critical=spec.critical, weight=spec.weight))
+    return [replace(c, group=spec_group) for c, spec_group in
+            zip(checks, _groups(specs), strict=True)]
+
+
+def _groups(specs: list[MetricSpec]) -> list[str]:
+    """The group of each check, in order (a histogram yields one check per quantile)."""
+    out = []
+    for spec in specs:
+        count = len(spec.quantiles) if isinstance(spec, HistogramMetric) else 1
+        out.extend([spec.group] * count)
+    return out
 
 
 def _iso(ts: float) -> str:
@@ -339,7 +381,8 @@ def _check_body(check: CheckResult) -> dict[str, Any]:
     low, high = check.interval if check.interval else (None, None)
     return {
         "name": check.name, "kind": check.kind, "verdict": check.verdict,
-        "critical": check.critical, "weight": round(check.weight, 6), "test": check.test,
+        "critical": check.critical, "weight": round(check.weight, 6), "group": check.group,
+        "test": check.test,
         "effect": finite_or_none(check.effect),
         "interval": {"low": finite_or_none(low), "high": finite_or_none(high),
                      "of": check.interval_of, "level": finite_or_none(check.interval_level)},
@@ -388,7 +431,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     first = min(first + math.ceil((warmup or 0.0) / window.step), points)
     checks = judge_metrics(specs, results, points, window.step, alpha, mode, first)
     judged_start = window.start + first * window.step
-    combined = combine(checks)
+    combined = combine(checks, config.group_weights)
     verdict = VerdictModel(
         verdict=combined.verdict, pass_=combined.verdict == "pass", score=combined.score,
         reason=combined.reason, config=config.name, mode=mode,

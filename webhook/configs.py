@@ -45,6 +45,7 @@ class _MetricBase(BaseModel):
     tolerance: Tolerance = Field(default_factory=Tolerance)
     critical: bool = False
     weight: float = Field(1.0, ge=0)
+    group: str = Field("default", description="Checks are scored per group, groups by weight.")
     min_total: float = Field(100, ge=1, description="Fewer requests than this on either side: "
                              "inconclusive.")
     alpha: float | None = Field(None, gt=0, lt=0.5)
@@ -89,8 +90,70 @@ class HistogramMetric(_MetricBase):
         return {"buckets": self.query}
 
 
-MetricSpec = Annotated[RatioMetric | HistogramMetric, Field(discriminator="kind")]
-METRIC_KINDS = ("ratio", "histogram")
+class SeriesMetric(_MetricBase):
+    """Any PromQL with one value per step (gauge, rate, quantile), canary vs stable."""
+
+    kind: Literal["series"]
+    query: str = Field(description="PromQL: one value per step for the side in {{selector}}.")
+    min_points: int = Field(10, ge=2, description="Steps with both sides needed.")
+
+    def queries(self) -> dict[str, str]:
+        return {"values": self.query}
+
+
+class ThresholdMetric(_MetricBase):
+    """A bound on the canary alone (P&L impact, saturation): no comparison with stable."""
+
+    kind: Literal["threshold"]
+    query: str = Field(description="PromQL: one value per step for the canary.")
+    min: float | None = None
+    max: float | None = None
+    aggregate: Literal["max", "min", "mean", "last", "p95", "p99"] = "max"
+    absolute: bool = Field(False, description="Bound |value| (losses and gains alike).")
+    min_points: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> ThresholdMetric:
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold metric needs `min`, `max` or both")
+        return self
+
+    def queries(self) -> dict[str, str]:
+        return {"values": self.query}
+
+    def sides(self) -> tuple[str, ...]:
+        return ("canary",)
+
+
+class EventsMetric(_MetricBase):
+    """A zero-tolerance counter (adverse events, compliance violations): per-step counts."""
+
+    kind: Literal["events"]
+    query: str = Field(description="PromQL: per-step count of events, `sum(increase(…))`.")
+    total: str | None = Field(None, description="PromQL: per-step requests, so that zero "
+                              "events on zero traffic stays inconclusive.")
+    allowed: float = Field(0, ge=0)
+    critical: bool = True
+    min_total: float = Field(0, ge=0)
+
+    def queries(self) -> dict[str, str]:
+        out = {"events": self.query}
+        if self.total:
+            out["total"] = self.total
+        return out
+
+
+MetricSpec = Annotated[
+    RatioMetric | HistogramMetric | SeriesMetric | ThresholdMetric | EventsMetric,
+    Field(discriminator="kind"),
+]
+METRIC_KINDS = ("ratio", "histogram", "series", "threshold", "events")
+
+
+def metric_sides(spec: MetricSpec) -> tuple[str, ...]:
+    """Which sides a metric is queried for: canary-only limits skip the stable side."""
+    sides = getattr(spec, "sides", None)
+    return sides() if callable(sides) else ("canary", "stable")
 
 
 class ConfigDefaults(BaseModel):
@@ -111,6 +174,8 @@ class AnalysisConfig(BaseModel):
     description: str = ""
     vars: dict[str, str] = Field(default_factory=dict)
     defaults: ConfigDefaults = Field(default_factory=ConfigDefaults)
+    group_weights: dict[str, float] = Field(
+        default_factory=dict, description="Score weight per metric group (default 1 each).")
     metrics: list[MetricSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

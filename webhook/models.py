@@ -131,6 +131,7 @@ class CheckModel(BaseModel):
     verdict: Literal["pass", "fail", "inconclusive"]
     critical: bool
     weight: float
+    group: str
     test: str
     effect: float | None = Field(description="Canary relative to stable: 0.5 = 50 % higher.")
     interval: dict[str, Any] = Field(description="low, high, of (what the bounds are), level.")

@@ -38,8 +38,8 @@ HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-incr
               "confirm-promotion", "rollback", "post-rollout", "event")
 PROVIDERS = ("app", "istio", "linkerd", "pod")
 _METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
-                  "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup", "mode",
-                  "alpha", "inconclusive"}
+                  "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup",
+                  "mode", "alpha", "inconclusive"}
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 

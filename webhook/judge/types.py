@@ -36,6 +36,7 @@ class CheckResult:
     interval_level: float | None = None
     p_value: float | None = None
     allowed: float | None = None  # the tolerated change, in `interval_of`'s units
+    group: str = "default"
 
 
 def finite_or_none(value: float | None) -> float | None:

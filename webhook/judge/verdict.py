@@ -8,13 +8,14 @@ Rules, strictest first:
 
 The score follows the same rule in bands, so Argo conditions on `{$.score}` agree with
 `{$.verdict}`: pass = 100; inconclusive in [50, 90); fail in [0, 50). Inside a band it grows
-with the weighted share of passing checks (the Kayenta habit of reading a score as "how much
-looked fine").
+with the share of passing checks: weighted within each group, groups weighted by
+`group_weights` (an equal share each by default), the Kayenta habit of reading a score as "how
+much looked fine".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from webhook.judge.types import CheckResult, Outcome
@@ -35,12 +36,32 @@ def _share_passing(checks: Sequence[CheckResult]) -> float:
     return sum(c.weight for c in checks if c.verdict == "pass") / total
 
 
-def combine(checks: Sequence[CheckResult]) -> Verdict:
+def group_shares(checks: Sequence[CheckResult]) -> dict[str, float]:
+    """Weighted share of passing checks in each group, groups in order of first appearance."""
+    groups: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        groups.setdefault(check.group, []).append(check)
+    return {name: _share_passing(members) for name, members in groups.items()}
+
+
+def _overall_share(checks: Sequence[CheckResult],
+                   group_weights: Mapping[str, float] | None) -> float:
+    """Groups count by their weight (an equal share unless configured), as in Kayenta."""
+    shares = group_shares(checks)
+    weights = {g: (group_weights or {}).get(g, 1.0) for g in shares}
+    total = sum(weights.values())
+    if total <= 0:
+        return sum(shares.values()) / len(shares)
+    return sum(shares[g] * weights[g] for g in shares) / total
+
+
+def combine(checks: Sequence[CheckResult],
+            group_weights: Mapping[str, float] | None = None) -> Verdict:
     if not checks:
         return Verdict("inconclusive", 50.0, "no checks to judge", False)
     failed = [c for c in checks if c.verdict == "fail"]
     unsure = [c for c in checks if c.verdict == "inconclusive"]
-    share = _share_passing(checks)
+    share = _overall_share(checks, group_weights)
     critical = any(c.critical for c in failed)
     if failed:
         ordered = sorted(failed, key=lambda c: not c.critical)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from webhook.lab.synth import TrafficSide
+import numpy as np
+
+from webhook.lab.synth import ExtraSeries, TrafficSide
 
 NAMESPACE = "shop"
 # Planted data runs from this long before the session's anchor time to FUTURE_SECONDS after it.
@@ -121,3 +123,48 @@ SCHEME_VARS = {
         "latency_metric": "pod_http_request_duration_seconds",
     },
 }
+
+
+def _ar1_gauge(level: float, seed: int, phi: float = 0.9, noise: float = 0.05):
+    """A CPU-like gauge: AR(1) noise around `level`, so samples are autocorrelated."""
+    def values(ts: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        out = np.empty(ts.size)
+        x = 0.0
+        for i in range(ts.size):
+            x = phi * x + rng.normal(0, noise)
+            out[i] = level * (1 + x)
+        return out
+    return values
+
+
+def _events_at(times_from_start: tuple[float, ...]):
+    """A counter that steps by one at each of the given offsets (seconds from its first sample)."""
+    def values(ts: np.ndarray) -> np.ndarray:
+        offsets = ts - ts[0]
+        return np.array([sum(o >= t for t in times_from_start) for o in offsets], dtype=float)
+    return values
+
+
+def extra_series() -> list[ExtraSeries]:
+    """Gauges and event counters beside the HTTP traffic, for the series/threshold/events kinds.
+
+    `process_cpu_ratio`: AR(1) gauge, 0.5 on every version but `slow` (0.65, +30 %).
+    `pnl_impact_usd`: a gauge near 0 on every version, -25,000 on `errors3x`.
+    `adverse_events_total`: a counter at 0 everywhere, stepping to 2 on `errors3x`
+    (initialised at 0, as a counter must be for increase() to see its first event).
+    """
+    out = []
+    versions = {"stable": ARGO_STABLE, **{v: argo_hash(v) for v in ARGO_CANARIES}}
+    for seed, (version, hash_) in enumerate(versions.items()):
+        labels = _argo_labels(hash_)
+        level = 0.65 if version == "slow" else 0.5
+        out.append(ExtraSeries("process_cpu_ratio", labels, "gauge",
+                               _ar1_gauge(level, seed=100 + seed)))
+        pnl = -25_000.0 if version == "errors3x" else 0.0
+        out.append(ExtraSeries("pnl_impact_usd", labels, "gauge",
+                               _ar1_gauge(1.0, seed=200 + seed, noise=200.0)
+                               if pnl == 0 else (lambda ts, p=pnl: np.full(ts.size, p))))
+        steps = (1800.0, 3600.0) if version == "errors3x" else ()
+        out.append(ExtraSeries("adverse_events_total", labels, "counter", _events_at(steps)))
+    return out
