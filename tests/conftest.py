@@ -19,7 +19,9 @@ from webhook.lab.rollouts import (
     FUTURE_SECONDS,
     HISTORY_SECONDS,
     extra_series,
+    healthcare_series,
     standard_sides,
+    trading_series,
 )
 from webhook.settings import load_settings
 
@@ -40,8 +42,10 @@ def lab() -> Iterator[Lab]:
     if not PrometheusLab.available():
         pytest.fail("Prometheus is not installed: apt-get install prometheus (see .ci/run)")
     anchor = math.floor(time.time() / 60) * 60
-    text = render_openmetrics(standard_sides(), anchor - HISTORY_SECONDS, anchor + FUTURE_SECONDS,
-                              scrape_interval=15.0, seed=7, extra=extra_series())
+    trading_sides, trading_extra = trading_series()
+    text = render_openmetrics([*standard_sides(), *trading_sides], anchor - HISTORY_SECONDS,
+                              anchor + FUTURE_SECONDS, scrape_interval=15.0, seed=7,
+                              extra=[*extra_series(), *trading_extra, *healthcare_series()])
     with PrometheusLab() as prom:
         prom.plant(text)
         url = prom.start()

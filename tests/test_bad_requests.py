@@ -13,7 +13,8 @@ GOOD = {"canary": {"rollouts_pod_template_hash": "a1"},
 
 @pytest.mark.parametrize(("payload", "field", "hint"), [
     ({"canary": {"app": "a"}}, "stable", "required"),
-    ({**GOOD, "config": "nope"}, "config", "unknown config 'nope'; this server has: http"),
+    ({**GOOD, "config": "nope"}, "config",
+     "unknown config 'nope'; this server has: healthcare, http, trading"),
     ({**GOOD, "window": {"step": "soon"}}, "window.step", "use e.g. 30s"),
     ({**GOOD, "window": {"start": "yesterday"}}, "window.start", "RFC 3339"),
     ({**GOOD, "window": {"start": 2000, "end": 1000}}, "window.end", "after window.start"),

@@ -57,7 +57,7 @@ def test_own_metrics_count_verdicts_and_upstream_errors(client, lab):
 def test_readiness_follows_the_metrics_source(client, lab):
     assert client.get("/healthz").status_code == 200
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json["configs"] == ["http"]
+    assert r.status_code == 200 and r.json["configs"] == ["healthcare", "http", "trading"]
     down = create_app(load_settings(prometheus_url="http://127.0.0.1:9")).test_client()
     r = down.get("/readyz")
     assert r.status_code == 503 and "metrics source" in r.json["problems"][0]
@@ -86,7 +86,7 @@ def test_config_dir_adds_configs_and_reports_broken_files(lab, tmp_path):
     client = create_app(load_settings(prometheus_url=lab.url,
                                       config_dir=str(tmp_path))).test_client()
     listed = client.get("/v1/configs").json
-    assert [c["name"] for c in listed["configs"]] == ["checkout", "http"]
+    assert [c["name"] for c in listed["configs"]] == ["checkout", "healthcare", "http", "trading"]
     assert listed["errors"][0]["source"].endswith("broken.yaml")
     ready = client.get("/readyz")
     assert ready.status_code == 503 and "broken.yaml" in ready.json["problems"][0]

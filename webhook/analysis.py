@@ -23,7 +23,6 @@ from webhook.configs import (
     METRIC_KINDS,
     AnalysisConfig,
     ConfigRegistry,
-    EventsMetric,
     HistogramMetric,
     MetricSpec,
     RatioMetric,
@@ -37,6 +36,7 @@ from webhook.judge.limits import judge_events, judge_threshold
 from webhook.judge.series import judge_series
 from webhook.judge.types import finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
+from webhook.profiles import ProfileError, apply_level, gate_checks
 from webhook.settings import Settings
 from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, grid
 
@@ -311,66 +311,86 @@ def canary_activity(results: Mapping[str, QueryResult], points: int) -> np.ndarr
 def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], points: int,
                   step: float, alpha: float, mode: str = "fixed",
                   first: int = 0) -> list[CheckResult]:
-    """Judge every metric on steps `first`… of the fetched window."""
+    """Judge every metric on steps `first`… of the fetched window, per cohort where asked."""
     checks: list[CheckResult] = []
-    looks = max(points - first, 1)
     for spec in specs:
-        a = spec.alpha or alpha
         def get(side: str, role: str, spec: MetricSpec = spec) -> QueryResult | None:
             return results.get(f"{spec.name}|{side}|{role}")
-        if isinstance(spec, RatioMetric):
-            checks.append(judge_ratio(
-                spec.name,
-                _combined_values(get("canary", "numerator"), points, first),
-                _combined_values(get("canary", "total"), points, first),
-                _combined_values(get("stable", "numerator"), points, first),
-                _combined_values(get("stable", "total"), points, first),
-                direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-                absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
-                step_seconds=step, critical=spec.critical, weight=spec.weight, mode=mode))
-        elif isinstance(spec, HistogramMetric):
-            canary = Histogram.from_steps(_buckets(get("canary", "buckets"), first))
-            stable = Histogram.from_steps(_buckets(get("stable", "buckets"), first))
-            for q in spec.quantiles:
-                checks.append(judge_quantile(
-                    f"{spec.name}_p{q * 100:g}", canary, stable, q,
-                    direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-                    absolute_tolerance=spec.tolerance.absolute, alpha=a,
-                    min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
-                    weight=spec.weight / len(spec.quantiles), mode=mode, looks=looks))
-        elif isinstance(spec, SeriesMetric):
-            checks.append(judge_series(
-                spec.name, _combined_values(get("canary", "values"), points, first),
-                _combined_values(get("stable", "values"), points, first),
-                direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-                absolute_tolerance=spec.tolerance.absolute, alpha=a,
-                min_points=spec.min_points, critical=spec.critical, weight=spec.weight,
-                mode=mode))
-        elif isinstance(spec, ThresholdMetric):
-            checks.append(judge_threshold(
-                spec.name, _combined_values(get("canary", "values"), points, first),
-                minimum=spec.min, maximum=spec.max, how=spec.aggregate, absolute=spec.absolute,
-                min_points=spec.min_points, critical=spec.critical, weight=spec.weight))
-        elif isinstance(spec, EventsMetric):
-            checks.append(judge_events(
-                spec.name, _combined_values(get("canary", "events"), points, first),
-                allowed=spec.allowed,
-                canary_total=(_combined_values(get("canary", "total"), points, first)
-                              if spec.total else None),
-                min_total=spec.min_total,
-                stable_events=_combined_values(get("stable", "events"), points, first),
-                critical=spec.critical, weight=spec.weight))
-    return [replace(c, group=spec_group) for c, spec_group in
-            zip(checks, _groups(specs), strict=True)]
+        if not spec.cohort_label:
+            checks.extend(_judge_spec(spec, get, points, step, alpha, mode, first))
+            continue
+        for cohort in _cohorts(spec, results):
+            def get_cohort(side: str, role: str, cohort: str = cohort,
+                           spec: MetricSpec = spec) -> QueryResult | None:
+                result = get(side, role, spec)
+                if result is None:
+                    return None
+                label = spec.cohort_label
+                kept = tuple(x for x in result.series if x.labels.get(label or "") == cohort)
+                return replace(result, series=kept)
+            for check in _judge_spec(spec, get_cohort, points, step, alpha, mode, first):
+                name = f"{check.name}[{spec.cohort_label}={cohort}]"
+                checks.append(replace(check, name=name, cohort=cohort,
+                                      reason=check.reason.replace(check.name, name, 1)))
+    return checks
 
 
-def _groups(specs: list[MetricSpec]) -> list[str]:
-    """The group of each check, in order (a histogram yields one check per quantile)."""
-    out = []
-    for spec in specs:
-        count = len(spec.quantiles) if isinstance(spec, HistogramMetric) else 1
-        out.extend([spec.group] * count)
-    return out
+def _cohorts(spec: MetricSpec, results: Mapping[str, QueryResult]) -> list[str]:
+    """Cohort values seen on either side for this metric (a cohort missing on one side is
+    judged too, and comes out inconclusive)."""
+    values = set()
+    for key, result in results.items():
+        if key.split("|")[0] == spec.name:
+            values.update(x.labels.get(spec.cohort_label or "", "") for x in result.series)
+    return sorted(v for v in values if v)
+
+
+def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
+                mode: str, first: int) -> list[CheckResult]:
+    a = spec.alpha or alpha
+    looks = max(points - first, 1)
+    base = dict(critical=spec.critical, weight=spec.weight)
+    if isinstance(spec, RatioMetric):
+        checks = [judge_ratio(
+            spec.name,
+            _combined_values(get("canary", "numerator"), points, first),
+            _combined_values(get("canary", "total"), points, first),
+            _combined_values(get("stable", "numerator"), points, first),
+            _combined_values(get("stable", "total"), points, first),
+            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+            absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
+            step_seconds=step, mode=mode, **base)]
+    elif isinstance(spec, HistogramMetric):
+        canary = Histogram.from_steps(_buckets(get("canary", "buckets"), first))
+        stable = Histogram.from_steps(_buckets(get("stable", "buckets"), first))
+        checks = [judge_quantile(
+            f"{spec.name}_p{q * 100:g}", canary, stable, q,
+            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+            absolute_tolerance=spec.tolerance.absolute, alpha=a,
+            min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
+            weight=spec.weight / len(spec.quantiles), mode=mode, looks=looks)
+            for q in spec.quantiles]
+    elif isinstance(spec, SeriesMetric):
+        checks = [judge_series(
+            spec.name, _combined_values(get("canary", "values"), points, first),
+            _combined_values(get("stable", "values"), points, first),
+            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+            absolute_tolerance=spec.tolerance.absolute, alpha=a,
+            min_points=spec.min_points, mode=mode, **base)]
+    elif isinstance(spec, ThresholdMetric):
+        checks = [judge_threshold(
+            spec.name, _combined_values(get("canary", "values"), points, first),
+            minimum=spec.min, maximum=spec.max, how=spec.aggregate, absolute=spec.absolute,
+            min_points=spec.min_points, max_missing=spec.max_missing, **base)]
+    else:
+        checks = [judge_events(
+            spec.name, _combined_values(get("canary", "events"), points, first),
+            allowed=spec.allowed,
+            canary_total=(_combined_values(get("canary", "total"), points, first)
+                          if spec.total else None),
+            min_total=spec.min_total,
+            stable_events=_combined_values(get("stable", "events"), points, first), **base)]
+    return [replace(c, group=spec.group) for c in checks]
 
 
 def _iso(ts: float) -> str:
@@ -382,6 +402,7 @@ def _check_body(check: CheckResult) -> dict[str, Any]:
     return {
         "name": check.name, "kind": check.kind, "verdict": check.verdict,
         "critical": check.critical, "weight": round(check.weight, 6), "group": check.group,
+        "cohort": check.cohort,
         "test": check.test,
         "effect": finite_or_none(check.effect),
         "interval": {"low": finite_or_none(low), "high": finite_or_none(high),
@@ -395,19 +416,55 @@ def _check_body(check: CheckResult) -> dict[str, Any]:
     }
 
 
-def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
-                 policy: Policy, now: float | None = None) -> AnalysisResult:
-    """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx)."""
-    began = time.perf_counter()
-    now = time.time() if now is None else now
+def lookup_config(request: AnalysisRequest, registry: ConfigRegistry) -> AnalysisConfig:
     config = registry.get(request.config)
     if config is None:
         known = ", ".join(sorted(registry.configs)) or "none"
         raise AnalysisRequestError(
             f"config: unknown config {request.config!r}; this server has: {known}", "config")
+    return config
+
+
+def canary_revision(request: AnalysisRequest) -> str | None:
+    if request.revision:
+        return request.revision
+    if isinstance(request.canary, dict):
+        return request.canary.get("rollouts_pod_template_hash")
+    return None
+
+
+def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: str,
+                   now: float | None = None) -> list[CheckResult]:
+    """The config's gates alone (Flagger's confirm-rollout: may a rollout start now?)."""
+    config = lookup_config(request, registry)
+    vars_ = {**config.vars, **request.vars}
+    at = request.window.end if request.window.end is not None else (now or time.time())
+    try:
+        _, level = apply_level(config, [], vars_)
+        return gate_checks(config, vars_, action, at, canary_revision(request), level)
+    except ProfileError as exc:
+        raise AnalysisRequestError(exc.message, exc.field) from exc
+
+
+def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
+                 policy: Policy, now: float | None = None,
+                 gate_action: str | None = None) -> AnalysisResult:
+    """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx).
+
+    `gate_action` ("start" or "promote") adds the config's gates as checks: the Argo analysis
+    and Flagger's confirm-promotion judge promotion; Flagger's other hooks judge health only.
+    """
+    began = time.perf_counter()
+    now = time.time() if now is None else now
+    config = lookup_config(request, registry)
     mode = request.mode or config.defaults.mode
-    alpha = request.alpha or config.defaults.alpha or policy.default_alpha
-    specs = resolve_metrics(config, request, policy)
+    vars_ = {**config.vars, **request.vars}
+    try:
+        specs, level = apply_level(config, resolve_metrics(config, request, policy), vars_)
+    except ProfileError as exc:
+        raise AnalysisRequestError(exc.message, exc.field) from exc
+    level_alpha = level.alpha if level is not None else None
+    alpha = request.alpha or level_alpha or config.defaults.alpha or policy.default_alpha
     selectors = {"canary": _side_matchers(request.canary, "canary"),
                  "stable": _side_matchers(request.stable, "stable")}
     if selectors["canary"] == selectors["stable"]:
@@ -415,7 +472,6 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                    "must differ (e.g. by rollouts_pod_template_hash)", "stable")
     sequential = mode == "sequential"
     window = resolve_window(request, config, policy, now, sequential)
-    vars_ = {**config.vars, **request.vars}
     queries = plan_queries(specs, selectors, vars_, window)
     fetched = source.query_range_many(queries)
     results = {r.query.key: r for r in fetched}
@@ -431,6 +487,12 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     first = min(first + math.ceil((warmup or 0.0) / window.step), points)
     checks = judge_metrics(specs, results, points, window.step, alpha, mode, first)
     judged_start = window.start + first * window.step
+    if gate_action:
+        at = window.end if request.window.end is not None else now
+        try:
+            checks += gate_checks(config, vars_, gate_action, at, canary_revision(request), level)
+        except ProfileError as exc:
+            raise AnalysisRequestError(exc.message, exc.field) from exc
     combined = combine(checks, config.group_weights)
     verdict = VerdictModel(
         verdict=combined.verdict, pass_=combined.verdict == "pass", score=combined.score,

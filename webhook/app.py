@@ -42,7 +42,8 @@ class Service:
     policy: Policy
 
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
-                audit_extra: dict[str, Any] | None = None) -> AnalysisResult:
+                audit_extra: dict[str, Any] | None = None,
+                gate_action: str | None = None) -> AnalysisResult:
         """Run one analysis and leave the audit line and metrics behind, whatever happens."""
         began = time.perf_counter()
         record: dict[str, Any] = {
@@ -50,7 +51,8 @@ class Service:
             "canary": req.canary, "stable": req.stable, **(audit_extra or {}),
         }
         try:
-            result = run_analysis(req, self.registry, self.source, self.policy)
+            result = run_analysis(req, self.registry, self.source, self.policy,
+                                  gate_action=gate_action)
         except SourceError as exc:
             UPSTREAM_ERRORS.labels(exc.kind).inc()
             record.update(verdict="error", status=exc.status, reason=exc.message,

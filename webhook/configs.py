@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from webhook import promql
+from webhook.gates.market_hours import MarketHoursConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class _MetricBase(BaseModel):
     critical: bool = False
     weight: float = Field(1.0, ge=0)
     group: str = Field("default", description="Checks are scored per group, groups by weight.")
+    cohort_label: str | None = Field(
+        None, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="Judge each value of this label separately (facility, region, …); the "
+        "queries must keep it, e.g. `sum by (facility) (…)`.")
     min_total: float = Field(100, ge=1, description="Fewer requests than this on either side: "
                              "inconclusive.")
     alpha: float | None = Field(None, gt=0, lt=0.5)
@@ -111,6 +116,9 @@ class ThresholdMetric(_MetricBase):
     aggregate: Literal["max", "min", "mean", "last", "p95", "p99"] = "max"
     absolute: bool = Field(False, description="Bound |value| (losses and gains alike).")
     min_points: int = Field(1, ge=1)
+    max_missing: int | None = Field(
+        None, ge=0, description="Steps without a canary sample tolerated once it has "
+        "reported (0: must report every step, e.g. an availability gauge).")
 
     @model_validator(mode="after")
     def _a_bound(self) -> ThresholdMetric:
@@ -166,6 +174,41 @@ class ConfigDefaults(BaseModel):
     step: str | None = None
 
 
+class Level(BaseModel):
+    """How strict one level (e.g. safety_level=high) makes the judge."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: float | None = Field(None, gt=0, lt=0.5)
+    tolerance_factor: float = Field(1.0, gt=0, description="Multiplies every tolerance.")
+    min_data_factor: float = Field(1.0, gt=0, description="Multiplies every minimum of data.")
+    promotion_needs_approval: bool = False
+
+
+class Levels(BaseModel):
+    """A request var (Argo jsonBody vars, Flagger metadata) choosing how strict to be."""
+
+    model_config = ConfigDict(extra="forbid")
+    var: str = Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    default: str
+    values: dict[str, Level] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_known(self) -> Levels:
+        if self.default not in self.values:
+            raise ValueError(f"levels.default {self.default!r} is not one of "
+                             f"{sorted(self.values)}")
+        return self
+
+
+class Gates(BaseModel):
+    """Deployment gates: rules about *when* a change may start or be promoted."""
+
+    model_config = ConfigDict(extra="forbid")
+    market_hours: MarketHoursConfig | None = None
+    risk_var: str = Field("risk_tolerance", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    default_risk: Literal["low", "medium", "high", "critical"] = "medium"
+
+
 class AnalysisConfig(BaseModel):
     """One named analysis: its metrics plus defaults for the request fields."""
 
@@ -176,6 +219,8 @@ class AnalysisConfig(BaseModel):
     defaults: ConfigDefaults = Field(default_factory=ConfigDefaults)
     group_weights: dict[str, float] = Field(
         default_factory=dict, description="Score weight per metric group (default 1 each).")
+    levels: Levels | None = None
+    gates: Gates = Field(default_factory=Gates)
     metrics: list[MetricSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

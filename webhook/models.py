@@ -118,6 +118,9 @@ class AnalysisRequest(BaseModel):
     metrics: list[MetricOverride] | dict[str, MetricOverride] | None = None
     mode: Mode | None = None
     alpha: float | None = Field(None, gt=0, lt=0.5)
+    revision: str | None = Field(
+        None, max_length=128, description="The canary revision a person's approval must name "
+        "(vars.approved_revision); default: the canary's rollouts_pod_template_hash.")
 
     @field_validator("window", mode="before")
     @classmethod
@@ -132,6 +135,7 @@ class CheckModel(BaseModel):
     critical: bool
     weight: float
     group: str
+    cohort: str
     test: str
     effect: float | None = Field(description="Canary relative to stable: 0.5 = 50 % higher.")
     interval: dict[str, Any] = Field(description="low, high, of (what the bounds are), level.")

@@ -44,7 +44,8 @@ def _caller() -> str:
 def _respond(req: AnalysisRequest, route: str) -> Response:
     service = get_service()
     try:
-        result = service.analyze(req, caller=_caller(), route=route)
+        # Argo's analysis decides promotion: deployment gates (market hours, approvals) apply.
+        result = service.analyze(req, caller=_caller(), route=route, gate_action="promote")
     except AnalysisRequestError as exc:
         return error_response(exc.status, exc.message, exc.field)
     except SourceError as exc:

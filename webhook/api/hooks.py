@@ -26,7 +26,7 @@ from flask import Blueprint, Response
 from flask import request as flask_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from webhook.analysis import AnalysisRequestError, AnalysisResult
+from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
 from webhook.app import get_service, validation_message
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
@@ -109,11 +109,27 @@ def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     for key in ("mode", "alpha"):
         if key in meta:
             data[key] = meta[key]
+    if p.checksum:
+        data["revision"] = p.checksum[:128]
     try:
         return AnalysisRequest.model_validate(data)
     except ValidationError as exc:
         message, field = validation_message(exc, prefix="metadata.")
         raise AnalysisRequestError(message, field) from exc
+
+
+def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
+                     who: dict[str, str]) -> Response:
+    """May a rollout start now? Only the config's gates decide; no metrics are queried."""
+    checks = evaluate_gates(req, service.registry, "start")
+    blocking = [c for c in checks if c.verdict != "pass"]
+    audit({**who, "event": "flagger_gate", "config": req.config,
+           "verdict": "closed" if blocking else "open",
+           "reason": "; ".join(c.reason for c in checks) or "no gates"})
+    if blocking:
+        return _text(412, hook, "; ".join(c.reason for c in blocking))
+    reasons = "; ".join(c.reason for c in checks)
+    return _text(200, hook, f"rollout may start: {reasons or f'config {req.config} has no gates'}")
 
 
 def _decide(hook: str, result: AnalysisResult, meta: dict[str, str]) -> tuple[int, str]:
@@ -155,16 +171,13 @@ def flagger_hook(hook: str) -> Response:
                "message": str(raw.get("eventMessage", ""))[:500]})
         return _text(200, hook, f"{hook} noted for {payload.namespace}/{payload.name}")
     service = get_service()
-    if hook == "confirm-rollout":
-        config = service.registry.get(meta.get("config", "http"))
-        if config is None:
-            return _text(400, hook, f"metadata.config: unknown config {meta.get('config')!r}")
-        return _text(200, hook, f"rollout may start: config {config.name} has no deployment "
-                     "gates that block it now")
     try:
         req = analysis_request(payload)
+        if hook == "confirm-rollout":
+            return _confirm_rollout(hook, req, service, who)
         result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",
-                                 audit_extra=who)
+                                 audit_extra=who,
+                                 gate_action="promote" if hook == "confirm-promotion" else None)
     except AnalysisRequestError as exc:
         return _text(400 if exc.status < 500 else exc.status, hook, exc.message)
     except SourceError as exc:

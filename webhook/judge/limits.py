@@ -37,14 +37,16 @@ def judge_threshold(
     how: str = "max",
     absolute: bool = False,
     min_points: int = 1,
+    max_missing: int | None = None,
     stable: np.ndarray | None = None,
     critical: bool = False,
     weight: float = 1.0,
 ) -> CheckResult:
     """Fail when the canary's aggregated value leaves [minimum, maximum].
 
-    `absolute` bounds |value| (P&L impact either way). The stable side, when given, is shown
-    for context only.
+    `absolute` bounds |value| (P&L impact either way). `max_missing` counts steps without a
+    sample after the first one: an availability gauge that stops reporting is not "up". The
+    stable side, when given, is shown for context only.
     """
     values = np.asarray(canary, dtype=float)
     if absolute:
@@ -65,6 +67,13 @@ def judge_threshold(
     if value is None or points < min_points:
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: too little data: {points} canary samples, needs {min_points}"), **base)
+    if max_missing is not None:
+        seen = np.flatnonzero(np.isfinite(values))
+        missing = int(values.size - seen[0] - seen.size) if seen.size else 0
+        if missing > max_missing:
+            return CheckResult(verdict="fail", reason=(
+                f"{name}: the canary stopped reporting for {missing} steps of the window "
+                f"(at most {max_missing} allowed)"), **base)
     below = minimum is not None and value < minimum
     above = maximum is not None and value > maximum
     if below or above:

@@ -106,6 +106,10 @@ def judge_series(
     se = float(d.std(ddof=1)) / math.sqrt(n_eff)
     df = max(n_eff - 1, 1.0)
     stable_mean = float(s[both].mean())
+    # Beyond 1e100 squares overflow; no real gauge gets there, a corrupt series may.
+    if not all(math.isfinite(x) and abs(x) < 1e100 for x in (mean_d, se, stable_mean)):
+        return CheckResult(verdict="inconclusive", reason=(
+            f"{name}: values too large to compare (corrupt series?)"), **base)
     allowed = max(relative_tolerance * abs(stable_mean), absolute_tolerance)
     two_sided = direction == "either"
     a = alpha / 2 if two_sided else alpha

@@ -37,6 +37,7 @@ class CheckResult:
     p_value: float | None = None
     allowed: float | None = None  # the tolerated change, in `interval_of`'s units
     group: str = "default"
+    cohort: str = ""  # label value of the cohort judged, "" for the whole population
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -168,3 +168,118 @@ def extra_series() -> list[ExtraSeries]:
         steps = (1800.0, 3600.0) if version == "errors3x" else ()
         out.append(ExtraSeries("adverse_events_total", labels, "counter", _events_at(steps)))
     return out
+
+
+# --- trading and healthcare: the domain profiles' own series -------------------------------------
+
+TRADING_APP = "orders"
+TRADING_STABLE = "t0stable"
+TRADING_CANARIES = {
+    "healthy": {},
+    "fills": {"fill": 0.95 * 0.94},  # fill rate 6 % below stable
+    "slippage": {"slippage": 3.0},  # +3 bps
+}
+HEALTHCARE_APP = "ehr"
+HEALTHCARE_STABLE = "h0stable"
+HEALTHCARE_CANARIES = {
+    "healthy": {},
+    "adverse": {"adverse_at": 5400.0},  # one adverse event 90 min into the planted data
+    "facility": {"admission_b": 0.90},  # admission success drops at facility B only
+}
+FACILITIES = ("A", "B", "C")
+WORKFLOWS = ("admission", "medication_ordering", "lab_results", "discharge",
+             "emergency_response")
+
+
+def _counter(rate: float, seed: int, keep: float = 1.0):
+    """Cumulative Poisson(rate·dt) counts; with `keep` < 1, the kept share of the same events
+    (fills of the same orders, successes of the same runs): same seed, same underlying events."""
+    def values(ts: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        dt = np.diff(ts, prepend=ts[0])
+        events = rng.poisson(rate * dt)
+        if keep < 1.0:
+            events = np.random.default_rng(seed + 1).binomial(events, keep)
+        return np.cumsum(events).astype(float)
+    return values
+
+
+def _constant(value: float):
+    return lambda ts: np.full(ts.size, value)
+
+
+def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
+    """Orders, fills, order latency, slippage, P&L and market impact for each version.
+
+    Stable runs two pods at 20 orders/s each, every canary one pod at 20/s, so per-instance
+    throughput is equal.
+    """
+    sides, extra = [], []
+    versions = {"stable": {}, **TRADING_CANARIES}
+    for seed, (version, diff) in enumerate(versions.items()):
+        hash_ = TRADING_STABLE if version == "stable" else f"t{version[:6]}"
+        labels = {"app": TRADING_APP, "namespace": NAMESPACE,
+                  "rollouts_pod_template_hash": hash_}
+        pods = 2 if version == "stable" else 1
+        sides.append(TrafficSide(labels=labels, rps=20.0 * pods, error_ratio=0.0,
+                                 requests_metric="order_requests_total",
+                                 latency_metric="order_latency_seconds",
+                                 latency_median_s=0.02, latency_sigma=0.5))
+        for pod in range(pods):
+            pod_labels = {**labels, "pod": f"{TRADING_APP}-{hash_}-{pod}"}
+            s = 1000 + 10 * seed + pod
+            extra.append(ExtraSeries("orders_total", pod_labels, "counter", _counter(20.0, s)))
+            extra.append(ExtraSeries("orders_filled_total", pod_labels, "counter",
+                                     _counter(20.0, s, keep=diff.get("fill", 0.95))))
+        extra.append(ExtraSeries("order_slippage_bps", labels, "gauge",
+                                 _ar1_gauge(1.0 + diff.get("slippage", 0.0), seed=300 + seed,
+                                            noise=0.3, phi=0.5)))
+        extra.append(ExtraSeries("pnl_impact_usd", labels, "gauge",
+                                 _ar1_gauge(1.0, seed=400 + seed, noise=500.0)))
+        extra.append(ExtraSeries("market_impact_bps", labels, "gauge",
+                                 _ar1_gauge(2.0, seed=500 + seed, noise=0.1, phi=0.5)))
+        extra.append(ExtraSeries("compliance_violations_total", labels, "counter",
+                                 _constant(0.0)))
+    return sides, extra
+
+
+def trading_hash(version: str) -> str:
+    return TRADING_STABLE if version == "stable" else f"t{version[:6]}"
+
+
+def healthcare_hash(version: str) -> str:
+    return HEALTHCARE_STABLE if version == "stable" else f"h{version[:6]}"
+
+
+def healthcare_series() -> list[ExtraSeries]:
+    """Safety counters, the alerting gauge and workflow runs per facility for each version."""
+    extra = []
+    versions = {"stable": {}, **HEALTHCARE_CANARIES}
+    for seed, (version, diff) in enumerate(versions.items()):
+        labels = {"app": HEALTHCARE_APP, "namespace": NAMESPACE,
+                  "rollouts_pod_template_hash": healthcare_hash(version)}
+        adverse = (diff["adverse_at"],) if "adverse_at" in diff else ()
+        extra.append(ExtraSeries("adverse_events_total", labels, "counter", _events_at(adverse)))
+        for name in ("medication_errors_total", "data_integrity_errors_total",
+                     "phi_audit_write_failures_total"):
+            extra.append(ExtraSeries(name, labels, "counter", _constant(0.0)))
+        extra.append(ExtraSeries("clinical_alerting_up", labels, "gauge", _constant(1.0)))
+        rate = 4.0 if version == "stable" else 2.0
+        for f, facility in enumerate(FACILITIES):
+            for w, workflow in enumerate(WORKFLOWS):
+                success = 0.98
+                if workflow == "admission" and facility == "B":
+                    success = diff.get("admission_b", success)
+                s = 2000 + 100 * seed + 10 * f + w
+                base = {**labels, "facility": facility, "workflow": workflow}
+                extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "success"},
+                                         "counter", _counter(rate, s, keep=success)))
+                extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "failure"},
+                                         "counter", _failures(rate, s, success)))
+    return extra
+
+
+def _failures(rate: float, seed: int, success: float):
+    """The complement of `_counter(rate, seed, keep=success)`: the same runs' failures."""
+    total, ok = _counter(rate, seed), _counter(rate, seed, keep=success)
+    return lambda ts: total(ts) - ok(ts)

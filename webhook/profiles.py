@@ -1,0 +1,106 @@
+"""What a config's levels and gates do to one analysis: stricter statistics, timing rules and
+the need for a person's approval.
+
+Levels (healthcare's `safety_level`) rescale alpha, tolerances and minimum data before judging.
+Gates (trading's market hours) become checks of their own, so the verdict's reason names the
+open session like any failing metric. Neither is ever `critical`: a closed gate must hold a
+rollout, never make Flagger's rollback hook roll it back.
+
+Approval path: a person approves one canary revision by passing `approved_revision` equal to
+that revision: Flagger's `checksum` (metadata `approved_revision`), Argo's canary pod-template
+hash (an arg placed in `vars.approved_revision`). A new revision is never covered by an old
+approval. Until then the check is inconclusive, which pauses Argo (a person may also run
+`kubectl argo rollouts promote`) and keeps Flagger's confirm-promotion closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from webhook.configs import AnalysisConfig, HistogramMetric, MetricSpec, SeriesMetric, Tolerance
+from webhook.gates.market_hours import decide
+from webhook.judge.types import CheckResult, Summary
+
+
+class ProfileError(ValueError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AppliedLevel:
+    name: str
+    alpha: float | None
+    needs_approval: bool
+
+
+def apply_level(config: AnalysisConfig, specs: list[MetricSpec],
+                vars_: Mapping[str, str]) -> tuple[list[MetricSpec], AppliedLevel | None]:
+    """Rescale the metrics for the level the request asks for (or the config's default)."""
+    if config.levels is None:
+        return specs, None
+    levels = config.levels
+    name = vars_.get(levels.var, levels.default)
+    level = levels.values.get(name)
+    if level is None:
+        raise ProfileError(f"vars.{levels.var}: {name!r} is not one of "
+                           f"{', '.join(levels.values)}", f"vars.{levels.var}")
+    out: list[MetricSpec] = []
+    for spec in specs:
+        tolerance = Tolerance(relative=spec.tolerance.relative * level.tolerance_factor,
+                              absolute=spec.tolerance.absolute * level.tolerance_factor)
+        update: dict[str, object] = {"tolerance": tolerance,
+                                     "min_total": spec.min_total * level.min_data_factor}
+        if isinstance(spec, SeriesMetric):
+            update["min_points"] = max(2, round(spec.min_points * level.min_data_factor))
+        if isinstance(spec, HistogramMetric):
+            update["min_tail"] = spec.min_tail * level.min_data_factor
+        out.append(spec.model_copy(update=update))
+    return out, AppliedLevel(name, level.alpha, level.promotion_needs_approval)
+
+
+def _gate_check(name: str, verdict: str, reason: str, test: str) -> CheckResult:
+    return CheckResult(name=name, kind="gate", verdict=verdict,  # type: ignore[arg-type]
+                       test=test, reason=reason, canary=Summary(0.0, None),
+                       stable=Summary(0.0, None), critical=False, group="gates")
+
+
+def is_approved(vars_: Mapping[str, str], revision: str | None) -> bool:
+    approved = vars_.get("approved_revision", "")
+    return bool(revision) and approved == revision
+
+
+def gate_checks(config: AnalysisConfig, vars_: Mapping[str, str], action: str, at: float,
+                revision: str | None, level: AppliedLevel | None) -> list[CheckResult]:
+    """Checks for the config's gates, evaluated at `at` (unix seconds) for `action`."""
+    checks: list[CheckResult] = []
+    approved = is_approved(vars_, revision)
+    gates = config.gates
+    if gates.market_hours is not None:
+        risk = vars_.get(gates.risk_var, gates.default_risk)
+        if risk not in ("low", "medium", "high", "critical"):
+            raise ProfileError(f"vars.{gates.risk_var}: {risk!r} is not one of low, medium, "
+                               "high, critical", f"vars.{gates.risk_var}")
+        when = datetime.fromtimestamp(at, UTC)
+        decision = decide(gates.market_hours, risk, action, when,  # type: ignore[arg-type]
+                          approved=approved)
+        verdict = ("pass" if decision.allowed
+                   else "inconclusive" if decision.needs_approval else "fail")
+        checks.append(_gate_check("market_hours", verdict, f"market_hours: {decision.reason}",
+                                  f"market-hours gate for risk_tolerance={risk} at "
+                                  f"{when.isoformat().replace('+00:00', 'Z')}"))
+    if level is not None and level.needs_approval and action == "promote":
+        if approved:
+            checks.append(_gate_check("approval", "pass", f"approval: revision {revision} "
+                                      "approved by a person", "manual approval"))
+        else:
+            checks.append(_gate_check(
+                "approval", "inconclusive",
+                f"approval: {config.levels.var if config.levels else 'level'}={level.name} "
+                f"needs a person to approve revision {revision or '(unknown)'}: set "
+                "approved_revision to it", "manual approval"))
+    return checks
