@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from webhook.judge.sequential import spent_alpha
-from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
+from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value, tri_state
 
 # Beyond 2**53 requests counts are no longer exact floats; no real window gets near it.
 MAX_COUNT = 2.0**53
@@ -203,14 +203,9 @@ def judge_quantile(
              if math.isfinite(effect) else f"canary {fmt_value(v_c, 's')} vs stable "
              f"{fmt_value(v_s, 's')}")
     margin = f"tolerance +{rel * 100:g}% or {fmt_value(abs_, 's')}"
-    if up or down:
-        verdict, why = "fail", f"{'slower' if up else 'faster'} beyond {margin}"
-    elif within:
-        verdict, why = "pass", f"within {margin}"
-    else:
-        verdict, why = "inconclusive", (
-            f"cannot yet rule out a change beyond {margin} (canary between "
-            f"{fmt_value(c_low, 's')} and {fmt_value(c_high, 's')}); more requests will decide")
+    verdict, why = tri_state(
+        "slower" if up else "faster" if down else None, within, margin,
+        f"canary between {fmt_value(c_low, 's')} and {fmt_value(c_high, 's')}")
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=summary_c, stable=summary_s,
         effect=effect, interval=(ratio_low, ratio_high), interval_of="canary / stable - 1",

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from webhook.judge import sequential as seq
-from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
+from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value, tri_state
 
 TEST_NAME = "Newcombe hybrid score interval (difference of proportions)"
 SEQUENTIAL_TEST_NAME = ("anytime-valid mixture martingale on the rate ratio of bad events "
@@ -145,20 +145,14 @@ def judge_ratio(
     shown = (f"canary {fmt_value(p_c, '%')} of {fmt_count(n_c)} vs stable {fmt_value(p_s, '%')} "
              f"of {fmt_count(n_s)}")
     margin = f"tolerance ±{fmt_value(allowed, '%')}"
-    if up or down:
-        verdict, why = "fail", f"{'higher' if up else 'lower'} beyond {margin}"
-    else:
-        within = {
-            "increase": high <= allowed,
-            "decrease": low >= -allowed,
-            "either": -allowed <= low and high <= allowed,
-        }[direction]
-        if within:
-            verdict, why = "pass", f"within {margin}"
-        else:
-            verdict, why = "inconclusive", (
-                f"cannot yet rule out a change beyond {margin} (difference between "
-                f"{fmt_value(low, '%')} and {fmt_value(high, '%')}); more requests will decide")
+    within = {
+        "increase": high <= allowed,
+        "decrease": low >= -allowed,
+        "either": -allowed <= low and high <= allowed,
+    }[direction]
+    verdict, why = tri_state(
+        "higher" if up else "lower" if down else None, within, margin,
+        f"difference between {fmt_value(low, '%')} and {fmt_value(high, '%')}")
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
         effect=effect, interval=(low, high), interval_of="canary - stable",
@@ -214,14 +208,9 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     shown = (f"canary {fmt_value(p_c, '%')} of {fmt_count(canary.n)} vs stable "
              f"{fmt_value(p_s, '%')} of {fmt_count(stable.n)}")
     margin = f"tolerance ±{fmt_value(allowed, '%')}"
-    if sign_failed:
-        verdict, why = "fail", f"{'higher' if sign_failed > 0 else 'lower'} beyond {margin}"
-    elif pass_all:
-        verdict, why = "pass", f"within {margin}"
-    else:
-        verdict, why = "inconclusive", (
-            f"not yet enough evidence either way (difference between {fmt_value(lc - us, '%')} "
-            f"and {fmt_value(uc - ls, '%')}); more requests will decide")
+    verdict, why = tri_state(
+        None if not sign_failed else "higher" if sign_failed > 0 else "lower", pass_all, margin,
+        f"difference between {fmt_value(lc - us, '%')} and {fmt_value(uc - ls, '%')}")
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
         effect=effect, interval=(lc - us, uc - ls), interval_of="canary - stable",

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from webhook.judge.types import CheckResult, Summary, fmt_value
+from webhook.judge.types import CheckResult, Summary, fmt_value, tri_state
 
 TEST_NAME = "paired differences, t interval on the AR(1) effective sample size"
 MIN_EFFECTIVE = 5.0
@@ -137,14 +137,9 @@ def judge_series(
     shown = (f"canary {fmt_value(summary_c.value)} vs stable {fmt_value(summary_s.value)} "
              f"(mean difference {fmt_value(mean_d)}, ~{n_eff:.0f} independent samples)")
     margin = f"tolerance ±{fmt_value(allowed)}"
-    if up or down:
-        verdict, why = "fail", f"{'higher' if up else 'lower'} beyond {margin}"
-    elif within:
-        verdict, why = "pass", f"within {margin}"
-    else:
-        verdict, why = "inconclusive", (
-            f"cannot yet rule out a change beyond {margin} (difference between "
-            f"{fmt_value(p_low)} and {fmt_value(p_high)}); more time will decide")
+    verdict, why = tri_state(
+        "higher" if up else "lower" if down else None, within, margin,
+        f"difference between {fmt_value(p_low)} and {fmt_value(p_high)}", more="time")
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", effect=effect, interval=(low, high),
         interval_of="canary - stable (mean)", interval_level=1 - (alpha if two_sided else

@@ -59,3 +59,18 @@ def fmt_value(value: float | None, unit: str = "") -> str:
 
 def fmt_count(n: float) -> str:
     return f"{n:,.0f}"
+
+
+def tri_state(worse: str | None, within: bool, margin: str, range_text: str,
+              more: str = "requests") -> tuple[Outcome, str]:
+    """The verdict of a comparison and the clause a person reads after the numbers.
+
+    `worse` names the harmful change ("higher", "slower") when it is shown beyond the margin;
+    `within` says the change is shown inside it; otherwise the data cannot tell yet.
+    """
+    if worse:
+        return "fail", f"{worse} beyond {margin}"
+    if within:
+        return "pass", f"within {margin}"
+    return "inconclusive", (f"cannot yet rule out a change beyond {margin} ({range_text}); "
+                            f"more {more} will decide")
