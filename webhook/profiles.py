@@ -90,7 +90,12 @@ def gate_checks(config: AnalysisConfig, vars_: Mapping[str, str], action: str, a
                           approved=approved)
         verdict = ("pass" if decision.allowed
                    else "inconclusive" if decision.needs_approval else "fail")
-        checks.append(_gate_check("market_hours", verdict, f"market_hours: {decision.reason}",
+        reason = decision.reason
+        if decision.needs_approval:
+            reason = (f"{gates.risk_var}=critical needs a person to approve revision "
+                      f"{revision or '(unknown)'}: set approved_revision to it; it then waits "
+                      "for closed markets like medium")
+        checks.append(_gate_check("market_hours", verdict, f"market_hours: {reason}",
                                   f"market-hours gate for risk_tolerance={risk} at "
                                   f"{when.isoformat().replace('+00:00', 'Z')}"))
     if level is not None and level.needs_approval and action == "promote":
