@@ -13,8 +13,8 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
 fi
 
 PYTHON="${PYTHON:-python3}"
-if ! "$PYTHON" -c "import webhook, pytest, hypothesis, jsonschema" >/dev/null 2>&1 \
+if ! "$PYTHON" -c "import webhook, pytest, hypothesis, jsonschema, matplotlib" >/dev/null 2>&1 \
    || [ "${CANARY_JUDGE_REINSTALL:-}" = "1" ] || [ -n "${CI:-}" ]; then
   echo "==> installing canary-judge and its test dependencies"
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 fi

@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is not part of the installed package
-    sys.path.insert(0, str(ROOT))
+from webhook.judge import kayenta
 
-from bench.detection import kayenta  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ERRORS = kayenta.KayentaMetric("error_ratio", "errors", direction="increase")
 LATENCY = kayenta.KayentaMetric("latency_p99", "latency", direction="increase")
@@ -143,6 +141,12 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
             assert cell["n"] == 2
             assert 0.0 <= cell["fail_rate"] <= 1.0
             assert len(cell["fail_by_poll"]) == doc["meta"]["polls"]
-    assert doc["results"]["gauge_+20pct_20rps"]["cj_seq_05:gauge"] == {"status": "n/a"}
+    gauge = doc["results"]["gauge_+20pct_20rps"]["cj_seq_05:gauge"]
+    try:  # canary-judge's gauge row needs its `series` judge; without one it reads "n/a"
+        import webhook.judge.series  # noqa: F401
+    except ImportError:
+        assert gauge == {"status": "n/a"}
+    else:
+        assert "fail_rate" in gauge
     assert all({"target", "measured", "met"} <= set(t) for t in doc["targets"])
     assert "| method |" in proc.stdout

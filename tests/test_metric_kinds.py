@@ -134,3 +134,20 @@ def test_new_kinds_never_crash_and_never_pass_without_data(canary, stable):
     e = judge_events("x", c, canary_total=s, min_total=100)
     if e.verdict == "pass":
         assert np.nansum(np.where(np.isfinite(s) & (s > 0), s, 0)) >= 100
+
+
+def test_kayenta_mode_reproduces_kayenta_including_its_flaw():
+    """For migrating teams: same decisions as Kayenta, which over-fails on autocorrelated
+    gauges (JUDGES.md: 26-30 % at phi 0.8); the default paired test does not."""
+    from webhook.judge.series import judge_series_kayenta
+
+    rng = np.random.default_rng(21)
+    runs = 200
+    kayenta_fails = sum(judge_series_kayenta("cpu", ar1(rng, 120, 0.8), ar1(rng, 120, 0.8),
+                                             direction="either").verdict == "fail"
+                        for _ in range(runs))
+    assert kayenta_fails / runs > 0.15
+    shifted = judge_series_kayenta("cpu", ar1(rng, 120, 0.0, level=1.5), ar1(rng, 120, 0.0),
+                                   direction="increase", relative_tolerance=0.1)
+    assert shifted.verdict == "fail" and "High" in shifted.reason
+    assert judge_series_kayenta("cpu", np.array([]), np.ones(5)).verdict == "inconclusive"

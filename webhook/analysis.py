@@ -33,7 +33,7 @@ from webhook.configs import (
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
 from webhook.judge.limits import judge_events, judge_threshold
-from webhook.judge.series import judge_series
+from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.types import finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
 from webhook.profiles import ProfileError, apply_level, gate_checks
@@ -370,6 +370,12 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
             weight=spec.weight / len(spec.quantiles), mode=mode, looks=looks)
             for q in spec.quantiles]
+    elif isinstance(spec, SeriesMetric) and spec.test == "kayenta":
+        checks = [judge_series_kayenta(
+            spec.name, _combined_values(get("canary", "values"), points, first),
+            _combined_values(get("stable", "values"), points, first),
+            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+            min_points=spec.min_points, **base)]
     elif isinstance(spec, SeriesMetric):
         checks = [judge_series(
             spec.name, _combined_values(get("canary", "values"), points, first),

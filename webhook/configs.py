@@ -100,7 +100,12 @@ class SeriesMetric(_MetricBase):
 
     kind: Literal["series"]
     query: str = Field(description="PromQL: one value per step for the side in {{selector}}.")
-    min_points: int = Field(10, ge=2, description="Steps with both sides needed.")
+    test: Literal["paired", "kayenta"] = Field(
+        "paired", description="paired: autocorrelation-aware (default); kayenta: Kayenta's "
+        "Mann-Whitney classification, for migrating configs (no false-failure guarantee).")
+    min_points: int = Field(
+        20, ge=2, description="Steps with both sides needed: fewer cannot tell autocorrelation "
+        "from a shift.")
 
     def queries(self) -> dict[str, str]:
         return {"values": self.query}

@@ -122,7 +122,7 @@ def _p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float, up
     lo, hi = 1e-12, 1.0
     if fails(lo):
         return lo
-    for _ in range(40):
+    for _ in range(24):  # geometric: 1e-12..1 to within ~0.2 % of the p-value
         mid = math.sqrt(lo * hi)
         lo, hi = (lo, mid) if fails(mid) else (mid, hi)
     return hi

@@ -69,6 +69,30 @@ def rate_ratio_log_evidence(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarra
     return float(special.logsumexp(loglik / overdispersion(k_c, k_s, w) + _LOG_PRIOR))
 
 
+def share_at(rho: float, w: np.ndarray) -> np.ndarray:
+    """The canary's expected share of bad events per step at rate ratio ρ."""
+    return rho * w / (rho * w + 1 - w)
+
+
+def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
+    """Maximum-likelihood ρ of the conditional binomial model: the root of the score
+    Σ k_c − K·π_t(ρ), which falls monotonically in ρ. Half an event is added to each side so
+    that all-canary or all-stable counts give a finite estimate."""
+    k_c, total = np.asarray(k_c, float), np.asarray(total, float)
+    observed = float(k_c.sum()) + 0.5
+
+    def score(log_rho: float) -> float:
+        shares = share_at(math.exp(log_rho), w)
+        return observed - float((total * shares).sum()) - float(shares.mean())
+
+    low, high = -20.0, 20.0
+    if score(low) <= 0:
+        return math.exp(low)
+    if score(high) >= 0:
+        return math.exp(high)
+    return math.exp(optimize.brentq(score, low, high, xtol=1e-6))
+
+
 def overdispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray) -> float:
     """Pearson estimate of how much burstier bad events are than Poisson (≥ 1).
 
@@ -81,8 +105,7 @@ def overdispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray) -> float:
     share, and only once there are enough steps with events to estimate it.
     """
     total = k_c + k_s
-    rho_hat = (k_c.sum() + 0.5) / (k_s.sum() + 0.5) * ((1 - w) / w).mean()
-    pi = rho_hat * w / (rho_hat * w + 1 - w)
+    pi = share_at(mle_rate_ratio(k_c, total, w), w)
     variance = total * pi * (1 - pi)
     ok = variance > 0
     m = int(ok.sum())

@@ -23,6 +23,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from webhook.judge import kayenta
 from webhook.judge.types import CheckResult, Summary, fmt_value, tri_state
 
 TEST_NAME = "paired differences, t interval on the AR(1) effective sample size"
@@ -76,7 +77,7 @@ def judge_series(
     relative_tolerance: float = 0.0,
     absolute_tolerance: float = 0.0,
     alpha: float = 0.05,
-    min_points: int = 10,
+    min_points: int = 20,
     critical: bool = False,
     weight: float = 1.0,
     mode: str = "fixed",
@@ -145,3 +146,48 @@ def judge_series(
         interval_of="canary - stable (mean)", interval_level=1 - (alpha if two_sided else
                                                                   2 * alpha),
         p_value=float(p_value), allowed=allowed, **base)
+
+
+def judge_series_kayenta(
+    name: str,
+    canary: np.ndarray,
+    stable: np.ndarray,
+    *,
+    direction: str = "either",
+    relative_tolerance: float = 0.0,
+    min_points: int = 1,
+    critical: bool = False,
+    weight: float = 1.0,
+) -> CheckResult:
+    """Kayenta-compatible mode for teams migrating from Kayenta's NetflixACAJudge.
+
+    Mann-Whitney / Hodges-Lehmann classification as `webhook.judge.kayenta.classify` does it,
+    with the tolerance as Kayenta's effect size (meanRatio must reach 1 + tolerance, or fall to
+    1 − tolerance, to count). It treats per-step samples as independent, so under polling and
+    autocorrelation it fails healthy canaries far above alpha (bench/detection measures it):
+    use it to reproduce old decisions, not for new configs.
+    """
+    c = np.asarray(canary, dtype=float)
+    s = np.asarray(stable, dtype=float)
+    c_ok, s_ok = c[np.isfinite(c)], s[np.isfinite(s)]
+    summary_c = Summary(float(c_ok.size), float(c_ok.mean()) if c_ok.size else None)
+    summary_s = Summary(float(s_ok.size), float(s_ok.mean()) if s_ok.size else None)
+    base = dict(name=name, kind="series", critical=critical, weight=weight, canary=summary_c,
+                stable=summary_s, test="Kayenta-compatible Mann-Whitney (98 % Hodges-Lehmann)")
+    if min(c_ok.size, s_ok.size) < min_points:
+        return CheckResult(verdict="inconclusive", reason=(
+            f"{name}: too little data: {min(c_ok.size, s_ok.size)} points on a side, needs "
+            f"{min_points}"), **base)
+    metric = kayenta.KayentaMetric(
+        name, "default", direction=direction,  # type: ignore[arg-type]
+        allowed_increase=1 + relative_tolerance, allowed_decrease=max(1 - relative_tolerance, 0),
+        critical=critical)
+    judged = kayenta.classify(c_ok, s_ok, metric)
+    verdict = {"Pass": "pass", "High": "fail", "Low": "fail"}.get(judged.classification,
+                                                                  "inconclusive")
+    return CheckResult(
+        verdict=verdict,  # type: ignore[arg-type]
+        reason=f"{name}: Kayenta {judged.classification}: {judged.reason}",
+        effect=judged.mean_ratio - 1 if math.isfinite(judged.mean_ratio) else None,
+        interval=judged.interval, interval_of="Hodges-Lehmann shift canary - stable",
+        interval_level=kayenta.CONFIDENCE, allowed=relative_tolerance, **base)

@@ -1,0 +1,323 @@
+"""The judges under test, each giving one verdict per poll of a simulated rollout.
+
+Every method returns, per row, an int8 array of POLLS verdict codes (PASS, INCONCLUSIVE, FAIL).
+A row is either the method's combined verdict (row id = method key) or one metric's
+(`key:error_ratio`, `key:latency`, `key:gauge`), so the report shows which check detects.
+Once a check has failed, the controller aborts the rollout: later polls do not matter, and a
+failed check is not re-judged (its fail is carried forward).
+
+- canary-judge (`cj_seq_*`, `cj_fixed_*`): the service's own judges with the `http` config's
+  metrics and tolerances (loaded from webhook/configs/http.yaml like the service does), combined
+  by `webhook.judge.combine`. Each poll judges all steps since the analysis start. Sequential
+  mode passes `mode="sequential"` (and `looks=` = steps in the window) when the judge accepts
+  it; otherwise its rows are "pending". The gauge row uses the `series` judge (schema-default
+  settings, outside the combined verdict as the http config has no CPU metric), or reads "n/a"
+  in a version without one.
+- Kayenta (`kayenta`): bench.detection.kayenta on the per-step points a range query gives:
+  per-step error ratio (errors/requests, NaN without requests) and per-step p99 from
+  `histogram_quantile(0.99, …)` of that step's buckets, direction increase, default effect
+  size, scored as a config of two equally weighted groups (errors, latency). The gauge is a
+  separate one-metric config (`kayenta:gauge`), so the combined row compares the same metrics
+  as canary-judge's. Argo's kayenta provider maps Pass/Marginal/Fail to our verdicts.
+- Fixed thresholds of typical AnalysisTemplates (`thresholds`), on the poll's own window (the
+  last 30 s step): success rate ≥ 0.95, p95 ≤ 2 s and canary/stable p95 ≤ 1.2; Argo's default
+  failureLimit 0, so one failed measurement fails the rollout. A NaN result (no canary request
+  in the window) is inconclusive, as with the usual `isNaN(result[0]) || …` guard. Gauge row:
+  canary/stable CPU ≤ 1.2, by analogy with the latency ratio.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.detection.simulate import BOUNDS, POLLS, STEP_SECONDS, Rollout
+from webhook.configs import HistogramMetric, RatioMetric, load_registry
+from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio, kayenta
+from webhook.judge.histogram import Histogram
+
+PASS, INCONCLUSIVE, FAIL = 0, 1, 2
+CODE = {"pass": PASS, "inconclusive": INCONCLUSIVE, "fail": FAIL}
+METRICS = ("error_ratio", "latency", "gauge")
+FAMILIES = ("cj-seq", "cj-fixed", "kayenta", "thresholds")
+RowStatus = Literal["ok", "pending", "n/a"]
+
+
+def _series_judge() -> Callable[..., CheckResult] | None:
+    """canary-judge's `series` judge (webhook.judge.series.judge_series), if this version has it."""
+    try:
+        from webhook.judge.series import judge_series
+    except ImportError:
+        return None
+    return judge_series
+
+
+def series_defaults() -> dict[str, Any]:
+    """Settings of a `series` metric left at the config schema's defaults (the http config has
+    no CPU metric): direction increase, no tolerance, 10 steps with both sides."""
+    try:
+        from webhook.configs import SeriesMetric
+    except ImportError:
+        return {}
+    spec = SeriesMetric(name="cpu", kind="series", query="x{ {{selector}} }")
+    return dict(direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+                absolute_tolerance=spec.tolerance.absolute, min_points=spec.min_points)
+
+
+def sequential_supported() -> bool:
+    """Whether the installed judge has the sequential mode (the `mode` keyword)."""
+    return all("mode" in inspect.signature(f).parameters for f in (judge_ratio, judge_quantile))
+
+
+def _worst(codes: Sequence[int]) -> int:
+    """Combine per-condition codes like Argo and `combine`: any fail, else any inconclusive."""
+    return max(codes) if codes else INCONCLUSIVE
+
+
+class Method(ABC):
+    key: str
+    label: str
+    family: str
+
+    def rows(self) -> list[str]:
+        return [self.key] + [f"{self.key}:{m}" for m in METRICS]
+
+    def status(self) -> dict[str, RowStatus]:
+        return dict.fromkeys(self.rows(), "ok")
+
+    @abstractmethod
+    def judge(self, rollout: Rollout) -> dict[str, np.ndarray]:
+        """Verdict codes per poll for every row whose status is "ok"."""
+
+
+@dataclass(frozen=True)
+class _Check:
+    name: str
+    row: str  # "error_ratio" or "latency"
+    quantile: float | None  # None for a ratio check
+    alpha: float | None  # per-metric override from the config
+    good: bool  # ratio with a `good` numerator (requests - errors) instead of `bad`
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def http_checks(config_name: str = "http") -> list[_Check]:
+    """The checks the service runs for `config_name`, mirroring webhook.analysis.judge_metrics.
+
+    Metric kinds the simulation has no data for (none in `http` today) are left out.
+    """
+    quiet = logging.getLogger("webhook.configs")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # other built-in configs may be mid-edit; only ours matters
+    try:
+        config = load_registry(None).get(config_name)
+    finally:
+        quiet.setLevel(level)
+    if config is None:
+        raise RuntimeError(f"built-in config {config_name!r} not found")
+    checks: list[_Check] = []
+    for spec in config.metrics:
+        common = dict(direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+                      absolute_tolerance=spec.tolerance.absolute, min_total=spec.min_total,
+                      critical=spec.critical)
+        if isinstance(spec, RatioMetric):
+            checks.append(_Check(spec.name, "error_ratio", None, spec.alpha,
+                                 spec.good is not None,
+                                 {**common, "weight": spec.weight, "step_seconds": STEP_SECONDS}))
+        elif isinstance(spec, HistogramMetric):
+            for q in spec.quantiles:
+                checks.append(_Check(f"{spec.name}_p{q * 100:g}", "latency", q, spec.alpha, False,
+                                     {**common, "min_tail": spec.min_tail,
+                                      "weight": spec.weight / len(spec.quantiles)}))
+    return checks
+
+
+def _histogram(cumulative: np.ndarray, polls: int) -> Histogram:
+    """The window's histogram as the service builds it from per-step `_bucket` increments."""
+    return Histogram.from_steps([(float(le), cumulative[:polls, j])
+                                 for j, le in enumerate(BOUNDS)])
+
+
+class CanaryJudge(Method):
+    """canary-judge's http checks, judged at every poll on [analysis start, now].
+
+    The gauge row uses the `series` judge when this version has one, with the schema's default
+    settings (`series_defaults`), outside the combined verdict like the baselines' gauge rows.
+    `once=True` judges only at the last poll: one fixed-horizon analysis of the whole rollout,
+    the most power a single look at this alpha has (a reference, and a check that the fixed
+    test is calibrated on the simulated data), not a way to poll.
+    """
+
+    def __init__(self, mode: Literal["fixed", "sequential"], alpha: float,
+                 config_name: str = "http", once: bool = False) -> None:
+        self.mode, self.alpha, self.once = mode, alpha, once
+        kind = "once" if once else "seq" if mode == "sequential" else "fixed"
+        self.key = f"cj_{kind}_{round(alpha * 100):02d}"
+        self.label = f"canary-judge {mode} α={alpha:g}" + (", once at the end" if once else "")
+        self.family = "cj-seq" if mode == "sequential" else "cj-fixed"
+        self.checks = http_checks(config_name)
+        self.available = mode == "fixed" or sequential_supported()
+        self._looks = "looks" in inspect.signature(judge_quantile).parameters
+        self.series = _series_judge()
+        if self.series is not None and mode == "sequential" and \
+                "mode" not in inspect.signature(self.series).parameters:
+            self.series = None
+        self.series_kwargs = series_defaults()
+
+    def status(self) -> dict[str, RowStatus]:
+        out: dict[str, RowStatus] = dict.fromkeys(self.rows(),
+                                                  "ok" if self.available else "pending")
+        if self.series is None or not self.available:
+            out[f"{self.key}:gauge"] = "n/a" if self.available else "pending"
+        return out
+
+    def _mode_kwargs(self, quantile: bool, polls: int) -> dict[str, Any]:
+        if self.mode == "fixed":
+            return {}
+        kw: dict[str, Any] = {"mode": "sequential"}
+        if quantile and self._looks:
+            kw["looks"] = polls
+        return kw
+
+    def judge(self, rollout: Rollout) -> dict[str, np.ndarray]:
+        if not self.available:
+            return {}
+        c, s = rollout.canary, rollout.stable
+        cum_c, cum_s = c.cumulative_buckets, s.cumulative_buckets
+        out = {row: np.full(POLLS, INCONCLUSIVE, np.int8)
+               for row in (self.key, f"{self.key}:error_ratio", f"{self.key}:latency")}
+        if self.series is not None:
+            out[f"{self.key}:gauge"] = self._judge_gauge(rollout)
+        failed: dict[str, CheckResult] = {}
+        for k in range(POLLS if self.once else 1, POLLS + 1):
+            results: list[CheckResult] = []
+            hists: tuple[Histogram, Histogram] | None = None
+            for chk in self.checks:
+                if chk.name in failed:
+                    results.append(failed[chk.name])
+                    continue
+                alpha = chk.alpha or self.alpha
+                if chk.quantile is None:
+                    num_c = c.requests[:k] - c.errors[:k] if chk.good else c.errors[:k]
+                    num_s = s.requests[:k] - s.errors[:k] if chk.good else s.errors[:k]
+                    res = judge_ratio(chk.name, num_c, c.requests[:k], num_s, s.requests[:k],
+                                      alpha=alpha, **chk.kwargs, **self._mode_kwargs(False, k))
+                else:
+                    if hists is None:
+                        hists = (_histogram(cum_c, k), _histogram(cum_s, k))
+                    res = judge_quantile(chk.name, hists[0], hists[1], chk.quantile, alpha=alpha,
+                                         **chk.kwargs, **self._mode_kwargs(True, k))
+                if res.verdict == "fail":
+                    failed[chk.name] = res
+                results.append(res)
+            out[self.key][k - 1] = CODE[combine(results).verdict]
+            for row in ("error_ratio", "latency"):
+                part = [r for r, chk in zip(results, self.checks, strict=True) if chk.row == row]
+                out[f"{self.key}:{row}"][k - 1] = CODE[combine(part).verdict]
+            if len(failed) == len(self.checks):
+                out = {row: v if row.endswith(":gauge") else _carry_fail(v, k)
+                       for row, v in out.items()}
+                break
+        return out
+
+    def _judge_gauge(self, rollout: Rollout) -> np.ndarray:
+        assert self.series is not None
+        codes = np.full(POLLS, INCONCLUSIVE, np.int8)
+        mode = {} if self.mode == "fixed" else {"mode": "sequential"}
+        for k in range(POLLS if self.once else 1, POLLS + 1):
+            res = self.series("cpu", rollout.canary.gauge[:k], rollout.stable.gauge[:k],
+                              alpha=self.alpha, **self.series_kwargs, **mode)
+            codes[k - 1] = CODE[res.verdict]
+            if res.verdict == "fail":
+                return _carry_fail(codes, k)
+        return codes
+
+
+def _carry_fail(codes: np.ndarray, polls_done: int) -> np.ndarray:
+    codes = codes.copy()
+    codes[polls_done:] = FAIL
+    return codes
+
+
+KAYENTA_ERRORS = kayenta.KayentaMetric("error_ratio", "errors", direction="increase")
+KAYENTA_P99 = kayenta.KayentaMetric("latency_p99", "latency", direction="increase")
+KAYENTA_CPU = kayenta.KayentaMetric("cpu", "system", direction="increase")
+
+
+class Kayenta(Method):
+    key, label, family = "kayenta", "Kayenta NetflixACAJudge", "kayenta"
+    configs: dict[str, list[kayenta.KayentaMetric]] = {
+        "kayenta": [KAYENTA_ERRORS, KAYENTA_P99],
+        "kayenta:error_ratio": [KAYENTA_ERRORS],
+        "kayenta:latency": [KAYENTA_P99],
+        "kayenta:gauge": [KAYENTA_CPU],
+    }
+
+    def judge(self, rollout: Rollout) -> dict[str, np.ndarray]:
+        c, s = rollout.canary, rollout.stable
+        series = {"error_ratio": (c.error_ratio, s.error_ratio),
+                  "latency_p99": (c.quantile(0.99), s.quantile(0.99)),
+                  "cpu": (c.gauge, s.gauge)}
+        out = {row: np.empty(POLLS, np.int8) for row in self.configs}
+        for k in range(1, POLLS + 1):
+            judged = {m.name: (m, kayenta.classify(series[m.name][0][:k], series[m.name][1][:k],
+                                                   m))
+                      for m in (KAYENTA_ERRORS, KAYENTA_P99, KAYENTA_CPU)}
+            for row, metrics in self.configs.items():
+                summary = kayenta.score([judged[m.name] for m in metrics])
+                out[row][k - 1] = CODE[kayenta.ARGO_KAYENTA[kayenta.verdict(summary)]]
+        return out
+
+
+class Thresholds(Method):
+    key, label, family = "thresholds", "fixed thresholds (AnalysisTemplate)", "thresholds"
+    MIN_SUCCESS, MAX_P95_S, MAX_P95_RATIO, MAX_CPU_RATIO = 0.95, 2.0, 1.2, 1.2
+
+    def judge(self, rollout: Rollout) -> dict[str, np.ndarray]:
+        c, s = rollout.canary, rollout.stable
+        success = 1 - c.error_ratio
+        p95_c, p95_s = c.quantile(0.95), s.quantile(0.95)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = p95_c / p95_s
+            cpu_ratio = c.gauge / s.gauge
+
+        def cond(ok: Callable[[float], bool], value: float) -> int:
+            if math.isnan(value):
+                return INCONCLUSIVE
+            return PASS if ok(value) else FAIL
+
+        out = {row: np.empty(POLLS, np.int8) for row in self.rows()}
+        for k in range(POLLS):  # poll k+1 judges its own window: step k
+            err = cond(lambda v: v >= self.MIN_SUCCESS, float(success[k]))
+            lat = _worst([cond(lambda v: v <= self.MAX_P95_S, float(p95_c[k])),
+                          cond(lambda v: v <= self.MAX_P95_RATIO, float(ratio[k]))])
+            out[self.key][k] = _worst([err, lat])
+            out[f"{self.key}:error_ratio"][k] = err
+            out[f"{self.key}:latency"][k] = lat
+            out[f"{self.key}:gauge"][k] = cond(lambda v: v <= self.MAX_CPU_RATIO,
+                                               float(cpu_ratio[k]))
+        return out
+
+
+def build_methods(families: Sequence[str] = FAMILIES,
+                  alphas: Sequence[float] = (0.05, 0.01)) -> list[Method]:
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    methods: list[Method] = []
+    if "cj-seq" in families:
+        methods += [CanaryJudge("sequential", a) for a in alphas]
+    if "cj-fixed" in families:
+        methods += [CanaryJudge("fixed", a) for a in alphas]
+        methods.append(CanaryJudge("fixed", alphas[0], once=True))
+    if "kayenta" in families:
+        methods.append(Kayenta())
+    if "thresholds" in families:
+        methods.append(Thresholds())
+    return methods
