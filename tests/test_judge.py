@@ -227,11 +227,14 @@ def test_sequential_quantile_spends_alpha_over_looks():
                 fails += 1
                 break
     assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
-    slow = [Histogram(BOUNDS, sum(histogram(rng, 600, 1.5).cumulative for _ in range(10)))]
-    stable = Histogram(BOUNDS, sum(histogram(rng, 2400).cumulative for _ in range(10)))
-    r = judge_quantile("p99", slow[0], stable, 0.99, mode="sequential", looks=10,
+    slow = Histogram(BOUNDS, sum(histogram(rng, 600, 1.5).cumulative for _ in range(8)))
+    stable = Histogram(BOUNDS, sum(histogram(rng, 2400).cumulative for _ in range(8)))
+    r = judge_quantile("p99", slow, stable, 0.99, mode="sequential", looks=8,
                        relative_tolerance=0.2)
-    assert r.verdict == "fail"
+    assert r.verdict == "fail"  # 8 is a checkpoint (1, 2, 4, 8, …): level alpha/20
+    between = judge_quantile("p99", slow, stable, 0.99, mode="sequential", looks=9,
+                             relative_tolerance=0.2)
+    assert between.verdict != "fail"  # between checkpoints only an earlier one can fail
 
 
 def test_rollout_start_is_read_off_the_data():
@@ -243,3 +246,23 @@ def test_rollout_start_is_read_off_the_data():
     activity = np.array(busy + quiet + busy + [False, False] + busy)
     assert rollout_start(activity, max_gap=3) == 9  # a 2-step blip does not split a rollout
     assert rollout_start(activity, max_gap=1) == 15
+
+
+def test_a_failure_at_an_earlier_checkpoint_stands_when_polled_later():
+    """The judge keeps no state: at poll 12 it looks again at checkpoint 8, where the canary
+    was already shown slower, even though poll 12 itself is not a checkpoint."""
+    from webhook.analysis import _judge_histogram
+    from webhook.configs import HistogramMetric
+
+    rng = np.random.default_rng(9)
+    spec = HistogramMetric(name="latency", kind="histogram", query="x{ {{selector}} }",
+                           quantiles=[0.99], tolerance={"relative": 0.2})
+
+    def per_step(n: int, scale: float, steps: int) -> list[tuple[float, np.ndarray]]:
+        # per step, the count at or below each bound (what sum by (le) (increase(…)) gives)
+        cum = np.array([histogram(rng, n, scale).cumulative for _ in range(steps)])
+        return [(float(b), cum[:, j]) for j, b in enumerate(BOUNDS)]
+
+    canary, stable = per_step(600, 1.5, 12), per_step(2400, 1.0, 12)
+    (check,) = _judge_histogram(spec, canary, stable, 0.05, "sequential", 12)
+    assert check.verdict == "fail" and "as of step" in check.reason

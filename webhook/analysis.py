@@ -33,6 +33,7 @@ from webhook.configs import (
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
 from webhook.judge.limits import judge_events, judge_threshold
+from webhook.judge.sequential import checkpoints_until
 from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.types import finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
@@ -345,6 +346,33 @@ def _cohorts(spec: MetricSpec, results: Mapping[str, QueryResult]) -> list[str]:
     return sorted(v for v in values if v)
 
 
+def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray]],
+                     stable: list[tuple[float, np.ndarray]], alpha: float, mode: str,
+                     looks: int) -> list[CheckResult]:
+    """Each quantile over the whole window; in sequential mode a failure found at an earlier
+    checkpoint of the window stands (the judge keeps no state, so it looks again)."""
+    def judge_at(steps: int) -> list[CheckResult]:
+        hc = Histogram.from_steps([(le, v[:steps]) for le, v in canary])
+        hs = Histogram.from_steps([(le, v[:steps]) for le, v in stable])
+        return [judge_quantile(
+            f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
+            relative_tolerance=spec.tolerance.relative,
+            absolute_tolerance=spec.tolerance.absolute, alpha=alpha, min_total=spec.min_total,
+            min_tail=spec.min_tail, critical=spec.critical,
+            weight=spec.weight / len(spec.quantiles), mode=mode, looks=steps)
+            for q in spec.quantiles]
+
+    checks = judge_at(looks)
+    if mode != "sequential":
+        return checks
+    for step in checkpoints_until(looks - 1):
+        earlier = judge_at(step)
+        checks = [old if old.verdict == "fail" or new.verdict != "fail" else replace(
+            new, reason=f"{new.reason} (as of step {step} of {looks})")
+            for old, new in zip(checks, earlier, strict=True)]
+    return checks
+
+
 def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
                 mode: str, first: int) -> list[CheckResult]:
     a = spec.alpha or alpha
@@ -361,15 +389,8 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
             step_seconds=step, mode=mode, **base)]
     elif isinstance(spec, HistogramMetric):
-        canary = Histogram.from_steps(_buckets(get("canary", "buckets"), first))
-        stable = Histogram.from_steps(_buckets(get("stable", "buckets"), first))
-        checks = [judge_quantile(
-            f"{spec.name}_p{q * 100:g}", canary, stable, q,
-            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-            absolute_tolerance=spec.tolerance.absolute, alpha=a,
-            min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
-            weight=spec.weight / len(spec.quantiles), mode=mode, looks=looks)
-            for q in spec.quantiles]
+        checks = _judge_histogram(spec, _buckets(get("canary", "buckets"), first),
+                                  _buckets(get("stable", "buckets"), first), a, mode, looks)
     elif isinstance(spec, SeriesMetric) and spec.test == "kayenta":
         checks = [judge_series_kayenta(
             spec.name, _combined_values(get("canary", "values"), points, first),

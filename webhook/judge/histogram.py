@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from webhook.judge.sequential import spent_alpha
+from webhook.judge.sequential import checkpoint_index, spent_alpha
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value, tri_state
 
 # Beyond 2**53 requests counts are no longer exact floats; no real window gets near it.
@@ -147,13 +147,18 @@ def judge_quantile(
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
-    `mode="sequential"` fails only at the level spent on this look (`looks` = steps in the
-    window; see `sequential.spent_alpha`), so repeated polls keep the false-failure rate
-    ≤ alpha; passing stays at the fixed-horizon level, since passing is not the guaranteed side.
+    `mode="sequential"` may fail only when `looks` (steps in the window) is a checkpoint of the
+    geometric grid 1, 2, 4, 8, … (`sequential.checkpoint_index`), at the level alpha/(k(k+1))
+    spent on the k-th checkpoint: over all checkpoints the levels sum to alpha, so repeated
+    polls keep the false-failure rate ≤ alpha. The caller judges the window as of every earlier
+    checkpoint too (analysis does; a fail found there stands). Passing stays at the
+    fixed-horizon level, since passing is not the guaranteed side.
     """
     test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
-    fail_alpha = alpha if mode == "fixed" else spent_alpha(alpha, looks)
+    checkpoint = checkpoint_index(looks) if mode != "fixed" else None
+    fail_alpha = alpha if mode == "fixed" else (
+        spent_alpha(alpha, checkpoint) if checkpoint else 0.0)
     n_c, n_s = canary.total, stable.total
     need = max(min_total, min_tail / (1 - q))
     summary_c = Summary(n_c, canary.quantile(q) if n_c > 0 else None)
@@ -175,10 +180,12 @@ def judge_quantile(
     c_low, c_high = canary.quantile_bounds(q, a)
     s_low, s_high = stable.quantile_bounds(q, a)
     rel, abs_ = relative_tolerance, absolute_tolerance
-    fc_low, fc_high = canary.quantile_bounds(q, fail_alpha / sides)
-    fs_low, fs_high = stable.quantile_bounds(q, fail_alpha / sides)
-    up = direction in ("increase", "either") and _beyond(fc_low, fs_high, rel, abs_)
-    down = direction in ("decrease", "either") and _beyond(fs_low, fc_high, rel, abs_)
+    up = down = False
+    if fail_alpha > 0:
+        fc_low, fc_high = canary.quantile_bounds(q, fail_alpha / sides)
+        fs_low, fs_high = stable.quantile_bounds(q, fail_alpha / sides)
+        up = direction in ("increase", "either") and _beyond(fc_low, fs_high, rel, abs_)
+        down = direction in ("decrease", "either") and _beyond(fs_low, fc_high, rel, abs_)
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
         within = False  # a bound in the +Inf bucket: too coarse a histogram to clear anyone
     elif direction == "increase":
@@ -195,8 +202,8 @@ def judge_quantile(
     p_up = _p_value(canary, stable, q, rel, abs_, True)
     p_down = _p_value(canary, stable, q, rel, abs_, False)
     p_value = {"increase": p_up, "decrease": p_down}.get(direction, min(1.0, 2 * min(p_up, p_down)))
-    if mode != "fixed":  # the level this look spends: compare with alpha/(t(t+1)), not alpha
-        p_value = min(1.0, p_value * alpha / fail_alpha)
+    if mode != "fixed":  # the level this look spends: compare with alpha/(k(k+1)), not alpha
+        p_value = min(1.0, p_value * alpha / fail_alpha) if fail_alpha > 0 else 1.0
 
     shown = (f"canary {fmt_value(v_c, 's')} vs stable {fmt_value(v_s, 's')} "
              f"({'+' if effect >= 0 else ''}{fmt_value(effect * 100)}%)"

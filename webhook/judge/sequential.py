@@ -140,6 +140,32 @@ def proportion_cs(k: float, n: float, alpha: float, a: float = 0.5,
     return low, high
 
 
+# Steps at which the quantile test may declare a failure: a geometric grid, so that the number of
+# looks that share alpha grows with the log of the rollout's length, not with every poll.
+CHECKPOINT_GROWTH = 2.0
+
+
+def checkpoint_index(step: int, growth: float = CHECKPOINT_GROWTH) -> int | None:
+    """1-based index of `step` in the grid 1, ⌈g⌉, ⌈g²⌉, … (duplicates dropped), or None."""
+    seen: list[int] = []
+    k, value = 0, 1.0
+    while True:
+        point = math.ceil(value - 1e-9)
+        if not seen or point > seen[-1]:
+            seen.append(point)
+            if point == step:
+                return len(seen)
+            if point > step:
+                return None
+        k += 1
+        value = growth ** k
+
+
+def checkpoints_until(step: int, growth: float = CHECKPOINT_GROWTH) -> list[int]:
+    """Every checkpoint step ≤ `step`."""
+    return [c for c in range(1, step + 1) if checkpoint_index(c, growth) is not None]
+
+
 def spent_alpha(alpha: float, looks: int) -> float:
     """Level for the `looks`-th look so that the levels of all looks sum to alpha."""
     t = max(int(looks), 1)
