@@ -21,10 +21,11 @@ Confidence sequence for one proportion: Robbins' beta-binomial mixture (Robbins,
 methods related to the law of the iterated logarithm", 1970; Howard et al., "Time-uniform,
 nonparametric, nonasymptotic confidence sequences", Ann. Statist. 2021, §3).
 
-Quantiles (`histogram`): the fixed-horizon order-statistic test of `histogram.py` run at a
-level spent over looks, alpha/(t(t+1)) at the t-th step of the window: the levels sum to alpha
-over all possible looks, so the union bound gives the same guarantee. Conservative, but valid
-for any dependence between looks (Howard & Ramdas' quantile confidence sequences, arXiv:1906.09712,
+Quantiles (`histogram`): the fixed-horizon order-statistic test of `histogram.py`, allowed to
+fail only at geometric checkpoints of the window (steps 1, 2, 4, 8, …) at the level
+alpha/(k(k+1)) spent on the k-th: the levels sum to alpha over all checkpoints, so the union
+bound gives the same guarantee, and a long rollout shares alpha among log2(t) looks rather than
+t. Conservative, but valid for any dependence between looks (Howard & Ramdas' quantile confidence sequences, arXiv:1906.09712,
 are the sharper tool and the next step).
 """
 
