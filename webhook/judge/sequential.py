@@ -25,8 +25,8 @@ Quantiles (`histogram`): the fixed-horizon order-statistic test of `histogram.py
 fail only at geometric checkpoints of the window (steps 1, 2, 4, 8, …) at the level
 alpha/(k(k+1)) spent on the k-th: the levels sum to alpha over all checkpoints, so the union
 bound gives the same guarantee, and a long rollout shares alpha among log2(t) looks rather than
-t. Conservative, but valid for any dependence between looks (Howard & Ramdas' quantile confidence sequences, arXiv:1906.09712,
-are the sharper tool and the next step).
+t. Conservative, but valid for any dependence between looks (Howard & Ramdas' quantile
+confidence sequences, arXiv:1906.09712, are the sharper tool and the next step).
 """
 
 from __future__ import annotations
