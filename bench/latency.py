@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +27,7 @@ import requests
 from webhook.analysis import Policy, plan_queries, resolve_metrics, resolve_window, run_analysis
 from webhook.configs import load_registry
 from webhook.lab import PrometheusLab, render_openmetrics
-from webhook.lab.prometheus import free_port
+from webhook.lab.judge import served_judge
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash, standard_sides
 from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
@@ -94,20 +92,7 @@ def main() -> int:
         results["analyze_inproc"] = summary(timed(
             lambda: run_analysis(request, registry, source, policy), args.runs))
 
-        port = free_port()
-        judge = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CANARY_JUDGE_PROMETHEUS_URL": url, "CANARY_JUDGE_ACCESS_LOG": "false",
-               "CANARY_JUDGE_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(judge + "/readyz", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    time.sleep(0.2)
+        with served_judge(url) as judge:
             client = requests.Session()
 
             def http_call(s: requests.Session = client) -> None:
@@ -124,9 +109,6 @@ def main() -> int:
                 wall = time.perf_counter() - began
             results["http_concurrent_8"] = {**summary(lat),
                                             "throughput_per_s": round(args.runs / wall, 1)}
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

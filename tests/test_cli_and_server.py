@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from webhook.lab.prometheus import free_port
+from webhook.lab.judge import served_judge
 from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash
 
 
 @pytest.fixture(scope="module")
 def server(lab):
-    port = free_port()
-    env = {**os.environ, "CANARY_JUDGE_PROMETHEUS_URL": lab.url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--threads", "4"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"server did not become ready: {proc.stdout.read() if proc.stdout else ''}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served_judge(lab.url, workers=2, threads=4, quiet=False) as url:
+        yield url
 
 
 def test_gunicorn_serves_argo_and_flagger(server, lab):

@@ -586,15 +586,20 @@ ARGO_CASES = [(*ref, version) for ref in REFERENCES
               for version in planted(template_config(ref[2]))[1]]
 
 
-def send_web(client, lab, metric: dict[str, Any]) -> tuple[Any, str, Any]:
-    """POST one resolved metric's request as Argo would: (response, phase, jsonPath value)."""
+def web_request(lab, metric: dict[str, Any]) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """(path, method, headers, body) of one resolved metric's request, as Argo sends it."""
     web = metric["provider"]["web"]
-    path = check_url(web["url"])
     headers = {h["key"]: h["value"] for h in web.get("headers", [])}
     body = copy.deepcopy(web["jsonBody"])
     if end := planted_end(lab, body.get("window") or {}):
         body["window"] = {**(body.get("window") or {}), **end}
-    r = client.open(path, method=web["method"], headers=headers, json=body)
+    return check_url(web["url"]), web["method"], headers, body
+
+
+def send_web(client, lab, metric: dict[str, Any]) -> tuple[Any, str, Any]:
+    """POST one resolved metric's request as Argo would: (response, phase, jsonPath value)."""
+    path, method, headers, body = web_request(lab, metric)
+    r = client.open(path, method=method, headers=headers, json=body)
     phase, value = argo_phase(metric, r.status_code, r.get_data())
     assert phase != "Error", (value, r.get_data(as_text=True)[:500])
     return r, phase, value
@@ -611,17 +616,10 @@ def test_template_requests_get_typed_verdicts_from_the_service(judge, lab, label
     pinned = {arg: pinned_vars[var] for var, arg in var_args(template, pinned_vars).items()}
     for metric in resolved_metrics(rollout, template, args, versions[version], stable_hash,
                                    pinned):
-        web = metric["provider"].get("web")
-        if web is None:
+        if metric["provider"].get("web") is None:
             continue
-        path = check_url(web["url"])
-        headers = {h["key"]: h["value"] for h in web.get("headers", [])}
-        body = copy.deepcopy(web["jsonBody"])
-        if end := planted_end(lab, body.get("window") or {}):
-            body["window"] = {**(body.get("window") or {}), **end}
-        r = client.open(path, method=web["method"], headers=headers, json=body)
-        phase, value = argo_phase(metric, r.status_code, r.get_data())
-        assert phase != "Error", (value, r.get_data(as_text=True)[:500])
+        r, phase, value = send_web(client, lab, metric)
+        path, method, headers, body = web_request(lab, metric)
         # The jsonPath value has the JSON type every literal in the conditions has.
         for condition in (metric.get("successCondition"), metric.get("failureCondition")):
             if condition:
@@ -634,7 +632,7 @@ def test_template_requests_get_typed_verdicts_from_the_service(judge, lab, label
             assert phase != "Successful", "no data must never pass"
         # Without the token the judge refuses, which Argo records as Error: never a pass.
         headers.pop("Authorization")
-        r = client.open(path, method=web["method"], headers=headers, json=body)
+        r = client.open(path, method=method, headers=headers, json=body)
         assert r.status_code == 401
 
 

@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 import requests
 
 from webhook.lab import PrometheusLab, render_openmetrics
-from webhook.lab.prometheus import free_port
+from webhook.lab.judge import served_judge
 from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash, standard_sides
 
 
@@ -46,20 +45,6 @@ def _curl(args: list[str]) -> int:
     return 0
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("the judge exited before it became ready; see its log above")
-        try:
-            if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the judge did not become ready at {url}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep servers running until Ctrl-C")
@@ -79,14 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   Prometheus ready at {prom_url}")
 
         _say("2. Serving canary-judge under gunicorn")
-        port = free_port()
-        judge = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CANARY_JUDGE_PROMETHEUS_URL": prom_url,
-               "CANARY_JUDGE_ACCESS_LOG": "false", "CANARY_JUDGE_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", "1"], env=env)
-        try:
-            _wait_ready(judge, proc)
+        with served_judge(prom_url, workers=1) as judge:
             print(f"   judge ready at {judge}")
             for label, version, expect in (("PASS", "healthy", "pass"),
                                            ("FAIL", "errors3x", "fail")):
@@ -113,10 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep:
                 _say(f"Servers keep running: judge {judge}, Prometheus {prom_url}. Ctrl-C stops.")
                 with contextlib.suppress(KeyboardInterrupt):
-                    proc.wait()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+                    while True:
+                        time.sleep(3600)
     _say("Done: one pass and one fail, judged from a real Prometheus.")
     return 0
 
