@@ -135,7 +135,7 @@ def test_quantile_never_crashes_and_never_passes_without_data(canary, stable):
     hc = Histogram.from_steps([(le, np.array([v])) for le, v in canary])
     hs = Histogram.from_steps([(le, np.array([v])) for le, v in stable])
     for mode in ("fixed", "sequential"):
-        r = judge_quantile("p99", hc, hs, 0.99, min_total=100, mode=mode, looks=len(canary))
+        r = judge_quantile("p99", hc, hs, 0.99, min_total=100, mode=mode)
         assert r.verdict in ("pass", "fail", "inconclusive")
         if hc.total < 1000 or hs.total < 1000:
             assert r.verdict == "inconclusive"
@@ -214,27 +214,46 @@ def test_sequential_ratio_tempers_bursty_errors():
     assert failed / runs <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / runs)
 
 
-def test_sequential_quantile_spends_alpha_over_looks():
+def stepped(rng, steps: int, n: int, scale: float = 1.0,
+            slow_steps: int | None = None) -> list[tuple[float, np.ndarray]]:
+    """Per-step bucket counts (what sum by (le) (increase(…)) gives per step); the first
+    `slow_steps` steps (all by default) are `scale` times slower."""
+    slow = steps if slow_steps is None else slow_steps
+    cum = np.array([histogram(rng, n, scale if t < slow else 1.0).cumulative
+                    for t in range(steps)])
+    return [(float(b), cum[:, j]) for j, b in enumerate(BOUNDS)]
+
+
+def first_failing_poll(canary, stable, q=0.99, alpha=0.05, rel=0.0, abs_=0.0) -> int | None:
+    steps = canary[0][1].size
+    for t in range(1, steps + 1):
+        hc = Histogram.from_steps([(le, v[:t]) for le, v in canary])
+        hs = Histogram.from_steps([(le, v[:t]) for le, v in stable])
+        r = judge_quantile("p", hc, hs, q, alpha=alpha, mode="sequential",
+                           relative_tolerance=rel, absolute_tolerance=abs_, min_total=100)
+        if r.verdict == "fail":
+            return t
+    return None
+
+
+@pytest.mark.parametrize("q", [0.95, 0.99])
+def test_sequential_quantile_keeps_false_failures_below_alpha_over_all_polls(q):
+    """A/A at the edge of the null (no tolerance), polled 20 times over [start, now]."""
     rng = np.random.default_rng(6)
-    sims, fails = 60, 0
-    for _ in range(sims):
-        steps_c = [histogram(rng, 600) for _ in range(20)]
-        steps_s = [histogram(rng, 2400) for _ in range(20)]
-        for t in range(1, 21):
-            hc = Histogram(BOUNDS, sum(h.cumulative for h in steps_c[:t]))
-            hs = Histogram(BOUNDS, sum(h.cumulative for h in steps_s[:t]))
-            if judge_quantile("p99", hc, hs, 0.99, mode="sequential", looks=t).verdict == "fail":
-                fails += 1
-                break
+    sims = 80
+    fails = sum(first_failing_poll(stepped(rng, 20, 600), stepped(rng, 20, 2400), q=q)
+                is not None for _ in range(sims))
     assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
-    slow = Histogram(BOUNDS, sum(histogram(rng, 600, 1.5).cumulative for _ in range(8)))
-    stable = Histogram(BOUNDS, sum(histogram(rng, 2400).cumulative for _ in range(8)))
-    r = judge_quantile("p99", slow, stable, 0.99, mode="sequential", looks=8,
-                       relative_tolerance=0.2)
-    assert r.verdict == "fail"  # 8 is a checkpoint (1, 2, 4, 8, …): level alpha/20
-    between = judge_quantile("p99", slow, stable, 0.99, mode="sequential", looks=9,
-                             relative_tolerance=0.2)
-    assert between.verdict != "fail"  # between checkpoints only an earlier one can fail
+
+
+def test_sequential_quantile_detects_a_slower_canary_beyond_tolerance():
+    rng = np.random.default_rng(7)
+    polls = [first_failing_poll(stepped(rng, 20, 600, 1.5), stepped(rng, 20, 2400), q=0.95,
+                                rel=0.2) for _ in range(20)]
+    assert all(p is not None and p <= 6 for p in polls)
+    within = [first_failing_poll(stepped(rng, 20, 600, 1.1), stepped(rng, 20, 2400), q=0.95,
+                                 rel=0.2) for _ in range(20)]
+    assert all(p is None for p in within)  # +10 % is inside a 20 % tolerance
 
 
 def test_rollout_start_is_read_off_the_data():
@@ -248,21 +267,18 @@ def test_rollout_start_is_read_off_the_data():
     assert rollout_start(activity, max_gap=1) == 15
 
 
-def test_a_failure_at_an_earlier_checkpoint_stands_when_polled_later():
-    """The judge keeps no state: at poll 12 it looks again at checkpoint 8, where the canary
-    was already shown slower, even though poll 12 itself is not a checkpoint."""
+def test_a_failure_seen_earlier_in_the_window_stands_when_polled_later():
+    """The judge keeps no state: at poll 16 the canary has been healthy for 8 steps, but the
+    running maximum of the evidence still holds the slowness of steps 1–8."""
     from webhook.analysis import _judge_histogram
     from webhook.configs import HistogramMetric
 
     rng = np.random.default_rng(9)
     spec = HistogramMetric(name="latency", kind="histogram", query="x{ {{selector}} }",
                            quantiles=[0.99], tolerance={"relative": 0.2})
-
-    def per_step(n: int, scale: float, steps: int) -> list[tuple[float, np.ndarray]]:
-        # per step, the count at or below each bound (what sum by (le) (increase(…)) gives)
-        cum = np.array([histogram(rng, n, scale).cumulative for _ in range(steps)])
-        return [(float(b), cum[:, j]) for j, b in enumerate(BOUNDS)]
-
-    canary, stable = per_step(600, 1.5, 12), per_step(2400, 1.0, 12)
-    (check,) = _judge_histogram(spec, canary, stable, 0.05, "sequential", 12)
-    assert check.verdict == "fail" and "as of step" in check.reason
+    canary, stable = stepped(rng, 16, 600, 2.0, slow_steps=8), stepped(rng, 16, 2400)
+    (check,) = _judge_histogram(spec, canary, stable, 0.05, "sequential")
+    assert check.verdict == "fail" and "of canary requests beyond" in check.reason
+    (fixed,) = _judge_histogram(spec, [(le, v[8:]) for le, v in canary],
+                                [(le, v[8:]) for le, v in stable], 0.05, "sequential")
+    assert fixed.verdict != "fail"  # the last 8 steps alone show a healthy canary

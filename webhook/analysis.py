@@ -33,7 +33,6 @@ from webhook.configs import (
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
 from webhook.judge.limits import judge_events, judge_threshold
-from webhook.judge.sequential import checkpoints_until
 from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.types import finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
@@ -259,6 +258,15 @@ def _combined_values(result: QueryResult | None, points: int, first: int = 0) ->
                     np.nan)
 
 
+def _history(numerator: QueryResult | None, total: QueryResult | None, points: int,
+             first: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stable's steps before the analysis start (the sequential lookback fetched them
+    anyway): how clumped its bad events were before the rollout (`ratio.judge_ratio`)."""
+    if first <= 0 or total is None:
+        return None
+    return _combined_values(numerator, points)[:first], _combined_values(total, points)[:first]
+
+
 def _buckets(result: QueryResult | None, first: int = 0) -> list[tuple[float, np.ndarray]]:
     if result is None:
         return []
@@ -347,36 +355,21 @@ def _cohorts(spec: MetricSpec, results: Mapping[str, QueryResult]) -> list[str]:
 
 
 def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray]],
-                     stable: list[tuple[float, np.ndarray]], alpha: float, mode: str,
-                     looks: int) -> list[CheckResult]:
-    """Each quantile over the whole window; in sequential mode a failure found at an earlier
-    checkpoint of the window stands (the judge keeps no state, so it looks again)."""
-    def judge_at(steps: int) -> list[CheckResult]:
-        hc = Histogram.from_steps([(le, v[:steps]) for le, v in canary])
-        hs = Histogram.from_steps([(le, v[:steps]) for le, v in stable])
-        return [judge_quantile(
-            f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
-            relative_tolerance=spec.tolerance.relative,
-            absolute_tolerance=spec.tolerance.absolute, alpha=alpha, min_total=spec.min_total,
-            min_tail=spec.min_tail, critical=spec.critical,
-            weight=spec.weight / len(spec.quantiles), mode=mode, looks=steps)
-            for q in spec.quantiles]
-
-    checks = judge_at(looks)
-    if mode != "sequential":
-        return checks
-    for step in checkpoints_until(looks - 1):
-        earlier = judge_at(step)
-        checks = [old if old.verdict == "fail" or new.verdict != "fail" else replace(
-            new, reason=f"{new.reason} (as of step {step} of {looks})")
-            for old, new in zip(checks, earlier, strict=True)]
-    return checks
+                     stable: list[tuple[float, np.ndarray]], alpha: float,
+                     mode: str) -> list[CheckResult]:
+    """Each quantile over the whole window, from the per-step bucket increments."""
+    hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
+    return [judge_quantile(
+        f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
+        relative_tolerance=spec.tolerance.relative, absolute_tolerance=spec.tolerance.absolute,
+        alpha=alpha, min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
+        weight=spec.weight / len(spec.quantiles), mode=mode)
+        for q in spec.quantiles]
 
 
 def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
                 mode: str, first: int) -> list[CheckResult]:
     a = spec.alpha or alpha
-    looks = max(points - first, 1)
     base = dict(critical=spec.critical, weight=spec.weight)
     if isinstance(spec, RatioMetric):
         checks = [judge_ratio(
@@ -387,10 +380,11 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             _combined_values(get("stable", "total"), points, first),
             direction=spec.direction, relative_tolerance=spec.tolerance.relative,
             absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
-            step_seconds=step, mode=mode, **base)]
+            step_seconds=step, mode=mode, stable_history=_history(
+                get("stable", "numerator"), get("stable", "total"), points, first), **base)]
     elif isinstance(spec, HistogramMetric):
         checks = _judge_histogram(spec, _buckets(get("canary", "buckets"), first),
-                                  _buckets(get("stable", "buckets"), first), a, mode, looks)
+                                  _buckets(get("stable", "buckets"), first), a, mode)
     elif isinstance(spec, SeriesMetric) and spec.test == "kayenta":
         checks = [judge_series_kayenta(
             spec.name, _combined_values(get("canary", "values"), points, first),

@@ -9,8 +9,9 @@ failed check is not re-judged (its fail is carried forward).
 - canary-judge (`cj_seq_*`, `cj_fixed_*`): the service's own judges with the `http` config's
   metrics and tolerances (loaded from webhook/configs/http.yaml like the service does), combined
   by `webhook.judge.combine`. Each poll judges all steps since the analysis start. Sequential
-  mode passes `mode="sequential"` (and `looks=` = steps in the window) when the judge accepts
-  it; otherwise its rows are "pending". The gauge row uses the `series` judge (schema-default
+  mode passes `mode="sequential"` when the judge accepts it (otherwise its rows are
+  "pending"), and the stable's steps before the rollout to the ratio check, as the service
+  does from its sequential lookback. The gauge row uses the `series` judge (schema-default
   settings, outside the combined verdict as the http config has no CPU metric), or reads "n/a"
   in a version without one.
 - Kayenta (`kayenta`): bench.detection.kayenta on the per-step points a range query gives:
@@ -163,7 +164,7 @@ class CanaryJudge(Method):
         self.family = "cj-seq" if mode == "sequential" else "cj-fixed"
         self.checks = http_checks(config_name)
         self.available = mode == "fixed" or sequential_supported()
-        self._looks = "looks" in inspect.signature(judge_quantile).parameters
+        self._history = "stable_history" in inspect.signature(judge_ratio).parameters
         self.series = _series_judge()
         if self.series is not None and mode == "sequential" and \
                 "mode" not in inspect.signature(self.series).parameters:
@@ -177,13 +178,8 @@ class CanaryJudge(Method):
             out[f"{self.key}:gauge"] = "n/a" if self.available else "pending"
         return out
 
-    def _mode_kwargs(self, quantile: bool, polls: int) -> dict[str, Any]:
-        if self.mode == "fixed":
-            return {}
-        kw: dict[str, Any] = {"mode": "sequential"}
-        if quantile and self._looks:
-            kw["looks"] = polls
-        return kw
+    def _mode_kwargs(self) -> dict[str, Any]:
+        return {} if self.mode == "fixed" else {"mode": "sequential"}
 
     def judge(self, rollout: Rollout) -> dict[str, np.ndarray]:
         if not self.available:
@@ -206,13 +202,19 @@ class CanaryJudge(Method):
                 if chk.quantile is None:
                     num_c = c.requests[:k] - c.errors[:k] if chk.good else c.errors[:k]
                     num_s = s.requests[:k] - s.errors[:k] if chk.good else s.errors[:k]
+                    history = {}
+                    if self._history and self.mode == "sequential":
+                        bad_h = s.history_errors
+                        history["stable_history"] = (
+                            s.history_requests - bad_h if chk.good else bad_h, s.history_requests)
                     res = judge_ratio(chk.name, num_c, c.requests[:k], num_s, s.requests[:k],
-                                      alpha=alpha, **chk.kwargs, **self._mode_kwargs(False, k))
+                                      alpha=alpha, **chk.kwargs, **self._mode_kwargs(),
+                                      **history)
                 else:
                     if hists is None:
                         hists = (_histogram(cum_c, k), _histogram(cum_s, k))
                     res = judge_quantile(chk.name, hists[0], hists[1], chk.quantile, alpha=alpha,
-                                         **chk.kwargs, **self._mode_kwargs(True, k))
+                                         **chk.kwargs, **self._mode_kwargs())
                 if res.verdict == "fail":
                     failed[chk.name] = res
                 results.append(res)

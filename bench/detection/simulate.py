@@ -19,7 +19,10 @@ Per step and side (canary, stable):
   multiplies the canary's lognormal by `latency_scale` (every quantile, p99 included, grows by
   that factor); optional per-step jitter multiplies it by exp(N(0, jitter²));
 - a CPU gauge: AR(1) around LEVEL with φ = GAUGE_PHI and marginal sd GAUGE_SD (started from
-  the stationary law), the canary's level raised by `gauge_shift`.
+  the stationary law), the canary's level raised by `gauge_shift`;
+- the stable's HISTORY_STEPS steps before the rollout, at full traffic with the same error
+  process: what the service sees of the stable before the analysis start (its sequential
+  lookback) and uses to calibrate how clumped errors are.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ GAUGE_LEVEL = 50.0  # % CPU
 GAUGE_SD = 2.5  # marginal sd: 5 % of the level
 GAUGE_PHI = 0.8  # lag-1 autocorrelation per 30 s step
 BASE_SEED = 20240611
+HISTORY_STEPS = 60
 
 Target = Literal["none", "error_ratio", "latency", "gauge"]
 
@@ -87,6 +91,8 @@ class Side:
     errors: np.ndarray  # (steps,)
     buckets: np.ndarray  # (steps, len(BOUNDS)), per-bucket (non-cumulative) increments
     gauge: np.ndarray  # (steps,)
+    history_requests: np.ndarray = field(default_factory=lambda: np.zeros(0))  # before start
+    history_errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def cumulative_buckets(self) -> np.ndarray:
@@ -152,6 +158,18 @@ def _gauge(rng: np.random.Generator, steps: int, level: float) -> np.ndarray:
     return level + noise
 
 
+def _error_counts(rng: np.random.Generator, sc: Scenario, requests: np.ndarray,
+                  p: float) -> np.ndarray:
+    steps = requests.size
+    if sc.concentration is not None and 0 < p < 1:
+        p_t = rng.beta(sc.concentration * p, sc.concentration * (1 - p), size=steps)
+    else:
+        p_t = np.full(steps, p)
+    if sc.burst_prob > 0:
+        p_t = np.where(rng.random(steps) < sc.burst_prob, sc.burst_error_ratio, p_t)
+    return rng.binomial(requests, np.clip(p_t, 0.0, 1.0))
+
+
 def _side(rng: np.random.Generator, sc: Scenario, weights: np.ndarray, canary: bool) -> Side:
     steps = weights.size
     mean_requests = sc.rps * STEP_SECONDS * weights
@@ -159,13 +177,7 @@ def _side(rng: np.random.Generator, sc: Scenario, weights: np.ndarray, canary: b
         mean_requests = np.full(steps, sc.canary_rps * STEP_SECONDS)
     requests = rng.poisson(mean_requests)
     p = sc.error_ratio * (sc.error_factor if canary else 1.0)
-    if sc.concentration is not None and 0 < p < 1:
-        p_t = rng.beta(sc.concentration * p, sc.concentration * (1 - p), size=steps)
-    else:
-        p_t = np.full(steps, p)
-    if sc.burst_prob > 0:
-        p_t = np.where(rng.random(steps) < sc.burst_prob, sc.burst_error_ratio, p_t)
-    errors = rng.binomial(requests, np.clip(p_t, 0.0, 1.0))
+    errors = _error_counts(rng, sc, requests, p)
     scale = sc.latency_scale if canary else 1.0
     if sc.latency_jitter > 0:
         scales = scale * np.exp(rng.normal(0.0, sc.latency_jitter, size=steps))
@@ -174,8 +186,14 @@ def _side(rng: np.random.Generator, sc: Scenario, weights: np.ndarray, canary: b
     else:
         buckets = rng.multinomial(requests, bucket_probabilities(scale))
     level = GAUGE_LEVEL * (1 + (sc.gauge_shift if canary else 0.0))
+    gauge = _gauge(rng, steps, level)
+    history = np.zeros(0, dtype=np.int64)
+    if not canary:  # drawn last, so the rollout's own steps do not depend on it
+        history = rng.poisson(np.full(HISTORY_STEPS, sc.rps * STEP_SECONDS))
     return Side(requests=requests.astype(float), errors=errors.astype(float),
-                buckets=buckets.astype(float), gauge=_gauge(rng, steps, level))
+                buckets=buckets.astype(float), gauge=gauge,
+                history_requests=history.astype(float),
+                history_errors=_error_counts(rng, sc, history, p).astype(float))
 
 
 def simulate(sc: Scenario, rollout: int) -> Rollout:

@@ -15,6 +15,15 @@ probability ≥ 1 − alpha (Bonferroni):
 - fail when the canary's lower bound exceeds the stable's upper bound by more than tolerated;
 - pass when the canary's upper bound is within tolerance of the stable's lower bound;
 - otherwise inconclusive (too few requests, or a quantile in the +Inf bucket).
+
+Sequential mode fails on tail exceedances instead (`tail_exceedances`), judged by the
+anytime-valid rate-ratio martingale of `sequential.py`: the canary's requests above
+(1 + tolerance) × the stable's running q-quantile against the stable's requests above that
+quantile. Two separate intervals that must not overlap waste power (each side pays its own
+margin); comparing the two exceedance counts in one test does not, and the martingale can be
+read at every poll instead of spending alpha over a grid of looks. On the benchmark's +25 %
+latency regression at a 20 % tolerance this detects 95 % of rollouts, against 52 % for the
+order-statistic test with alpha spent over checkpoints (bench/detection).
 """
 
 from __future__ import annotations
@@ -25,21 +34,36 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from webhook.judge.sequential import checkpoint_index, spent_alpha
+from webhook.judge import sequential as seq
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value, tri_state
 
 # Beyond 2**53 requests counts are no longer exact floats; no real window gets near it.
 MAX_COUNT = 2.0**53
 TEST_NAME = "order-statistic quantile intervals from histogram buckets (Bonferroni)"
-SEQUENTIAL_TEST_NAME = TEST_NAME + ", alpha spent over looks (anytime-valid)"
+SEQUENTIAL_TEST_NAME = ("anytime-valid mixture martingale on tail exceedances beyond the stable's "
+                        "running quantile (Lindon & Malek 2022)")
+# The half-normal mixture's scale on log(exceedance ratio): a quantile 25 % above the stable's
+# at a 20 % tolerance moves the exceedance ratio to only ~1.2, so the mixture is kept narrow.
+TAIL_MIXTURE_SCALE = 0.2
+# Latency tails vary between steps more than binomially (a slow dependency for a minute): the
+# dispersion (`sequential.step_dispersion`) is estimated from the steps, starting from this
+# prior worth this many steps. Tail counts per step are larger than error counts, so the same
+# clumpiness needs a smaller γ.
+TAIL_DISPERSION_PRIOR = (0.02, 3.0)
 
 
 class Histogram:
-    """A cumulative histogram: upper bounds (ending in +Inf when present) and counts ≤ bound."""
+    """A cumulative histogram: upper bounds (ending in +Inf when present) and counts ≤ bound.
 
-    def __init__(self, bounds: np.ndarray, cumulative: np.ndarray) -> None:
+    `steps` keeps the per-step cumulative counts (one row per step) when the histogram was
+    summed from steps: the sequential test needs to know when each request arrived.
+    """
+
+    def __init__(self, bounds: np.ndarray, cumulative: np.ndarray,
+                 steps: np.ndarray | None = None) -> None:
         self.bounds = bounds
         self.cumulative = cumulative
+        self.steps = steps
 
     @classmethod
     def from_steps(cls, buckets: Sequence[tuple[float, np.ndarray]]) -> Histogram:
@@ -48,14 +72,19 @@ class Histogram:
         Counter extrapolation in `increase()` can make a bucket look fractionally larger than
         the next; cumulative counts are forced monotone so ranks stay meaningful.
         """
-        pairs = sorted(((float(le), float(np.nansum(np.clip(np.asarray(v, dtype=float),
-                                                                0, None))))
+        pairs = sorted(((float(le), np.atleast_1d(np.asarray(v, dtype=float)))
                         for le, v in buckets if not math.isnan(float(le))), key=lambda p: p[0])
         if not pairs:
-            return cls(np.array([]), np.array([]))
+            return cls(np.array([]), np.array([]), np.zeros((0, 0)))
         bounds = np.array([p[0] for p in pairs])
-        cumulative = np.maximum.accumulate(np.nan_to_num(np.array([p[1] for p in pairs])))
-        return cls(bounds, cumulative)
+        width = max(p[1].size for p in pairs)
+        rows = np.zeros((width, bounds.size))
+        for j, (_, values) in enumerate(pairs):
+            rows[:values.size, j] = np.where(np.isnan(values), 0.0, np.clip(values, 0, None))
+        with np.errstate(over="ignore", invalid="ignore"):
+            steps = np.maximum.accumulate(rows, axis=1)
+            cumulative = np.nan_to_num(np.maximum.accumulate(rows.sum(axis=0)))
+        return cls(bounds, cumulative, steps)
 
     @property
     def total(self) -> float:
@@ -104,6 +133,67 @@ class Histogram:
         return low, high
 
 
+def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray:
+    """q-quantile of each row of cumulative counts, interpolated like histogram_quantile();
+    NaN for a row without requests or whose quantile lies in the +Inf bucket (unknown)."""
+    out = np.full(rows.shape[0], np.nan)
+    for r, row in enumerate(rows):
+        h = Histogram(bounds, row)
+        if h.total > 0:
+            out[r] = h.value_at_rank(q * h.total, inf_bucket_as=math.nan)
+    return out
+
+
+def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Requests above x[r] in each row, interpolating inside the bucket that holds x[r]; NaN
+    where x is not finite or lies beyond the last finite bound (the +Inf bucket hides it)."""
+    finite = bounds[np.isfinite(bounds)]
+    out = np.full(rows.shape[0], np.nan)
+    if not finite.size:
+        return out
+    for r, row in enumerate(rows):
+        xr = float(x[r])
+        if not math.isfinite(xr) or xr > finite[-1]:
+            continue
+        i = int(np.searchsorted(bounds, xr, side="left"))
+        lower = bounds[i - 1] if i > 0 else min(0.0, bounds[i])
+        below = row[i - 1] if i > 0 else 0.0
+        at_or_below = below + (row[i] - below) * (
+            (xr - lower) / (bounds[i] - lower) if bounds[i] > lower else 1.0)
+        out[r] = max(row[-1] - max(at_or_below, 0.0), 0.0)
+    return out
+
+
+def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float, abs_: float,
+                     slower: bool, min_tail: float) -> tuple[np.ndarray, ...]:
+    """Per step: (canary requests above its threshold, canary requests, stable requests above
+    its threshold, stable requests). Slower is harm when the canary's share of exceedances is
+    too high, faster when it is too low.
+
+    The stable's threshold at step t is its q-quantile over steps 0 … t−1, known before step t's
+    requests arrive, which keeps each step's comparison a fair bet. The canary's is that value
+    moved by the tolerance: up by (1 + rel) or abs_ when slower is the harm, down when faster
+    is. Steps before the stable has `min_tail` requests beyond its quantile count for nothing.
+    """
+    rows_c, rows_s = canary.steps, stable.steps
+    if rows_c is None or rows_s is None or not rows_c.size or not rows_s.size or (
+            rows_c.shape[0] != rows_s.shape[0]):
+        empty = np.zeros(0)
+        return empty, empty, empty, empty
+    before = np.vstack([np.zeros((1, rows_s.shape[1])), np.cumsum(rows_s, axis=0)[:-1]])
+    y = _rows_quantile(before, stable.bounds, q)
+    y[before[:, -1] * (1 - q) < min_tail] = np.nan
+    with np.errstate(invalid="ignore"):
+        x = np.maximum(y * (1 + rel), y + abs_) if slower else np.minimum(y / (1 + rel),
+                                                                          y - abs_)
+        x[x <= 0] = np.nan
+    e_c = _rows_count_above(rows_c, canary.bounds, x)
+    e_s = _rows_count_above(rows_s, stable.bounds, y)
+    known = np.isfinite(e_c) & np.isfinite(e_s)
+    return (np.where(known, e_c, 0.0), np.where(known, rows_c[:, -1], 0.0),
+            np.where(known, e_s, 0.0), np.where(known, rows_s[:, -1], 0.0))
+
+
 def _beyond(canary_low: float, stable_high: float, rel: float, abs_: float) -> bool:
     return canary_low > stable_high + max(rel * stable_high, abs_)
 
@@ -128,6 +218,17 @@ def _p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float, up
     return hi
 
 
+def _exceedance_text(e_c: np.ndarray, t_c: np.ndarray, e_s: np.ndarray, t_s: np.ndarray,
+                     slower: bool) -> str:
+    """Why the sequential test failed, in the counts it compared."""
+    share_c = float(e_c.sum()) / max(float(t_c.sum()), 1.0)
+    share_s = float(e_s.sum()) / max(float(t_s.sum()), 1.0)
+    where = "beyond the stable's quantile + tolerance" if slower else (
+        "above the stable's quantile − tolerance")
+    return (f" ({fmt_value(share_c * 100)}% of canary requests {where} vs "
+            f"{fmt_value(share_s * 100)}% of stable requests above its quantile)")
+
+
 def judge_quantile(
     name: str,
     canary: Histogram,
@@ -143,22 +244,17 @@ def judge_quantile(
     critical: bool = False,
     weight: float = 1.0,
     mode: str = "fixed",
-    looks: int = 1,
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
-    `mode="sequential"` may fail only when `looks` (steps in the window) is a checkpoint of the
-    geometric grid 1, 2, 4, 8, … (`sequential.checkpoint_index`), at the level alpha/(k(k+1))
-    spent on the k-th checkpoint: over all checkpoints the levels sum to alpha, so repeated
-    polls keep the false-failure rate ≤ alpha. The caller judges the window as of every earlier
-    checkpoint too (analysis does; a fail found there stands). Passing stays at the
-    fixed-horizon level, since passing is not the guaranteed side.
+    `mode="sequential"` fails on the tail-exceedance martingale (`tail_exceedances`), whose
+    running maximum over the window's steps is compared with 1/alpha: valid however often the
+    controller polls, and a failure seen at an earlier step stands at every later poll. It
+    needs the per-step rows (`Histogram.from_steps`). Passing stays at the fixed-horizon
+    level, since passing is not the guaranteed side.
     """
     test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
-    checkpoint = checkpoint_index(looks) if mode != "fixed" else None
-    fail_alpha = alpha if mode == "fixed" else (
-        spent_alpha(alpha, checkpoint) if checkpoint else 0.0)
     n_c, n_s = canary.total, stable.total
     need = max(min_total, min_tail / (1 - q))
     summary_c = Summary(n_c, canary.quantile(q) if n_c > 0 else None)
@@ -180,12 +276,29 @@ def judge_quantile(
     c_low, c_high = canary.quantile_bounds(q, a)
     s_low, s_high = stable.quantile_bounds(q, a)
     rel, abs_ = relative_tolerance, absolute_tolerance
-    up = down = False
-    if fail_alpha > 0:
-        fc_low, fc_high = canary.quantile_bounds(q, fail_alpha / sides)
-        fs_low, fs_high = stable.quantile_bounds(q, fail_alpha / sides)
-        up = direction in ("increase", "either") and _beyond(fc_low, fs_high, rel, abs_)
-        down = direction in ("decrease", "either") and _beyond(fs_low, fc_high, rel, abs_)
+    evidence = ""
+    if mode == "fixed":
+        up = direction in ("increase", "either") and _beyond(c_low, s_high, rel, abs_)
+        down = direction in ("decrease", "either") and _beyond(s_low, c_high, rel, abs_)
+        p_up = _p_value(canary, stable, q, rel, abs_, True)
+        p_down = _p_value(canary, stable, q, rel, abs_, False)
+    else:
+        # One test per harmful direction, each at alpha (alpha/2 each for "either").
+        level = math.log(1 / (alpha if direction != "either" else alpha / 2))
+        logs = {}
+        for slower in (True, False):
+            if direction == ("decrease" if slower else "increase"):
+                logs[slower] = 0.0
+                continue
+            e_c, t_c, e_s, t_s = tail_exceedances(canary, stable, q, rel, abs_, slower, min_tail)
+            path = seq.rate_ratio_log_evidence_path(
+                e_c, t_c, e_s, t_s, 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
+                dispersion_prior=TAIL_DISPERSION_PRIOR)
+            logs[slower] = float(path.max()) if path.size else 0.0
+            if logs[slower] >= level:
+                evidence = _exceedance_text(e_c, t_c, e_s, t_s, slower)
+        up, down = logs[True] >= level, logs[False] >= level
+        p_up, p_down = math.exp(-logs[True]), math.exp(-logs[False])
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
         within = False  # a bound in the +Inf bucket: too coarse a histogram to clear anyone
     elif direction == "increase":
@@ -194,16 +307,13 @@ def judge_quantile(
         within = not _beyond(s_high, c_low, rel, abs_)
     else:
         within = not _beyond(c_high, s_low, rel, abs_) and not _beyond(s_high, c_low, rel, abs_)
+    within = within and not (up or down)
 
-    v_c, v_s = summary_c.value or math.nan, summary_s.value or math.nan
-    effect = v_c / v_s - 1 if v_s and v_s > 0 else math.nan
     ratio_low = c_low / s_high - 1 if s_high > 0 and math.isfinite(s_high) else math.nan
     ratio_high = c_high / s_low - 1 if s_low > 0 else math.inf
-    p_up = _p_value(canary, stable, q, rel, abs_, True)
-    p_down = _p_value(canary, stable, q, rel, abs_, False)
     p_value = {"increase": p_up, "decrease": p_down}.get(direction, min(1.0, 2 * min(p_up, p_down)))
-    if mode != "fixed":  # the level this look spends: compare with alpha/(k(k+1)), not alpha
-        p_value = min(1.0, p_value * alpha / fail_alpha) if fail_alpha > 0 else 1.0
+    v_c, v_s = summary_c.value or math.nan, summary_s.value or math.nan
+    effect = v_c / v_s - 1 if v_s and v_s > 0 else math.nan
 
     shown = (f"canary {fmt_value(v_c, 's')} vs stable {fmt_value(v_s, 's')} "
              f"({'+' if effect >= 0 else ''}{fmt_value(effect * 100)}%)"
@@ -214,6 +324,7 @@ def judge_quantile(
         "slower" if up else "faster" if down else None, within, margin,
         f"canary between {fmt_value(c_low, 's')} and {fmt_value(c_high, 's')}")
     return CheckResult(
-        verdict=verdict, reason=f"{name}: {shown}: {why}", canary=summary_c, stable=summary_s,
-        effect=effect, interval=(ratio_low, ratio_high), interval_of="canary / stable - 1",
-        interval_level=1 - 4 * a, p_value=p_value, allowed=rel, **base)
+        verdict=verdict, reason=f"{name}: {shown}: {why}{evidence}", canary=summary_c,
+        stable=summary_s, effect=effect, interval=(ratio_low, ratio_high),
+        interval_of="canary / stable - 1", interval_level=1 - 4 * a, p_value=p_value,
+        allowed=rel, **base)

@@ -91,11 +91,15 @@ def judge_ratio(
     critical: bool = False,
     weight: float = 1.0,
     mode: str = "fixed",
+    stable_history: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> CheckResult:
     """Judge canary vs stable proportions from per-step counts (NaN = no sample that step).
 
     `mode="sequential"` judges the same steps with the anytime-valid test of `sequential.py`,
     so polling [start, now] again and again keeps the false-failure rate ≤ alpha.
+    `stable_history` (numerator, total per step before the analysis start) tells the
+    sequential test how clumped bad events are before the rollout's own steps can
+    (`sequential.history_dispersion`).
 
     A missing numerator with a present total is zero events (Prometheus returns nothing for a
     5xx counter that never fired); a missing total is no data.
@@ -129,7 +133,7 @@ def judge_ratio(
                            "(overflowing or corrupt series)", canary=canary, stable=stable, **base)
     if mode == "sequential":
         return _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
-                                 absolute_tolerance, alpha, base)
+                                 absolute_tolerance, alpha, base, stable_history)
     p_c, p_s = k_c / n_c, k_s / n_s
     allowed = max(relative_tolerance * p_s, absolute_tolerance)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
@@ -173,7 +177,8 @@ def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, 
 
 def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], canary: Summary,
                       stable: Summary, direction: str, rel: float, abs_: float, alpha: float,
-                      base: dict) -> CheckResult:
+                      base: dict,
+                      history: tuple[np.ndarray, np.ndarray] | None = None) -> CheckResult:
     """Anytime-valid version: mixture martingales on the rate ratio of harmful events.
 
     Harmful events are the numerator when an increase is worse, and its complement (total −
@@ -184,14 +189,22 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     """
     (ev_c, n_c), (ev_s, n_s) = per_step
     p_c, p_s = float(canary.value or 0.0), float(stable.value or 0.0)
+    default = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
+    priors = {1.0: default, -1.0: default}
+    if history is not None:
+        n_h, ev_h = _clean_steps(*history)
+        for sign, events in ((1.0, ev_h), (-1.0, n_h - ev_h)):
+            priors[sign] = seq.history_dispersion(events, n_h) or priors[sign]
     tests = {"increase": [(ev_c, ev_s, 1.0)], "decrease": [(n_c - ev_c, n_s - ev_s, -1.0)]}
     tests["either"] = tests["increase"] + tests["decrease"]
     a = alpha / len(tests[direction])
     allowed = max(rel * p_s, abs_)
     fail_e, pass_all, sign_failed = 0.0, True, 0.0
     for harm_c, harm_s, sign in tests[direction]:
-        log_fail = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True)
-        log_pass = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=False)
+        log_fail = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True,
+                                               dispersion_prior=priors[sign])
+        log_pass = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=False,
+                                               dispersion_prior=priors[sign])
         observed = sign * (p_c - p_s)
         if log_fail >= math.log(1 / a) and observed > allowed:
             sign_failed = sign

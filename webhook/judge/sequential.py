@@ -21,12 +21,12 @@ Confidence sequence for one proportion: Robbins' beta-binomial mixture (Robbins,
 methods related to the law of the iterated logarithm", 1970; Howard et al., "Time-uniform,
 nonparametric, nonasymptotic confidence sequences", Ann. Statist. 2021, §3).
 
-Quantiles (`histogram`): the fixed-horizon order-statistic test of `histogram.py`, allowed to
-fail only at geometric checkpoints of the window (steps 1, 2, 4, 8, …) at the level
-alpha/(k(k+1)) spent on the k-th: the levels sum to alpha over all checkpoints, so the union
-bound gives the same guarantee, and a long rollout shares alpha among log2(t) looks rather than
-t. Conservative, but valid for any dependence between looks (Howard & Ramdas' quantile
-confidence sequences, arXiv:1906.09712, are the sharper tool and the next step).
+Quantiles (`histogram`): the same martingale on tail exceedances. At each step the threshold is
+the stable's q-quantile over the steps before it (so it is fixed before the step's requests
+arrive); the events are the canary's requests above threshold × (1 + tolerance) and the
+stable's above threshold. If the canary's q-quantile is within tolerance of the stable's, the
+canary exceeds its raised threshold no more often than the stable exceeds its own (1 − q), so
+ρ ≤ 1 and the martingale holds; its running maximum may be read at every poll.
 """
 
 from __future__ import annotations
@@ -40,34 +40,55 @@ from scipy import optimize, special, stats
 # most weight on rate ratios between ~1.1 and ~4 times the tolerated one: the regressions that
 # matter, while keeping power against x5 outages.
 MIXTURE_SCALE = 0.75
-# Dispersion assumed before the data can estimate it, worth this many steps of evidence.
-DISPERSION_PRIOR = 2.0
-DISPERSION_PRIOR_STEPS = 5
+# Clumpiness of bad events assumed before the data can estimate it (`step_dispersion`'s γ:
+# twice the squared coefficient of variation of the per-step rate, 0.2 ≈ a rate varying ±30 %
+# between steps), worth this many steps of evidence.
+DISPERSION_PRIOR = 0.2
+DISPERSION_PRIOR_STEPS = 3.0
 _GRID = np.linspace(0.01, 4.0, 160)
-_LOG_PRIOR = stats.halfnorm.logpdf(_GRID, scale=MIXTURE_SCALE) + math.log(_GRID[1] - _GRID[0])
+
+
+def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
+                                 n_s: np.ndarray, rho0: float, worse: bool,
+                                 scale: float = MIXTURE_SCALE,
+                                 dispersion_prior: tuple[float, float] = (
+                                     DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS)) -> np.ndarray:
+    """log M after each step, for H0: ρ ≤ ρ0 (worse=True: evidence the canary is worse than
+    tolerated) or H0: ρ ≥ ρ0 (worse=False: evidence it is not). Steps without bad events add
+    nothing. By Ville's inequality the running maximum crosses log(1/alpha) with probability
+    ≤ alpha under H0, so a crossing at any earlier step is as valid as one at the last.
+
+    `scale` is the half-normal mixture's scale on log(ρ1/ρ0): small scales are sharper for
+    effects just beyond the tolerance, large ones for big regressions seen early.
+    """
+    bad_c, bad_s = np.asarray(bad_c, float), np.asarray(bad_s, float)
+    n_c, n_s = np.asarray(n_c, float), np.asarray(n_s, float)
+    path = np.zeros(bad_c.size)
+    use = (n_c > 0) & (n_s > 0) & ((bad_c + bad_s) > 0)
+    if not use.any():
+        return path
+    k_c, k_s = bad_c[use], bad_s[use]
+    w = n_c[use] / (n_c[use] + n_s[use])
+    grid = _GRID if worse else -_GRID
+    rho1 = rho0 * np.exp(grid)[:, None]
+    pi0, pi1 = share_at(rho0, w), share_at(rho1, w)
+    loglik = k_c * (np.log(pi1) - np.log(pi0)) + k_s * (np.log1p(-pi1) - np.log1p(-pi0))
+    log_prior = stats.halfnorm.logpdf(_GRID, scale=scale) + math.log(_GRID[1] - _GRID[0])
+    cumulative = np.cumsum(loglik / step_dispersion(k_c, k_s, w, *dispersion_prior), axis=1)
+    values = special.logsumexp(cumulative + log_prior[:, None], axis=0)
+    # Steps without events repeat the previous value.
+    index = np.maximum.accumulate(np.where(use, np.arange(bad_c.size), -1))
+    return np.where(index >= 0, values[np.maximum(np.cumsum(use) - 1, 0)], 0.0)
 
 
 def rate_ratio_log_evidence(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
-                            n_s: np.ndarray, rho0: float, worse: bool) -> float:
-    """log M for H0: ρ ≤ ρ0 (worse=True: evidence the canary is worse than tolerated) or
-    H0: ρ ≥ ρ0 (worse=False: evidence it is not). Steps without bad events add nothing."""
-    bad_c, bad_s = np.asarray(bad_c, float), np.asarray(bad_s, float)
-    n_c, n_s = np.asarray(n_c, float), np.asarray(n_s, float)
-    use = (n_c > 0) & (n_s > 0) & ((bad_c + bad_s) > 0)
-    if not use.any():
-        return 0.0
-    k_c, k_s = bad_c[use], bad_s[use]
-    w = n_c[use] / (n_c[use] + n_s[use])
-    thetas = _GRID if worse else -_GRID
-    rho1 = rho0 * np.exp(thetas)[:, None]
-
-    def share(rho: np.ndarray | float) -> np.ndarray:
-        return rho * w / (rho * w + 1 - w)
-
-    pi0, pi1 = share(rho0), share(rho1)
-    loglik = (k_c * (np.log(pi1) - np.log(pi0))
-              + k_s * (np.log1p(-pi1) - np.log1p(-pi0))).sum(axis=1)
-    return float(special.logsumexp(loglik / overdispersion(k_c, k_s, w) + _LOG_PRIOR))
+                            n_s: np.ndarray, rho0: float, worse: bool,
+                            dispersion_prior: tuple[float, float] = (
+                                DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS)) -> float:
+    """log M over the whole window (the last value of `rate_ratio_log_evidence_path`)."""
+    path = rate_ratio_log_evidence_path(bad_c, n_c, bad_s, n_s, rho0, worse,
+                                        dispersion_prior=dispersion_prior)
+    return float(path[-1]) if path.size else 0.0
 
 
 def share_at(rho: float, w: np.ndarray) -> np.ndarray:
@@ -94,27 +115,68 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     return math.exp(optimize.brentq(score, low, high, xtol=1e-6))
 
 
-def overdispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray) -> float:
-    """Pearson estimate of how much burstier bad events are than Poisson (≥ 1).
+def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
+                    prior: float = DISPERSION_PRIOR,
+                    prior_steps: float = DISPERSION_PRIOR_STEPS) -> np.ndarray:
+    """Per-step factor φ_t ≥ 1 by which the canary's share of bad events varies more than a
+    binomial allows.
 
-    Production errors come in clumps (a bad node, a retry storm), so the canary's share of a
-    step's errors varies more between steps than a binomial allows, and an untempered
-    likelihood ratio would read that noise as evidence. Dividing the log-likelihood by the
-    dispersion φ is the quasi-likelihood correction (McCullagh & Nelder, "Generalized Linear
-    Models", 1989, §4.5; Wedderburn 1974); by Jensen's inequality a tempered ratio LR^(1/φ) of a
-    supermartingale step is still one. φ is estimated from the steps themselves around the pooled
-    share, and only once there are enough steps with events to estimate it.
+    Production errors come in clumps (a bad node, a retry storm): the bad-event rate itself
+    varies from step to step, and an untempered likelihood ratio reads that noise as evidence.
+    If each side's count has the negative-binomial variance μ + δμ² (rate heterogeneity with
+    squared coefficient of variation δ; Cameron & Trivedi, "Regression Analysis of Count
+    Data", 2013, §3.2, "NB2"), the share of a step with K events has variance
+    K·π(1−π)·(1 + γ·K·π(1−π)) with γ = 2δ: busy steps and balanced splits are hit hardest, so
+    one constant factor cannot fit both a 20 req/s and a 200 req/s rollout. The step's
+    log-likelihood ratio is divided by φ_t = 1 + γ·K·π(1−π), the quasi-likelihood correction
+    (McCullagh & Nelder, "Generalized Linear Models", 1989, §9.2); by Jensen's inequality a
+    tempered ratio LR^(1/φ) of a supermartingale step is still one.
+
+    γ is the method-of-moments fit of the squared Pearson residuals around the pooled share,
+    shrunk towards `prior` worth `prior_steps` typical steps: one or two steps cannot tell a
+    clump from a regression, so early on the prior decides how cautious to be.
     """
     total = k_c + k_s
     pi = share_at(mle_rate_ratio(k_c, total, w), w)
-    variance = total * pi * (1 - pi)
-    ok = variance > 0
+    binomial = total * pi * (1 - pi)
+    ok = binomial > 0
     m = int(ok.sum())
-    chi2 = float((((k_c - total * pi) ** 2)[ok] / variance[ok]).sum()) if m > 1 else 0.0
-    # Few steps cannot tell clumped from clean: shrink towards a cautious prior dispersion.
-    phi = (chi2 + DISPERSION_PRIOR * DISPERSION_PRIOR_STEPS) / (
-        max(m - 1, 0) + DISPERSION_PRIOR_STEPS)
-    return max(1.0, phi)
+    if not m:
+        return np.ones(k_c.size)
+    chi2 = float((((k_c - total * pi) ** 2)[ok] / binomial[ok]).sum())
+    exposure = float(binomial[ok].sum())
+    pseudo = prior_steps * exposure / m
+    excess = chi2 - (m - 1)  # one degree of freedom went into the pooled share
+    gamma = max(0.0, (excess + prior * pseudo) / (exposure * (m - 1) / m + pseudo))
+    return 1.0 + gamma * binomial
+
+
+# How many steps of the stable's history at most stand in for the prior: enough to be sure,
+# few enough that the rollout's own steps still move the estimate.
+HISTORY_MAX_STEPS = 60.0
+HISTORY_MIN_STEPS = 5
+
+
+def history_dispersion(events: np.ndarray, totals: np.ndarray) -> tuple[float, float] | None:
+    """(γ, steps) of `step_dispersion` estimated from the stable's steps before the rollout,
+    or None when there are too few of them.
+
+    One or two steps of a rollout cannot tell clumped errors from a regression, but the stable
+    served the same traffic before the canary started: the spread of its per-step bad counts
+    around a constant rate gives δ (Var = μ + δμ², Pearson moments) and γ = 2δ. A trend in that
+    history (a traffic wave) inflates δ, which errs on the cautious side.
+    """
+    k = np.nan_to_num(np.asarray(events, float), nan=0.0, posinf=0.0)
+    n = np.nan_to_num(np.asarray(totals, float), nan=0.0, posinf=0.0)
+    ok = (n > 0) & (k >= 0) & (k <= n)
+    m = int(ok.sum())
+    if m < HISTORY_MIN_STEPS or k[ok].sum() <= 0:
+        return None
+    k, n = k[ok], n[ok]
+    mu = n * float(k.sum()) / float(n.sum())
+    pearson = float(((k - mu) ** 2 / mu).sum())
+    delta = max(0.0, (pearson - (m - 1)) / float(mu.sum()))
+    return 2.0 * delta, min(float(m), HISTORY_MAX_STEPS)
 
 
 def proportion_cs(k: float, n: float, alpha: float, a: float = 0.5,
@@ -139,35 +201,3 @@ def proportion_cs(k: float, n: float, alpha: float, a: float = 0.5,
     high = (optimize.brentq(excess, mle, 1 - 1e-15)
             if k < n and excess(1 - 1e-15) > 0 else 1.0)
     return low, high
-
-
-# Steps at which the quantile test may declare a failure: a geometric grid, so that the number of
-# looks that share alpha grows with the log of the rollout's length, not with every poll.
-CHECKPOINT_GROWTH = 2.0
-
-
-def checkpoint_index(step: int, growth: float = CHECKPOINT_GROWTH) -> int | None:
-    """1-based index of `step` in the grid 1, ⌈g⌉, ⌈g²⌉, … (duplicates dropped), or None."""
-    seen: list[int] = []
-    k, value = 0, 1.0
-    while True:
-        point = math.ceil(value - 1e-9)
-        if not seen or point > seen[-1]:
-            seen.append(point)
-            if point == step:
-                return len(seen)
-            if point > step:
-                return None
-        k += 1
-        value = growth ** k
-
-
-def checkpoints_until(step: int, growth: float = CHECKPOINT_GROWTH) -> list[int]:
-    """Every checkpoint step ≤ `step`."""
-    return [c for c in range(1, step + 1) if checkpoint_index(c, growth) is not None]
-
-
-def spent_alpha(alpha: float, looks: int) -> float:
-    """Level for the `looks`-th look so that the levels of all looks sum to alpha."""
-    t = max(int(looks), 1)
-    return alpha / (t * (t + 1))
