@@ -282,3 +282,62 @@ def test_a_failure_seen_earlier_in_the_window_stands_when_polled_later():
     (fixed,) = _judge_histogram(spec, [(le, v[8:]) for le, v in canary],
                                 [(le, v[8:]) for le, v in stable], 0.05, "sequential")
     assert fixed.verdict != "fail"  # the last 8 steps alone show a healthy canary
+
+
+def clumped_rollout(rng, factor: float, concentration: float | None, polls: int = 20,
+                    history_steps: int = 60):
+    """200 req/s, canary at 10 %; per-step error rates Beta-distributed when `concentration`
+    is set (errors in clumps); the stable's `history_steps` before the rollout at full traffic."""
+    def errors(n, p):
+        if concentration:
+            p = rng.beta(concentration * p, concentration * (1 - p), n.size)
+        return rng.binomial(n, p).astype(float)
+
+    n_c, n_s = rng.poisson(600, polls), rng.poisson(5400, polls)
+    n_h = rng.poisson(6000, history_steps)
+    return (errors(n_c, 0.01 * factor), n_c.astype(float), errors(n_s, 0.01),
+            n_s.astype(float), (errors(n_h, 0.01), n_h.astype(float)))
+
+
+def first_ratio_fail(rollout, history: bool, alpha: float = 0.05) -> int | None:
+    k_c, n_c, k_s, n_s, before = rollout
+    for t in range(1, k_c.size + 1):
+        r = judge_ratio("e", k_c[:t], n_c[:t], k_s[:t], n_s[:t], alpha=alpha, mode="sequential",
+                        relative_tolerance=0.2, absolute_tolerance=0.002,
+                        stable_history=before if history else None)
+        if r.verdict == "fail":
+            return t
+    return None
+
+
+def test_stable_history_keeps_clumped_errors_from_failing_healthy_canaries():
+    """Errors in clumps, per-step rates varying ±30 % (Beta, concentration 1000): A/A stays
+    within alpha. At ±100 % (concentration 100, a rate that is as variable as it is large) the
+    stable's steps before the rollout at least halve the false failures of the default prior
+    (measured: 12 % against 26 % here; bench/detection's overdispersed scenario: 3 %)."""
+    rng = np.random.default_rng(11)
+    runs = 100
+    moderate = [clumped_rollout(rng, 1.0, 1000.0) for _ in range(runs)]
+    failed = sum(first_ratio_fail(r, True) is not None for r in moderate)
+    assert failed / runs <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / runs)
+    extreme = [clumped_rollout(rng, 1.0, 100.0) for _ in range(runs)]
+    with_history = sum(first_ratio_fail(r, True) is not None for r in extreme)
+    without = sum(first_ratio_fail(r, False) is not None for r in extreme)
+    assert with_history <= without / 2
+
+
+def test_clean_stable_history_lets_a_five_fold_error_ratio_fail_at_once():
+    rng = np.random.default_rng(12)
+    polls = [first_ratio_fail(clumped_rollout(rng, 5.0, None), True) for _ in range(30)]
+    assert all(p == 1 for p in polls)
+
+
+def test_stable_history_lets_the_first_step_be_judged():
+    """Without the stable's steps before the rollout the first step has no threshold yet."""
+    rng = np.random.default_rng(13)
+    canary, stable = stepped(rng, 1, 3000, 2.0), stepped(rng, 1, 6000)
+    before = Histogram.from_steps(stepped(rng, 20, 6000))
+    hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
+    kw = dict(relative_tolerance=0.2, mode="sequential", min_total=100)
+    assert judge_quantile("p95", hc, hs, 0.95, **kw).verdict != "fail"
+    assert judge_quantile("p95", hc, hs, 0.95, stable_history=before, **kw).verdict == "fail"

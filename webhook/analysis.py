@@ -258,13 +258,19 @@ def _combined_values(result: QueryResult | None, points: int, first: int = 0) ->
                     np.nan)
 
 
+# The stable's steps before the analysis start that calibrate the sequential tests: the sequential
+# lookback fetched them anyway. The most recent ones only, so a daily pattern does not leak in.
+HISTORY_STEPS = 60
+
+
 def _history(numerator: QueryResult | None, total: QueryResult | None, points: int,
              first: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The stable's steps before the analysis start (the sequential lookback fetched them
-    anyway): how clumped its bad events were before the rollout (`ratio.judge_ratio`)."""
+    """The stable's recent steps before the analysis start: how clumped its bad events were
+    before the rollout (`ratio.judge_ratio`)."""
     if first <= 0 or total is None:
         return None
-    return _combined_values(numerator, points)[:first], _combined_values(total, points)[:first]
+    recent = slice(max(first - HISTORY_STEPS, 0), first)
+    return _combined_values(numerator, points)[recent], _combined_values(total, points)[recent]
 
 
 def _buckets(result: QueryResult | None, first: int = 0) -> list[tuple[float, np.ndarray]]:
@@ -355,15 +361,17 @@ def _cohorts(spec: MetricSpec, results: Mapping[str, QueryResult]) -> list[str]:
 
 
 def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray]],
-                     stable: list[tuple[float, np.ndarray]], alpha: float,
-                     mode: str) -> list[CheckResult]:
-    """Each quantile over the whole window, from the per-step bucket increments."""
+                     stable: list[tuple[float, np.ndarray]], alpha: float, mode: str,
+                     history: list[tuple[float, np.ndarray]] | None = None) -> list[CheckResult]:
+    """Each quantile over the whole window, from the per-step bucket increments; `history` is
+    the stable's steps before the analysis start (sequential mode uses them)."""
     hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
+    before = Histogram.from_steps(history) if history else None
     return [judge_quantile(
         f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
         relative_tolerance=spec.tolerance.relative, absolute_tolerance=spec.tolerance.absolute,
         alpha=alpha, min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
-        weight=spec.weight / len(spec.quantiles), mode=mode)
+        weight=spec.weight / len(spec.quantiles), mode=mode, stable_history=before)
         for q in spec.quantiles]
 
 
@@ -383,8 +391,11 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             step_seconds=step, mode=mode, stable_history=_history(
                 get("stable", "numerator"), get("stable", "total"), points, first), **base)]
     elif isinstance(spec, HistogramMetric):
+        stable_buckets = get("stable", "buckets")
+        history = [(le, v[max(first - HISTORY_STEPS, 0):first])
+                   for le, v in _buckets(stable_buckets)] if first > 0 else None
         checks = _judge_histogram(spec, _buckets(get("canary", "buckets"), first),
-                                  _buckets(get("stable", "buckets"), first), a, mode)
+                                  _buckets(stable_buckets, first), a, mode, history)
     elif isinstance(spec, SeriesMetric) and spec.test == "kayenta":
         checks = [judge_series_kayenta(
             spec.name, _combined_values(get("canary", "values"), points, first),

@@ -39,7 +39,7 @@ from bench.detection.simulate import (
 DEFAULT_OUT = Path(__file__).resolve().parent
 # Rollouts per scenario, chosen so the full run needs about 550 CPU s: under 5 min on 2 idle
 # cores, under 10 min when the cores are shared (measured). The latency regressions at +25 %
-# cost the most: the quantile judge's p-value bisection runs at every poll.
+# cost the most: the fixed-mode quantile p-value bisection runs at every poll.
 ROLLOUTS_LEVELS = 250  # A/A at 2, 20, 200 req/s: s.e. 0.63 % at a 1 % false-failure rate
 ROLLOUTS_OTHERS = 100  # noisy and low-traffic A/A
 ROLLOUTS_REGRESSIONS = 60  # s.e. ≤ 2.8 % at a 95 % detection rate, ≤ 6.5 % anywhere

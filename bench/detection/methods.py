@@ -165,6 +165,8 @@ class CanaryJudge(Method):
         self.checks = http_checks(config_name)
         self.available = mode == "fixed" or sequential_supported()
         self._history = "stable_history" in inspect.signature(judge_ratio).parameters
+        self._quantile_history = "stable_history" in inspect.signature(
+            judge_quantile).parameters
         self.series = _series_judge()
         if self.series is not None and mode == "sequential" and \
                 "mode" not in inspect.signature(self.series).parameters:
@@ -177,6 +179,14 @@ class CanaryJudge(Method):
         if self.series is None or not self.available:
             out[f"{self.key}:gauge"] = "n/a" if self.available else "pending"
         return out
+
+    def _bucket_history(self, stable: Any) -> dict[str, Any]:
+        """The stable's steps before the rollout, as the service passes them."""
+        if not self._quantile_history or self.mode == "fixed":
+            return {}
+        cumulative = np.cumsum(stable.history_buckets, axis=1)
+        return {"stable_history": Histogram.from_steps(
+            [(float(le), cumulative[:, j]) for j, le in enumerate(BOUNDS)])}
 
     def _mode_kwargs(self) -> dict[str, Any]:
         return {} if self.mode == "fixed" else {"mode": "sequential"}
@@ -214,7 +224,8 @@ class CanaryJudge(Method):
                     if hists is None:
                         hists = (_histogram(cum_c, k), _histogram(cum_s, k))
                     res = judge_quantile(chk.name, hists[0], hists[1], chk.quantile, alpha=alpha,
-                                         **chk.kwargs, **self._mode_kwargs())
+                                         **chk.kwargs, **self._mode_kwargs(),
+                                         **self._bucket_history(s))
                 if res.verdict == "fail":
                     failed[chk.name] = res
                 results.append(res)

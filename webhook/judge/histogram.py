@@ -165,33 +165,67 @@ def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np
 
 
 def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float, abs_: float,
-                     slower: bool, min_tail: float) -> tuple[np.ndarray, ...]:
+                     slower: bool, min_tail: float, history: Histogram | None = None,
+                     anchor: str = "stable") -> tuple[np.ndarray, ...]:
     """Per step: (canary requests above its threshold, canary requests, stable requests above
     its threshold, stable requests). Slower is harm when the canary's share of exceedances is
     too high, faster when it is too low.
 
-    The stable's threshold at step t is its q-quantile over steps 0 … t−1, known before step t's
-    requests arrive, which keeps each step's comparison a fair bet. The canary's is that value
-    moved by the tolerance: up by (1 + rel) or abs_ when slower is the harm, down when faster
-    is. Steps before the stable has `min_tail` requests beyond its quantile count for nothing.
+    The anchor side's threshold at step t is its q-quantile over steps 0 … t−1, known before
+    step t's requests arrive, which keeps each step's comparison a fair bet. The other side's
+    is that value moved by the tolerance (× (1 + rel) or + abs_, or the reverse), in the
+    direction that makes "the canary's quantile is within tolerance" imply "the canary exceeds
+    its threshold no more often than the stable exceeds its own" (for slower as harm; the
+    mirror for faster). Anchoring on the stable judges where the stable's distribution is
+    known best; anchoring on the canary judges where the canary's quantile actually is, often
+    a steeper part of the stable's tail; `judge_quantile` uses both. Steps before the anchor
+    has `min_tail` requests beyond its quantile count for nothing. The stable's `history`
+    before the rollout (same buckets) counts as steps before step 0 of a stable anchor.
     """
     rows_c, rows_s = canary.steps, stable.steps
     if rows_c is None or rows_s is None or not rows_c.size or not rows_s.size or (
             rows_c.shape[0] != rows_s.shape[0]):
         empty = np.zeros(0)
         return empty, empty, empty, empty
-    before = np.vstack([np.zeros((1, rows_s.shape[1])), np.cumsum(rows_s, axis=0)[:-1]])
-    y = _rows_quantile(before, stable.bounds, q)
+    base = stable if anchor == "stable" else canary
+    rows = rows_s if anchor == "stable" else rows_c
+    before = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)[:-1]])
+    if anchor == "stable" and history is not None and _same_buckets(history, stable):
+        before = before + history.cumulative
+    y = _rows_quantile(before, base.bounds, q)
     y[before[:, -1] * (1 - q) < min_tail] = np.nan
     with np.errstate(invalid="ignore"):
-        x = np.maximum(y * (1 + rel), y + abs_) if slower else np.minimum(y / (1 + rel),
-                                                                          y - abs_)
-        x[x <= 0] = np.nan
-    e_c = _rows_count_above(rows_c, canary.bounds, x)
-    e_s = _rows_count_above(rows_s, stable.bounds, y)
+        if slower == (anchor == "stable"):
+            moved = np.maximum(y * (1 + rel), y + abs_)
+        else:
+            moved = np.minimum(y / (1 + rel), y - abs_)
+        moved[moved <= 0] = np.nan
+    x_c, x_s = (moved, y) if anchor == "stable" else (y, moved)
+    e_c = _rows_count_above(rows_c, canary.bounds, x_c)
+    e_s = _rows_count_above(rows_s, stable.bounds, x_s)
     known = np.isfinite(e_c) & np.isfinite(e_s)
     return (np.where(known, e_c, 0.0), np.where(known, rows_c[:, -1], 0.0),
             np.where(known, e_s, 0.0), np.where(known, rows_s[:, -1], 0.0))
+
+
+def _same_buckets(history: Histogram | None, stable: Histogram) -> bool:
+    return (history is not None and history.total > 0
+            and np.array_equal(history.bounds, stable.bounds))
+
+
+def tail_dispersion_prior(history: Histogram | None, stable: Histogram,
+                          q: float) -> tuple[float, float]:
+    """`step_dispersion`'s prior for the tail counts, calibrated on the stable's steps before
+    the rollout (how much its share above its own q-quantile varied from step to step) when
+    there are enough of them, else the default."""
+    if history is None or history.steps is None or not _same_buckets(history, stable):
+        return TAIL_DISPERSION_PRIOR
+    y = history.value_at_rank(q * history.total, inf_bucket_as=math.nan)
+    rows = history.steps
+    above = _rows_count_above(rows, history.bounds, np.full(rows.shape[0], y))
+    if not np.isfinite(above).all():
+        return TAIL_DISPERSION_PRIOR
+    return seq.history_dispersion(above, rows[:, -1]) or TAIL_DISPERSION_PRIOR
 
 
 def _beyond(canary_low: float, stable_high: float, rel: float, abs_: float) -> bool:
@@ -244,14 +278,17 @@ def judge_quantile(
     critical: bool = False,
     weight: float = 1.0,
     mode: str = "fixed",
+    stable_history: Histogram | None = None,
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
     `mode="sequential"` fails on the tail-exceedance martingale (`tail_exceedances`), whose
     running maximum over the window's steps is compared with 1/alpha: valid however often the
     controller polls, and a failure seen at an earlier step stands at every later poll. It
-    needs the per-step rows (`Histogram.from_steps`). Passing stays at the fixed-horizon
-    level, since passing is not the guaranteed side.
+    needs the per-step rows (`Histogram.from_steps`). `stable_history`, the stable's steps
+    before the analysis start, sets the first step's threshold and calibrates how much tails
+    vary between steps. Passing stays at the fixed-horizon level, since passing is not the
+    guaranteed side.
     """
     test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
@@ -290,13 +327,19 @@ def judge_quantile(
             if direction == ("decrease" if slower else "increase"):
                 logs[slower] = 0.0
                 continue
-            e_c, t_c, e_s, t_s = tail_exceedances(canary, stable, q, rel, abs_, slower, min_tail)
-            path = seq.rate_ratio_log_evidence_path(
-                e_c, t_c, e_s, t_s, 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
-                dispersion_prior=TAIL_DISPERSION_PRIOR)
+            # The mean of two test martingales is one: anchored on each side, at the cost of
+            # at most a factor 2 of evidence.
+            paths, counts = [], {}
+            for anchor in ("stable", "canary"):
+                counts[anchor] = tail_exceedances(canary, stable, q, rel, abs_, slower,
+                                                  min_tail, stable_history, anchor)
+                paths.append(seq.rate_ratio_log_evidence_path(
+                    *counts[anchor], 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
+                    dispersion_prior=tail_dispersion_prior(stable_history, stable, q)))
+            path = np.logaddexp(*paths) - math.log(2) if paths[0].size else np.zeros(0)
             logs[slower] = float(path.max()) if path.size else 0.0
             if logs[slower] >= level:
-                evidence = _exceedance_text(e_c, t_c, e_s, t_s, slower)
+                evidence = _exceedance_text(*counts["stable"], slower)
         up, down = logs[True] >= level, logs[False] >= level
         p_up, p_down = math.exp(-logs[True]), math.exp(-logs[False])
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
