@@ -125,8 +125,8 @@ class Histogram:
         n = round(self.total)
         if n <= 0:
             return math.nan, math.nan
-        low_rank = float(stats.binom.ppf(a, n, q))
-        high_rank = float(stats.binom.ppf(1 - a, n, q)) + 1
+        low_rank, high_rank = (float(r) for r in stats.binom.ppf([a, 1 - a], n, q))
+        high_rank += 1
         low = (self.value_at_rank(low_rank, inf_bucket_as=self.last_finite_bound)
                if low_rank >= 1 else 0.0)
         high = self.value_at_rank(high_rank) if high_rank <= n else math.inf
@@ -136,32 +136,40 @@ class Histogram:
 def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray:
     """q-quantile of each row of cumulative counts, interpolated like histogram_quantile();
     NaN for a row without requests or whose quantile lies in the +Inf bucket (unknown)."""
-    out = np.full(rows.shape[0], np.nan)
-    for r, row in enumerate(rows):
-        h = Histogram(bounds, row)
-        if h.total > 0:
-            out[r] = h.value_at_rank(q * h.total, inf_bucket_as=math.nan)
-    return out
+    if not rows.size:
+        return np.full(rows.shape[0], np.nan)
+    total = rows[:, -1]
+    rank = q * total
+    i = np.minimum(np.argmax(rows >= rank[:, None], axis=1), bounds.size - 1)
+    upper = bounds[i]
+    lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
+    below = np.where(i > 0, np.take_along_axis(rows, np.maximum(i - 1, 0)[:, None], 1)[:, 0],
+                     0.0)
+    inside = np.take_along_axis(rows, i[:, None], 1)[:, 0] - below
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        value = np.where(inside > 0, lower + (upper - lower) * (rank - below) / inside, upper)
+    return np.where((total > 0) & np.isfinite(upper), value, np.nan)
 
 
 def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Requests above x[r] in each row, interpolating inside the bucket that holds x[r]; NaN
     where x is not finite or lies beyond the last finite bound (the +Inf bucket hides it)."""
     finite = bounds[np.isfinite(bounds)]
-    out = np.full(rows.shape[0], np.nan)
-    if not finite.size:
-        return out
-    for r, row in enumerate(rows):
-        xr = float(x[r])
-        if not math.isfinite(xr) or xr > finite[-1]:
-            continue
-        i = int(np.searchsorted(bounds, xr, side="left"))
-        lower = bounds[i - 1] if i > 0 else min(0.0, bounds[i])
-        below = row[i - 1] if i > 0 else 0.0
-        at_or_below = below + (row[i] - below) * (
-            (xr - lower) / (bounds[i] - lower) if bounds[i] > lower else 1.0)
-        out[r] = max(row[-1] - max(at_or_below, 0.0), 0.0)
-    return out
+    if not finite.size or not rows.size:
+        return np.full(rows.shape[0], np.nan)
+    x = np.asarray(x, dtype=float)
+    ok = np.isfinite(x) & (x <= finite[-1])
+    xs = np.where(ok, x, finite[0])
+    i = np.minimum(np.searchsorted(bounds, xs, side="left"), bounds.size - 1)
+    upper = bounds[i]
+    lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
+    below = np.where(i > 0, np.take_along_axis(rows, np.maximum(i - 1, 0)[:, None], 1)[:, 0],
+                     0.0)
+    at = np.take_along_axis(rows, i[:, None], 1)[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        fraction = np.where(upper > lower, (xs - lower) / (upper - lower), 1.0)
+        at_or_below = np.maximum(below + (at - below) * fraction, 0.0)
+        return np.where(ok, np.maximum(rows[:, -1] - at_or_below, 0.0), np.nan)
 
 
 def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float, abs_: float,
