@@ -43,6 +43,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent
 ROLLOUTS_LEVELS = 250  # A/A at 2, 20, 200 req/s: s.e. 0.63 % at a 1 % false-failure rate
 ROLLOUTS_OTHERS = 100  # noisy and low-traffic A/A
 ROLLOUTS_REGRESSIONS = 60  # s.e. ≤ 2.8 % at a 95 % detection rate, ≤ 6.5 % anywhere
+ROLLOUTS_TARGETS = 180  # the canary-20-req/s regressions: s.e. ≤ 1.6 % at 95 %
 QUICK_ROLLOUTS = 2
 
 
@@ -81,7 +82,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rollouts", type=int, default=None,
                         help="rollouts of every scenario (default: "
                              f"{ROLLOUTS_LEVELS} A/A per traffic level, {ROLLOUTS_OTHERS} other "
-                             f"A/A, {ROLLOUTS_REGRESSIONS} per regression)")
+                             f"A/A, {ROLLOUTS_REGRESSIONS} per regression, "
+                             f"{ROLLOUTS_TARGETS} per regression at canary 20 req/s)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the default numbers of rollouts (e.g. 0.2 to preview)")
     parser.add_argument("--processes", type=int, default=default_processes())
@@ -112,11 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     families = tuple(f.strip() for f in args.methods.split(",") if f.strip())
     methods = build_methods(families)  # validates the names
     counts = [max(1, round(n * args.scale)) for n in
-              (ROLLOUTS_LEVELS, ROLLOUTS_OTHERS, ROLLOUTS_REGRESSIONS)]
+              (ROLLOUTS_LEVELS, ROLLOUTS_OTHERS, ROLLOUTS_REGRESSIONS, ROLLOUTS_TARGETS)]
     if args.quick:
-        counts = [QUICK_ROLLOUTS] * 3
+        counts = [QUICK_ROLLOUTS] * 4
     if args.rollouts:
-        counts = [args.rollouts] * 3
+        counts = [args.rollouts] * 4
     scs = scenarios(*counts)
     if args.scenarios:
         wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
@@ -140,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - began
 
     note = (f"rollouts per scenario: {counts[0]} (A/A by traffic level), {counts[1]} (other "
-            f"A/A), {counts[2]} (regressions)" if not args.quick
+            f"A/A), {counts[2]} (regressions), {counts[3]} (regressions at canary 20 req/s)"
+            if not args.quick
             else f"--quick: {QUICK_ROLLOUTS} rollouts per scenario (smoke test only)")
     meta = {
         "command": "python -m bench.detection " + " ".join(sys.argv[1:] if argv is None
