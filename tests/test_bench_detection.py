@@ -150,3 +150,29 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
         assert "fail_rate" in gauge
     assert all({"target", "measured", "met"} <= set(t) for t in doc["targets"])
     assert "| method |" in proc.stdout
+
+
+def test_issue_targets_hold_on_a_small_sample_of_the_benchmark() -> None:
+    """The issue's targets at canary 20 req/s, on 40 of the benchmark's own rollouts each, so a
+    statistics change that breaks them fails CI and not only the next bench run (which
+    measures them on 180): p99 +25 % against the http config's 20 % tolerance detected in
+    ≥ 85 % (measured 96 %), ×5 errors at the first or second poll in all, no A/A failure."""
+    from bench.detection.methods import FAIL, CanaryJudge
+    from bench.detection.simulate import scenarios, simulate
+
+    judge = CanaryJudge("sequential", 0.05)
+    by_id = {sc.id: sc for sc in scenarios(40, 40, 40, 40)}
+
+    def first_fail(sid: str, row: str) -> list[int | None]:
+        out = []
+        for i in range(40):
+            codes = judge.judge(simulate(by_id[sid], i))[f"{judge.key}:{row}"]
+            hit = np.nonzero(codes == FAIL)[0]
+            out.append(int(hit[0]) + 1 if hit.size else None)
+        return out
+
+    latency = first_fail("p99_+25pct_canary20", "latency")
+    assert sum(p is not None for p in latency) >= 34
+    assert all(p is not None and p <= 2 for p in first_fail("err_x5_canary20", "error_ratio"))
+    assert not any(first_fail("aa_canary20", "error_ratio"))
+    assert not any(first_fail("aa_canary20", "latency"))
