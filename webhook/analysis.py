@@ -263,14 +263,13 @@ def _combined_values(result: QueryResult | None, points: int, first: int = 0) ->
 HISTORY_STEPS = 60
 
 
-def _history(numerator: QueryResult | None, total: QueryResult | None, points: int,
-             first: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The stable's recent steps before the analysis start: how clumped its bad events were
-    before the rollout (`ratio.judge_ratio`)."""
-    if first <= 0 or total is None:
+def _before_start(first: int, mode: str) -> slice | None:
+    """The stable's recent steps before the analysis start, which the sequential tests use to
+    calibrate themselves (`judge_ratio`, `judge_quantile`: `stable_history`); None when there
+    are none or the mode does not use them."""
+    if mode != "sequential" or first <= 0:
         return None
-    recent = slice(max(first - HISTORY_STEPS, 0), first)
-    return _combined_values(numerator, points)[recent], _combined_values(total, points)[recent]
+    return slice(max(first - HISTORY_STEPS, 0), first)
 
 
 def _buckets(result: QueryResult | None, first: int = 0) -> list[tuple[float, np.ndarray]]:
@@ -378,6 +377,7 @@ def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray
 def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
                 mode: str, first: int) -> list[CheckResult]:
     a = spec.alpha or alpha
+    before = _before_start(first, mode)
     base = dict(critical=spec.critical, weight=spec.weight)
     if isinstance(spec, RatioMetric):
         checks = [judge_ratio(
@@ -388,12 +388,13 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             _combined_values(get("stable", "total"), points, first),
             direction=spec.direction, relative_tolerance=spec.tolerance.relative,
             absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
-            step_seconds=step, mode=mode, stable_history=_history(
-                get("stable", "numerator"), get("stable", "total"), points, first), **base)]
+            step_seconds=step, mode=mode, stable_history=None if before is None else (
+                _combined_values(get("stable", "numerator"), points)[before],
+                _combined_values(get("stable", "total"), points)[before]), **base)]
     elif isinstance(spec, HistogramMetric):
         stable_buckets = get("stable", "buckets")
-        history = [(le, v[max(first - HISTORY_STEPS, 0):first])
-                   for le, v in _buckets(stable_buckets)] if first > 0 else None
+        history = None if before is None else [(le, v[before])
+                                               for le, v in _buckets(stable_buckets)]
         checks = _judge_histogram(spec, _buckets(get("canary", "buckets"), first),
                                   _buckets(stable_buckets, first), a, mode, history)
     elif isinstance(spec, SeriesMetric) and spec.test == "kayenta":

@@ -330,6 +330,7 @@ def judge_quantile(
     else:
         # One test per harmful direction, each at alpha (alpha/2 each for "either").
         level = math.log(1 / (alpha if direction != "either" else alpha / 2))
+        dispersion = tail_dispersion_prior(stable_history, stable, q)
         logs = {}
         for slower in (True, False):
             if direction == ("decrease" if slower else "increase"):
@@ -343,13 +344,13 @@ def judge_quantile(
                                                   min_tail, stable_history, anchor)
                 paths.append(seq.rate_ratio_log_evidence_path(
                     *counts[anchor], 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
-                    dispersion_prior=tail_dispersion_prior(stable_history, stable, q)))
+                    dispersion_prior=dispersion))
             path = np.logaddexp(*paths) - math.log(2) if paths[0].size else np.zeros(0)
             logs[slower] = float(path.max()) if path.size else 0.0
             if logs[slower] >= level:
                 evidence = _exceedance_text(*counts["stable"], slower)
         up, down = logs[True] >= level, logs[False] >= level
-        p_up, p_down = math.exp(-logs[True]), math.exp(-logs[False])
+        p_up, p_down = (min(1.0, math.exp(-logs[side])) for side in (True, False))
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
         within = False  # a bound in the +Inf bucket: too coarse a histogram to clear anyone
     elif direction == "increase":
