@@ -33,6 +33,7 @@ from webhook.configs import (
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
 from webhook.judge.limits import judge_events, judge_threshold
+from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.types import finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
@@ -256,11 +257,6 @@ def _combined_values(result: QueryResult | None, points: int, first: int = 0) ->
     present = np.isfinite(stacked).any(axis=0)
     return np.where(present, np.nansum(np.where(np.isfinite(stacked), stacked, 0.0), axis=0),
                     np.nan)
-
-
-# The stable's steps before the analysis start that calibrate the sequential tests: the sequential
-# lookback fetched them anyway. The most recent ones only, so a daily pattern does not leak in.
-HISTORY_STEPS = 60
 
 
 def _before_start(first: int, mode: str) -> slice | None:

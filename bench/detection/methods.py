@@ -10,10 +10,10 @@ failed check is not re-judged (its fail is carried forward).
   metrics and tolerances (loaded from webhook/configs/http.yaml like the service does), combined
   by `webhook.judge.combine`. Each poll judges all steps since the analysis start. Sequential
   mode passes `mode="sequential"` when the judge accepts it (otherwise its rows are
-  "pending"), and the stable's steps before the rollout to the ratio check, as the service
-  does from its sequential lookback. The gauge row uses the `series` judge (schema-default
-  settings, outside the combined verdict as the http config has no CPU metric), or reads "n/a"
-  in a version without one.
+  "pending"), and the stable's steps before the rollout to the ratio and quantile checks, as
+  the service does from its sequential lookback. The gauge row uses the `series` judge
+  (schema-default settings, outside the combined verdict as the http config has no CPU
+  metric), or reads "n/a" in a version without one.
 - Kayenta (`kayenta`): bench.detection.kayenta on the per-step points a range query gives:
   per-step error ratio (errors/requests, NaN without requests) and per-step p99 from
   `histogram_quantile(0.99, …)` of that step's buckets, direction increase, default effect
@@ -164,9 +164,6 @@ class CanaryJudge(Method):
         self.family = "cj-seq" if mode == "sequential" else "cj-fixed"
         self.checks = http_checks(config_name)
         self.available = mode == "fixed" or sequential_supported()
-        self._history = "stable_history" in inspect.signature(judge_ratio).parameters
-        self._quantile_history = "stable_history" in inspect.signature(
-            judge_quantile).parameters
         self.series = _series_judge()
         if self.series is not None and mode == "sequential" and \
                 "mode" not in inspect.signature(self.series).parameters:
@@ -179,14 +176,6 @@ class CanaryJudge(Method):
         if self.series is None or not self.available:
             out[f"{self.key}:gauge"] = "n/a" if self.available else "pending"
         return out
-
-    def _bucket_history(self, stable: Any) -> dict[str, Any]:
-        """The stable's steps before the rollout, as the service passes them."""
-        if not self._quantile_history or self.mode == "fixed":
-            return {}
-        cumulative = np.cumsum(stable.history_buckets, axis=1)
-        return {"stable_history": Histogram.from_steps(
-            [(float(le), cumulative[:, j]) for j, le in enumerate(BOUNDS)])}
 
     def _mode_kwargs(self) -> dict[str, Any]:
         return {} if self.mode == "fixed" else {"mode": "sequential"}
@@ -201,6 +190,11 @@ class CanaryJudge(Method):
         if self.series is not None:
             out[f"{self.key}:gauge"] = self._judge_gauge(rollout)
         failed: dict[str, CheckResult] = {}
+        bucket_history: dict[str, Histogram] = {}
+        if self.mode == "sequential":  # the stable's steps before the rollout, built once
+            before = np.cumsum(s.history_buckets, axis=1)
+            bucket_history["stable_history"] = Histogram.from_steps(
+                [(float(le), before[:, j]) for j, le in enumerate(BOUNDS)])
         for k in range(POLLS if self.once else 1, POLLS + 1):
             results: list[CheckResult] = []
             hists: tuple[Histogram, Histogram] | None = None
@@ -213,7 +207,7 @@ class CanaryJudge(Method):
                     num_c = c.requests[:k] - c.errors[:k] if chk.good else c.errors[:k]
                     num_s = s.requests[:k] - s.errors[:k] if chk.good else s.errors[:k]
                     history = {}
-                    if self._history and self.mode == "sequential":
+                    if self.mode == "sequential":  # the stable's steps before the rollout
                         bad_h = s.history_errors
                         history["stable_history"] = (
                             s.history_requests - bad_h if chk.good else bad_h, s.history_requests)
@@ -225,7 +219,7 @@ class CanaryJudge(Method):
                         hists = (_histogram(cum_c, k), _histogram(cum_s, k))
                     res = judge_quantile(chk.name, hists[0], hists[1], chk.quantile, alpha=alpha,
                                          **chk.kwargs, **self._mode_kwargs(),
-                                         **self._bucket_history(s))
+                                         **bucket_history)
                 if res.verdict == "fail":
                     failed[chk.name] = res
                 results.append(res)

@@ -19,10 +19,11 @@ probability ≥ 1 − alpha (Bonferroni):
 Sequential mode fails on tail exceedances instead (`tail_exceedances`), judged by the
 anytime-valid rate-ratio martingale of `sequential.py`: the canary's requests above
 (1 + tolerance) × the stable's running q-quantile against the stable's requests above that
-quantile. Two separate intervals that must not overlap waste power (each side pays its own
+quantile, and the mirror anchored on the canary's running quantile, the two martingales
+averaged. Two separate intervals that must not overlap waste power (each side pays its own
 margin); comparing the two exceedance counts in one test does not, and the martingale can be
 read at every poll instead of spending alpha over a grid of looks. On the benchmark's +25 %
-latency regression at a 20 % tolerance this detects 95 % of rollouts, against 52 % for the
+latency regression at a 20 % tolerance this detects 96 % of rollouts, against 52 % for the
 order-statistic test with alpha spent over checkpoints (bench/detection).
 """
 

@@ -189,22 +189,20 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     """
     (ev_c, n_c), (ev_s, n_s) = per_step
     p_c, p_s = float(canary.value or 0.0), float(stable.value or 0.0)
-    default = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
-    priors = {1.0: default, -1.0: default}
-    if history is not None:
-        n_h, ev_h = _clean_steps(*history)
-        for sign, events in ((1.0, ev_h), (-1.0, n_h - ev_h)):
-            priors[sign] = seq.history_dispersion(events, n_h) or priors[sign]
+    n_h, ev_h = _clean_steps(*history) if history is not None else (None, None)
     tests = {"increase": [(ev_c, ev_s, 1.0)], "decrease": [(n_c - ev_c, n_s - ev_s, -1.0)]}
     tests["either"] = tests["increase"] + tests["decrease"]
     a = alpha / len(tests[direction])
     allowed = max(rel * p_s, abs_)
     fail_e, pass_all, sign_failed = 0.0, True, 0.0
     for harm_c, harm_s, sign in tests[direction]:
+        prior = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
+        if n_h is not None and ev_h is not None:  # the stable's own harmful events beforehand
+            prior = seq.history_dispersion(ev_h if sign > 0 else n_h - ev_h, n_h) or prior
         log_fail = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True,
-                                               dispersion_prior=priors[sign])
+                                               dispersion_prior=prior)
         log_pass = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=False,
-                                               dispersion_prior=priors[sign])
+                                               dispersion_prior=prior)
         observed = sign * (p_c - p_s)
         if log_fail >= math.log(1 / a) and observed > allowed:
             sign_failed = sign

@@ -24,7 +24,8 @@ nonparametric, nonasymptotic confidence sequences", Ann. Statist. 2021, §3).
 Quantiles (`histogram`): the same martingale on tail exceedances. At each step the threshold is
 the stable's q-quantile over the steps before it (so it is fixed before the step's requests
 arrive); the events are the canary's requests above threshold × (1 + tolerance) and the
-stable's above threshold. If the canary's q-quantile is within tolerance of the stable's, the
+stable's above threshold (`histogram.tail_exceedances` also runs the mirror, anchored on the
+canary's quantile). If the canary's q-quantile is within tolerance of the stable's, the
 canary exceeds its raised threshold no more often than the stable exceeds its own (1 − q), so
 ρ ≤ 1 and the martingale holds; its running maximum may be read at every poll.
 """
@@ -153,9 +154,10 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     return 1.0 + gamma * binomial
 
 
-# How many steps of the stable's history at most stand in for the prior: enough to be sure,
-# few enough that the rollout's own steps still move the estimate.
-HISTORY_MAX_STEPS = 60.0
+# The stable's steps before the rollout that calibrate the tests: the most recent this many
+# (analysis slices them; a daily pattern does not leak in), worth as many steps of prior
+# evidence: enough to be sure, few enough that the rollout's own steps still move it.
+HISTORY_STEPS = 60
 HISTORY_MIN_STEPS = 5
 
 
@@ -178,7 +180,7 @@ def history_dispersion(events: np.ndarray, totals: np.ndarray) -> tuple[float, f
     mu = n * float(k.sum()) / float(n.sum())
     pearson = float(((k - mu) ** 2 / mu).sum())
     delta = max(0.0, (pearson - (m - 1)) / float(mu.sum()))
-    return 2.0 * delta, min(float(m), HISTORY_MAX_STEPS)
+    return 2.0 * delta, float(min(m, HISTORY_STEPS))
 
 
 def proportion_cs(k: float, n: float, alpha: float, a: float = 0.5,
