@@ -34,6 +34,10 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+from argo_semantics import ARG as _ARG
+from argo_semantics import CONDITION as _CONDITION
+from argo_semantics import ArgoError, argo_phase, eval_condition, resolve_args
+from argo_semantics import kind as _kind
 
 from webhook.api.hooks import _METADATA_KEYS, HOOK_TYPES
 from webhook.app import create_app
@@ -132,103 +136,7 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
     return containers[0]
 
 
-# -- Argo's semantics: argument resolution, JSONPath, conditions ----------------------------
-
-class ArgoError(Exception):
-    """What Argo records as a measurement Error."""
-
-
-_ARG = re.compile(r"\{\{\s*(args\.[^{}]+?)\s*\}\}")
-
-
-def resolve_args(obj: Any, values: dict[str, str]) -> Any:
-    """Argo marshals the metric to JSON and substitutes quoted args; unresolved is an error."""
-    text = json.dumps(obj)
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1).removeprefix("args.")
-        if name not in values:
-            raise ArgoError(f"failed to resolve {{{{args.{name}}}}}")
-        return json.dumps(values[name])[1:-1]
-
-    return json.loads(_ARG.sub(sub, text))
-
-
-_JSONPATH = re.compile(r"^\{\s*\$?((?:\.[A-Za-z_][\w-]*|\[\d+\])*)\s*\}$")
-
-
-def json_path(data: Any, expression: str) -> Any:
-    """The subset of k8s JSONPath the templates use: `{$.a.b[0]}`; first match only."""
-    match = _JSONPATH.match(expression or "{$}")
-    if not match:
-        raise AssertionError(f"jsonPath {expression!r}: extend this test's evaluator")
-    for part in re.findall(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]", match.group(1)):
-        key, index = part
-        if key and isinstance(data, dict) and key in data:
-            data = data[key]
-        elif index and isinstance(data, list) and int(index) < len(data):
-            data = data[int(index)]
-        else:
-            raise ArgoError(f"could not find JSONPath {expression} in body")
-    return data
-
-
-_CONDITION = re.compile(r"^\s*result\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return type(value).__name__
-
-
-def eval_condition(result: Any, condition: str) -> bool:
-    """`result OP literal` with Argo's (expr-lang) typing: JSON true is a bool, numbers are
-    float64, strings stay strings, and comparing across types is an error, not false."""
-    match = _CONDITION.match(condition)
-    if not match:
-        raise AssertionError(f"condition {condition!r}: extend this test's evaluator")
-    op, text = match.groups()
-    literal = json.loads(text)  # "pass", true, 90, 0.5
-    if _kind(result) != _kind(literal) or _kind(result) not in ("bool", "number", "string"):
-        raise ArgoError(f"{condition}: cannot compare {_kind(result)} with {_kind(literal)}")
-    if op in ("==", "!="):
-        return (result == literal) == (op == "==")
-    if _kind(result) != "number":
-        raise ArgoError(f"{condition}: {op} needs numbers")
-    return {">=": result >= literal, "<=": result <= literal, ">": result > literal,
-            "<": result < literal}[op]
-
-
-def argo_phase(metric: dict[str, Any], status: int, body: bytes) -> tuple[str, Any]:
-    """The measurement phase Argo's web provider records for one answer."""
-    if not 200 <= status < 300:
-        return "Error", f"non 2xx response {status}"
-    # Argo would record a non-JSON 2xx as Successful without evaluating anything: never allowed.
-    data = json.loads(body)
-    try:
-        value = json_path(data, metric["provider"]["web"].get("jsonPath", "{$}"))
-        success = failure = None
-        if metric.get("successCondition"):
-            success = eval_condition(value, metric["successCondition"])
-        if metric.get("failureCondition"):
-            failure = eval_condition(value, metric["failureCondition"])
-    except ArgoError as exc:
-        return "Error", str(exc)
-    if success is None and failure is None:
-        return "Successful", value
-    if failure is None:
-        failure = not success
-    if success is None:
-        success = not failure
-    if failure:
-        return "Failed", value
-    return ("Successful" if success else "Inconclusive"), value
-
+# -- Argo's semantics (tests/argo_semantics.py): the evaluator itself ----------------------
 
 @pytest.mark.parametrize(("result", "condition", "expected"), [
     ("pass", 'result == "pass"', True),

@@ -1,0 +1,191 @@
+"""The shipped templates' analysis settings, judged by Argo's own metric-assessment rules.
+
+A template's `count`, `failureLimit`, `inconclusiveLimit` and `consecutiveErrorLimit` decide
+what Argo does with the judge's answers. These tests run Argo's rules (tests/argo_semantics.py)
+over every analysis the example Rollouts run, with the args those Rollouts pass:
+- a regression first seen at the last measurement must fail the run (abort), never promote;
+- a healthy canary (passes, some early low-data answers, an outage blip) must never fail.
+Flagger Canaries get the same two questions through their `threshold` and hooks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from argo_semantics import (
+    ERROR,
+    FAILED,
+    INCONCLUSIVE,
+    ROLLOUT_ACTION,
+    RUNNING,
+    SUCCESSFUL,
+    MetricLimits,
+    resolve_args,
+    run_metric,
+)
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "analysis_templates"
+# Measurements a background analysis (count "0": until the rollout ends) is given here: a
+# rollout of the examples' length at one measurement a minute.
+BACKGROUND_MEASUREMENTS = 12
+
+
+def _docs() -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for path in sorted(TEMPLATES.rglob("*.yaml")):
+        out += [(path, d) for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    return out
+
+
+def analyses() -> list[tuple[str, dict[str, Any]]]:
+    """(label, metric with args resolved) for every analysis an example Rollout runs."""
+    index = {(d["kind"], d["metadata"]["name"]): d for _, d in _docs()
+             if d.get("kind") in ("AnalysisTemplate", "ClusterAnalysisTemplate")}
+    out = []
+    for path, rollout in _docs():
+        if rollout.get("kind") != "Rollout":
+            continue
+        canary = rollout["spec"]["strategy"].get("canary", {})
+        runs = [("background", canary["analysis"])] if "analysis" in canary else []
+        runs += [(f"step{i}", s["analysis"]) for i, s in enumerate(canary.get("steps", []))
+                 if "analysis" in s]
+        for where, analysis in runs:
+            for ref in analysis["templates"]:
+                kind = "ClusterAnalysisTemplate" if ref.get("clusterScope") else "AnalysisTemplate"
+                template = index[(kind, ref["templateName"])]
+                # Only the limits matter here: args without a plain value get a placeholder.
+                values = {a["name"]: str(a.get("value", "x")) for a in template["spec"]["args"]}
+                values.update({a["name"]: str(a["value"]) for a in analysis.get("args", [])
+                               if "value" in a})
+                for metric in template["spec"]["metrics"]:
+                    label = f"{path.parent.name}/{where}/{kind}/{metric['name']}"
+                    out.append((label, resolve_args(metric, values)))
+    return out
+
+
+ANALYSES = analyses()
+IDS = [label for label, _ in ANALYSES]
+
+
+def test_every_shipped_template_is_covered():
+    assert {label.split("/")[0] for label in IDS} == {
+        p.name for p in TEMPLATES.iterdir() if p.is_dir()}
+    assert any("/background/" in label for label in IDS)
+    assert any("/step" in label for label in IDS)
+
+
+def _length(limits: MetricLimits) -> int:
+    return limits.count if limits.count is not None else BACKGROUND_MEASUREMENTS
+
+
+@pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
+def test_a_regression_first_failing_at_the_last_measurement_aborts(label, metric):
+    limits = MetricLimits.of(metric)
+    n = _length(limits)
+    early = min(limits.inconclusive_limit, n - 1)  # low data at first, then passes
+    for lead in ([SUCCESSFUL] * (n - 1), [INCONCLUSIVE] * early + [SUCCESSFUL] * (n - 1 - early)):
+        phases = [*lead, FAILED]
+        phase, taken = run_metric(limits, phases, terminating=True)
+        assert phase == FAILED and taken == n, (label, limits, phases, phase)
+        assert ROLLOUT_ACTION[phase] == "abort"
+    # ... and a regression that fails at the first look aborts at once.
+    assert run_metric(limits, [FAILED, *[SUCCESSFUL] * n]) == (FAILED, 1)
+
+
+@pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
+def test_a_healthy_canary_is_never_failed(label, metric):
+    limits = MetricLimits.of(metric)
+    n = _length(limits)
+    early = min(limits.inconclusive_limit, n - 1)
+    blip = [ERROR] * limits.consecutive_error_limit  # judge or Prometheus briefly down
+    runs = {
+        "all pass": [SUCCESSFUL] * n,
+        "low data first": [INCONCLUSIVE] * early + [SUCCESSFUL] * (n - early),
+        "outage blip": [SUCCESSFUL, *blip, *[SUCCESSFUL] * (n - 1)],
+        "never enough data": [INCONCLUSIVE] * n,
+    }
+    for name, phases in runs.items():
+        phase, _ = run_metric(limits, phases, terminating=True)
+        assert phase in (SUCCESSFUL, INCONCLUSIVE), (label, name, phase)
+        assert ROLLOUT_ACTION[phase] in ("continue", "pause")
+    assert run_metric(limits, runs["all pass"], terminating=True)[0] == SUCCESSFUL
+    # Too little data must pause for a person rather than promote, once it lasts.
+    if n > limits.inconclusive_limit:
+        assert run_metric(limits, runs["never enough data"])[0] == INCONCLUSIVE
+
+
+def test_the_assessment_rules_themselves():
+    """Argo's rules as read from its source, on settings where the outcome is known."""
+    step = MetricLimits(count=5, failure_limit=1, inconclusive_limit=3,
+                        consecutive_error_limit=4, consecutive_success_limit=0)
+    # The bug this file guards against: failureLimit 1 promotes a last-measurement failure.
+    assert run_metric(step, [SUCCESSFUL] * 4 + [FAILED]) == (SUCCESSFUL, 5)
+    assert run_metric(step, [FAILED, FAILED]) == (FAILED, 2)
+    # Errors do not use up count; the fifth in a row is an Error.
+    assert run_metric(step, [ERROR] * 4 + [SUCCESSFUL] * 5) == (SUCCESSFUL, 9)
+    assert run_metric(step, [ERROR] * 5) == (ERROR, 5)
+    assert run_metric(step, [INCONCLUSIVE] * 4) == (INCONCLUSIVE, 4)
+    # Inconclusive beats Failed when both limits are crossed by the same measurement.
+    tight = MetricLimits(count=5, failure_limit=0, inconclusive_limit=0,
+                         consecutive_error_limit=4, consecutive_success_limit=0)
+    assert run_metric(tight, [INCONCLUSIVE]) == (INCONCLUSIVE, 1)
+    background = MetricLimits.of({"interval": "1m", "count": "0", "failureLimit": 0})
+    assert background.count is None and background.consecutive_error_limit == 4
+    assert run_metric(background, [SUCCESSFUL] * 50) == (RUNNING, 50)
+    assert run_metric(background, [SUCCESSFUL] * 50, terminating=True)[0] == SUCCESSFUL
+    assert MetricLimits.of({}).count == 1  # no count, no interval: one measurement
+    negative = MetricLimits.of({"count": 3, "failureLimit": -1})
+    assert run_metric(negative, [FAILED] * 3) == (SUCCESSFUL, 3)
+
+
+# -- Flagger: failed checks add up to `threshold`; promotion needs confirm-promotion's 200 ----
+
+def canaries() -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{p.parent.name}/{d['metadata']['name']}", d) for p, d in _docs()
+            if d.get("kind") == "Canary"]
+
+
+def flagger_outcome(canary: dict[str, Any], answers: list[str], max_ticks: int = 50) -> str:
+    """Flagger's loop, reduced to what the judge's hooks decide (CONTRACTS.md).
+
+    `answers[i]` is the judge's verdict at tick i (the last one repeats): the rollout hook fails
+    the tick on "fail"; weights advance by stepWeight while it passes; at maxWeight the
+    confirm-promotion hook promotes only on "pass"; `threshold` failed checks roll back.
+    """
+    analysis = canary["spec"]["analysis"]
+    types = {w.get("type", "rollout") for w in analysis.get("webhooks", [])}
+    threshold = analysis.get("threshold", 1)
+    weight, failed = 0, 0
+    for tick in range(max_ticks):
+        verdict = answers[min(tick, len(answers) - 1)]
+        if "rollback" in types and verdict == "fail-critical":
+            return "rolled back"
+        if "rollout" in types and verdict.startswith("fail"):
+            failed += 1
+            if failed >= threshold:
+                return "rolled back"
+            continue
+        if weight < analysis["maxWeight"]:
+            weight += analysis["stepWeight"]
+            continue
+        if "confirm-promotion" not in types or verdict == "pass":
+            return "promoted"
+    return "waiting"
+
+
+CANARIES = canaries()
+
+
+@pytest.mark.parametrize(("label", "canary"), CANARIES, ids=[c[0] for c in CANARIES])
+def test_flagger_canaries_never_promote_a_failure(label, canary):
+    analysis = canary["spec"]["analysis"]
+    steps = analysis["maxWeight"] // analysis["stepWeight"]
+    # A regression first seen at the last weight step, critical or not.
+    for bad in ("fail", "fail-critical"):
+        assert flagger_outcome(canary, ["pass"] * steps + [bad]) == "rolled back", bad
+    # Healthy: some low-data ticks, then passes: promoted; no data ever: it waits.
+    assert flagger_outcome(canary, ["inconclusive"] * 3 + ["pass"]) == "promoted"
+    assert flagger_outcome(canary, ["inconclusive"]) == "waiting"
