@@ -9,12 +9,31 @@ from hypothesis import strategies as st
 from webhook import promql
 
 
-@given(st.text(max_size=40))
+@given(st.text(min_size=1, max_size=40))
 def test_quoted_values_round_trip_through_the_matcher_parser(value):
     """Whatever the value, rendered and re-parsed it is one matcher with exactly that value."""
     rendered = promql.render_selector(promql.matchers_from_labels({"app": value}, "canary"))
     (matcher,) = promql.parse_matchers(rendered, "canary")
     assert matcher.value == value and matcher.name == "app"
+
+
+@pytest.mark.parametrize(("labels", "raw"), [
+    ({"rollouts_pod_template_hash": "", "namespace": "shop"}, None),
+    (None, 'namespace="shop", rollouts_pod_template_hash=""'),
+    (None, 'rollouts_pod_template_hash=~""'),
+])
+def test_an_empty_label_value_is_refused_naming_the_label(labels, raw):
+    """`x=""` also matches every series without label x: a mis-wired arg would make "stable"
+    all unrelated traffic."""
+    with pytest.raises(promql.PromQLError) as info:
+        if labels is not None:
+            promql.matchers_from_labels(labels, "stable")
+        else:
+            promql.parse_matchers(raw, "stable")
+    assert info.value.field == "stable.rollouts_pod_template_hash"
+    assert "empty value" in str(info.value)
+    # Asking for the label's absence on purpose stays possible.
+    assert promql.parse_matchers('app="a", hash!~".+"', "stable")[1].op == "!~"
 
 
 @pytest.mark.parametrize("text", [

@@ -8,6 +8,7 @@ request and read the verdict.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -35,9 +36,9 @@ from webhook.judge.histogram import Histogram
 from webhook.judge.limits import judge_events, judge_threshold
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.series import judge_series, judge_series_kayenta
-from webhook.judge.types import finite_or_none
+from webhook.judge.types import Summary, finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
-from webhook.profiles import ProfileError, apply_level, gate_checks
+from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
 from webhook.settings import Settings
 from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, grid
 
@@ -84,6 +85,9 @@ class ResolvedWindow:
     start: float
     end: float
     step: float
+    # An explicit start less than one step ago (a controller's first poll): a valid question
+    # with too little data yet, answered inconclusive without querying.
+    too_short: bool = False
 
 
 @dataclass
@@ -125,6 +129,9 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
     start = w.start if w.start is not None else end - lookback
     if w.start is not None and w.end is None and w.lookback is not None:
         end = start + lookback
+    if end <= start and w.end is None and w.start is not None and w.start <= now + 300:
+        # "now", aligned down to the step, is not yet past a start given a moment ago
+        return ResolvedWindow(start, start, step, too_short=True)
     if end <= start:
         raise AnalysisRequestError("window.end must be after window.start", "window.end")
     if end > now + 300:
@@ -133,9 +140,7 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
         raise AnalysisRequestError(
             f"window has {int((end - start) / step)} steps; at most {policy.max_points} "
             "(use a larger window.step)", "window.step")
-    if (end - start) < step:
-        raise AnalysisRequestError("window is shorter than one step", "window.step")
-    return ResolvedWindow(start, end, step)
+    return ResolvedWindow(start, end, step, too_short=(end - start) < step)
 
 
 def _side_matchers(value: Mapping[str, str] | str, field: str) -> str:
@@ -366,7 +371,8 @@ def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray
         f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
         relative_tolerance=spec.tolerance.relative, absolute_tolerance=spec.tolerance.absolute,
         alpha=alpha, min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
-        weight=spec.weight / len(spec.quantiles), mode=mode, stable_history=before)
+        weight=spec.weight / len(spec.quantiles), mode=mode, stable_history=before,
+        unit=spec.unit)
         for q in spec.quantiles]
 
 
@@ -446,12 +452,17 @@ def _check_body(check: CheckResult) -> dict[str, Any]:
 
 
 def lookup_config(request: AnalysisRequest, registry: ConfigRegistry) -> AnalysisConfig:
+    """The request's config, as its provider (a mesh's metric names and units) needs it."""
+    if request.config in registry.broken:
+        raise AnalysisRequestError(
+            f"config {request.config!r} failed to load ({registry.broken[request.config]}); "
+            "fix the file (see /v1/configs)", "config", status=503)
     config = registry.get(request.config)
     if config is None:
         known = ", ".join(sorted(registry.configs)) or "none"
         raise AnalysisRequestError(
             f"config: unknown config {request.config!r}; this server has: {known}", "config")
-    return config
+    return config.for_provider(request.provider)
 
 
 def canary_revision(request: AnalysisRequest) -> str | None:
@@ -492,8 +503,12 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         specs, level = apply_level(config, resolve_metrics(config, request, policy), vars_)
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
-    level_alpha = level.alpha if level is not None else None
-    alpha = request.alpha or level_alpha or config.defaults.alpha or policy.default_alpha
+    # Alpha, first set wins: the request, its level (safety_level), the metric, the config's
+    # defaults, the server's CANARY_JUDGE_DEFAULT_ALPHA.
+    chosen = request.alpha or (level.alpha if level is not None else None)
+    if chosen is not None:
+        specs = [s.model_copy(update={"alpha": None}) for s in specs]
+    alpha = chosen or config.defaults.alpha or policy.default_alpha
     selectors = {"canary": _side_matchers(request.canary, "canary"),
                  "stable": _side_matchers(request.stable, "stable")}
     if selectors["canary"] == selectors["stable"]:
@@ -501,6 +516,9 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                    "must differ (e.g. by rollouts_pod_template_hash)", "stable")
     sequential = mode == "sequential"
     window = resolve_window(request, config, policy, now, sequential)
+    if window.too_short:
+        return _too_short(request, config, specs, vars_, window, mode, now, level,
+                          gate_action, began)
     queries = plan_queries(specs, selectors, vars_, window)
     fetched = source.query_range_many(queries)
     results = {r.query.key: r for r in fetched}
@@ -514,8 +532,66 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     if warmup is None and config.defaults.warmup:
         warmup = parse_duration(config.defaults.warmup)
     first = min(first + math.ceil((warmup or 0.0) / window.step), points)
-    checks = judge_metrics(specs, results, points, window.step, alpha, mode, first)
+    checks = _name_empty_queries(judge_metrics(specs, results, points, window.step, alpha,
+                                               mode, first), specs, queries, results, selectors)
     judged_start = window.start + first * window.step
+    return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
+                   gate_action, began, fetched)
+
+
+_METRIC_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
+
+
+def _name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
+                        queries: list[RangeQuery], results: Mapping[str, QueryResult],
+                        selectors: Mapping[str, str]) -> list[CheckResult]:
+    """An inconclusive check with no data on a side says what was queried there (metric name
+    and selector), so a wrong provider, label or metric name is visible in the reason."""
+    out = []
+    names = sorted((s.name for s in specs), key=len, reverse=True)
+    for check in checks:
+        spec_name = next((n for n in names if check.name.startswith(n)), None)
+        empty = [side for side, summary in (("canary", check.canary), ("stable", check.stable))
+                 if not summary.n]
+        if check.verdict != "inconclusive" or spec_name is None or not empty:
+            out.append(check)
+            continue
+        shown = []
+        for side in empty:
+            for q in queries:
+                name, q_side, _ = q.key.split("|")
+                result = results.get(q.key)
+                if name != spec_name or q_side != side or (result and result.series):
+                    continue
+                series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(q.expr)))
+                shown.append(f"{side} queried {series}{{{selectors[side]}}}")
+        text = "; ".join(dict.fromkeys(shown))
+        out.append(replace(check, reason=f"{check.reason} (no series: {text})") if text
+                   else check)
+    return out
+
+
+def _too_short(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
+               vars_: Mapping[str, str], window: ResolvedWindow, mode: str, now: float,
+               level: AppliedLevel | None, gate_action: str | None,
+               began: float) -> AnalysisResult:
+    """A window shorter than one step holds no complete step yet: inconclusive, not an error."""
+    seconds = max(window.end - window.start, 0.0)
+    checks = [CheckResult(
+        name=spec.name, kind=spec.kind, verdict="inconclusive", test="none",
+        reason=f"{spec.name}: too little data yet: the window is {seconds:g}s, shorter than "
+               f"one step ({window.step:g}s); ask again later",
+        canary=Summary(0.0, None), stable=Summary(0.0, None), critical=spec.critical,
+        weight=spec.weight, group=spec.group) for spec in specs]
+    return _finish(request, config, checks, vars_, window, window.start, mode, now, level,
+                   gate_action, began, [])
+
+
+def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[CheckResult],
+            vars_: Mapping[str, str], window: ResolvedWindow, judged_start: float, mode: str,
+            now: float, level: AppliedLevel | None, gate_action: str | None, began: float,
+            fetched: list[QueryResult]) -> AnalysisResult:
+    """Add the config's gates, combine the checks and shape the verdict."""
     if gate_action:
         at = window.end if request.window.end is not None else now
         try:

@@ -12,10 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from webhook import promql
 from webhook.gates.market_hours import MarketHoursConfig
@@ -24,6 +32,10 @@ log = logging.getLogger(__name__)
 
 Direction = Literal["increase", "decrease", "either"]
 Mode = Literal["fixed", "sequential"]
+# How the canary and stable are told apart, and so which metrics exist: Flagger's
+# `metadata.provider`, or `provider` in a request. A mesh exports its own metric names.
+Provider = Literal["app", "istio", "linkerd", "pod"]
+PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 
 class Tolerance(BaseModel):
@@ -82,6 +94,9 @@ class HistogramMetric(_MetricBase):
     kind: Literal["histogram"]
     query: str = Field(description="PromQL: per-step bucket increments, `sum by (le) (…)`.")
     quantiles: list[float] = Field(default_factory=lambda: [0.95, 0.99], min_length=1)
+    unit: Literal["s", "ms"] = Field(
+        "s", description="Unit of the bucket bounds (`le`), and so of tolerance.absolute: "
+        "Istio's and Linkerd's histograms are in milliseconds.")
     min_tail: float = Field(
         10, ge=1, description="Expected requests above the quantile needed on each side.")
 
@@ -170,13 +185,28 @@ def metric_sides(spec: MetricSpec) -> tuple[str, ...]:
 
 
 class ConfigDefaults(BaseModel):
+    """Defaults for the request fields. Unset alpha: the server's CANARY_JUDGE_DEFAULT_ALPHA."""
+
     model_config = ConfigDict(extra="forbid")
-    alpha: float = Field(0.05, gt=0, lt=0.5)
+    alpha: float | None = Field(None, gt=0, lt=0.5)
     mode: Mode = "sequential"
     lookback: str | None = None
     warmup: str | None = Field(None, description="Skip this long after the canary's first "
                                "traffic (cold caches, JIT): e.g. 2m.")
     step: str | None = None
+
+    @field_validator("lookback", "warmup", "step")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        """Parsed at load, so a typo (`1 minute`) is a config error, not a 500 per request."""
+        if value is None:
+            return None
+        from webhook.models import parse_duration  # models imports this module
+
+        seconds = parse_duration(value)
+        if seconds < 1:
+            raise ValueError(f"{value!r} is shorter than 1s")
+        return value
 
 
 class Level(BaseModel):
@@ -214,6 +244,17 @@ class Gates(BaseModel):
     default_risk: Literal["low", "medium", "high", "critical"] = "medium"
 
 
+class ProviderVariant(BaseModel):
+    """What one provider changes in a config: a mesh exports its own metric names, labels and
+    units (Istio `istio_requests_total{response_code}`, milliseconds), so the same judgement
+    needs other queries and tolerances. Vars are merged over the config's; each entry of
+    `metrics` replaces fields of the config's metric of that name."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    vars: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class AnalysisConfig(BaseModel):
     """One named analysis: its metrics plus defaults for the request fields."""
 
@@ -227,6 +268,10 @@ class AnalysisConfig(BaseModel):
     levels: Levels | None = None
     gates: Gates = Field(default_factory=Gates)
     metrics: list[MetricSpec] = Field(min_length=1)
+    providers: dict[Provider, ProviderVariant] = Field(
+        default_factory=dict, description="Per provider (istio, linkerd, ...): the vars and "
+        "metric fields that differ, e.g. the mesh's metric names and units.")
+    _variants: dict[str, AnalysisConfig] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AnalysisConfig:
@@ -239,7 +284,81 @@ class AnalysisConfig(BaseModel):
                 if "selector" not in promql.placeholders(template):
                     raise ValueError(f"metric {metric.name}: every query must place "
                                      "{{selector}} (the canary's or stable's matchers)")
+        _check_renders(self)
+        for provider, variant in self.providers.items():
+            self._variants[provider] = _build_variant(self, provider, variant)
         return self
+
+    def for_provider(self, provider: str | None) -> AnalysisConfig:
+        """The config as judged for `provider`: its variant, or itself when it has none."""
+        if provider is None:
+            return self
+        return self._variants.get(provider, self)
+
+    def var_names(self) -> set[str]:
+        """Every var this config reads (call it on `for_provider(...)` for a provider's
+        variant): query placeholders, the level and gate vars. A caller's key outside this set
+        is a typo, not a var."""
+        names: set[str] = set()
+        for metric in self.metrics:
+            for template in metric.queries().values():
+                names |= promql.placeholders(template)
+        names -= {"selector", "step"}
+        if self.levels is not None:
+            names.add(self.levels.var)
+        if self.gates.market_hours is not None:
+            names |= {self.gates.risk_var, "approved_revision"}
+        if self.levels is not None and any(
+                level.promotion_needs_approval for level in self.levels.values.values()):
+            names.add("approved_revision")
+        return names
+
+
+def _check_renders(config: AnalysisConfig) -> None:
+    """Every query renders with the config's vars (a var a caller must give gets a stand-in),
+    so a bad default var value is a load error instead of a 400 on every request."""
+    for metric in config.metrics:
+        for role, template in metric.queries().items():
+            needed = promql.placeholders(template) - {"selector", "step"}
+            values = {name: config.vars.get(name, "given_by_caller") for name in needed}
+            try:
+                promql.render(template, values, {"selector": 'a="b"', "step": "60s"},
+                              field=f"metrics.{metric.name}.{role}")
+            except promql.PromQLError as exc:
+                raise ValueError(f"metric {metric.name}.{role}: {exc}") from exc
+
+
+def _build_variant(config: AnalysisConfig, provider: str,
+                   variant: ProviderVariant) -> AnalysisConfig:
+    known = {m.name for m in config.metrics}
+    unknown = sorted(set(variant.metrics) - known)
+    if unknown:
+        raise ValueError(f"providers.{provider}.metrics: no metric {unknown[0]!r} in this "
+                         f"config (it has {', '.join(sorted(known))})")
+    data = config.model_dump(exclude={"providers"})
+    data["vars"] = {**config.vars, **variant.vars}
+    data["metrics"] = [{**m, **variant.metrics.get(m["name"], {}), "name": m["name"]}
+                       for m in data["metrics"]]
+    try:
+        return AnalysisConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"providers.{provider}: {describe_error(exc)}") from exc
+
+
+def describe_error(exc: Exception) -> str:
+    """One line naming the field and the fix, for /v1/configs, /readyz and the log."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for error in exc.errors()[:3]:
+            loc = ".".join(str(p) for p in error["loc"]
+                           if not str(p).startswith(("function-", "tagged-union")))
+            msg = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                msg = "unknown field; check its spelling"
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        more = f" (and {len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
+        return "; ".join(parts) + more
+    return " ".join(str(exc).split())
 
 
 @dataclass
@@ -249,6 +368,9 @@ class ConfigRegistry:
     configs: dict[str, AnalysisConfig] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    # Config names whose file failed to load, with the error: requests for them are refused
+    # (a built-in of the same name is not silently used instead of the operator's file).
+    broken: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> AnalysisConfig | None:
         return self.configs.get(name)
@@ -261,14 +383,22 @@ def parse_config(data: Any, origin: str) -> AnalysisConfig:
 
 
 def _load_file(registry: ConfigRegistry, text: str, origin: str) -> None:
+    data: Any = None
     try:
-        config = parse_config(yaml.safe_load(text), origin)
+        data = yaml.safe_load(text)
+        config = parse_config(data, origin)
     except (yaml.YAMLError, ValueError, ValidationError) as exc:
-        registry.errors[origin] = " ".join(str(exc).split())[:1000]
-        log.error("invalid analysis config %s: %s", origin, registry.errors[origin])
+        name = data.get("name") if isinstance(data, Mapping) else None
+        where = f"{origin} (config {name})" if isinstance(name, str) else origin
+        registry.errors[where] = describe_error(exc)[:1000]
+        log.error("invalid analysis config %s: %s", where, registry.errors[where])
+        if isinstance(name, str):
+            registry.configs.pop(name, None)
+            registry.broken[name] = f"{where}: {registry.errors[where]}"
         return
     registry.configs[config.name] = config
     registry.sources[config.name] = origin
+    registry.broken.pop(config.name, None)
 
 
 def load_registry(config_dir: Path | None) -> ConfigRegistry:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webhook.configs import Mode, Tolerance
+from webhook.configs import Mode, Provider, Tolerance
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -118,6 +118,9 @@ class AnalysisRequest(BaseModel):
     metrics: list[MetricOverride] | dict[str, MetricOverride] | None = None
     mode: Mode | None = None
     alpha: float | None = Field(None, gt=0, lt=0.5)
+    provider: Provider | None = Field(
+        None, description="Where the metrics come from (istio, linkerd: the mesh's own metric "
+        "names and units, when the config has a section for it); Flagger: metadata.provider.")
     revision: str | None = Field(
         None, max_length=128, description="The canary revision a person's approval must name "
         "(vars.approved_revision); default: the canary's rollouts_pod_template_hash.")

@@ -73,7 +73,10 @@ def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
                 f"{field}: expected label matchers like app=\"web\" or pod=~\"web-.*\", "
                 f"could not parse near {body[pos:pos + 30]!r}", field)
         name, op, raw, _ = match.groups()
-        matchers.append(Matcher(name, op, _unescape(raw)))
+        value = _unescape(raw)
+        if op in ("=", "=~") and value == "":
+            raise _empty_value(field, name)
+        matchers.append(Matcher(name, op, value))
         pos = match.end()
     if not matchers:
         raise PromQLError(f"{field}: no label matchers given", field)
@@ -90,8 +93,18 @@ def matchers_from_labels(labels: Mapping[str, object], field: str) -> tuple[Matc
             raise PromQLError(f"{field}: {name!r} is not a valid Prometheus label name", field)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise PromQLError(f"{field}.{name}: label value must be a string", field)
+        if str(value) == "":
+            raise _empty_value(field, str(name))
         out.append(Matcher(str(name), "=", str(value)))
     return tuple(out)
+
+
+def _empty_value(field: str, name: str) -> PromQLError:
+    """`label=""` also matches every series WITHOUT that label: a mis-wired arg would turn
+    "stable" into all unrelated traffic. Absence must be asked for on purpose (`!~".+"`)."""
+    return PromQLError(
+        f"{field}.{name}: empty value; it would match every series without label {name} "
+        "(check the arg or var that should fill it)", f"{field}.{name}")
 
 
 def render_selector(matchers: tuple[Matcher, ...]) -> str:

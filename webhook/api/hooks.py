@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
 from webhook.app import get_service, validation_message
+from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
 from webhook.sources import SourceError
@@ -36,7 +37,6 @@ bp = Blueprint("hooks", __name__)
 
 HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
               "confirm-promotion", "rollback", "post-rollout", "event")
-PROVIDERS = ("app", "istio", "linkerd", "pod")
 _METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
                   "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup",
                   "mode", "alpha", "inconclusive"}
@@ -106,7 +106,7 @@ def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
         "window": {k: meta[k] for k in ("start", "end", "lookback", "step", "warmup")
                    if k in meta},
     }
-    for key in ("mode", "alpha"):
+    for key in ("mode", "alpha", "provider"):
         if key in meta:
             data[key] = meta[key]
     if p.checksum:
@@ -116,6 +116,25 @@ def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     except ValidationError as exc:
         message, field = validation_message(exc, prefix="metadata.")
         raise AnalysisRequestError(message, field) from exc
+
+
+def unknown_metadata(meta: dict[str, str], req: AnalysisRequest,
+                     registry: ConfigRegistry) -> str | None:
+    """A metadata key that is neither a hook option nor a var the config reads is a typo
+    (`provder: istio`): silently turning it into an unused var would judge the wrong series."""
+    base = registry.get(req.config)
+    if base is None:
+        return None  # the analysis answers "unknown config"
+    config = base.for_provider(req.provider)
+    used = config.var_names()
+    unknown = sorted(set(meta) - _METADATA_KEYS - used)
+    if not unknown:
+        return None
+    for_provider = f" with provider {req.provider}" if config is not base else ""
+    return (f"metadata.{unknown[0]}: not a hook option nor a var of config {config.name!r}"
+            f"{for_provider}; "
+            f"check its spelling (options: {', '.join(sorted(_METADATA_KEYS))}; vars: "
+            f"{', '.join(sorted(used)) or 'none'})")
 
 
 def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
@@ -173,6 +192,8 @@ def flagger_hook(hook: str) -> Response:
     service = get_service()
     try:
         req = analysis_request(payload)
+        if typo := unknown_metadata(meta, req, service.registry):
+            return _text(412, hook, typo)
         if hook == "confirm-rollout":
             return _confirm_rollout(hook, req, service, who)
         result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",

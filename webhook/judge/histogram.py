@@ -288,8 +288,12 @@ def judge_quantile(
     weight: float = 1.0,
     mode: str = "fixed",
     stable_history: Histogram | None = None,
+    unit: str = "s",
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
+
+    `unit` is the unit of the bucket bounds (Istio and Linkerd export milliseconds), in which
+    `absolute_tolerance` is given too; it only changes how values read in the reason.
 
     `mode="sequential"` fails on the tail-exceedance martingale (`tail_exceedances`), whose
     running maximum over the window's steps is compared with 1/alpha: valid however often the
@@ -368,14 +372,14 @@ def judge_quantile(
     v_c, v_s = summary_c.value or math.nan, summary_s.value or math.nan
     effect = v_c / v_s - 1 if v_s and v_s > 0 else math.nan
 
-    shown = (f"canary {fmt_value(v_c, 's')} vs stable {fmt_value(v_s, 's')} "
+    shown = (f"canary {fmt_value(v_c, unit)} vs stable {fmt_value(v_s, unit)} "
              f"({'+' if effect >= 0 else ''}{fmt_value(effect * 100)}%)"
-             if math.isfinite(effect) else f"canary {fmt_value(v_c, 's')} vs stable "
-             f"{fmt_value(v_s, 's')}")
-    margin = f"tolerance +{rel * 100:g}% or {fmt_value(abs_, 's')}"
+             if math.isfinite(effect) else f"canary {fmt_value(v_c, unit)} vs stable "
+             f"{fmt_value(v_s, unit)}")
+    margin = f"tolerance +{rel * 100:g}% or {fmt_value(abs_, unit)}"
     verdict, why = tri_state(
         "slower" if up else "faster" if down else None, within, margin,
-        f"canary between {fmt_value(c_low, 's')} and {fmt_value(c_high, 's')}")
+        f"canary between {fmt_value(c_low, unit)} and {fmt_value(c_high, unit)}")
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}{evidence}", canary=summary_c,
         stable=summary_s, effect=effect, interval=(ratio_low, ratio_high),

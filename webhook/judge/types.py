@@ -54,6 +54,8 @@ def fmt_value(value: float | None, unit: str = "") -> str:
         return f"{value * 100:.3g}%"
     if unit == "s":
         return f"{value * 1000:.4g}ms" if abs(value) < 1 else f"{value:.4g}s"
+    if unit == "ms":
+        return f"{value:.4g}ms" if abs(value) < 1000 else f"{value / 1000:.4g}s"
     return f"{value:.4g}"
 
 

@@ -42,6 +42,13 @@ FLAGGER_TARGETS = {
 # A Flagger target whose primary exists but whose canary has not served yet.
 FLAGGER_NEW = "newinfo"
 
+# The meshes' own histogram buckets, in milliseconds: Istio's default
+# istio_request_duration_milliseconds buckets and the Linkerd proxy's response_latency_ms ones.
+ISTIO_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+                    60000, 300000, 600000, 1800000, 3600000)
+LINKERD_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000,
+                      3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000)
+
 
 def _argo_labels(hash_: str) -> dict[str, str]:
     return {"app": ARGO_APP, "namespace": NAMESPACE, "rollouts_pod_template_hash": hash_}
@@ -55,7 +62,12 @@ def argo_hash(version: str) -> str:
 def flagger_sides(target: str, canary: dict[str, float] | None) -> list[TrafficSide]:
     """The same traffic under every label scheme Flagger users have (app, Istio, Linkerd, pod).
 
-    `canary=None` plants only the primary (a canary that has not served yet).
+    Istio and Linkerd series carry the names, labels and units those meshes export:
+    `istio_requests_total{reporter="destination", destination_workload, response_code}` and
+    `istio_request_duration_milliseconds_bucket`; Linkerd's `response_total{direction=
+    "inbound", deployment, classification="success"|"failure", status_code}` and
+    `response_latency_ms_bucket`. `canary=None` plants only the primary (a canary that has not
+    served yet).
     """
     out = []
     for version, diff in (("canary", canary), ("primary", {})):
@@ -68,19 +80,26 @@ def flagger_sides(target: str, canary: dict[str, float] | None) -> list[TrafficS
         out.append(
             replace(
                 side,
-                labels={"destination_workload": name, "destination_workload_namespace": NAMESPACE},
+                labels={"destination_workload": name, "destination_workload_namespace": NAMESPACE,
+                        "reporter": "destination"},
                 requests_metric="istio_requests_total",
-                latency_metric="istio_request_duration_seconds",
+                latency_metric="istio_request_duration_milliseconds",
                 code_label="response_code",
+                latency_unit=1000.0,
+                buckets=ISTIO_BUCKETS_MS,
             )
         )
         out.append(
             replace(
                 side,
-                labels={"deployment": name, "namespace": NAMESPACE},
+                labels={"deployment": name, "namespace": NAMESPACE, "direction": "inbound"},
                 requests_metric="response_total",
-                latency_metric="response_latency_seconds",
+                latency_metric="response_latency_ms",
                 code_label="status_code",
+                ok_labels={"classification": "success"},
+                error_labels={"classification": "failure"},
+                latency_unit=1000.0,
+                buckets=LINKERD_BUCKETS_MS,
             )
         )
         out.append(
@@ -105,19 +124,12 @@ def standard_sides() -> list[TrafficSide]:
     return sides
 
 
-# Per label scheme: the vars that point the `http` config at that scheme's metric names.
+# Per label scheme: the vars that point the `http` config at that scheme's metric names. Istio
+# and Linkerd need none: `provider` selects the config's section for the mesh.
 SCHEME_VARS = {
     "app": {},
-    "istio": {
-        "requests_metric": "istio_requests_total",
-        "latency_metric": "istio_request_duration_seconds",
-        "code_label": "response_code",
-    },
-    "linkerd": {
-        "requests_metric": "response_total",
-        "latency_metric": "response_latency_seconds",
-        "code_label": "status_code",
-    },
+    "istio": {},
+    "linkerd": {},
     "pod": {
         "requests_metric": "pod_http_requests_total",
         "latency_metric": "pod_http_request_duration_seconds",

@@ -60,9 +60,18 @@ class TrafficSide:
     ok_code: str = "200"
     code_label: str = "code"
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    # Exported latency unit per second: 1000 for a histogram in milliseconds (Istio's
+    # istio_request_duration_milliseconds, Linkerd's response_latency_ms); `buckets` are then
+    # in that unit too, while latency_median_s stays in seconds.
+    latency_unit: float = 1.0
+    # Extra labels of the successful and the failed requests' series, beside the code label
+    # (Linkerd: classification="success" / "failure").
+    ok_labels: Mapping[str, str] = field(default_factory=dict)
+    error_labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_labels(self.labels, reserved=(self.code_label, "le"))
+        _check_labels(self.labels, reserved=(self.code_label, "le", *self.ok_labels,
+                                             *self.error_labels))
         for name in (self.requests_metric, self.latency_metric):
             _check_name(name)
         if not _LABEL_RE.match(self.code_label):
@@ -71,6 +80,10 @@ class TrafficSide:
             raise ValueError(f"rps must be finite and >= 0, got {self.rps}")
         if not 0 <= self.error_ratio <= 1:
             raise ValueError(f"error_ratio must be in [0, 1], got {self.error_ratio}")
+        if set(self.ok_labels) != set(self.error_labels):
+            raise ValueError("ok_labels and error_labels must name the same labels")
+        if not (self.latency_unit > 0 and math.isfinite(self.latency_unit)):
+            raise ValueError(f"latency_unit must be finite and > 0, got {self.latency_unit}")
         if not (self.latency_median_s > 0 and self.latency_sigma > 0 and self.latency_scale > 0):
             raise ValueError("latency_median_s, latency_sigma and latency_scale must be > 0")
         b = np.asarray(self.buckets, dtype=float)
@@ -172,10 +185,10 @@ def _render_side(
     errors = rng.binomial(requests, side.error_ratio)
 
     mu = math.log(side.latency_median_s * side.latency_scale)
-    cdf = [_lognormal_cdf(b, mu, side.latency_sigma) for b in side.buckets]
+    cdf = [_lognormal_cdf(b / side.latency_unit, mu, side.latency_sigma) for b in side.buckets]
     pvals = np.diff(np.array([0.0, *cdf, 1.0]))
     per_bucket = rng.multinomial(requests, pvals)  # shape (steps, len(buckets) + 1)
-    mean_latency = math.exp(mu + side.latency_sigma**2 / 2)
+    mean_latency = math.exp(mu + side.latency_sigma**2 / 2) * side.latency_unit
 
     # Cumulative over time (with a leading 0 at ``start``) and, for buckets, over ``le``.
     ok_total = _cumulative(requests - errors)
@@ -186,8 +199,8 @@ def _render_side(
     sum_total = count_total * mean_latency
 
     name = side.requests_metric
-    ok_labels = {**side.labels, side.code_label: side.ok_code}
-    err_labels = {**side.labels, side.code_label: side.error_code}
+    ok_labels = {**side.labels, **side.ok_labels, side.code_label: side.ok_code}
+    err_labels = {**side.labels, **side.error_labels, side.code_label: side.error_code}
     lines = out.add(_counter_family(name), "counter", [(name, ok_labels), (name, err_labels)])
     for labels, values in ((ok_labels, ok_total), (err_labels, err_total)):
         prefix = f"{name}{_fmt_labels(labels)} "
