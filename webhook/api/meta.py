@@ -23,6 +23,7 @@ def _config_summary(name: str) -> dict[str, Any]:
         "defaults": config.defaults.model_dump(),
         "vars": config.vars,
         "metrics": [m.model_dump() for m in config.metrics],
+        "providers": {name: v.model_dump() for name, v in config.providers.items()},
     }
 
 

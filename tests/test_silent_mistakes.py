@@ -1,0 +1,151 @@
+"""Mistakes that used to be silent: each now gets an answer that names what to fix.
+
+- an empty label value in a side's matchers (a mis-wired Argo arg) matched every series without
+  that label: now 400 naming the label;
+- a typo in Flagger metadata became an unused query var: now 412 naming the key;
+- a window shorter than one step (a first poll with an explicit start) was a 400: it is a valid
+  question with too little data yet, so 200 inconclusive;
+- CANARY_JUDGE_DEFAULT_ALPHA never applied (the config's implicit default won);
+- a config field that cannot be parsed (`step: "1 minute"`) loaded, then every analysis was a
+  500: now a load error on /v1/configs and /readyz, and a 503 naming it for its requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from webhook.app import create_app
+from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash
+from webhook.settings import load_settings
+
+
+def body(lab, version: str = "healthy", **extra):
+    return {"config": "http",
+            "canary": {"rollouts_pod_template_hash": argo_hash(version), "namespace": NAMESPACE},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE, "namespace": NAMESPACE},
+            "window": lab.window(60), **extra}
+
+
+@pytest.mark.parametrize(("side", "value"), [
+    ("stable", {"rollouts_pod_template_hash": "", "namespace": NAMESPACE}),
+    ("canary", {"rollouts_pod_template_hash": "", "namespace": NAMESPACE}),
+    ("stable", f'namespace="{NAMESPACE}", rollouts_pod_template_hash=""'),
+])
+def test_an_empty_label_value_is_400_naming_the_field(client, lab, side, value):
+    r = client.post("/v1/analyze", json={**body(lab), side: value})
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == f"{side}.rollouts_pod_template_hash"
+    assert "empty value" in r.json["message"]
+    # the GET form, as a templated URL with an empty arg would send it
+    r = client.get(f"/v1/analyze/http?canary.rollouts_pod_template_hash={argo_hash('healthy')}"
+                   "&stable.rollouts_pod_template_hash=")
+    assert r.status_code == 400 and r.json["field"] == "stable.rollouts_pod_template_hash"
+
+
+def flagger(client, hook: str, target: str = "podinfo", **meta: str | None):
+    metadata = {k: v for k, v in {"lookback": "60m", **meta}.items() if v is not None}
+    payload = {"name": target, "namespace": NAMESPACE, "phase": "Progressing",
+               "checksum": "abc123", "metadata": metadata}
+    r = client.post(f"/v1/hooks/{hook}", json=payload)
+    return r.status_code, r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("hook", ["rollout", "confirm-promotion", "rollback", "confirm-rollout"])
+def test_a_typo_in_flagger_metadata_is_412_naming_the_key(client, hook):
+    status, text = flagger(client, hook, provder="istio")
+    assert status == 412, text
+    assert text.startswith("metadata.provder:") and "spelling" in text
+    # Vars the config does read stay accepted, and options are options.
+    status, _ = flagger(client, hook, requests_metric="http_requests_total", inconclusive="pass")
+    assert status == (412 if hook == "rollback" else 200)
+    # A var of the plain config that the mesh's section does not use is a mistake there too.
+    status, text = flagger(client, "rollout", provider="istio", code_label="response_code")
+    assert status == 412 and "metadata.code_label" in text and "provider istio" in text
+
+
+def test_a_window_shorter_than_one_step_is_inconclusive_not_an_error(client, lab):
+    end = lab.anchor - 300
+    for window in ({"start": end - 30, "end": end, "step": 60},
+                   {"start": end - 59.5, "end": end}):
+        r = client.post("/v1/analyze", json={**body(lab, "errors3x"), "window": window})
+        assert r.status_code == 200, r.json
+        assert r.json["verdict"] == "inconclusive" and r.json["pass"] is False
+        assert "too little data yet" in r.json["reason"] and "one step" in r.json["reason"]
+        assert {c["verdict"] for c in r.json["checks"]} == {"inconclusive"}
+    # A controller's first poll: an explicit start a moment ago, no end. "now" aligned down
+    # to the step may even lie before the start: still a question asked too early.
+    r = client.post("/v1/analyze", json={**body(lab), "window": {"start": time.time() - 5}})
+    assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
+    # An explicit end before the start stays a mistake.
+    r = client.post("/v1/analyze", json={**body(lab), "window": {"start": end, "end": end - 60}})
+    assert r.status_code == 400 and r.json["field"] == "window.end"
+    # Flagger's hooks: inconclusive is not a failed check.
+    status, text = flagger(client, "rollout", start=str(time.time() - 5), lookback=None)
+    assert status == 200 and "too little data yet" in text
+
+
+def error_ratio_level(client, payload) -> float:
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 200, r.json
+    check = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
+    return check["interval"]["level"]
+
+
+def test_alpha_precedence_request_metric_config_server(lab):
+    """First set wins: request > level > metric > config defaults > CANARY_JUDGE_DEFAULT_ALPHA.
+    The sequential ratio test reports its interval at level 1 - alpha."""
+    app = create_app(load_settings(prometheus_url=lab.url, default_alpha=0.2, config_dir=None))
+    client = app.test_client()
+    assert error_ratio_level(client, body(lab)) == pytest.approx(0.8)  # the server's
+    assert error_ratio_level(client, body(lab, alpha="0.1")) == pytest.approx(0.9)
+    per_metric = {"metrics": {"error_ratio": {"alpha": 0.02}}}
+    assert error_ratio_level(client, body(lab, **per_metric)) == pytest.approx(0.98)
+    assert error_ratio_level(client, body(lab, alpha=0.1, **per_metric)) == pytest.approx(0.9)
+    # A config that sets alpha (trading: 0.01) keeps it over the server's.
+    registry = app.extensions["canary_judge"].registry
+    assert registry.configs["trading"].defaults.alpha == 0.01
+    assert registry.configs["http"].defaults.alpha is None
+
+
+BAD_STEP = """
+name: http
+description: an operator's override of the built-in, with a typo
+defaults: {step: 1 minute}
+metrics:
+  - {name: errors, kind: ratio, bad: 'sum(x{ {{selector}} })', total: 'sum(y{ {{selector}} })'}
+"""
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    (BAD_STEP, "defaults.step"),
+    (BAD_STEP.replace("{step: 1 minute}", "{lookback: soon}"), "defaults.lookback"),
+    (BAD_STEP.replace("{step: 1 minute}", "{step: 500ms}"), "defaults.step"),
+    (BAD_STEP.replace("{step: 1 minute}", "{}\nvars: {m: 'up or vector(1)'}")
+     .replace("sum(x{", "sum({{m}}{"), "errors.numerator"),
+    (BAD_STEP.replace("{step: 1 minute}", "{}\nproviders: {istio: {metrics: {nope: {}}}}"),
+     "providers.istio.metrics"),
+    (BAD_STEP.replace("{step: 1 minute}", "{}\nproviders: {istio: {metrics: {errors: "
+                      "{tolerance: {relative: -1}}}}}"), "providers.istio"),
+])
+def test_a_bad_config_field_is_reported_at_load_never_a_500(lab, tmp_path, text, field):
+    (tmp_path / "http.yaml").write_text(text)
+    client = create_app(load_settings(prometheus_url=lab.url,
+                                      config_dir=str(tmp_path))).test_client()
+    errors = client.get("/v1/configs").json["errors"]
+    assert len(errors) == 1 and "(config http)" in errors[0]["source"], errors
+    assert field in errors[0]["error"], errors
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert any("http.yaml" in p and field in p for p in ready.json["problems"]), ready.json
+    # The broken override is not silently replaced by the built-in of the same name.
+    r = client.post("/v1/analyze", json=body(lab))
+    assert r.status_code == 503 and r.json["field"] == "config", r.json
+    assert field in r.json["message"]
+    status, text = flagger(client, "rollout")
+    assert status == 503
+    # Other configs still work.
+    r = client.post("/v1/analyze", json={**body(lab), "config": "trading",
+                                         "vars": {"risk_tolerance": "low"}})
+    assert r.status_code == 200
