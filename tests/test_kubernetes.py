@@ -544,6 +544,32 @@ def test_template_requests_get_typed_verdicts_from_the_service(judge, lab, label
         assert r.status_code == 401
 
 
+@pytest.mark.parametrize(("label", "rollout", "template", "args"), REFERENCES,
+                         ids=[r[0] for r in REFERENCES])
+def test_templates_work_with_no_tokens_and_an_empty_client_secret(lab, label, rollout, template,
+                                                                  args):
+    """Argo's secretKeyRef cannot be optional, so with no CANARY_JUDGE_API_TOKENS the client
+    Secret holds an empty api-token: the header is then `Bearer ` and must not be refused."""
+    app = create_app(load_settings(prometheus_url=lab.url, config_dir=None))
+    client = app.test_client()
+    config = template_config(template)
+    stable_hash, versions = planted(config)
+    pinned_vars = PINNED_VARS.get(config, {})
+    pinned = {arg: pinned_vars[var] for var, arg in var_args(template, pinned_vars).items()}
+    secret_args = [a["name"] for a in template["spec"]["args"]
+                   if "secretKeyRef" in a.get("valueFrom", {})]
+    assert secret_args, "the token arg reads the client Secret"
+    pinned.update({name: "" for name in secret_args})
+    for metric in resolved_metrics(rollout, template, args, versions["healthy"], stable_hash,
+                                   pinned):
+        if metric["provider"].get("web") is None:
+            continue
+        path, method, headers, body = web_request(lab, metric)
+        assert headers["Authorization"] == "Bearer "
+        r = client.open(path, method=method, headers=headers, json=body)
+        assert r.status_code == 200, r.get_data(as_text=True)[:300]
+
+
 def checks_by_name(response) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in response.json["checks"]}
 
