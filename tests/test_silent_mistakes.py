@@ -134,8 +134,8 @@ def test_a_bad_config_field_is_reported_at_load_never_a_500(lab, tmp_path, text,
     client = create_app(load_settings(prometheus_url=lab.url,
                                       config_dir=str(tmp_path))).test_client()
     errors = client.get("/v1/configs").json["errors"]
-    assert len(errors) == 1 and "(config http)" in errors[0]["source"], errors
-    assert field in errors[0]["error"], errors
+    assert len(errors) == 1 and errors[0]["source"].endswith("http.yaml"), errors
+    assert errors[0]["error"].startswith("config http: ") and field in errors[0]["error"]
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert any("http.yaml" in p and field in p for p in ready.json["problems"]), ready.json

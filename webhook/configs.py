@@ -389,12 +389,12 @@ def _load_file(registry: ConfigRegistry, text: str, origin: str) -> None:
         config = parse_config(data, origin)
     except (yaml.YAMLError, ValueError, ValidationError) as exc:
         name = data.get("name") if isinstance(data, Mapping) else None
-        where = f"{origin} (config {name})" if isinstance(name, str) else origin
-        registry.errors[where] = describe_error(exc)[:1000]
-        log.error("invalid analysis config %s: %s", where, registry.errors[where])
+        named = f"config {name}: " if isinstance(name, str) else ""
+        registry.errors[origin] = (named + describe_error(exc))[:1000]
+        log.error("invalid analysis config %s: %s", origin, registry.errors[origin])
         if isinstance(name, str):
             registry.configs.pop(name, None)
-            registry.broken[name] = f"{where}: {registry.errors[where]}"
+            registry.broken[name] = f"{origin}: {registry.errors[origin]}"
         return
     registry.configs[config.name] = config
     registry.sources[config.name] = origin
