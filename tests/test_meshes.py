@@ -56,6 +56,14 @@ def test_healthy_mesh_canary_is_judged_on_its_traffic_and_promoted(client, lab, 
     # Latency in the mesh's milliseconds (p95 of the planted lognormal: about 270 ms).
     p95 = checks["latency_p95"]
     assert 150 < p95["stable"]["value"] < 400 and "ms" in p95["reason"]
+    # The GET form (curl) names the provider too.
+    sides = selectors(provider, "podinfo")
+    query = "&".join(f"{side}.{k}={v}" for side, labels in sides.items()
+                     for k, v in labels.items())
+    window = lab.window(60)
+    r = client.get(f"/v1/analyze/http?provider={provider}&{query}"
+                   f"&start={window['start']}&end={window['end']}")
+    assert r.status_code == 200 and r.json["verdict"] == "pass", r.json
     assert hook(client, "rollout", "podinfo", provider)[0] == 200
     status, text = hook(client, "confirm-promotion", "podinfo", provider)
     assert status == 200 and text.startswith("promote"), text

@@ -94,7 +94,7 @@ def error_ratio_level(client, payload) -> float:
 
 
 def test_alpha_precedence_request_metric_config_server(lab):
-    """First set wins: request > level > metric > config defaults > CANARY_JUDGE_DEFAULT_ALPHA.
+    """First set wins: request > metric > config (level, defaults) > CANARY_JUDGE_DEFAULT_ALPHA.
     The sequential ratio test reports its interval at level 1 - alpha."""
     app = create_app(load_settings(prometheus_url=lab.url, default_alpha=0.2, config_dir=None))
     client = app.test_client()

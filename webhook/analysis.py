@@ -503,12 +503,12 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         specs, level = apply_level(config, resolve_metrics(config, request, policy), vars_)
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
-    # Alpha, first set wins: the request, its level (safety_level), the metric, the config's
-    # defaults, the server's CANARY_JUDGE_DEFAULT_ALPHA.
-    chosen = request.alpha or (level.alpha if level is not None else None)
-    if chosen is not None:
+    # Alpha, first set wins: the request, the metric's own, the config's (its level's, e.g.
+    # safety_level, then its defaults), the server's CANARY_JUDGE_DEFAULT_ALPHA.
+    if request.alpha is not None:
         specs = [s.model_copy(update={"alpha": None}) for s in specs]
-    alpha = chosen or config.defaults.alpha or policy.default_alpha
+    alpha = (request.alpha or (level.alpha if level is not None else None)
+             or config.defaults.alpha or policy.default_alpha)
     selectors = {"canary": _side_matchers(request.canary, "canary"),
                  "stable": _side_matchers(request.stable, "stable")}
     if selectors["canary"] == selectors["stable"]:

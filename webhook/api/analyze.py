@@ -21,7 +21,7 @@ from webhook.sources import SourceError
 bp = Blueprint("analyze", __name__)
 
 _WINDOW_PARAMS = ("start", "end", "lookback", "step")
-_SCALAR_PARAMS = ("mode", "alpha")
+_SCALAR_PARAMS = ("mode", "alpha", "provider")
 
 
 def _wants_text() -> bool:
@@ -107,7 +107,7 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
         raise AnalysisRequestError(
             f"unknown query parameter(s) {', '.join(sorted(unknown))}; use canary, stable, "
             "canary.<label>, stable.<label>, vars.<name>, start, end, lookback, step, mode, "
-            "alpha, format", unknown[0])
+            "alpha, provider, format", unknown[0])
     return AnalysisRequest.model_validate(data)
 
 

@@ -123,6 +123,7 @@ def openapi_document() -> dict[str, Any]:
             ("start", "RFC 3339 or unix seconds"), ("end", "RFC 3339 or unix seconds"),
             ("lookback", "Duration, e.g. 10m"), ("step", "Duration, e.g. 60s"),
             ("mode", "fixed"), ("alpha", "False-failure rate, e.g. 0.05"),
+            ("provider", "app, istio, linkerd or pod: a mesh's own metric names"),
             ("format", "text for a plain-text table"))]
     hook_types = ["confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
                   "confirm-promotion", "rollback", "post-rollout", "event"]
