@@ -37,7 +37,8 @@ def healthcare(client, lab, version: str, **vars_):
 def test_trading_healthy_canary_passes_every_check(client, lab):
     answer, checks = trading(client, lab, "healthy")
     assert answer["verdict"] == "pass", answer["reason"]
-    assert {"order_fill_rate", "order_latency_p99", "slippage_bps", "pnl_impact_usd",
+    assert {"order_fill_rate", "order_unfilled_rate", "order_latency_p99", "slippage_bps",
+            "pnl_impact_usd",
             "market_impact", "compliance_violations", "throughput",
             "market_hours"} == set(checks)
 
@@ -102,12 +103,12 @@ def test_critical_risk_needs_a_person_then_closed_markets(client):
     assert r.status_code == 412
 
 
-def test_argo_analysis_fails_during_open_session_naming_it(client, lab):
+def test_argo_analysis_holds_during_open_session_naming_it(client, lab):
     answer, checks = trading(client, lab, "healthy", risk_tolerance="medium")
     gate = checks["market_hours"]
     assert gate["critical"] is False  # a closed gate holds a rollout, never rolls it back
-    if gate["verdict"] == "fail":
-        assert answer["verdict"] == "fail" and "session open" in answer["reason"]
+    if gate["verdict"] == "inconclusive":  # a session is open now: hold, never fail
+        assert answer["verdict"] == "inconclusive" and "session open" in answer["reason"]
     else:
         assert gate["verdict"] == "pass" and answer["verdict"] == "pass"
 
@@ -122,7 +123,8 @@ def test_healthcare_healthy_canary_passes_every_cohort(client, lab):
     assert answer["verdict"] == "pass", answer["reason"]
     cohorts = {c["cohort"] for c in answer["checks"] if c["cohort"]}
     assert cohorts == {"A", "B", "C"}
-    assert "admission_success[facility=B]" in checks
+    assert "admission_failures[facility=B]" in checks
+    assert "admission_failures_limit[facility=B]" in checks
 
 
 def test_one_adverse_event_fails_and_fires_the_rollback_hook(client, lab):
@@ -141,8 +143,8 @@ def test_one_adverse_event_fails_and_fires_the_rollback_hook(client, lab):
 
 def test_a_failing_facility_fails_the_verdict_and_is_named(client, lab):
     answer, checks = healthcare(client, lab, "facility")
-    assert checks["admission_success[facility=B]"]["verdict"] == "fail"
-    assert checks["admission_success[facility=A]"]["verdict"] != "fail"
+    assert checks["admission_failures[facility=B]"]["verdict"] == "fail"
+    assert checks["admission_failures[facility=A]"]["verdict"] != "fail"
     assert answer["verdict"] == "fail" and "facility=B" in answer["reason"]
 
 
@@ -163,7 +165,7 @@ def test_safety_level_critical_needs_approval_to_promote(client, lab):
 def test_safety_level_makes_the_judge_stricter(client, lab):
     _, low = healthcare(client, lab, "healthy", safety_level="low")
     _, high = healthcare(client, lab, "healthy", safety_level="high")
-    name = "admission_success[facility=A]"
+    name = "admission_failures[facility=A]"
     assert high[name]["allowed"] < low[name]["allowed"]
     r = client.post("/v1/analyze", json={
         "config": "healthcare", "canary": {"app": "x"}, "stable": {"app": "y"},

@@ -33,7 +33,12 @@ from webhook.configs import (
 )
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
-from webhook.judge.limits import judge_events, judge_threshold
+from webhook.judge.limits import (
+    judge_events,
+    judge_proportion_limit,
+    judge_threshold,
+    scrape_gaps,
+)
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.types import Summary, finite_or_none
@@ -264,6 +269,57 @@ def _combined_values(result: QueryResult | None, points: int, first: int = 0) ->
                     np.nan)
 
 
+def _gaps(result: QueryResult | None, points: int, first: int = 0) -> np.ndarray | None:
+    """Steps where a series missed a scrape (`samples`: count_over_time per series)."""
+    if result is None or not result.series:
+        return None
+    return scrape_gaps(np.vstack([s.values[first:] for s in result.series]))
+
+
+def _instance_mean(result: QueryResult | None, points: int, first: int = 0) -> np.ndarray:
+    """Per step, the mean over the series present (one series per instance)."""
+    if result is None or not result.series:
+        return np.full(points - first, np.nan)
+    stacked = np.vstack([s.values[first:] for s in result.series])
+    present = np.isfinite(stacked)
+    count = present.sum(axis=0)
+    total = np.where(present, stacked, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _unlabelled_sides(get: Any, label: str) -> list[str]:
+    """Sides whose series lack `label`: without it `by (label)` lumps every instance into one
+    series, so a side would be judged on its total instead of per instance."""
+    sides = []
+    for side in ("canary", "stable"):
+        result = get(side, "values")
+        if result is not None and any(not s.labels.get(label) for s in result.series):
+            sides.append(side)
+    return sides
+
+
+def resolve_instance_labels(specs: list[MetricSpec], vars_: Mapping[str, str]) -> list[MetricSpec]:
+    """A `{{var}}` instance label takes the var's value, checked to be a label name: it is
+    placed into `by (…)`, where a metric-name character such as `:` would break the query."""
+    out: list[MetricSpec] = []
+    for spec in specs:
+        label = getattr(spec, "instance_label", None)
+        if label and promql.placeholders(label):
+            (var,) = promql.placeholders(label)
+            value = vars_.get(var)
+            if value is None:
+                raise AnalysisRequestError(
+                    f"vars.{var}: metric {spec.name} needs the label that tells instances "
+                    f"apart, e.g. vars.{var}=pod", f"vars.{var}")
+            if not promql.LABEL_NAME.fullmatch(value):
+                raise AnalysisRequestError(
+                    f"vars.{var}: {value!r} is not a Prometheus label name (e.g. pod, "
+                    "instance)", f"vars.{var}")
+            spec = spec.model_copy(update={"instance_label": value})
+        out.append(spec)
+    return out
+
+
 def _before_start(first: int, mode: str) -> slice | None:
     """The stable's recent steps before the analysis start, which the sequential tests use to
     calibrate themselves (`judge_ratio`, `judge_quantile`: `stable_history`); None when there
@@ -393,30 +449,41 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             step_seconds=step, mode=mode, stable_history=None if before is None else (
                 _combined_values(get("stable", "numerator"), points)[before],
                 _combined_values(get("stable", "total"), points)[before]), **base)]
+        if spec.max_ratio is not None or spec.min_ratio is not None:
+            checks.append(judge_proportion_limit(
+                f"{spec.name}_limit", _combined_values(get("canary", "numerator"), points, first),
+                _combined_values(get("canary", "total"), points, first),
+                maximum=spec.max_ratio, minimum=spec.min_ratio, alpha=a,
+                min_total=spec.min_total, mode=mode, **base))
     elif isinstance(spec, HistogramMetric):
         stable_buckets = get("stable", "buckets")
         history = None if before is None else [(le, v[before])
                                                for le, v in _buckets(stable_buckets)]
         checks = _judge_histogram(spec, _buckets(get("canary", "buckets"), first),
                                   _buckets(stable_buckets, first), a, mode, history)
-    elif isinstance(spec, SeriesMetric) and spec.test == "kayenta":
-        checks = [judge_series_kayenta(
-            spec.name, _combined_values(get("canary", "values"), points, first),
-            _combined_values(get("stable", "values"), points, first),
-            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-            min_points=spec.min_points, **base)]
+    elif isinstance(spec, SeriesMetric) and spec.instance_label and (
+            unlabelled := _unlabelled_sides(get, spec.instance_label)):
+        checks = [_missing_label_check(spec, spec.instance_label, unlabelled)]
     elif isinstance(spec, SeriesMetric):
-        checks = [judge_series(
-            spec.name, _combined_values(get("canary", "values"), points, first),
-            _combined_values(get("stable", "values"), points, first),
-            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-            absolute_tolerance=spec.tolerance.absolute, alpha=a,
-            min_points=spec.min_points, mode=mode, **base)]
+        values = _instance_mean if spec.instance_label else _combined_values
+        canary_values = values(get("canary", "values"), points, first)
+        stable_values = values(get("stable", "values"), points, first)
+        if spec.test == "kayenta":
+            checks = [judge_series_kayenta(
+                spec.name, canary_values, stable_values, direction=spec.direction,
+                relative_tolerance=spec.tolerance.relative, min_points=spec.min_points, **base)]
+        else:
+            checks = [judge_series(
+                spec.name, canary_values, stable_values,
+                direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+                absolute_tolerance=spec.tolerance.absolute, alpha=a,
+                min_points=spec.min_points, mode=mode, **base)]
     elif isinstance(spec, ThresholdMetric):
         checks = [judge_threshold(
             spec.name, _combined_values(get("canary", "values"), points, first),
             minimum=spec.min, maximum=spec.max, how=spec.aggregate, absolute=spec.absolute,
-            min_points=spec.min_points, max_missing=spec.max_missing, **base)]
+            min_points=spec.min_points, max_missing=spec.max_missing,
+            gaps=_gaps(get("canary", "samples"), points, first), **base)]
     else:
         checks = [judge_events(
             spec.name, _combined_values(get("canary", "events"), points, first),
@@ -426,6 +493,19 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
             min_total=spec.min_total,
             stable_events=_combined_values(get("stable", "events"), points, first), **base)]
     return [replace(c, group=spec.group) for c in checks]
+
+
+def _missing_label_check(spec: SeriesMetric, label: str, sides: list[str]) -> CheckResult:
+    """Inconclusive, never fail: the data cannot say how many instances served it."""
+    which = " and ".join(sides)
+    return CheckResult(
+        name=spec.name, kind="series", verdict="inconclusive",
+        test=f"per-instance values by label {label}", critical=spec.critical,
+        weight=spec.weight, canary=Summary(0.0, None), stable=Summary(0.0, None),
+        reason=(f"{spec.name}: the {which} series carry no `{label}` label, so instances "
+                f"cannot be told apart; add `{label}` to the series (relabelling) or name a "
+                "label they carry in the config's instance-label var (trading: "
+                "vars.instance_label)"))
 
 
 def _iso(ts: float) -> str:
@@ -503,6 +583,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         specs, level = apply_level(config, resolve_metrics(config, request, policy), vars_)
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
+    specs = resolve_instance_labels(specs, vars_)
     # Alpha, first set wins: the request, the metric's own, the config's (its level's, e.g.
     # safety_level, then its defaults), the server's CANARY_JUDGE_DEFAULT_ALPHA.
     if request.alpha is not None:

@@ -75,11 +75,21 @@ class RatioMetric(_MetricBase):
     bad: str | None = Field(None, description="PromQL: per-step count of bad events.")
     good: str | None = Field(None, description="PromQL: per-step count of good events.")
     total: str = Field(description="PromQL: per-step count of all events.")
+    max_ratio: float | None = Field(
+        None, gt=0, lt=1, description="Canary-only limit on the ratio itself (numerator / "
+        "total), judged on the window's counts, as the extra check `<name>_limit`: e.g. 0.01 "
+        "on failures = a 99 % success floor, whatever stable does.")
+    min_ratio: float | None = Field(
+        None, gt=0, lt=1, description="Canary-only lower limit on the ratio (e.g. 0.99 on "
+        "successes); see max_ratio.")
 
     @model_validator(mode="after")
     def _one_numerator(self) -> RatioMetric:
         if (self.bad is None) == (self.good is None):
             raise ValueError("a ratio metric needs exactly one of `bad` or `good`")
+        if (self.min_ratio is not None and self.max_ratio is not None
+                and self.min_ratio >= self.max_ratio):
+            raise ValueError("min_ratio must be below max_ratio")
         return self
 
     def queries(self) -> dict[str, str]:
@@ -121,6 +131,11 @@ class SeriesMetric(_MetricBase):
     min_points: int = Field(
         20, ge=2, description="Steps with both sides needed: fewer cannot tell autocorrelation "
         "from a shift.")
+    instance_label: str | None = Field(
+        None, pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*|\{\{\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\}\})$",
+        description="Per-instance values: the query returns one series per instance, keyed by "
+        "this label (a name, or a {{var}} holding one, e.g. {{instance_label}}), and the step's "
+        "value is their mean. A side whose series lack the label is inconclusive, naming it.")
 
     def queries(self) -> dict[str, str]:
         return {"values": self.query}
@@ -137,16 +152,35 @@ class ThresholdMetric(_MetricBase):
     absolute: bool = Field(False, description="Bound |value| (losses and gains alike).")
     min_points: int = Field(1, ge=1)
     max_missing: int | None = Field(
-        None, ge=0, description="Steps without a canary sample tolerated once it has "
-        "reported (0: must report every step, e.g. an availability gauge).")
+        None, ge=0, description="Steps without a canary sample, or with a missed scrape, "
+        "tolerated once it has reported (0: must report every scrape, e.g. an availability "
+        "gauge). Needs `samples`, and a `query` reading every sample of the step.")
+    samples: str | None = Field(
+        None, description="PromQL: samples per series and step, `count_over_time(…[{{step}}])` "
+        "without aggregation; a step with fewer than the series' usual count missed a scrape.")
 
     @model_validator(mode="after")
     def _a_bound(self) -> ThresholdMetric:
         if self.min is None and self.max is None:
             raise ValueError("a threshold metric needs `min`, `max` or both")
+        if self.max_missing is not None:
+            # "Must hold the whole window" is about every sample: a value read at step points
+            # only misses whatever happened between two of them.
+            over_time = "min_over_time" if self.max is None else "max_over_time"
+            if "step" not in promql.placeholders(self.query) or "_over_time" not in self.query:
+                raise ValueError(
+                    f"metric {self.name}: with max_missing, `query` must read every sample of "
+                    f"each step, e.g. min({over_time}(gauge{{ {{{{selector}}}} }}[{{{{step}}}}]))")
+            if self.samples is None:
+                raise ValueError(
+                    f"metric {self.name}: with max_missing, give `samples`, e.g. "
+                    "count_over_time(gauge{ {{selector}} }[{{step}}]), so that a missed scrape "
+                    "counts as missing, not as up")
         return self
 
     def queries(self) -> dict[str, str]:
+        if self.samples is not None:
+            return {"values": self.query, "samples": self.samples}
         return {"values": self.query}
 
     def sides(self) -> tuple[str, ...]:

@@ -3,8 +3,10 @@ the need for a person's approval.
 
 Levels (healthcare's `safety_level`) rescale alpha, tolerances and minimum data before judging.
 Gates (trading's market hours) become checks of their own, so the verdict's reason names the
-open session like any failing metric. Neither is ever `critical`: a closed gate must hold a
-rollout, never make Flagger's rollback hook roll it back.
+open session. A closed gate is `inconclusive`, never `fail`: it must hold a rollout (Argo
+pauses on Inconclusive, Flagger's confirm hooks answer 412), while a `fail` would make Argo abort,
+i.e. shift traffic back in the middle of a trading session. Neither is ever `critical`, so
+Flagger's rollback hook never rolls back because of a gate.
 
 Approval path: a person approves one canary revision by passing `approved_revision` equal to
 that revision: Flagger's `checksum` (metadata `approved_revision`), Argo's canary pod-template
@@ -88,8 +90,9 @@ def gate_checks(config: AnalysisConfig, vars_: Mapping[str, str], action: str, a
         when = datetime.fromtimestamp(at, UTC)
         decision = decide(gates.market_hours, risk, action, when,  # type: ignore[arg-type]
                           approved=approved)
-        verdict = ("pass" if decision.allowed
-                   else "inconclusive" if decision.needs_approval else "fail")
+        # A closed gate holds (inconclusive), whatever the reason: never a fail, which Argo
+        # would turn into an abort and Flagger's rollout hook into a failed check.
+        verdict = "pass" if decision.allowed else "inconclusive"
         reason = decision.reason
         if decision.needs_approval:
             reason = (f"{gates.risk_var}=critical needs a person to approve revision "

@@ -8,7 +8,10 @@ no samples means inconclusive, never pass.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
+from webhook.judge.ratio import _clean_steps, wilson_interval
+from webhook.judge.sequential import proportion_cs
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
 AGGREGATES = ("max", "min", "mean", "last", "p95", "p99")
@@ -38,6 +41,7 @@ def judge_threshold(
     absolute: bool = False,
     min_points: int = 1,
     max_missing: int | None = None,
+    gaps: np.ndarray | None = None,
     stable: np.ndarray | None = None,
     critical: bool = False,
     weight: float = 1.0,
@@ -45,8 +49,9 @@ def judge_threshold(
     """Fail when the canary's aggregated value leaves [minimum, maximum].
 
     `absolute` bounds |value| (P&L impact either way). `max_missing` counts steps without a
-    sample after the first one: an availability gauge that stops reporting is not "up". The
-    stable side, when given, is shown for context only.
+    sample after the first one, and steps flagged in `gaps` (a missed scrape, see
+    `scrape_gaps`): an availability gauge that stops reporting is not "up". The stable side,
+    when given, is shown for context only.
     """
     values = np.asarray(canary, dtype=float)
     if absolute:
@@ -69,11 +74,20 @@ def judge_threshold(
             f"{name}: too little data: {points} canary samples, needs {min_points}"), **base)
     if max_missing is not None:
         seen = np.flatnonzero(np.isfinite(values))
-        missing = int(values.size - seen[0] - seen.size) if seen.size else 0
+        silent = np.zeros(values.size, dtype=bool)
+        if seen.size:
+            silent[seen[0]:] = ~np.isfinite(values[seen[0]:])
+        missed = np.zeros(values.size, dtype=bool)
+        if gaps is not None and np.asarray(gaps).size == values.size:
+            missed = np.asarray(gaps, dtype=bool) & ~silent
+        missing = int(silent.sum() + missed.sum())
         if missing > max_missing:
+            what = " and ".join(text for text in (
+                f"stopped reporting for {int(silent.sum())} steps" if silent.any() else "",
+                f"missed scrapes in {int(missed.sum())} steps" if missed.any() else "") if text)
             return CheckResult(verdict="fail", reason=(
-                f"{name}: the canary stopped reporting for {missing} steps of the window "
-                f"(at most {max_missing} allowed)"), **base)
+                f"{name}: the canary {what} of the window (at most {max_missing} allowed); "
+                "a gap is not \"up\""), **base)
     below = minimum is not None and value < minimum
     above = maximum is not None and value > maximum
     if below or above:
@@ -130,3 +144,98 @@ def judge_events(
             f"{fmt_count(min_total)} requests needed to vouch for it"), **base)
     return CheckResult(verdict="pass", reason=(
         f"{name}: {count:.0f} on the canary (allowed {fmt_count(allowed)})"), **base)
+
+
+def scrape_gaps(counts: np.ndarray) -> np.ndarray:
+    """Per step, whether any series missed a scrape; `counts` is samples per (series, step)
+    from `count_over_time(…[step])`, NaN where a series has none.
+
+    The scrape interval is not known to the judge, so each series' usual count (its median over
+    the steps it reported in) stands for "every scrape arrived"; a step with fewer samples, or
+    none, between the series' first and last step with data missed one. A series' first and
+    last step are not judged: a pod that starts or stops mid-step fills them only partly.
+    """
+    counts = np.atleast_2d(np.asarray(counts, dtype=float))
+    gaps = np.zeros(counts.shape[1], dtype=bool)
+    for row in counts:
+        seen = np.flatnonzero(np.isfinite(row) & (row > 0))
+        if seen.size < 3:
+            continue
+        usual = float(np.floor(np.median(row[seen])))
+        inner = row[seen[0] + 1:seen[-1]]
+        gaps[seen[0] + 1:seen[-1]] |= ~np.isfinite(inner) | (inner < usual)
+    return gaps
+
+
+PROPORTION_LIMIT_TEST = "Wilson score interval of the canary's proportion against a fixed limit"
+PROPORTION_LIMIT_SEQUENTIAL_TEST = ("anytime-valid beta-binomial confidence sequence of the "
+                                    "canary's proportion against a fixed limit (Robbins 1970)")
+
+
+def judge_proportion_limit(
+    name: str,
+    numerator: np.ndarray,
+    total: np.ndarray,
+    *,
+    maximum: float | None = None,
+    minimum: float | None = None,
+    alpha: float = 0.05,
+    min_total: float = 100,
+    mode: str = "fixed",
+    critical: bool = False,
+    weight: float = 1.0,
+) -> CheckResult:
+    """The canary's own proportion against a limit a person can state ("failures never above
+    1 %", i.e. success never below 99 %), whatever stable does.
+
+    Judged on the window's counts, not per step: fail when the whole confidence interval lies
+    beyond the limit, pass when it lies within, otherwise inconclusive (too few runs to tell).
+    Sequential mode uses a time-uniform confidence sequence (Robbins' beta-binomial mixture,
+    `sequential.proportion_cs`), so asking again at every poll keeps the chance of ever failing
+    a canary that is exactly at the limit at alpha; fixed mode a one-sided Wilson interval.
+    """
+    totals, events = _clean_steps(numerator, total)
+    n, k = float(totals.sum()), float(events.sum())
+    value = k / n if n > 0 else None
+    bounds = " and ".join(text for text in (
+        f"≥ {fmt_value(minimum, '%')}" if minimum is not None else "",
+        f"≤ {fmt_value(maximum, '%')}" if maximum is not None else "") if text)
+    sequential = mode == "sequential"
+    base = dict(name=name, kind="ratio", critical=critical, weight=weight,
+                test=(PROPORTION_LIMIT_SEQUENTIAL_TEST if sequential else PROPORTION_LIMIT_TEST)
+                + f": canary must be {bounds}",
+                canary=Summary(n, value), stable=Summary(0.0, None),
+                allowed=maximum if maximum is not None else minimum)
+    if n < min_total or value is None:
+        return CheckResult(verdict="inconclusive", reason=(
+            f"{name}: too little data: the canary has {fmt_count(n)} runs, needs "
+            f"{fmt_count(min_total)}"), **base)
+    sides = sum(b is not None for b in (minimum, maximum))
+    a = alpha / max(sides, 1)
+    if sequential:
+        # The mixing prior is centred on the limit (fixed before any data, so validity
+        # holds): the sequence is tightest where the decision is made.
+        limit = maximum if maximum is not None else minimum
+        assert limit is not None
+        prior = (1.0, (1 - limit) / limit) if limit <= 0.5 else (limit / (1 - limit), 1.0)
+        low, high = proportion_cs(k, n, 2 * a, *prior)  # two-sided at 2a: each side at a
+    else:
+        low, high = wilson_interval(k, n, float(stats.norm.isf(a)))
+    shown = f"canary {fmt_value(value, '%')} of {fmt_count(n)}"
+    interval = dict(interval=(low, high), interval_of="canary proportion",
+                    interval_level=1 - 2 * a)
+    if maximum is not None and low > maximum:
+        return CheckResult(verdict="fail", reason=(
+            f"{name}: {shown}: above the limit {fmt_value(maximum, '%')} (at least "
+            f"{fmt_value(low, '%')})"), **interval, **base)
+    if minimum is not None and high < minimum:
+        return CheckResult(verdict="fail", reason=(
+            f"{name}: {shown}: below the limit {fmt_value(minimum, '%')} (at most "
+            f"{fmt_value(high, '%')})"), **interval, **base)
+    if (maximum is None or high <= maximum) and (minimum is None or low >= minimum):
+        return CheckResult(verdict="pass", reason=(
+            f"{name}: {shown}: within the limit ({bounds})"), **interval, **base)
+    return CheckResult(verdict="inconclusive", reason=(
+        f"{name}: {shown}: cannot yet tell it from the limit ({bounds}; between "
+        f"{fmt_value(low, '%')} and {fmt_value(high, '%')}); more runs will decide"),
+        **interval, **base)

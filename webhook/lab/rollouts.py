@@ -190,14 +190,35 @@ TRADING_CANARIES = {
     "healthy": {},
     "fills": {"fill": 0.95 * 0.94},  # fill rate 6 % below stable
     "slippage": {"slippage": 3.0},  # +3 bps
+    # Two instances whose orders_total carries `instance` but no `pod` label.
+    "nopod": {"pods": 2, "no_pod": True},
+    # A rollout polled like Argo from TRADING_ROLLOUT_START on: 50 orders/s per instance,
+    # judged against FAST_STABLE (two instances at 50/s); healthy, and +3 bps slippage.
+    "fast": {"rate": 50.0},
+    "fastslip": {"rate": 50.0, "slippage": 3.0},
 }
+# The stable of the "fast" canaries: two instances at 50 orders/s each.
+FAST_STABLE = "tfstable"
+# The "fast" rollouts begin this long before the session's anchor time (their polls end
+# within ten minutes, inside the planted past).
+TRADING_ROLLOUT_START = 1800
 HEALTHCARE_APP = "ehr"
 HEALTHCARE_STABLE = "h0stable"
 HEALTHCARE_CANARIES = {
     "healthy": {},
     "adverse": {"adverse_at": 5400.0},  # one adverse event 90 min into the planted data
     "facility": {"admission_b": 0.90},  # admission success drops at facility B only
+    # Medication ordering succeeds 98.5 % of the time instead of 99.6 % (failures x3.75).
+    "medorder": {"workflow": ("medication_ordering", 0.985)},
+    # Clinical alerting at 0 for one scrape (15 s), 90 min in plus 0/15/30/45 s: on, and
+    # between, the 60 s step points.
+    **{f"down{k}": {"alerting_down_at": 5400.0 + k} for k in (0, 15, 30, 45)},
+    # One scrape of clinical alerting never arrived (up before and after).
+    "gap30": {"alerting_gap_at": 5430.0},
+    "gap0": {"alerting_gap_at": 5400.0},
 }
+# Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
+WORKFLOW_SUCCESS = 0.996
 FACILITIES = ("A", "B", "C")
 WORKFLOWS = ("admission", "medication_ordering", "lab_results", "discharge",
              "emergency_response")
@@ -224,25 +245,29 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
     """Orders, fills, order latency, slippage, P&L and market impact for each version.
 
     Stable runs two pods at 20 orders/s each, every canary one pod at 20/s, so per-instance
-    throughput is equal.
+    throughput is equal. Order series carry `pod` and `instance` (as Kubernetes service
+    discovery gives both), except on the `nopod` version, which has `instance` only.
     """
     sides, extra = [], []
-    versions = {"stable": {}, **TRADING_CANARIES}
+    versions = {"stable": {"pods": 2}, **TRADING_CANARIES, "fstable": {"pods": 2, "rate": 50.0}}
     for seed, (version, diff) in enumerate(versions.items()):
-        hash_ = TRADING_STABLE if version == "stable" else f"t{version[:6]}"
+        hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,
                   "rollouts_pod_template_hash": hash_}
-        pods = 2 if version == "stable" else 1
-        sides.append(TrafficSide(labels=labels, rps=20.0 * pods, error_ratio=0.0,
+        pods = int(diff.get("pods", 1))
+        rate = float(diff.get("rate", 20.0))
+        sides.append(TrafficSide(labels=labels, rps=rate * pods, error_ratio=0.0,
                                  requests_metric="order_requests_total",
                                  latency_metric="order_latency_seconds",
                                  latency_median_s=0.02, latency_sigma=0.5))
         for pod in range(pods):
-            pod_labels = {**labels, "pod": f"{TRADING_APP}-{hash_}-{pod}"}
+            instance = {"instance": f"10.0.{seed}.{pod}:8080"}
+            pod_labels = {**labels, **instance} if diff.get("no_pod") else \
+                {**labels, **instance, "pod": f"{TRADING_APP}-{hash_}-{pod}"}
             s = 1000 + 10 * seed + pod
-            extra.append(ExtraSeries("orders_total", pod_labels, "counter", _counter(20.0, s)))
+            extra.append(ExtraSeries("orders_total", pod_labels, "counter", _counter(rate, s)))
             extra.append(ExtraSeries("orders_filled_total", pod_labels, "counter",
-                                     _counter(20.0, s, keep=diff.get("fill", 0.95))))
+                                     _counter(rate, s, keep=diff.get("fill", 0.95))))
         extra.append(ExtraSeries("order_slippage_bps", labels, "gauge",
                                  _ar1_gauge(1.0 + diff.get("slippage", 0.0), seed=300 + seed,
                                             noise=0.3, phi=0.5)))
@@ -256,11 +281,18 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
 
 
 def trading_hash(version: str) -> str:
-    return TRADING_STABLE if version == "stable" else f"t{version[:6]}"
+    return {"stable": TRADING_STABLE, "fstable": FAST_STABLE}.get(version, f"t{version[:8]}")
 
 
 def healthcare_hash(version: str) -> str:
-    return HEALTHCARE_STABLE if version == "stable" else f"h{version[:6]}"
+    return HEALTHCARE_STABLE if version == "stable" else f"h{version[:8]}"
+
+
+def _dip_at(offset: float):
+    """A gauge at 1 with one sample at 0, `offset` seconds after its first sample."""
+    def values(ts: np.ndarray) -> np.ndarray:
+        return np.where(np.isclose(ts - ts[0], offset), 0.0, 1.0)
+    return values
 
 
 def healthcare_series() -> list[ExtraSeries]:
@@ -275,13 +307,21 @@ def healthcare_series() -> list[ExtraSeries]:
         for name in ("medication_errors_total", "data_integrity_errors_total",
                      "phi_audit_write_failures_total"):
             extra.append(ExtraSeries(name, labels, "counter", _constant(0.0)))
-        extra.append(ExtraSeries("clinical_alerting_up", labels, "gauge", _constant(1.0)))
-        rate = 4.0 if version == "stable" else 2.0
+        down = diff.get("alerting_down_at")
+        gap = diff.get("alerting_gap_at")
+        extra.append(ExtraSeries(
+            "clinical_alerting_up", labels, "gauge",
+            _constant(1.0) if down is None else _dip_at(float(down)),  # type: ignore[arg-type]
+            gaps=() if gap is None else (float(gap),)))  # type: ignore[arg-type]
+        rate = 16.0 if version == "stable" else 8.0
         for f, facility in enumerate(FACILITIES):
             for w, workflow in enumerate(WORKFLOWS):
-                success = 0.98
+                success = WORKFLOW_SUCCESS
                 if workflow == "admission" and facility == "B":
-                    success = diff.get("admission_b", success)
+                    success = diff.get("admission_b", success)  # type: ignore[assignment]
+                changed = diff.get("workflow")
+                if changed is not None and changed[0] == workflow:  # type: ignore[index]
+                    success = changed[1]  # type: ignore[index]
                 s = 2000 + 100 * seed + 10 * f + w
                 base = {**labels, "facility": facility, "workflow": workflow}
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "success"},

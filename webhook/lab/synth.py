@@ -104,6 +104,9 @@ class ExtraSeries:
     labels: Mapping[str, str]
     kind: Literal["counter", "gauge"]
     values: Callable[[np.ndarray], np.ndarray] = field(compare=False)
+    # Offsets (seconds from the first sample) of scrapes that never arrived: no sample at all,
+    # which is what a missed scrape looks like to a range query.
+    gaps: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -233,8 +236,11 @@ def _render_extra(out: _Families, ex: ExtraSeries, ts: np.ndarray, ts_text: list
         family = _counter_family(ex.name)
     lines = out.add(family, ex.kind, [(ex.name, ex.labels)])
     prefix = f"{ex.name}{_fmt_labels(ex.labels)} "
+    offsets = ts - ts[0] if ts.size else ts
+    keep = ~np.isin(np.round(offsets, 3), np.round(np.asarray(ex.gaps, dtype=float), 3))
     lines.extend(
-        f"{prefix}{_fmt_float(v)} {t}" for v, t in zip(values.tolist(), ts_text, strict=True)
+        f"{prefix}{_fmt_float(v)} {t}"
+        for v, t, k in zip(values.tolist(), ts_text, keep.tolist(), strict=True) if k
     )
 
 
