@@ -1,0 +1,395 @@
+"""Trading and healthcare safety checks on planted rollouts in a real Prometheus: alerting must
+be up at every sample, failure rates near 100 % success, gates hold instead of failing, and
+per-instance throughput needs its instance label (issue: domain profiles' safety checks)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import yaml
+
+from webhook.app import create_app
+from webhook.configs import ThresholdMetric, load_registry
+from webhook.judge.limits import judge_proportion_limit, scrape_gaps
+from webhook.judge.ratio import judge_ratio
+from webhook.lab.rollouts import (
+    FAST_STABLE,
+    HEALTHCARE_STABLE,
+    NAMESPACE,
+    TRADING_ROLLOUT_START,
+    TRADING_STABLE,
+    healthcare_hash,
+    trading_hash,
+)
+from webhook.settings import load_settings
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def analyze(client, config: str, canary: str, stable: str, window: dict[str, float],
+            **vars_: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    r = client.post("/v1/analyze", json={
+        "config": config, "canary": {"rollouts_pod_template_hash": canary},
+        "stable": {"rollouts_pod_template_hash": stable}, "window": window, "vars": vars_})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.json, {c["name"]: c for c in r.json["checks"]}
+
+
+def healthcare(client, lab, version: str, **vars_: str):
+    return analyze(client, "healthcare", healthcare_hash(version), HEALTHCARE_STABLE,
+                   lab.window(60), **vars_)
+
+
+def trading(client, lab, version: str, stable: str = TRADING_STABLE, **vars_: str):
+    return analyze(client, "trading", trading_hash(version), stable, lab.window(60),
+                   **{"risk_tolerance": "low", **vars_})
+
+
+def hook(client, kind: str, config: str, canary: str, stable: str, window: dict[str, float],
+         **meta: str) -> tuple[int, str]:
+    """A Flagger webhook call as Flagger sends it (POST, metadata a string map)."""
+    metadata = {"config": config, "start": str(window["start"]), "end": str(window["end"]),
+                "canary_selector": f'rollouts_pod_template_hash="{canary}"',
+                "stable_selector": f'rollouts_pod_template_hash="{stable}"', **meta}
+    r = client.post(f"/v1/hooks/{kind}", data=json.dumps({
+        "name": "svc", "namespace": NAMESPACE, "phase": "Progressing", "checksum": "rev-1",
+        "metadata": metadata}), headers={"Content-Type": "application/json"})
+    return r.status_code, r.get_data(as_text=True)
+
+
+# Argo's rules (CONTRACTS.md; argo-rollouts analysis controller): the measurement phase from
+# the template's conditions, and the metric's phase from the measurements.
+def argo_measurement(verdict: str) -> str:
+    """successCondition `result == "pass"`, failureCondition `result == "fail"` on
+    `{$.verdict}`, as the shipped trading and healthcare templates set them."""
+    failed, succeeded = verdict == "fail", verdict == "pass"
+    return "Failed" if failed else "Successful" if succeeded else "Inconclusive"
+
+
+def argo_metric_phase(phases: list[str], count: int, failure_limit: int,
+                      inconclusive_limit: int) -> str:
+    """assessMetricStatus: failed > failureLimit → Failed (abort); inconclusive >
+    inconclusiveLimit → Inconclusive (pause); count reached → Successful; else Running."""
+    if phases.count("Failed") > failure_limit:
+        return "Failed"
+    if phases.count("Inconclusive") > inconclusive_limit:
+        return "Inconclusive"
+    return "Successful" if len(phases) >= count else "Running"
+
+
+# -- 1. clinical alerting: every sample, and a missed scrape is missing ---------------------------
+
+@pytest.mark.parametrize("offset", [0, 15, 30, 45])
+def test_one_scrape_alerting_outage_fails_and_rolls_back_at_any_offset(client, lab, offset):
+    version = f"down{offset}"
+    answer, checks = healthcare(client, lab, version)
+    alerting = checks["clinical_alerting"]
+    assert alerting["verdict"] == "fail" and alerting["critical"], alerting["reason"]
+    assert alerting["canary"]["value"] == 0
+    assert answer["verdict"] == "fail" and "clinical_alerting" in answer["reason"]
+    status, text = hook(client, "rollback", "healthcare", healthcare_hash(version),
+                        HEALTHCARE_STABLE, lab.window(60))
+    assert status == 200 and "clinical_alerting" in text, text
+
+
+def step_point_minimum(lab, version: str) -> float:
+    """What a gauge read at step points only sees (the old query): proof that the outages
+    between points are invisible to it."""
+    w = lab.window(60)
+    r = requests.get(f"{lab.url}/api/v1/query_range", params={
+        "query": f'min(clinical_alerting_up{{rollouts_pod_template_hash="'
+                 f'{healthcare_hash(version)}"}})',
+        "start": w["start"] + 60, "end": w["end"], "step": 60}, timeout=10)
+    values = r.json()["data"]["result"][0]["values"]
+    return min(float(v) for _, v in values)
+
+
+@pytest.mark.parametrize("offset", [15, 30, 45])
+def test_the_outages_fall_between_step_points(lab, offset):
+    assert step_point_minimum(lab, f"down{offset}") == 1.0
+
+
+@pytest.mark.parametrize("version", ["gap30", "gap0"])
+def test_a_missed_scrape_is_missing_not_up(client, lab, version):
+    answer, checks = healthcare(client, lab, version)
+    alerting = checks["clinical_alerting"]
+    # The gauge never left 1, but one scrape never arrived: not "up the whole window".
+    assert alerting["canary"]["value"] == 1
+    assert alerting["verdict"] == "fail" and "missed scrapes" in alerting["reason"]
+    status, text = hook(client, "rollback", "healthcare", healthcare_hash(version),
+                        HEALTHCARE_STABLE, lab.window(60))
+    assert status == 200 and "clinical_alerting" in text, text
+
+
+def test_healthy_alerting_passes(client, lab):
+    _, checks = healthcare(client, lab, "healthy")
+    assert checks["clinical_alerting"]["verdict"] == "pass", checks["clinical_alerting"]
+
+
+def test_scrape_gaps_spare_pods_that_start_or_stop_mid_window():
+    nan = np.nan
+    counts = np.array([
+        [5, 5, 5, 4, 5, 5, 5],      # a missed scrape in step 3
+        [nan, nan, 2, 5, 5, 5, 5],  # a pod starting mid-step 2: no gap
+        [5, 5, 5, 5, 3, nan, nan],  # a pod stopping in step 4: no gap
+        [5, 5, nan, 5, 5, 5, 5],    # a whole step without a sample
+    ])
+    assert scrape_gaps(counts).tolist() == [False, False, True, True, False, False, False]
+
+
+def test_threshold_with_max_missing_must_read_every_sample():
+    with pytest.raises(ValueError, match="min_over_time"):
+        ThresholdMetric(kind="threshold", name="up", query="min(x{ {{selector}} })", min=1,
+                        max_missing=0, samples="count_over_time(x{ {{selector}} }[{{step}}])")
+    with pytest.raises(ValueError, match="samples"):
+        ThresholdMetric(kind="threshold", name="up", min=1, max_missing=0,
+                        query="min(min_over_time(x{ {{selector}} }[{{step}}]))")
+
+
+# -- 2. success ratios near 100 %: judge the failure rate, with a floor ------------------------
+
+def test_medication_ordering_at_98_5_vs_99_6_fails_in_every_facility(client, lab):
+    answer, checks = healthcare(client, lab, "medorder")
+    assert answer["verdict"] == "fail"
+    for facility in "ABC":
+        check = checks[f"medication_ordering_failures[facility={facility}]"]
+        assert check["verdict"] == "fail", check["reason"]
+        assert check["canary"]["value"] == pytest.approx(0.015, abs=0.003)
+        assert check["stable"]["value"] == pytest.approx(0.004, abs=0.0015)
+        floor = checks[f"medication_ordering_failures_limit[facility={facility}]"]
+        assert floor["verdict"] == "fail" and "above the limit 1%" in floor["reason"], floor
+    # the other workflows of the same canary are fine
+    assert checks["admission_failures[facility=A]"]["verdict"] == "pass"
+
+
+def test_the_floor_is_a_limit_on_the_canary_alone():
+    runs = np.full(60, 120.0)
+    at = {name: np.full(60, 120.0 * p) for name, p in (("ok", 0.004), ("bad", 0.015),
+                                                        ("edge", 0.009))}
+    verdicts = {name: judge_proportion_limit("floor", failures, runs, maximum=0.01, alpha=0.01,
+                                             min_total=200, mode="sequential").verdict
+                for name, failures in at.items()}
+    assert verdicts == {"ok": "pass", "bad": "fail", "edge": "inconclusive"}
+    thin = judge_proportion_limit("floor", np.zeros(1), np.full(1, 50.0), maximum=0.01)
+    assert thin.verdict == "inconclusive" and "too little data" in thin.reason
+
+
+def failure_config():
+    """The shipped healthcare workflow rule at safety_level high (tolerances x0.75)."""
+    spec = load_registry(None).get("healthcare").metrics
+    (workflow,) = [m for m in spec if m.name == "medication_ordering_failures"]
+    return workflow.tolerance.relative * 0.75, workflow.tolerance.absolute * 0.75
+
+
+def first_verdicts(p_canary: float, p_stable: float, rollouts: int, seed: int,
+                   polls: int = 12, rate: float = 2.0) -> list[str]:
+    """Poll a simulated workflow every 5 minutes for an hour (canary `rate` runs/s, stable
+    twice that) with the shipped rule; per rollout: "fail" if any poll failed, else the last
+    poll's verdict."""
+    rel, abs_ = failure_config()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(rollouts):
+        n_c = rng.poisson(rate * 60, polls * 5).astype(float)
+        n_s = rng.poisson(2 * rate * 60, polls * 5).astype(float)
+        f_c = rng.binomial(n_c.astype(int), p_canary).astype(float)
+        f_s = rng.binomial(n_s.astype(int), p_stable).astype(float)
+        verdict = "inconclusive"
+        for t in range(5, polls * 5 + 1, 5):
+            verdict = judge_ratio("w", f_c[:t], n_c[:t], f_s[:t], n_s[:t],
+                                  direction="increase", relative_tolerance=rel,
+                                  absolute_tolerance=abs_, alpha=0.01, min_total=200,
+                                  mode="sequential").verdict
+            if verdict == "fail":
+                break
+        out.append(verdict)
+    return out
+
+
+def test_failure_rate_rule_a_a_and_power():
+    """A/A at 99.6 % never fails here (the martingale bounds it at alpha = 1 %); 98.5 % vs
+    99.6 % fails within the hour at 2 runs/s. Figures for more rollouts: docs/profiles.md."""
+    healthy = first_verdicts(0.004, 0.004, rollouts=40, seed=1)
+    assert healthy.count("fail") == 0
+    worse = first_verdicts(0.015, 0.004, rollouts=20, seed=2)
+    assert worse.count("fail") >= 18
+
+
+def test_unfilled_rate_catches_what_the_fill_rate_rule_lets_through():
+    """0.8 % → 4 % unfilled is a 3.2 % fill-rate drop (within the 5 % rule) but x5 unfilled."""
+    specs = {m.name: m for m in load_registry(None).get("trading").metrics}
+    fill, unfilled = specs["order_fill_rate"], specs["order_unfilled_rate"]
+    steps, orders = 20, np.full(20, 3000.0)
+    fills_c, fills_s = orders * 0.96, orders * 0.992
+    by_fill = judge_ratio("order_fill_rate", fills_c, orders, fills_s, orders,
+                          direction=fill.direction, relative_tolerance=fill.tolerance.relative,
+                          alpha=0.01, min_total=fill.min_total, mode="sequential")
+    by_unfilled = judge_ratio(
+        "order_unfilled_rate", orders - fills_c, orders, orders - fills_s, orders,
+        direction=unfilled.direction, relative_tolerance=unfilled.tolerance.relative,
+        absolute_tolerance=unfilled.tolerance.absolute, alpha=0.01,
+        min_total=unfilled.min_total, mode="sequential")
+    assert steps == orders.size and by_fill.verdict != "fail"
+    assert by_unfilled.verdict == "fail" and unfilled.critical
+
+
+def test_trading_fill_drop_fails_both_views_and_healthy_passes_both(client, lab):
+    _, bad = trading(client, lab, "fills")  # 89.3 % filled vs 95 %: unfilled x2.1
+    assert bad["order_fill_rate"]["verdict"] == "fail"
+    assert bad["order_unfilled_rate"]["verdict"] != "pass"
+    _, good = trading(client, lab, "healthy")
+    assert good["order_unfilled_rate"]["verdict"] == "pass", good["order_unfilled_rate"]
+
+
+# -- 3. a closed gate or a missing approval holds -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def gated(lab, tmp_path_factory):
+    """The service with `trading-open`: the shipped trading config whose sessions cover every
+    second of every day, so the gate is closed whenever this test runs."""
+    data = yaml.safe_load((resources.files("webhook") / "configs" / "trading.yaml").read_text())
+    data["name"] = "trading-open"
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    data["gates"]["market_hours"]["sessions"] = [
+        {"name": "Always", "timezone": "UTC", "open": "00:00", "close": "23:59:59",
+         "weekdays": every_day},
+        {"name": "Kiritimati", "timezone": "Pacific/Kiritimati", "open": "00:00",
+         "close": "23:59:59", "weekdays": every_day}]
+    config_dir = tmp_path_factory.mktemp("configs")
+    (config_dir / "trading-open.yaml").write_text(yaml.safe_dump(data))
+    app = create_app(load_settings(prometheus_url=lab.url, config_dir=config_dir))
+    assert not app.extensions["canary_judge"].registry.errors
+    return app.test_client()
+
+
+@pytest.mark.parametrize("risk", ["medium", "high", "critical"])
+def test_a_closed_gate_holds_on_argo_never_aborts(gated, lab, risk):
+    answer, checks = analyze(gated, "trading-open", trading_hash("healthy"), TRADING_STABLE,
+                             lab.window(60), risk_tolerance=risk)
+    assert checks["market_hours"]["verdict"] == "inconclusive"
+    assert {c["verdict"] for n, c in checks.items() if n != "market_hours"} == {"pass"}
+    assert answer["verdict"] == "inconclusive" and answer["pass"] is False
+    # The shipped templates: count 5, failureLimit 0, inconclusiveLimit 3. Every measurement
+    # during the session is Inconclusive: the run pauses the rollout, it never aborts it.
+    phases = [argo_measurement(answer["verdict"])] * 5
+    assert argo_metric_phase(phases[:4], 5, 0, 3) == "Inconclusive"
+    assert "Failed" not in phases
+    reason = checks["market_hours"]["reason"]
+    assert ("session open" in reason) if risk != "critical" else ("approv" in reason)
+
+
+def test_a_closed_gate_holds_on_flagger_never_rolls_back(gated, lab):
+    canary, w = trading_hash("healthy"), lab.window(60)
+    for kind in ("confirm-rollout", "confirm-promotion"):
+        status, text = hook(gated, kind, "trading-open", canary, TRADING_STABLE, w,
+                            risk_tolerance="medium")
+        assert status == 412 and "session open" in text, (kind, text)
+    status, text = hook(gated, "rollback", "trading-open", canary, TRADING_STABLE, w,
+                        risk_tolerance="medium")
+    assert status == 412 and text.startswith("no rollback"), text
+    # The hooks that carry no gate still see a healthy canary.
+    for kind in ("rollout", "confirm-traffic-increase"):
+        assert hook(gated, kind, "trading-open", canary, TRADING_STABLE, w,
+                    risk_tolerance="medium")[0] == 200
+
+
+def test_a_missing_approval_holds_on_both_controllers(gated, client, lab):
+    canary, w = trading_hash("healthy"), lab.window(60)
+    # Closed markets (low-risk sessions do not matter for critical): approval is the gate.
+    answer, checks = analyze(gated, "trading-open", canary, TRADING_STABLE, w,
+                             risk_tolerance="critical")
+    assert argo_measurement(answer["verdict"]) == "Inconclusive"
+    for kind in ("confirm-promotion", "rollback"):
+        status, text = hook(gated, kind, "trading-open", canary, TRADING_STABLE, w,
+                            risk_tolerance="critical")
+        assert status == 412, (kind, text)
+    # Healthcare at safety_level critical without an approval: the same hold.
+    w = lab.window(110)
+    answer, checks = analyze(client, "healthcare", healthcare_hash("healthy"),
+                             HEALTHCARE_STABLE, w, safety_level="critical")
+    assert checks["approval"]["verdict"] == "inconclusive"
+    assert argo_measurement(answer["verdict"]) == "Inconclusive"
+    status, _ = hook(client, "rollback", "healthcare", healthcare_hash("healthy"),
+                     HEALTHCARE_STABLE, w, safety_level="critical")
+    assert status == 412
+
+
+def test_a_failing_canary_still_fails_under_a_closed_gate(gated, lab):
+    answer, checks = analyze(gated, "trading-open", trading_hash("fills"), TRADING_STABLE,
+                             lab.window(60), risk_tolerance="medium")
+    assert answer["verdict"] == "fail" and checks["market_hours"]["verdict"] == "inconclusive"
+    assert argo_metric_phase([argo_measurement(answer["verdict"])], 5, 0, 3) == "Failed"
+    status, text = hook(gated, "rollback", "trading-open", trading_hash("fills"),
+                        TRADING_STABLE, lab.window(60), risk_tolerance="medium")
+    assert status == 200 and "order_fill_rate" in text and "market_hours" not in text, text
+
+
+# -- 4. per-instance throughput needs its instance label ----------------------------------------
+
+def test_stable_without_pod_label_is_inconclusive_naming_it(client, lab):
+    """The `nopod` stable has two instances at 20/s but no `pod` label: the old query compared
+    the canary's 20/s with the stable's 40/s total and failed."""
+    answer, checks = analyze(client, "trading", trading_hash("healthy"),
+                             trading_hash("nopod"), lab.window(60), risk_tolerance="low")
+    check = checks["throughput"]
+    assert check["verdict"] == "inconclusive", check["reason"]
+    assert "stable" in check["reason"] and "`pod`" in check["reason"]
+    assert answer["verdict"] != "fail"
+
+
+def test_canary_without_pod_label_is_inconclusive_naming_it(client, lab):
+    _, checks = trading(client, lab, "nopod")
+    check = checks["throughput"]
+    assert check["verdict"] == "inconclusive" and "canary" in check["reason"]
+    assert "`pod`" in check["reason"]
+
+
+def test_instance_label_var_judges_per_instance(client, lab):
+    _, checks = analyze(client, "trading", trading_hash("healthy"), trading_hash("nopod"),
+                        lab.window(60), risk_tolerance="low", instance_label="instance")
+    check = checks["throughput"]
+    assert check["verdict"] == "pass", check["reason"]
+    assert check["canary"]["value"] == pytest.approx(20, rel=0.05)
+    assert check["stable"]["value"] == pytest.approx(20, rel=0.05)
+
+
+def test_default_pod_label_judges_per_instance(client, lab):
+    _, checks = trading(client, lab, "healthy")  # stable: 2 pods, canary: 1 pod, 20/s each
+    assert checks["throughput"]["verdict"] == "pass"
+    assert checks["throughput"]["stable"]["value"] == pytest.approx(20, rel=0.05)
+
+
+@pytest.mark.parametrize("label", ["a:b", "pod)", ""])
+def test_instance_label_must_be_a_label_name(client, label):
+    r = client.post("/v1/analyze", json={
+        "config": "trading", "canary": {"app": "a"}, "stable": {"app": "b"},
+        "vars": {"risk_tolerance": "low", "instance_label": label}})
+    assert r.status_code == 400 and r.json["field"] == "vars.instance_label", r.json
+
+
+# -- 5. a healthy trading canary passes within its analysis (needs the gauge rework) ------------
+
+def polled(client, lab, version: str, minutes: int) -> list[str]:
+    """Verdicts of an Argo-like poll each minute from the rollout's start on."""
+    start = lab.anchor - TRADING_ROLLOUT_START
+    out = []
+    for k in range(1, minutes + 1):
+        answer, _ = analyze(client, "trading", trading_hash(version), FAST_STABLE,
+                            {"start": start, "end": start + 60 * k, "step": 60},
+                            risk_tolerance="low")
+        out.append(answer["verdict"])
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="slippage and market impact stay inconclusive until the "
+                   "gauge (series) rework of the latency issue lands; remove this marker then")
+def test_fifty_orders_per_second_healthy_passes_and_slippage_fails_within_minutes(client, lab):
+    healthy = polled(client, lab, "fast", 10)
+    assert "fail" not in healthy and "pass" in healthy, healthy
+    slipped = polled(client, lab, "fastslip", 5)
+    assert "fail" in slipped, slipped
