@@ -118,6 +118,7 @@ def test_the_outages_fall_between_step_points(lab, offset):
 def test_a_missed_scrape_is_missing_not_up(client, lab, version):
     answer, checks = healthcare(client, lab, version)
     alerting = checks["clinical_alerting"]
+    assert answer["verdict"] == "fail"
     # The gauge never left 1, but one scrape never arrived: not "up the whole window".
     assert alerting["canary"]["value"] == 1
     assert alerting["verdict"] == "fail" and "missed scrapes" in alerting["reason"]
