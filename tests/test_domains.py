@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import requests
 import yaml
+from argo_semantics import (
+    FAILED,
+    INCONCLUSIVE,
+    ROLLOUT_ACTION,
+    MetricLimits,
+    argo_phase,
+    run_metric,
+)
 
 from webhook.app import create_app
 from webhook.configs import ThresholdMetric, load_registry
@@ -28,14 +37,21 @@ from webhook.lab.rollouts import (
 )
 from webhook.settings import load_settings
 
+TEMPLATES = Path(__file__).resolve().parents[1] / "analysis_templates"
+
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def post_analysis(client, config: str, canary: str, stable: str, window: dict[str, float],
+                  **vars_: str):
+    return client.post("/v1/analyze", json={
+        "config": config, "canary": {"rollouts_pod_template_hash": canary},
+        "stable": {"rollouts_pod_template_hash": stable}, "window": window, "vars": vars_})
 
 
 def analyze(client, config: str, canary: str, stable: str, window: dict[str, float],
             **vars_: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    r = client.post("/v1/analyze", json={
-        "config": config, "canary": {"rollouts_pod_template_hash": canary},
-        "stable": {"rollouts_pod_template_hash": stable}, "window": window, "vars": vars_})
+    r = post_analysis(client, config, canary, stable, window, **vars_)
     assert r.status_code == 200, r.get_data(as_text=True)
     return r.json, {c["name"]: c for c in r.json["checks"]}
 
@@ -62,24 +78,19 @@ def hook(client, kind: str, config: str, canary: str, stable: str, window: dict[
     return r.status_code, r.get_data(as_text=True)
 
 
-# Argo's rules (CONTRACTS.md; argo-rollouts analysis controller): the measurement phase from
-# the template's conditions, and the metric's phase from the measurements.
-def argo_measurement(verdict: str) -> str:
-    """successCondition `result == "pass"`, failureCondition `result == "fail"` on
-    `{$.verdict}`, as the shipped trading and healthcare templates set them."""
-    failed, succeeded = verdict == "fail", verdict == "pass"
-    return "Failed" if failed else "Successful" if succeeded else "Inconclusive"
+def template_metric(profile: str = "trading") -> dict[str, Any]:
+    """The shipped AnalysisTemplate's web metric, as an AnalysisRun of an analysis step gets it
+    (count "5"): its conditions and limits decide what Argo does with our answers."""
+    path = TEMPLATES / profile / "analysis-template.yaml"
+    (metric,) = [m for m in yaml.safe_load(path.read_text())["spec"]["metrics"]
+                 if "web" in m["provider"]]
+    return {**metric, "count": "5"}
 
 
-def argo_metric_phase(phases: list[str], count: int, failure_limit: int,
-                      inconclusive_limit: int) -> str:
-    """assessMetricStatus: failed > failureLimit → Failed (abort); inconclusive >
-    inconclusiveLimit → Inconclusive (pause); count reached → Successful; else Running."""
-    if phases.count("Failed") > failure_limit:
-        return "Failed"
-    if phases.count("Inconclusive") > inconclusive_limit:
-        return "Inconclusive"
-    return "Successful" if len(phases) >= count else "Running"
+def argo_run(metric: dict[str, Any], answers: list[Any]) -> tuple[list[str], str]:
+    """Measurement phases of `answers` (flask responses) and the metric's phase after them."""
+    phases = [argo_phase(metric, r.status_code, r.get_data())[0] for r in answers]
+    return phases, run_metric(MetricLimits.of(metric), phases)[0]
 
 
 # -- 1. clinical alerting: every sample, and a missed scrape is missing ---------------------------
@@ -275,13 +286,16 @@ def test_a_closed_gate_holds_on_argo_never_aborts(gated, lab, risk):
     assert checks["market_hours"]["verdict"] == "inconclusive"
     assert {c["verdict"] for n, c in checks.items() if n != "market_hours"} == {"pass"}
     assert answer["verdict"] == "inconclusive" and answer["pass"] is False
-    # The shipped templates: count 5, failureLimit 0, inconclusiveLimit 3. Every measurement
-    # during the session is Inconclusive: the run pauses the rollout, it never aborts it.
-    phases = [argo_measurement(answer["verdict"])] * 5
-    assert argo_metric_phase(phases[:4], 5, 0, 3) == "Inconclusive"
-    assert "Failed" not in phases
     reason = checks["market_hours"]["reason"]
     assert ("session open" in reason) if risk != "critical" else ("approv" in reason)
+    # Five measurements of the shipped template's step analysis while the session is open:
+    # each is Inconclusive, and the run pauses the rollout; it never aborts it.
+    metric = template_metric()
+    answers = [post_analysis(gated, "trading-open", trading_hash("healthy"), TRADING_STABLE,
+                             lab.window(60), risk_tolerance=risk) for _ in range(5)]
+    phases, run = argo_run(metric, answers)
+    assert set(phases) == {INCONCLUSIVE} and run == INCONCLUSIVE
+    assert ROLLOUT_ACTION[run] == "pause"
 
 
 def test_a_closed_gate_holds_on_flagger_never_rolls_back(gated, lab):
@@ -302,29 +316,32 @@ def test_a_closed_gate_holds_on_flagger_never_rolls_back(gated, lab):
 def test_a_missing_approval_holds_on_both_controllers(gated, client, lab):
     canary, w = trading_hash("healthy"), lab.window(60)
     # Closed markets (low-risk sessions do not matter for critical): approval is the gate.
-    answer, checks = analyze(gated, "trading-open", canary, TRADING_STABLE, w,
-                             risk_tolerance="critical")
-    assert argo_measurement(answer["verdict"]) == "Inconclusive"
+    r = post_analysis(gated, "trading-open", canary, TRADING_STABLE, w,
+                      risk_tolerance="critical")
+    assert argo_phase(template_metric(), r.status_code, r.get_data())[0] == INCONCLUSIVE
     for kind in ("confirm-promotion", "rollback"):
         status, text = hook(gated, kind, "trading-open", canary, TRADING_STABLE, w,
                             risk_tolerance="critical")
         assert status == 412, (kind, text)
     # Healthcare at safety_level critical without an approval: the same hold.
     w = lab.window(110)
-    answer, checks = analyze(client, "healthcare", healthcare_hash("healthy"),
-                             HEALTHCARE_STABLE, w, safety_level="critical")
-    assert checks["approval"]["verdict"] == "inconclusive"
-    assert argo_measurement(answer["verdict"]) == "Inconclusive"
+    r = post_analysis(client, "healthcare", healthcare_hash("healthy"), HEALTHCARE_STABLE, w,
+                      safety_level="critical")
+    assert {c["name"]: c for c in r.json["checks"]}["approval"]["verdict"] == "inconclusive"
+    assert argo_phase(template_metric("healthcare"), r.status_code,
+                      r.get_data())[0] == INCONCLUSIVE
     status, _ = hook(client, "rollback", "healthcare", healthcare_hash("healthy"),
                      HEALTHCARE_STABLE, w, safety_level="critical")
     assert status == 412
 
 
 def test_a_failing_canary_still_fails_under_a_closed_gate(gated, lab):
-    answer, checks = analyze(gated, "trading-open", trading_hash("fills"), TRADING_STABLE,
-                             lab.window(60), risk_tolerance="medium")
-    assert answer["verdict"] == "fail" and checks["market_hours"]["verdict"] == "inconclusive"
-    assert argo_metric_phase([argo_measurement(answer["verdict"])], 5, 0, 3) == "Failed"
+    r = post_analysis(gated, "trading-open", trading_hash("fills"), TRADING_STABLE,
+                      lab.window(60), risk_tolerance="medium")
+    checks = {c["name"]: c for c in r.json["checks"]}
+    assert r.json["verdict"] == "fail" and checks["market_hours"]["verdict"] == "inconclusive"
+    phases, run = argo_run(template_metric(), [r])
+    assert phases == [FAILED] and run == FAILED and ROLLOUT_ACTION[run] == "abort"
     status, text = hook(gated, "rollback", "trading-open", trading_hash("fills"),
                         TRADING_STABLE, lab.window(60), risk_tolerance="medium")
     assert status == 200 and "order_fill_rate" in text and "market_hours" not in text, text
