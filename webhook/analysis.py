@@ -450,11 +450,13 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
                 _combined_values(get("stable", "numerator"), points)[before],
                 _combined_values(get("stable", "total"), points)[before]), **base)]
         if spec.max_ratio is not None or spec.min_ratio is not None:
-            checks.append(judge_proportion_limit(
+            limit = judge_proportion_limit(
                 f"{spec.name}_limit", _combined_values(get("canary", "numerator"), points, first),
                 _combined_values(get("canary", "total"), points, first),
                 maximum=spec.max_ratio, minimum=spec.min_ratio, alpha=a,
-                min_total=spec.min_total, mode=mode, **base))
+                min_total=spec.min_total, mode=mode, **base)
+            # stable's ratio, for context only (the limit is the canary's alone)
+            checks.append(replace(limit, stable=checks[0].stable))
     elif isinstance(spec, HistogramMetric):
         stable_buckets = get("stable", "buckets")
         history = None if before is None else [(le, v[before])
