@@ -11,9 +11,10 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,10 @@ from webhook.judge.limits import (
 )
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.series import judge_series, judge_series_kayenta
-from webhook.judge.types import Summary, finite_or_none
+from webhook.judge.types import Summary, Trace, finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
+from webhook.report import steps
 from webhook.settings import Settings
 from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, grid
 
@@ -381,14 +383,14 @@ def canary_activity(results: Mapping[str, QueryResult], points: int) -> np.ndarr
 
 def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], points: int,
                   step: float, alpha: float, mode: str = "fixed",
-                  first: int = 0) -> list[CheckResult]:
+                  first: int = 0, traces: bool = False) -> list[CheckResult]:
     """Judge every metric on steps `first`… of the fetched window, per cohort where asked."""
     checks: list[CheckResult] = []
     for spec in specs:
         def get(side: str, role: str, spec: MetricSpec = spec) -> QueryResult | None:
             return results.get(f"{spec.name}|{side}|{role}")
         if not spec.cohort_label:
-            checks.extend(_judge_spec(spec, get, points, step, alpha, mode, first))
+            checks.extend(_judge_spec(spec, get, points, step, alpha, mode, first, traces))
             continue
         for cohort in _cohorts(spec, results):
             def get_cohort(side: str, role: str, cohort: str = cohort,
@@ -399,7 +401,8 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], p
                 label = spec.cohort_label
                 kept = tuple(x for x in result.series if x.labels.get(label or "") == cohort)
                 return replace(result, series=kept)
-            for check in _judge_spec(spec, get_cohort, points, step, alpha, mode, first):
+            for check in _judge_spec(spec, get_cohort, points, step, alpha, mode, first,
+                                     traces):
                 name = f"{check.name}[{spec.cohort_label}={cohort}]"
                 checks.append(replace(check, name=name, cohort=cohort,
                                       reason=check.reason.replace(check.name, name, 1)))
@@ -432,37 +435,54 @@ def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray
         for q in spec.quantiles]
 
 
+def _with_steps(check: CheckResult, shown: Callable[[], Trace], wanted: bool) -> CheckResult:
+    """The per-step values shown with the check (only when a report page will draw them: a
+    controller's poll need not pay for them), plus the evidence its judge traced."""
+    if not wanted:
+        return check
+    judged = check.trace or Trace()
+    return replace(check, trace=replace(shown(), evidence=judged.evidence,
+                                        evidence_level=judged.evidence_level))
+
+
 def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
-                mode: str, first: int) -> list[CheckResult]:
+                mode: str, first: int, traces: bool = False) -> list[CheckResult]:
     a = spec.alpha or alpha
     before = _before_start(first, mode)
     base = dict(critical=spec.critical, weight=spec.weight)
     if isinstance(spec, RatioMetric):
-        checks = [judge_ratio(
-            spec.name,
-            _combined_values(get("canary", "numerator"), points, first),
-            _combined_values(get("canary", "total"), points, first),
-            _combined_values(get("stable", "numerator"), points, first),
-            _combined_values(get("stable", "total"), points, first),
+        sides = [_combined_values(get(side, role), points, first)
+                 for side in ("canary", "stable") for role in ("numerator", "total")]
+        ratio = judge_ratio(
+            spec.name, *sides,
             direction=spec.direction, relative_tolerance=spec.tolerance.relative,
             absolute_tolerance=spec.tolerance.absolute, alpha=a, min_total=spec.min_total,
             step_seconds=step, mode=mode, stable_history=None if before is None else (
                 _combined_values(get("stable", "numerator"), points)[before],
-                _combined_values(get("stable", "total"), points)[before]), **base)]
+                _combined_values(get("stable", "total"), points)[before]), **base)
+        checks = [_with_steps(ratio, lambda: steps.ratio_trace(
+            *sides, ratio.allowed, spec.direction), traces)]
         if spec.max_ratio is not None or spec.min_ratio is not None:
             limit = judge_proportion_limit(
-                f"{spec.name}_limit", _combined_values(get("canary", "numerator"), points, first),
-                _combined_values(get("canary", "total"), points, first),
+                f"{spec.name}_limit", sides[0], sides[1],
                 maximum=spec.max_ratio, minimum=spec.min_ratio, alpha=a,
                 min_total=spec.min_total, mode=mode, **base)
             # stable's ratio, for context only (the limit is the canary's alone)
-            checks.append(replace(limit, stable=checks[0].stable))
+            limits = tuple(x for x in (spec.min_ratio, spec.max_ratio) if x is not None)
+            checks.append(_with_steps(replace(limit, stable=ratio.stable), lambda: replace(
+                steps.ratio_trace(*sides, None, spec.direction), limits=limits), traces))
     elif isinstance(spec, HistogramMetric):
         stable_buckets = get("stable", "buckets")
         history = None if before is None else [(le, v[before])
                                                for le, v in _buckets(stable_buckets)]
-        checks = _judge_histogram(spec, _buckets(get("canary", "buckets"), first),
-                                  _buckets(stable_buckets, first), a, mode, history)
+        canary_b, stable_b = _buckets(get("canary", "buckets"), first), _buckets(stable_buckets,
+                                                                                 first)
+        checks = [_with_steps(check, partial(
+            steps.quantile_trace, canary_b, stable_b, q, points - first,
+            spec.tolerance.relative, spec.tolerance.absolute, spec.direction, spec.unit),
+            traces)
+            for q, check in zip(spec.quantiles, _judge_histogram(
+                spec, canary_b, stable_b, a, mode, history), strict=True)]
     elif isinstance(spec, SeriesMetric) and spec.instance_label and (
             unlabelled := _unlabelled_sides(get, spec.instance_label)):
         checks = [_missing_label_check(spec, spec.instance_label, unlabelled)]
@@ -471,29 +491,37 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
         canary_values = values(get("canary", "values"), points, first)
         stable_values = values(get("stable", "values"), points, first)
         if spec.test == "kayenta":
-            checks = [judge_series_kayenta(
+            check = judge_series_kayenta(
                 spec.name, canary_values, stable_values, direction=spec.direction,
-                relative_tolerance=spec.tolerance.relative, min_points=spec.min_points, **base)]
+                relative_tolerance=spec.tolerance.relative, min_points=spec.min_points, **base)
+            allowed = None
         else:
-            checks = [judge_series(
+            check = judge_series(
                 spec.name, canary_values, stable_values,
                 direction=spec.direction, relative_tolerance=spec.tolerance.relative,
                 absolute_tolerance=spec.tolerance.absolute, alpha=a,
-                min_points=spec.min_points, mode=mode, **base)]
+                min_points=spec.min_points, mode=mode, **base)
+            allowed = check.allowed
+        checks = [_with_steps(check, lambda: steps.series_trace(
+            canary_values, stable_values, allowed, spec.direction), traces)]
     elif isinstance(spec, ThresholdMetric):
-        checks = [judge_threshold(
-            spec.name, _combined_values(get("canary", "values"), points, first),
-            minimum=spec.min, maximum=spec.max, how=spec.aggregate, absolute=spec.absolute,
-            min_points=spec.min_points, max_missing=spec.max_missing,
-            gaps=_gaps(get("canary", "samples"), points, first), **base)]
+        canary = _combined_values(get("canary", "values"), points, first)
+        check = judge_threshold(
+            spec.name, canary, minimum=spec.min, maximum=spec.max, how=spec.aggregate,
+            absolute=spec.absolute, min_points=spec.min_points, max_missing=spec.max_missing,
+            gaps=_gaps(get("canary", "samples"), points, first), **base)
+        checks = [_with_steps(check, lambda: steps.threshold_trace(
+            canary, spec.min, spec.max, spec.absolute), traces)]
     else:
-        checks = [judge_events(
-            spec.name, _combined_values(get("canary", "events"), points, first),
-            allowed=spec.allowed,
+        events = _combined_values(get("canary", "events"), points, first)
+        stable_events = _combined_values(get("stable", "events"), points, first)
+        check = judge_events(
+            spec.name, events, allowed=spec.allowed,
             canary_total=(_combined_values(get("canary", "total"), points, first)
                           if spec.total else None),
-            min_total=spec.min_total,
-            stable_events=_combined_values(get("stable", "events"), points, first), **base)]
+            min_total=spec.min_total, stable_events=stable_events, **base)
+        checks = [_with_steps(check, lambda: steps.events_trace(
+            events, stable_events, spec.allowed), traces)]
     return [replace(c, group=spec.group) for c in checks]
 
 
@@ -570,11 +598,12 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
 
 def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
                  policy: Policy, now: float | None = None,
-                 gate_action: str | None = None) -> AnalysisResult:
+                 gate_action: str | None = None, traces: bool = False) -> AnalysisResult:
     """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx).
 
     `gate_action` ("start" or "promote") adds the config's gates as checks: the Argo analysis
     and Flagger's confirm-promotion judge promotion; Flagger's other hooks judge health only.
+    `traces` adds each check's per-step values for the report page's charts.
     """
     began = time.perf_counter()
     now = time.time() if now is None else now
@@ -616,8 +645,11 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         warmup = parse_duration(config.defaults.warmup)
     first = min(first + math.ceil((warmup or 0.0) / window.step), points)
     checks = _name_empty_queries(judge_metrics(specs, results, points, window.step, alpha,
-                                               mode, first), specs, queries, results, selectors)
+                                               mode, first, traces), specs, queries, results,
+                                 selectors)
     judged_start = window.start + first * window.step
+    checks = [replace(c, trace=replace(c.trace, first_time=judged_start + window.step,
+                                       step=window.step)) if c.trace else c for c in checks]
     return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
                    gate_action, began, fetched)
 

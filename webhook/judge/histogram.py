@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats
 
 from webhook.judge import sequential as seq
-from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value, tri_state
+from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
 # Beyond 2**53 requests counts are no longer exact floats; no real window gets near it.
 MAX_COUNT = 2.0**53
@@ -326,7 +326,7 @@ def judge_quantile(
     c_low, c_high = canary.quantile_bounds(q, a)
     s_low, s_high = stable.quantile_bounds(q, a)
     rel, abs_ = relative_tolerance, absolute_tolerance
-    evidence = ""
+    evidence, trace = "", None
     if mode == "fixed":
         up = direction in ("increase", "either") and _beyond(c_low, s_high, rel, abs_)
         down = direction in ("decrease", "either") and _beyond(s_low, c_high, rel, abs_)
@@ -336,7 +336,7 @@ def judge_quantile(
         # One test per harmful direction, each at alpha (alpha/2 each for "either").
         level = math.log(1 / (alpha if direction != "either" else alpha / 2))
         dispersion = tail_dispersion_prior(stable_history, stable, q)
-        logs = {}
+        logs, paths_by_side = {}, []
         for slower in (True, False):
             if direction == ("decrease" if slower else "increase"):
                 logs[slower] = 0.0
@@ -352,10 +352,14 @@ def judge_quantile(
                     dispersion_prior=dispersion))
             path = np.logaddexp(*paths) - math.log(2) if paths[0].size else np.zeros(0)
             logs[slower] = float(path.max()) if path.size else 0.0
+            paths_by_side.append(path)
             if logs[slower] >= level:
                 evidence = _exceedance_text(*counts["stable"], slower)
         up, down = logs[True] >= level, logs[False] >= level
         p_up, p_down = (min(1.0, math.exp(-logs[side])) for side in (True, False))
+        shown_path = np.maximum.reduce(paths_by_side) if paths_by_side else np.zeros(0)
+        trace = Trace(evidence=tuple(np.maximum.accumulate(shown_path).tolist())
+                      if shown_path.size else (), evidence_level=level)
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
         within = False  # a bound in the +Inf bucket: too coarse a histogram to clear anyone
     elif direction == "increase":
@@ -384,4 +388,4 @@ def judge_quantile(
         verdict=verdict, reason=f"{name}: {shown}: {why}{evidence}", canary=summary_c,
         stable=summary_s, effect=effect, interval=(ratio_low, ratio_high),
         interval_of="canary / stable - 1", interval_level=1 - 4 * a, p_value=p_value,
-        allowed=rel, **base)
+        allowed=rel, trace=trace, **base)

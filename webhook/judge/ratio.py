@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from webhook.judge import sequential as seq
-from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value, tri_state
+from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
 TEST_NAME = "Newcombe hybrid score interval (difference of proportions)"
 SEQUENTIAL_TEST_NAME = ("anytime-valid mixture martingale on the rate ratio of bad events "
@@ -195,12 +195,16 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     a = alpha / len(tests[direction])
     allowed = max(rel * p_s, abs_)
     fail_e, pass_all, sign_failed = 0.0, True, 0.0
+    fail_path = np.zeros(n_c.size)
     for harm_c, harm_s, sign in tests[direction]:
         prior = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
         if n_h is not None and ev_h is not None:  # the stable's own harmful events beforehand
             prior = seq.history_dispersion(ev_h if sign > 0 else n_h - ev_h, n_h) or prior
-        log_fail = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True,
-                                               dispersion_prior=prior)
+        path = seq.rate_ratio_log_evidence_path(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True,
+                                                dispersion_prior=prior)
+        log_fail = float(path[-1]) if path.size else 0.0
+        if path.size == fail_path.size:
+            fail_path = np.maximum(fail_path, path)
         log_pass = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=False,
                                                dispersion_prior=prior)
         observed = sign * (p_c - p_s)
@@ -226,4 +230,5 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
         effect=effect, interval=(lc - us, uc - ls), interval_of="canary - stable",
         interval_level=1 - alpha, p_value=min(1.0, math.exp(-fail_e)), allowed=allowed,
+        trace=Trace(evidence=tuple(fail_path.tolist()), evidence_level=math.log(1 / a)),
         **{**base, "test": SEQUENTIAL_TEST_NAME})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -15,6 +15,38 @@ class Summary:
 
     n: float
     value: float | None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a check saw step by step, for the report page's chart; never in the JSON answer.
+
+    The judge fills the sequential evidence (it alone knows it); the analysis fills the
+    per-step values and the tolerance band from the same arrays it judged. Display only:
+    nothing here takes part in a verdict. Sequences are per judged step, NaN where unknown.
+    """
+
+    canary: tuple[float, ...] = ()
+    stable: tuple[float, ...] = ()
+    band_low: tuple[float, ...] = ()  # the canary's tolerated range around the stable
+    band_high: tuple[float, ...] = ()
+    limits: tuple[float, ...] = ()  # fixed bounds (threshold, allowed events)
+    value_label: str = ""  # what the values are ("error ratio", "p99 latency", ...)
+    unit: str = ""  # "%", "s" or "" (fmt_value's units)
+    evidence: tuple[float, ...] = ()  # log of the test martingale after each step
+    evidence_level: float | None = None  # log(1/alpha): the evidence needed to fail
+    first_time: float = 0.0  # unix time of the end of the first judged step
+    step: float = 0.0
+
+    @property
+    def crossed(self) -> int | None:
+        """Index of the first step whose evidence reached the level, or None."""
+        if self.evidence_level is None:
+            return None
+        for i, value in enumerate(self.evidence):
+            if value >= self.evidence_level:
+                return i
+        return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +70,7 @@ class CheckResult:
     allowed: float | None = None  # the tolerated change, in `interval_of`'s units
     group: str = "default"
     cohort: str = ""  # label value of the cohort judged, "" for the whole population
+    trace: Trace | None = field(default=None, compare=False, repr=False)
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -1,0 +1,103 @@
+"""Per-step values behind each check, for the report's charts.
+
+Pure numpy on the arrays the analysis judged. The judge decides on window totals (counts are
+judged as counts); these per-step values only show a person how the two sides moved, so a
+step without traffic is a gap (NaN), never a zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from webhook.judge.histogram import Histogram
+from webhook.judge.types import Trace
+
+Buckets = Sequence[tuple[float, np.ndarray]]
+
+
+def _tuple(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(values, dtype=float))
+
+
+def _band(stable: np.ndarray, direction: str, up: np.ndarray,
+          down: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(low, high) of the canary's tolerated range; the harmless side is left open (NaN)."""
+    nan = np.full(stable.size, np.nan)
+    high = up if direction in ("increase", "either") else nan
+    low = down if direction in ("decrease", "either") else nan
+    return _tuple(low), _tuple(high)
+
+
+def ratio_trace(bad_c: np.ndarray, total_c: np.ndarray, bad_s: np.ndarray, total_s: np.ndarray,
+                allowed: float | None, direction: str) -> Trace:
+    """Each side's ratio per step; the band is the stable's ratio ± the tolerated difference."""
+    def per_step(bad: np.ndarray, total: np.ndarray) -> np.ndarray:
+        total = np.asarray(total, dtype=float)
+        bad = np.nan_to_num(np.asarray(bad, dtype=float), nan=0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(np.isfinite(total) & (total > 0),
+                            np.clip(bad, 0, None) / total, np.nan)
+
+    c, s = per_step(bad_c, total_c), per_step(bad_s, total_s)
+    margin = allowed if allowed is not None and math.isfinite(allowed) else np.nan
+    low, high = _band(s, direction, s + margin, np.clip(s - margin, 0, None))
+    return Trace(canary=_tuple(c), stable=_tuple(s), band_low=low, band_high=high,
+                 value_label="ratio per step", unit="%")
+
+
+def _step_quantiles(buckets: Buckets, q: float, points: int) -> np.ndarray:
+    h = Histogram.from_steps(buckets)
+    out = np.full(points, np.nan)
+    if h.steps is None or not h.steps.size:
+        return out
+    for i, row in enumerate(h.steps[:points]):
+        if row[-1] > 0:
+            value = Histogram(h.bounds, row).quantile(q)
+            out[i] = value if math.isfinite(value) else np.nan
+    return out
+
+
+def quantile_trace(canary: Buckets, stable: Buckets, q: float, points: int, rel: float,
+                   abs_: float, direction: str) -> Trace:
+    """Each side's q-quantile per step (read off that step's buckets like histogram_quantile);
+    the band is the stable's quantile moved by the tolerance, as the judge moves it."""
+    c, s = _step_quantiles(canary, q, points), _step_quantiles(stable, q, points)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        up = np.maximum(s * (1 + rel), s + abs_)
+        down = np.clip(np.minimum(s / (1 + rel), s - abs_), 0, None)
+    low, high = _band(s, direction, up, down)
+    return Trace(canary=_tuple(c), stable=_tuple(s), band_low=low, band_high=high,
+                 value_label=f"p{q * 100:g} per step", unit="s")
+
+
+def series_trace(canary: np.ndarray, stable: np.ndarray, allowed: float | None,
+                 direction: str) -> Trace:
+    """The samples themselves; the band is the stable's sample ± the tolerated difference."""
+    c, s = np.asarray(canary, dtype=float), np.asarray(stable, dtype=float)
+    margin = allowed if allowed is not None and math.isfinite(allowed) else np.nan
+    low, high = _band(s, direction, s + margin, s - margin)
+    return Trace(canary=_tuple(c), stable=_tuple(s), band_low=low, band_high=high,
+                 value_label="value per step")
+
+
+def threshold_trace(canary: np.ndarray, minimum: float | None, maximum: float | None,
+                    absolute: bool) -> Trace:
+    c = np.asarray(canary, dtype=float)
+    limits = tuple(float(x) for x in (minimum, maximum) if x is not None)
+    return Trace(canary=_tuple(np.abs(c) if absolute else c), limits=limits,
+                 value_label="|value| per step" if absolute else "value per step")
+
+
+def events_trace(canary: np.ndarray, stable: np.ndarray | None, allowed: float) -> Trace:
+    """Events so far (cumulative), against the number allowed."""
+    def running(values: np.ndarray | None) -> tuple[float, ...]:
+        if values is None:
+            return ()
+        v = np.asarray(values, dtype=float)
+        return _tuple(np.cumsum(np.clip(np.where(np.isfinite(v), v, 0.0), 0, None)))
+
+    return Trace(canary=running(canary), stable=running(stable), limits=(float(allowed),),
+                 value_label="events so far")
