@@ -167,6 +167,8 @@ class VerdictModel(BaseModel):
     window: WindowModel
     analysis_id: str
     checks: list[CheckModel]
+    report: str = Field("", description="URL of the report page for the same query (with its "
+                        "end pinned): verdict, checks table and a chart per check.")
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -41,4 +41,6 @@ def verdict_text(body: dict[str, Any]) -> str:
     lines.append("")
     for c in body["checks"]:
         lines.append(f"- {c['reason']}")
+    if body.get("report"):
+        lines += ["", f"report:  {body['report']}"]
     return "\n".join(lines) + "\n"

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         "traffic when a request gives no start.")
     default_alpha: float = Field(0.05, gt=0, lt=0.5)
     max_window_points: int = Field(2000, ge=10, le=11000)
+    public_url: str | None = Field(
+        None, description="Base URL people reach the judge at (e.g. an Ingress); prefixes the "
+        "`report` link in answers, which is a path on this server otherwise.")
     log_level: str = "INFO"
 
     @field_validator("api_tokens", mode="before")

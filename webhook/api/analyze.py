@@ -7,6 +7,7 @@ wrong; 502/503/504 mean the metrics source failed.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -14,22 +15,33 @@ from pydantic import ValidationError
 
 from webhook.analysis import AnalysisRequestError
 from webhook.app import bearer_ok, error_response, get_service, validation_message
-from webhook.models import AnalysisRequest
+from webhook.models import AnalysisRequest, parse_time
 from webhook.render import verdict_text
+from webhook.report.page import report_html
+from webhook.report.query import report_url
 from webhook.sources import SourceError
 
 bp = Blueprint("analyze", __name__)
 
-_WINDOW_PARAMS = ("start", "end", "lookback", "step")
-_SCALAR_PARAMS = ("mode", "alpha", "provider")
+_WINDOW_PARAMS = ("start", "end", "lookback", "step", "warmup")
+_SCALAR_PARAMS = ("mode", "alpha", "provider", "revision")
 
 
-def _wants_text() -> bool:
-    if request.args.get("format") == "text":
-        return True
-    best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
-    return best == "text/plain" and request.accept_mimetypes["text/plain"] > \
-        request.accept_mimetypes["application/json"]
+_FORMATS = {"json": "application/json", "text": "text/plain", "html": "text/html"}
+
+
+def _wanted_format() -> str:
+    """`?format=` wins; else the Accept header, JSON unless text or HTML is preferred to it
+    (Argo and curl send no preference or */*; a browser prefers text/html)."""
+    asked = request.args.get("format")
+    if asked in _FORMATS:
+        return asked
+    accept = request.accept_mimetypes
+    best = accept.best_match(list(_FORMATS.values()))
+    for name, mime in _FORMATS.items():
+        if best == mime and name != "json" and accept[mime] > accept["application/json"]:
+            return name
+    return "json"
 
 
 def _caller() -> str:
@@ -51,8 +63,20 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     except SourceError as exc:
         return error_response(exc.status, exc.message, kind=f"metrics_source_{exc.kind}")
     body = result.body()
-    if _wants_text():
+    end = parse_time(body["window"]["end"])
+    base = service.settings.public_url or ""
+    body["report"] = report_url(req, end, base)
+    wanted = _wanted_format()
+    if wanted == "text":
         return Response(verdict_text(body), mimetype="text/plain")
+    if wanted == "html":
+        links = {fmt: report_url(req, end, base, fmt) for fmt in ("json", "text")}
+        response = Response(report_html(body, result.checks, links), mimetype="text/html")
+        # Inline styles and SVG only: nothing may load or run, whatever a label value holds.
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            "frame-ancestors 'none'")
+        return response
     return jsonify(body)
 
 
@@ -101,13 +125,20 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
             data["window"][key] = value
         elif key in _SCALAR_PARAMS:
             data[key] = value
+        elif key == "metrics":
+            try:
+                data["metrics"] = json.loads(value)
+            except ValueError as exc:
+                raise AnalysisRequestError(f"metrics: not JSON ({exc.msg}); give the same list "
+                                           "or object as the POST body's metrics", "metrics") \
+                    from exc
         else:
             unknown.append(key)
     if unknown:
         raise AnalysisRequestError(
             f"unknown query parameter(s) {', '.join(sorted(unknown))}; use canary, stable, "
-            "canary.<label>, stable.<label>, vars.<name>, start, end, lookback, step, mode, "
-            "alpha, provider, format", unknown[0])
+            "canary.<label>, stable.<label>, vars.<name>, start, end, lookback, step, warmup, "
+            "mode, alpha, provider, revision, metrics (JSON), format", unknown[0])
     return AnalysisRequest.model_validate(data)
 
 

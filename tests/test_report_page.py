@@ -1,0 +1,192 @@
+"""The report page (`?format=html`): what the person on call sees when a rollout stops.
+
+The browser tests load the page from the real server (gunicorn) in Debian's headless Chromium
+against the lab Prometheus, for a planted passing, failing and inconclusive rollout, and keep
+a screenshot and a PDF print of each in an artifact directory that the test prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import requests
+
+from tests.browser import chromium, chromium_path
+from webhook.lab.judge import served_judge
+from webhook.lab.rollouts import ARGO_MISSING, ARGO_STABLE, argo_hash
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+ROLLOUTS = {"pass": argo_hash("healthy"), "fail": argo_hash("errors3x"),
+            "inconclusive": ARGO_MISSING}
+
+
+def query(lab, canary_hash: str, **extra) -> str:
+    w = lab.window(60)
+    params = {"canary.rollouts_pod_template_hash": canary_hash,
+              "stable.rollouts_pod_template_hash": ARGO_STABLE,
+              "start": int(w["start"]), "end": int(w["end"]), "step": "60", **extra}
+    return "/v1/analyze/http?" + urlencode(params)
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    where = Path(os.environ.get("CANARY_JUDGE_ARTIFACTS")
+                 or tempfile.mkdtemp(prefix="canary-judge-report-"))
+    where.mkdir(parents=True, exist_ok=True)
+    print(f"\nreport page screenshots and prints: {where}")
+    return where
+
+
+@pytest.fixture(scope="module")
+def judge_url(lab):
+    with served_judge(lab.url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if chromium_path() is None:
+        pytest.fail("chromium is not installed: bash scripts/setup.sh installs Debian's package")
+    with chromium() as page:
+        yield page
+
+
+@pytest.mark.parametrize("expected", ["pass", "fail", "inconclusive"])
+def test_report_page_in_headless_chromium(expected, lab, judge_url, browser, artifacts):
+    answer = requests.get(judge_url + query(lab, ROLLOUTS[expected]), timeout=30).json()
+    assert answer["verdict"] == expected, answer["reason"]
+
+    browser.open(judge_url + answer["report"])
+    dom = browser.evaluate("""(() => ({
+        verdict: document.querySelector('#verdict').dataset.verdict,
+        headline: document.querySelector('#verdict').textContent,
+        reason: document.querySelector('#reason').textContent,
+        figures: [...document.querySelectorAll('figure.check')].map(f => ({
+            name: f.dataset.check, verdict: f.dataset.verdict,
+            charts: f.querySelectorAll('svg').length,
+            title: f.querySelector('svg > title')?.textContent || '',
+            desc: f.querySelector('svg > desc')?.textContent || '',
+            canary: f.querySelector('path.canary')?.getAttribute('d') || '',
+            crossed: f.querySelectorAll('.crossed').length,
+            failLine: f.querySelectorAll('.fail-line').length,
+            width: f.querySelector('svg').getBoundingClientRect().width})),
+        rows: document.querySelectorAll('table.checks-table tbody tr').length,
+        scripts: document.scripts.length,
+        external: [...document.querySelectorAll('[src], link[href]')].length,
+    }))()""")
+    assert dom["verdict"] == expected
+    assert dom["headline"].startswith(expected.upper())
+    assert dom["reason"] == answer["reason"]
+    assert dom["scripts"] == 0 and dom["external"] == 0
+    assert dom["rows"] == len(answer["checks"])
+    # One chart per check, in the JSON's order and with its verdict.
+    assert [(f["name"], f["verdict"]) for f in dom["figures"]] == [
+        (c["name"], c["verdict"]) for c in answer["checks"]]
+    for figure in dom["figures"]:
+        assert figure["charts"] == 1, figure["name"]
+        assert figure["title"].startswith(figure["name"]) and len(figure["desc"]) > 40
+        # sequential mode: every http check with data draws its evidence and the 1/alpha line
+        assert figure["failLine"] == (expected != "inconclusive")
+        assert figure["width"] > 500  # readable, not a thumbnail
+    figures = {f["name"]: f for f in dom["figures"]}
+    if expected == "fail":
+        ratio = figures["error_ratio"]
+        assert ratio["crossed"] == 1, "the failing check shows where evidence crossed 1/alpha"
+        assert "first reached at step" in ratio["desc"]
+    if expected == "pass":
+        assert all(f["crossed"] == 0 for f in dom["figures"])
+        assert all(f["canary"].count("L") > 50 for f in dom["figures"])  # 60 steps drawn
+    if expected == "inconclusive":
+        assert all(f["canary"] == "" for f in dom["figures"])  # no canary data, no line
+        assert all("Canary: no data" in f["desc"] for f in dom["figures"])
+    assert browser.problems() == []
+
+    browser.screenshot(artifacts / f"report-{expected}.png")
+    browser.pdf(artifacts / f"report-{expected}.pdf")
+    assert (artifacts / f"report-{expected}.png").stat().st_size > 20_000
+    assert (artifacts / f"report-{expected}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def _svgs(html: str) -> list[ET.Element]:
+    return [ET.fromstring(m) for m in re.findall(r"<svg\b.*?</svg>", html, flags=re.S)]
+
+
+def test_charts_are_valid_svg_with_text_alternatives(client, lab):
+    r = client.get(query(lab, ROLLOUTS["fail"], format="html"))
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    svgs = _svgs(html)
+    assert len(svgs) == 3
+    for svg in svgs:
+        assert svg.tag == SVG_NS + "svg" and svg.get("role") == "img"
+        title, desc = svg.find(SVG_NS + "title"), svg.find(SVG_NS + "desc")
+        assert title is not None and title.text and desc is not None and desc.text
+        assert svg.get("aria-labelledby") == title.get("id")
+        assert svg.get("aria-describedby") == desc.get("id")
+        assert svg.find(f"{SVG_NS}path[@class='canary']") is not None
+        assert svg.find(f"{SVG_NS}path[@class='stable']") is not None
+        assert svg.find(f"{SVG_NS}polygon[@class='band']") is not None
+
+
+def test_json_and_text_answers_link_to_the_report_with_the_end_pinned(client, lab):
+    """A controller's poll names no end; the link must show that poll's decision later."""
+    payload = {"config": "http", "canary": {"rollouts_pod_template_hash": ROLLOUTS["fail"]},
+               "stable": {"rollouts_pod_template_hash": ARGO_STABLE}}
+    answer = client.post("/v1/analyze", json=payload).json
+    link = urlsplit(answer["report"])
+    params = parse_qs(link.query)
+    assert link.path == "/v1/analyze/http" and params["format"] == ["html"]
+    assert "end" in params and "start" not in params  # the start is still found from the data
+    page = client.get(answer["report"])
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert 'data-verdict="fail"' in text and answer["window"]["start"] in text
+    plain = client.post("/v1/analyze?format=text", json=payload).get_data(as_text=True)
+    assert re.search(r"^report:  /v1/analyze/http\?\S*format=html$", plain, flags=re.M)
+
+
+def test_report_link_carries_per_request_overrides(client, lab):
+    """+50 % latency passes only under the request's looser tolerance: the page must judge
+    with it too, not with the config's."""
+    w = lab.window(60)
+    payload = {"config": "http", "window": w, "mode": "fixed",
+               "canary": {"rollouts_pod_template_hash": argo_hash("slow")},
+               "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
+               "metrics": [{"name": "latency", "tolerance": {"relative": "1.0"}}]}
+    answer = client.post("/v1/analyze", json=payload).json
+    assert answer["verdict"] == "pass"
+    again = client.get(answer["report"].replace("format=html", "format=json")).json
+    assert again["verdict"] == "pass" and again["mode"] == "fixed"
+    assert again["checks"] == answer["checks"]
+
+
+def test_browser_accept_header_gets_html_and_curl_gets_json(client, lab):
+    url = query(lab, ROLLOUTS["pass"])
+    browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    assert client.get(url, headers={"Accept": browser_accept}).mimetype == "text/html"
+    assert client.get(url, headers={"Accept": "*/*"}).mimetype == "application/json"
+    assert client.get(url).mimetype == "application/json"
+
+
+def test_label_values_cannot_inject_markup(client, lab):
+    nasty = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    r = client.get(query(lab, nasty, format="html"))
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert "<script" not in html and "<img" not in html
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    for svg in _svgs(html):  # still well-formed
+        assert svg.tag == SVG_NS + "svg"
+
+
+def test_json_answer_stays_small_and_carries_no_per_step_data(client, lab):
+    r = client.get(query(lab, ROLLOUTS["fail"]))
+    assert r.mimetype == "application/json"
+    assert len(r.data) < 6000, len(r.data)
+    assert "trace" not in r.get_data(as_text=True)

@@ -1,0 +1,178 @@
+"""The report page: verdict and reason on top, the checks table, then a chart per check.
+
+One self-contained HTML document: inline CSS and inline SVG, no script, no font, no image
+or style sheet fetched from anywhere, so it opens the same behind any proxy, from a saved
+file, and on paper. Nothing is stored: the page is recomputed from the query each time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from webhook.judge.types import CheckResult, fmt_count, fmt_value
+from webhook.report.svg import chart
+
+_CSS = """
+:root { --pass: #2b8a3e; --fail: #c92a2a; --inconclusive: #e67700; --ink: #212529;
+        --muted: #5c6670; --line: #dee2e6; }
+* { box-sizing: border-box; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
+       color: var(--ink); margin: 0 auto; padding: 20px 24px 40px; max-width: 1000px; }
+h1 { font-size: 1.25rem; margin: 0 0 8px; font-weight: 600; }
+h2 { font-size: 1.1rem; margin: 28px 0 8px; border-bottom: 1px solid var(--line);
+     padding-bottom: 4px; }
+h3 { font-size: 1rem; margin: 0 0 4px; }
+.banner { border-left: 8px solid var(--muted); padding: 10px 16px; background: #f8f9fa;
+          margin: 8px 0 16px; }
+.banner.pass { border-color: var(--pass); } .banner.fail { border-color: var(--fail); }
+.banner.inconclusive { border-color: var(--inconclusive); }
+.verdict { font-size: 1.6rem; font-weight: 700; margin: 0; letter-spacing: .02em; }
+.reason { margin: 4px 0 0; font-size: 1.02rem; }
+.meta { color: var(--muted); font-size: .88rem; margin: 6px 0 0; }
+.chip { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff;
+        font-size: .8rem; font-weight: 600; text-transform: uppercase; }
+.chip.pass { background: var(--pass); } .chip.fail { background: var(--fail); }
+.chip.inconclusive { background: var(--inconclusive); }
+.pass .verdict { color: var(--pass); } .fail .verdict { color: var(--fail); }
+.inconclusive .verdict { color: var(--inconclusive); }
+table { border-collapse: collapse; width: 100%; font-size: .88rem; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line);
+         vertical-align: top; }
+th { background: #f1f3f5; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.checks { display: grid; grid-template-columns: 1fr; gap: 18px; }
+figure.check { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
+figure.check svg { width: 100%; max-width: 900px; height: auto; display: block; }
+figcaption p { margin: 2px 0 6px; font-size: .88rem; }
+figcaption .test { color: var(--muted); font-size: .8rem; }
+svg text { font-family: system-ui, "DejaVu Sans", sans-serif; fill: var(--ink); }
+svg .tick { font-size: 11px; fill: var(--muted); }
+svg .legend { font-size: 12px; }
+svg .axis-label { font-size: 11px; fill: var(--muted); }
+svg .axis { stroke: #868e96; stroke-width: 1; }
+svg .grid { stroke: #e9ecef; stroke-width: 1; }
+svg .empty { font-size: 13px; fill: var(--muted); }
+nav { font-size: .85rem; color: var(--muted); }
+nav a { color: #1864ab; }
+footer { margin-top: 28px; color: var(--muted); font-size: .8rem; }
+@media print {
+  @page { size: A4 landscape; margin: 12mm; }
+  body { max-width: none; padding: 0; font-size: 11pt; }
+  nav { display: none; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  .checks { display: block; }
+  figure.check { break-inside: avoid; page-break-inside: avoid; margin-bottom: 10px; }
+  tr { break-inside: avoid; }
+  h2 { break-after: avoid; }
+}
+"""
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    return fmt_value(float(value), unit)
+
+
+def _count(n: float | None) -> str:
+    return "–" if n is None or not math.isfinite(n) else fmt_count(n)
+
+
+def _unit(check: CheckResult) -> str:
+    return check.trace.unit if check.trace else ""
+
+
+def _anchor(name: str, index: int) -> str:
+    return f"c{index}-" + re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-")[:60]
+
+
+def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
+    rows = []
+    for check, anchor in zip(checks, anchors, strict=True):
+        unit = _unit(check)
+        effect = "–" if check.effect is None else f"{check.effect * 100:+.1f}%"
+        low, high = check.interval or (None, None)
+        interval = "–" if low is None else (
+            f"{_num(low, '%' if '-' in check.interval_of else '')} … "
+            f"{_num(high, '%' if '-' in check.interval_of else '')}")
+        rows.append(
+            f'<tr data-check={quoteattr(check.name)} data-verdict="{check.verdict}">'
+            f'<td><a href="#{anchor}">{escape(check.name)}</a>'
+            f'{" <small>(critical)</small>" if check.critical else ""}</td>'
+            f'<td><span class="chip {check.verdict}">{check.verdict}</span></td>'
+            f'<td class="num">{_num(check.canary.value, unit)}</td>'
+            f'<td class="num">{_num(check.stable.value, unit)}</td>'
+            f'<td class="num">{_count(check.canary.n)}</td>'
+            f'<td class="num">{_count(check.stable.n)}</td>'
+            f'<td class="num">{effect}</td><td class="num">{escape(interval)}</td>'
+            f'<td class="num">{_num(check.p_value)}</td></tr>')
+    return ('<table class="checks-table"><thead><tr><th>check</th><th>verdict</th>'
+            '<th>canary</th><th>stable</th><th>n canary</th><th>n stable</th><th>effect</th>'
+            '<th>interval</th><th>p</th></tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table>")
+
+
+def _figure(check: CheckResult, anchor: str) -> str:
+    return (f'<figure class="check" id="{anchor}" data-check={quoteattr(check.name)} '
+            f'data-verdict="{check.verdict}"><figcaption>'
+            f'<h3>{escape(check.name)} <span class="chip {check.verdict}">{check.verdict}'
+            f'</span>{" <small>critical</small>" if check.critical else ""}</h3>'
+            f'<p>{escape(check.reason)}</p>'
+            f'<p class="test">{escape(check.kind)} · {escape(check.test)}</p></figcaption>'
+            f'{chart(check, anchor + "-chart")}</figure>')
+
+
+def _sections(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
+    """Checks by group, and within a group by cohort (the whole population first)."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for check, anchor in zip(checks, anchors, strict=True):
+        cohorts = groups.setdefault(check.group, {})
+        cohorts.setdefault(check.cohort, []).append(_figure(check, anchor))
+    out = []
+    for group, cohorts in groups.items():
+        title = "charts" if group == "default" and len(groups) == 1 else f"charts: {group}"
+        out.append(f'<section class="group" data-group={quoteattr(group)}>'
+                   f'<h2>{escape(title)}</h2>')
+        for cohort in sorted(cohorts, key=lambda c: (c != "", c)):
+            if cohort:
+                out.append(f'<h3 class="cohort">cohort {escape(cohort)}</h3>')
+            out.append(f'<div class="checks">{"".join(cohorts[cohort])}</div>')
+        out.append("</section>")
+    return "".join(out)
+
+
+def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
+                links: dict[str, str] | None = None) -> str:
+    """The whole page for one analysis: `body` is the JSON answer, `checks` its results with
+    their per-step traces, `links` other formats of the same query (label → URL)."""
+    verdict = body["verdict"]
+    window = body["window"]
+    anchors = [_anchor(c.name, i) for i, c in enumerate(checks)]
+    nav = " · ".join(f'<a href={quoteattr(url)}>{escape(label)}</a>'
+                     for label, url in (links or {}).items())
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(verdict.upper())}: {escape(body["config"])} canary analysis</title>'
+        f'<style>{_CSS}</style></head><body>'
+        f'<h1>canary-judge · config <code>{escape(body["config"])}</code></h1>'
+        f'<div class="banner {verdict}" role="status">'
+        f'<p class="verdict" id="verdict" data-verdict="{verdict}">{verdict.upper()}'
+        f' <small>score {body["score"]:g}</small></p>'
+        f'<p class="reason" id="reason">{escape(body["reason"])}</p>'
+        f'<p class="meta">mode {escape(body["mode"])} · judged window {escape(window["start"])}'
+        f' … {escape(window["end"])} (step {window["step"]:g}s) · {len(checks)} checks · '
+        f'analysis {escape(body["analysis_id"])}</p></div>'
+        + (f'<nav>same analysis as {nav}</nav>' if nav else "")
+        + f'<h2>checks</h2>{_table(checks, anchors)}'
+        + _sections(checks, anchors)
+        + '<footer>Recomputed from this page\'s query on every load; the server keeps no '
+        'state. Charts: values per step (a gap is a step without data); the shaded band is '
+        'how far the canary may move from the stable without failing; "evidence" is the '
+        'sequential test\'s likelihood ratio against "within tolerance", which fails the '
+        'check once it reaches 1/α (anytime-valid, so polling often does not inflate false '
+        'failures).</footer></body></html>')

@@ -1,0 +1,56 @@
+"""The GET query that recomputes an analysis: the report link in every answer.
+
+A controller's poll usually names no end ("up to now"); the link pins the end the poll used,
+so the page shows the decision as it was made, not whatever the data says an hour later.
+Everything else is the request as sent, so the start found from the data, the stable's
+history and the warm-up come out the same.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlencode
+
+from pydantic import TypeAdapter
+
+from webhook.models import AnalysisRequest
+
+_METRICS = TypeAdapter(object)
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
+    """The request as GET query parameters, with `end` fixed."""
+    params: list[tuple[str, str]] = []
+    for side in ("canary", "stable"):
+        value = getattr(request, side)
+        if isinstance(value, str):
+            params.append((side, value))
+        else:
+            params += [(f"{side}.{label}", v) for label, v in value.items()]
+    params += [(f"vars.{k}", v) for k, v in request.vars.items()]
+    w = request.window
+    for name in ("start", "lookback", "step", "warmup"):
+        value = getattr(w, name)
+        if value is not None:
+            params.append((name, _seconds(value)))
+    params.append(("end", _seconds(w.end if w.end is not None else end)))
+    for name in ("mode", "alpha", "provider", "revision"):
+        value = getattr(request, name)
+        if value is not None:
+            params.append((name, str(value)))
+    if request.metrics is not None:
+        dumped = _METRICS.dump_python(request.metrics, mode="json", exclude_none=True)
+        params.append(("metrics", json.dumps(dumped, separators=(",", ":"), sort_keys=True)))
+    return params
+
+
+def report_url(request: AnalysisRequest, end: float, base: str = "",
+               fmt: str = "html") -> str:
+    """`base`/v1/analyze/<config>?…&format=`fmt` for this request."""
+    params = query_params(request, end) + [("format", fmt)]
+    return (f"{base.rstrip('/')}/v1/analyze/{quote(request.config)}?"
+            + urlencode(params, quote_via=quote))
