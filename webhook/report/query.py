@@ -51,6 +51,6 @@ def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
 def report_url(request: AnalysisRequest, end: float, base: str = "",
                fmt: str = "html") -> str:
     """`base`/v1/analyze/<config>?…&format=`fmt` for this request."""
-    params = query_params(request, end) + [("format", fmt)]
+    params = [*query_params(request, end), ("format", fmt)]
     return (f"{base.rstrip('/')}/v1/analyze/{quote(request.config)}?"
             + urlencode(params, quote_via=quote))
