@@ -190,3 +190,20 @@ def test_json_answer_stays_small_and_carries_no_per_step_data(client, lab):
     assert r.mimetype == "application/json"
     assert len(r.data) < 6000, len(r.data)
     assert "trace" not in r.get_data(as_text=True)
+
+
+def test_flagger_hook_answer_links_to_the_same_decision(client):
+    """Flagger puts a failed webhook's answer in the Canary's events: the link there must
+    reopen that decision."""
+    from webhook.lab.rollouts import NAMESPACE, SCHEME_VARS
+
+    payload = {"name": "badinfo", "namespace": NAMESPACE, "phase": "Progressing",
+               "metadata": {"provider": "app", "lookback": "60m", **SCHEME_VARS["app"]}}
+    r = client.post("/v1/hooks/rollout", json=payload)
+    assert r.status_code == 412
+    line = r.get_data(as_text=True)
+    match = re.search(r", report (/v1/analyze/\S+)\]$", line.strip())
+    assert match, line
+    page = client.get(match.group(1))
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert 'id="verdict" data-verdict="fail"' in page.get_data(as_text=True)

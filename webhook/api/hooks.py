@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
 from webhook.app import get_service, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
-from webhook.models import AnalysisRequest
+from webhook.models import AnalysisRequest, parse_time
 from webhook.observability import HOOK_RESPONSES, audit
+from webhook.report.query import report_url
 from webhook.sources import SourceError
 
 bp = Blueprint("hooks", __name__)
@@ -54,9 +55,12 @@ class FlaggerPayload(BaseModel):
     metadata: dict[str, str] | None = None
 
 
+_MAX_LINE = 1000
+
+
 def _text(status: int, hook: str, line: str) -> Response:
     HOOK_RESPONSES.labels(hook, str(status)).inc()
-    one_line = " ".join(line.split())[:1000]
+    one_line = " ".join(line.split())[:_MAX_LINE]
     return Response(one_line + "\n", status=status, mimetype="text/plain")
 
 
@@ -151,10 +155,13 @@ def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
     return _text(200, hook, f"rollout may start: {reasons or f'config {req.config} has no gates'}")
 
 
-def _decide(hook: str, result: AnalysisResult, meta: dict[str, str]) -> tuple[int, str]:
+def _decide(hook: str, result: AnalysisResult, meta: dict[str, str],
+            report: str = "") -> tuple[int, str]:
     verdict = result.verdict.verdict
-    reason = result.verdict.reason
-    tail = f" [analysis {result.verdict.analysis_id}, score {result.verdict.score:g}]"
+    tail = (f" [analysis {result.verdict.analysis_id}, score {result.verdict.score:g}"
+            f"{', report ' + report if report else ''}]")
+    # Flagger shows the answer in the Canary's events: keep the link whole within one line.
+    reason = result.verdict.reason[:max(_MAX_LINE - len(tail) - 40, 200)]
     if hook == "rollback":
         if result.critical_failure:
             return 200, f"roll back: {reason}{tail}"
@@ -203,5 +210,7 @@ def flagger_hook(hook: str) -> Response:
         return _text(400 if exc.status < 500 else exc.status, hook, exc.message)
     except SourceError as exc:
         return _text(exc.status, hook, exc.message)
-    status, line = _decide(hook, result, meta)
+    report = report_url(req, parse_time(result.verdict.window.end),
+                        service.settings.public_url or "")
+    status, line = _decide(hook, result, meta, report)
     return _text(status, hook, line)

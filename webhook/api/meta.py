@@ -113,7 +113,8 @@ def openapi_document() -> dict[str, Any]:
         "504": {"description": "The metrics source timed out.", "content": json_of("Error")},
     }
     verdict_ok = {"200": {"description": "An analysis ran; any verdict.", "content": {
-        **json_of("Verdict"), "text/plain": {"schema": {"type": "string"}}}}, **errors}
+        **json_of("Verdict"), "text/plain": {"schema": {"type": "string"}},
+        "text/html": {"schema": {"type": "string"}}}}, **errors}
     text = {"text/plain": {"schema": {"type": "string"}}}
     query_params = [
         {"name": n, "in": "query", "required": False, "schema": {"type": "string"},
@@ -122,9 +123,13 @@ def openapi_document() -> dict[str, Any]:
             ("stable", "Matchers, or stable.<label>"),
             ("start", "RFC 3339 or unix seconds"), ("end", "RFC 3339 or unix seconds"),
             ("lookback", "Duration, e.g. 10m"), ("step", "Duration, e.g. 60s"),
+            ("warmup", "Duration left out at the start, e.g. 2m"),
             ("mode", "fixed"), ("alpha", "False-failure rate, e.g. 0.05"),
             ("provider", "app, istio, linkerd or pod: a mesh's own metric names"),
-            ("format", "text for a plain-text table"))]
+            ("revision", "The canary revision an approval must name"),
+            ("metrics", "Per-metric overrides as JSON, as in the POST body"),
+            ("format", "text for a plain-text table, html for the report page with a "
+                       "chart per check, json (default)"))]
     hook_types = ["confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
                   "confirm-promotion", "rollback", "post-rollout", "event"]
     return {
