@@ -60,12 +60,14 @@ nav { font-size: .85rem; color: var(--muted); }
 nav a { color: #1864ab; }
 footer { margin-top: 28px; color: var(--muted); font-size: .8rem; }
 @media print {
-  @page { size: A4 landscape; margin: 12mm; }
+  @page { size: A4; margin: 12mm; }
   body { max-width: none; padding: 0; font-size: 11pt; }
   nav { display: none; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   .checks { display: block; }
-  figure.check { break-inside: avoid; page-break-inside: avoid; margin-bottom: 10px; }
+  figure.check { break-inside: avoid; page-break-inside: avoid; margin-bottom: 8px; }
+  figure.check svg { max-width: 170mm; }
+  table { font-size: 8.5pt; }
   tr { break-inside: avoid; }
   h2 { break-after: avoid; }
 }
@@ -175,4 +177,6 @@ def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
         'how far the canary may move from the stable without failing; "evidence" is the '
         'sequential test\'s likelihood ratio against "within tolerance", which fails the '
         'check once it reaches 1/α (anytime-valid, so polling often does not inflate false '
-        'failures).</footer></body></html>')
+        'failures). The evidence is drawn as this load computes it over the steps so far; '
+        'its estimate of how clumped errors are uses the whole window, so a poll made '
+        'earlier may have seen slightly different values.</footer></body></html>')
