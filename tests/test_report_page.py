@@ -207,3 +207,56 @@ def test_flagger_hook_answer_links_to_the_same_decision(client):
     page = client.get(match.group(1))
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert 'id="verdict" data-verdict="fail"' in page.get_data(as_text=True)
+
+
+def test_traced_evidence_is_the_evidence_the_verdict_used():
+    """The chart's evidence line must end where the judge's p-value says (p = 1/M)."""
+    import math
+
+    import numpy as np
+
+    from webhook.judge import judge_quantile, judge_ratio
+    from webhook.judge.histogram import Histogram
+
+    rng = np.random.default_rng(3)
+    n = np.full(30, 1200.0)
+    bad_c, bad_s = rng.binomial(1200, 0.02, 30), rng.binomial(1200, 0.01, 30)
+    check = judge_ratio("e", bad_c, n, bad_s, n, relative_tolerance=0.2, mode="sequential")
+    assert check.verdict == "fail" and check.trace is not None
+    assert len(check.trace.evidence) == 30
+    assert math.exp(-check.trace.evidence[-1]) == pytest.approx(check.p_value, rel=1e-9)
+    assert check.trace.crossed is not None and check.trace.crossed < 29
+
+    bounds = [*np.arange(0.2, 4.01, 0.2).tolist(), math.inf]
+    def buckets(scale):
+        counts = np.array([rng.multinomial(1200, np.diff([0, *[min(1, b / (2 * scale))
+                                                           for b in bounds[:-1]], 1]))
+                           for _ in range(30)])
+        return [(b, np.cumsum(counts, axis=1)[:, i].astype(float)) for i, b in enumerate(bounds)]
+    q = judge_quantile("p", Histogram.from_steps(buckets(1.6)), Histogram.from_steps(buckets(1.0)),
+                       0.9, relative_tolerance=0.2, mode="sequential")
+    assert q.trace is not None and len(q.trace.evidence) == 30
+    assert math.exp(-max(q.trace.evidence)) == pytest.approx(q.p_value, rel=1e-9)
+    assert q.verdict == "fail" and q.trace.crossed is not None
+
+
+def test_cohort_checks_are_grouped_by_cohort():
+    from webhook.judge.types import CheckResult, Summary, Trace
+    from webhook.report.page import report_html
+
+    def check(name, cohort):
+        return CheckResult(name=name, kind="ratio", verdict="pass", test="t", reason=name,
+                           canary=Summary(10, 0.1), stable=Summary(10, 0.1), cohort=cohort,
+                           group="workflows", trace=Trace(canary=(0.1, 0.2), stable=(0.1, 0.1),
+                                                          first_time=0, step=60))
+    checks = [check("w[facility=A]", "A"), check("w[facility=B]", "B"), check("x", ""),
+              check("y[facility=A]", "A")]
+    body = {"verdict": "pass", "score": 100, "reason": "r", "config": "c", "mode": "fixed",
+            "window": {"start": "s", "end": "e", "step": 60}, "analysis_id": "id"}
+    html = report_html(body, checks)
+    order = [m.group(1) for m in re.finditer(r'<h3 class="cohort">cohort (\w)</h3>', html)]
+    assert order == ["A", "B"]
+    charts = html[html.index("<section"):]
+    a, b = charts.index("cohort A</h3>"), charts.index("cohort B</h3>")
+    assert charts.index('data-check="x"') < a < charts.index('data-check="y[facility=A]"') < b
+    assert len(_svgs(html)) == 4
