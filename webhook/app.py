@@ -43,7 +43,7 @@ class Service:
 
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
                 audit_extra: dict[str, Any] | None = None,
-                gate_action: str | None = None) -> AnalysisResult:
+                gate_action: str | None = None, traces: bool = False) -> AnalysisResult:
         """Run one analysis and leave the audit line and metrics behind, whatever happens."""
         began = time.perf_counter()
         record: dict[str, Any] = {
@@ -52,7 +52,7 @@ class Service:
         }
         try:
             result = run_analysis(req, self.registry, self.source, self.policy,
-                                  gate_action=gate_action)
+                                  gate_action=gate_action, traces=traces)
         except SourceError as exc:
             UPSTREAM_ERRORS.labels(exc.kind).inc()
             record.update(verdict="error", status=exc.status, reason=exc.message,

@@ -55,9 +55,11 @@ def _caller() -> str:
 
 def _respond(req: AnalysisRequest, route: str) -> Response:
     service = get_service()
+    wanted = _wanted_format()
     try:
         # Argo's analysis decides promotion: deployment gates (market hours, approvals) apply.
-        result = service.analyze(req, caller=_caller(), route=route, gate_action="promote")
+        result = service.analyze(req, caller=_caller(), route=route, gate_action="promote",
+                                 traces=wanted == "html")
     except AnalysisRequestError as exc:
         return error_response(exc.status, exc.message, exc.field)
     except SourceError as exc:
@@ -66,7 +68,6 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     end = parse_time(body["window"]["end"])
     base = service.settings.public_url or ""
     body["report"] = report_url(req, end, base)
-    wanted = _wanted_format()
     if wanted == "text":
         return Response(verdict_text(body), mimetype="text/plain")
     if wanted == "html":

@@ -49,14 +49,26 @@ def ratio_trace(bad_c: np.ndarray, total_c: np.ndarray, bad_s: np.ndarray, total
 
 
 def _step_quantiles(buckets: Buckets, q: float, points: int) -> np.ndarray:
+    """`Histogram.quantile` of each step's row, vectorised (every poll pays for it): linear
+    inside the bucket, the +Inf bucket read as the last finite bound, NaN without requests."""
     h = Histogram.from_steps(buckets)
     out = np.full(points, np.nan)
     if h.steps is None or not h.steps.size:
         return out
-    for i, row in enumerate(h.steps[:points]):
-        if row[-1] > 0:
-            value = Histogram(h.bounds, row).quantile(q)
-            out[i] = value if math.isfinite(value) else np.nan
+    rows, bounds = h.steps[:points], h.bounds
+    finite = bounds[np.isfinite(bounds)]
+    last = float(finite[-1]) if finite.size else 0.0
+    total = rows[:, -1]
+    rank = q * total
+    i = np.minimum(np.argmax(rows >= rank[:, None], axis=1), bounds.size - 1)
+    upper = bounds[i]
+    lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
+    below = np.where(i > 0, rows[np.arange(rows.shape[0]), np.maximum(i - 1, 0)], 0.0)
+    inside = rows[np.arange(rows.shape[0]), i] - below
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(inside > 0, lower + (upper - lower) * (rank - below) / inside, upper)
+    value = np.where(np.isinf(upper), last, value)
+    out[: rows.shape[0]] = np.where((total > 0) & np.isfinite(value), value, np.nan)
     return out
 
 
