@@ -5,7 +5,9 @@
 Against a real Prometheus with the planted rollouts (webhook.lab) and `canary-judge serve`
 (gunicorn), GETs the same explicit one-hour window (60 steps, http config: 3 checks) as JSON
 and as HTML, alternating so both see the same machine load, for a passing and a failing
-rollout. Reports p50/p95 wall time, the ratio HTML/JSON, and the bytes of each answer. The
+rollout. Reports p50/p95 wall time, the ratio HTML/JSON, and the bytes of each answer; and,
+in process (less exposed to a busy machine), run_analysis plus serialising, without and with
+the per-step traces and the page. The
 page recomputes the analysis (no state is kept), so it costs the analysis plus drawing the
 charts; the target is at most ~2x the JSON answer.
 """
@@ -21,11 +23,44 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import requests
+from flask import json as flask_json
 
-from bench.latency import summary
+from bench.latency import summary, timed
+from webhook.analysis import Policy, run_analysis
+from webhook.configs import load_registry
 from webhook.lab import PrometheusLab, render_openmetrics
 from webhook.lab.judge import served_judge
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash, standard_sides
+from webhook.models import AnalysisRequest
+from webhook.report.page import report_html
+from webhook.settings import load_settings
+from webhook.sources.prometheus import PrometheusSource
+
+
+def in_process(url: str, now: float, runs: int) -> dict[str, object]:
+    """run_analysis + JSON vs run_analysis with traces + the page, alternating."""
+    source = PrometheusSource(load_settings(prometheus_url=url))
+    registry, policy = load_registry(None), Policy()
+    request = AnalysisRequest.model_validate({
+        "config": "http", "canary": {"rollouts_pod_template_hash": argo_hash("errors3x")},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
+        "window": {"start": now - 3600, "end": now, "step": 60}})
+
+    def as_json() -> None:
+        flask_json.dumps(run_analysis(request, registry, source, policy).body())
+
+    def as_html() -> None:
+        result = run_analysis(request, registry, source, policy, traces=True)
+        report_html(result.body(), result.checks)
+
+    as_json(), as_html()
+    samples: dict[str, list[float]] = {"json": [], "html": []}
+    for _ in range(runs):
+        samples["json"] += timed(as_json, 1)
+        samples["html"] += timed(as_html, 1)
+    stats = {k: summary(v) for k, v in samples.items()}
+    return {**stats, "html_over_json_p50": round(stats["html"]["p50_ms"]
+                                                 / stats["json"]["p50_ms"], 2)}
 
 
 def main() -> int:
@@ -40,7 +75,9 @@ def main() -> int:
         "runs": args.runs}
     with PrometheusLab() as prom:
         prom.plant(render_openmetrics(standard_sides(), now - 7200, now + 600, seed=7))
-        with served_judge(prom.start(), workers=1) as judge, requests.Session() as http:
+        url = prom.start()
+        results["in_process"] = in_process(url, now, args.runs)
+        with served_judge(url, workers=1) as judge, requests.Session() as http:
             for label, version in (("pass", "healthy"), ("fail", "errors3x")):
                 query = {"canary.rollouts_pod_template_hash": argo_hash(version),
                          "stable.rollouts_pod_template_hash": ARGO_STABLE,
