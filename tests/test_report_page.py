@@ -7,6 +7,7 @@ a screenshot and a PDF print of each in an artifact directory that the test prin
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -260,3 +261,40 @@ def test_cohort_checks_are_grouped_by_cohort():
     a, b = charts.index("cohort A</h3>"), charts.index("cohort B</h3>")
     assert charts.index('data-check="x"') < a < charts.index('data-check="y[facility=A]"') < b
     assert len(_svgs(html)) == 4
+
+
+def test_overwhelming_evidence_is_drawn_not_overflowed():
+    """Hours of a 3x error rate give evidence past 1e308, beyond a float."""
+    from webhook.judge.types import CheckResult, Summary, Trace
+    from webhook.report.svg import chart
+
+    trace = Trace(canary=(0.03,) * 3, stable=(0.01,) * 3, evidence=(10.0, 900.0, 2000.0),
+                  evidence_level=math.log(20), first_time=0, step=60)
+    check = CheckResult(name="e", kind="ratio", verdict="fail", test="t", reason="r",
+                        canary=Summary(1, 0.03), stable=Summary(1, 0.01), trace=trace)
+    svg = ET.fromstring(chart(check, "x"))
+    text = ET.tostring(svg, encoding="unicode")
+    assert "peak 1e+868" in text and "crossed at" in text
+    assert "peaked at 1e+868" in svg.find(SVG_NS + "desc").text
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_any_numbers_give_a_well_formed_chart(seed):
+    """Corrupt series reach the page too (the verdict says inconclusive): the chart must still
+    be valid SVG, whatever the values."""
+    import numpy as np
+
+    from webhook.judge.types import CheckResult, Summary, Trace
+    from webhook.report.svg import chart
+
+    rng = np.random.default_rng(seed)
+    pool = [math.nan, math.inf, -math.inf, 1e308, -1e308, 0.0, 1e-300, 5.0, -3.0]
+    pick = lambda n: tuple(float(rng.choice(pool)) for _ in range(n))  # noqa: E731
+    trace = Trace(canary=pick(12), stable=pick(12), band_low=pick(12), band_high=pick(12),
+                  limits=pick(2), evidence=pick(12), evidence_level=math.log(20), unit="s",
+                  first_time=0, step=60)
+    check = CheckResult(name="c", kind="series", verdict="inconclusive", test="t", reason="r",
+                        canary=Summary(12, None), stable=Summary(12, None), trace=trace)
+    svg = ET.fromstring(chart(check, "z"))
+    assert svg.find(SVG_NS + "desc").text
+    assert "nan" not in ET.tostring(svg, encoding="unicode").replace("n/a", "").lower()

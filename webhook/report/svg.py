@@ -31,6 +31,15 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
 
 
+def power_of_ten(exponent: float, digits: int = 3) -> str:
+    """10**exponent as text; evidence can pass 1e308, where a float overflows."""
+    if not math.isfinite(exponent):
+        return "n/a" if math.isnan(exponent) else ("∞" if exponent > 0 else "0")
+    if exponent < 300:
+        return f"{10 ** exponent:.{digits}g}"
+    return f"1e+{math.floor(exponent)}"
+
+
 def _finite(values: Sequence[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
@@ -40,6 +49,8 @@ def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low] if math.isfinite(low) else []
     raw = (high - low) / count
+    if not (math.isfinite(raw) and raw > 0):
+        return [low, high]
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first = math.ceil(low / step - 1e-9) * step
@@ -64,7 +75,10 @@ class _Panel:
         return LEFT + self.width * (index + 1) / self.steps
 
     def y(self, value: float) -> float:
-        frac = (value - self.low) / (self.high - self.low)
+        span = self.high - self.low
+        frac = (value - self.low) / span if math.isfinite(span) and span > 0 else 0.5
+        if not math.isfinite(frac):
+            frac = 0.5 if math.isnan(frac) else math.copysign(1.05, frac)
         return self.top + self.height * (1 - min(max(frac, -0.05), 1.05))
 
 
@@ -178,12 +192,12 @@ def describe(check: CheckResult) -> str:
     if trace.limits:
         parts.append("limit " + " and ".join(fmt_value(v, unit) for v in trace.limits))
     if trace.evidence:
-        level = math.exp(trace.evidence_level or 0.0)
-        peak = math.exp(max(trace.evidence))
+        level = power_of_ten((trace.evidence_level or 0.0) / math.log(10))
+        peak = power_of_ten(max(trace.evidence) / math.log(10))
         crossed = trace.crossed
         parts.append(
-            f"evidence of a regression beyond tolerance peaked at {peak:.3g} against the "
-            f"fail line {level:.3g} (1/alpha)" + (
+            f"evidence of a regression beyond tolerance peaked at {peak} against the "
+            f"fail line {level} (1/alpha)" + (
                 f", first reached at step {crossed + 1} "
                 f"({_clock(trace.first_time + crossed * trace.step)} UTC)"
                 if crossed is not None else ", never reached"))
@@ -259,17 +273,17 @@ def _evidence(trace: Trace, top: float, steps: int) -> list[str]:
     panel = _Panel(top, EVIDENCE_HEIGHT, steps, low, high)
     values = [min(max(v, low), ceiling) for v in values]
     ticks = [t for t in nice_ticks(low, high, 3) if float(t).is_integer()] or [0.0]
-    out = _y_axis(panel, ticks, "evidence", lambda v: f"{10 ** v:g}")
+    out = _y_axis(panel, ticks, "evidence", lambda v: power_of_ten(v, 6))
     if peak > ceiling:
         out.append(f'<text x="{WIDTH - RIGHT - 4}" y="{top - 4}" class="tick" '
-                   f'text-anchor="end">evidence off the scale: peak {10 ** peak:.2g}</text>')
+                   f'text-anchor="end">evidence off the scale: peak {power_of_ten(peak, 2)}</text>')
     out += _x_axis(panel, trace, top + EVIDENCE_HEIGHT)
     y = panel.y(level)
     out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
                f'stroke="{FAIL_LINE}" stroke-width="1.5" stroke-dasharray="6 3" '
                'class="fail-line"/>')
     out.append(f'<text x="{WIDTH - RIGHT - 4}" y="{y - 4:.1f}" class="tick" '
-               f'fill="{FAIL_LINE}" text-anchor="end">fail line 1/α = {10 ** level:.3g}</text>')
+               f'fill="{FAIL_LINE}" text-anchor="end">fail line 1/α = {power_of_ten(level)}</text>')
     out.append(f'<path d="{_path(panel, values)}" fill="none" stroke="{EVIDENCE}" '
                'stroke-width="2" class="evidence"/>')
     crossed = trace.crossed
