@@ -298,3 +298,40 @@ def test_any_numbers_give_a_well_formed_chart(seed):
     svg = ET.fromstring(chart(check, "z"))
     assert svg.find(SVG_NS + "desc").text
     assert "nan" not in ET.tostring(svg, encoding="unicode").replace("n/a", "").lower()
+
+
+def test_report_link_round_trips_every_request_field():
+    """Whatever a POST body says, its report link must ask for the same analysis; a field
+    added to the request later and forgotten here fails this test."""
+    from urllib.parse import parse_qsl
+
+    from werkzeug.datastructures import MultiDict
+
+    from webhook.api.analyze import request_from_query
+    from webhook.models import AnalysisRequest
+    from webhook.report.query import report_url
+
+    body = {"config": "http", "canary": {"rollouts_pod_template_hash": 'a"b'},
+            "stable": 'app="web", rollouts_pod_template_hash!="x"',
+            "vars": {"requests_metric": "istio_requests_total"},
+            "window": {"start": 1_700_000_000, "lookback": "15m", "step": "30s",
+                       "warmup": "2m"},
+            "metrics": {"latency": {"tolerance": {"relative": 0.5}, "critical": True}},
+            "mode": "fixed", "alpha": 0.01, "provider": "istio", "revision": "7d9f"}
+    request = AnalysisRequest.model_validate(body)
+    unset = [name for name in AnalysisRequest.model_fields
+             if name != "config" and getattr(request, name) in (None, {}, [])]
+    assert not unset, f"set every field in this test: {unset}"
+
+    def round_trip(req: AnalysisRequest) -> AnalysisRequest:
+        url = urlsplit(report_url(req, end=1_700_000_900.0))
+        return request_from_query("http", MultiDict(parse_qsl(url.query)))
+
+    assert round_trip(request) == request  # start + lookback fix the end: nothing to pin
+    for window in ({"lookback": 900.0}, {"start": 1_700_000_000.0}, {}):
+        polled = request.model_copy(update={"window": request.window.model_copy(
+            update={"start": None, "lookback": None, **window})})
+        polled = AnalysisRequest.model_validate(polled.model_dump())
+        pinned = polled.model_copy(update={"window": polled.window.model_copy(
+            update={"end": 1_700_000_900.0})})
+        assert round_trip(polled) == pinned

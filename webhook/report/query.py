@@ -37,7 +37,10 @@ def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
         value = getattr(w, name)
         if value is not None:
             params.append((name, _seconds(value)))
-    params.append(("end", _seconds(w.end if w.end is not None else end)))
+    if w.end is not None:
+        params.append(("end", _seconds(w.end)))
+    elif w.start is None or w.lookback is None:  # start + lookback already fix the end
+        params.append(("end", _seconds(end)))
     for name in ("mode", "alpha", "provider", "revision"):
         value = getattr(request, name)
         if value is not None:

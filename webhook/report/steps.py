@@ -73,7 +73,7 @@ def _step_quantiles(buckets: Buckets, q: float, points: int) -> np.ndarray:
 
 
 def quantile_trace(canary: Buckets, stable: Buckets, q: float, points: int, rel: float,
-                   abs_: float, direction: str) -> Trace:
+                   abs_: float, direction: str, unit: str = "s") -> Trace:
     """Each side's q-quantile per step (read off that step's buckets like histogram_quantile);
     the band is the stable's quantile moved by the tolerance, as the judge moves it."""
     c, s = _step_quantiles(canary, q, points), _step_quantiles(stable, q, points)
@@ -82,7 +82,7 @@ def quantile_trace(canary: Buckets, stable: Buckets, q: float, points: int, rel:
         down = np.clip(np.minimum(s / (1 + rel), s - abs_), 0, None)
     low, high = _band(s, direction, up, down)
     return Trace(canary=_tuple(c), stable=_tuple(s), band_low=low, band_high=high,
-                 value_label=f"p{q * 100:g} per step", unit="s")
+                 value_label=f"p{q * 100:g} per step", unit=unit)
 
 
 def series_trace(canary: np.ndarray, stable: np.ndarray, allowed: float | None,
