@@ -335,3 +335,38 @@ def test_report_link_round_trips_every_request_field():
         pinned = polled.model_copy(update={"window": polled.window.model_copy(
             update={"end": 1_700_000_900.0})})
         assert round_trip(polled) == pinned
+
+
+@pytest.mark.parametrize("config,version,vars_", [
+    ("trading", "slippage", {"risk_tolerance": "low"}),
+    ("healthcare", "facility", {}),
+    ("healthcare", "adverse", {}),
+])
+def test_domain_configs_draw_one_valid_chart_per_check(client, lab, config, version, vars_):
+    """Every metric kind (ratio limits, series, thresholds, events, cohorts, gates) reaches
+    the page: one well-formed chart per check, cohorts under their own heading."""
+    from webhook.lab.rollouts import (
+        HEALTHCARE_STABLE,
+        TRADING_STABLE,
+        healthcare_hash,
+        trading_hash,
+    )
+
+    hashes = {"trading": (trading_hash(version), TRADING_STABLE),
+              "healthcare": (healthcare_hash(version), HEALTHCARE_STABLE)}[config]
+    payload = {"config": config, "canary": {"rollouts_pod_template_hash": hashes[0]},
+               "stable": {"rollouts_pod_template_hash": hashes[1]},
+               "window": lab.window(60), "vars": vars_}
+    answer = client.post("/v1/analyze", json=payload).json
+    page = client.post("/v1/analyze?format=html", json=payload)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert f'data-verdict="{answer["verdict"]}"' in html
+    figures = re.findall(r'<figure class="check"[^>]*data-check="([^"]*)"', html)
+    assert figures and sorted(figures) == sorted(c["name"] for c in answer["checks"])
+    svgs = _svgs(html)
+    assert len(svgs) == len(answer["checks"])
+    assert all(svg.find(SVG_NS + "desc").text for svg in svgs)
+    cohorts = {c["cohort"] for c in answer["checks"] if c["cohort"]}
+    for cohort in cohorts:
+        assert f'<h3 class="cohort">cohort {cohort}</h3>' in html

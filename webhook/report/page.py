@@ -44,6 +44,8 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line
          vertical-align: top; }
 th { background: #f1f3f5; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td:first-child { overflow-wrap: anywhere; }
+.table-wrap { overflow-x: auto; }
 .checks { display: grid; grid-template-columns: 1fr; gap: 18px; }
 figure.check { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 figure.check svg { width: 100%; max-width: 900px; height: auto; display: block; }
@@ -98,9 +100,11 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
         unit = _unit(check)
         effect = "–" if check.effect is None else f"{check.effect * 100:+.1f}%"
         low, high = check.interval or (None, None)
+        # relative intervals (canary / stable - 1) and proportions read as percentages
+        in_pct = "/" in check.interval_of or check.kind == "ratio"
+        bound_unit = "%" if in_pct else unit
         interval = "–" if low is None else (
-            f"{_num(low, '%' if '-' in check.interval_of else '')} … "
-            f"{_num(high, '%' if '-' in check.interval_of else '')}")
+            f"{_num(low, bound_unit)} … {_num(high, bound_unit)}")
         rows.append(
             f'<tr data-check={quoteattr(check.name)} data-verdict="{check.verdict}">'
             f'<td><a href="#{anchor}">{escape(check.name)}</a>'
@@ -112,10 +116,11 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
             f'<td class="num">{_count(check.stable.n)}</td>'
             f'<td class="num">{effect}</td><td class="num">{escape(interval)}</td>'
             f'<td class="num">{_num(check.p_value)}</td></tr>')
-    return ('<table class="checks-table"><thead><tr><th>check</th><th>verdict</th>'
-            '<th>canary</th><th>stable</th><th>n canary</th><th>n stable</th><th>effect</th>'
+    return ('<div class="table-wrap"><table class="checks-table"><thead><tr><th>check</th>'
+            '<th>verdict</th><th>canary</th><th>stable</th><th>n canary</th><th>n stable</th>'
+            '<th>effect</th>'
             '<th>interval</th><th>p</th></tr></thead><tbody>' + "".join(rows)
-            + "</tbody></table>")
+            + "</tbody></table></div>")
 
 
 def _figure(check: CheckResult, anchor: str) -> str:
