@@ -33,6 +33,7 @@ from webhook.configs import (
     metric_sides,
 )
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio
+from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt
 from webhook.judge.histogram import Histogram
 from webhook.judge.limits import (
     judge_events,
@@ -445,10 +446,33 @@ def _with_steps(check: CheckResult, shown: Callable[[], Trace], wanted: bool) ->
                                         evidence_level=judged.evidence_level))
 
 
+def _corrupt_check(spec: MetricSpec, get: Any, begin: int) -> CheckResult | None:
+    """An inconclusive check when any series the metric reads from step `begin` on is present
+    but NaN/±Inf (or a negative count): the decode step is the only place that still knows a
+    NaN sample from a missing one (`Series.present`)."""
+    for side in metric_sides(spec):
+        for role in _queries(spec):
+            result = get(side, role)
+            for series in () if result is None else result.series:
+                present = None if series.present is None else series.present[begin:]
+                bad = first_corrupt(series.values[begin:], present, counts=role in COUNT_ROLES)
+                if bad is None:
+                    continue
+                q = result.query
+                shown = "good" if role == "numerator" and getattr(spec, "good", None) else role
+                return corrupt_check(spec.name, spec.kind, side, shown, bad[1],
+                                     where=_iso(q.start + (begin + bad[0]) * q.step),
+                                     critical=spec.critical, weight=spec.weight)
+    return None
+
+
 def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
                 mode: str, first: int, traces: bool = False) -> list[CheckResult]:
     a = spec.alpha or alpha
     before = _before_start(first, mode)
+    corrupt = _corrupt_check(spec, get, before.start if before is not None else first)
+    if corrupt is not None:
+        return [replace(corrupt, group=spec.group)]
     base = dict(critical=spec.critical, weight=spec.weight)
     if isinstance(spec, RatioMetric):
         sides = [_combined_values(get(side, role), points, first)

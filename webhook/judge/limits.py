@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from webhook.judge.corrupt import corrupt_reason, first_corrupt
 from webhook.judge.ratio import _clean_steps, wilson_interval
 from webhook.judge.sequential import proportion_cs
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
@@ -54,6 +55,14 @@ def judge_threshold(
     when given, is shown for context only.
     """
     values = np.asarray(canary, dtype=float)
+    bad = first_corrupt(values, counts=False)
+    if bad is not None:  # +Inf would otherwise be skipped as "no sample" and could pass
+        return CheckResult(name=name, kind="threshold", verdict="inconclusive",
+                           test="data check: present series must be finite",
+                           reason=corrupt_reason(name, "canary", "values", bad[1],
+                                                 f"step {bad[0]}"),
+                           canary=Summary(0.0, None), stable=Summary(0.0, None),
+                           critical=critical, weight=weight)
     if absolute:
         values = np.abs(values)
     points = int(np.isfinite(values).sum())
@@ -118,6 +127,15 @@ def judge_events(
     a traffic query is configured: zero events on zero traffic proves nothing.
     """
     events = np.asarray(canary_events, dtype=float)
+    for side, role, arr in (("canary", "events", canary_events), ("canary", "total", canary_total),
+                            ("stable", "events", stable_events)):
+        bad = None if arr is None else first_corrupt(arr)
+        if bad is not None:  # an infinite or negative count is not "no events"
+            return CheckResult(name=name, kind="events", verdict="inconclusive",
+                               test=f"zero tolerance: at most {fmt_count(allowed)} on the canary",
+                               reason=corrupt_reason(name, side, role, bad[1], f"step {bad[0]}"),
+                               canary=Summary(0.0, None), stable=Summary(0.0, None),
+                               critical=critical, weight=weight, allowed=float(allowed))
     count = float(np.nansum(np.clip(np.where(np.isfinite(events), events, 0.0), 0, None)))
     # increase() extrapolates: 0.9 of an event is one event seen between two scrapes.
     count = float(np.round(count, 6))

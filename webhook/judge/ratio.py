@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from webhook.judge import sequential as seq
+from webhook.judge.corrupt import NEGATIVE_SLACK, corrupt_reason, first_corrupt
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
 TEST_NAME = "Newcombe hybrid score interval (difference of proportions)"
@@ -102,9 +103,17 @@ def judge_ratio(
     (`sequential.history_dispersion`).
 
     A missing numerator with a present total is zero events (Prometheus returns nothing for a
-    5xx counter that never fired); a missing total is no data.
+    5xx counter that never fired); a missing total is no data. A present but infinite or
+    negative count is corrupt: inconclusive, naming the side (`corrupt.py`).
     """
     base = dict(name=name, kind="ratio", test=TEST_NAME, critical=critical, weight=weight)
+    for side, role, values in (("canary", "numerator", numerator_c), ("canary", "total", total_c),
+                               ("stable", "numerator", numerator_s), ("stable", "total", total_s)):
+        bad = first_corrupt(values)
+        if bad is not None:
+            return CheckResult(verdict="inconclusive", reason=corrupt_reason(
+                name, side, role, bad[1], f"step {bad[0]}"), canary=Summary(0.0, None),
+                stable=Summary(0.0, None), **base)
     sides = []
     per_step = []
     for numerator, total in ((numerator_c, total_c), (numerator_s, total_s)):
@@ -165,14 +174,18 @@ def judge_ratio(
 
 
 def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step (totals, events): absent totals count as no traffic, absent events as zero,
-    negative or non-finite values as zero, events never above totals."""
+    """Per-step (totals, events): absent (NaN) totals count as no traffic, absent events as
+    zero, events never above totals. Infinite or negative counts never get here for the
+    judged steps (`judge_ratio` turns them into an inconclusive check); in the stable's history
+    they are dropped rather than read as zero."""
     total = np.asarray(total, dtype=float)
     numerator = np.broadcast_to(np.asarray(numerator, dtype=float), total.shape)
-    totals = np.where(np.isfinite(total), np.clip(total, 0, None), 0.0)
-    events = np.nan_to_num(numerator, nan=0.0, posinf=0.0, neginf=0.0)
-    events = np.minimum(np.clip(events, 0, None), totals)
-    return totals, events
+    with np.errstate(invalid="ignore"):
+        dropped = (np.isinf(total) | (total < -NEGATIVE_SLACK) | np.isinf(numerator)
+                   | (numerator < -NEGATIVE_SLACK))
+    totals = np.where(np.isfinite(total) & ~dropped, np.clip(total, 0, None), 0.0)
+    events = np.where(np.isfinite(numerator) & ~dropped, np.clip(numerator, 0, None), 0.0)
+    return totals, np.minimum(events, totals)
 
 
 def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], canary: Summary,

@@ -29,10 +29,16 @@ class RangeQuery:
 @dataclass(frozen=True)
 class Series:
     """One labelled series on the window's grid: `values[i]` is at `start + i*step`, NaN if
-    absent."""
+    absent.
+
+    `present` marks the steps that had a sample: a sample whose value is NaN (Prometheus sends
+    "NaN") is not an absent step, it is corrupt data, and only this mask tells the two apart.
+    None means "every finite value is a sample" (arrays built by hand).
+    """
 
     labels: Mapping[str, str]
     values: np.ndarray
+    present: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -188,14 +188,16 @@ def _parse_matrix(result: object, query: RangeQuery) -> tuple[Series, ...]:
             labels = {str(k): str(v) for k, v in item.get("metric", {}).items()}
             points = item.get("values", [])
             values = np.full(times.size, np.nan)
+            present = np.zeros(times.size, dtype=bool)
             for ts, raw in points:
                 index = round((float(ts) - query.start) / query.step)
                 if 0 <= index < times.size:
                     values[index] = _parse_value(raw)
+                    present[index] = True
         except (AttributeError, TypeError, ValueError) as exc:
             raise SourceUnavailable(
                 f"metric {query.metric!r}: malformed series from Prometheus", query.metric) from exc
-        out.append(Series(labels, values))
+        out.append(Series(labels, values, present))
     return tuple(out)
 
 

@@ -1,0 +1,80 @@
+"""Corrupt samples: a series that is there but holds NaN, ±Inf or a negative count.
+
+An absent series is normal (a 5xx counter that never fired has none) and the judges read it as
+zero events or as no data. A *present* sample that is NaN or ±Inf (a division by zero, an
+overflow, a broken exporter or recording rule), or a negative count (`increase()` already
+handles counter resets, so a count below zero is never real), is neither: reading it as zero,
+or skipping it, once let a canary with three times the errors pass. Such a check is
+inconclusive, and its reason names the metric, the side and the bad value so that a person can
+find the broken series.
+
+Pure functions on arrays: the analysis calls them with the mask of steps that had a sample (the
+only way to tell a NaN sample from a missing one); the judges call them on the arrays they get,
+where NaN means "no sample", so only ±Inf and negative counts are visible there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from webhook.judge.types import CheckResult, Summary
+
+# Roles whose per-step values are counts (requests, events, bucket increments).
+COUNT_ROLES = frozenset({"numerator", "total", "events", "buckets"})
+# increase() of a float counter can come out a hair below zero through rounding.
+NEGATIVE_SLACK = 1e-9
+
+_ROLE_WORDS = {"numerator": "bad-event count", "good": "good-event count", "total": "request count",
+               "events": "event count", "buckets": "histogram bucket count",
+               "values": "value"}
+
+
+def first_corrupt(values: np.ndarray, present: np.ndarray | None = None, *,
+                  counts: bool = True) -> tuple[int, float] | None:
+    """(step index, value) of the first corrupt sample, or None.
+
+    `present` marks steps that had a sample; without it NaN is taken as "no sample". For counts
+    NaN, ±Inf and negative values are corrupt; for gauges (`counts=False`, where a negative value
+    is real and a NaN is an undefined step such as 0/0) only ±Inf is.
+    """
+    arr = np.asarray(values, dtype=float)
+    mask = np.ones(arr.shape, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    if counts:
+        bad = mask & (~np.isfinite(arr) if present is not None else np.isinf(arr))
+        with np.errstate(invalid="ignore"):
+            bad |= mask & (arr < -NEGATIVE_SLACK)
+    else:
+        bad = mask & np.isinf(arr)
+    hits = np.flatnonzero(bad)
+    if hits.size == 0:
+        return None
+    return int(hits[0]), float(arr[hits[0]])
+
+
+def fmt_bad(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:.6g}"
+
+
+def corrupt_reason(name: str, side: str, role: str, value: float, where: str = "") -> str:
+    """One line naming the metric, the side, the kind of series and the bad value."""
+    what = _ROLE_WORDS.get(role, role)
+    at = f" at {where}" if where else ""
+    return (f"{name}: the {side}'s {what} series is corrupt ({fmt_bad(value)}{at}); a present "
+            "series that is NaN, ±Inf or a negative count is not data: fix the exporter or the "
+            "query")
+
+
+def corrupt_check(name: str, kind: str, side: str, role: str, value: float, *,
+                  where: str = "", critical: bool = False, weight: float = 1.0) -> CheckResult:
+    """The inconclusive check that stands in for a judgement on corrupt data."""
+    return CheckResult(name=name, kind=kind, verdict="inconclusive",
+                       test="data check: present series must be finite counts",
+                       reason=corrupt_reason(name, side, role, value, where),
+                       canary=Summary(0.0, None), stable=Summary(0.0, None),
+                       critical=critical, weight=weight)
