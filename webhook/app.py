@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -22,6 +23,7 @@ from webhook.models import AnalysisRequest
 from webhook.observability import (
     ANALYSES,
     ANALYSIS_SECONDS,
+    HOOK_RESPONSES,
     UPSTREAM_ERRORS,
     UPSTREAM_QUERIES,
     audit,
@@ -64,6 +66,12 @@ class Service:
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
             raise
+        except Exception as exc:
+            record.update(verdict="error", status=500, reason=f"internal error "
+                          f"({type(exc).__name__}); see the service log",
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise
         body = result.verdict
         ANALYSES.labels(body.config, caller, body.verdict).inc()
         ANALYSIS_SECONDS.labels(caller).observe(result.seconds)
@@ -81,9 +89,14 @@ def get_service() -> Service:
     return current_app.extensions["canary_judge"]
 
 
+_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+          500: "internal", 503: "unavailable", 504: "timeout"}
+
+
 def error_response(status: int, message: str, field: str | None = None,
-                   kind: str = "bad_request") -> Response:
-    body: dict[str, Any] = {"error": kind, "message": message}
+                   kind: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": kind or _KINDS.get(status, "error"), "message": message}
     if field:
         body["field"] = field
     response = jsonify(body)
@@ -108,12 +121,29 @@ def validation_message(exc: ValidationError, prefix: str = "") -> tuple[str, str
 def bearer_ok(settings: Settings) -> bool:
     if not settings.api_tokens:
         return True
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 11.1)
         return False
-    given = header[7:].strip().encode()
+    given = credentials.strip().encode("utf-8", "surrogateescape")
     return any(hmac.compare_digest(given, t.get_secret_value().encode())
                for t in settings.api_tokens)
+
+
+def _count_hook(status: int) -> None:
+    """Hook answers that never reached the hook's own code still count in /metrics."""
+    if request.path.startswith("/v1/hooks/"):
+        from webhook.api.hooks import HOOK_TYPES
+
+        hook = request.path.removeprefix("/v1/hooks/")
+        HOOK_RESPONSES.labels(hook if hook in HOOK_TYPES else "unknown", str(status)).inc()
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """JSON has no NaN or Infinity: Argo cannot read `"score": NaN`, so refuse to write one."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
 
 
 def create_app(settings: Settings | None = None, source: MetricsSource | None = None,
@@ -121,6 +151,7 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     app = Flask("canary_judge")
+    app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     registry = registry or load_registry(settings.config_dir)
@@ -139,17 +170,23 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        kinds = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        status = exc.code or 500
         message = {
-            404: f"no route {request.path}; see /openapi.json",
-            405: f"{request.method} is not allowed on {request.path}",
+            404: "no such route; see /openapi.json",
+            405: f"{request.method} is not allowed here",
             413: "request body too large (max 256 KiB)",
-        }.get(exc.code or 500, exc.description or "error")
-        return error_response(exc.code or 500, message, kind=kinds.get(exc.code or 0, "error"))
+        }.get(status, exc.description or "error")
+        response = error_response(status, message)
+        valid = getattr(exc, "valid_methods", None)
+        if status == 405 and valid:
+            response.headers["Allow"] = ", ".join(sorted(valid))
+        _count_hook(status)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal error; see the service log", kind="internal")
+        _count_hook(500)
+        return error_response(500, "internal error; see the service log")
 
     return app

@@ -45,13 +45,13 @@ class Tolerance(BaseModel):
     metric's own unit), so a zero-error stable side still has a meaningful bound.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     relative: float = Field(0.0, ge=0)
     absolute: float = Field(0.0, ge=0)
 
 
 class _MetricBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
     name: str = Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_.-]{0,62}$")
     description: str = ""
     direction: Direction = "increase"

@@ -8,6 +8,7 @@ type that changes between answers.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime
@@ -19,12 +20,22 @@ from webhook.configs import Mode, Provider, Tolerance
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LATEST_TIME = 4102444800.0  # 2100-01-01: beyond it a time is a typo, and dates stop printing
+_LONGEST_DURATION = 10 * 365 * 86400.0
+
+
+def _as_float(value: float | int) -> float:
+    """An int too large for a float (10**400) is out of range, not a crash."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def parse_duration(value: str | float | int) -> float:
     """`90`, `"90"`, `"90s"`, `"1h30m"` → seconds. Raises ValueError with the accepted forms."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _as_float(value)
     else:
         text = str(value).strip()
         try:
@@ -35,20 +46,32 @@ def parse_duration(value: str | float | int) -> float:
                 raise ValueError(
                     f"{text!r} is not a duration; use e.g. 30s, 10m, 1h30m or seconds") from None
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not (math.isfinite(seconds) and seconds <= _LONGEST_DURATION):
+        raise ValueError(f"{str(value)[:40]!r} is not a duration up to 10 years; use e.g. "
+                         "30s, 10m or seconds")
     if not seconds > 0:
         raise ValueError("duration must be positive")
     return seconds
 
 
+def _finite_time(value: float, text: object) -> float:
+    if not (math.isfinite(value) and 0 <= value < _LATEST_TIME):
+        raise ValueError(f"{str(text)[:40]!r} is not a time between 1970 and 2100; use RFC 3339 "
+                         "(2026-11-22T10:00:00Z) or unix seconds")
+    return value
+
+
 def parse_time(value: str | float | int) -> float:
     """RFC 3339 (`2026-11-22T10:00:00Z`) or unix seconds (also as a string) → unix seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _finite_time(_as_float(value), value)
     text = str(value).strip()
     try:
-        return float(text)
+        number: float | None = float(text)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return _finite_time(number, text)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -57,13 +80,13 @@ def parse_time(value: str | float | int) -> float:
         ) from None
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; add Z or an offset like +01:00")
-    return parsed.timestamp()
+    return _finite_time(parsed.timestamp(), text)
 
 
 class Window(BaseModel):
     """The time range judged. All optional: the default ends now and looks back a while."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     start: float | None = None
     end: float | None = None
     lookback: float | None = None
@@ -91,7 +114,7 @@ class Window(BaseModel):
 class MetricOverride(BaseModel):
     """Per-request changes to a config metric (or, when allowed, a whole inline metric)."""
 
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, allow_inf_nan=False)
     name: str | None = None
     tolerance: Tolerance | None = None
     critical: bool | None = None
@@ -108,7 +131,7 @@ Labels = dict[str, str]
 class AnalysisRequest(BaseModel):
     """One analysis: which config, which two sides, which window."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
     config: str = Field("http", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     canary: Labels | str = Field(
         description='Label matchers: {"rollouts_pod_template_hash": "7d9f"} or \'app="web"\'.')

@@ -19,6 +19,13 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 _MATCHER = re.compile(
     r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*(,|$)')
 _OPS = ("=", "!=", "=~", "!~")
+# Words the PromQL lexer reads as keywords or numbers, never as a metric name: a var set to one
+# of them would make Prometheus reject the query, which is the caller's mistake (400), not ours.
+KEYWORDS = frozenset({
+    "and", "or", "unless", "atan2", "bool", "by", "without", "on", "ignoring", "group_left",
+    "group_right", "offset", "start", "end", "nan", "inf",
+    "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk", "bottomk",
+    "count_values", "quantile", "limitk", "limit_ratio"})
 
 
 class PromQLError(ValueError):
@@ -73,6 +80,7 @@ def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
                 f"{field}: expected label matchers like app=\"web\" or pod=~\"web-.*\", "
                 f"could not parse near {body[pos:pos + 30]!r}", field)
         name, op, raw, _ = match.groups()
+        _check_label_name(name, field)
         value = _unescape(raw)
         if op in ("=", "=~") and value == "":
             raise _empty_value(field, name)
@@ -91,6 +99,7 @@ def matchers_from_labels(labels: Mapping[str, object], field: str) -> tuple[Matc
     for name, value in labels.items():
         if not LABEL_NAME.fullmatch(str(name)):
             raise PromQLError(f"{field}: {name!r} is not a valid Prometheus label name", field)
+        _check_label_name(str(name), field)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise PromQLError(f"{field}.{name}: label value must be a string", field)
         if str(value) == "":
@@ -105,6 +114,12 @@ def _empty_value(field: str, name: str) -> PromQLError:
     return PromQLError(
         f"{field}.{name}: empty value; it would match every series without label {name} "
         "(check the arg or var that should fill it)", f"{field}.{name}")
+
+
+def _check_label_name(name: str, field: str) -> None:
+    if name.startswith("__"):
+        raise PromQLError(f"{field}: label names starting with __ (such as __name__) are "
+                          "reserved by Prometheus; select the series by their own labels", field)
 
 
 def render_selector(matchers: tuple[Matcher, ...]) -> str:
@@ -159,8 +174,12 @@ def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
             return quote(value)[1:-1]
         if not IDENTIFIER.fullmatch(value):
             raise PromQLError(
-                f"vars.{name}: {value!r} is placed in the query as a name, so it must match "
-                "[a-zA-Z_:][a-zA-Z0-9_:]*", f"vars.{name}")
+                f"vars.{name}: {value[:60]!r} is placed in the query as a name, so it must "
+                "match [a-zA-Z_:][a-zA-Z0-9_:]*", f"vars.{name}")
+        if value.lower() in KEYWORDS or value.startswith("__"):
+            raise PromQLError(
+                f"vars.{name}: {value!r} is a PromQL keyword or reserved name and cannot be "
+                "placed in the query as a name", f"vars.{name}")
         return value
 
     return _PLACEHOLDER.sub(substitute, template)

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
 from webhook.analysis import AnalysisRequestError
+from webhook.api.body import BodyError, read_json_object
 from webhook.app import bearer_ok, error_response, get_service, validation_message
 from webhook.models import AnalysisRequest, parse_time
 from webhook.render import verdict_text
@@ -91,10 +92,10 @@ def _unauthorized() -> Response:
 def analyze_post() -> Response:
     if not bearer_ok(get_service().settings):
         return _unauthorized()
-    payload = request.get_json(silent=True, force=True)
-    if not isinstance(payload, dict):
-        return error_response(400, "body: expected a JSON object (Content-Type: "
-                              "application/json)", "body")
+    try:
+        payload = read_json_object(request, "a JSON object (the analysis request)")
+    except BodyError as exc:
+        return error_response(exc.status, exc.message, exc.field)
     try:
         req = AnalysisRequest.model_validate(payload)
     except ValidationError as exc:

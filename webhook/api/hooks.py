@@ -26,7 +26,9 @@ from flask import Blueprint, Response
 from flask import request as flask_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from webhook import promql
 from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
+from webhook.api.body import BodyError, read_json_object
 from webhook.app import get_service, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest, parse_time
@@ -91,7 +93,11 @@ def _selectors(p: FlaggerPayload, meta: dict[str, str]) -> tuple[dict[str, str] 
     if provider == "pod":
         segment = "[0-9a-zA-Z]+"
         escaped = re.escape(target)
-        extra = "".join(f', {k}="{v}"' for k, v in ns.items())
+        try:  # the namespace is caller data: escaped like every other label value
+            extra = "".join(", " + m.render()
+                            for m in promql.matchers_from_labels(ns, "metadata.namespace_label"))
+        except promql.PromQLError as exc:
+            raise AnalysisRequestError(str(exc), exc.field) from exc
         return (f'pod=~"{escaped}-{segment}-{segment}"{extra}',
                 f'pod=~"{escaped}-primary-{segment}-{segment}"{extra}')
     label = meta.get("app_label", "app")
@@ -182,9 +188,10 @@ def flagger_hook(hook: str) -> Response:
     if hook not in HOOK_TYPES:
         return _text(404, "unknown", f"unknown hook type {hook!r}; use one of "
                      f"{', '.join(HOOK_TYPES)}")
-    raw = flask_request.get_json(silent=True, force=True)
-    if not isinstance(raw, dict):
-        return _text(400, hook, "body: expected Flagger's JSON payload (name, namespace, ...)")
+    try:
+        raw = read_json_object(flask_request, "Flagger's JSON payload (name, namespace, ...)")
+    except BodyError as exc:
+        return _text(exc.status, hook, exc.message)
     try:
         payload = FlaggerPayload.model_validate(raw)
     except ValidationError as exc:
@@ -207,7 +214,7 @@ def flagger_hook(hook: str) -> Response:
                                  audit_extra=who,
                                  gate_action="promote" if hook == "confirm-promotion" else None)
     except AnalysisRequestError as exc:
-        return _text(400 if exc.status < 500 else exc.status, hook, exc.message)
+        return _text(exc.status, hook, exc.message)
     except SourceError as exc:
         return _text(exc.status, hook, exc.message)
     report = report_url(req, parse_time(result.verdict.window.end),
