@@ -622,12 +622,14 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
 
 def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
                  policy: Policy, now: float | None = None,
-                 gate_action: str | None = None, traces: bool = False) -> AnalysisResult:
+                 gate_action: str | None = None, traces: bool = False,
+                 deadline: float | None = None) -> AnalysisResult:
     """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx).
 
     `gate_action` ("start" or "promote") adds the config's gates as checks: the Argo analysis
     and Flagger's confirm-promotion judge promotion; Flagger's other hooks judge health only.
     `traces` adds each check's per-step values for the report page's charts.
+    `deadline` (time.monotonic()) bounds everything the source does for this analysis.
     """
     began = time.perf_counter()
     now = time.time() if now is None else now
@@ -656,7 +658,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         return _too_short(request, config, specs, vars_, window, mode, now, level,
                           gate_action, began)
     queries = plan_queries(specs, selectors, vars_, window)
-    fetched = source.query_range_many(queries)
+    fetched = source.query_range_many(queries, deadline=deadline)
     results = {r.query.key: r for r in fetched}
     points = grid(window.start + window.step, window.end, window.step).size
     first = 0

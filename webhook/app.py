@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -36,25 +37,54 @@ from webhook.sources.prometheus import PrometheusSource
 log = logging.getLogger(__name__)
 
 
+class Busy(SourceError):
+    """Every analysis slot of this worker is taken: 503 at once, and a thread stays free for
+    /healthz (a liveness probe that waited behind analyses would get the pod restarted)."""
+
+    status = 503
+    kind = "busy"
+
+
 @dataclass
 class Service:
     settings: Settings
     registry: ConfigRegistry
     source: MetricsSource
     policy: Policy
+    slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(max(self.settings.threads - 1, 1))
 
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
                 audit_extra: dict[str, Any] | None = None,
                 gate_action: str | None = None, traces: bool = False) -> AnalysisResult:
-        """Run one analysis and leave the audit line and metrics behind, whatever happens."""
+        """Run one analysis within the deadline and leave the audit line and metrics behind,
+        whatever happens."""
         began = time.perf_counter()
+        deadline = time.monotonic() + self.settings.analysis_deadline_seconds
         record: dict[str, Any] = {
             "caller": caller, "route": route, "config": req.config,
             "canary": req.canary, "stable": req.stable, **(audit_extra or {}),
         }
+        if not self.slots.acquire(blocking=False):
+            exc = Busy(f"busy: {max(self.settings.threads - 1, 1)} analyses already running "
+                       "in this worker; retry shortly")
+            record.update(verdict="error", status=exc.status, reason=exc.message,
+                          duration_s=0.0)
+            audit(record)
+            raise exc
+        try:
+            return self._analyze(req, record, began, deadline, gate_action, traces)
+        finally:
+            self.slots.release()
+
+    def _analyze(self, req: AnalysisRequest, record: dict[str, Any], began: float,
+                 deadline: float, gate_action: str | None, traces: bool) -> AnalysisResult:
+        caller = record["caller"]
         try:
             result = run_analysis(req, self.registry, self.source, self.policy,
-                                  gate_action=gate_action, traces=traces)
+                                  gate_action=gate_action, traces=traces, deadline=deadline)
         except SourceError as exc:
             UPSTREAM_ERRORS.labels(exc.kind).inc()
             record.update(verdict="error", status=exc.status, reason=exc.message,

@@ -43,9 +43,21 @@ class Settings(BaseSettings):
     prometheus_ca_file: Path | None = None
     prometheus_insecure_skip_verify: bool = False
     prometheus_timeout_seconds: float = Field(
-        5.0, gt=0, description="Per query; keep below the caller's timeout (Argo/Flagger: 10 s)."
+        5.0, gt=0, description="Per socket operation (connect, each read); the analysis "
+        "deadline bounds the whole."
     )
     prometheus_max_concurrency: int = Field(8, ge=1, le=64)
+    analysis_deadline_seconds: float = Field(
+        8.0, gt=0, le=60, description="One deadline per analysis for everything upstream: "
+        "connecting, waiting and reading whole answers. Past it: 504. Keep it below the "
+        "callers' own timeout (Argo and Flagger: 10 s).")
+    readiness_deadline_seconds: float = Field(
+        3.0, gt=0, le=60, description="/readyz's bound on its Prometheus probe (keep it "
+        "below the readinessProbe's timeoutSeconds).")
+    threads: int = Field(
+        8, ge=1, le=256, description="gunicorn threads per worker (the same variable the "
+        "gunicorn config reads); at most threads - 1 analyses run at once per worker, so one "
+        "thread is always free for /healthz, /readyz and /metrics.")
 
     config_dir: Path | None = Field(None, description="Directory of analysis config YAML files.")
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(

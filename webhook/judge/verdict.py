@@ -15,6 +15,7 @@ much looked fine".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ class Verdict:
 
 def _share_passing(checks: Sequence[CheckResult]) -> float:
     total = sum(c.weight for c in checks)
-    if total <= 0:
+    if not 0 < total < math.inf:  # no weight, or weights so large their sum overflows
         return sum(c.verdict == "pass" for c in checks) / max(len(checks), 1)
     return sum(c.weight for c in checks if c.verdict == "pass") / total
 
@@ -50,7 +51,7 @@ def _overall_share(checks: Sequence[CheckResult],
     shares = group_shares(checks)
     weights = {g: (group_weights or {}).get(g, 1.0) for g in shares}
     total = sum(weights.values())
-    if total <= 0:
+    if not 0 < total < math.inf:
         return sum(shares.values()) / len(shares)
     return sum(shares[g] * weights[g] for g in shares) / total
 

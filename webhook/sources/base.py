@@ -77,7 +77,7 @@ class SourceUnavailable(SourceError):
 
 
 class SourceTimeout(SourceError):
-    """The source did not answer within the per-call timeout."""
+    """The source did not answer within the per-call timeout or the analysis deadline."""
 
     status = 504
     kind = "timeout"
@@ -93,8 +93,10 @@ class QueryRejected(SourceError):
 class MetricsSource(Protocol):
     """What the analysis needs from a backend; nothing else about it leaks through."""
 
-    def query_range_many(self, queries: Sequence[RangeQuery]) -> list[QueryResult]:
-        """Run all queries (concurrently where possible); raise a SourceError if any fails."""
+    def query_range_many(self, queries: Sequence[RangeQuery],
+                         deadline: float | None = None) -> list[QueryResult]:
+        """Run all queries (concurrently where possible); raise a SourceError if any fails,
+        SourceTimeout when `deadline` (a time.monotonic() instant) passes first."""
         ...
 
     def ready(self) -> tuple[bool, str]:

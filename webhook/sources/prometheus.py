@@ -8,15 +8,20 @@ own deadline (Argo/Flagger: 10 s) is already running.
 
 from __future__ import annotations
 
+import json
 import math
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from webhook.settings import Settings
@@ -31,7 +36,13 @@ from webhook.sources.base import (
     grid,
 )
 
-_MAX_ERROR_TEXT = 300
+_MAX_ERROR_TEXT = 200
+_READ_SIZE = 65536
+_MAX_BODY = 64 * 2**20
+# Prometheus' own errorType values (api/v1); anything else is not its envelope.
+_ERROR_TYPES = {"timeout", "canceled", "execution", "bad_data", "internal", "unavailable",
+                "not_found", "not_acceptable"}
+_HEADER_WORDS = ("authorization", "bearer ", "x-scope-orgid", "cookie", "basic ")
 
 
 class PrometheusSource:
@@ -61,45 +72,88 @@ class PrometheusSource:
             self._session.verify = False
         elif settings.prometheus_ca_file:
             self._session.verify = str(settings.prometheus_ca_file)
+        self._deadline = settings.analysis_deadline_seconds
+        self._ready_deadline = settings.readiness_deadline_seconds
+        # every credential we send, so that no upstream text quoting one is passed on
+        self._secrets = [v for v in (
+            self._token.get_secret_value() if self._token else None,
+            settings.prometheus_password.get_secret_value()
+            if settings.prometheus_password else None,
+            settings.prometheus_org_id, *settings.prometheus_headers.values()) if v]
         self._executor = executor or ThreadPoolExecutor(
             max_workers=settings.prometheus_max_concurrency, thread_name_prefix="prom")
 
     # -- MetricsSource -------------------------------------------------------------------
 
-    def query_range_many(self, queries: Sequence[RangeQuery]) -> list[QueryResult]:
+    def query_range_many(self, queries: Sequence[RangeQuery],
+                         deadline: float | None = None) -> list[QueryResult]:
+        """All queries on the shared bounded pool, within `deadline` (time.monotonic()).
+
+        The calling thread waits at most until the deadline and then answers; the queries
+        still running are told to stop (each checks between reads of its body and closes its
+        connection), queued ones are cancelled, so abandoned work ends within one socket
+        timeout and can never pile up beyond the pool's size.
+        """
         if not queries:
             return []
-        if len(queries) == 1:
-            return [self._query_range(queries[0])]
-        futures = [self._executor.submit(self._query_range, q) for q in queries]
-        results: list[QueryResult] = []
-        first_error: SourceError | None = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except SourceError as exc:
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-        return results
+        deadline = time.monotonic() + self._deadline if deadline is None else deadline
+        stop = threading.Event()
+        try:
+            futures = [self._executor.submit(self._query_range, q, deadline, stop)
+                       for q in queries]
+        except RuntimeError as exc:  # the pool was shut down (the worker is exiting)
+            raise SourceUnavailable("the judge is shutting down") from exc
+        done, pending = wait(futures, timeout=max(deadline - time.monotonic(), 0.0),
+                             return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed or pending:
+            stop.set()
+            for future in pending:
+                future.cancel()
+        if failed:
+            error = failed[0].exception()
+            if isinstance(error, SourceError):
+                raise error
+            raise SourceUnavailable(f"reading the metrics source failed "
+                                    f"({type(error).__name__})") from error
+        if pending:
+            metric = next((q.metric for q, f in zip(queries, futures, strict=True)
+                           if f in pending), "")
+            raise SourceTimeout(
+                f"the metrics source did not answer all queries within the analysis deadline "
+                f"of {self._deadline:g}s (CANARY_JUDGE_ANALYSIS_DEADLINE_SECONDS)",
+                metric)
+        return [f.result() for f in futures]
 
     def ready(self) -> tuple[bool, str]:
+        """Bounded like an analysis, by the readiness deadline, on the same pool."""
+        deadline = time.monotonic() + self._ready_deadline
+        stop = threading.Event()
         try:
-            self._get("/api/v1/query", {"query": "vector(1)"}, metric="readiness")
+            future = self._executor.submit(self._get, "/api/v1/query", {"query": "vector(1)"},
+                                           "", deadline, stop)
+            future.result(timeout=max(deadline - time.monotonic(), 0.0))
         except SourceError as exc:
             return False, exc.message
+        except FutureTimeout:
+            stop.set()
+            future.cancel()
+            return False, f"no answer within {self._ready_deadline:g}s"
+        except RuntimeError:
+            return False, "the judge is shutting down"
         return True, "ok"
 
     # -- internals -----------------------------------------------------------------------
 
-    def _query_range(self, query: RangeQuery) -> QueryResult:
+    def _query_range(self, query: RangeQuery, deadline: float,
+                     stop: threading.Event) -> QueryResult:
         began = time.perf_counter()
         payload = self._post("/api/v1/query_range", {
             "query": query.expr,
             "start": _fmt_time(query.start),
             "end": _fmt_time(query.end),
             "step": _fmt_time(query.step),
-        }, metric=query.metric)
+        }, query.metric, deadline, stop)
         data = payload.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "matrix":
             raise SourceUnavailable(
@@ -120,25 +174,51 @@ class PrometheusSource:
             token = self._token.get_secret_value()
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    def _post(self, path: str, form: dict[str, str], metric: str) -> dict:
-        return self._call("POST", path, metric, data=form)
+    def _post(self, path: str, form: dict[str, str], metric: str, deadline: float,
+              stop: threading.Event) -> dict:
+        return self._call("POST", path, metric, deadline, stop, data=form)
 
-    def _get(self, path: str, params: dict[str, str], metric: str) -> dict:
-        return self._call("GET", path, metric, params=params)
+    def _get(self, path: str, params: dict[str, str], metric: str, deadline: float,
+             stop: threading.Event) -> dict:
+        return self._call("GET", path, metric, deadline, stop, params=params)
 
-    def _call(self, method: str, path: str, metric: str, **kwargs: object) -> dict:
+    def _call(self, method: str, path: str, metric: str, deadline: float,
+              stop: threading.Event, **kwargs: object) -> dict:
         what = f"metric {metric!r}: " if metric else ""
+        late = SourceTimeout(f"{what}the metrics source did not answer within the deadline",
+                             metric)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or stop.is_set():
+            raise late
+        # connect and every socket read bounded by what is left of the deadline
+        timeout = (min(self._timeout, remaining), min(self._timeout, remaining))
+        headers = self._headers()
         try:
-            response = self._session.request(method, self._base + path, headers=self._headers(),
-                                             timeout=self._timeout, **kwargs)  # type: ignore[arg-type]
+            response = self._session.request(method, self._base + path, headers=headers,
+                                             timeout=timeout, stream=True,
+                                             **kwargs)  # type: ignore[arg-type]
         except requests.Timeout as exc:
             raise SourceTimeout(
                 f"{what}Prometheus did not answer within {self._timeout:g}s", metric) from exc
         except requests.RequestException as exc:
             raise SourceUnavailable(
                 f"{what}Prometheus unreachable ({type(exc).__name__})", metric) from exc
-        body = _json_or_none(response)
-        error_text = _error_text(body, response)
+        try:
+            raw = _read_body(response, deadline, stop, late)
+        except requests.RequestException as exc:
+            raise SourceUnavailable(
+                f"{what}Prometheus broke off its answer ({type(exc).__name__})", metric) from exc
+        except (OSError, HTTPError) as exc:
+            if isinstance(exc, ReadTimeoutError | TimeoutError):
+                raise SourceTimeout(f"{what}Prometheus did not answer within "
+                                    f"{self._timeout:g}s", metric) from exc
+            raise SourceUnavailable(
+                f"{what}Prometheus broke off its answer ({type(exc).__name__})", metric) from exc
+        finally:
+            response.close()
+        body = _json_or_none(raw)
+        sent = [v.split(" ", 1)[-1] for v in headers.values()]
+        error_text = _error_text(body, response.status_code, [*self._secrets, *sent])
         if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 429):
             raise QueryRejected(f"{what}Prometheus rejected the query: {error_text}", metric)
         if response.status_code in (401, 403):
@@ -155,21 +235,56 @@ class PrometheusSource:
         return body
 
 
-def _json_or_none(response: requests.Response) -> object:
+def _read_body(response: requests.Response, deadline: float, stop: threading.Event,
+               late: SourceTimeout) -> bytes:
+    """The whole body, read one socket read at a time with the deadline checked in between,
+    so an upstream trickling a byte a second cannot hold a thread past the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    raw = response.raw
+    while True:
+        if stop.is_set() or time.monotonic() > deadline:
+            raise late
+        chunk = raw.read1(_READ_SIZE, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise SourceUnavailable(f"the metrics source answered more than "
+                                    f"{_MAX_BODY // 2**20} MiB for one query", late.metric)
+        chunks.append(chunk)
+
+
+def _json_or_none(raw: bytes) -> object:
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
         return None
 
 
-def _error_text(body: object, response: requests.Response) -> str:
-    """Prometheus' own error message, trimmed; it is what an operator needs to fix a config."""
+def _error_text(body: object, status: int, secrets: Sequence[str]) -> str:
+    """Prometheus' own `error` field from its JSON error envelope, short, and nothing else.
+
+    Raw bodies of proxies and gateways may echo our request headers (the bearer token,
+    X-Scope-OrgID, custom headers): they never reach an answer or the audit log. The `error`
+    field is scrubbed of every credential we send, too.
+    """
+    text = ""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        text = f"{body.get('errorType', 'error')}: {body['error']}"
-    else:
-        text = (response.text or response.reason or "").strip()
-    text = " ".join(text.split())
-    return text[:_MAX_ERROR_TEXT] or f"HTTP {response.status_code}"
+        text = " ".join(body["error"].split())
+        lowered = text.lower()
+        if any(len(secret) >= 4 and secret.lower() in lowered for secret in secrets) or any(
+                word in lowered for word in _HEADER_WORDS):
+            text = "(error text withheld: it quotes our request headers)"
+        error_type = body.get("errorType")
+        if isinstance(error_type, str) and error_type in _ERROR_TYPES and text:
+            text = f"{error_type}: {text}"
+    if not text:
+        try:
+            text = HTTPStatus(status).phrase
+        except ValueError:
+            text = f"HTTP {status}"
+    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT - 1] + "…"
 
 
 def _fmt_time(value: float) -> str:
