@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from webhook import promql
+from webhook import locks, promql
 from webhook.configs import (
     METRIC_KINDS,
     AnalysisConfig,
@@ -202,11 +202,14 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest,
             specs.append(metric)
             continue
         if not override.enabled:
+            _locked(locks.check_disable, config, metric.name)
             continue
         merged = metric.model_dump()
         merged.update(override.model_dump(exclude_none=True, exclude={"enabled"}))
         merged["name"] = metric.name
-        specs.append(_validate_spec(merged, metric.name))
+        spec = _validate_spec(merged, metric.name)
+        _locked(locks.check_override, config, metric, spec)
+        specs.append(spec)
     for name, override in overrides.items():
         if name not in known and override.enabled:
             fields = override.model_dump(exclude_none=True, exclude={"enabled"})
@@ -221,6 +224,14 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest,
     if not specs:
         raise AnalysisRequestError("metrics: every metric is disabled; nothing to judge", "metrics")
     return specs
+
+
+def _locked(check: Any, *args: Any) -> None:
+    """Run a lock check; a refusal is a 403 naming the check or var."""
+    try:
+        check(*args)
+    except locks.LockError as exc:
+        raise AnalysisRequestError(exc.message, exc.field, status=403) from exc
 
 
 def _validate_spec(fields: dict[str, Any], name: str) -> MetricSpec:
@@ -611,6 +622,7 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
                    now: float | None = None) -> list[CheckResult]:
     """The config's gates alone (Flagger's confirm-rollout: may a rollout start now?)."""
     config = lookup_config(request, registry)
+    _locked(locks.check_vars, config, request.vars)
     vars_ = {**config.vars, **request.vars}
     at = request.window.end if request.window.end is not None else (now or time.time())
     try:
@@ -635,6 +647,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     now = time.time() if now is None else now
     config = lookup_config(request, registry)
     mode = request.mode or config.defaults.mode
+    _locked(locks.check_vars, config, request.vars)
     vars_ = {**config.vars, **request.vars}
     try:
         specs, level = apply_level(config, resolve_metrics(config, request, policy), vars_)

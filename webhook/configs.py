@@ -289,6 +289,36 @@ class ProviderVariant(BaseModel):
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class CheckLock(BaseModel):
+    """One locked check: a request may not disable it or make it more lenient."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    max_loosening: float = Field(
+        1.0, ge=1.0, le=100.0, description="The most a request may multiply the check's "
+        "tolerances by (1: requests may only tighten them).")
+
+
+class Locks(BaseModel):
+    """The trust boundary: what app teams' requests may not change in this config.
+
+    `checks` names locked metrics (a list, or a map to their CheckLock). `vars` maps a var to
+    the values a request may give it besides the config's own (an empty list: fixed).
+    Breaking a lock is a 403 naming the check or var (docs/trust-boundary.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    checks: dict[str, CheckLock] = Field(default_factory=dict)
+    vars: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _list_of_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(name): {} for name in value}
+        return {k: ({} if v is None else v) for k, v in value.items()} \
+            if isinstance(value, Mapping) else value
+
+
 class AnalysisConfig(BaseModel):
     """One named analysis: its metrics plus defaults for the request fields."""
 
@@ -306,10 +336,14 @@ class AnalysisConfig(BaseModel):
         default_factory=dict, description="Per provider (istio, linkerd, ...): the vars and "
         "metric fields that differ, e.g. the mesh's metric names and units.")
     _variants: dict[str, AnalysisConfig] = PrivateAttr(default_factory=dict)
+    locks: Locks = Field(default_factory=Locks)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AnalysisConfig:
         names = [m.name for m in self.metrics]
+        unknown = sorted(set(self.locks.checks) - set(names))
+        if unknown:
+            raise ValueError(f"locks.checks names no metric of this config: {unknown}")
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"metric names must be unique; repeated: {sorted(dupes)}")

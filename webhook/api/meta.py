@@ -24,6 +24,7 @@ def _config_summary(name: str) -> dict[str, Any]:
         "vars": config.vars,
         "metrics": [m.model_dump() for m in config.metrics],
         "providers": {name: v.model_dump() for name, v in config.providers.items()},
+        "locks": config.locks.model_dump(),
     }
 
 
