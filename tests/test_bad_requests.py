@@ -26,7 +26,7 @@ GOOD = {"canary": {"rollouts_pod_template_hash": "a1"},
     ({**GOOD, "stable": GOOD["canary"]}, "stable", "same series"),
     ({**GOOD, "colour": "blue"}, "colour", "unknown field"),
     ({**GOOD, "metrics": [{"name": "nope", "critical": True}]}, "metrics.nope", "has no metric"),
-    ({**GOOD, "vars": {"requests_metric": "up) or vector(1"}}, "vars.requests_metric",
+    ({**GOOD, "vars": {"latency_metric": "up) or vector(1"}}, "vars.latency_metric",
      "must match"),
 ])
 def test_bad_body_is_400_naming_the_field(client, payload, field, hint):

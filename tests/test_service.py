@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from openapi_spec_validator import validate as validate_openapi
+
 from webhook.app import create_app
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash
 from webhook.settings import load_settings
@@ -101,7 +103,11 @@ def test_config_dir_adds_configs_and_reports_broken_files(lab, tmp_path):
 
 def test_openapi_documents_every_route(client):
     doc = client.get("/openapi.json").json
-    assert doc["openapi"].startswith("3.")
+    assert doc["openapi"] == "3.1.0"
+    validate_openapi(doc)  # raises on any violation of the OpenAPI 3.1 schema
+    for route in ("/v1/analyze", "/v1/hooks/{type}"):
+        responses = doc["paths"][route]["post"]["responses"]
+        assert {"400", "403", "413", "415", "500", "503", "504"} <= set(responses), route
     for path in ("/v1/analyze", "/v1/analyze/{config}", "/v1/hooks/{type}", "/v1/configs",
                  "/v1/configs/{name}", "/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert path in doc["paths"], path

@@ -239,7 +239,7 @@ def _validate_spec(fields: dict[str, Any], name: str) -> MetricSpec:
         return _SPEC_ADAPTER.validate_python(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p not in ("ratio", "histogram"))
+        where = ".".join(str(p) for p in first["loc"] if p not in METRIC_KINDS)
         raise AnalysisRequestError(
             f"metrics.{name}{'.' + where if where else ''}: {first['msg']}",
             f"metrics.{name}{'.' + where if where else ''}") from exc

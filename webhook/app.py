@@ -136,15 +136,20 @@ def error_response(status: int, message: str, field: str | None = None,
 
 def validation_message(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
     """The first error as `field: what is wrong`, which is what a person fixes first."""
-    first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-", "str", "dict["))]
+    errors = exc.errors()
+    # A union (labels or matcher string, list or map of overrides) reports one error per
+    # branch; the branch of the type the caller sent is the one that explains the problem.
+    shape = ("list_type", "dict_type", "string_type", "model_type")
+    first = next((e for e in errors if e["type"] not in shape), errors[0])
+    loc = [str(p) for p in first["loc"]
+           if not str(p).startswith(("function-", "str", "dict[", "list["))]
     field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "body")
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field; check its spelling against /openapi.json"
     elif first["type"] == "missing":
         msg = "required field is missing"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{field}: {msg}{more}", field
 
 

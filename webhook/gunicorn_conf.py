@@ -19,6 +19,8 @@ keepalive = 5
 accesslog = "-" if os.environ.get("CANARY_JUDGE_ACCESS_LOG", "true").lower() != "false" else None
 errorlog = "-"
 loglevel = os.environ.get("CANARY_JUDGE_LOG_LEVEL", "info").lower()
+# Values are JSON-escaped by this logger class, so each access line stays one JSON object.
+logger_class = "webhook.access_log.JsonAccessLogger"
 access_log_format = (
     '{"event":"access","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,'
     '"bytes":"%(B)s","duration_ms":%(M)s,"agent":"%(a)s"}'

@@ -107,15 +107,27 @@ def openapi_document() -> dict[str, Any]:
                 "content": json_of("Error")},
         "401": {"description": "Missing or wrong bearer token (when API tokens are set).",
                 "content": json_of("Error")},
+        "403": {"description": "The request disables or loosens a check, or sets a var, that "
+                "the config locks (`field` names it); or sends inline queries this server "
+                "refuses.", "content": json_of("Error")},
+        "413": {"description": "Body larger than 256 KiB.", "content": json_of("Error")},
+        "415": {"description": "Content-Type is not application/json.",
+                "content": json_of("Error")},
+        "500": {"description": "Internal error of the judge (never a verdict).",
+                "content": json_of("Error")},
         "502": {"description": "The metrics source rejected a query (config bug).",
                 "content": json_of("Error")},
-        "503": {"description": "The metrics source is unreachable or failing.",
-                "content": json_of("Error")},
-        "504": {"description": "The metrics source timed out.", "content": json_of("Error")},
+        "503": {"description": "The metrics source is unreachable or failing, or every "
+                "analysis slot of this worker is busy.", "content": json_of("Error")},
+        "504": {"description": "The metrics source did not answer within the analysis "
+                "deadline.", "content": json_of("Error")},
     }
-    verdict_ok = {"200": {"description": "An analysis ran; any verdict.", "content": {
+    get_errors = {k: v for k, v in errors.items() if k not in ("413", "415")}
+    verdict_body = {"description": "An analysis ran; any verdict.", "content": {
         **json_of("Verdict"), "text/plain": {"schema": {"type": "string"}},
-        "text/html": {"schema": {"type": "string"}}}}, **errors}
+        "text/html": {"schema": {"type": "string"}}}}
+    verdict_ok = {"200": verdict_body, **errors}
+    verdict_get = {"200": verdict_body, **get_errors}
     text = {"text/plain": {"schema": {"type": "string"}}}
     query_params = [
         {"name": n, "in": "query", "required": False, "schema": {"type": "string"},
@@ -134,7 +146,9 @@ def openapi_document() -> dict[str, Any]:
     hook_types = ["confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
                   "confirm-promotion", "rollback", "post-rollout", "event"]
     return {
-        "openapi": "3.0.3",
+        # pydantic writes JSON Schema 2020-12 (anyOf with null, exclusiveMinimum as a
+        # number), which is the schema dialect of OpenAPI 3.1, not of 3.0.
+        "openapi": "3.1.0",
         "info": {"title": "canary-judge", "version": "1",
                  "description": "Canary analysis for Argo Rollouts and Flagger."},
         "paths": {
@@ -146,7 +160,7 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Judge with a named config; request fields as query parameters",
                 "parameters": [{"name": "config", "in": "path", "required": True,
                                 "schema": {"type": "string"}}, *query_params],
-                "responses": verdict_ok}},
+                "responses": verdict_get}},
             "/v1/hooks/{type}": {"post": {
                 "summary": "Flagger webhook",
                 "parameters": [{"name": "type", "in": "path", "required": True,
@@ -161,9 +175,15 @@ def openapi_document() -> dict[str, Any]:
                     "200": {"description": "Go ahead (meaning depends on the hook type)",
                             "content": text},
                     "400": {"description": "Bad payload or metadata", "content": text},
+                    "403": {"description": "Metadata sets a var the config locks",
+                            "content": text},
                     "404": {"description": "Unknown hook type", "content": text},
                     "412": {"description": "Do not go ahead; the body is the reason",
                             "content": text},
+                    "413": {"description": "Body larger than 256 KiB", "content": text},
+                    "415": {"description": "Content-Type is not application/json",
+                            "content": text},
+                    "500": {"description": "Internal error of the judge", "content": text},
                     "502": {"description": "Metrics source rejected a query", "content": text},
                     "503": {"description": "Metrics source unavailable", "content": text},
                     "504": {"description": "Metrics source timed out", "content": text}}}},

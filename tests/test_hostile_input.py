@@ -1,0 +1,170 @@
+"""Whatever a caller sends, the answer is a 4xx that names the field (or a verdict), never a
+500, never a NaN in JSON, and never a query Prometheus refuses because of the caller's values.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from webhook.api.hooks import FlaggerPayload, _selectors
+from webhook.app import create_app
+from webhook.lab.rollouts import ARGO_STABLE, argo_hash
+from webhook.settings import load_settings
+
+GOOD = {"canary": {"rollouts_pod_template_hash": argo_hash("errors3x")},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}}
+
+
+def strict_json(text: str) -> object:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in a JSON answer")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"window": {"end": "NaN"}}, "window.end"),
+    ({"window": {"start": "-Infinity"}}, "window.start"),
+    ({"window": {"start": "NaN"}}, "window.start"),
+    ({"window": {"lookback": "Infinity"}}, "window.lookback"),
+    ({"window": {"step": "Infinity"}}, "window.step"),
+    ({"window": {"warmup": "Infinity"}}, "window.warmup"),
+    ({"window": {"end": "1e999"}}, "window.end"),
+    ({"alpha": "NaN"}, "alpha"),
+    ({"alpha": "-Infinity"}, "alpha"),
+    ({"metrics": [{"name": "latency", "weight": "Infinity"}]}, "metrics.0.weight"),
+    ({"metrics": [{"name": "latency", "tolerance": {"relative": "Infinity"}}]},
+     "metrics.0.tolerance.relative"),
+    ({"metrics": [{"name": "error_ratio", "tolerance": {"absolute": "NaN"}}]},
+     "metrics.0.tolerance.absolute"),
+    ({"metrics": {"latency": {"min_total": "inf"}}}, "metrics.latency.min_total"),
+    ({"metrics": [{"name": "latency", "alpha": "nan"}]}, "metrics.0.alpha"),
+    ({"metrics": [{"name": "cpu", "kind": "threshold", "max": "Infinity",
+                   "query": "max(up{ {{selector}} })"}]}, "metrics.cpu.max"),
+])
+def test_non_finite_numbers_are_400_naming_the_field(client, lab, change, field):
+    payload = {**GOOD, "window": lab.window(60), **change}
+    if "window" in change:
+        payload["window"] = {**lab.window(60), **change["window"]}
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert r.json["field"] == field, r.json
+
+
+@pytest.mark.parametrize("raw", [
+    '{"canary": {"app": "a"}, "stable": {"app": "b"}, "alpha": NaN}',
+    '{"canary": {"app": "a"}, "stable": {"app": "b"}, "alpha": Infinity}',
+    '{"canary": {"app": "a"}, "stable": {"app": "b"}, "alpha": -Infinity}',
+    '{"canary": {"app": "a"}, "stable": {"app": "b"}, "alpha": 1e999}',
+])
+def test_non_json_number_literals_are_400(client, raw):
+    r = client.post("/v1/analyze", data=raw, content_type="application/json")
+    assert r.status_code == 400 and r.json["field"] == "body"
+    r = client.post("/v1/hooks/rollout", content_type="application/json",
+                    data=raw.replace('"canary"', '"name": "a", "namespace": "b", "x"'))
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("route", ["/v1/analyze", "/v1/hooks/rollback", "/v1/hooks/rollout"])
+def test_deep_nesting_is_400(client, route):
+    deep = '{"canary": ' + "[" * 10000 + "]" * 10000 + "}"
+    r = client.post(route, data=deep, content_type="application/json")
+    assert r.status_code == 400
+    assert "nested deeper" in r.get_data(as_text=True)
+
+
+def test_lone_surrogates_are_400_naming_the_field(client):
+    raw = '{"canary": {"app": "\\ud800"}, "stable": {"app": "b"}}'
+    r = client.post("/v1/analyze", data=raw, content_type="application/json")
+    assert r.status_code == 400 and r.json["field"] == "canary.app"
+    r = client.post("/v1/hooks/rollback", content_type="application/json",
+                    data='{"name": "a\\udfff", "namespace": "b"}')
+    assert r.status_code == 400 and "surrogate" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded",
+                                   "multipart/form-data; boundary=x", None])
+def test_posts_must_say_json(client, ctype):
+    body = json.dumps(GOOD)
+    headers = {"Content-Type": ctype} if ctype else {}
+    r = client.post("/v1/analyze", data=body, headers=headers)
+    assert r.status_code == 415 and r.json["error"] == "unsupported_media_type"
+    assert "-H 'Content-Type: application/json'" in r.json["message"]
+    r = client.post("/v1/hooks/rollback", data='{"name": "a", "namespace": "b"}',
+                    headers=headers)
+    assert r.status_code == 415
+    ok = client.post("/v1/hooks/post-rollout", data='{"name": "a", "namespace": "b"}',
+                     content_type="application/json; charset=utf-8")
+    assert ok.status_code == 200
+
+
+def test_405_carries_allow(client):
+    r = client.get("/v1/analyze")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    assert "GET" not in r.headers["Allow"]
+    r = client.delete("/v1/hooks/rollback")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ({**GOOD, "canary": {"__name__": "http_requests_total"}}, "canary"),
+    ({**GOOD, "canary": '__name__="up", app="x"'}, "canary"),
+    ({**GOOD, "vars": {"latency_metric": "bool"}}, "vars.latency_metric"),
+    ({**GOOD, "vars": {"latency_metric": "nan"}}, "vars.latency_metric"),
+    ({**GOOD, "vars": {"latency_metric": "Inf"}}, "vars.latency_metric"),
+    ({**GOOD, "vars": {"latency_metric": "offset"}}, "vars.latency_metric"),
+    ({**GOOD, "vars": {"latency_metric": "__x"}}, "vars.latency_metric"),
+])
+def test_names_prometheus_would_refuse_are_the_callers_400(client, lab, payload, field):
+    r = client.post("/v1/analyze", json={**payload, "window": lab.window(30)})
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == field
+
+
+def test_pod_provider_escapes_the_namespace():
+    payload = FlaggerPayload(name="web", namespace='shop"} or vector(1) #')
+    canary, stable = _selectors(payload, {"provider": "pod"})
+    assert canary.endswith(', namespace="shop\\"} or vector(1) #"')
+    assert stable.startswith('pod=~"web-primary-')
+
+
+def test_pod_provider_namespace_reaches_prometheus_safely(client):
+    for hook in ("rollback", "rollout"):
+        r = client.post(f"/v1/hooks/{hook}", json={
+            "name": "podinfo", "namespace": 'x"} or vector(1) #',
+            "metadata": {"provider": "pod", "lookback": "60m"}})
+        assert r.status_code < 500 and r.status_code != 200 if hook == "rollback" else True
+        assert r.status_code < 500, r.get_data(as_text=True)
+
+
+def test_bearer_scheme_is_case_insensitive(lab):
+    client = create_app(load_settings(prometheus_url=lab.url, api_tokens="t1")).test_client()
+    body = {**GOOD, "window": lab.window(30)}
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        r = client.post("/v1/analyze", json=body, headers={"Authorization": f"{scheme} t1"})
+        assert r.status_code == 200, scheme
+    assert client.post("/v1/analyze", json=body,
+                       headers={"Authorization": "Basic t1"}).status_code == 401
+
+
+def test_every_analysis_outcome_writes_one_audit_line(client, lab, capsys):
+    cases = [({**GOOD, "window": lab.window(30)}, 200),
+             ({**GOOD, "window": {"start": 2000, "end": 1000}}, 400),
+             ({**GOOD, "window": lab.window(30), "vars": {"error_codes": "x"}}, 403),
+             ({**GOOD, "window": lab.window(30), "vars": {"latency_metric": "sum"}}, 400)]
+    for payload, status in cases:
+        capsys.readouterr()
+        r = client.post("/v1/analyze", json=payload)
+        assert r.status_code == status
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()
+                 if '"event":"analysis"' in x]
+        assert len(lines) == 1 and lines[0]["status"] == status, (payload, lines)
+
+
+def test_responses_are_strict_json(client, lab):
+    r = client.post("/v1/analyze", json={**GOOD, "window": lab.window(60), "metrics": [
+        {"name": "latency", "weight": 1e308}, {"name": "error_ratio", "weight": 1e308}]})
+    assert r.status_code == 200
+    body = strict_json(r.get_data(as_text=True))
+    assert isinstance(body, dict) and 0 <= body["score"] <= 100
