@@ -30,6 +30,8 @@ def body(lab, version: str = "errors3x", **extra) -> dict:
      "metrics.error_ratio.direction"),
     ({"metrics": [{"name": "error_ratio", "bad": "sum(increase(nope{ {{selector}} }[1m]))"}]},
      "metrics.error_ratio.bad"),
+    ({"metrics": [{"name": "error_ratio", "alpha": "0.2"}]}, "metrics.error_ratio.alpha"),
+    ({"alpha": "0.3"}, "alpha"),
     ({"vars": {"error_codes": "nomatch"}}, "vars.error_codes"),
     ({"vars": {"code_label": "le"}}, "vars.code_label"),
     ({"vars": {"requests_metric": "http_request_duration_seconds_count"}},
@@ -39,7 +41,9 @@ def test_loosening_a_locked_check_is_403_naming_it(client, lab, extra, field):
     r = client.post("/v1/analyze", json=body(lab, **extra))
     assert r.status_code == 403, r.json
     assert r.json["error"] == "forbidden" and r.json["field"] == field
-    assert r.json["message"].startswith(field) and "locked by config 'http'" in r.json["message"]
+    assert r.json["message"].startswith(field)
+    assert "locked by config 'http'" in r.json["message"] or "which config 'http' locks" in \
+        r.json["message"]
 
 
 def test_locked_var_via_get_and_flagger_metadata(client, lab):
@@ -59,6 +63,7 @@ def test_tightening_and_unlocked_changes_stay_allowed(client, lab):
     ok = [{"metrics": [{"name": "error_ratio", "tolerance": {"relative": 0.1}, "min_total": 400,
                         "weight": 3}]},
           {"metrics": [{"name": "latency", "enabled": False}]},
+          {"metrics": [{"name": "error_ratio", "alpha": 0.01}], "alpha": "0.04"},
           {"metrics": [{"name": "latency", "tolerance": {"relative": 5}}]},
           {"vars": {"error_codes": "5..", "code_label": "code"}}]
     for extra in ok:

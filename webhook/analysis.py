@@ -208,7 +208,8 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest,
         merged.update(override.model_dump(exclude_none=True, exclude={"enabled"}))
         merged["name"] = metric.name
         spec = _validate_spec(merged, metric.name)
-        _locked(locks.check_override, config, metric, spec)
+        _locked(locks.check_override, config, metric, spec,
+                config.defaults.alpha or policy.default_alpha)
         specs.append(spec)
     for name, override in overrides.items():
         if name not in known and override.enabled:
@@ -657,6 +658,9 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     # Alpha, first set wins: the request, the metric's own, the config's (its level's, e.g.
     # safety_level, then its defaults), the server's CANARY_JUDGE_DEFAULT_ALPHA.
     if request.alpha is not None:
+        _locked(locks.check_request_alpha, config, request.alpha,
+                (level.alpha if level is not None else None) or config.defaults.alpha
+                or policy.default_alpha)
         specs = [s.model_copy(update={"alpha": None}) for s in specs]
     alpha = (request.alpha or (level.alpha if level is not None else None)
              or config.defaults.alpha or policy.default_alpha)

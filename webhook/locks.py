@@ -20,8 +20,10 @@ from webhook.configs import AnalysisConfig, CheckLock, MetricSpec
 _FREE = {"name", "weight", "group", "description"}
 # field -> how a new value may differ from the config's: "up" (only higher is stricter),
 # "down" (only lower is stricter). Every other field must stay as the config has it.
+# A lower alpha asks more evidence for a pass (and for a fail): it can delay a verdict, never
+# let a worse canary pass, so it is the stricter way.
 _MONOTONE = {"min_total": "up", "min_points": "up", "min_tail": "up", "min": "up",
-             "allowed": "down", "max": "down", "max_missing": "down"}
+             "allowed": "down", "max": "down", "max_missing": "down", "alpha": "down"}
 
 
 class LockError(ValueError):
@@ -55,12 +57,16 @@ def check_disable(config: AnalysisConfig, name: str) -> None:
                         f"{config.name!r} and cannot be disabled", f"metrics.{name}.enabled")
 
 
-def check_override(config: AnalysisConfig, base: MetricSpec, merged: MetricSpec) -> None:
-    """Refuse a merged spec that is more lenient than the config's locked one."""
+def check_override(config: AnalysisConfig, base: MetricSpec, merged: MetricSpec,
+                   default_alpha: float) -> None:
+    """Refuse a merged spec that is more lenient than the config's locked one.
+    `default_alpha` is the alpha the check gets when it sets none itself."""
     lock = config.locks.checks.get(base.name)
     if lock is None:
         return
     old, new = base.model_dump(), merged.model_dump()
+    old["alpha"] = old.get("alpha") or default_alpha
+    new["alpha"] = new.get("alpha") or old["alpha"]
     for field in sorted(set(old) | set(new)):
         if field in _FREE or old.get(field) == new.get(field):
             continue
@@ -76,6 +82,18 @@ def check_override(config: AnalysisConfig, base: MetricSpec, merged: MetricSpec)
                 raise _refused(config, base.name, where, f"{field} may only be {way}")
         else:
             raise _refused(config, base.name, where, f"{field} cannot be changed")
+
+
+def check_request_alpha(config: AnalysisConfig, alpha: float, default_alpha: float) -> None:
+    """The request's `alpha` applies to every check: not above a locked check's own."""
+    for metric in config.metrics:
+        if metric.name not in config.locks.checks:
+            continue
+        own = metric.alpha or default_alpha
+        if alpha > own * (1 + 1e-12):
+            raise LockError(f"alpha: {alpha:g} is above the {own:g} of check {metric.name!r}, "
+                            f"which config {config.name!r} locks (give at most {own:g})",
+                            "alpha")
 
 
 def _check_tolerance(config: AnalysisConfig, name: str, lock: CheckLock,
