@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
-import os
 import re
 import shlex
 import shutil
@@ -65,8 +65,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 TEMPLATES = ROOT / "analysis_templates"
 CONFIGS = MANIFESTS / "configs"
-# Upstream CRDs are data kept next to the repository (see their SOURCE.txt files).
-CRD_DIR = Path(os.environ.get("UPSTREAM_CRDS_DIR", ROOT.parent / "shared" / "upstream-crds"))
+# Verbatim copies of the upstream CRDs; their README names repository, version, path and hash.
+CRD_DIR = Path(__file__).resolve().parent / "data" / "crds"
 KUSTOMIZATION = "kustomization.yaml"
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 API_TOKEN = "test-token-for-argo"
@@ -211,9 +211,6 @@ def _strict(schema: Any) -> Any:
 
 @functools.cache
 def crd_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
-    if not CRD_DIR.is_dir():
-        pytest.fail(f"upstream CRDs not found at {CRD_DIR}; set UPSTREAM_CRDS_DIR to the "
-                    "directory holding argo-rollouts/*.yaml and flagger/crd.yaml")
     validators = {}
     for path in sorted(CRD_DIR.glob("*/*.yaml")):
         for doc in load_docs(path):
@@ -226,6 +223,17 @@ def crd_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
                 key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
                 validators[key] = jsonschema.Draft7Validator(schema)
     return validators
+
+
+def test_vendored_crds_are_the_upstream_files():
+    """The schemas are only as good as their provenance: each file must be the upstream file
+    its README row names (same SHA-256), and every file there must have a row."""
+    rows = re.findall(r"^\| `([^`]+\.yaml)` \|.*\| `([0-9a-f]{64})` \|$",
+                      (CRD_DIR / "README.md").read_text(), re.M)
+    files = sorted(str(p.relative_to(CRD_DIR)) for p in CRD_DIR.glob("*/*.yaml"))
+    assert files and sorted(name for name, _ in rows) == files
+    for name, digest in rows:
+        assert hashlib.sha256((CRD_DIR / name).read_bytes()).hexdigest() == digest, name
 
 
 def crd_errors(doc: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Kayenta's NetflixACAJudge, reimplemented from its description in ../shared/JUDGES.md.
+"""Kayenta's NetflixACAJudge, reimplemented from its public description (spinnaker/kayenta).
 
 Used by the `series` kind's `test: kayenta` mode (teams migrating from Kayenta) and as the
 baseline of bench/detection. No Kayenta code was used. Per metric, the inputs are the
