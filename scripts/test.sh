@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, lints, then runs the whole suite against a real
-# Prometheus (started by the tests themselves on a free loopback port).
+# The test command: installs what is missing (scripts/setup.sh: Debian's prometheus, the project
+# virtualenv .venv), then lints and runs the whole suite with .venv's Python against a real
+# Prometheus (started by the tests themselves on a free loopback port). Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m ruff check webhook tests bench
-"$PYTHON" -m pytest -q "$@"
+VPY="$PWD/.venv/bin/python"
+echo "==> ruff check webhook tests bench (with $VPY)"
+"$VPY" -m ruff check webhook tests bench
+echo "==> pytest -q${*:+ $*} (with $VPY)"
+exec "$VPY" -m pytest -q "$@"

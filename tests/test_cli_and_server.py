@@ -44,6 +44,30 @@ def test_metrics_aggregate_across_gunicorn_workers(server, lab):
     assert float(line.split()[-1]) >= 6
 
 
+def test_a_stopped_server_leaves_no_metrics_directory(lab, tmp_path):
+    """gunicorn makes a PROMETHEUS_MULTIPROC_DIR under TMPDIR for the workers' counters; every
+    start used to leave one behind in /tmp."""
+    body = {"canary": {"rollouts_pod_template_hash": argo_hash("healthy")},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(60)}
+    with served_judge(lab.url, workers=2, env={"TMPDIR": str(tmp_path)}) as url:
+        assert requests.post(url + "/v1/analyze", json=body, timeout=10).status_code == 200
+        made = [p for p in tmp_path.iterdir() if p.name.startswith("canary-judge-metrics-")]
+        assert len(made) == 1 and any(made[0].iterdir())  # the workers' counter files
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_metrics_directory_the_operator_names_is_kept(lab, tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR set by the operator (the Deployment does) is theirs: wiped at
+    start so stale counters do not add up, but not removed at exit."""
+    named = tmp_path / "metrics"
+    (named / "stale.db").parent.mkdir()
+    (named / "stale.db").write_bytes(b"old")
+    with served_judge(lab.url, workers=1, env={"TMPDIR": str(tmp_path),
+                                               "PROMETHEUS_MULTIPROC_DIR": str(named)}):
+        assert not (named / "stale.db").exists()
+    assert named.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["metrics"]
+
+
 def run_cli(lab, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
     w = lab.window(60)
     return subprocess.run(

@@ -29,14 +29,27 @@ access_log_format = (
 worker_tmp_dir = os.environ.get("CANARY_JUDGE_WORKER_TMP_DIR", tempfile.gettempdir())
 
 
+# The metrics directory this master created (removed on exit), None when the operator set it.
+_created_metrics_dir = None
+
+
 def on_starting(server):
     """Let /metrics aggregate the counters of every worker process."""
+    global _created_metrics_dir
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="canary-judge-metrics-")
+        _created_metrics_dir = tempfile.mkdtemp(prefix="canary-judge-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_metrics_dir
     else:
         path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
+
+
+def on_exit(server):
+    """A directory we made is ours to remove: every start would otherwise leave one in /tmp.
+    One the operator named (PROMETHEUS_MULTIPROC_DIR) is left for them, and wiped at start."""
+    if _created_metrics_dir is not None:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -7,10 +7,10 @@ Run with `bash scripts/demo.sh` (installs what is missing) or `python -m webhook
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,23 +33,49 @@ def _curl(args: list[str]) -> int:
     print(f"$ curl {shown}", flush=True)
     if shutil.which("curl"):
         return subprocess.run(["curl", *args], check=False).returncode
-    method, data, url = "GET", None, ""
+    method, data, url, write_out = "GET", None, "", ""
     for i, arg in enumerate(args):
         if arg == "-d":
             method, data = "POST", args[i + 1]
+        elif arg == "-w":
+            write_out = args[i + 1]
         elif arg.startswith("http"):
             url = arg
     response = requests.request(method, url, data=data, timeout=15,
                                  headers={"Content-Type": "application/json"})
-    print(response.text, end="")
+    print(response.text + write_out.replace("%{http_code}", str(response.status_code)),
+          end="", flush=True)
     return 0
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM (or SIGINT) unwinds the `with` blocks, which stop Prometheus and gunicorn and
+    remove their directories; Python's default for SIGTERM would exit and orphan both."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+    print(f"\n{signal.Signals(signum).name}: stopping the judge and Prometheus", flush=True)
+    raise _Stopped(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep servers running until Ctrl-C")
     args = parser.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_on_signal)
+    try:
+        return _run(args.keep)
+    except _Stopped as stop:  # before the demo had shown its answers
+        return 128 + stop.signum
 
+
+def _run(keep: bool) -> int:
     now = math.floor(time.time() / 60) * 60
     _say("1. Planting two hours of a rollout into a fresh Prometheus (promtool)")
     print(f"   stable  rollouts_pod_template_hash={ARGO_STABLE}: 40 req/s, 1 % errors, "
@@ -85,15 +111,21 @@ def main(argv: list[str] | None = None) -> int:
             for target in ("badinfo", "podinfo"):
                 payload = json.dumps({"name": target, "namespace": NAMESPACE,
                                       "phase": "Progressing", "metadata": {"config": "http"}})
-                _curl(["-s", "-o", "/dev/stdout", "-w", "   -> HTTP %{http_code}\n", "-X",
-                       "POST", f"{judge}/v1/hooks/rollback", "-H",
-                       "Content-Type: application/json", "-d", payload])
-            if args.keep:
-                _say(f"Servers keep running: judge {judge}, Prometheus {prom_url}. Ctrl-C stops.")
-                with contextlib.suppress(KeyboardInterrupt):
+                # The body goes to curl's stdout as is: `-o /dev/stdout` would reopen (and
+                # truncate) a log file the demo's output is redirected to.
+                _curl(["-s", "-w", "   -> HTTP %{http_code}\n", "-X", "POST",
+                       f"{judge}/v1/hooks/rollback", "-H", "Content-Type: application/json",
+                       "-d", payload])
+            if keep:
+                _say(f"Servers keep running: judge {judge}, Prometheus {prom_url}. "
+                     "Ctrl-C (or SIGTERM) stops both.")
+                try:
                     while True:
                         time.sleep(3600)
-    _say("Done: one pass and one fail, judged from a real Prometheus.")
+                except _Stopped:
+                    pass  # the way out of keep mode: leaving the `with` blocks stops both
+    _say("Done: one pass and one fail, judged from a real Prometheus."
+         + (" Both servers are stopped and their directories removed." if keep else ""))
     return 0
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,18 +20,19 @@ from webhook.lab.prometheus import free_port
 @contextmanager
 def served_judge(prometheus_url: str, *, workers: int | None = None,
                  threads: int | None = None, quiet: bool = True,
-                 timeout: float = 30) -> Iterator[str]:
+                 timeout: float = 30, env: Mapping[str, str] | None = None) -> Iterator[str]:
     """Serve the judge against `prometheus_url`; yield its URL once /readyz answers 200.
 
     Its output goes to a log file (a pipe nobody reads would fill up and stall gunicorn);
     the tail of that log is in the error when the judge exits or never becomes ready.
-    `quiet` turns off the access log and info lines, as the demo and benchmarks want.
+    `quiet` turns off the access log and info lines, as the demo and benchmarks want; `env`
+    adds environment variables (e.g. TMPDIR, to see what the server leaves behind).
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CANARY_JUDGE_PROMETHEUS_URL": prometheus_url}
+    child_env = {**os.environ, **(env or {}), "CANARY_JUDGE_PROMETHEUS_URL": prometheus_url}
     if quiet:
-        env.update(CANARY_JUDGE_ACCESS_LOG="false", CANARY_JUDGE_LOG_LEVEL="warning")
+        child_env.update(CANARY_JUDGE_ACCESS_LOG="false", CANARY_JUDGE_LOG_LEVEL="warning")
     argv = [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers:
         argv += ["--workers", str(workers)]
@@ -40,7 +41,7 @@ def served_judge(prometheus_url: str, *, workers: int | None = None,
     with tempfile.TemporaryDirectory(prefix="canary-judge-") as tmp:
         log_path = Path(tmp) / "judge.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(argv, env=child_env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT)
             try:
                 _wait_ready(url, proc, timeout, log_path)
