@@ -40,7 +40,8 @@ class Lab:
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     if not PrometheusLab.available():
-        pytest.fail("Prometheus is not installed: apt-get install prometheus (see .ci/run)")
+        pytest.fail("Prometheus is not installed: apt-get install prometheus "
+                    "(bash scripts/setup.sh does it)")
     anchor = math.floor(time.time() / 60) * 60
     trading_sides, trading_extra = trading_series()
     text = render_openmetrics([*standard_sides(), *trading_sides], anchor - HISTORY_SECONDS,

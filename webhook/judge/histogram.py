@@ -110,7 +110,7 @@ class Histogram:
         inside = self.cumulative[i] - below
         if inside <= 0:
             return float(upper)
-        return float(lower + (upper - lower) * (rank - below) / inside)
+        return float(lower + (upper - lower) * ((rank - below) / inside))  # no overflow
 
     @property
     def last_finite_bound(self) -> float:

@@ -136,18 +136,22 @@ def judge_events(
                                reason=corrupt_reason(name, side, role, bad[1], f"step {bad[0]}"),
                                canary=Summary(0.0, None), stable=Summary(0.0, None),
                                critical=critical, weight=weight, allowed=float(allowed))
-    count = float(np.nansum(np.clip(np.where(np.isfinite(events), events, 0.0), 0, None)))
-    # increase() extrapolates: 0.9 of an event is one event seen between two scrapes.
-    count = float(np.round(count, 6))
-    stable_count = None
-    if stable_events is not None:
-        stable_arr = np.asarray(stable_events, dtype=float)
-        stable_count = float(np.nansum(np.clip(np.where(np.isfinite(stable_arr), stable_arr,
-                                                        0.0), 0, None)))
-    served = None
-    if canary_total is not None:
-        totals = np.asarray(canary_total, dtype=float)
-        served = float(np.nansum(np.clip(np.where(np.isfinite(totals), totals, 0.0), 0, None)))
+    # Finite counts whose sum is beyond float's range make an infinite count: more events than
+    # allowed (fail), or traffic enough; that overflow is expected and needs no warning.
+    with np.errstate(over="ignore"):
+        count = float(np.nansum(np.clip(np.where(np.isfinite(events), events, 0.0), 0, None)))
+        # increase() extrapolates: 0.9 of an event is one event seen between two scrapes.
+        count = float(np.round(count, 6)) if count < 1e300 else count  # round scales by 1e6
+        stable_count = None
+        if stable_events is not None:
+            stable_arr = np.asarray(stable_events, dtype=float)
+            stable_count = float(np.nansum(np.clip(np.where(np.isfinite(stable_arr), stable_arr,
+                                                            0.0), 0, None)))
+        served = None
+        if canary_total is not None:
+            totals = np.asarray(canary_total, dtype=float)
+            served = float(np.nansum(np.clip(np.where(np.isfinite(totals), totals, 0.0), 0,
+                                             None)))
     base = dict(name=name, kind="events", test=f"zero tolerance: at most {fmt_count(allowed)} "
                 "on the canary", critical=critical, weight=weight, allowed=float(allowed),
                 canary=Summary(served if served is not None else float(events.size), count),

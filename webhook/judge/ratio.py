@@ -118,7 +118,8 @@ def judge_ratio(
     per_step = []
     for numerator, total in ((numerator_c, total_c), (numerator_s, total_s)):
         totals, events = _clean_steps(numerator, total)
-        n, k = float(totals.sum()), float(events.sum())
+        with np.errstate(over="ignore"):  # an infinite sum is judged below: not finite
+            n, k = float(totals.sum()), float(events.sum())
         sides.append((k, n, int(np.isfinite(np.asarray(total, dtype=float)).sum()) * step_seconds))
         per_step.append((events, totals))
     (k_c, n_c, sec_c), (k_s, n_s, sec_s) = sides
@@ -130,16 +131,18 @@ def judge_ratio(
     if short:
         parts = []
         for label, n, sec in short:
-            minutes = (min_total - n) / _rate_per_second(n, sec) / 60 if n > 0 else math.inf
+            rate = _rate_per_second(n, sec)
+            minutes = (min_total - n) / rate / 60 if rate > 0 else math.inf
             wait = (f", about {math.ceil(minutes)} more min at its current rate"
                     if minutes < 1e6 else ", and it has sent (almost) none")
             parts.append(f"{label} has {fmt_count(n)} requests, needs {fmt_count(min_total)}{wait}")
         return CheckResult(verdict="inconclusive", reason=f"{name}: too little data: "
                            + "; ".join(parts), canary=canary, stable=stable, **base)
 
-    if not all(math.isfinite(x) for x in (k_c, n_c, k_s, n_s)):
-        return CheckResult(verdict="inconclusive", reason=f"{name}: counts are not finite "
-                           "(overflowing or corrupt series)", canary=canary, stable=stable, **base)
+    if not all(math.isfinite(x) and x < seq.MAX_COUNT for x in (k_c, n_c, k_s, n_s)):
+        return CheckResult(verdict="inconclusive", reason=f"{name}: counts are not finite or "
+                           "implausibly large (overflowing or corrupt series)", canary=canary,
+                           stable=stable, **base)
     if mode == "sequential":
         return _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
                                  absolute_tolerance, alpha, base, stable_history)

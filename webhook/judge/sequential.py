@@ -47,6 +47,9 @@ MIXTURE_SCALE = 0.75
 DISPERSION_PRIOR = 0.2
 DISPERSION_PRIOR_STEPS = 3.0
 _GRID = np.linspace(0.01, 4.0, 160)
+# Beyond 2**53 counts are no longer exact floats, and their squares in `step_dispersion` near
+# float overflow; no real window gets near it. The judges call such counts corrupt.
+MAX_COUNT = 2.0**53
 
 
 def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
@@ -70,10 +73,13 @@ def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
         return path
     k_c, k_s = bad_c[use], bad_s[use]
     w = n_c[use] / (n_c[use] + n_s[use])
+    v = n_s[use] / (n_c[use] + n_s[use])  # 1 − w, not rounded to 0 when the stable is tiny
     grid = _GRID if worse else -_GRID
     rho1 = rho0 * np.exp(grid)[:, None]
-    pi0, pi1 = share_at(rho0, w), share_at(rho1, w)
-    loglik = k_c * (np.log(pi1) - np.log(pi0)) + k_s * (np.log1p(-pi1) - np.log1p(-pi0))
+    # k_c·log(π1/π0) + k_s·log((1−π1)/(1−π0)) with π = ρw/(ρw + v), written so that no share
+    # rounds to 0 or 1 (log 0, then 0·∞): log(π1/π0) = θ − log((ρ1w + v)/(ρ0w + v)).
+    log_norm = np.log(rho1 * w + v) - np.log(rho0 * w + v)
+    loglik = k_c * grid[:, None] - (k_c + k_s) * log_norm
     log_prior = stats.halfnorm.logpdf(_GRID, scale=scale) + math.log(_GRID[1] - _GRID[0])
     cumulative = np.cumsum(loglik / step_dispersion(k_c, k_s, w, *dispersion_prior), axis=1)
     terms = cumulative + log_prior[:, None]
