@@ -1,7 +1,7 @@
 """Shared fixtures: one real Prometheus per test session, planted with known rollouts.
 
 Data runs from two hours before the session's anchor time to ten minutes after it, so both
-explicit past windows and "now" windows land on planted samples (PROMETHEUS-LAB.md).
+explicit past windows and "now" windows land on planted samples (webhook/lab/).
 """
 
 from __future__ import annotations

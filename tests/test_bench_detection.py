@@ -1,7 +1,7 @@
 """bench.detection: the Kayenta baseline on inputs with known answers, and a --quick run.
 
-Known answers follow the description of Kayenta's NetflixACAJudge in JUDGES.md: identical
-inputs pass; a clear shift on independent points is High; new errors against an all-zero
+Known answers follow the description of Kayenta's NetflixACAJudge (webhook/judge/kayenta.py):
+identical inputs pass; a clear shift on independent points is High; new errors against an all-zero
 control pass (most points tie at 0: the documented flaw).
 """
 

@@ -16,8 +16,8 @@ def hook(client, kind: str, target: str, provider: str = "app", **meta):
     return client.post(f"/v1/hooks/{kind}", json=payload)
 
 
-# (target, hook) -> status, per CONTRACTS.md: healthy podinfo, critical-failing badinfo,
-# non-critically failing slowinfo, and newinfo whose canary has no data yet.
+# (target, hook) -> status, per the README's "Wiring Flagger": healthy podinfo, critical-failing
+# badinfo, non-critically failing slowinfo, and newinfo whose canary has no data yet.
 EXPECTED = {
     "podinfo": {"pre-rollout": 200, "rollout": 200, "confirm-traffic-increase": 200,
                 "confirm-promotion": 200, "rollback": 412},

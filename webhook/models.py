@@ -1,4 +1,4 @@
-"""The public request and response shapes (PRODUCT.md), validated by pydantic at the edge.
+"""The public request and response shapes (README "API (v1)"), validated by pydantic at the edge.
 
 Argo Rollouts sends templated `jsonBody` leaves as strings ("0.05", "true"), so every scalar is
 accepted as a string too (pydantic's lax mode). Responses are built from these models so that

@@ -180,11 +180,11 @@ def _default_sessions() -> list[ExchangeSession]:
 class MarketHoursConfig(BaseModel):
     """The exchanges whose sessions block risky rollouts.
 
-    Defaults follow PRODUCT.md (New York 09:30–16:00, Frankfurt 08:00–16:30, Tokyo 09:00–15:00,
-    Monday–Friday) with **no holidays or half days**: those differ per exchange and year, so a
-    real deployment must configure its exchanges' calendars, or the gate will call a market
-    open on its holidays (safe, but blocks needlessly) and closed after a half day's early
-    close only if told so.
+    Defaults are the regular sessions (New York 09:30–16:00, Frankfurt 08:00–16:30, Tokyo
+    09:00–15:00, Monday–Friday) with **no holidays or half days**: those differ per exchange
+    and year, so a real deployment must configure its exchanges' calendars, or the gate will
+    call a market open on its holidays (safe, but blocks needlessly) and closed after a half
+    day's early close only if told so.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -2,7 +2,9 @@
 
 Controllers poll the same rollout again and again (Argo `interval`+`count`, Flagger every tick),
 each time over [analysis start, now]. A fixed-horizon test re-run at every poll fails healthy
-canaries far more often than alpha (JUDGES.md: ~33 % at 100 looks). The statistics here are
+canaries far more often than alpha (a 5 % test looked at 100 times fails roughly a third of
+A/A runs: Armitage, McPherson & Rowe, "Repeated significance tests on accumulating data", JRSS A
+132, 1969; bench/detection measures it on our data). The statistics here are
 test supermartingales, so by Ville's inequality P(sup_t M_t ≥ 1/alpha) ≤ alpha whatever the
 number and timing of polls. They hold no state: each poll recomputes M from all steps since the
 analysis start, which is the same number any replica would compute.
