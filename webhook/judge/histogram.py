@@ -38,8 +38,7 @@ from scipy import stats
 from webhook.judge import sequential as seq
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
-# Beyond 2**53 requests counts are no longer exact floats; no real window gets near it.
-MAX_COUNT = 2.0**53
+MAX_COUNT = seq.MAX_COUNT  # beyond it bucket counts are corrupt (sequential.py says why)
 TEST_NAME = "order-statistic quantile intervals from histogram buckets (Bonferroni)"
 SEQUENTIAL_TEST_NAME = ("anytime-valid mixture martingale on tail exceedances beyond the stable's "
                         "running quantile (Lindon & Malek 2022)")
