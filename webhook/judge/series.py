@@ -2,7 +2,7 @@
 samples are independent.
 
 Samples one step apart are strongly autocorrelated (a CPU gauge, a 5-minute rate), and Kayenta's
-Mann-Whitney test fails 26–63 % of A/A comparisons on such data (JUDGES.md). Here the two sides
+Mann-Whitney test fails many A/A comparisons on such data (bench/detection). Here the two sides
 are compared as paired differences d_t = canary_t − stable_t on the shared time grid, which also
 cancels what both sides see at once (a traffic wave, a dependency's slowness). The mean of d is
 tested with a t interval on the effective number of independent samples of an AR(1) process
