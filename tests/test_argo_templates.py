@@ -149,7 +149,7 @@ def canaries() -> list[tuple[str, dict[str, Any]]]:
 
 
 def flagger_outcome(canary: dict[str, Any], answers: list[str], max_ticks: int = 50) -> str:
-    """Flagger's loop, reduced to what the judge's hooks decide (CONTRACTS.md).
+    """Flagger's loop, reduced to what the judge's hooks decide (README "Wiring Flagger").
 
     `answers[i]` is the judge's verdict at tick i (the last one repeats): the rollout hook fails
     the tick on "fail"; weights advance by stepWeight while it passes; at maxWeight the

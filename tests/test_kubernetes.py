@@ -679,7 +679,7 @@ def test_safety_level_critical_needs_approval_in_argo_templates(judge, lab, labe
 # -- Flagger ---------------------------------------------------------------------------------
 
 PASS, REJECT = "pass", "reject"
-# Per planted Flagger target, the status class each hook type must answer (CONTRACTS.md).
+# Per planted Flagger target, the status class each hook type must answer (README "Wiring Flagger").
 HOOK_EXPECTED = {
     "podinfo": {"pre-rollout": PASS, "rollout": PASS, "confirm-traffic-increase": PASS,
                 "confirm-promotion": PASS, "rollback": REJECT},
