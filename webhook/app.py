@@ -33,6 +33,7 @@ from webhook.observability import (
 from webhook.settings import Settings, load_settings
 from webhook.sources import MetricsSource, SourceError
 from webhook.sources.prometheus import PrometheusSource
+from webhook.sources.step_cache import with_step_cache
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +193,9 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     registry = registry or load_registry(settings.config_dir)
     policy = Policy.from_settings(settings)
     app.extensions["canary_judge"] = Service(
-        settings=settings, registry=registry, source=source or PrometheusSource(settings),
-        policy=policy)
+        settings=settings, registry=registry, source=source or with_step_cache(
+            PrometheusSource(settings), settings.step_cache_points,
+            settings.step_cache_settle_seconds), policy=policy)
 
     from webhook.api.analyze import bp as analyze_bp
     from webhook.api.hooks import bp as hooks_bp

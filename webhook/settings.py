@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         "gunicorn config reads); at most threads - 1 analyses run at once per worker, so one "
         "thread is always free for /healthz, /readyz and /metrics.")
 
+    step_cache_points: int = Field(
+        2_000_000, ge=0, description="Per-process cache of step data (series × steps, ~17 "
+        "bytes each; 0 turns it off): a repeated poll reads only the steps that are new or "
+        "not yet settled.")
+    step_cache_settle_seconds: float = Field(
+        300.0, ge=0, description="Steps younger than this when read are read again at the "
+        "next poll (late samples: remote write, federation); Prometheus' lookback delta.")
+
     config_dir: Path | None = Field(None, description="Directory of analysis config YAML files.")
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

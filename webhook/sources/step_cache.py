@@ -1,0 +1,196 @@
+"""A bounded per-process cache of step data in front of any `MetricsSource`.
+
+Argo and Flagger ask the same question every poll over a window that only grows (or slides) by
+a step or two; without a cache every poll re-reads the whole window and, in sequential mode,
+hours of history to find the rollout's start: over a rollout the samples read grow with the
+square of its length. Here a repeated query re-reads only what can have changed since it was
+last read:
+
+- every step after the last *settled* one: a step is settled once it is older than `settle`
+  seconds at the time it was read (Prometheus' own lookback delta is 5 minutes; samples that
+  arrive late, through remote write, federation or a slow scrape, land within it), and
+- always the last `margin_steps` steps held, whatever their age.
+
+Older steps are taken from the cache. This is correct without shared state: each replica
+(and each gunicorn worker) keeps its own cache, and a cold one simply reads everything, so two
+replicas answer the same. Counter resets need nothing special: `increase()`/`rate()` are
+evaluated by Prometheus per step, so a step's value never depends on steps read later.
+
+Memory is bounded by `max_points` (series × steps over all entries, ~17 bytes each), least
+recently used entries evicted first.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, Series, grid
+
+# Labels as Prometheus orders a matrix: sorted name/value pairs, compared pairwise.
+LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One query's steps from `start` on: values and presence per series."""
+
+    start: float
+    step: float
+    values: Mapping[LabelKey, tuple[np.ndarray, np.ndarray]]
+    size: int  # steps held
+    final_end: float  # last step that will not be read again
+
+    @property
+    def points(self) -> int:
+        return max(len(self.values), 1) * self.size
+
+
+@dataclass
+class CacheStats:
+    """What the cache saved: reported by the benchmark."""
+
+    hits: int = 0  # queries answered (partly) from the cache
+    misses: int = 0
+    steps_read: int = 0  # steps asked upstream, summed over queries
+    steps_served: int = 0  # steps taken from the cache
+
+
+class StepCache:
+    """`MetricsSource` that reads only the new steps of a query it has seen before."""
+
+    def __init__(self, inner: MetricsSource, *, max_points: int = 2_000_000,
+                 settle: float = 300.0, margin_steps: int = 3,
+                 clock: Callable[[], float] = time.time) -> None:
+        if margin_steps < 1:
+            raise ValueError("margin_steps must be at least 1")
+        self.inner = inner
+        self.max_points = max_points
+        self.settle = settle
+        self.margin_steps = margin_steps
+        self._clock = clock
+        self._entries: OrderedDict[tuple[str, float, float], _Entry] = OrderedDict()
+        self._points = 0
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    @property
+    def points(self) -> int:
+        """Series × steps held now (the bounded quantity)."""
+        return self._points
+
+    def ready(self) -> tuple[bool, str]:
+        return self.inner.ready()
+
+    def query_range_many(self, queries: Sequence[RangeQuery],
+                         deadline: float | None = None) -> list[QueryResult]:
+        """Each query's steps up to the last settled one from the cache, the rest upstream,
+        all missing parts in one call to the inner source (concurrent there)."""
+        plans: list[tuple[RangeQuery, _Entry | None, float]] = []
+        upstream: list[RangeQuery] = []
+        with self._lock:
+            for q in queries:
+                entry = self._usable(q)
+                fetch_from = q.start if entry is None else max(q.start, entry.final_end + q.step)
+                plans.append((q, entry, fetch_from))
+                if fetch_from <= q.end + 1e-9:
+                    upstream.append(replace(q, start=fetch_from))
+                self.stats.hits += entry is not None
+                self.stats.misses += entry is None
+        read_at = self._clock()
+        fetched = iter(self.inner.query_range_many(upstream, deadline=deadline)
+                       if upstream else [])
+        out = []
+        for q, entry, fetch_from in plans:
+            fresh = next(fetched) if fetch_from <= q.end + 1e-9 else None
+            result, held, cut = _merge(q, entry, fresh)
+            size = grid(q.start, q.end, q.step).size
+            self.stats.steps_served += cut if entry is not None else 0
+            self.stats.steps_read += size - cut if fresh is not None else 0
+            out.append(result)
+            # the steps this answer holds that no later poll needs to read again
+            settled = math.floor((read_at - self.settle - q.start) / q.step) * q.step + q.start
+            final_end = min(settled, q.end - self.margin_steps * q.step)
+            self._store(_key(q), _Entry(q.start, q.step, held, size, final_end))
+        return out
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _usable(self, q: RangeQuery) -> _Entry | None:
+        """The entry for q's expression and grid if it holds q's first step."""
+        key = _key(q)
+        entry = self._entries.get(key)
+        if entry is None or entry.start > q.start + 1e-9:
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _store(self, key: tuple[str, float, float], entry: _Entry) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._points -= old.points
+            if entry.points > self.max_points:
+                return
+            self._entries[key] = entry
+            self._points += entry.points
+            while self._points > self.max_points:
+                _, evicted = self._entries.popitem(last=False)
+                self._points -= evicted.points
+
+
+def with_step_cache(source: MetricsSource, max_points: int, settle: float = 300.0
+                    ) -> MetricsSource:
+    """The source behind a step cache, or the source itself when `max_points` is 0."""
+    return StepCache(source, max_points=max_points, settle=settle) if max_points > 0 else source
+
+
+def _key(q: RangeQuery) -> tuple[str, float, float]:
+    return q.expr, q.step, round(math.fmod(q.start, q.step), 6)
+
+
+def _label_key(labels: Mapping[str, str]) -> LabelKey:
+    return tuple(sorted(labels.items()))
+
+
+def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None
+           ) -> tuple[QueryResult, dict[LabelKey, tuple[np.ndarray, np.ndarray]], int]:
+    """q's answer on its grid: the entry's steps before the fresh part, then the fresh part;
+    also what to keep and how many leading steps came from the entry.
+
+    A series seen on only one side is absent on the other; a series with no sample in q's
+    window is dropped, and series are ordered by their labels, as Prometheus answers.
+    """
+    size = grid(q.start, q.end, q.step).size
+    merged: dict[LabelKey, tuple[np.ndarray, np.ndarray]] = {}
+    labels_of: dict[LabelKey, Mapping[str, str]] = {}
+    cut = size if fresh is None else round((fresh.query.start - q.start) / q.step)
+    if entry is not None and cut > 0:
+        offset = round((q.start - entry.start) / q.step)
+        for key, (values, present) in entry.values.items():
+            v, p = np.full(size, np.nan), np.zeros(size, dtype=bool)
+            part = values[offset: offset + cut]
+            v[: part.size], p[: part.size] = part, present[offset: offset + cut]
+            merged[key] = (v, p)
+            labels_of[key] = dict(key)
+    if fresh is not None:
+        for series in fresh.series:
+            key = _label_key(series.labels)
+            if key not in merged:
+                merged[key] = (np.full(size, np.nan), np.zeros(size, dtype=bool))
+                labels_of[key] = series.labels
+            v, p = merged[key]
+            present = (series.present if series.present is not None
+                       else np.isfinite(series.values))
+            v[cut: cut + series.values.size] = series.values
+            p[cut: cut + series.values.size] = present
+    kept = {k: vp for k, vp in sorted(merged.items()) if vp[1].any()}
+    series = tuple(Series(labels_of[k], v.copy(), p.copy()) for k, (v, p) in kept.items())
+    return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0), kept,
+            cut if entry is not None else 0)
