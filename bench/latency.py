@@ -1,14 +1,23 @@
-"""What one analysis costs, next to the Prometheus queries it needs.
+"""What the judge costs next to what Prometheus costs for the same questions, in one run.
 
-    python bench/latency.py [--runs 200] [--out bench/results/latency.json]
+    python bench/latency.py [--runs 200] [--soak 60] [--out bench/results/latency.json]
+    python bench/latency.py --soak 600          # the 10-minute memory soak
+    python bench/latency.py --tiny              # seconds: CI checks the report's shape
+    python bench/latency.py --table FILE.json   # print the README table of a report
 
-Measures, against a real Prometheus with the planted rollout (webhook.lab):
-- queries: the analysis' own range queries sent one after another on one requests.Session
-  (the floor a client pays for them);
-- analyze_inproc: run_analysis end to end (queries concurrently + judging), in process;
-- http_gunicorn: POST /v1/analyze to `canary-judge serve` (2 workers × 8 threads), as Argo calls it;
-- http_concurrent: the same with 8 client threads, as several AnalysisRuns polling at once.
-Reports p50/p95/p99 in milliseconds and writes them as JSON.
+Every figure is reported with its reference measured in the same run on the same machine,
+against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge serve`
+(gunicorn, as deployed), so a loaded machine shifts both sides alike:
+
+- single: one analysis as Argo asks it (`http` config, POST /v1/analyze), sequential without a
+  window and fixed mode, vs the same window's 6 range queries sent by a perfect client (pooled
+  session, all concurrent) and by a sequential one (one after another). p50 ratios.
+- concurrent: 8 and 32 callers, each polling its own rollout question, vs Prometheus answering
+  the same query sets directly with the same number of perfect clients: rate, p50, p99, errors.
+- soak: resident memory of the gunicorn workers while 8 callers poll for `--soak` seconds.
+- polls: samples read from Prometheus per poll at poll 1, 20 and 200 of a long rollout
+  (sequential, no window: 3 h of history to find the start), with and without the step cache.
+- judges: CPU time of the sequential `ratio` and `quantile` judges on 1,375 … 11,000 steps.
 """
 
 from __future__ import annotations
@@ -16,26 +25,38 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import requests
 
+from webhook import promql
 from webhook.analysis import Policy, plan_queries, resolve_metrics, resolve_window, run_analysis
 from webhook.configs import load_registry
-from webhook.lab import PrometheusLab, render_openmetrics
+from webhook.judge import judge_quantile, judge_ratio
+from webhook.judge.histogram import Histogram
+from webhook.lab import DEFAULT_BUCKETS, PrometheusLab, render_openmetrics
 from webhook.lab.judge import served_judge
-from webhook.lab.rollouts import ARGO_STABLE, argo_hash, standard_sides
+from webhook.lab.rollouts import ARGO_CANARIES, ARGO_STABLE, argo_hash, standard_sides
 from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
+from webhook.sources.base import QueryResult, RangeQuery
 from webhook.sources.prometheus import PrometheusSource
+from webhook.sources.step_cache import StepCache
+
+STEP = 60
 
 
-def summary(samples: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in samples)
+def summary(seconds: Sequence[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in seconds)
 
     def pct(p: float) -> float:
         return round(ms[min(len(ms) - 1, math.ceil(p * len(ms)) - 1)], 2)
@@ -44,7 +65,7 @@ def summary(samples: list[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(ms), 2)}
 
 
-def timed(fn, runs: int) -> list[float]:
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
     out = []
     for _ in range(runs):
         began = time.perf_counter()
@@ -53,65 +74,369 @@ def timed(fn, runs: int) -> list[float]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def body(index: int, mode: str | None = None, lookback: str | None = None) -> dict:
+    """A distinct rollout question per caller: its canary version and window length."""
+    version = list(ARGO_CANARIES)[index % len(ARGO_CANARIES)]
+    out: dict = {"config": "http", "canary": {"rollouts_pod_template_hash": argo_hash(version)},
+                 "stable": {"rollouts_pod_template_hash": ARGO_STABLE}}
+    if mode:
+        out["mode"] = mode
+    if lookback:
+        out["window"] = {"lookback": lookback}
+    return out
+
+
+def query_set(request_body: dict, now: float) -> list[RangeQuery]:
+    """The range queries the judge sends for this question (the direct client's work)."""
+    request = AnalysisRequest.model_validate(request_body)
+    registry, policy = load_registry(None), Policy()
+    config = registry.get("http")
+    assert config is not None
+    selectors = {side: promql.render_selector(promql.matchers_from_labels(
+        getattr(request, side), side)) for side in ("canary", "stable")}
+    window = resolve_window(request, config, policy, now)
+    return plan_queries(resolve_metrics(config, request, policy), selectors, config.vars,
+                        window)
+
+
+class Direct:
+    """A perfect client for Prometheus: one pooled session, a query set's queries at once."""
+
+    def __init__(self, url: str, concurrency: int = 6) -> None:
+        self.url = url + "/api/v1/query_range"
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=64)
+        self.session.mount("http://", adapter)
+        self.pool = ThreadPoolExecutor(concurrency)
+
+    def one(self, q: RangeQuery) -> None:
+        r = self.session.post(self.url, timeout=10, data={
+            "query": q.expr, "start": q.start, "end": q.end, "step": q.step})
+        if r.status_code != 200 or r.json()["status"] != "success":
+            raise RuntimeError(r.text[:200])
+
+    def concurrent(self, queries: Sequence[RangeQuery]) -> None:
+        list(self.pool.map(self.one, queries))
+
+    def sequential(self, queries: Sequence[RangeQuery]) -> None:
+        for q in queries:
+            self.one(q)
+
+
+def single(prom: str, judge: str, runs: int) -> dict:
+    """One analysis at a time vs the same window's queries from a perfect and a naive client."""
+    out: dict = {}
+    session = requests.Session()
+    direct = Direct(prom)
+    for name, mode in (("sequential_no_window", None), ("fixed", "fixed")):
+        request_body = body(0, mode)
+        queries = query_set(body(0, mode, "10m"), time.time())
+
+        def analysis(b: dict = request_body) -> None:
+            r = session.post(judge + "/v1/analyze", json=b, timeout=10)
+            assert r.status_code == 200, r.text
+
+        for fn in (analysis, lambda q=queries: direct.concurrent(q),
+                   lambda q=queries: direct.sequential(q)):
+            timed(fn, max(runs // 10, 3))  # warm up: connections, the step cache
+        # interleaved, so load on the machine hits all three alike
+        samples: dict[str, list[float]] = {"judge": [], "perfect_client": [],
+                                           "sequential_client": []}
+        for _ in range(runs):
+            samples["judge"] += timed(analysis, 1)
+            samples["perfect_client"] += timed(lambda q=queries: direct.concurrent(q), 1)
+            samples["sequential_client"] += timed(lambda q=queries: direct.sequential(q), 1)
+        part = {k: summary(v) for k, v in samples.items()}
+        part["queries"] = len(queries)
+        part["ratio_to_perfect_client"] = round(
+            part["judge"]["p50_ms"] / part["perfect_client"]["p50_ms"], 2)
+        part["ratio_to_sequential_client"] = round(
+            part["judge"]["p50_ms"] / part["sequential_client"]["p50_ms"], 2)
+        out[name] = part
+    out["targets"] = {"sequential_no_window": 1.3, "fixed": 1.2}
+    return out
+
+
+def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
+    """`callers` threads each calling `call(i)` back to back for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in range(callers)]
+    errors = [0] * callers
+    stop = time.monotonic() + seconds
+
+    def caller(i: int) -> None:
+        while time.monotonic() < stop:
+            began = time.perf_counter()
+            try:
+                call(i)
+            except Exception:  # counted; the run goes on
+                errors[i] += 1
+                continue
+            latencies[i].append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    flat = [x for lat in latencies for x in lat]
+    out = {**summary(flat or [0.0]), "rate_per_s": round(len(flat) / wall, 1),
+           "errors": sum(errors)}
+    return out
+
+
+def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
+    """`callers` rollouts polled at once: the judge vs Prometheus answering the same sets."""
+    bodies = [body(i, None, f"{10 + i}m") for i in range(callers)]
+    sets = [query_set(b, time.time()) for b in bodies]
+    sessions = [requests.Session() for _ in range(callers)]
+    directs = [Direct(prom) for _ in range(callers)]
+
+    def judge_call(i: int) -> None:
+        r = sessions[i].post(judge + "/v1/analyze", json=bodies[i], timeout=10)
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.status_code} {r.text[:200]}")
+
+    def direct_call(i: int) -> None:
+        directs[i].concurrent(sets[i])
+
+    load(callers, min(2.0, seconds / 4), judge_call)  # warm up
+    result = {"judge": load(callers, seconds, judge_call),
+              "prometheus_direct": load(callers, seconds, direct_call)}
+    j, p = result["judge"], result["prometheus_direct"]
+    result["rate_ratio"] = round(j["rate_per_s"] / max(p["rate_per_s"], 1e-9), 2)
+    result["judge_p99_over_p50"] = round(j["p99_ms"] / max(j["p50_ms"], 1e-9), 2)
+    return result
+
+
+def worker_rss_mb(port: int) -> float:
+    """Resident memory of the gunicorn workers serving `port` (the master's children)."""
+    master = None
+    bind = f"CANARY_JUDGE_BIND=127.0.0.1:{port}".encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gunicorn" in cmd and bind in env and (master is None or int(pid) < int(master)):
+            master = pid
+    if master is None:
+        return math.nan
+    children = subprocess.run(["ps", "-o", "rss=", "--ppid", master], capture_output=True,
+                              text=True, check=False).stdout.split()
+    return round(sum(int(x) for x in children) / 1024, 1)
+
+
+def soak(judge: str, seconds: float, callers: int = 8) -> dict:
+    """Memory of the workers while `callers` poll distinct questions for `seconds`."""
+    port = int(judge.rsplit(":", 1)[1])
+    bodies = [body(i, None, f"{10 + i}m") for i in range(callers)]
+    sessions = [requests.Session() for _ in range(callers)]
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        began = time.monotonic()
+        while not done.is_set():
+            samples.append((time.monotonic() - began, worker_rss_mb(port)))
+            done.wait(max(seconds / 30, 0.5))
+
+    def call(i: int) -> None:
+        r = sessions[i].post(judge + "/v1/analyze", json=bodies[i], timeout=10)
+        if r.status_code != 200:
+            raise RuntimeError(r.text[:200])
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    traffic = load(callers, seconds, call)
+    done.set()
+    sampler.join()
+    t = np.array([s[0] for s in samples])
+    mb = np.array([s[1] for s in samples])
+    half = mb[t >= t[-1] / 2] if t.size else mb
+    slope = float(np.polyfit(t, mb, 1)[0]) * 60 if t.size > 2 else 0.0
+    return {"seconds": seconds, "callers": callers, "analyses": int(traffic["rate_per_s"]
+                                                                    * seconds),
+            "errors": traffic["errors"], "rss_mb_first": float(mb[0]) if mb.size else None,
+            "rss_mb_last": float(mb[-1]) if mb.size else None,
+            "rss_mb_max": float(mb.max()) if mb.size else None,
+            "rss_mb_second_half_spread": float(half.max() - half.min()) if half.size else None,
+            "rss_mb_per_minute_slope": round(slope, 3)}
+
+
+class Counting:
+    """Counts the samples (series × steps) a source reads from Prometheus."""
+
+    def __init__(self, inner: PrometheusSource) -> None:
+        self.inner = inner
+        self.samples = 0
+
+    def query_range_many(self, queries: Sequence[RangeQuery],
+                         deadline: float | None = None) -> list[QueryResult]:
+        results = self.inner.query_range_many(queries, deadline)
+        self.samples += sum(int(s.present.sum()) if s.present is not None else s.values.size
+                            for r in results for s in r.series)
+        return results
+
+    def ready(self) -> tuple[bool, str]:
+        return self.inner.ready()
+
+
+def polls(prom: str, now: float, marks: Sequence[int]) -> dict:
+    """Samples read per poll of one long rollout, polled every minute as Argo does (sequential,
+    no window), with and without the step cache; the cache's clock is the poll's time."""
+    settings = load_settings(prometheus_url=prom)
+    registry, policy = load_registry(None), Policy()
+    request = AnalysisRequest.model_validate(body(0))
+    out: dict = {}
+    last = max(marks)
+    for name in ("uncached", "cached"):
+        counting = Counting(PrometheusSource(settings))
+        clock = [0.0]
+        source = (StepCache(counting, clock=lambda c=clock: c[0]) if name == "cached"
+                  else counting)
+        per_poll: dict[str, int] = {}
+        total = 0
+        for poll in range(1, last + 1):
+            at = now - (last - poll) * STEP
+            clock[0] = at
+            before = counting.samples
+            verdict = run_analysis(request, registry, source, policy, now=at).verdict.verdict
+            assert verdict in ("pass", "inconclusive"), verdict
+            total += counting.samples - before
+            if poll in marks:
+                per_poll[f"poll_{poll}"] = counting.samples - before
+        out[name] = {**per_poll, "total": total}
+    out["polls"] = last
+    return out
+
+
+def _histogram(rng: np.random.Generator, steps: int) -> Histogram:
+    bounds = np.asarray(DEFAULT_BUCKETS, float)
+    cdf = np.array([0.5 * (1 + math.erf((math.log(b) - math.log(0.1)) / (0.6 * math.sqrt(2))))
+                    for b in bounds])
+    counts = rng.multinomial(200, np.diff(np.concatenate([[0.0], cdf, [1.0]])), size=steps)
+    rows = np.cumsum(counts[:, :-1], axis=1).astype(float)
+    return Histogram.from_steps([(float(le), rows[:, i]) for i, le in enumerate(bounds)])
+
+
+def judges(sizes: Sequence[int], runs: int) -> dict:
+    """CPU milliseconds (median) of the sequential judges on `sizes` steps, healthy inputs."""
+    rng = np.random.default_rng(7)
+    out: dict = {}
+    for steps in sizes:
+        n_c = rng.poisson(1200, steps).astype(float)
+        n_s = rng.poisson(2400, steps).astype(float)
+        k_c = rng.binomial(n_c.astype(int), 0.01).astype(float)
+        k_s = rng.binomial(n_s.astype(int), 0.01).astype(float)
+        hc, hs = _histogram(rng, steps), _histogram(rng, steps)
+        counts = (k_c, n_c, k_s, n_s)
+        cases = {
+            "ratio": lambda c=counts: judge_ratio("errors", *c, relative_tolerance=0.2,
+                                                  mode="sequential"),
+            "quantile": lambda h=(hc, hs): judge_quantile("p99", *h, 0.99,
+                                                          relative_tolerance=0.2,
+                                                          mode="sequential"),
+        }
+        for name, fn in cases.items():
+            fn()
+            cpu = []
+            for _ in range(runs):
+                began = time.process_time()
+                fn()
+                cpu.append(time.process_time() - began)
+            out.setdefault(name, {})[str(steps)] = round(statistics.median(cpu) * 1000, 2)
+    for name in ("ratio", "quantile"):
+        per = {k: round(v / int(k) * 1000, 2) for k, v in out[name].items()}
+        out[name + "_us_per_step"] = per
+    out["target_ms_at_11000"] = 20
+    return out
+
+
+def table(report: dict) -> str:
+    """The README table, generated from the report."""
+    rows = ["| measured in one run | judge | reference | ratio (target) |", "|---|---|---|---|"]
+    s = report["single"]
+    for name, label in (("sequential_no_window", "one analysis, sequential, no window"),
+                        ("fixed", "one analysis, fixed mode")):
+        part = s[name]
+        rows.append(f"| {label} (p50) | {part['judge']['p50_ms']} ms | perfect client "
+                    f"{part['perfect_client']['p50_ms']} ms, sequential client "
+                    f"{part['sequential_client']['p50_ms']} ms | "
+                    f"{part['ratio_to_perfect_client']}× ({s['targets'][name]}×) |")
+    for key, part in report["concurrent"].items():
+        j, p = part["judge"], part["prometheus_direct"]
+        rows.append(f"| {key} callers: rate, p50/p99, errors | {j['rate_per_s']}/s, "
+                    f"{j['p50_ms']}/{j['p99_ms']} ms, {j['errors']} | Prometheus direct "
+                    f"{p['rate_per_s']}/s, {p['p50_ms']}/{p['p99_ms']} ms, {p['errors']} | "
+                    f"{part['rate_ratio']}× (≥ 0.8×); p99/p50 {part['judge_p99_over_p50']} "
+                    "(≤ 3) |")
+    k = report["soak"]
+    rows.append(f"| memory over a {k['seconds']:g} s soak, {k['callers']} callers | "
+                f"{k['rss_mb_first']} → {k['rss_mb_last']} MB (max {k['rss_mb_max']}) | "
+                f"slope {k['rss_mb_per_minute_slope']} MB/min | flat |")
+    p = report["polls"]
+    marks = [m for m in p["cached"] if m.startswith("poll_")]
+    rows.append("| samples read per poll (" + ", ".join(m.replace("_", " ") for m in marks)
+                + ") | cached " + " / ".join(str(p["cached"][m]) for m in marks)
+                + " | uncached " + " / ".join(str(p["uncached"][m]) for m in marks)
+                + " | independent of the rollout's age |")
+    j = report["judges"]
+    top = str(max(int(x) for x in j["ratio"]))
+    rows.append(f"| sequential judges on {top} steps (CPU) | ratio {j['ratio'][top]} ms, "
+                f"quantile {j['quantile'][top]} ms | µs per step: ratio "
+                f"{list(j['ratio_us_per_step'].values())}, quantile "
+                f"{list(j['quantile_us_per_step'].values())} | ≤ 20 ms, linear |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="length of each concurrent measurement")
+    parser.add_argument("--soak", type=float, default=60.0, help="soak length in seconds")
+    parser.add_argument("--tiny", action="store_true", help="a smoke run of a few seconds")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="bench/results/latency.json")
-    args = parser.parse_args()
+    parser.add_argument("--table", metavar="REPORT", help="print the table of a report and exit")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
+    if args.tiny:
+        args.runs, args.seconds, args.soak = 5, 1.0, 2.0
+    callers = (2,) if args.tiny else (8, 32)
+    marks = (1, 2, 3) if args.tiny else (1, 20, 200)
+    sizes = (100, 200) if args.tiny else (1375, 2750, 5500, 11000)
 
-    now = math.floor(time.time() / 60) * 60
-    body = {"config": "http", "canary": {"rollouts_pod_template_hash": argo_hash("healthy")},
-            "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
-            "window": {"start": now - 3600, "end": now, "step": 60}}
-    results: dict[str, object] = {"window": "1h at 60s step, http config (6 range queries)"}
-    with PrometheusLab() as prom:
-        prom.plant(render_openmetrics(standard_sides(), now - 7200, now + 600, seed=7))
-        url = prom.start()
-        settings = load_settings(prometheus_url=url)
-        registry = load_registry(None)
-        policy = Policy()
-        request = AnalysisRequest.model_validate(body)
-        config = registry.get("http")
-        assert config is not None
-        queries = plan_queries(
-            resolve_metrics(config, request, policy),
-            {"canary": f'rollouts_pod_template_hash="{argo_hash("healthy")}"',
-             "stable": f'rollouts_pod_template_hash="{ARGO_STABLE}"'},
-            config.vars, resolve_window(request, config, policy, time.time()))
-        session = requests.Session()
-
-        def sequential_queries() -> None:
-            for q in queries:
-                session.post(url + "/api/v1/query_range", timeout=10, data={
-                    "query": q.expr, "start": q.start, "end": q.end, "step": q.step}).json()
-
-        source = PrometheusSource(settings)
-        for fn in (sequential_queries, lambda: run_analysis(request, registry, source, policy)):
-            timed(fn, 10)  # warm up
-        results["queries_sequential"] = summary(timed(sequential_queries, args.runs))
-        results["analyze_inproc"] = summary(timed(
-            lambda: run_analysis(request, registry, source, policy), args.runs))
-
-        with served_judge(url) as judge:
-            client = requests.Session()
-
-            def http_call(s: requests.Session = client) -> None:
-                r = s.post(judge + "/v1/analyze", json=body, timeout=10)
-                assert r.status_code == 200 and r.json()["verdict"] == "pass", r.text
-
-            timed(http_call, 10)
-            results["http_gunicorn"] = summary(timed(http_call, args.runs))
-            sessions = [requests.Session() for _ in range(8)]
-            with ThreadPoolExecutor(8) as pool:
-                began = time.perf_counter()
-                lat = list(pool.map(lambda i: timed(lambda: http_call(sessions[i % 8]), 1)[0],
-                                    range(args.runs)))
-                wall = time.perf_counter() - began
-            results["http_concurrent_8"] = {**summary(lat),
-                                            "throughput_per_s": round(args.runs / wall, 1)}
+    now = math.floor(time.time() / STEP) * STEP
+    report: dict = {"machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+                    "command": "python bench/latency.py " + " ".join(sys.argv[1:] if argv is None
+                                                                     else argv)}
+    with PrometheusLab() as lab:
+        history = 3 * 3600 + (max(marks) + 10) * STEP  # the lookback behind the last poll
+        lab.plant(render_openmetrics(standard_sides(), now - history, now + 600, seed=7))
+        prom = lab.start()
+        with served_judge(prom, workers=args.workers, threads=args.threads) as judge:
+            report["server"] = {"workers": args.workers or "default",
+                                "threads": args.threads or "default"}
+            report["single"] = single(prom, judge, args.runs)
+            report["concurrent"] = {str(c): concurrent(prom, judge, c, args.seconds)
+                                    for c in callers}
+            report["soak"] = soak(judge, args.soak)
+        report["polls"] = polls(prom, now, marks)
+    report["judges"] = judges(sizes, 3 if args.tiny else 9)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(table(report))
     return 0
 
 
