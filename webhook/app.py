@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 
 
 class Busy(SourceError):
-    """Every analysis slot of this worker is taken: 503 at once, and a thread stays free for
-    /healthz (a liveness probe that waited behind analyses would get the pod restarted)."""
+    """Every analysis slot of this worker is taken and none freed within the wait: 503, and
+    a thread stays free for /healthz (a liveness probe that waited behind analyses would get
+    the pod restarted)."""
 
     status = 503
     kind = "busy"
@@ -53,9 +54,27 @@ class Service:
     source: MetricsSource
     policy: Policy
     slots: threading.BoundedSemaphore = field(init=False)
+    admitted: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.slots = threading.BoundedSemaphore(max(self.settings.threads - 1, 1))
+        # Analyses running at once (CPU-bound under the GIL: more only adds latency), and
+        # analyses in the worker at all, running or waiting for a slot: never every thread,
+        # so /healthz, /readyz and /metrics always find one.
+        threads = max(self.settings.threads - 1, 1)
+        self.slots = threading.BoundedSemaphore(min(self.settings.analysis_slots or threads,
+                                                    threads))
+        self.admitted = threading.BoundedSemaphore(threads)
+
+    def _acquire(self, deadline: float) -> bool:
+        """A slot, waiting at most `slot_wait_seconds` and never past half the deadline's
+        remainder (the analysis needs the rest); False at once if the worker is full."""
+        if not self.admitted.acquire(blocking=False):
+            return False
+        wait = min(self.settings.slot_wait_seconds, (deadline - time.monotonic()) / 2)
+        if self.slots.acquire(timeout=max(wait, 0.0)):
+            return True
+        self.admitted.release()
+        return False
 
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
                 audit_extra: dict[str, Any] | None = None,
@@ -68,17 +87,18 @@ class Service:
             "caller": caller, "route": route, "config": req.config,
             "canary": req.canary, "stable": req.stable, **(audit_extra or {}),
         }
-        if not self.slots.acquire(blocking=False):
-            exc = Busy(f"busy: {max(self.settings.threads - 1, 1)} analyses already running "
-                       "in this worker; retry shortly")
+        if not self._acquire(deadline):
+            exc = Busy(f"busy: every analysis slot of this worker stayed taken for "
+                       f"{self.settings.slot_wait_seconds:g}s; retry shortly")
             record.update(verdict="error", status=exc.status, reason=exc.message,
-                          duration_s=0.0)
+                          duration_s=round(time.perf_counter() - began, 4))
             audit(record)
             raise exc
         try:
             return self._analyze(req, record, began, deadline, gate_action, traces)
         finally:
             self.slots.release()
+            self.admitted.release()
 
     def _analyze(self, req: AnalysisRequest, record: dict[str, Any], began: float,
                  deadline: float, gate_action: str | None, traces: bool) -> AnalysisResult:

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Steps younger than this when read are read again at the "
         "next poll (late samples: remote write, federation); Prometheus' lookback delta.")
 
+    analysis_slots: int | None = Field(
+        None, ge=1, le=255, description="Analyses running at once per worker (at most "
+        "threads - 1; unset: threads - 1). Others wait for a slot, see slot_wait_seconds.")
+    slot_wait_seconds: float = Field(
+        2.0, ge=0, le=30, description="How long an analysis waits for a free slot before "
+        "the answer is 503 busy (never more than half its deadline).")
+
     config_dir: Path | None = Field(None, description="Directory of analysis config YAML files.")
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

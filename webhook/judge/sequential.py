@@ -34,6 +34,7 @@ canary exceeds its raised threshold no more often than the stable exceeds its ow
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -62,6 +63,15 @@ _GROUP = 32
 _FLOOR = -60.0
 
 
+@functools.lru_cache(maxsize=16)
+def _log_prior(scale: float) -> np.ndarray:
+    """The mixture's weights on the grid (scipy's logpdf costs more than a short window's
+    whole test, and the scales are a handful of constants)."""
+    out = stats.halfnorm.logpdf(_GRID, scale=scale) + math.log(_GRID[1] - _GRID[0])
+    out.flags.writeable = False
+    return out
+
+
 def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.ndarray,
                 rho0: float, worse: bool, scale: float,
                 dispersion_prior: tuple[float, float]) -> tuple[np.ndarray, ...] | None:
@@ -75,7 +85,7 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     w = n_c[use] / (n_c[use] + n_s[use])
     v = n_s[use] / (n_c[use] + n_s[use])  # 1 − w, not rounded to 0 when the stable is tiny
     theta = _GRID if worse else -_GRID
-    log_prior = stats.halfnorm.logpdf(_GRID, scale=scale) + math.log(_GRID[1] - _GRID[0])
+    log_prior = _log_prior(scale)
     d0 = rho0 * w + v
     phi = step_dispersion(k_c, k_s, w, *dispersion_prior)
     return (use, theta, rho0 * np.exp(theta), w / d0, v / d0, k_c / phi, (k_c + k_s) / phi,
