@@ -61,8 +61,7 @@ class Service:
         # analyses in the worker at all, running or waiting for a slot: never every thread,
         # so /healthz, /readyz and /metrics always find one.
         threads = max(self.settings.threads - 1, 1)
-        self.slots = threading.BoundedSemaphore(min(self.settings.analysis_slots or threads,
-                                                    threads))
+        self.slots = threading.BoundedSemaphore(min(self.settings.analysis_slots, threads))
         self.admitted = threading.BoundedSemaphore(threads)
 
     def _acquire(self, deadline: float) -> bool:

@@ -10,7 +10,10 @@ import tempfile
 
 bind = os.environ.get("CANARY_JUDGE_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("CANARY_JUDGE_WORKERS", "2"))
-threads = int(os.environ.get("CANARY_JUDGE_THREADS", "8"))
+# 33 threads: up to 32 analyses admitted per worker (4 judged at once, the rest waiting
+# briefly for a slot; CANARY_JUDGE_ANALYSIS_SLOTS) and one thread always free for the probes.
+# Measured choice: bench/latency.py, README "Capacity".
+threads = int(os.environ.get("CANARY_JUDGE_THREADS", "33"))
 worker_class = "gthread"
 # Argo and Flagger give up after 10 s by default; a worker stuck far longer is broken.
 timeout = int(os.environ.get("CANARY_JUDGE_WORKER_TIMEOUT", "60"))

@@ -55,9 +55,10 @@ class Settings(BaseSettings):
         3.0, gt=0, le=60, description="/readyz's bound on its Prometheus probe (keep it "
         "below the readinessProbe's timeoutSeconds).")
     threads: int = Field(
-        8, ge=1, le=256, description="gunicorn threads per worker (the same variable the "
-        "gunicorn config reads); at most threads - 1 analyses run at once per worker, so one "
-        "thread is always free for /healthz, /readyz and /metrics.")
+        33, ge=1, le=256, description="gunicorn threads per worker (the same variable the "
+        "gunicorn config reads); at most threads - 1 analyses are in a worker at once "
+        "(running or waiting for a slot), so one thread is always free for /healthz, /readyz "
+        "and /metrics. 33: 32 pollers on one keep-alive worker are never turned away.")
 
     step_cache_points: int = Field(
         2_000_000, ge=0, description="Per-process cache of step data (series × steps, ~17 "
@@ -67,11 +68,12 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Steps younger than this when read are read again at the "
         "next poll (late samples: remote write, federation); Prometheus' lookback delta.")
 
-    analysis_slots: int | None = Field(
-        None, ge=1, le=255, description="Analyses running at once per worker (at most "
-        "threads - 1; unset: threads - 1). Others wait for a slot, see slot_wait_seconds.")
+    analysis_slots: int = Field(
+        4, ge=1, le=255, description="Analyses running at once per worker (at most "
+        "threads - 1): judging is CPU-bound under one GIL, so more at once only stretches "
+        "each. Others wait for a slot, see slot_wait_seconds.")
     slot_wait_seconds: float = Field(
-        2.0, ge=0, le=30, description="How long an analysis waits for a free slot before "
+        4.0, ge=0, le=30, description="How long an analysis waits for a free slot before "
         "the answer is 503 busy (never more than half its deadline).")
 
     config_dir: Path | None = Field(None, description="Directory of analysis config YAML files.")
