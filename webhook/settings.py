@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         "and /metrics. 33: 32 pollers on one keep-alive worker are never turned away.")
 
     step_cache_points: int = Field(
-        2_000_000, ge=0, description="Per-process cache of step data (series × steps, ~17 "
+        2_000_000, ge=0, description="Per-process cache of step data (series × steps, ~9 "
         "bytes each; 0 turns it off): a repeated poll reads only the steps that are new or "
         "not yet settled.")
     step_cache_settle_seconds: float = Field(

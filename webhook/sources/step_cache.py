@@ -16,8 +16,8 @@ Older steps are taken from the cache. This is correct without shared state: each
 replicas answer the same. Counter resets need nothing special: `increase()`/`rate()` are
 evaluated by Prometheus per step, so a step's value never depends on steps read later.
 
-Memory is bounded by `max_points` (series × steps over all entries, ~17 bytes each), least
-recently used entries evicted first.
+Memory is bounded by `max_points` (series × steps over all entries, 9 bytes each: a float
+and a presence flag; 2,000,000 ≈ 18 MB), least recently used entries evicted first.
 """
 
 from __future__ import annotations
