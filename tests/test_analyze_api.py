@@ -43,7 +43,9 @@ def test_healthy_canary_passes(client, lab):
     assert r.json["pass"] is True and r.json["score"] == 100
     assert_argo_typed(r.json)
     names = {c["name"] for c in r.json["checks"]}
-    assert names == {"error_ratio", "latency_p95", "latency_p99"}
+    assert names == {"error_ratio", "latency_p95", "latency_p99", "latency_tail"}
+    tail = next(c for c in r.json["checks"] if c["name"] == "latency_tail")
+    assert tail["verdict"] == "pass" and "requests over" in tail["reason"]
     ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
     assert ratio["canary"]["n"] > 50_000 and ratio["stable"]["n"] > 100_000
     assert ratio["canary"]["value"] == pytest.approx(0.01, abs=0.002)
@@ -70,7 +72,9 @@ def test_fifty_percent_slower_p99_fails(client, lab):
     p99 = next(c for c in answer["checks"] if c["name"] == "latency_p99")
     assert p99["verdict"] == "fail"
     assert p99["effect"] == pytest.approx(0.5, abs=0.12)
-    assert p99["interval"]["low"] > 0.2  # the whole interval is beyond the 20 % tolerance
+    # The interval holds wherever requests sit inside their buckets: it rules out "not slower"
+    # but its lower end is a bucket edge; the failure rests on the exceedance counts.
+    assert p99["interval"]["low"] >= 0 and "slower beyond" in p99["reason"]
     assert next(c for c in answer["checks"] if c["name"] == "error_ratio")["verdict"] == "pass"
 
 
@@ -177,9 +181,11 @@ def test_label_values_are_escaped_not_injected(client, lab):
 
 
 def test_per_request_tolerance_override(client, lab):
-    """A team may tolerate more latency: +50 % then passes p95/p99 only when allowed."""
+    """A team may tolerate more latency: +50 % then passes only when allowed, for the
+    quantiles and for the share of slow requests alike."""
     payload = body(lab, argo_hash("slow"), metrics=[
-        {"name": "latency", "tolerance": {"relative": "1.0"}}])
+        {"name": "latency", "tolerance": {"relative": "1.0"},
+         "tail": {"tolerance": {"relative": 20, "absolute": 0.05}}}])
     r = client.post("/v1/analyze", json=payload)
     assert r.status_code == 200, r.json
     assert r.json["verdict"] == "pass"

@@ -155,19 +155,27 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
 def test_issue_targets_hold_on_a_small_sample_of_the_benchmark() -> None:
     """The issue's targets at canary 20 req/s, on 40 of the benchmark's own rollouts each, so a
     statistics change that breaks them fails CI and not only the next bench run (which
-    measures them on 180): p99 +25 % against the http config's 20 % tolerance detected in
-    ≥ 85 % (measured 96 %), ×5 errors at the first or second poll in all, no A/A failure."""
-    from bench.detection.methods import FAIL, CanaryJudge
+    measures them on more): p99 +25 % against the http config's 20 % tolerance detected in
+    ≥ 85 % (measured 97 %, by the tail share over 500 ms), ×5 errors at the first or second
+    poll in all, no A/A failure; 3 % of requests ×4 failed within the 20 polls (10 minutes)
+    in ≥ 90 % (measured 100 %); and with both p99 inside the 0.25–0.5 s bucket (median
+    80 ms), latency +25 % never passes p95 or p99 at any poll."""
+    from bench.detection.methods import FAIL, PASS, CanaryJudge
     from bench.detection.simulate import scenarios, simulate
 
     judge = CanaryJudge("sequential", 0.05)
     by_id = {sc.id: sc for sc in scenarios(40, 40, 40, 40)}
+    codes: dict[str, list[dict[str, np.ndarray]]] = {}
+
+    def rows(sid: str) -> list[dict[str, np.ndarray]]:
+        if sid not in codes:
+            codes[sid] = [judge.judge(simulate(by_id[sid], i)) for i in range(40)]
+        return codes[sid]
 
     def first_fail(sid: str, row: str) -> list[int | None]:
         out = []
-        for i in range(40):
-            codes = judge.judge(simulate(by_id[sid], i))[f"{judge.key}:{row}"]
-            hit = np.nonzero(codes == FAIL)[0]
+        for r in rows(sid):
+            hit = np.nonzero(r[f"{judge.key}:{row}"] == FAIL)[0]
             out.append(int(hit[0]) + 1 if hit.size else None)
         return out
 
@@ -176,3 +184,8 @@ def test_issue_targets_hold_on_a_small_sample_of_the_benchmark() -> None:
     assert all(p is not None and p <= 2 for p in first_fail("err_x5_canary20", "error_ratio"))
     assert not any(first_fail("aa_canary20", "error_ratio"))
     assert not any(first_fail("aa_canary20", "latency"))
+    tail = first_fail("tail_3pct_x4_canary20_m80", "latency")
+    assert sum(p is not None for p in tail) >= 36
+    for r in rows("p99_+25pct_canary20_m80"):
+        for q in ("latency_p95", "latency_p99"):
+            assert not (r[f"{judge.key}:{q}"] == PASS).any()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from webhook.judge import combine, judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
+from webhook.judge.tailshare import judge_tail_share
 from webhook.judge.types import CheckResult, Summary
 from webhook.lab import DEFAULT_BUCKETS
 
@@ -88,12 +89,142 @@ def test_quantile_false_failure_rate_at_most_alpha(scale):
     assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
 
 
-def test_quantile_power_on_plus_25_percent_p99():
+def test_quantile_fails_on_what_the_buckets_show():
+    """p99 +60 % against a 10 % tolerance: the canary's p99 (≈ 645 ms) and the stable's
+    (≈ 405 ms) lie in buckets whose edges alone show the gap, so it fails on the counts."""
     rng = np.random.default_rng(4)
     sims = 100
-    verdicts = [judge_quantile("p99", histogram(rng, 12000, 1.25), histogram(rng, 24000), 0.99,
+    verdicts = [judge_quantile("p99", histogram(rng, 12000, 1.6), histogram(rng, 24000), 0.99,
                                relative_tolerance=0.1).verdict for _ in range(sims)]
-    assert verdicts.count("fail") / sims >= 0.9
+    assert verdicts.count("fail") / sims >= 0.9 and "pass" not in verdicts
+
+
+CLIENT_PYTHON = np.array([0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                          7.5, 10.0, math.inf])
+
+
+def client_python_steps(rng, steps: int, n: int, scale: float = 1.0, median: float = 0.08,
+                        tail_share: float = 0.0) -> list[tuple[float, np.ndarray]]:
+    """Per-step bucket counts in client_python's default buckets: a lognormal (σ 0.6) whose
+    median is `median` × `scale`, with a share `tail_share` of requests four times slower."""
+    from scipy import stats
+
+    def probs(m: float) -> np.ndarray:
+        cdf = stats.lognorm.cdf(CLIENT_PYTHON[:-1], s=0.6, scale=m)
+        return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+
+    p = (1 - tail_share) * probs(median * scale) + tail_share * probs(median * scale * 4)
+    cum = np.cumsum(rng.multinomial(n, p / p.sum(), size=steps), axis=1).astype(float)
+    return [(float(b), cum[:, j]) for j, b in enumerate(CLIENT_PYTHON)]
+
+
+def test_no_p99_pass_on_plus_25_percent_with_both_p99_inside_one_bucket():
+    """The issue's false pass: median 80 ms, every latency +25 % (p99 323 → 404 ms, both in
+    0.25–0.5 s). Interpolating inside the bucket shrinks the difference to about +14 % and
+    used to pass; the counts cannot show it either way, so it never passes, and says why."""
+    rng = np.random.default_rng(41)
+    for _ in range(5):
+        canary = Histogram.from_steps(client_python_steps(rng, 20, 10_000, 1.25))
+        stable = Histogram.from_steps(client_python_steps(rng, 20, 40_000))
+        before = Histogram.from_steps(client_python_steps(rng, 60, 40_000))
+        for mode in ("fixed", "sequential"):
+            r = judge_quantile("latency_p99", canary, stable, 0.99, relative_tolerance=0.2,
+                               absolute_tolerance=0.005, mode=mode, stable_history=before,
+                               decided_by="latency_tail")
+            assert r.effect < 0.2  # what interpolation sees: "within tolerance"
+            assert r.verdict == "inconclusive", r.reason
+            assert "both p99 lie in 250ms–500ms" in r.reason
+            assert "add bounds near 300ms, 360ms, 432ms" in r.reason
+            assert r.blocking is False and "latency_tail decides" in r.reason
+    # Without a check that decides instead, an unresolvable quantile holds the verdict.
+    r = judge_quantile("latency_p99", canary, stable, 0.99, relative_tolerance=0.2)
+    assert r.verdict == "inconclusive" and r.blocking is True
+
+
+def test_quantile_bounds_hold_wherever_requests_sit_in_their_buckets():
+    """Both extreme placements inside the buckets (all requests at the lower edge, or all at
+    the upper) must lie inside the interval: it is the buckets' edges, not interpolation."""
+    rng = np.random.default_rng(42)
+    h = Histogram.from_steps(client_python_steps(rng, 1, 5000))
+    low, high = h.quantile_bounds(0.99, 0.025)
+    counts = np.diff(np.concatenate([[0.0], h.cumulative]))
+    for edge in (np.concatenate([[0.0], CLIENT_PYTHON[:-2]]), CLIENT_PYTHON[:-1]):
+        values = np.repeat(edge, counts[:-1].astype(int))
+        assert low <= np.quantile(values, 0.99) <= high
+    assert (low, high) == (0.25, 0.5)
+
+
+def test_buckets_spelled_differently_are_merged_by_their_bound():
+    """"0.2", "2e-1" and "2.0e-1" are one bound (two targets, two client libraries)."""
+    one = Histogram.from_steps([(0.1, np.array([5.0])), (0.2, np.array([9.0])),
+                                (math.inf, np.array([10.0]))])
+    split = Histogram.from_steps([(float("0.1"), np.array([2.0])),
+                                  (float("0.1"), np.array([3.0])),
+                                  (float("0.2"), np.array([3.0])), (float("2e-1"), np.array([2.0])),
+                                  (float("2.0e-1"), np.array([4.0])),
+                                  (float("+Inf"), np.array([np.nan])),
+                                  (float("+Inf"), np.array([10.0]))])
+    assert np.array_equal(split.bounds, one.bounds)
+    assert np.array_equal(split.cumulative, one.cumulative)
+    assert split.quantile(0.5) == one.quantile(0.5)
+
+
+@pytest.mark.parametrize("bounds", [[0.1, 0.5, 1.0], [math.inf]])
+def test_histogram_without_inf_bucket_or_with_one_bucket_is_inconclusive(bounds):
+    rows = [(b, np.array([1000.0 * (i + 1)])) for i, b in enumerate(bounds)]
+    h = Histogram.from_steps(rows)
+    for mode in ("fixed", "sequential"):
+        r = judge_quantile("p99", h, h, 0.99, mode=mode, relative_tolerance=0.2)
+        assert r.verdict == "inconclusive"
+        assert r.canary.value is None and "cannot read the histogram" in r.reason
+    assert judge_tail_share("tail", h, h, relative_tolerance=0.5).verdict == "inconclusive"
+
+
+def tail_rollout(rng, steps: int, tail_share: float = 0.0, scale: float = 1.0):
+    """Canary 20 req/s and stable 180 req/s for `steps` 30 s steps, median 80 ms, and the
+    stable's hour before the rollout."""
+    return (client_python_steps(rng, steps, 600, scale, tail_share=tail_share),
+            client_python_steps(rng, steps, 5400), client_python_steps(rng, 60, 6000))
+
+
+TAIL_KW = dict(relative_tolerance=0.5, absolute_tolerance=0.002, min_total=200,
+               mode="sequential", step_seconds=30.0)
+
+
+def test_tail_share_reads_like_an_slo_and_catches_a_tail_regression():
+    """3 % of requests 4× slower: p99 moves about +14 % as interpolated, the share over
+    500 ms about ×7. The bound (500 ms) is the smallest the stable exceeded in ≤ 1 % of its
+    requests before the rollout."""
+    rng = np.random.default_rng(43)
+    c, s, before = tail_rollout(rng, 20, tail_share=0.03)
+    r = judge_tail_share("latency_tail", Histogram.from_steps(c), Histogram.from_steps(s),
+                         stable_history=Histogram.from_steps(before), **TAIL_KW)
+    assert r.verdict == "fail", r.reason
+    assert r.reason.startswith("latency_tail: requests over 500ms: canary 0.")
+    assert "vs stable 0.1" in r.reason and "higher beyond" in r.reason
+    healthy = [judge_tail_share("latency_tail", *(Histogram.from_steps(x) for x in (c, s)),
+                                stable_history=Histogram.from_steps(before), **TAIL_KW).verdict
+               for c, s, before in (tail_rollout(rng, 20) for _ in range(20))]
+    assert "fail" not in healthy and healthy.count("pass") >= 16
+
+
+def test_tail_share_bound_is_fixed_before_the_canary_is_seen():
+    """The automatic bound comes from the stable's steps before the rollout, so a canary that
+    is much slower cannot move it; a configured bound must be a bucket bound."""
+    rng = np.random.default_rng(44)
+    c, s, before = tail_rollout(rng, 4)
+    slow, _, _ = tail_rollout(rng, 4, scale=3.0)
+    hist = Histogram.from_steps(before)
+    for canary in (c, slow):
+        r = judge_tail_share("t", Histogram.from_steps(canary), Histogram.from_steps(s),
+                             stable_history=hist, **TAIL_KW)
+        assert "requests over 500ms" in r.reason
+    r = judge_tail_share("t", Histogram.from_steps(c), Histogram.from_steps(s), bound=0.3,
+                         **TAIL_KW)
+    assert r.verdict == "inconclusive" and "300ms is not a finite bucket bound" in r.reason
+    r = judge_tail_share("t", Histogram.from_steps(c), Histogram.from_steps(s), bound=0.25,
+                         **TAIL_KW)
+    assert "requests over 250ms" in r.reason
 
 
 def test_practical_significance_small_shift_passes():
@@ -145,6 +276,17 @@ def check(verdict, critical=False, weight=1.0):
     return CheckResult(name=verdict, kind="ratio", verdict=verdict, test="t", reason=verdict,
                        canary=Summary(1, 1), stable=Summary(1, 1), critical=critical,
                        weight=weight)
+
+
+def test_an_informational_check_does_not_hold_the_verdict_but_its_failure_counts():
+    from dataclasses import replace
+
+    info = replace(check("inconclusive"), name="latency_p99", blocking=False)
+    passed = combine([check("pass"), info])
+    assert passed.verdict == "pass" and "informational: latency_p99" in passed.reason
+    assert combine([check("pass"), replace(info, verdict="fail")]).verdict == "fail"
+    assert combine([info]).verdict == "inconclusive"  # nothing decided: never a pass
+    assert combine([check("inconclusive"), info]).verdict == "inconclusive"
 
 
 def test_combined_verdict_and_score_bands_agree():

@@ -37,9 +37,9 @@ def healthcare(client, lab, version: str, **vars_):
 def test_trading_healthy_canary_passes_every_check(client, lab):
     answer, checks = trading(client, lab, "healthy")
     assert answer["verdict"] == "pass", answer["reason"]
-    assert {"order_fill_rate", "order_unfilled_rate", "order_latency_p99", "slippage_bps",
-            "pnl_impact_usd",
-            "market_impact", "compliance_violations", "throughput",
+    assert {"order_fill_rate", "order_unfilled_rate", "order_latency_p99", "order_latency_tail",
+            "slippage_bps", "pnl_impact_usd", "market_impact", "compliance_violations",
+            "throughput",
             "market_hours"} == set(checks)
 
 

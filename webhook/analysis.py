@@ -43,6 +43,7 @@ from webhook.judge.limits import (
 )
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.series import judge_series, judge_series_kayenta
+from webhook.judge.tailshare import auto_bound, judge_tail_share, tail_counts
 from webhook.judge.types import Summary, Trace, finite_or_none
 from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
@@ -258,8 +259,9 @@ def plan_queries(specs: list[MetricSpec], selectors: Mapping[str, str], vars_: M
                  window: ResolvedWindow) -> list[RangeQuery]:
     """Every range query the analysis needs; evaluation at start+step … end covers (start, end]."""
     queries = []
-    raw_step = _step_text(window.step)
     for spec in specs:
+        step = metric_step(spec, window.step)
+        raw_step = _step_text(step)
         for role, template in _queries(spec).items():
             for side in metric_sides(spec):
                 selector = selectors[side]
@@ -269,9 +271,16 @@ def plan_queries(specs: list[MetricSpec], selectors: Mapping[str, str], vars_: M
                 except promql.PromQLError as exc:
                     raise AnalysisRequestError(str(exc), exc.field) from exc
                 queries.append(RangeQuery(
-                    key=f"{spec.name}|{side}|{role}", expr=expr, start=window.start + window.step,
-                    end=window.end, step=window.step, metric=spec.name))
+                    key=f"{spec.name}|{side}|{role}", expr=expr, start=window.start + step,
+                    end=window.end, step=step, metric=spec.name))
     return queries
+
+
+def metric_step(spec: MetricSpec, window_step: float) -> float:
+    """The query step of one metric: its own `step` (a gauge sampled at the scrape interval
+    gets several points per window step), never coarser than the window's."""
+    own = getattr(spec, "step", None)
+    return min(parse_duration(own), window_step) if own else window_step
 
 
 def _combined_values(result: QueryResult | None, points: int, first: int = 0) -> np.ndarray:
@@ -378,13 +387,16 @@ def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
     return int(start)
 
 
-def canary_activity(results: Mapping[str, QueryResult], points: int) -> np.ndarray:
-    """Steps where any canary-side query saw traffic."""
+def canary_activity(results: Mapping[str, QueryResult], points: int,
+                    step: float | None = None) -> np.ndarray:
+    """Steps where any canary-side query saw traffic (queries on the window's `step` only)."""
     active = np.zeros(points, dtype=bool)
     for key, result in results.items():
         _, side, role = key.split("|")
         if side != "canary" or role in ("numerator", "events"):
             continue  # bad events are absent when all is well: they say nothing of traffic
+        if step is not None and result.query.step != step:
+            continue  # a metric on its own grid (a gauge's `step`): other indices
         for series in result.series:
             values = series.values[:points]
             seen = np.isfinite(values)
@@ -402,8 +414,16 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], p
     for spec in specs:
         def get(side: str, role: str, spec: MetricSpec = spec) -> QueryResult | None:
             return results.get(f"{spec.name}|{side}|{role}")
+        own = metric_step(spec, step)
+        if own != step:  # the same judged span on the metric's own, finer grid
+            span = points * step
+            spec_points = math.floor(span / own + 1e-9)
+            spec_first = min(math.floor(first * step / own + 1e-9), spec_points)
+        else:
+            spec_points, spec_first = points, first
         if not spec.cohort_label:
-            checks.extend(_judge_spec(spec, get, points, step, alpha, mode, first, traces))
+            checks.extend(_judge_spec(spec, get, spec_points, own, alpha, mode, spec_first,
+                                      traces))
             continue
         for cohort in _cohorts(spec, results):
             def get_cohort(side: str, role: str, cohort: str = cohort,
@@ -414,8 +434,8 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], p
                 label = spec.cohort_label
                 kept = tuple(x for x in result.series if x.labels.get(label or "") == cohort)
                 return replace(result, series=kept)
-            for check in _judge_spec(spec, get_cohort, points, step, alpha, mode, first,
-                                     traces):
+            for check in _judge_spec(spec, get_cohort, spec_points, own, alpha, mode,
+                                     spec_first, traces):
                 name = f"{check.name}[{spec.cohort_label}={cohort}]"
                 checks.append(replace(check, name=name, cohort=cohort,
                                       reason=check.reason.replace(check.name, name, 1)))
@@ -434,18 +454,31 @@ def _cohorts(spec: MetricSpec, results: Mapping[str, QueryResult]) -> list[str]:
 
 def _judge_histogram(spec: HistogramMetric, canary: list[tuple[float, np.ndarray]],
                      stable: list[tuple[float, np.ndarray]], alpha: float, mode: str,
-                     history: list[tuple[float, np.ndarray]] | None = None) -> list[CheckResult]:
-    """Each quantile over the whole window, from the per-step bucket increments; `history` is
-    the stable's steps before the analysis start (sequential mode uses them)."""
+                     history: list[tuple[float, np.ndarray]] | None = None,
+                     step: float = 60.0) -> list[CheckResult]:
+    """Each quantile over the whole window, from the per-step bucket increments, and the tail
+    share when the metric asks for it; `history` is the stable's steps before the analysis
+    start (sequential mode uses them; the tail share's automatic bound is chosen from them)."""
     hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
     before = Histogram.from_steps(history) if history else None
-    return [judge_quantile(
+    tail_name = f"{spec.name}_tail" if spec.tail is not None else None
+    share = spec.weight / (len(spec.quantiles) + (1 if spec.tail is not None else 0))
+    checks = [judge_quantile(
         f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
         relative_tolerance=spec.tolerance.relative, absolute_tolerance=spec.tolerance.absolute,
         alpha=alpha, min_total=spec.min_total, min_tail=spec.min_tail, critical=spec.critical,
-        weight=spec.weight / len(spec.quantiles), mode=mode, stable_history=before,
-        unit=spec.unit)
+        weight=share, mode=mode, stable_history=before, unit=spec.unit,
+        decided_by=tail_name)
         for q in spec.quantiles]
+    if spec.tail is not None and tail_name is not None:
+        bound = None if spec.tail.bound == "auto" else float(spec.tail.bound)
+        checks.append(judge_tail_share(
+            tail_name, hc, hs, bound=bound, max_share=spec.tail.max_share,
+            direction=spec.direction, relative_tolerance=spec.tail.tolerance.relative,
+            absolute_tolerance=spec.tail.tolerance.absolute, alpha=alpha,
+            min_total=spec.min_total, step_seconds=step, critical=spec.critical, weight=share,
+            mode=mode, stable_history=before, unit=spec.unit))
+    return checks
 
 
 def _with_steps(check: CheckResult, shown: Callable[[], Trace], wanted: bool) -> CheckResult:
@@ -476,6 +509,22 @@ def _corrupt_check(spec: MetricSpec, get: Any, begin: int) -> CheckResult | None
                                      where=_iso(q.start + (begin + bad[0]) * q.step),
                                      critical=spec.critical, weight=spec.weight)
     return None
+
+
+def _tail_trace(spec: HistogramMetric, canary: list[tuple[float, np.ndarray]],
+                stable: list[tuple[float, np.ndarray]],
+                history: list[tuple[float, np.ndarray]] | None, allowed: float | None) -> Trace:
+    """The tail share per step, for the report page: the same counts the check judged."""
+    assert spec.tail is not None
+    hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
+    before = Histogram.from_steps(history) if history else None
+    bound = (float(spec.tail.bound) if spec.tail.bound != "auto" else
+             auto_bound(hs, before, spec.tail.max_share, spec.min_total)[0])
+    counts = tail_counts(hc, hs, bound, before)
+    if counts is None:
+        return Trace(value_label="share above the tail bound", unit="%")
+    return replace(steps.ratio_trace(*counts[:4], allowed, spec.direction),
+                   value_label="share of requests above the tail bound")
 
 
 def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: float,
@@ -513,12 +562,15 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
                                                for le, v in _buckets(stable_buckets)]
         canary_b, stable_b = _buckets(get("canary", "buckets"), first), _buckets(stable_buckets,
                                                                                  first)
+        judged = _judge_histogram(spec, canary_b, stable_b, a, mode, history, step)
         checks = [_with_steps(check, partial(
             steps.quantile_trace, canary_b, stable_b, q, points - first,
             spec.tolerance.relative, spec.tolerance.absolute, spec.direction, spec.unit),
             traces)
-            for q, check in zip(spec.quantiles, _judge_histogram(
-                spec, canary_b, stable_b, a, mode, history), strict=True)]
+            for q, check in zip(spec.quantiles, judged, strict=False)]
+        if spec.tail is not None:
+            checks.append(_with_steps(judged[-1], partial(
+                _tail_trace, spec, canary_b, stable_b, history, judged[-1].allowed), traces))
     elif isinstance(spec, SeriesMetric) and spec.instance_label and (
             unlabelled := _unlabelled_sides(get, spec.instance_label)):
         checks = [_missing_label_check(spec, spec.instance_label, unlabelled)]
@@ -536,7 +588,8 @@ def _judge_spec(spec: MetricSpec, get: Any, points: int, step: float, alpha: flo
                 spec.name, canary_values, stable_values,
                 direction=spec.direction, relative_tolerance=spec.tolerance.relative,
                 absolute_tolerance=spec.tolerance.absolute, alpha=a,
-                min_points=spec.min_points, mode=mode, **base)
+                min_points=spec.min_points, mode=mode, stable_history=None if before is None
+                else values(get("stable", "values"), points)[before], **base)
             allowed = check.allowed
         checks = [_with_steps(check, lambda: steps.series_trace(
             canary_values, stable_values, allowed, spec.direction), traces)]
@@ -583,7 +636,7 @@ def _check_body(check: CheckResult) -> dict[str, Any]:
     return {
         "name": check.name, "kind": check.kind, "verdict": check.verdict,
         "critical": check.critical, "weight": round(check.weight, 6), "group": check.group,
-        "cohort": check.cohort,
+        "cohort": check.cohort, "blocking": check.blocking,
         "test": check.test,
         "effect": finite_or_none(check.effect),
         "interval": {"low": finite_or_none(low), "high": finite_or_none(high),
@@ -680,7 +733,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     points = grid(window.start + window.step, window.end, window.step).size
     first = 0
     if sequential and request.window.start is None:
-        begun = rollout_start(canary_activity(results, points),
+        begun = rollout_start(canary_activity(results, points, window.step),
                               max_gap=max(3, int(300 // window.step)))
         first = begun if begun is not None else 0
     warmup = request.window.warmup

@@ -98,6 +98,29 @@ class RatioMetric(_MetricBase):
         return {"numerator": numerator, "total": self.total}
 
 
+class TailShare(BaseModel):
+    """The share of requests slower than a bucket bound, judged like a `ratio`
+    (webhook/judge/tailshare.py): what histogram buckets can always decide."""
+
+    model_config = ConfigDict(extra="forbid")
+    bound: float | Literal["auto"] = Field(
+        "auto", description="One of the histogram's bucket bounds, in its unit (seconds, or "
+        "milliseconds with `unit: ms`); auto: the smallest "
+        "bound the stable exceeded in at most `max_share` of its requests before the rollout.")
+    max_share: float = Field(0.01, gt=0, lt=0.5)
+    tolerance: Tolerance = Field(
+        default_factory=lambda: Tolerance(relative=0.5, absolute=0.002),
+        description="Allowed rise of the share: relative to the stable's share, or absolute "
+        "(0.002 = 0.2 percentage points).")
+
+    @model_validator(mode="after")
+    def _positive_bound(self) -> TailShare:
+        if self.bound != "auto" and not (isinstance(self.bound, float) and self.bound > 0
+                                         and self.bound != float("inf")):
+            raise ValueError("tail.bound must be a finite bucket bound in seconds, or auto")
+        return self
+
+
 class HistogramMetric(_MetricBase):
     """Prometheus histogram buckets; the query must return one series per `le`."""
 
@@ -109,6 +132,10 @@ class HistogramMetric(_MetricBase):
         "Istio's and Linkerd's histograms are in milliseconds.")
     min_tail: float = Field(
         10, ge=1, description="Expected requests above the quantile needed on each side.")
+    tail: TailShare | None = Field(
+        None, description="Also judge the share of requests above a bucket bound (check "
+        "`<name>_tail`). With it, a quantile the bucket layout cannot resolve is reported as "
+        "informational instead of holding the verdict.")
 
     @model_validator(mode="after")
     def _quantiles_in_range(self) -> HistogramMetric:
@@ -129,13 +156,16 @@ class SeriesMetric(_MetricBase):
         "paired", description="paired: autocorrelation-aware (default); kayenta: Kayenta's "
         "Mann-Whitney classification, for migrating configs (no false-failure guarantee).")
     min_points: int = Field(
-        20, ge=2, description="Steps with both sides needed: fewer cannot tell autocorrelation "
-        "from a shift.")
+        10, ge=2, description="Steps with both sides needed before the series is judged.")
     instance_label: str | None = Field(
         None, pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*|\{\{\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\}\})$",
         description="Per-instance values: the query returns one series per instance, keyed by "
         "this label (a name, or a {{var}} holding one, e.g. {{instance_label}}), and the step's "
         "value is their mean. A side whose series lack the label is inconclusive, naming it.")
+    step: str | None = Field(
+        None, pattern=r"^[0-9]+(ms|s|m|h)$", description="Query step for this metric alone "
+        "(e.g. the scrape interval, 15s), so a gauge gets more points than the window's step "
+        "gives; default: the window's step.")
 
     def queries(self) -> dict[str, str]:
         return {"values": self.query}

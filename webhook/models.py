@@ -162,6 +162,8 @@ class CheckModel(BaseModel):
     weight: float
     group: str
     cohort: str
+    blocking: bool = Field(True, description="False: informational; its inconclusive answer "
+                           "does not hold the verdict (a quantile the buckets cannot resolve).")
     test: str
     effect: float | None = Field(description="Canary relative to stable: 0.5 = 50 % higher.")
     interval: dict[str, Any] = Field(description="low, high, of (what the bounds are), level.")

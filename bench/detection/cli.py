@@ -23,9 +23,12 @@ from bench.detection.methods import FAMILIES, build_methods, http_checks, sequen
 from bench.detection.run import default_processes, run_all, summarize
 from bench.detection.simulate import (
     BASE_SEED,
+    BOUNDS,
     GAUGE_LEVEL,
     GAUGE_PHI,
     GAUGE_SD,
+    GAUGE_STEP_SECONDS,
+    GAUGE_TOLERANCE,
     LATENCY_MEDIAN_S,
     LATENCY_SIGMA,
     POLL_SECONDS,
@@ -101,8 +104,9 @@ def render(doc: dict[str, Any], out: Path) -> str:
     if not report.plot(out / "detection.png", scs, labels, doc["results"]):
         print("matplotlib not installed: no detection.png (pip install matplotlib)",
               file=sys.stderr)
+    # Targets are recomputed from the results, so a report change needs no new simulation.
     return (report.markdown(scs, labels, doc["results"], doc["meta"]) + "\n\n"
-            + report.targets_markdown(doc["targets"]))
+            + report.targets_markdown(report.targets(doc["results"])))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_row: dict[str, Any] = {}
         for m in methods:
             for row, status in m.status().items():
+                if status == "ok" and row not in codes[sc.id]:
+                    status = "n/a"  # not judged in this scenario (a gauge-only one)
                 per_row[row] = (summarize(codes[sc.id][row]) if status == "ok"
                                 else {"status": status})
         results[sc.id] = per_row
@@ -158,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "step_seconds": STEP_SECONDS, "poll_seconds": POLL_SECONDS, "polls": POLLS,
         "canary_weights": list(WEIGHTS),
         "latency": {"median_s": LATENCY_MEDIAN_S, "sigma": LATENCY_SIGMA},
-        "gauge": {"level": GAUGE_LEVEL, "sd": GAUGE_SD, "ar1_phi": GAUGE_PHI},
+        "gauge": {"level": GAUGE_LEVEL, "sd": GAUGE_SD, "ar1_phi_default": GAUGE_PHI,
+                  "step_seconds": GAUGE_STEP_SECONDS, "relative_tolerance": GAUGE_TOLERANCE},
+        "buckets": [float(b) for b in BOUNDS[:-1]],
         "canary_judge_checks": [dataclasses.asdict(c) for c in http_checks()],
         "git_commit": _git_commit(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,

@@ -39,7 +39,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.detection.simulate import BOUNDS, POLLS, STEP_SECONDS, Rollout
+from bench.detection.simulate import (
+    BOUNDS,
+    GAUGE_POINTS,
+    GAUGE_TOLERANCE,
+    HISTORY_STEPS,
+    POLLS,
+    STEP_SECONDS,
+    Rollout,
+)
 from webhook.configs import HistogramMetric, RatioMetric, load_registry
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio, kayenta
 from webhook.judge.histogram import Histogram
@@ -61,14 +69,15 @@ def _series_judge() -> Callable[..., CheckResult] | None:
 
 
 def series_defaults() -> dict[str, Any]:
-    """Settings of a `series` metric left at the config schema's defaults (the http config has
-    no CPU metric): direction increase, no tolerance, 10 steps with both sides."""
+    """Settings of a `series` metric at the config schema's defaults (the http config has no
+    CPU metric: direction increase, minimum points), with a tolerance of GAUGE_TOLERANCE of the
+    level so that a healthy gauge can pass; judged on GAUGE_STEP_SECONDS points (its `step`)."""
     try:
         from webhook.configs import SeriesMetric
     except ImportError:
         return {}
     spec = SeriesMetric(name="cpu", kind="series", query="x{ {{selector}} }")
-    return dict(direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+    return dict(direction=spec.direction, relative_tolerance=GAUGE_TOLERANCE,
                 absolute_tolerance=spec.tolerance.absolute, min_points=spec.min_points)
 
 
@@ -102,10 +111,20 @@ class Method(ABC):
 class _Check:
     name: str
     row: str  # "error_ratio" or "latency"
-    quantile: float | None  # None for a ratio check
+    quantile: float | None  # None for a ratio or tail-share check
     alpha: float | None  # per-metric override from the config
     good: bool  # ratio with a `good` numerator (requests - errors) instead of `bad`
     kwargs: dict[str, Any] = field(default_factory=dict)
+    tail: bool = False  # the histogram's tail-share check
+
+
+def _tail_judge() -> Callable[..., CheckResult] | None:
+    """canary-judge's tail-share judge, if this version has it."""
+    try:
+        from webhook.judge.tailshare import judge_tail_share
+    except ImportError:
+        return None
+    return judge_tail_share
 
 
 def http_checks(config_name: str = "http") -> list[_Check]:
@@ -132,10 +151,19 @@ def http_checks(config_name: str = "http") -> list[_Check]:
                                  spec.good is not None,
                                  {**common, "weight": spec.weight, "step_seconds": STEP_SECONDS}))
         elif isinstance(spec, HistogramMetric):
+            tail = getattr(spec, "tail", None)
+            parts = len(spec.quantiles) + (1 if tail is not None else 0)
+            decided = {"decided_by": f"{spec.name}_tail"} if tail is not None else {}
             for q in spec.quantiles:
                 checks.append(_Check(f"{spec.name}_p{q * 100:g}", "latency", q, spec.alpha, False,
                                      {**common, "min_tail": spec.min_tail,
-                                      "weight": spec.weight / len(spec.quantiles)}))
+                                      "weight": spec.weight / parts, **decided}))
+            if tail is not None:
+                checks.append(_Check(f"{spec.name}_tail", "latency", None, spec.alpha, False, {
+                    **common, "relative_tolerance": tail.tolerance.relative,
+                    "absolute_tolerance": tail.tolerance.absolute, "weight": spec.weight / parts,
+                    "bound": None if tail.bound == "auto" else float(tail.bound),
+                    "max_share": tail.max_share, "step_seconds": STEP_SECONDS}, tail=True))
     return checks
 
 
@@ -163,12 +191,21 @@ class CanaryJudge(Method):
         self.label = f"canary-judge {mode} α={alpha:g}" + (", once at the end" if once else "")
         self.family = "cj-seq" if mode == "sequential" else "cj-fixed"
         self.checks = http_checks(config_name)
+        self.tail_judge = _tail_judge()
+        if self.tail_judge is None:
+            self.checks = [c for c in self.checks if not c.tail]
         self.available = mode == "fixed" or sequential_supported()
         self.series = _series_judge()
         if self.series is not None and mode == "sequential" and \
                 "mode" not in inspect.signature(self.series).parameters:
             self.series = None
         self.series_kwargs = series_defaults()
+
+    def rows(self) -> list[str]:
+        """The combined and per-metric rows, then one row per latency check (`key:latency_p99`,
+        `key:latency_tail`): which check decides, and which never passes what it cannot show."""
+        return super().rows() + [f"{self.key}:{c.name}" for c in self.checks
+                                 if c.row == "latency"]
 
     def status(self) -> dict[str, RowStatus]:
         out: dict[str, RowStatus] = dict.fromkeys(self.rows(),
@@ -185,10 +222,15 @@ class CanaryJudge(Method):
             return {}
         c, s = rollout.canary, rollout.stable
         cum_c, cum_s = c.cumulative_buckets, s.cumulative_buckets
-        out = {row: np.full(POLLS, INCONCLUSIVE, np.int8)
-               for row in (self.key, f"{self.key}:error_ratio", f"{self.key}:latency")}
+        per_check = [chk for chk in self.checks if chk.row == "latency"]
+        out = {}
         if self.series is not None:
             out[f"{self.key}:gauge"] = self._judge_gauge(rollout)
+        if rollout.gauge_only:
+            return out
+        rows = [self.key, f"{self.key}:error_ratio", f"{self.key}:latency",
+                *(f"{self.key}:{chk.name}" for chk in per_check)]
+        out.update({row: np.full(POLLS, INCONCLUSIVE, np.int8) for row in rows})
         failed: dict[str, CheckResult] = {}
         bucket_history: dict[str, Histogram] = {}
         if self.mode == "sequential":  # the stable's steps before the rollout, built once
@@ -203,7 +245,13 @@ class CanaryJudge(Method):
                     results.append(failed[chk.name])
                     continue
                 alpha = chk.alpha or self.alpha
-                if chk.quantile is None:
+                if chk.row == "latency" and hists is None:
+                    hists = (_histogram(cum_c, k), _histogram(cum_s, k))
+                if chk.tail:
+                    assert self.tail_judge is not None and hists is not None
+                    res = self.tail_judge(chk.name, hists[0], hists[1], alpha=alpha,
+                                          **chk.kwargs, **self._mode_kwargs(), **bucket_history)
+                elif chk.quantile is None:
                     num_c = c.requests[:k] - c.errors[:k] if chk.good else c.errors[:k]
                     num_s = s.requests[:k] - s.errors[:k] if chk.good else s.errors[:k]
                     history = {}
@@ -215,8 +263,7 @@ class CanaryJudge(Method):
                                       alpha=alpha, **chk.kwargs, **self._mode_kwargs(),
                                       **history)
                 else:
-                    if hists is None:
-                        hists = (_histogram(cum_c, k), _histogram(cum_s, k))
+                    assert hists is not None
                     res = judge_quantile(chk.name, hists[0], hists[1], chk.quantile, alpha=alpha,
                                          **chk.kwargs, **self._mode_kwargs(),
                                          **bucket_history)
@@ -227,6 +274,9 @@ class CanaryJudge(Method):
             for row in ("error_ratio", "latency"):
                 part = [r for r, chk in zip(results, self.checks, strict=True) if chk.row == row]
                 out[f"{self.key}:{row}"][k - 1] = CODE[combine(part).verdict]
+            for r, chk in zip(results, self.checks, strict=True):
+                if chk.row == "latency":
+                    out[f"{self.key}:{chk.name}"][k - 1] = CODE[r.verdict]
             if len(failed) == len(self.checks):
                 out = {row: v if row.endswith(":gauge") else _carry_fail(v, k)
                        for row, v in out.items()}
@@ -234,12 +284,20 @@ class CanaryJudge(Method):
         return out
 
     def _judge_gauge(self, rollout: Rollout) -> np.ndarray:
+        """The gauge on its own GAUGE_STEP_SECONDS grid (poll k sees k × GAUGE_POINTS points);
+        sequential mode also gets the stable's last HISTORY_STEPS points before the rollout,
+        as the service does from its lookback."""
         assert self.series is not None
         codes = np.full(POLLS, INCONCLUSIVE, np.int8)
-        mode = {} if self.mode == "fixed" else {"mode": "sequential"}
+        extra: dict[str, Any] = {}
+        if self.mode != "fixed":
+            extra = {"mode": "sequential"}
+            if "stable_history" in inspect.signature(self.series).parameters:
+                extra["stable_history"] = rollout.stable.history_gauge[-HISTORY_STEPS:]
         for k in range(POLLS if self.once else 1, POLLS + 1):
-            res = self.series("cpu", rollout.canary.gauge[:k], rollout.stable.gauge[:k],
-                              alpha=self.alpha, **self.series_kwargs, **mode)
+            n = k * GAUGE_POINTS
+            res = self.series("cpu", rollout.canary.gauge[:n], rollout.stable.gauge[:n],
+                              alpha=self.alpha, **self.series_kwargs, **extra)
             codes[k - 1] = CODE[res.verdict]
             if res.verdict == "fail":
                 return _carry_fail(codes, k)
@@ -270,7 +328,7 @@ class Kayenta(Method):
         c, s = rollout.canary, rollout.stable
         series = {"error_ratio": (c.error_ratio, s.error_ratio),
                   "latency_p99": (c.quantile(0.99), s.quantile(0.99)),
-                  "cpu": (c.gauge, s.gauge)}
+                  "cpu": (c.gauge_per_step, s.gauge_per_step)}
         out = {row: np.empty(POLLS, np.int8) for row in self.configs}
         for k in range(1, POLLS + 1):
             judged = {m.name: (m, kayenta.classify(series[m.name][0][:k], series[m.name][1][:k],
@@ -292,7 +350,7 @@ class Thresholds(Method):
         p95_c, p95_s = c.quantile(0.95), s.quantile(0.95)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = p95_c / p95_s
-            cpu_ratio = c.gauge / s.gauge
+            cpu_ratio = c.gauge_per_step / s.gauge_per_step
 
         def cond(ok: Callable[[float], bool], value: float) -> int:
             if math.isnan(value):

@@ -72,6 +72,27 @@ def targets(results: Results) -> list[dict[str, Any]]:
         "cj_seq_05", "fail_rate", 0.95, False)
     add("(reference) p99 +25 % at 20 req/s total (canary 1-10 req/s)", "p99_+25pct_20rps",
         "cj_seq_05", "fail_rate", 0.95, False)
+    # Bucket placement, tail regressions, gauges (canary 20 req/s, client_python buckets).
+    for sid in ("p99_+25pct_canary20_m80", "p99_+25pct_canary20_m115"):
+        for q in ("p95", "p99"):
+            add(f"no latency_{q} pass on latency +25 % (20 % tolerance), any poll", sid,
+                f"cj_seq_05:latency_{q}", "ever_pass", 0.0, True)
+    add(">= 90 % detection of 3 % of requests x4 within 20 polls (10 min)",
+        "tail_3pct_x4_canary20_m80", "cj_seq_05", "fail_rate", 0.90, False)
+    for sid in ("aa_canary20", "aa_canary20_m80", "aa_canary20_m115"):
+        add("healthy rollouts passing at poll 20 (combined, sequential alpha=0.05) >= 0.45",
+            sid, "cj_seq_05", "final_pass", 0.45, False)
+        add("false-failure rate of the tail-share check <= 0.05", sid,
+            "cj_seq_05:latency_tail", "fail_rate", 0.05, True)
+    for tag, alpha in (("05", 0.05), ("01", 0.01)):
+        for phi in ("0", "0.5", "0.8", "0.95"):
+            add(f"gauge A/A false-failure rate <= {alpha:g} (sequential, phi={phi})",
+                f"aa_gauge_phi{phi}", f"cj_seq_{tag}:gauge", "fail_rate", alpha, True)
+    for phi in ("0", "0.5"):
+        add(f"gauge +5 sd (phi={phi}) failed within 10 polls (5 min) in >= 90 %",
+            f"gauge_+5sd_phi{phi}", "cj_seq_05:gauge", "within_10_polls", 0.90, False)
+    add("healthy i.i.d. gauge passes within 20 polls (10 min) in >= 50 %", "aa_gauge_phi0",
+        "cj_seq_05:gauge", "final_pass", 0.5, False)
     return out
 
 
@@ -132,11 +153,12 @@ def _target_row(sc: Scenario, key: str) -> str:
 def markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str]], results: Results,
              meta: Mapping[str, Any]) -> str:
     """Tables: A/A false failures; detection (combined verdict, then the scenario's own check)."""
-    aa = [sc for sc in scs if sc.healthy]
-    reg = [sc for sc in scs if not sc.healthy]
+    aa = [sc for sc in scs if sc.healthy and "gauge" not in sc.tags]
+    reg = [sc for sc in scs if not sc.healthy and "gauge" not in sc.tags]
     out = [f"Detection benchmark: {meta['rollouts_note']}; {POLLS} polls every 30 s, canary "
-           "weight 5/10/25/50 %, stable error ratio 1 %, lognormal latency (median 100 ms, "
-           "σ 0.6). Cells: % of rollouts ± Monte Carlo s.e.", ""]
+           "weight 5/10/25/50 % (or 20 req/s where it says canary), stable error ratio 1 %, "
+           "lognormal latency (median 100 ms unless it says, σ 0.6) in client_python's default "
+           "buckets. Cells: % of rollouts ± Monte Carlo s.e.", ""]
     header = ["method", *[sc.title for sc in aa]]
     rows = [[label, *[_aa_cell(_cell(results, sc.id, key)) for sc in aa]]
             for key, label in methods]
@@ -157,6 +179,8 @@ def markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str]], result
     out += ["**Healthy rollouts: verdict at poll 20** (% pass / % inconclusive of all rollouts; "
             "the rest failed). Inconclusive is what thin data must give: never a pass.", "",
             _table(header, rows), ""]
+    out += [per_check_markdown(scs, methods, results), "",
+            gauge_markdown(scs, methods, results), ""]
     for title, pick in (("combined verdict", lambda sc, key: key),
                         ("the scenario's own check only", _target_row)):
         for rps in sorted({sc.rps for sc in reg}):
@@ -176,6 +200,65 @@ def markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str]], result
     return "\n".join(out)
 
 
+def per_check_markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str]],
+                       results: Results) -> str:
+    """canary-judge's latency checks one by one, on the scenarios that vary where quantiles
+    fall against bucket edges: healthy rollouts (false-fail % / pass at poll 20 %), regressions
+    beyond tolerance (detected % · median polls / passed at some poll %)."""
+    cols = [sc for sc in scs if "canary20" in sc.id and sc.target in ("none", "latency")]
+    keys = [key for key, _ in methods if key.startswith("cj_seq")]
+    checks = sorted({row.split(":", 1)[1] for sc in cols for key in keys
+                     for row in results.get(sc.id, {}) if row.startswith(f"{key}:latency_")})
+    if not cols or not checks:
+        return ""
+    rows = []
+    for key in keys:
+        for check in checks:
+            cells = []
+            for sc in cols:
+                c = _cell(results, sc.id, f"{key}:{check}")
+                if c is None or "status" in c:
+                    cells.append(_aa_cell(c))
+                elif sc.healthy:
+                    cells.append(f"{_pct(c['fail_rate'])} / {_pct(c['final_pass'])}")
+                else:
+                    median = c["polls_to_fail_median"]
+                    polls = f" · {median:g}" if median is not None else ""
+                    cells.append(f"{_pct(c['fail_rate'])}{polls} / {_pct(c['ever_pass'])}")
+            rows.append([f"{key} {check}", *cells])
+    return "\n".join([
+        "**Latency checks one by one, canary 20 req/s, client_python buckets** (healthy: "
+        "false-fail % / pass at poll 20 %; regressions: detected % · median polls / passed at "
+        "some poll %, the false-pass rate)", "",
+        _table(["check", *[sc.title for sc in cols]], rows)])
+
+
+def gauge_markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str]],
+                   results: Results) -> str:
+    """The gauge rows on the gauge scenarios (A/A at several φ, shifts)."""
+    cols = [sc for sc in scs if "gauge" in sc.tags]
+    if not cols:
+        return ""
+    rows = []
+    for key, label in methods:
+        cells = []
+        for sc in cols:
+            c = _cell(results, sc.id, f"{key}:gauge")
+            if c is None or "status" in c:
+                cells.append(_aa_cell(c))
+            elif sc.healthy:
+                cells.append(f"{_pct(c['fail_rate'])} / {_pct(c['final_pass'])}")
+            else:
+                median = c["polls_to_fail_median"]
+                polls = f" · {median:g}" if median is not None else ""
+                cells.append(f"{_pct(c['fail_rate'])}{polls} / {_pct(c['ever_pass'])}")
+        rows.append([label, *cells])
+    return "\n".join([
+        "**Gauges (15 s points, tolerance 5 % = 1 sd)** (A/A: false-fail % / pass at poll 20 %; "
+        "shifts: detected % · median polls / passed at some poll %)", "",
+        _table(["method", *[sc.title for sc in cols]], rows)])
+
+
 def plot(path: Path, scs: Sequence[Scenario], methods: Sequence[tuple[str, str]],
          results: Results) -> bool:
     """detection.png; returns False (and writes nothing) without matplotlib."""
@@ -186,8 +269,8 @@ def plot(path: Path, scs: Sequence[Scenario], methods: Sequence[tuple[str, str]]
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    aa = [sc for sc in scs if sc.healthy]
-    reg = [sc for sc in scs if not sc.healthy]
+    aa = [sc for sc in scs if sc.healthy and "gauge" not in sc.tags]
+    reg = [sc for sc in scs if not sc.healthy and "gauge" not in sc.tags]
     fig, axes = plt.subplots(2, 2, figsize=(16, 10))
     width = 0.8 / max(len(methods), 1)
 

@@ -90,8 +90,9 @@ def summarize(codes: np.ndarray) -> dict[str, Any]:
     fail_rate: rollouts failed at any poll (false-failure rate in A/A, detection rate under a
     regression); fail_by_poll[k-1]: failed by poll k; polls_to_fail_*: first failing poll among
     the failed; final_*: verdict at the last poll of rollouts never failed (shares of all
-    rollouts); inconclusive_poll_share: inconclusive polls among those judged before the
-    rollout ended (a fail ends it).
+    rollouts); ever_pass: rollouts passed at some poll before any failure (the false-pass rate
+    under a regression); inconclusive_poll_share: inconclusive polls among those judged before
+    the rollout ended (a fail ends it).
     """
     n = codes.shape[0]
     fail = codes == FAIL
@@ -100,6 +101,7 @@ def summarize(codes: np.ndarray) -> dict[str, Any]:
     rate, se = _rate(int(failed.sum()), n)
     by_poll = [float(np.mean((first > 0) & (first <= k))) for k in range(1, POLLS + 1)]
     within2, within2_se = _rate(int(np.sum((first > 0) & (first <= 2))), n)
+    within10, within10_se = _rate(int(np.sum((first > 0) & (first <= 10))), n)
     last = codes[:, -1]
     final_inc, final_inc_se = _rate(int(np.sum(~failed & (last == INCONCLUSIVE))), n)
     final_pass, _ = _rate(int(np.sum(~failed & (last == PASS))), n)
@@ -107,14 +109,21 @@ def summarize(codes: np.ndarray) -> dict[str, Any]:
     polls = np.arange(1, POLLS + 1)[None, :]
     inconclusive = np.sum((codes == INCONCLUSIVE) & (polls <= judged[:, None]))
     detected = first[first > 0]
+    # A pass at any poll before a failure: a controller may promote on it (Flagger's
+    # confirm-promotion, an Argo step whose analysis ended), so under a regression beyond
+    # tolerance this is the false-pass rate.
+    passed = (codes == PASS) & (polls < np.where(failed, first, POLLS + 1)[:, None])
+    ever_pass, ever_pass_se = _rate(int(passed.any(axis=1).sum()), n)
     return {
         "n": n,
         "fail_rate": rate, "fail_rate_se": se,
         "fail_by_poll": by_poll,
         "within_2_polls": within2, "within_2_polls_se": within2_se,
+        "within_10_polls": within10, "within_10_polls_se": within10_se,
         "polls_to_fail_median": float(np.median(detected)) if detected.size else None,
         "polls_to_fail_mean": float(np.mean(detected)) if detected.size else None,
         "final_pass": final_pass,
+        "ever_pass": ever_pass, "ever_pass_se": ever_pass_se,
         "final_inconclusive": final_inc, "final_inconclusive_se": final_inc_se,
         "inconclusive_poll_share": float(inconclusive / judged.sum()),
     }

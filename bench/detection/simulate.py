@@ -15,14 +15,21 @@ Per step and side (canary, stable):
   p_t = `burst_error_ratio`. Draws are independent per side: in an A/A test both sides share the
   distribution, not the realisation;
 - latency bucket increments ~ Multinomial(requests, bucket probabilities) of a lognormal with
-  median 0.1 s and σ 0.6 (webhook.lab.synth.DEFAULT_BUCKETS + Inf); a latency regression
-  multiplies the canary's lognormal by `latency_scale` (every quantile, p99 included, grows by
-  that factor); optional per-step jitter multiplies it by exp(N(0, jitter²));
-- a CPU gauge: AR(1) around LEVEL with φ = GAUGE_PHI and marginal sd GAUGE_SD (started from
-  the stationary law), the canary's level raised by `gauge_shift`;
+  median `latency_median` (0.1 s unless the scenario says otherwise) and σ 0.6, in
+  client_python's default buckets (5 ms … 10 s + Inf): where p95/p99 fall relative to the
+  bucket edges is what the scenarios vary (80 ms: p99 and p99 × 1.25 both inside 0.25–0.5 s;
+  115 ms: p99 × 1.25 straddles 0.5 s). A latency regression multiplies the canary's lognormal
+  by `latency_scale` (every quantile, p99 included, grows by that factor); a tail regression
+  makes a share `tail_share` of the canary's requests `tail_factor` times slower; optional
+  per-step jitter multiplies the whole distribution by exp(N(0, jitter²));
+- a CPU gauge sampled every GAUGE_STEP_SECONDS (the scrape interval: two points per query
+  step, what a gauge's own `step` gives): AR(1) around LEVEL with lag-1 autocorrelation
+  `gauge_phi` per point and marginal sd GAUGE_SD (started from the stationary law), the
+  canary's level raised by `gauge_shift`;
 - the stable's HISTORY_STEPS steps before the rollout, at full traffic with the same error
-  process: what the service sees of the stable before the analysis start (its sequential
-  lookback) and uses to calibrate how clumped errors are.
+  process and the same gauge process (continuing into the rollout): what the service sees of
+  the stable before the analysis start (its sequential lookback) and uses to calibrate how
+  clumped errors are, where the tail-share bound lies, and how the gauge wanders.
 """
 
 from __future__ import annotations
@@ -36,18 +43,22 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from webhook.lab.synth import DEFAULT_BUCKETS
-
 STEP_SECONDS = 30.0
 POLL_SECONDS = 30.0
 POLLS = 20
 WEIGHTS: tuple[float, ...] = (0.05,) * 4 + (0.10,) * 4 + (0.25,) * 4 + (0.50,) * 8
-BOUNDS = np.array([*DEFAULT_BUCKETS, math.inf])
+# prometheus/client_python's default histogram buckets (Histogram.DEFAULT_BUCKETS).
+CLIENT_PYTHON_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                         7.5, 10.0)
+BOUNDS = np.array([*CLIENT_PYTHON_BUCKETS, math.inf])
 LATENCY_MEDIAN_S = 0.1
 LATENCY_SIGMA = 0.6
 GAUGE_LEVEL = 50.0  # % CPU
 GAUGE_SD = 2.5  # marginal sd: 5 % of the level
-GAUGE_PHI = 0.8  # lag-1 autocorrelation per 30 s step
+GAUGE_PHI = 0.8  # lag-1 autocorrelation per gauge point, unless the scenario says otherwise
+GAUGE_TOLERANCE = 0.05  # the bench's gauge check tolerates +5 % of the level (1 sd)
+GAUGE_STEP_SECONDS = 15.0
+GAUGE_POINTS = int(STEP_SECONDS // GAUGE_STEP_SECONDS)  # gauge points per query step
 BASE_SEED = 20240611
 HISTORY_STEPS = 60
 
@@ -72,6 +83,10 @@ class Scenario:
     burst_prob: float = 0.0
     burst_error_ratio: float = 0.0
     latency_jitter: float = 0.0  # sd of the per-step log latency multiplier
+    latency_median: float = LATENCY_MEDIAN_S
+    tail_share: float = 0.0  # share of canary requests made `tail_factor` times slower
+    tail_factor: float = 1.0
+    gauge_phi: float = GAUGE_PHI
     tags: tuple[str, ...] = field(default=())
 
     @property
@@ -90,7 +105,8 @@ class Side:
     requests: np.ndarray  # (steps,)
     errors: np.ndarray  # (steps,)
     buckets: np.ndarray  # (steps, len(BOUNDS)), per-bucket (non-cumulative) increments
-    gauge: np.ndarray  # (steps,)
+    gauge: np.ndarray  # (steps × GAUGE_POINTS,), GAUGE_STEP_SECONDS apart
+    history_gauge: np.ndarray = field(default_factory=lambda: np.zeros(0))
     history_requests: np.ndarray = field(default_factory=lambda: np.zeros(0))  # before start
     history_errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
     history_buckets: np.ndarray = field(default_factory=lambda: np.zeros((0, BOUNDS.size)))
@@ -109,11 +125,18 @@ class Side:
     def quantile(self, q: float) -> np.ndarray:
         return histogram_quantile(q, self.cumulative_buckets)
 
+    @property
+    def gauge_per_step(self) -> np.ndarray:
+        """The gauge at the query step (the last sample of each step), as a range query at
+        the window's step sees it."""
+        return self.gauge[GAUGE_POINTS - 1::GAUGE_POINTS]
+
 
 @dataclass(frozen=True)
 class Rollout:
     canary: Side
     stable: Side
+    gauge_only: bool = False  # a gauge scenario: only the gauge rows are judged
 
 
 def histogram_quantile(q: float, cumulative: np.ndarray, bounds: np.ndarray = BOUNDS) -> np.ndarray:
@@ -140,22 +163,28 @@ def histogram_quantile(q: float, cumulative: np.ndarray, bounds: np.ndarray = BO
     return np.where(total > 0, value, np.nan)
 
 
-@lru_cache(maxsize=64)
-def bucket_probabilities(scale: float) -> np.ndarray:
-    """Probability of each bucket (last = +Inf) under the lognormal latency × `scale`."""
-    mu = math.log(LATENCY_MEDIAN_S * scale)
-    z = (np.log(BOUNDS[:-1]) - mu) / LATENCY_SIGMA
-    cdf = special.ndtr(z)
-    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
-    return np.clip(probs, 0.0, None) / probs.sum()
+@lru_cache(maxsize=256)
+def bucket_probabilities(scale: float, median: float = LATENCY_MEDIAN_S,
+                         tail_share: float = 0.0, tail_factor: float = 1.0) -> np.ndarray:
+    """Probability of each bucket (last = +Inf) under the lognormal latency × `scale`, with a
+    share `tail_share` of requests `tail_factor` times slower still."""
+    def probs(m: float) -> np.ndarray:
+        z = (np.log(BOUNDS[:-1]) - math.log(m)) / LATENCY_SIGMA
+        return np.diff(np.concatenate([[0.0], special.ndtr(z), [1.0]]))
+
+    p = probs(median * scale)
+    if tail_share > 0:
+        p = (1 - tail_share) * p + tail_share * probs(median * scale * tail_factor)
+    p = np.clip(p, 0.0, None)
+    return p / p.sum()
 
 
-def _gauge(rng: np.random.Generator, steps: int, level: float) -> np.ndarray:
-    noise = np.empty(steps)
+def _gauge(rng: np.random.Generator, points: int, level: float, phi: float) -> np.ndarray:
+    noise = np.empty(points)
     noise[0] = rng.normal(0.0, GAUGE_SD)
-    innovations = rng.normal(0.0, GAUGE_SD * math.sqrt(1 - GAUGE_PHI**2), size=steps)
-    for t in range(1, steps):
-        noise[t] = GAUGE_PHI * noise[t - 1] + innovations[t]
+    innovations = rng.normal(0.0, GAUGE_SD * math.sqrt(1 - phi**2), size=points)
+    for t in range(1, points):
+        noise[t] = phi * noise[t - 1] + innovations[t]
     return level + noise
 
 
@@ -172,14 +201,17 @@ def _error_counts(rng: np.random.Generator, sc: Scenario, requests: np.ndarray,
 
 
 def _latency_buckets(rng: np.random.Generator, sc: Scenario, requests: np.ndarray,
-                     scale: float) -> np.ndarray:
+                     canary: bool) -> np.ndarray:
+    scale = sc.latency_scale if canary else 1.0
+    tail = (sc.tail_share, sc.tail_factor) if canary else (0.0, 1.0)
     if sc.latency_jitter > 0:
         scales = scale * np.exp(rng.normal(0.0, sc.latency_jitter, size=requests.size))
-        return np.stack([rng.multinomial(n, bucket_probabilities(float(s)))
+        return np.stack([rng.multinomial(n, bucket_probabilities(float(s), sc.latency_median,
+                                                                 *tail))
                          for n, s in zip(requests, scales, strict=True)]).reshape(
                              requests.size, BOUNDS.size)
-    return rng.multinomial(requests, bucket_probabilities(scale)).reshape(requests.size,
-                                                                          BOUNDS.size)
+    return rng.multinomial(requests, bucket_probabilities(scale, sc.latency_median, *tail)
+                           ).reshape(requests.size, BOUNDS.size)
 
 
 def _side(rng: np.random.Generator, sc: Scenario, weights: np.ndarray, canary: bool) -> Side:
@@ -190,19 +222,22 @@ def _side(rng: np.random.Generator, sc: Scenario, weights: np.ndarray, canary: b
     requests = rng.poisson(mean_requests)
     p = sc.error_ratio * (sc.error_factor if canary else 1.0)
     errors = _error_counts(rng, sc, requests, p)
-    buckets = _latency_buckets(rng, sc, requests, sc.latency_scale if canary else 1.0)
+    buckets = _latency_buckets(rng, sc, requests, canary)
     level = GAUGE_LEVEL * (1 + (sc.gauge_shift if canary else 0.0))
-    gauge = _gauge(rng, steps, level)
+    points = steps * GAUGE_POINTS
     if canary:
         return Side(requests=requests.astype(float), errors=errors.astype(float),
-                    buckets=buckets.astype(float), gauge=gauge)
-    # Drawn last, so the rollout's own steps do not depend on the history.
+                    buckets=buckets.astype(float), gauge=_gauge(rng, points, level, sc.gauge_phi))
+    # The stable's gauge runs on from its history into the rollout; drawn last, like the
+    # rest of the history, so the rollout's other steps do not depend on it.
     history = rng.poisson(np.full(HISTORY_STEPS, sc.rps * STEP_SECONDS))
+    history_errors = _error_counts(rng, sc, history, p).astype(float)
+    history_buckets = _latency_buckets(rng, sc, history, False).astype(float)
+    gauge = _gauge(rng, HISTORY_STEPS * GAUGE_POINTS + points, level, sc.gauge_phi)
     return Side(requests=requests.astype(float), errors=errors.astype(float),
-                buckets=buckets.astype(float), gauge=gauge,
-                history_requests=history.astype(float),
-                history_errors=_error_counts(rng, sc, history, p).astype(float),
-                history_buckets=_latency_buckets(rng, sc, history, 1.0).astype(float))
+                buckets=buckets.astype(float), gauge=gauge[-points:],
+                history_gauge=gauge[:-points], history_requests=history.astype(float),
+                history_errors=history_errors, history_buckets=history_buckets)
 
 
 def simulate(sc: Scenario, rollout: int) -> Rollout:
@@ -211,7 +246,7 @@ def simulate(sc: Scenario, rollout: int) -> Rollout:
     w = np.array(WEIGHTS)
     canary = _side(rng, sc, w, canary=True)
     stable = _side(rng, sc, 1 - w, canary=False)
-    return Rollout(canary=canary, stable=stable)
+    return Rollout(canary=canary, stable=stable, gauge_only="gauge" in sc.tags)
 
 
 def scenarios(levels: int, others: int, regressions: int,
@@ -255,4 +290,41 @@ def scenarios(levels: int, others: int, regressions: int,
                             error_factor=factor))
     out.append(Scenario("p99_+25pct_canary20", "latency +25 %", 200.0, targets,
                         canary_rps=20.0, target="latency", latency_scale=1.25))
+    # Where quantiles fall against bucket edges: at an 80 ms median p99 (323 ms) and p99 × 1.25
+    # (404 ms) share the 0.25–0.5 s bucket; at 115 ms (465 → 581 ms) they straddle 0.5 s.
+    # Tail regressions: 3 % of requests ×4 (p99 +42 %, p50 +2 %; share over 500 ms 0.11 % →
+    # 0.79 %), and 1 % ×4, just beyond the tail-share tolerance of +0.2 percentage points
+    # (0.11 % → 0.34 %).
+    c20 = dict(rps=200.0, canary_rps=20.0)
+    out += [
+        Scenario("aa_canary20_m80", "A/A canary 20 rps, median 80 ms", rollouts=levels,
+                 latency_median=0.08, tags=("aa",), **c20),
+        Scenario("aa_canary20_m115", "A/A canary 20 rps, median 115 ms", rollouts=others,
+                 latency_median=0.115, tags=("aa",), **c20),
+        Scenario("p99_+25pct_canary20_m80", "latency +25 %, p99 inside one bucket",
+                 rollouts=targets, target="latency", latency_scale=1.25, latency_median=0.08,
+                 tags=("beyond",), **c20),
+        Scenario("p99_+25pct_canary20_m115", "latency +25 %, p99 straddles 0.5 s",
+                 rollouts=regressions, target="latency", latency_scale=1.25,
+                 latency_median=0.115, tags=("beyond",), **c20),
+        Scenario("tail_3pct_x4_canary20_m80", "3 % of requests ×4", rollouts=targets,
+                 target="latency", tail_share=0.03, tail_factor=4.0, latency_median=0.08,
+                 **c20),
+        Scenario("tail_1pct_x4_canary20_m80", "1 % of requests ×4 (tail share just beyond "
+                 "tolerance)", rollouts=regressions, target="latency", tail_share=0.01,
+                 tail_factor=4.0, latency_median=0.08, tags=("beyond",), **c20),
+    ]
+    # Gauges alone (the other checks are not judged in these): A/A at several φ per 15 s
+    # point, a 5 sd shift, and a shift of 1.2 × the gauge check's tolerance.
+    gauge = ("gauge",)
+    for phi in (0.0, 0.5, 0.8, 0.95):
+        out.append(Scenario(f"aa_gauge_phi{phi:g}", f"A/A gauge φ={phi:g}", 20.0, others,
+                            gauge_phi=phi, tags=("aa", *gauge)))
+    for phi in (0.0, 0.5, 0.8):
+        out.append(Scenario(f"gauge_+5sd_phi{phi:g}", f"gauge +5 sd, φ={phi:g}", 20.0,
+                            regressions, target="gauge", gauge_phi=phi,
+                            gauge_shift=5 * GAUGE_SD / GAUGE_LEVEL, tags=gauge))
+    out.append(Scenario("gauge_+1.2tol_phi0.5", "gauge 1.2 × tolerance, φ=0.5", 20.0,
+                        regressions, target="gauge", gauge_phi=0.5,
+                        gauge_shift=1.2 * GAUGE_TOLERANCE, tags=("beyond", *gauge)))
     return out

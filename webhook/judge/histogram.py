@@ -1,30 +1,36 @@
-"""Latency quantiles judged from Prometheus histogram bucket counts.
+"""Latency quantiles judged from Prometheus histogram bucket counts, claiming only what the
+counts show.
 
 Every request in the window counts, not one number per step: the per-step bucket increments are
-summed into one cumulative histogram per side. A quantile's value is read off it by linear
-interpolation inside the bucket, the same assumption `histogram_quantile()` makes.
+summed into one cumulative histogram per side (buckets whose `le` spells the same bound
+differently are merged). The point estimate shown is read off it by linear interpolation inside
+the bucket, like `histogram_quantile()`; no decision rests on it.
 
 Interval for a quantile: the distribution-free order-statistic interval (Conover, "Practical
 Nonparametric Statistics", 3rd ed., 1999, §3.2; Hahn & Meeker 1991): with n requests, the
 q-quantile lies between the order statistics of ranks `binom.ppf(a, n, q)` and
-`binom.ppf(1 - a, n, q) + 1` with probability ≥ 1 − 2a (scipy.stats.binom). Ranks are turned into
-latencies through the interpolated histogram.
+`binom.ppf(1 - a, n, q) + 1` with probability ≥ 1 − 2a (scipy.stats.binom). A rank is only known
+to lie in its bucket, so the lower rank maps to the lower edge of its bucket and the upper rank
+to the upper edge of its own: the interval holds wherever requests sit inside their buckets.
 
 Decision for canary vs stable, each side's bound at a = alpha/2 so both hold jointly with
 probability ≥ 1 − alpha (Bonferroni):
 - fail when the canary's lower bound exceeds the stable's upper bound by more than tolerated;
 - pass when the canary's upper bound is within tolerance of the stable's lower bound;
-- otherwise inconclusive (too few requests, or a quantile in the +Inf bucket).
+- otherwise inconclusive (too few requests, buckets too wide, or a quantile in the +Inf
+  bucket). When the buckets around the stable's quantile are wider than the tolerance (both
+  p99 in 0.25–0.5 s allow ×2), no number of requests can ever pass the check: the reason names
+  the buckets and the bounds that would resolve them, and if the metric also judges its tail
+  share (`tailshare.py`) the check is informational (`blocking=False`).
 
 Sequential mode fails on tail exceedances instead (`tail_exceedances`), judged by the
-anytime-valid rate-ratio martingale of `sequential.py`: the canary's requests above
-(1 + tolerance) × the stable's running q-quantile against the stable's requests above that
-quantile, and the mirror anchored on the canary's running quantile, the two martingales
-averaged. Two separate intervals that must not overlap waste power (each side pays its own
-margin); comparing the two exceedance counts in one test does not, and the martingale can be
-read at every poll instead of spending alpha over a grid of looks. On the benchmark's +25 %
-latency regression at a 20 % tolerance this detects 96 % of rollouts, against 52 % for the
-order-statistic test with alpha spent over checkpoints (bench/detection).
+anytime-valid rate-ratio martingale of `sequential.py`: the canary's requests above a bucket
+bound at least (1 + tolerance) × the stable's running q-quantile (rounded down to a bound)
+against the stable's requests above that bound, and the mirror anchored on the canary's running
+quantile, the two martingales averaged. Both counts are exact (never interpolated), rounded the
+way that errs against a failure. Two separate intervals that must not overlap waste power
+(each side pays its own margin); comparing the two exceedance counts in one test does not, and
+the martingale can be read at every poll instead of spending alpha over a grid of looks.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ TAIL_MIXTURE_SCALE = 0.2
 # prior worth this many steps. Tail counts per step are larger than error counts, so the same
 # clumpiness needs a smaller γ.
 TAIL_DISPERSION_PRIOR = (0.02, 3.0)
+# A quantile check the buckets "cannot resolve" is one that would stay inconclusive with this
+# many times the requests in the same proportions (`_unresolvable`).
+LAYOUT_TEST_FACTOR = 100.0
 
 
 class Histogram:
@@ -69,11 +78,30 @@ class Histogram:
     def from_steps(cls, buckets: Sequence[tuple[float, np.ndarray]]) -> Histogram:
         """Sum per-step bucket increments (NaN = absent) into one window histogram.
 
-        Counter extrapolation in `increase()` can make a bucket look fractionally larger than
-        the next; cumulative counts are forced monotone so ranks stay meaningful.
+        Series whose `le` spells the same bound differently ("0.2", "2e-1", "2.0e-1": two
+        targets, two client libraries) arrive separately from `sum by (le)`; they are one bucket
+        and are added up. Counter extrapolation in `increase()` can make a bucket look
+        fractionally larger than the next; cumulative counts are forced monotone so ranks stay
+        meaningful.
         """
-        pairs = sorted(((float(le), np.atleast_1d(np.asarray(v, dtype=float)))
-                        for le, v in buckets if not math.isnan(float(le))), key=lambda p: p[0])
+        merged: dict[float, np.ndarray] = {}
+        for le, v in buckets:
+            bound = float(le)
+            if math.isnan(bound):
+                continue
+            values = np.atleast_1d(np.asarray(v, dtype=float))
+            if bound in merged:
+                old = merged[bound]
+                width = max(old.size, values.size)
+                a, b = np.full(width, np.nan), np.full(width, np.nan)
+                a[:old.size], b[:values.size] = old, values
+                both = np.isnan(a) & np.isnan(b)
+                with np.errstate(over="ignore", invalid="ignore"):  # corrupt: caught later
+                    total = np.where(np.isnan(a), 0.0, a) + np.where(np.isnan(b), 0.0, b)
+                merged[bound] = np.where(both, np.nan, total)
+            else:
+                merged[bound] = values
+        pairs = sorted(merged.items(), key=lambda p: p[0])
         if not pairs:
             return cls(np.array([]), np.array([]), np.zeros((0, 0)))
         bounds = np.array([p[0] for p in pairs])
@@ -85,6 +113,17 @@ class Histogram:
             steps = np.maximum.accumulate(rows, axis=1)
             cumulative = np.nan_to_num(np.maximum.accumulate(rows.sum(axis=0)))
         return cls(bounds, cumulative, steps)
+
+    @property
+    def layout_problem(self) -> str | None:
+        """Why these buckets cannot be read at all, or None: without a `+Inf` bucket the
+        count of all requests is unknown (a rank cannot be placed), and a single bucket says
+        nothing about where requests lie."""
+        if self.bounds.size < 2:
+            return "a single bucket"
+        if not math.isinf(self.bounds[-1]):
+            return "no +Inf bucket"
+        return None
 
     @property
     def total(self) -> float:
@@ -120,17 +159,34 @@ class Histogram:
         """Point estimate like histogram_quantile(): the +Inf bucket reads as the last bound."""
         return self.value_at_rank(q * self.total, inf_bucket_as=self.last_finite_bound)
 
+    def bucket_of_rank(self, rank: float) -> int:
+        """Index of the bucket holding the request of this rank (1-based)."""
+        i = int(np.searchsorted(self.cumulative, max(rank, 0.0), side="left"))
+        return min(i, self.bounds.size - 1)
+
+    def edges(self, i: int) -> tuple[float, float]:
+        """(lower, upper) edge of bucket i: the first bucket starts at 0 (latencies are not
+        negative), the +Inf bucket ends at +Inf."""
+        upper = float(self.bounds[i])
+        lower = float(self.bounds[i - 1]) if i > 0 else min(0.0, upper)
+        return lower, upper
+
     def quantile_bounds(self, q: float, a: float) -> tuple[float, float]:
-        """(lower, upper) bounds for the q-quantile, each failing with probability ≤ a."""
+        """(lower, upper) bounds for the q-quantile, each failing with probability ≤ a, that
+        hold wherever the requests sit inside their buckets: the lower order statistic is at
+        least the lower edge of its bucket, the upper one at most the upper edge of its own."""
         n = round(self.total)
         if n <= 0:
             return math.nan, math.nan
         low_rank, high_rank = (float(r) for r in stats.binom.ppf([a, 1 - a], n, q))
         high_rank += 1
-        low = (self.value_at_rank(low_rank, inf_bucket_as=self.last_finite_bound)
-               if low_rank >= 1 else 0.0)
-        high = self.value_at_rank(high_rank) if high_rank <= n else math.inf
+        low = self.edges(self.bucket_of_rank(low_rank))[0] if low_rank >= 1 else 0.0
+        high = self.edges(self.bucket_of_rank(high_rank))[1] if high_rank <= n else math.inf
         return low, high
+
+    def quantile_bucket(self, q: float) -> tuple[float, float]:
+        """Edges of the bucket that holds the q-quantile itself (where its rank falls)."""
+        return self.edges(self.bucket_of_rank(q * self.total))
 
 
 def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray:
@@ -151,25 +207,39 @@ def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray
     return np.where((total > 0) & np.isfinite(upper), value, np.nan)
 
 
+def _snap(bounds: np.ndarray, x: np.ndarray, up: bool) -> np.ndarray:
+    """Each x moved to a bucket bound: the smallest bound ≥ x (`up`) or the largest ≤ x (0
+    below the first bound: latencies are not negative). NaN where x is not finite or
+    rounding up would reach +Inf (nothing is counted above the last finite bound)."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape, np.nan)
+    ok = np.isfinite(x)
+    if not bounds.size or not ok.any():
+        return out
+    xs = x[ok]
+    if up:
+        i = np.searchsorted(bounds, xs, side="left")
+        got = np.where(i < bounds.size, bounds[np.minimum(i, bounds.size - 1)], np.inf)
+    else:
+        i = np.searchsorted(bounds, xs, side="right") - 1
+        got = np.where(i >= 0, bounds[np.maximum(i, 0)], 0.0)
+    out[ok] = np.where(np.isfinite(got), got, np.nan)
+    return out
+
+
 def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Requests above x[r] in each row, interpolating inside the bucket that holds x[r]; NaN
-    where x is not finite or lies beyond the last finite bound (the +Inf bucket hides it)."""
-    finite = bounds[np.isfinite(bounds)]
-    if not finite.size or not rows.size:
+    """Requests above x[r] in each row, where x is a bucket bound (or 0, below all of them):
+    an exact count, never interpolated. NaN where x is NaN."""
+    if not bounds.size or not rows.size:
         return np.full(rows.shape[0], np.nan)
     x = np.asarray(x, dtype=float)
-    ok = np.isfinite(x) & (x <= finite[-1])
-    xs = np.where(ok, x, finite[0])
-    i = np.minimum(np.searchsorted(bounds, xs, side="left"), bounds.size - 1)
-    upper = bounds[i]
-    lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
-    below = np.where(i > 0, np.take_along_axis(rows, np.maximum(i - 1, 0)[:, None], 1)[:, 0],
-                     0.0)
-    at = np.take_along_axis(rows, i[:, None], 1)[:, 0]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        fraction = np.where(upper > lower, (xs - lower) / (upper - lower), 1.0)
-        at_or_below = np.maximum(below + (at - below) * fraction, 0.0)
-        return np.where(ok, np.maximum(rows[:, -1] - at_or_below, 0.0), np.nan)
+    ok = np.isfinite(x)
+    xs = np.where(ok, x, 0.0)
+    i = np.searchsorted(bounds, xs, side="left")
+    exact = (i < bounds.size) & (bounds[np.minimum(i, bounds.size - 1)] == xs)
+    j = np.minimum(i, bounds.size - 1)
+    at_or_below = np.where(exact, np.take_along_axis(rows, j[:, None], 1)[:, 0], 0.0)
+    return np.where(ok, np.maximum(rows[:, -1] - at_or_below, 0.0), np.nan)
 
 
 def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float, abs_: float,
@@ -202,13 +272,23 @@ def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float,
         before = before + history.cumulative
     y = _rows_quantile(before, base.bounds, q)
     y[before[:, -1] * (1 - q) < min_tail] = np.nan
+    # Both thresholds are bucket bounds, so both counts are exact: the anchor's quantile is
+    # rounded to a bound, the other side's threshold is the bound beyond that one moved by the
+    # tolerance. Rounded the way that errs against a failure (for slower as harm: the stable's
+    # down, the canary's up), the pair keeps "within tolerance ⇒ the canary exceeds its bound
+    # no more often than the stable exceeds its own" without any assumption about where
+    # requests sit inside a bucket.
+    anchor_up = (anchor == "stable") != slower
+    ya = _snap(base.bounds, y, up=anchor_up)
     with np.errstate(invalid="ignore"):
         if slower == (anchor == "stable"):
-            moved = np.maximum(y * (1 + rel), y + abs_)
+            moved = np.maximum(ya * (1 + rel), ya + abs_)
         else:
-            moved = np.minimum(y / (1 + rel), y - abs_)
-        moved[moved <= 0] = np.nan
-    x_c, x_s = (moved, y) if anchor == "stable" else (y, moved)
+            moved = np.minimum(ya / (1 + rel), ya - abs_)
+        moved[~(moved > 0)] = np.nan
+    other = canary if anchor == "stable" else stable
+    xo = _snap(other.bounds, moved, up=not anchor_up)
+    x_c, x_s = (xo, ya) if anchor == "stable" else (ya, xo)
     e_c = _rows_count_above(rows_c, canary.bounds, x_c)
     e_s = _rows_count_above(rows_s, stable.bounds, x_s)
     known = np.isfinite(e_c) & np.isfinite(e_s)
@@ -230,7 +310,8 @@ def tail_dispersion_prior(history: Histogram | None, stable: Histogram,
         return TAIL_DISPERSION_PRIOR
     y = history.value_at_rank(q * history.total, inf_bucket_as=math.nan)
     rows = history.steps
-    above = _rows_count_above(rows, history.bounds, np.full(rows.shape[0], y))
+    above = _rows_count_above(rows, history.bounds,
+                              _snap(history.bounds, np.full(rows.shape[0], y), up=False))
     if not np.isfinite(above).all():
         return TAIL_DISPERSION_PRIOR
     return seq.history_dispersion(above, rows[:, -1]) or TAIL_DISPERSION_PRIOR
@@ -288,11 +369,20 @@ def judge_quantile(
     mode: str = "fixed",
     stable_history: Histogram | None = None,
     unit: str = "s",
+    decided_by: str | None = None,
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
     `unit` is the unit of the bucket bounds (Istio and Linkerd export milliseconds), in which
     `absolute_tolerance` is given too; it only changes how values read in the reason.
+
+    Pass and fail rest on the bucket counts alone (`Histogram.quantile_bounds`). When the
+    buckets holding the two quantiles are too wide for the tolerance, no amount of data will
+    let the check pass: it stays inconclusive and its reason names the buckets and the bounds
+    that would resolve them. With `decided_by` (the name of a check that judges the same
+    histogram by what its counts can decide, e.g. the tail share), such a check is marked
+    non-blocking: it is reported, and it still fails on evidence, but it does not hold the
+    verdict.
 
     `mode="sequential"` fails on the tail-exceedance martingale (`tail_exceedances`), whose
     running maximum over the window's steps is compared with 1/alpha: valid however often the
@@ -306,6 +396,14 @@ def judge_quantile(
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
     n_c, n_s = canary.total, stable.total
     need = max(min_total, min_tail / (1 - q))
+    layout = [f"{label} has {problem}" for label, problem in
+              (("canary", canary.layout_problem), ("stable", stable.layout_problem)) if problem]
+    if layout:
+        return CheckResult(verdict="inconclusive", canary=Summary(n_c, None),
+                           stable=Summary(n_s, None),
+                           reason=f"{name}: cannot read the histogram: {' and '.join(layout)} "
+                                  "(a histogram needs its +Inf bucket and at least one finite "
+                                  "bound; check the query keeps `le`)", **base)
     summary_c = Summary(n_c, canary.quantile(q) if n_c > 0 else None)
     summary_s = Summary(n_s, stable.quantile(q) if n_s > 0 else None)
     if not all(math.isfinite(n) and n < MAX_COUNT for n in (n_c, n_s)):
@@ -383,8 +481,65 @@ def judge_quantile(
     verdict, why = tri_state(
         "slower" if up else "faster" if down else None, within, margin,
         f"canary between {fmt_value(c_low, unit)} and {fmt_value(c_high, unit)}")
+    blocking = True
+    if verdict == "inconclusive":
+        unresolved = _unresolvable(canary, stable, q, direction, rel, abs_, margin, a,
+                                   unit)
+        if unresolved:
+            why = unresolved
+            if decided_by:
+                blocking = False
+                why += f"; informational, {decided_by} decides"
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}{evidence}", canary=summary_c,
         stable=summary_s, effect=effect, interval=(ratio_low, ratio_high),
         interval_of="canary / stable - 1", interval_level=1 - 4 * a, p_value=p_value,
-        allowed=rel, trace=trace, **base)
+        allowed=rel, trace=trace, blocking=blocking, **base)
+
+
+def _span(edges: tuple[float, float], unit: str) -> str:
+    return f"{fmt_value(edges[0], unit)}–{fmt_value(edges[1], unit)}"
+
+
+def _unresolvable(canary: Histogram, stable: Histogram, q: float, direction: str, rel: float,
+                  abs_: float, margin: str, a: float, unit: str = "s") -> str | None:
+    """Why more requests could not let a canary like the stable pass, or None.
+
+    The check is put to the layout's test: with LAYOUT_TEST_FACTOR times the requests in the
+    same proportions, each side's interval would shrink to the buckets around its quantile
+    (one bucket, or two when the quantile sits at an edge). If the stable's are wider than the
+    tolerance (p99 in 250–500 ms allows ×2), even a canary identical to the stable could not
+    be shown within it: the bucket layout, not the data, is what is missing. Names the
+    buckets and the bounds that would resolve them: geometric steps of (1 + tolerance) across
+    the span.
+    """
+    z = float(stats.norm.isf(a))
+
+    def span(h: Histogram) -> tuple[float, float]:
+        half = z * math.sqrt(q * (1 - q) / (LAYOUT_TEST_FACTOR * h.total))
+        low = h.edges(h.bucket_of_rank(max(q - half, 0.0) * h.total))[0]
+        high = h.edges(h.bucket_of_rank(min(q + half, 1.0) * h.total))[1]
+        return low, high
+
+    c_lo, c_hi = span(canary)
+    s_lo, s_hi = span(stable)
+    # A canary exactly like the stable would be read in the stable's buckets: if those are
+    # wider than the tolerance, no canary near the stable can ever pass.
+    if not _beyond(s_hi, s_lo, rel, abs_):
+        return None
+    p = f"p{q * 100:g}"
+    c_span, s_span = _span((c_lo, c_hi), unit), _span((s_lo, s_hi), unit)
+    where = (f"both {p} lie in {c_span}" if c_span == s_span else
+             f"canary {p} lies in {c_span}, stable {p} in {s_span}")
+    lo, hi = min(c_lo, s_lo), max(c_hi, s_hi)
+    suggest: list[str] = []
+    x = lo
+    while math.isfinite(hi) and (rel > 0 or abs_ > 0) and len(suggest) < 4:
+        x = max(x * (1 + rel), x + abs_) if x > 0 else max(abs_, hi * rel / (1 + rel), 1e-3)
+        if x >= hi:
+            break
+        suggest.append(fmt_value(x, unit))
+    fix = (f"add bounds near {', '.join(suggest)} or judge the tail share" if suggest else
+           "judge the tail share, or add finite bounds above the quantile" if math.isinf(hi)
+           else "judge the tail share")
+    return f"{where}: buckets this wide cannot show a change within {margin}; {fix}"

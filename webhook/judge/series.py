@@ -10,8 +10,13 @@ tested with a t interval on the effective number of independent samples of an AR
 Climate 8, 1995), computed at an upper confidence bound for the lag-1 autocorrelation φ rather
 than at its point estimate (`autocorrelation_upper_bound` says why), with the variance of the
 mean estimated without the downward bias of s² under autocorrelation (`variance_divisor`) and
-the degrees of freedom of that s² (`variance_df`). Below MIN_EFFECTIVE effective samples it is
-inconclusive: the series has not yet shown that it is not a slow wander.
+the degrees of freedom of that s² (`variance_df`). There is no floor on the effective sample
+size: a window worth few independent samples has a large variance and few degrees of freedom,
+so only a large shift can fail it (and only a window worth at most one sample is inconclusive
+outright). In sequential mode the stable's values before the analysis start, which the
+sequential lookback fetches anyway, pin down the autocorrelation and the spread
+(`mean_variance`), so a 5 sd shift of an i.i.d. or mildly autocorrelated gauge fails within
+about 20 points (5 minutes at a 15 s `step`) while A/A stays below alpha at φ up to 0.95.
 
 Tolerance and tri-state decision as for the other kinds. In sequential mode the fail side uses
 the normal-mixture SPRT on the mean difference with the same variance, its boundary moved to
@@ -38,7 +43,6 @@ from webhook.judge import kayenta
 from webhook.judge.types import CheckResult, Summary, fmt_value, tri_state
 
 TEST_NAME = "paired differences, t interval on the AR(1) effective sample size"
-MIN_EFFECTIVE = 5.0
 PHI_MAX = 0.99
 # How often the upper bound for φ may fall below the true φ, per unit of the test's one-sided
 # level, capped at the usual 5 % (see `autocorrelation_upper_bound`).
@@ -163,6 +167,61 @@ def msprt_half_width(variance: float, scale: float, alpha: float) -> float:
     return math.sqrt(2 * variance * (variance + t2) / t2 * need)
 
 
+HISTORY_MIN_POINTS = 20
+
+
+def mean_variance(d: np.ndarray, miss: float,
+                  history: np.ndarray | None = None) -> tuple[float, float, float] | None:
+    """(variance of the mean of `d`, its degrees of freedom, effective sample size), or None
+    when the window alone is worth at most one independent sample.
+
+    Without history: the AR(1) variance of the mean at the upper confidence bound φ⁺ for the
+    window's own autocorrelation (`autocorrelation_upper_bound`), from the window's s²
+    corrected for autocorrelation (`variance_divisor`), with `variance_df` degrees of freedom.
+    On a short window that bound is necessarily high (at 10 white-noise points about 0.5, so
+    10 points count as about 4), which makes large shifts wait.
+
+    With the stable's history (at least HISTORY_MIN_POINTS values before the start), φ⁺ comes
+    from that long series instead, and the marginal variance of d is pooled from the window's
+    (corrected at that φ⁺) and twice the stable's own marginal variance (d is a difference of
+    two such series), weighted by their degrees of freedom (Bartlett's `variance_df`): the
+    uncertainty about the autocorrelation and the spread enters the test through one variance
+    and its degrees of freedom, no floor. This assumes the canary's gauge wanders like the
+    stable's, which holds under the null of an unchanged canary; a noisier canary still
+    raises the pooled variance through its own window. A slow wave shared by both sides makes
+    the stable look more autocorrelated than d, which errs on the cautious side.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # a corrupt series: caught by the caller
+        return _mean_variance(d, miss, history)
+
+
+def _mean_variance(d: np.ndarray, miss: float,
+                   history: np.ndarray | None) -> tuple[float, float, float] | None:
+    n = d.size
+    h = np.asarray(history, dtype=float) if history is not None else np.zeros(0)
+    h = h[np.isfinite(h)]
+    if h.size < HISTORY_MIN_POINTS or not np.ptp(h) > 0:
+        phi = autocorrelation_upper_bound(d, miss)
+        n_eff = ar1_effective_size(n, phi)
+        divisor = variance_divisor(n, n_eff)
+        if divisor <= 0:
+            return None
+        return float(d.var(ddof=1)) / divisor, variance_df(n, phi), n_eff
+    phi = autocorrelation_upper_bound(h, miss)
+    m = h.size
+    m_eff = ar1_effective_size(m, phi)
+    if m_eff <= 1:
+        return None
+    stable_var = float(h.var(ddof=1)) * (m - 1) / (m - m / m_eff)
+    parts = [(variance_df(m, phi), 2.0 * stable_var)]
+    n_eff = ar1_effective_size(n, phi)
+    if n >= 2 and n_eff > 1:
+        parts.append((variance_df(n, phi), float(d.var(ddof=1)) * (n - 1) / (n - n / n_eff)))
+    df = sum(w for w, _ in parts)
+    marginal = sum(w * v for w, v in parts) / df
+    return marginal / n_eff, df, n_eff
+
+
 # A corrupt gauge (values near float's range) overflows the means, squares and differences
 # below to inf/NaN; every path ends in the `values too large to compare` check, which answers
 # inconclusive, so those overflows are expected here and not reported as warnings.
@@ -180,8 +239,15 @@ def judge_series(
     critical: bool = False,
     weight: float = 1.0,
     mode: str = "fixed",
+    stable_history: np.ndarray | None = None,
 ) -> CheckResult:
-    """Judge two per-step series on a shared grid (NaN = no sample that step)."""
+    """Judge two per-step series on a shared grid (NaN = no sample that step).
+
+    `stable_history`, the stable's values at the same step before the analysis start, tells
+    how the gauge wanders (`mean_variance`): with it a short window is judged at the
+    autocorrelation and spread the stable has shown for an hour, not at the worst the few
+    points of the window cannot rule out.
+    """
     c = np.asarray(canary, dtype=float)
     s = np.asarray(stable, dtype=float)
     both = np.isfinite(c) & np.isfinite(s)
@@ -200,16 +266,15 @@ def judge_series(
     a = alpha / 2 if two_sided else alpha
     miss = min(BOUND_MISS_PER_ALPHA["fixed" if mode == "fixed" else "sequential"] * a,
                BOUND_MISS_MAX)
-    phi = autocorrelation_upper_bound(d, miss)
-    n_eff = ar1_effective_size(paired, phi)
-    if n_eff < MIN_EFFECTIVE:
+    judged = mean_variance(d, miss, stable_history)
+    if judged is None:
+        n_eff = ar1_effective_size(paired, autocorrelation_upper_bound(d, miss))
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: the series is too autocorrelated for {paired} steps to be judged "
-            f"(about {n_eff:.1f} independent samples, needs {MIN_EFFECTIVE:g}); more time "
-            "will decide"), **base)
+            f"(about {n_eff:.1f} independent samples); more time will decide"), **base)
+    variance, df, n_eff = judged
     mean_d = float(d.mean())
-    se = float(d.std(ddof=1)) / math.sqrt(variance_divisor(paired, n_eff))
-    df = variance_df(paired, phi)
+    se = math.sqrt(variance)
     stable_mean = float(s[both].mean())
     # Beyond 1e100 squares overflow; no real gauge gets there, a corrupt series may.
     if not all(math.isfinite(x) and abs(x) < 1e100 for x in (mean_d, se, stable_mean)):

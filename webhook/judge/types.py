@@ -71,6 +71,10 @@ class CheckResult:
     group: str = "default"
     cohort: str = ""  # label value of the cohort judged, "" for the whole population
     trace: Trace | None = field(default=None, compare=False, repr=False)
+    # False: an inconclusive answer of this check does not hold the verdict (a quantile the
+    # bucket layout cannot resolve while another check judges the same histogram); its
+    # failures still count.
+    blocking: bool = True
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -4,7 +4,10 @@ Rules, strictest first:
 - any failing check fails the canary (a critical one also asks for a rollback);
 - any inconclusive check, or no checks, leaves the whole analysis inconclusive: never a pass
   on missing data;
-- only when every check passes does the canary pass.
+- only when every check passes does the canary pass. A non-blocking check (`blocking=False`:
+  a latency quantile the bucket layout cannot resolve, while the tail share of the same
+  histogram is judged) is reported but its inconclusive answer does not hold the verdict; it
+  still fails it on evidence.
 
 The score follows the same rule in bands, so Argo conditions on `{$.score}` agree with
 `{$.verdict}`: pass = 100; inconclusive in [50, 90); fail in [0, 50). Inside a band it grows
@@ -61,7 +64,7 @@ def combine(checks: Sequence[CheckResult],
     if not checks:
         return Verdict("inconclusive", 50.0, "no checks to judge", False)
     failed = [c for c in checks if c.verdict == "fail"]
-    unsure = [c for c in checks if c.verdict == "inconclusive"]
+    unsure = [c for c in checks if c.verdict == "inconclusive" and c.blocking]
     share = _overall_share(checks, group_weights)
     critical = any(c.critical for c in failed)
     if failed:
@@ -73,6 +76,14 @@ def combine(checks: Sequence[CheckResult],
         reason = "; ".join(c.reason for c in unsure)
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        f"inconclusive: {reason}", False)
-    names = ", ".join(c.name for c in checks)
-    return Verdict("pass", 100.0, f"pass: all {len(checks)} checks within tolerance ({names})",
-                   False)
+    passed = [c.name for c in checks if c.verdict == "pass"]
+    shown = [c.name for c in checks if c.verdict != "pass"]
+    if not passed:
+        return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
+                       "inconclusive: no check could decide", False)
+    if not shown:
+        return Verdict("pass", 100.0, f"pass: all {len(checks)} checks within tolerance "
+                       f"({', '.join(passed)})", False)
+    return Verdict("pass", 100.0, f"pass: {len(passed)} checks within tolerance "
+                   f"({', '.join(passed)}); not resolvable by the buckets, informational: "
+                   f"{', '.join(shown)}", False)
