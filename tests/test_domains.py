@@ -284,7 +284,10 @@ def test_a_closed_gate_holds_on_argo_never_aborts(gated, lab, risk):
     answer, checks = analyze(gated, "trading-open", trading_hash("healthy"), TRADING_STABLE,
                              lab.window(60), risk_tolerance=risk)
     assert checks["market_hours"]["verdict"] == "inconclusive"
-    assert {c["verdict"] for n, c in checks.items() if n != "market_hours"} == {"pass"}
+    # every other check that can hold the verdict passes (an order-latency quantile the
+    # buckets cannot resolve is informational)
+    assert {c["verdict"] for n, c in checks.items()
+            if n != "market_hours" and c["blocking"]} == {"pass"}
     assert answer["verdict"] == "inconclusive" and answer["pass"] is False
     reason = checks["market_hours"]["reason"]
     assert ("session open" in reason) if risk != "critical" else ("approv" in reason)

@@ -587,7 +587,9 @@ def assert_gate_holds_or_passes(r, phase: str) -> None:
     pauses) naming only the gate; never Failed, which would abort it mid-session."""
     checks = checks_by_name(r)
     assert phase in ("Successful", "Inconclusive"), (phase, r.json["reason"])
-    assert {c["verdict"] for n, c in checks.items() if n != "market_hours"} == {"pass"}
+    # (an order-latency quantile the buckets cannot resolve is informational: not blocking)
+    assert {c["verdict"] for n, c in checks.items()
+            if n != "market_hours" and c["blocking"]} == {"pass"}
     gate = checks["market_hours"]
     assert gate["critical"] is False, "a closed market must never count as a critical failure"
     if phase == "Inconclusive":

@@ -123,7 +123,7 @@ def test_charts_are_valid_svg_with_text_alternatives(client, lab):
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
     svgs = _svgs(html)
-    assert len(svgs) == 3
+    assert len(svgs) == 4  # error ratio, p95, p99, the tail share
     for svg in svgs:
         assert svg.tag == SVG_NS + "svg" and svg.get("role") == "img"
         title, desc = svg.find(SVG_NS + "title"), svg.find(SVG_NS + "desc")
@@ -153,15 +153,16 @@ def test_json_and_text_answers_link_to_the_report_with_the_end_pinned(client, la
 
 
 def test_report_link_carries_per_request_overrides(client, lab):
-    """+50 % latency passes only under the request's looser tolerance: the page must judge
-    with it too, not with the config's."""
+    """+50 % latency passes only under the request's looser tolerances (quantiles and tail
+    share): the page must judge with them too, not with the config's."""
     w = lab.window(60)
     payload = {"config": "http", "window": w, "mode": "fixed",
                "canary": {"rollouts_pod_template_hash": argo_hash("slow")},
                "stable": {"rollouts_pod_template_hash": ARGO_STABLE},
-               "metrics": [{"name": "latency", "tolerance": {"relative": "1.0"}}]}
+               "metrics": [{"name": "latency", "tolerance": {"relative": "1.0"},
+                            "tail": {"tolerance": {"relative": 20, "absolute": 0.05}}}]}
     answer = client.post("/v1/analyze", json=payload).json
-    assert answer["verdict"] == "pass"
+    assert answer["verdict"] == "pass", answer["reason"]
     again = client.get(answer["report"].replace("format=html", "format=json")).json
     assert again["verdict"] == "pass" and again["mode"] == "fixed"
     assert again["checks"] == answer["checks"]

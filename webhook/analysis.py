@@ -521,8 +521,12 @@ def _tail_trace(spec: HistogramMetric, canary: list[tuple[float, np.ndarray]],
     bound = (float(spec.tail.bound) if spec.tail.bound != "auto" else
              auto_bound(hs, before, spec.tail.max_share, spec.min_total)[0])
     counts = tail_counts(hc, hs, bound, before)
-    if counts is None:
-        return Trace(value_label="share above the tail bound", unit="%")
+    if counts is None:  # no canary buckets (or no such bound): the stable's share alone
+        alone = tail_counts(hs, hs, bound)
+        if alone is None:
+            return Trace(value_label="share of requests above the tail bound", unit="%")
+        missing = np.full(alone[2].size, np.nan)
+        counts = (missing, missing, alone[2], alone[3], None)
     return replace(steps.ratio_trace(*counts[:4], allowed, spec.direction),
                    value_label="share of requests above the tail bound")
 

@@ -156,7 +156,11 @@ def judge_tail_share(
         shares = " vs ".join(f"{label} {value * 100:.2f}%" if value is not None else
                              f"{label} n/a" for label, value in
                              (("canary", judged.canary.value), ("stable", judged.stable.value)))
-        reason = f"{over}{shares}: {rest.split(': ', 1)[1]}{chosen}"
+        why = rest.split(": ", 1)[1]
+        # Said of latency: a higher share of slow requests is a slower canary.
+        why = why.replace("higher beyond", "slower: share higher beyond", 1).replace(
+            "lower beyond", "faster: share lower beyond", 1)
+        reason = f"{over}{shares}: {why}{chosen}"
     else:
         reason = over + rest
     return CheckResult(
