@@ -108,7 +108,8 @@ def test_ratio_verdicts_unchanged(monkeypatch, seed):
 
 
 def _steps(rng: np.random.Generator, steps: int, scale: float) -> list[tuple[float, np.ndarray]]:
-    bounds = np.asarray(DEFAULT_BUCKETS, float)
+    # with the +Inf bucket: without it a histogram cannot be read (inconclusive)
+    bounds = np.asarray([*DEFAULT_BUCKETS, math.inf], float)
     counts = np.zeros((steps, bounds.size))
     for t in range(steps):
         latencies = rng.lognormal(math.log(0.1 * scale), 0.6, rng.poisson(200))
