@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from webhook.app import Busy, create_app
+from webhook.app import create_app
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash
 from webhook.models import AnalysisRequest
+from webhook.service import Busy
 from webhook.settings import load_settings
 from webhook.sources.base import QueryResult, RangeQuery
 from webhook.sources.prometheus import PrometheusSource

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from webhook.analysis import AnalysisRequestError
 from webhook.api.body import BodyError, read_json_object
-from webhook.app import bearer_ok, error_response, get_service, validation_message
+from webhook.api.common import bearer_ok, error_response, get_service, validation_message
 from webhook.models import AnalysisRequest, parse_time
 from webhook.render import verdict_text
 from webhook.report.page import report_html

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from webhook import promql
 from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
 from webhook.api.body import BodyError, read_json_object
-from webhook.app import get_service, validation_message
+from webhook.api.common import get_service, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest, parse_time
 from webhook.observability import HOOK_RESPONSES, audit

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from webhook.app import error_response, get_service
+from webhook.api.common import error_response, get_service
 from webhook.models import AnalysisRequest, VerdictModel
 from webhook.observability import metrics_payload
 

@@ -1,0 +1,64 @@
+"""What every blueprint shares: the worker's `Service`, error bodies, validation messages and
+the bearer-token check. Blueprints import this module, never `webhook.app` (which imports them).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from pydantic import ValidationError
+
+from webhook.service import Service
+from webhook.settings import Settings
+
+
+def get_service() -> Service:
+    """The worker's `Service`, built by `create_app`."""
+    return current_app.extensions["canary_judge"]
+
+
+_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+          500: "internal", 503: "unavailable", 504: "timeout"}
+
+
+def error_response(status: int, message: str, field: str | None = None,
+                   kind: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": kind or _KINDS.get(status, "error"), "message": message}
+    if field:
+        body["field"] = field
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The first error as `field: what is wrong`, which is what a person fixes first."""
+    errors = exc.errors()
+    # A union (labels or matcher string, list or map of overrides) reports one error per
+    # branch; the branch of the type the caller sent is the one that explains the problem.
+    shape = ("list_type", "dict_type", "string_type", "model_type")
+    first = next((e for e in errors if e["type"] not in shape), errors[0])
+    loc = [str(p) for p in first["loc"]
+           if not str(p).startswith(("function-", "str", "dict[", "list["))]
+    field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "body")
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field; check its spelling against /openapi.json"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field}: {msg}{more}", field
+
+
+def bearer_ok(settings: Settings) -> bool:
+    if not settings.api_tokens:
+        return True
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 11.1)
+        return False
+    given = credentials.strip().encode("utf-8", "surrogateescape")
+    return any(hmac.compare_digest(given, t.get_secret_value().encode())
+               for t in settings.api_tokens)

@@ -1,0 +1,123 @@
+"""One analysis as the HTTP layer runs it: a bounded number at a time, within a deadline, with
+the audit line and the service's own metrics left behind whatever happens.
+
+Everything a request needs hangs off one `Service` object, built once per worker process by
+`webhook.app.create_app`, so there is no global state and tests can build apps with their own parts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
+from webhook.configs import ConfigRegistry
+from webhook.models import AnalysisRequest
+from webhook.observability import (
+    ANALYSES,
+    ANALYSIS_SECONDS,
+    UPSTREAM_ERRORS,
+    UPSTREAM_QUERIES,
+    audit,
+)
+from webhook.settings import Settings
+from webhook.sources import MetricsSource, SourceError
+
+
+class Busy(SourceError):
+    """Every analysis slot of this worker is taken and none freed within the wait: 503, and
+    a thread stays free for /healthz (a liveness probe that waited behind analyses would get
+    the pod restarted)."""
+
+    status = 503
+    kind = "busy"
+
+
+@dataclass
+class Service:
+    settings: Settings
+    registry: ConfigRegistry
+    source: MetricsSource
+    policy: Policy
+    slots: threading.BoundedSemaphore = field(init=False)
+    admitted: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Analyses running at once (CPU-bound under the GIL: more only adds latency), and
+        # analyses in the worker at all, running or waiting for a slot: never every thread,
+        # so /healthz, /readyz and /metrics always find one.
+        threads = max(self.settings.threads - 1, 1)
+        self.slots = threading.BoundedSemaphore(min(self.settings.analysis_slots, threads))
+        self.admitted = threading.BoundedSemaphore(threads)
+
+    def _acquire(self, deadline: float) -> bool:
+        """A slot, waiting at most `slot_wait_seconds` and never past half the deadline's
+        remainder (the analysis needs the rest); False at once if the worker is full."""
+        if not self.admitted.acquire(blocking=False):
+            return False
+        wait = min(self.settings.slot_wait_seconds, (deadline - time.monotonic()) / 2)
+        if self.slots.acquire(timeout=max(wait, 0.0)):
+            return True
+        self.admitted.release()
+        return False
+
+    def analyze(self, req: AnalysisRequest, caller: str, route: str,
+                audit_extra: dict[str, Any] | None = None,
+                gate_action: str | None = None, traces: bool = False) -> AnalysisResult:
+        """Run one analysis within the deadline and leave the audit line and metrics behind,
+        whatever happens."""
+        began = time.perf_counter()
+        deadline = time.monotonic() + self.settings.analysis_deadline_seconds
+        record: dict[str, Any] = {
+            "caller": caller, "route": route, "config": req.config,
+            "canary": req.canary, "stable": req.stable, **(audit_extra or {}),
+        }
+        if not self._acquire(deadline):
+            exc = Busy(f"busy: every analysis slot of this worker stayed taken for "
+                       f"{self.settings.slot_wait_seconds:g}s; retry shortly")
+            record.update(verdict="error", status=exc.status, reason=exc.message,
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise exc
+        try:
+            return self._analyze(req, record, began, deadline, gate_action, traces)
+        finally:
+            self.slots.release()
+            self.admitted.release()
+
+    def _analyze(self, req: AnalysisRequest, record: dict[str, Any], began: float,
+                 deadline: float, gate_action: str | None, traces: bool) -> AnalysisResult:
+        caller = record["caller"]
+        try:
+            result = run_analysis(req, self.registry, self.source, self.policy,
+                                  gate_action=gate_action, traces=traces, deadline=deadline)
+        except SourceError as exc:
+            UPSTREAM_ERRORS.labels(exc.kind).inc()
+            record.update(verdict="error", status=exc.status, reason=exc.message,
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise
+        except AnalysisRequestError as exc:
+            record.update(verdict="error", status=exc.status, reason=exc.message,
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise
+        except Exception as exc:
+            record.update(verdict="error", status=500, reason=f"internal error "
+                          f"({type(exc).__name__}); see the service log",
+                          duration_s=round(time.perf_counter() - began, 4))
+            audit(record)
+            raise
+        body = result.verdict
+        ANALYSES.labels(body.config, caller, body.verdict).inc()
+        ANALYSIS_SECONDS.labels(caller).observe(result.seconds)
+        UPSTREAM_QUERIES.inc(result.query_count)
+        record.update(
+            analysis_id=body.analysis_id, mode=body.mode, window=body.window.model_dump(),
+            verdict=body.verdict, score=body.score, reason=body.reason, status=200,
+            duration_s=round(result.seconds, 4), queries=result.query_count,
+            query_seconds=round(result.query_seconds, 4))
+        audit(record)
+        return result
