@@ -27,6 +27,7 @@ from flask import json as flask_json
 
 from bench.latency import summary, timed
 from webhook.analysis import Policy, run_analysis
+from webhook.api.answer import answer_body
 from webhook.configs import load_registry
 from webhook.lab import PrometheusLab, render_openmetrics
 from webhook.lab.judge import served_judge
@@ -47,11 +48,11 @@ def in_process(url: str, now: float, runs: int) -> dict[str, object]:
         "window": {"start": now - 3600, "end": now, "step": 60}})
 
     def as_json() -> None:
-        flask_json.dumps(run_analysis(request, registry, source, policy).body())
+        flask_json.dumps(answer_body(run_analysis(request, registry, source, policy)))
 
     def as_html() -> None:
         result = run_analysis(request, registry, source, policy, traces=True)
-        report_html(result.body(), result.checks)
+        report_html(answer_body(result), result.checks)
 
     as_json(), as_html()
     samples: dict[str, list[float]] = {"json": [], "html": []}

@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -44,8 +44,8 @@ from webhook.judge.limits import (
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.tailshare import auto_bound, judge_tail_share, tail_counts
-from webhook.judge.types import Summary, Trace, finite_or_none
-from webhook.models import AnalysisRequest, MetricOverride, VerdictModel, parse_duration
+from webhook.judge.types import Summary, Trace
+from webhook.models import AnalysisRequest, MetricOverride, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
 from webhook.report import steps
 from webhook.settings import Settings
@@ -99,38 +99,62 @@ class ResolvedWindow:
     too_short: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnalysisResult:
-    verdict: VerdictModel
-    checks: list[CheckResult]
+    """One analysis as domain data; `webhook.api.answer` shapes it for callers."""
+
+    config: str
+    mode: str
+    verdict: str
+    score: float
+    reason: str
     critical_failure: bool
+    start: float  # the judged window: analysis start (after rollout start and warmup) …
+    end: float  # … to the end
+    step: float
+    analysis_id: str
+    checks: list[CheckResult]
     query_count: int = 0
     query_seconds: float = 0.0
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def body(self) -> dict[str, Any]:
-        return self.verdict.model_dump(mode="json", by_alias=True)
+
+def resolve_step(request: AnalysisRequest, config: AnalysisConfig, policy: Policy) -> float:
+    """The step, first set wins: the request's, the config's default, the server's."""
+    step = request.window.step or config.defaults.seconds("step") or policy.default_step
+    if step < 1:
+        raise AnalysisRequestError("window.step must be at least 1s", "window.step")
+    return step
+
+
+def resolve_alpha(request: AnalysisRequest, config: AnalysisConfig, level: AppliedLevel | None,
+                  policy: Policy) -> float:
+    """Alpha, first set wins: the request, the config's (its level's, e.g. safety_level, then
+    its defaults), the server's CANARY_JUDGE_DEFAULT_ALPHA. A metric's own alpha beats all but
+    the request's (see `resolve_metrics`); a request may only lower a locked check's."""
+    configured = ((level.alpha if level is not None else None) or config.defaults.alpha
+                  or policy.default_alpha)
+    if request.alpha is None:
+        return configured
+    _locked(locks.check_request_alpha, config, request.alpha, configured)
+    return request.alpha
 
 
 def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,
                    now: float, sequential: bool = False) -> ResolvedWindow:
-    """Explicit start/end win; otherwise end = now (aligned to the step) and look back.
+    """The window queried: explicit start/end win; otherwise end = now (aligned to the step)
+    and look back.
 
     Aligning the default end to the step makes two calls within one step judge exactly the
     same data, which keeps repeated measurements of a controller reproducible. In sequential
     mode without a start, the window reaches back far enough to find where the canary's traffic
-    began (`rollout_start`); `lookback` then bounds that search.
+    began (`judged_from`); `lookback` then bounds that search.
     """
     w = request.window
-    step = w.step or (parse_duration(config.defaults.step) if config.defaults.step
-                      else policy.default_step)
-    lookback = w.lookback or (parse_duration(config.defaults.lookback)
-                              if config.defaults.lookback else policy.default_lookback)
+    step = resolve_step(request, config, policy)
+    lookback = w.lookback or config.defaults.seconds("lookback") or policy.default_lookback
     if sequential and w.start is None and w.lookback is None:
         lookback = policy.sequential_max_lookback
-    if step < 1:
-        raise AnalysisRequestError("window.step must be at least 1s", "window.step")
     end = w.end if w.end is not None else math.floor(now / step) * step
     if w.start is not None and w.lookback is not None and w.end is not None:
         raise AnalysisRequestError("window: give start and end, or lookback (with an optional "
@@ -150,6 +174,21 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
             f"window has {int((end - start) / step)} steps; at most {policy.max_points} "
             "(use a larger window.step)", "window.step")
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
+
+
+def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,
+                mode: str, results: Mapping[str, QueryResult], points: int) -> int:
+    """The first judged step of the fetched window: where the canary's latest run of traffic
+    began (sequential mode without an explicit start), plus the warmup."""
+    first = 0
+    if mode == "sequential" and request.window.start is None:
+        begun = rollout_start(canary_activity(results, points, window.step),
+                              max_gap=max(3, int(300 // window.step)))
+        first = begun if begun is not None else 0
+    warmup = request.window.warmup
+    if warmup is None:
+        warmup = config.defaults.seconds("warmup")
+    return min(first + math.ceil((warmup or 0.0) / window.step), points)
 
 
 def _side_matchers(value: Mapping[str, str] | str, field: str) -> str:
@@ -635,25 +674,6 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _check_body(check: CheckResult) -> dict[str, Any]:
-    low, high = check.interval if check.interval else (None, None)
-    return {
-        "name": check.name, "kind": check.kind, "verdict": check.verdict,
-        "critical": check.critical, "weight": round(check.weight, 6), "group": check.group,
-        "cohort": check.cohort, "blocking": check.blocking,
-        "test": check.test,
-        "effect": finite_or_none(check.effect),
-        "interval": {"low": finite_or_none(low), "high": finite_or_none(high),
-                     "of": check.interval_of, "level": finite_or_none(check.interval_level)},
-        "p_value": finite_or_none(check.p_value), "allowed": finite_or_none(check.allowed),
-        "canary": {"n": finite_or_none(check.canary.n),
-                   "value": finite_or_none(check.canary.value)},
-        "stable": {"n": finite_or_none(check.stable.n),
-                   "value": finite_or_none(check.stable.value)},
-        "reason": check.reason,
-    }
-
-
 def lookup_config(request: AnalysisRequest, registry: ConfigRegistry) -> AnalysisConfig:
     """The request's config, as its provider (a mesh's metric names and units) needs it."""
     if request.config in registry.broken:
@@ -712,22 +732,15 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
     specs = resolve_instance_labels(specs, vars_)
-    # Alpha, first set wins: the request, the metric's own, the config's (its level's, e.g.
-    # safety_level, then its defaults), the server's CANARY_JUDGE_DEFAULT_ALPHA.
-    if request.alpha is not None:
-        _locked(locks.check_request_alpha, config, request.alpha,
-                (level.alpha if level is not None else None) or config.defaults.alpha
-                or policy.default_alpha)
+    alpha = resolve_alpha(request, config, level, policy)
+    if request.alpha is not None:  # the request's alpha beats the metrics' own
         specs = [s.model_copy(update={"alpha": None}) for s in specs]
-    alpha = (request.alpha or (level.alpha if level is not None else None)
-             or config.defaults.alpha or policy.default_alpha)
     selectors = {"canary": _side_matchers(request.canary, "canary"),
                  "stable": _side_matchers(request.stable, "stable")}
     if selectors["canary"] == selectors["stable"]:
         raise AnalysisRequestError("stable: canary and stable select the same series; they "
                                    "must differ (e.g. by rollouts_pod_template_hash)", "stable")
-    sequential = mode == "sequential"
-    window = resolve_window(request, config, policy, now, sequential)
+    window = resolve_window(request, config, policy, now, mode == "sequential")
     if window.too_short:
         return _too_short(request, config, specs, vars_, window, mode, now, level,
                           gate_action, began)
@@ -735,15 +748,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     fetched = source.query_range_many(queries, deadline=deadline)
     results = {r.query.key: r for r in fetched}
     points = grid(window.start + window.step, window.end, window.step).size
-    first = 0
-    if sequential and request.window.start is None:
-        begun = rollout_start(canary_activity(results, points, window.step),
-                              max_gap=max(3, int(300 // window.step)))
-        first = begun if begun is not None else 0
-    warmup = request.window.warmup
-    if warmup is None and config.defaults.warmup:
-        warmup = parse_duration(config.defaults.warmup)
-    first = min(first + math.ceil((warmup or 0.0) / window.step), points)
+    first = judged_from(request, config, window, mode, results, points)
     checks = _name_empty_queries(judge_metrics(specs, results, points, window.step, alpha,
                                                mode, first, traces), specs, queries, results,
                                  selectors)
@@ -814,13 +819,10 @@ def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[Check
         except ProfileError as exc:
             raise AnalysisRequestError(exc.message, exc.field) from exc
     combined = combine(checks, config.group_weights)
-    verdict = VerdictModel(
-        verdict=combined.verdict, pass_=combined.verdict == "pass", score=combined.score,
-        reason=combined.reason, config=config.name, mode=mode,
-        window={"start": _iso(judged_start), "end": _iso(window.end), "step": window.step},
-        analysis_id=uuid.uuid4().hex[:16],
-        checks=[_check_body(c) for c in checks])
     return AnalysisResult(
-        verdict=verdict, checks=checks, critical_failure=combined.critical_failure,
+        config=config.name, mode=mode, verdict=combined.verdict, score=combined.score,
+        reason=combined.reason, critical_failure=combined.critical_failure,
+        start=judged_start, end=window.end, step=window.step,
+        analysis_id=uuid.uuid4().hex[:16], checks=checks,
         query_count=len(fetched), query_seconds=sum(r.seconds for r in fetched),
         seconds=time.perf_counter() - began)

@@ -43,6 +43,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from webhook.analysis import AnalysisRequestError, Policy, run_analysis
+    from webhook.api.answer import answer_body
     from webhook.configs import load_registry
     from webhook.models import AnalysisRequest
     from webhook.render import verdict_text
@@ -76,7 +77,7 @@ def _analyze(args: argparse.Namespace) -> int:
     except (AnalysisRequestError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    verdict = result.body()
+    verdict = answer_body(result)
     print(json.dumps(verdict, indent=2) if args.json else verdict_text(verdict), end="")
     return EXIT_CODES[str(verdict["verdict"])]
 

@@ -258,6 +258,7 @@ class ConfigDefaults(BaseModel):
     warmup: str | None = Field(None, description="Skip this long after the canary's first "
                                "traffic (cold caches, JIT): e.g. 2m.")
     step: str | None = None
+    _seconds: dict[str, float] = PrivateAttr(default_factory=dict)
 
     @field_validator("lookback", "warmup", "step")
     @classmethod
@@ -271,6 +272,16 @@ class ConfigDefaults(BaseModel):
         if seconds < 1:
             raise ValueError(f"{value!r} is shorter than 1s")
         return value
+
+    def seconds(self, name: Literal["lookback", "warmup", "step"]) -> float | None:
+        """A default duration in seconds (validated above when the config loaded)."""
+        return self._seconds.get(name)
+
+    def model_post_init(self, context: Any, /) -> None:
+        from webhook.models import parse_duration  # models imports this module
+
+        self._seconds = {name: parse_duration(value) for name in ("lookback", "warmup", "step")
+                         if (value := getattr(self, name)) is not None}
 
 
 class Level(BaseModel):

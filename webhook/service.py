@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
+from webhook.api.answer import window_body
 from webhook.configs import ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import (
@@ -110,13 +111,12 @@ class Service:
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
             raise
-        body = result.verdict
-        ANALYSES.labels(body.config, caller, body.verdict).inc()
+        ANALYSES.labels(result.config, caller, result.verdict).inc()
         ANALYSIS_SECONDS.labels(caller).observe(result.seconds)
         UPSTREAM_QUERIES.inc(result.query_count)
         record.update(
-            analysis_id=body.analysis_id, mode=body.mode, window=body.window.model_dump(),
-            verdict=body.verdict, score=body.score, reason=body.reason, status=200,
+            analysis_id=result.analysis_id, mode=result.mode, window=window_body(result),
+            verdict=result.verdict, score=result.score, reason=result.reason, status=200,
             duration_s=round(result.seconds, 4), queries=result.query_count,
             query_seconds=round(result.query_seconds, 4))
         audit(record)

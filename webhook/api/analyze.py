@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
 from webhook.analysis import AnalysisRequestError
+from webhook.api.answer import answer_body
 from webhook.api.body import BodyError, read_json_object
 from webhook.api.common import bearer_ok, error_response, get_service, validation_message
 from webhook.models import AnalysisRequest, parse_time
@@ -65,7 +66,7 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
         return error_response(exc.status, exc.message, exc.field)
     except SourceError as exc:
         return error_response(exc.status, exc.message, kind=f"metrics_source_{exc.kind}")
-    body = result.body()
+    body = answer_body(result)
     end = parse_time(body["window"]["end"])
     base = service.settings.public_url or ""
     body["report"] = report_url(req, end, base)

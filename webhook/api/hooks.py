@@ -31,7 +31,7 @@ from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gate
 from webhook.api.body import BodyError, read_json_object
 from webhook.api.common import get_service, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
-from webhook.models import AnalysisRequest, parse_time
+from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
 from webhook.report.query import report_url
 from webhook.sources import SourceError
@@ -163,11 +163,11 @@ def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
 
 def _decide(hook: str, result: AnalysisResult, meta: dict[str, str],
             report: str = "") -> tuple[int, str]:
-    verdict = result.verdict.verdict
-    tail = (f" [analysis {result.verdict.analysis_id}, score {result.verdict.score:g}"
+    verdict = result.verdict
+    tail = (f" [analysis {result.analysis_id}, score {result.score:g}"
             f"{', report ' + report if report else ''}]")
     # Flagger shows the answer in the Canary's events: keep the link whole within one line.
-    reason = result.verdict.reason[:max(_MAX_LINE - len(tail) - 40, 200)]
+    reason = result.reason[:max(_MAX_LINE - len(tail) - 40, 200)]
     if hook == "rollback":
         if result.critical_failure:
             return 200, f"roll back: {reason}{tail}"
@@ -217,7 +217,7 @@ def flagger_hook(hook: str) -> Response:
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
         return _text(exc.status, hook, exc.message)
-    report = report_url(req, parse_time(result.verdict.window.end),
+    report = report_url(req, result.end,
                         service.settings.public_url or "")
     status, line = _decide(hook, result, meta, report)
     return _text(status, hook, line)
