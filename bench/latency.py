@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from webhook import promql
 from webhook.analysis import Policy, plan_queries, resolve_metrics, resolve_window, run_analysis
 from webhook.configs import load_registry
 from webhook.judge import judge_quantile, judge_ratio
@@ -49,7 +48,7 @@ from webhook.lab.rollouts import ARGO_CANARIES, ARGO_STABLE, argo_hash, standard
 from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
 from webhook.sources.base import QueryResult, RangeQuery
-from webhook.sources.prometheus import PrometheusSource
+from webhook.sources.prometheus import PrometheusSource, promql
 from webhook.sources.step_cache import StepCache
 
 STEP = 60
@@ -305,7 +304,7 @@ def polls(prom: str, now: float, marks: Sequence[int]) -> dict:
             at = now - (last - poll) * STEP
             clock[0] = at
             before = counting.samples
-            verdict = run_analysis(request, registry, source, policy, now=at).verdict.verdict
+            verdict = run_analysis(request, registry, source, policy, now=at).verdict
             assert verdict in ("pass", "inconclusive"), verdict
             total += counting.samples - before
             if poll in marks:

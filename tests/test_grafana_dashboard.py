@@ -17,9 +17,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from webhook import promql
 from webhook.configs import load_registry
 from webhook.lab.rollouts import ARGO_APP, ARGO_STABLE, NAMESPACE, argo_hash
+from webhook.sources.prometheus import promql
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENT = ROOT / "manifests" / "components" / "grafana-dashboard"

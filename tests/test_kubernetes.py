@@ -58,8 +58,8 @@ from webhook.lab.rollouts import (
     healthcare_hash,
     trading_hash,
 )
-from webhook.promql import placeholders
 from webhook.settings import Settings, load_settings
+from webhook.sources.prometheus.promql import placeholders
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook import promql
+from webhook.sources.prometheus import promql
 
 
 @given(st.text(min_size=1, max_size=40))

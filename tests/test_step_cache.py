@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from webhook.analysis import Policy, run_analysis
+from webhook.api.answer import answer_body
 from webhook.configs import load_registry
 from webhook.lab import PrometheusLab
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash
@@ -36,7 +37,7 @@ def _same(a: list[QueryResult], b: list[QueryResult]) -> None:
 
 
 def _verdict(result) -> dict:
-    body = result.body()
+    body = answer_body(result)
     body.pop("analysis_id")
     return body
 

@@ -8,7 +8,6 @@ request and read the verdict.
 from __future__ import annotations
 
 import math
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from webhook import locks, promql
+from webhook import locks
 from webhook.configs import (
     METRIC_KINDS,
     AnalysisConfig,
@@ -49,7 +48,16 @@ from webhook.models import AnalysisRequest, MetricOverride, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
 from webhook.report import steps
 from webhook.settings import Settings
-from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, grid
+from webhook.sources import query_language
+from webhook.sources.base import (
+    MetricsSource,
+    QueryKey,
+    QueryLanguage,
+    QueryLanguageError,
+    QueryResult,
+    RangeQuery,
+    grid,
+)
 
 _QUERY_FIELDS = {"bad", "good", "total", "query"}
 _SPEC_ADAPTER: TypeAdapter[MetricSpec] = TypeAdapter(MetricSpec)
@@ -177,7 +185,7 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
 
 
 def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,
-                mode: str, results: Mapping[str, QueryResult], points: int) -> int:
+                mode: str, results: Mapping[QueryKey, QueryResult], points: int) -> int:
     """The first judged step of the fetched window: where the canary's latest run of traffic
     began (sequential mode without an explicit start), plus the warmup."""
     first = 0
@@ -191,15 +199,17 @@ def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: Resolv
     return min(first + math.ceil((warmup or 0.0) / window.step), points)
 
 
-def _side_matchers(value: Mapping[str, str] | str, field: str) -> str:
+def side_selectors(request: AnalysisRequest, language: QueryLanguage) -> dict[str, str]:
+    """Canary's and stable's selectors in the source's language; they must differ."""
     try:
-        if isinstance(value, str):
-            matchers = promql.parse_matchers(value, field)
-        else:
-            matchers = promql.matchers_from_labels(value, field)
-    except promql.PromQLError as exc:
-        raise AnalysisRequestError(str(exc), exc.field) from exc
-    return promql.render_selector(matchers)
+        selectors = {side: language.selector(getattr(request, side), side)
+                     for side in ("canary", "stable")}
+    except QueryLanguageError as exc:
+        raise AnalysisRequestError(exc.message, exc.field) from exc
+    if selectors["canary"] == selectors["stable"]:
+        raise AnalysisRequestError("stable: canary and stable select the same series; they "
+                                   "must differ (e.g. by rollouts_pod_template_hash)", "stable")
+    return selectors
 
 
 def _overrides(request: AnalysisRequest) -> dict[str, MetricOverride]:
@@ -216,9 +226,10 @@ def _overrides(request: AnalysisRequest) -> dict[str, MetricOverride]:
     return out
 
 
-def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest,
-                    policy: Policy) -> list[MetricSpec]:
+def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest, policy: Policy,
+                    language: QueryLanguage | None = None) -> list[MetricSpec]:
     """The config's metrics with the request's overrides merged in, validated again."""
+    language = language or query_language()
     overrides = _overrides(request)
     specs: list[MetricSpec] = []
     known = {m.name: m for m in config.metrics}
@@ -257,10 +268,8 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest,
             fields["name"] = name
             spec = _validate_spec(fields, name)
             for template in _queries(spec).values():
-                if "selector" not in promql.placeholders(template):
-                    raise AnalysisRequestError(
-                        f"metrics.{name}: every query must place {{{{selector}}}}",
-                        f"metrics.{name}")
+                if problem := language.template_problem(template):
+                    raise AnalysisRequestError(f"metrics.{name}: {problem}", f"metrics.{name}")
             specs.append(spec)
     if not specs:
         raise AnalysisRequestError("metrics: every metric is disabled; nothing to judge", "metrics")
@@ -290,28 +299,24 @@ def _queries(spec: MetricSpec) -> dict[str, str]:
     return spec.queries()
 
 
-def _step_text(step: float) -> str:
-    return f"{int(step)}s" if float(step).is_integer() else f"{int(step * 1000)}ms"
-
-
 def plan_queries(specs: list[MetricSpec], selectors: Mapping[str, str], vars_: Mapping[str, str],
-                 window: ResolvedWindow) -> list[RangeQuery]:
+                 window: ResolvedWindow, language: QueryLanguage | None = None) -> list[RangeQuery]:
     """Every range query the analysis needs; evaluation at start+step … end covers (start, end]."""
+    language = language or query_language()
     queries = []
     for spec in specs:
         step = metric_step(spec, window.step)
-        raw_step = _step_text(step)
         for role, template in _queries(spec).items():
             for side in metric_sides(spec):
-                selector = selectors[side]
                 try:
-                    expr = promql.render(template, vars_, {"selector": selector, "step": raw_step},
-                                         field=f"metrics.{spec.name}.{role}")
-                except promql.PromQLError as exc:
-                    raise AnalysisRequestError(str(exc), exc.field) from exc
+                    expr = language.render(template, vars_, selectors[side], step,
+                                           field=f"metrics.{spec.name}.{role}")
+                except QueryLanguageError as exc:
+                    raise AnalysisRequestError(exc.message, exc.field) from exc
                 queries.append(RangeQuery(
-                    key=f"{spec.name}|{side}|{role}", expr=expr, start=window.start + step,
-                    end=window.end, step=step, metric=spec.name))
+                    key=QueryKey(spec.name, side, role), expr=expr,
+                    start=window.start + step, end=window.end, step=step,
+                    metric=spec.name))
     return queries
 
 
@@ -361,20 +366,22 @@ def _unlabelled_sides(get: Any, label: str) -> list[str]:
     return sides
 
 
-def resolve_instance_labels(specs: list[MetricSpec], vars_: Mapping[str, str]) -> list[MetricSpec]:
+def resolve_instance_labels(specs: list[MetricSpec], vars_: Mapping[str, str],
+                            language: QueryLanguage | None = None) -> list[MetricSpec]:
     """A `{{var}}` instance label takes the var's value, checked to be a label name: it is
     placed into `by (…)`, where a metric-name character such as `:` would break the query."""
+    language = language or query_language()
     out: list[MetricSpec] = []
     for spec in specs:
         label = getattr(spec, "instance_label", None)
-        if label and promql.placeholders(label):
-            (var,) = promql.placeholders(label)
+        if label and language.placeholders(label):
+            (var,) = language.placeholders(label)
             value = vars_.get(var)
             if value is None:
                 raise AnalysisRequestError(
                     f"vars.{var}: metric {spec.name} needs the label that tells instances "
                     f"apart, e.g. vars.{var}=pod", f"vars.{var}")
-            if not promql.LABEL_NAME.fullmatch(value):
+            if not language.label_name_ok(value):
                 raise AnalysisRequestError(
                     f"vars.{var}: {value!r} is not a Prometheus label name (e.g. pod, "
                     "instance)", f"vars.{var}")
@@ -426,12 +433,12 @@ def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
     return int(start)
 
 
-def canary_activity(results: Mapping[str, QueryResult], points: int,
+def canary_activity(results: Mapping[QueryKey, QueryResult], points: int,
                     step: float | None = None) -> np.ndarray:
     """Steps where any canary-side query saw traffic (queries on the window's `step` only)."""
     active = np.zeros(points, dtype=bool)
     for key, result in results.items():
-        _, side, role = key.split("|")
+        side, role = key.side, key.role
         if side != "canary" or role in ("numerator", "events"):
             continue  # bad events are absent when all is well: they say nothing of traffic
         if step is not None and result.query.step != step:
@@ -445,14 +452,14 @@ def canary_activity(results: Mapping[str, QueryResult], points: int,
     return active
 
 
-def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], points: int,
+def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResult], points: int,
                   step: float, alpha: float, mode: str = "fixed",
                   first: int = 0, traces: bool = False) -> list[CheckResult]:
     """Judge every metric on steps `first`… of the fetched window, per cohort where asked."""
     checks: list[CheckResult] = []
     for spec in specs:
         def get(side: str, role: str, spec: MetricSpec = spec) -> QueryResult | None:
-            return results.get(f"{spec.name}|{side}|{role}")
+            return results.get(QueryKey(spec.name, side, role))
         own = metric_step(spec, step)
         if own != step:  # the same judged span on the metric's own, finer grid
             span = points * step
@@ -481,12 +488,12 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[str, QueryResult], p
     return checks
 
 
-def _cohorts(spec: MetricSpec, results: Mapping[str, QueryResult]) -> list[str]:
+def _cohorts(spec: MetricSpec, results: Mapping[QueryKey, QueryResult]) -> list[str]:
     """Cohort values seen on either side for this metric (a cohort missing on one side is
     judged too, and comes out inconclusive)."""
     values = set()
     for key, result in results.items():
-        if key.split("|")[0] == spec.name:
+        if key.metric == spec.name:
             values.update(x.labels.get(spec.cohort_label or "", "") for x in result.series)
     return sorted(v for v in values if v)
 
@@ -713,45 +720,45 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
 def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
                  policy: Policy, now: float | None = None,
                  gate_action: str | None = None, traces: bool = False,
-                 deadline: float | None = None) -> AnalysisResult:
+                 deadline: float | None = None,
+                 language: QueryLanguage | None = None) -> AnalysisResult:
     """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx).
 
     `gate_action` ("start" or "promote") adds the config's gates as checks: the Argo analysis
     and Flagger's confirm-promotion judge promotion; Flagger's other hooks judge health only.
     `traces` adds each check's per-step values for the report page's charts.
     `deadline` (time.monotonic()) bounds everything the source does for this analysis.
+    `language` is the source's query language (default: the Prometheus source's).
     """
     began = time.perf_counter()
+    language = language or query_language()
     now = time.time() if now is None else now
     config = lookup_config(request, registry)
     mode = request.mode or config.defaults.mode
     _locked(locks.check_vars, config, request.vars)
     vars_ = {**config.vars, **request.vars}
     try:
-        specs, level = apply_level(config, resolve_metrics(config, request, policy), vars_)
+        specs, level = apply_level(config, resolve_metrics(config, request, policy, language),
+                                   vars_)
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
-    specs = resolve_instance_labels(specs, vars_)
+    specs = resolve_instance_labels(specs, vars_, language)
     alpha = resolve_alpha(request, config, level, policy)
     if request.alpha is not None:  # the request's alpha beats the metrics' own
         specs = [s.model_copy(update={"alpha": None}) for s in specs]
-    selectors = {"canary": _side_matchers(request.canary, "canary"),
-                 "stable": _side_matchers(request.stable, "stable")}
-    if selectors["canary"] == selectors["stable"]:
-        raise AnalysisRequestError("stable: canary and stable select the same series; they "
-                                   "must differ (e.g. by rollouts_pod_template_hash)", "stable")
+    selectors = side_selectors(request, language)
     window = resolve_window(request, config, policy, now, mode == "sequential")
     if window.too_short:
         return _too_short(request, config, specs, vars_, window, mode, now, level,
                           gate_action, began)
-    queries = plan_queries(specs, selectors, vars_, window)
+    queries = plan_queries(specs, selectors, vars_, window, language)
     fetched = source.query_range_many(queries, deadline=deadline)
     results = {r.query.key: r for r in fetched}
     points = grid(window.start + window.step, window.end, window.step).size
     first = judged_from(request, config, window, mode, results, points)
     checks = _name_empty_queries(judge_metrics(specs, results, points, window.step, alpha,
                                                mode, first, traces), specs, queries, results,
-                                 selectors)
+                                 selectors, language)
     judged_start = window.start + first * window.step
     checks = [replace(c, trace=replace(c.trace, first_time=judged_start + window.step,
                                        step=window.step)) if c.trace else c for c in checks]
@@ -759,12 +766,10 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                    gate_action, began, fetched)
 
 
-_METRIC_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
-
-
 def _name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
-                        queries: list[RangeQuery], results: Mapping[str, QueryResult],
-                        selectors: Mapping[str, str]) -> list[CheckResult]:
+                        queries: list[RangeQuery], results: Mapping[QueryKey, QueryResult],
+                        selectors: Mapping[str, str],
+                        language: QueryLanguage) -> list[CheckResult]:
     """An inconclusive check with no data on a side says what was queried there (metric name
     and selector), so a wrong provider, label or metric name is visible in the reason."""
     out = []
@@ -779,12 +784,10 @@ def _name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
         shown = []
         for side in empty:
             for q in queries:
-                name, q_side, _ = q.key.split("|")
                 result = results.get(q.key)
-                if name != spec_name or q_side != side or (result and result.series):
+                if q.key.metric != spec_name or q.key.side != side or (result and result.series):
                     continue
-                series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(q.expr)))
-                shown.append(f"{side} queried {series}{{{selectors[side]}}}")
+                shown.append(f"{side} queried {language.describe(q.expr, selectors[side])}")
         text = "; ".join(dict.fromkeys(shown))
         out.append(replace(check, reason=f"{check.reason} (no series: {text})") if text
                    else check)

@@ -23,9 +23,7 @@ from webhook.configs import ConfigRegistry, load_registry
 from webhook.observability import HOOK_RESPONSES, configure_logging
 from webhook.service import Service
 from webhook.settings import Settings, load_settings
-from webhook.sources import MetricsSource
-from webhook.sources.prometheus import PrometheusSource
-from webhook.sources.step_cache import with_step_cache
+from webhook.sources import MetricsSource, make_source, query_language
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +54,8 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     registry = registry or load_registry(settings.config_dir)
     policy = Policy.from_settings(settings)
     app.extensions["canary_judge"] = Service(
-        settings=settings, registry=registry, source=source or with_step_cache(
-            PrometheusSource(settings), settings.step_cache_points,
-            settings.step_cache_settle_seconds), policy=policy)
+        settings=settings, registry=registry, source=source or make_source(settings),
+        policy=policy, language=query_language(settings.metrics_source))
 
     app.register_blueprint(analyze_bp)
     app.register_blueprint(hooks_bp)

@@ -48,8 +48,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from webhook.models import AnalysisRequest
     from webhook.render import verdict_text
     from webhook.settings import load_settings
-    from webhook.sources import SourceError
-    from webhook.sources.prometheus import PrometheusSource
+    from webhook.sources import SourceError, make_source, query_language
 
     overrides = {"prometheus_url": args.prometheus_url} if args.prometheus_url else {}
     settings = load_settings(**overrides, allow_inline_queries=True)
@@ -70,7 +69,8 @@ def _analyze(args: argparse.Namespace) -> int:
     policy = Policy.from_settings(settings)
     try:
         request = AnalysisRequest.model_validate(body)
-        result = run_analysis(request, registry, PrometheusSource(settings), policy)
+        result = run_analysis(request, registry, make_source(settings, cached=False), policy,
+                              language=query_language(settings.metrics_source))
     except ValidationError as exc:
         print(f"error: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=sys.stderr)
         return EXIT_ERROR

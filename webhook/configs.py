@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from webhook import promql
 from webhook.gates.market_hours import MarketHoursConfig
+from webhook.sources.prometheus import promql
 
 log = logging.getLogger(__name__)
 

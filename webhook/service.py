@@ -24,7 +24,7 @@ from webhook.observability import (
     audit,
 )
 from webhook.settings import Settings
-from webhook.sources import MetricsSource, SourceError
+from webhook.sources import MetricsSource, QueryLanguage, SourceError, query_language
 
 
 class Busy(SourceError):
@@ -42,6 +42,7 @@ class Service:
     registry: ConfigRegistry
     source: MetricsSource
     policy: Policy
+    language: QueryLanguage = field(default_factory=query_language)
     slots: threading.BoundedSemaphore = field(init=False)
     admitted: threading.BoundedSemaphore = field(init=False)
 
@@ -93,7 +94,8 @@ class Service:
         caller = record["caller"]
         try:
             result = run_analysis(req, self.registry, self.source, self.policy,
-                                  gate_action=gate_action, traces=traces, deadline=deadline)
+                                  gate_action=gate_action, traces=traces, deadline=deadline,
+                                  language=self.language)
         except SourceError as exc:
             UPSTREAM_ERRORS.labels(exc.kind).inc()
             record.update(verdict="error", status=exc.status, reason=exc.message,

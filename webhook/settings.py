@@ -7,7 +7,7 @@ them; only the Prometheus adapter and the auth check ever unwrap them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +24,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CANARY_JUDGE_", extra="ignore")
 
+    metrics_source: Literal["prometheus"] = Field(
+        "prometheus", description="Which backend answers the queries (webhook/sources/).")
     prometheus_url: str = Field(
         "http://localhost:9090",
         description="Base URL of the Prometheus-compatible API (Thanos, Mimir: include the "

@@ -26,7 +26,6 @@ from flask import Blueprint, Response
 from flask import request as flask_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from webhook import promql
 from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
 from webhook.api.body import BodyError, read_json_object
 from webhook.api.common import get_service, validation_message
@@ -34,7 +33,8 @@ from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
 from webhook.report.query import report_url
-from webhook.sources import SourceError
+from webhook.sources import QueryLanguageError, SourceError
+from webhook.sources.prometheus.selectors import pod_selectors
 
 bp = Blueprint("hooks", __name__)
 
@@ -91,15 +91,10 @@ def _selectors(p: FlaggerPayload, meta: dict[str, str]) -> tuple[dict[str, str] 
     if provider == "linkerd":
         return ({"deployment": target, **ns}, {"deployment": f"{target}-primary", **ns})
     if provider == "pod":
-        segment = "[0-9a-zA-Z]+"
-        escaped = re.escape(target)
-        try:  # the namespace is caller data: escaped like every other label value
-            extra = "".join(", " + m.render()
-                            for m in promql.matchers_from_labels(ns, "metadata.namespace_label"))
-        except promql.PromQLError as exc:
-            raise AnalysisRequestError(str(exc), exc.field) from exc
-        return (f'pod=~"{escaped}-{segment}-{segment}"{extra}',
-                f'pod=~"{escaped}-primary-{segment}-{segment}"{extra}')
+        try:
+            return pod_selectors(target, ns, "metadata.namespace_label")
+        except QueryLanguageError as exc:
+            raise AnalysisRequestError(exc.message, exc.field) from exc
     label = meta.get("app_label", "app")
     return {label: target, **ns}, {label: f"{target}-primary", **ns}
 

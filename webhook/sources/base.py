@@ -7,18 +7,30 @@ refused the query). A failure is never turned into data: missing numbers must no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+
+Side = Literal["canary", "stable"]
+
+
+@dataclass(frozen=True)
+class QueryKey:
+    """Which metric, side and role (numerator, total, buckets, values, …) a query serves."""
+
+    metric: str
+    side: Side
+    role: str
 
 
 @dataclass(frozen=True)
 class RangeQuery:
-    """One query over the analysis window; `key` lets the caller find its answer again."""
+    """One query over the analysis window; `key` (a `QueryKey` in the analysis, anything
+    hashable to a source) lets the caller find its answer again."""
 
-    key: str
+    key: Hashable
     expr: str
     start: float
     end: float
@@ -101,6 +113,50 @@ class MetricsSource(Protocol):
 
     def ready(self) -> tuple[bool, str]:
         """Cheap reachability check for /readyz: (ok, human-readable detail)."""
+        ...
+
+
+class QueryLanguageError(ValueError):
+    """A caller-supplied piece cannot be placed into a query safely; the analysis answers 400
+    naming `field`."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class QueryLanguage(Protocol):
+    """How a source's queries are written: the one place that knows its syntax and escaping.
+
+    Configs hold query templates with `{{name}}` placeholders: `{{selector}}` (the side's
+    series), `{{step}}` (the window's step) and vars. Caller values reach a query only through
+    `selector` and `render`, which raise QueryLanguageError for anything unsafe.
+    """
+
+    def selector(self, side: Mapping[str, str] | str, field: str) -> str:
+        """A side's label map or raw matcher text, checked and rendered as a selector."""
+        ...
+
+    def render(self, template: str, vars_: Mapping[str, str], selector: str, step: float,
+               field: str) -> str:
+        """A config's query template with the side's selector, the step and vars placed."""
+        ...
+
+    def placeholders(self, template: str) -> set[str]:
+        """The `{{name}}` placeholders a template (or a templated config value) holds."""
+        ...
+
+    def template_problem(self, template: str) -> str | None:
+        """Why a caller's inline query template cannot be used, or None."""
+        ...
+
+    def label_name_ok(self, name: str) -> bool:
+        """Whether `name` may be used as a label name (a config's instance label)."""
+        ...
+
+    def describe(self, expr: str, selector: str) -> str:
+        """The series a query asked for on one side, for an inconclusive check's reason."""
         ...
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from webhook.sources.base import QueryLanguageError
+
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
@@ -28,12 +30,8 @@ KEYWORDS = frozenset({
     "count_values", "quantile", "limitk", "limit_ratio"})
 
 
-class PromQLError(ValueError):
+class PromQLError(QueryLanguageError):
     """A caller-supplied piece cannot be placed into PromQL safely; becomes a 400."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,66 @@
+"""PromQL as the analysis and the Flagger hooks need it: side selectors, rendered queries, the
+series a query names, and the pod-name regex of Flagger's `provider: pod`.
+
+`PROMQL` implements `webhook.sources.base.QueryLanguage`; nothing outside this package writes
+PromQL text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from webhook.sources.prometheus import promql
+
+_METRIC_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
+
+
+def step_text(step: float) -> str:
+    """A step as a PromQL duration (`60s`, `1500ms`), for `{{step}}` in `*_over_time`."""
+    return f"{int(step)}s" if float(step).is_integer() else f"{int(step * 1000)}ms"
+
+
+def pod_selectors(target: str, namespace: Mapping[str, str],
+                  field: str) -> tuple[str, str]:
+    """Canary and primary pods of a Flagger target by pod name (`T-<rs>-<pod>`,
+    `T-primary-<rs>-<pod>`), with the namespace matcher; raises PromQLError (400)."""
+    segment = "[0-9a-zA-Z]+"
+    escaped = re.escape(target)
+    # the namespace is caller data: escaped like every other label value
+    extra = "".join(", " + m.render() for m in promql.matchers_from_labels(namespace, field))
+    return (f'pod=~"{escaped}-{segment}-{segment}"{extra}',
+            f'pod=~"{escaped}-primary-{segment}-{segment}"{extra}')
+
+
+class PromQL:
+    """`QueryLanguage` for Prometheus and the backends that speak its API."""
+
+    def selector(self, side: Mapping[str, str] | str, field: str) -> str:
+        if isinstance(side, str):
+            matchers = promql.parse_matchers(side, field)
+        else:
+            matchers = promql.matchers_from_labels(side, field)
+        return promql.render_selector(matchers)
+
+    def render(self, template: str, vars_: Mapping[str, str], selector: str, step: float,
+               field: str) -> str:
+        return promql.render(template, vars_, {"selector": selector, "step": step_text(step)},
+                             field=field)
+
+    def placeholders(self, template: str) -> set[str]:
+        return promql.placeholders(template)
+
+    def template_problem(self, template: str) -> str | None:
+        if "selector" not in promql.placeholders(template):
+            return "every query must place {{selector}}"
+        return None
+
+    def label_name_ok(self, name: str) -> bool:
+        return promql.LABEL_NAME.fullmatch(name) is not None
+
+    def describe(self, expr: str, selector: str) -> str:
+        series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(expr)))
+        return f"{series}{{{selector}}}"
+
+
+PROMQL = PromQL()
