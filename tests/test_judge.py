@@ -399,7 +399,7 @@ def test_sequential_quantile_detects_a_slower_canary_beyond_tolerance():
 
 
 def test_rollout_start_is_read_off_the_data():
-    from webhook.analysis import rollout_start
+    from webhook.rollout import rollout_start
 
     quiet, busy = [False] * 5, [True] * 4
     assert rollout_start(np.array(quiet), 3) is None
@@ -412,16 +412,16 @@ def test_rollout_start_is_read_off_the_data():
 def test_a_failure_seen_earlier_in_the_window_stands_when_polled_later():
     """The judge keeps no state: at poll 16 the canary has been healthy for 8 steps, but the
     running maximum of the evidence still holds the slowness of steps 1–8."""
-    from webhook.analysis import _judge_histogram
     from webhook.configs import HistogramMetric
+    from webhook.kinds.histogram import judge_buckets
 
     rng = np.random.default_rng(9)
     spec = HistogramMetric(name="latency", kind="histogram", query="x{ {{selector}} }",
                            quantiles=[0.99], tolerance={"relative": 0.2})
     canary, stable = stepped(rng, 16, 600, 2.0, slow_steps=8), stepped(rng, 16, 2400)
-    (check,) = _judge_histogram(spec, canary, stable, 0.05, "sequential")
+    (check,) = judge_buckets(spec, canary, stable, 0.05, "sequential")
     assert check.verdict == "fail" and "of canary requests beyond" in check.reason
-    (fixed,) = _judge_histogram(spec, [(le, v[8:]) for le, v in canary],
+    (fixed,) = judge_buckets(spec, [(le, v[8:]) for le, v in canary],
                                 [(le, v[8:]) for le, v in stable], 0.05, "sequential")
     assert fixed.verdict != "fail"  # the last 8 steps alone show a healthy canary
 

@@ -213,9 +213,6 @@ class ThresholdMetric(_MetricBase):
             return {"values": self.query, "samples": self.samples}
         return {"values": self.query}
 
-    def sides(self) -> tuple[str, ...]:
-        return ("canary",)
-
 
 class EventsMetric(_MetricBase):
     """A zero-tolerance counter (adverse events, compliance violations): per-step counts."""
@@ -239,13 +236,9 @@ MetricSpec = Annotated[
     RatioMetric | HistogramMetric | SeriesMetric | ThresholdMetric | EventsMetric,
     Field(discriminator="kind"),
 ]
-METRIC_KINDS = ("ratio", "histogram", "series", "threshold", "events")
-
-
-def metric_sides(spec: MetricSpec) -> tuple[str, ...]:
-    """Which sides a metric is queried for: canary-only limits skip the stable side."""
-    sides = getattr(spec, "sides", None)
-    return sides() if callable(sides) else ("canary", "stable")
+# The kinds, read off the union: each has its module under webhook/kinds/.
+METRIC_KINDS: tuple[str, ...] = tuple(
+    get_args(cls.model_fields["kind"].annotation)[0] for cls in get_args(get_args(MetricSpec)[0]))
 
 
 class ConfigDefaults(BaseModel):

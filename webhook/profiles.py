@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from webhook.configs import AnalysisConfig, HistogramMetric, MetricSpec, SeriesMetric, Tolerance
+from webhook.configs import AnalysisConfig, MetricSpec, Tolerance
 from webhook.gates.market_hours import decide
 from webhook.judge.types import CheckResult, Summary
+from webhook.kinds import kind_of
 
 
 class ProfileError(ValueError):
@@ -57,10 +58,7 @@ def apply_level(config: AnalysisConfig, specs: list[MetricSpec],
                               absolute=spec.tolerance.absolute * level.tolerance_factor)
         update: dict[str, object] = {"tolerance": tolerance,
                                      "min_total": spec.min_total * level.min_data_factor}
-        if isinstance(spec, SeriesMetric):
-            update["min_points"] = max(2, round(spec.min_points * level.min_data_factor))
-        if isinstance(spec, HistogramMetric):
-            update["min_tail"] = spec.min_tail * level.min_data_factor
+        update.update(kind_of(spec).level_updates(spec, level.min_data_factor))
         out.append(spec.model_copy(update=update))
     return out, AppliedLevel(name, level.alpha, level.promotion_needs_approval)
 

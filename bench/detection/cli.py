@@ -19,7 +19,7 @@ import numpy as np
 import scipy
 
 from bench.detection import report
-from bench.detection.methods import FAMILIES, build_methods, http_checks, sequential_supported
+from bench.detection.methods import FAMILIES, build_methods, http_specs, sequential_supported
 from bench.detection.run import default_processes, run_all, summarize
 from bench.detection.simulate import (
     BASE_SEED,
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gauge": {"level": GAUGE_LEVEL, "sd": GAUGE_SD, "ar1_phi_default": GAUGE_PHI,
                   "step_seconds": GAUGE_STEP_SECONDS, "relative_tolerance": GAUGE_TOLERANCE},
         "buckets": [float(b) for b in BOUNDS[:-1]],
-        "canary_judge_checks": [dataclasses.asdict(c) for c in http_checks()],
+        "canary_judge_metrics": [spec.model_dump(exclude_none=True) for spec in http_specs()],
         "git_commit": _git_commit(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "scipy": scipy.__version__},

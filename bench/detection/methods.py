@@ -34,23 +34,25 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from bench.detection.simulate import (
     BOUNDS,
     GAUGE_POINTS,
+    GAUGE_STEP_SECONDS,
     GAUGE_TOLERANCE,
     HISTORY_STEPS,
     POLLS,
     STEP_SECONDS,
     Rollout,
 )
-from webhook.configs import HistogramMetric, RatioMetric, load_registry
+from webhook.configs import MetricSpec, SeriesMetric, load_registry
 from webhook.judge import CheckResult, combine, judge_quantile, judge_ratio, kayenta
-from webhook.judge.histogram import Histogram
+from webhook.kinds import ArrayData, KindContext, judge_spec
+from webhook.sources.base import Series
 
 PASS, INCONCLUSIVE, FAIL = 0, 1, 2
 CODE = {"pass": PASS, "inconclusive": INCONCLUSIVE, "fail": FAIL}
@@ -59,26 +61,12 @@ FAMILIES = ("cj-seq", "cj-fixed", "kayenta", "thresholds")
 RowStatus = Literal["ok", "pending", "n/a"]
 
 
-def _series_judge() -> Callable[..., CheckResult] | None:
-    """canary-judge's `series` judge (webhook.judge.series.judge_series), if this version has it."""
-    try:
-        from webhook.judge.series import judge_series
-    except ImportError:
-        return None
-    return judge_series
-
-
-def series_defaults() -> dict[str, Any]:
-    """Settings of a `series` metric at the config schema's defaults (the http config has no
-    CPU metric: direction increase, minimum points), with a tolerance of GAUGE_TOLERANCE of the
-    level so that a healthy gauge can pass; judged on GAUGE_STEP_SECONDS points (its `step`)."""
-    try:
-        from webhook.configs import SeriesMetric
-    except ImportError:
-        return {}
-    spec = SeriesMetric(name="cpu", kind="series", query="x{ {{selector}} }")
-    return dict(direction=spec.direction, relative_tolerance=GAUGE_TOLERANCE,
-                absolute_tolerance=spec.tolerance.absolute, min_points=spec.min_points)
+def gauge_spec() -> SeriesMetric:
+    """The CPU gauge as a `series` metric at the config schema's defaults (the http config has
+    no CPU metric: direction increase, minimum points), with a tolerance of GAUGE_TOLERANCE of
+    the level so that a healthy gauge can pass; judged on GAUGE_STEP_SECONDS points."""
+    return SeriesMetric(name="cpu", kind="series", query="x{ {{selector}} }",
+                        tolerance={"relative": GAUGE_TOLERANCE})
 
 
 def sequential_supported() -> bool:
@@ -107,31 +95,13 @@ class Method(ABC):
         """Verdict codes per poll for every row whose status is "ok"."""
 
 
-@dataclass(frozen=True)
-class _Check:
-    name: str
-    row: str  # "error_ratio" or "latency"
-    quantile: float | None  # None for a ratio or tail-share check
-    alpha: float | None  # per-metric override from the config
-    good: bool  # ratio with a `good` numerator (requests - errors) instead of `bad`
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    tail: bool = False  # the histogram's tail-share check
+# The simulation has data for these kinds only; the row each reports in.
+ROWS = {"ratio": "error_ratio", "histogram": "latency"}
 
 
-def _tail_judge() -> Callable[..., CheckResult] | None:
-    """canary-judge's tail-share judge, if this version has it."""
-    try:
-        from webhook.judge.tailshare import judge_tail_share
-    except ImportError:
-        return None
-    return judge_tail_share
-
-
-def http_checks(config_name: str = "http") -> list[_Check]:
-    """The checks the service runs for `config_name`, mirroring webhook.analysis.judge_metrics.
-
-    Metric kinds the simulation has no data for (none in `http` today) are left out.
-    """
+def http_specs(config_name: str = "http") -> list[MetricSpec]:
+    """The metrics the service judges for `config_name` (loaded like the service loads them),
+    of the kinds the simulation has data for (all of `http`'s today)."""
     quiet = logging.getLogger("webhook.configs")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # other built-in configs may be mid-edit; only ours matters
@@ -141,36 +111,59 @@ def http_checks(config_name: str = "http") -> list[_Check]:
         quiet.setLevel(level)
     if config is None:
         raise RuntimeError(f"built-in config {config_name!r} not found")
-    checks: list[_Check] = []
-    for spec in config.metrics:
-        common = dict(direction=spec.direction, relative_tolerance=spec.tolerance.relative,
-                      absolute_tolerance=spec.tolerance.absolute, min_total=spec.min_total,
-                      critical=spec.critical)
-        if isinstance(spec, RatioMetric):
-            checks.append(_Check(spec.name, "error_ratio", None, spec.alpha,
-                                 spec.good is not None,
-                                 {**common, "weight": spec.weight, "step_seconds": STEP_SECONDS}))
-        elif isinstance(spec, HistogramMetric):
-            tail = getattr(spec, "tail", None)
-            parts = len(spec.quantiles) + (1 if tail is not None else 0)
-            decided = {"decided_by": f"{spec.name}_tail"} if tail is not None else {}
-            for q in spec.quantiles:
-                checks.append(_Check(f"{spec.name}_p{q * 100:g}", "latency", q, spec.alpha, False,
-                                     {**common, "min_tail": spec.min_tail,
-                                      "weight": spec.weight / parts, **decided}))
-            if tail is not None:
-                checks.append(_Check(f"{spec.name}_tail", "latency", None, spec.alpha, False, {
-                    **common, "relative_tolerance": tail.tolerance.relative,
-                    "absolute_tolerance": tail.tolerance.absolute, "weight": spec.weight / parts,
-                    "bound": None if tail.bound == "auto" else float(tail.bound),
-                    "max_share": tail.max_share, "step_seconds": STEP_SECONDS}, tail=True))
-    return checks
+    return [spec for spec in config.metrics if spec.kind in ROWS]
 
 
-def _histogram(cumulative: np.ndarray, polls: int) -> Histogram:
-    """The window's histogram as the service builds it from per-step `_bucket` increments."""
-    return Histogram.from_steps([(float(le), cumulative[:polls, j])
-                                 for j, le in enumerate(BOUNDS)])
+def _one(values: np.ndarray, le: float | None = None) -> tuple[Series, ...]:
+    return (Series({} if le is None else {"le": repr(le)}, values),)
+
+
+def rollout_data(rollout: Rollout, polls: int, history: bool) -> tuple[ArrayData, int]:
+    """The first `polls` steps of a rollout as the service's queries would return them, after
+    the stable's steps before the rollout when `history` (sequential mode fetches them); and
+    the index of the analysis start."""
+    c, s = rollout.canary, rollout.stable
+    h = s.history_requests.size if history else 0
+    pad = np.full(h, np.nan)  # the canary had no series before the rollout
+
+    def stable(before: np.ndarray, during: np.ndarray) -> np.ndarray:
+        return np.concatenate([before[:h], during[:polls]])
+
+    cum_c, cum_s = c.cumulative_buckets, s.cumulative_buckets
+    cum_h = np.cumsum(s.history_buckets, axis=1)
+    by_role: dict[tuple[str, str], tuple[Series, ...]] = {
+        ("canary", "bad"): _one(np.concatenate([pad, c.errors[:polls]])),
+        ("canary", "total"): _one(np.concatenate([pad, c.requests[:polls]])),
+        ("stable", "bad"): _one(stable(s.history_errors, s.errors)),
+        ("stable", "total"): _one(stable(s.history_requests, s.requests)),
+        ("canary", "buckets"): tuple(
+            _one(np.concatenate([pad, cum_c[:polls, j]]), float(le))[0]
+            for j, le in enumerate(BOUNDS)),
+        ("stable", "buckets"): tuple(
+            _one(stable(cum_h[:, j], cum_s[:, j]), float(le))[0] for j, le in enumerate(BOUNDS)),
+    }
+    return ArrayData(by_role), h
+
+
+@dataclass(frozen=True)
+class _Good:
+    """A ratio's `good` numerator (requests - errors) over the same data."""
+
+    data: ArrayData
+
+    def series(self, side: str, role: str) -> Sequence[Series]:
+        if role != "numerator":
+            return self.data.series(side, role)
+        (total,), (bad,) = self.data.series(side, "total"), self.data.series(side, "bad")
+        return (Series({}, total.values - bad.values),)
+
+
+@dataclass(frozen=True)
+class _Bad:
+    data: ArrayData
+
+    def series(self, side: str, role: str) -> Sequence[Series]:
+        return self.data.series(side, "bad" if role == "numerator" else role)
 
 
 class CanaryJudge(Method):
@@ -190,94 +183,61 @@ class CanaryJudge(Method):
         self.key = f"cj_{kind}_{round(alpha * 100):02d}"
         self.label = f"canary-judge {mode} α={alpha:g}" + (", once at the end" if once else "")
         self.family = "cj-seq" if mode == "sequential" else "cj-fixed"
-        self.checks = http_checks(config_name)
-        self.tail_judge = _tail_judge()
-        if self.tail_judge is None:
-            self.checks = [c for c in self.checks if not c.tail]
-        self.available = mode == "fixed" or sequential_supported()
-        self.series = _series_judge()
-        if self.series is not None and mode == "sequential" and \
-                "mode" not in inspect.signature(self.series).parameters:
-            self.series = None
-        self.series_kwargs = series_defaults()
+        self.specs = http_specs(config_name)
+        self.gauge = gauge_spec()
+
+        # one row per latency check (`key:latency_p99`, `key:latency_tail`): which check
+        # decides, and which never passes what it cannot show
+        self.latency_checks = [c.name for spec in self.specs if ROWS[spec.kind] == "latency"
+                               for c in judge_spec(spec, ArrayData({}), self._context(0, 0))]
 
     def rows(self) -> list[str]:
-        """The combined and per-metric rows, then one row per latency check (`key:latency_p99`,
-        `key:latency_tail`): which check decides, and which never passes what it cannot show."""
-        return super().rows() + [f"{self.key}:{c.name}" for c in self.checks
-                                 if c.row == "latency"]
+        return super().rows() + [f"{self.key}:{name}" for name in self.latency_checks]
 
-    def status(self) -> dict[str, RowStatus]:
-        out: dict[str, RowStatus] = dict.fromkeys(self.rows(),
-                                                  "ok" if self.available else "pending")
-        if self.series is None or not self.available:
-            out[f"{self.key}:gauge"] = "n/a" if self.available else "pending"
-        return out
-
-    def _mode_kwargs(self) -> dict[str, Any]:
-        return {} if self.mode == "fixed" else {"mode": "sequential"}
+    def _context(self, data_points: int, first: int,
+                 step: float = STEP_SECONDS) -> KindContext:
+        return KindContext(alpha=self.alpha, mode=self.mode, step=step, points=data_points,
+                           first=first)
 
     def judge(self, rollout: Rollout) -> dict[str, np.ndarray]:
-        if not self.available:
-            return {}
-        c, s = rollout.canary, rollout.stable
-        cum_c, cum_s = c.cumulative_buckets, s.cumulative_buckets
-        per_check = [chk for chk in self.checks if chk.row == "latency"]
-        out = {}
-        if self.series is not None:
-            out[f"{self.key}:gauge"] = self._judge_gauge(rollout)
+        """Every poll judged as the service judges it: the same kinds (`webhook.kinds`) on the
+        data its queries would return."""
+        out = {f"{self.key}:gauge": self._judge_gauge(rollout)}
         if rollout.gauge_only:
             return out
         rows = [self.key, f"{self.key}:error_ratio", f"{self.key}:latency",
-                *(f"{self.key}:{chk.name}" for chk in per_check)]
+                *(f"{self.key}:{name}" for name in self.latency_checks)]
         out.update({row: np.full(POLLS, INCONCLUSIVE, np.int8) for row in rows})
         failed: dict[str, CheckResult] = {}
-        bucket_history: dict[str, Histogram] = {}
-        if self.mode == "sequential":  # the stable's steps before the rollout, built once
-            before = np.cumsum(s.history_buckets, axis=1)
-            bucket_history["stable_history"] = Histogram.from_steps(
-                [(float(le), before[:, j]) for j, le in enumerate(BOUNDS)])
+        names: dict[str, list[str]] = {}  # check names per metric
+        history = self.mode == "sequential"
         for k in range(POLLS if self.once else 1, POLLS + 1):
+            data, first = rollout_data(rollout, k, history)
+            ctx = self._context(first + k, first)
             results: list[CheckResult] = []
-            hists: tuple[Histogram, Histogram] | None = None
-            for chk in self.checks:
-                if chk.name in failed:
-                    results.append(failed[chk.name])
-                    continue
-                alpha = chk.alpha or self.alpha
-                if chk.row == "latency" and hists is None:
-                    hists = (_histogram(cum_c, k), _histogram(cum_s, k))
-                if chk.tail:
-                    assert self.tail_judge is not None and hists is not None
-                    res = self.tail_judge(chk.name, hists[0], hists[1], alpha=alpha,
-                                          **chk.kwargs, **self._mode_kwargs(), **bucket_history)
-                elif chk.quantile is None:
-                    num_c = c.requests[:k] - c.errors[:k] if chk.good else c.errors[:k]
-                    num_s = s.requests[:k] - s.errors[:k] if chk.good else s.errors[:k]
-                    history = {}
-                    if self.mode == "sequential":  # the stable's steps before the rollout
-                        bad_h = s.history_errors
-                        history["stable_history"] = (
-                            s.history_requests - bad_h if chk.good else bad_h, s.history_requests)
-                    res = judge_ratio(chk.name, num_c, c.requests[:k], num_s, s.requests[:k],
-                                      alpha=alpha, **chk.kwargs, **self._mode_kwargs(),
-                                      **history)
+            rows: list[str] = []
+            for spec in self.specs:
+                seen = names.get(spec.name)
+                if seen and all(n in failed for n in seen):  # a failed check is not re-judged
+                    judged = [failed[n] for n in seen]
                 else:
-                    assert hists is not None
-                    res = judge_quantile(chk.name, hists[0], hists[1], chk.quantile, alpha=alpha,
-                                         **chk.kwargs, **self._mode_kwargs(),
-                                         **bucket_history)
-                if res.verdict == "fail":
-                    failed[chk.name] = res
-                results.append(res)
+                    numerator = _Good(data) if getattr(spec, "good", None) else _Bad(data)
+                    judged = judge_spec(spec, numerator, ctx)
+                    names[spec.name] = [c.name for c in judged]
+                for res in judged:
+                    res = failed.get(res.name, res)  # a failed check is not re-judged
+                    if res.verdict == "fail":
+                        failed[res.name] = res
+                    results.append(res)
+                    rows.append(ROWS[spec.kind])
             out[self.key][k - 1] = CODE[combine(results).verdict]
             for row in ("error_ratio", "latency"):
-                part = [r for r, chk in zip(results, self.checks, strict=True) if chk.row == row]
+                part = [r for r, r_row in zip(results, rows, strict=True) if r_row == row]
                 out[f"{self.key}:{row}"][k - 1] = CODE[combine(part).verdict]
-            for r, chk in zip(results, self.checks, strict=True):
-                if chk.row == "latency":
-                    out[f"{self.key}:{chk.name}"][k - 1] = CODE[r.verdict]
-            if len(failed) == len(self.checks):
+            for res, row in zip(results, rows, strict=True):
+                if row == "latency":
+                    out[f"{self.key}:{res.name}"][k - 1] = CODE[res.verdict]
+            if len(failed) == len(results):
                 out = {row: v if row.endswith(":gauge") else _carry_fail(v, k)
                        for row, v in out.items()}
                 break
@@ -287,17 +247,17 @@ class CanaryJudge(Method):
         """The gauge on its own GAUGE_STEP_SECONDS grid (poll k sees k × GAUGE_POINTS points);
         sequential mode also gets the stable's last HISTORY_STEPS points before the rollout,
         as the service does from its lookback."""
-        assert self.series is not None
         codes = np.full(POLLS, INCONCLUSIVE, np.int8)
-        extra: dict[str, Any] = {}
-        if self.mode != "fixed":
-            extra = {"mode": "sequential"}
-            if "stable_history" in inspect.signature(self.series).parameters:
-                extra["stable_history"] = rollout.stable.history_gauge[-HISTORY_STEPS:]
+        c, s = rollout.canary, rollout.stable
+        before = s.history_gauge[-HISTORY_STEPS:] if self.mode == "sequential" else \
+            s.history_gauge[:0]
+        h = before.size
         for k in range(POLLS if self.once else 1, POLLS + 1):
             n = k * GAUGE_POINTS
-            res = self.series("cpu", rollout.canary.gauge[:n], rollout.stable.gauge[:n],
-                              alpha=self.alpha, **self.series_kwargs, **extra)
+            data = ArrayData({
+                ("canary", "values"): _one(np.concatenate([np.full(h, np.nan), c.gauge[:n]])),
+                ("stable", "values"): _one(np.concatenate([before, s.gauge[:n]]))})
+            (res,) = judge_spec(self.gauge, data, self._context(h + n, h, GAUGE_STEP_SECONDS))
             codes[k - 1] = CODE[res.verdict]
             if res.verdict == "fail":
                 return _carry_fail(codes, k)

@@ -1,0 +1,105 @@
+"""From fetched series to checks: each metric judged by its kind, once per cohort where the
+config asks, and an inconclusive check's reason naming what was queried where no series came.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from webhook.configs import MetricSpec
+from webhook.judge.types import CheckResult
+from webhook.kinds import KindContext, judge_spec, metric_step
+from webhook.sources.base import QueryKey, QueryLanguage, QueryResult, RangeQuery, Series
+
+
+@dataclass(frozen=True)
+class FetchedData:
+    """`MetricData` of one metric (one cohort's series when `cohort` is set)."""
+
+    results: Mapping[QueryKey, QueryResult]
+    metric: str
+    cohort_label: str | None = None
+    cohort: str | None = None
+
+    def series(self, side: str, role: str) -> Sequence[Series]:
+        result = self.results.get(QueryKey(self.metric, side, role))  # type: ignore[arg-type]
+        if result is None:
+            return ()
+        if self.cohort_label is None:
+            return result.series
+        return tuple(x for x in result.series
+                     if x.labels.get(self.cohort_label) == self.cohort)
+
+
+def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResult],
+                  ctx: KindContext) -> list[CheckResult]:
+    """Judge every metric on steps `ctx.first`… of the fetched window, per cohort where asked."""
+    checks: list[CheckResult] = []
+    for spec in specs:
+        own = _on_own_grid(spec, ctx)
+        if not spec.cohort_label:
+            checks.extend(judge_spec(spec, FetchedData(results, spec.name), own))
+            continue
+        for cohort in _cohorts(spec, results):
+            data = FetchedData(results, spec.name, spec.cohort_label, cohort)
+            for check in judge_spec(spec, data, own):
+                name = f"{check.name}[{spec.cohort_label}={cohort}]"
+                checks.append(replace(check, name=name, cohort=cohort,
+                                      reason=check.reason.replace(check.name, name, 1)))
+    # the report page's charts start at the analysis start
+    start = ctx.origin + ctx.first * ctx.step
+    return [replace(c, trace=replace(c.trace, first_time=start, step=ctx.step)) if c.trace
+            else c for c in checks]
+
+
+def _on_own_grid(spec: MetricSpec, ctx: KindContext) -> KindContext:
+    """The context of a metric queried on its own, finer step (`metric_step`): the same judged
+    span, in that grid's indices."""
+    own = metric_step(spec, ctx.step)
+    if own == ctx.step:
+        return ctx
+    points = math.floor(ctx.points * ctx.step / own + 1e-9)
+    first = min(math.floor(ctx.first * ctx.step / own + 1e-9), points)
+    return replace(ctx, step=own, points=points, first=first, origin=ctx.origin - ctx.step + own)
+
+
+def _cohorts(spec: MetricSpec, results: Mapping[QueryKey, QueryResult]) -> list[str]:
+    """Cohort values seen on either side for this metric (a cohort missing on one side is
+    judged too, and comes out inconclusive)."""
+    values = set()
+    for key, result in results.items():
+        if key.metric == spec.name:
+            values.update(x.labels.get(spec.cohort_label or "", "") for x in result.series)
+    return sorted(v for v in values if v)
+
+
+def name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
+                        queries: list[RangeQuery], results: Mapping[QueryKey, QueryResult],
+                        selectors: Mapping[str, str],
+                        language: QueryLanguage) -> list[CheckResult]:
+    """An inconclusive check with no data on a side says what was queried there (metric name
+    and selector), so a wrong provider, label or metric name is visible in the reason."""
+    out = []
+    names = sorted((s.name for s in specs), key=len, reverse=True)
+    for check in checks:
+        spec_name = next((n for n in names if check.name.startswith(n)), None)
+        empty = [side for side, summary in (("canary", check.canary), ("stable", check.stable))
+                 if not summary.n]
+        if check.verdict != "inconclusive" or spec_name is None or not empty:
+            out.append(check)
+            continue
+        shown = []
+        for side in empty:
+            for q in queries:
+                result = results.get(q.key)
+                if q.key.metric != spec_name or q.key.side != side or (result and result.series):
+                    continue
+                shown.append(f"{side} queried {language.describe(q.expr, selectors[side])}")
+        text = "; ".join(dict.fromkeys(shown))
+        out.append(replace(check, reason=f"{check.reason} (no series: {text})") if text
+                   else check)
+    return out
+
+

@@ -1,0 +1,85 @@
+"""Metric kinds: one module each, all behind the `Kind` interface (see `base`).
+
+| kind        | module         | config class (webhook/configs.py) |
+|-------------|----------------|-----------------------------------|
+| `ratio`     | `ratio.py`     | `RatioMetric`                     |
+| `histogram` | `histogram.py` | `HistogramMetric`                 |
+| `series`    | `series.py`    | `SeriesMetric`                    |
+| `threshold` | `threshold.py` | `ThresholdMetric`                 |
+| `events`    | `events.py`    | `EventsMetric`                    |
+
+A new kind is one new module here plus its config class (added to `MetricSpec`), listed in
+`KINDS` below. The analysis and bench/detection judge every kind through `judge_spec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, cast
+
+from webhook.configs import METRIC_KINDS, MetricSpec
+from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt
+from webhook.judge.types import CheckResult
+from webhook.kinds import events, histogram, ratio, series, threshold
+from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
+from webhook.models import parse_duration
+
+KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
+                          for m in (ratio, histogram, series, threshold, events)}
+assert set(KINDS) == set(METRIC_KINDS), "every config class needs its kind module"
+
+__all__ = ["KINDS", "ArrayData", "Kind", "KindContext", "MetricData", "judge_spec",
+           "kind_of", "metric_step", "queries", "sides"]
+
+
+def kind_of(spec: MetricSpec) -> Kind:
+    return KINDS[spec.kind]
+
+
+def queries(spec: MetricSpec) -> dict[str, str]:
+    """The metric's query templates by role."""
+    return kind_of(spec).queries(spec)
+
+
+def sides(spec: MetricSpec) -> tuple[str, ...]:
+    """Which sides a metric is queried for: canary-only limits skip the stable side."""
+    return kind_of(spec).sides(spec)
+
+
+def metric_step(spec: MetricSpec, window_step: float) -> float:
+    """The query step of one metric: its own `step` (a gauge sampled at the scrape interval
+    gets several points per window step), never coarser than the window's."""
+    own = getattr(spec, "step", None)
+    return min(parse_duration(own), window_step) if own else window_step
+
+
+def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[CheckResult]:
+    """One metric's checks: inconclusive on corrupt data, else its kind's judgement at the
+    metric's own alpha (if set); critical, weight and group stamped on every check."""
+    corrupt = _corrupt_check(spec, data, ctx)
+    if corrupt is not None:
+        checks = [corrupt]
+    else:
+        own = replace(ctx, alpha=spec.alpha or ctx.alpha)
+        checks = kind_of(spec).judge(spec, data, own)
+    return [replace(c, critical=spec.critical, weight=spec.weight * c.weight, group=spec.group)
+            for c in checks]
+
+
+def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult | None:
+    """An inconclusive check when any series the metric reads from the stable history (or the
+    analysis start) on is present but NaN/±Inf (or a negative count): the decode step is the
+    only place that still knows a NaN sample from a missing one (`Series.present`)."""
+    history = ctx.history
+    begin = history.start if history is not None else ctx.first
+    for side in sides(spec):
+        for role in queries(spec):
+            for s in data.series(side, role):
+                present = None if s.present is None else s.present[begin:]
+                bad = first_corrupt(s.values[begin:], present, counts=role in COUNT_ROLES)
+                if bad is None:
+                    continue
+                shown = "good" if role == "numerator" and getattr(spec, "good", None) else role
+                return corrupt_check(spec.name, spec.kind, side, shown, bad[1],
+                                     where=ctx.time_of(begin + bad[0]))
+    return None

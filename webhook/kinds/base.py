@@ -1,0 +1,156 @@
+"""What every metric kind shares: the interface a kind implements, the context it is judged
+in, and how fetched series become the arrays the pure judges in `webhook.judge` take.
+
+A kind module (`ratio.py`, `histogram.py`, …) says what the kind queries, which of its queries
+measure canary traffic, how a config level scales its minimum data, and how its checks are
+judged. `webhook.kinds.judge_spec` wraps every kind the same way: the corrupt-data check
+first, the metric's own alpha, then critical, weight and group stamped on the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from webhook.judge.limits import scrape_gaps
+from webhook.judge.sequential import HISTORY_STEPS
+from webhook.judge.types import CheckResult, Trace
+from webhook.sources.base import Series
+
+Buckets = list[tuple[float, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class KindContext:
+    """What a kind is judged with, besides its spec and data.
+
+    `points` steps were fetched, `origin` is the time of step 0; the analysis starts at step
+    `first` (the canary's latest run of traffic, after the warmup). In sequential mode the
+    stable's steps before it (`history`) calibrate the tests.
+    """
+
+    alpha: float
+    mode: str
+    step: float
+    points: int
+    first: int = 0
+    origin: float = 0.0
+    traces: bool = False
+
+    @property
+    def history(self) -> slice | None:
+        """The stable's recent steps before the analysis start (`stable_history` of the
+        sequential judges); None when there are none or the mode does not use them."""
+        if self.mode != "sequential" or self.first <= 0:
+            return None
+        return slice(max(self.first - HISTORY_STEPS, 0), self.first)
+
+    def time_of(self, index: int) -> str:
+        """The RFC 3339 time of step `index` of the fetched grid (for reasons)."""
+        ts = self.origin + index * self.step
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class MetricData(Protocol):
+    """One metric's fetched series (one cohort's, when judged per cohort)."""
+
+    def series(self, side: str, role: str) -> Sequence[Series]:
+        """The series of one side and role on the fetched grid; empty when there are none."""
+        ...
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """`MetricData` from plain arrays, for judging simulated data (bench/detection) and tests:
+    `{(side, role): [Series, …]}`."""
+
+    by_role: Mapping[tuple[str, str], Sequence[Series]]
+
+    def series(self, side: str, role: str) -> Sequence[Series]:
+        return self.by_role.get((side, role), ())
+
+
+class Kind(Protocol):
+    """A metric kind: one module under webhook/kinds/ (modules satisfy this protocol)."""
+
+    KIND: str
+    # Canary-side roles that show the canary serving: True = a step counts when its value is
+    # above 0 (a counter's increase), False = when a value is present (a gauge).
+    TRAFFIC_ROLES: Mapping[str, bool]
+
+    def queries(self, spec: Any) -> dict[str, str]:
+        """Query templates by role."""
+        ...
+
+    def sides(self, spec: Any) -> tuple[str, ...]:
+        """Sides the queries run for."""
+        ...
+
+    def level_updates(self, spec: Any, min_data_factor: float) -> dict[str, object]:
+        """Kind-specific minimum-data fields a config level scales (beyond min_total)."""
+        ...
+
+    def judge(self, spec: Any, data: MetricData, ctx: KindContext) -> list[CheckResult]:
+        """The metric's checks; `ctx.alpha` is already the metric's. Each check's `weight` is
+        its share of the metric's weight (1 for a single check)."""
+        ...
+
+
+def combined(series: Sequence[Series], ctx: KindContext, first: int | None = None) -> np.ndarray:
+    """One array per query from step `first` (default: the analysis start) on: several series
+    (an unaggregated query) are summed per step."""
+    first = ctx.first if first is None else first
+    if not series:
+        return np.full(ctx.points - first, np.nan)
+    stacked = np.vstack([s.values[first:] for s in series])
+    present = np.isfinite(stacked).any(axis=0)
+    return np.where(present, np.nansum(np.where(np.isfinite(stacked), stacked, 0.0), axis=0),
+                    np.nan)
+
+
+def instance_mean(series: Sequence[Series], ctx: KindContext,
+                  first: int | None = None) -> np.ndarray:
+    """Per step, the mean over the series present (one series per instance)."""
+    first = ctx.first if first is None else first
+    if not series:
+        return np.full(ctx.points - first, np.nan)
+    stacked = np.vstack([s.values[first:] for s in series])
+    present = np.isfinite(stacked)
+    count = present.sum(axis=0)
+    total = np.where(present, stacked, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def gaps(series: Sequence[Series], ctx: KindContext) -> np.ndarray | None:
+    """Steps where a series missed a scrape (`samples`: count_over_time per series)."""
+    if not series:
+        return None
+    return scrape_gaps(np.vstack([s.values[ctx.first:] for s in series]))
+
+
+def buckets(series: Sequence[Series], first: int = 0) -> Buckets:
+    """Per-step bucket increments by upper bound (`le`), from step `first` on."""
+    out = []
+    for s in series:
+        le = s.labels.get("le")
+        if le is None:
+            continue
+        try:
+            out.append((float(le), s.values[first:]))
+        except ValueError:
+            continue
+    return out
+
+
+def with_steps(check: CheckResult, shown: Callable[[], Trace], ctx: KindContext) -> CheckResult:
+    """The per-step values shown with the check (only when a report page will draw them: a
+    controller's poll need not pay for them), plus the evidence its judge traced."""
+    if not ctx.traces:
+        return check
+    judged = check.trace or Trace()
+    return replace(check, trace=replace(shown(), evidence=judged.evidence,
+                                        evidence_level=judged.evidence_level))

@@ -1,0 +1,102 @@
+"""`histogram`: Prometheus histogram buckets, one check per quantile (`<name>_p99`) and, with
+`tail`, the share of requests above a bucket bound (`<name>_tail`), canary vs stable, each
+carrying an equal share of the metric's weight.
+
+Statistics: `webhook.judge.histogram` (order-statistic intervals; sequential tail-exceedance
+martingale) and `webhook.judge.tailshare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+
+import numpy as np
+
+from webhook.configs import HistogramMetric
+from webhook.judge import CheckResult, judge_quantile
+from webhook.judge.histogram import Histogram
+from webhook.judge.tailshare import auto_bound, judge_tail_share, tail_counts
+from webhook.judge.types import Trace
+from webhook.kinds.base import Buckets, KindContext, MetricData, buckets, with_steps
+from webhook.report import steps
+
+KIND = "histogram"
+SPEC = HistogramMetric
+TRAFFIC_ROLES = {"buckets": True}
+
+
+def queries(spec: HistogramMetric) -> dict[str, str]:
+    return spec.queries()
+
+
+def sides(spec: HistogramMetric) -> tuple[str, ...]:
+    return ("canary", "stable")
+
+
+def level_updates(spec: HistogramMetric, min_data_factor: float) -> dict[str, object]:
+    return {"min_tail": spec.min_tail * min_data_factor}
+
+
+def judge(spec: HistogramMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
+    stable_all = data.series("stable", "buckets")
+    before = ctx.history
+    history = None if before is None else [(le, v[before]) for le, v in buckets(stable_all)]
+    canary_b = buckets(data.series("canary", "buckets"), ctx.first)
+    stable_b = buckets(stable_all, ctx.first)
+    judged = judge_buckets(spec, canary_b, stable_b, ctx.alpha, ctx.mode, history, ctx.step)
+    checks = [with_steps(check, partial(
+        steps.quantile_trace, canary_b, stable_b, q, ctx.points - ctx.first,
+        spec.tolerance.relative, spec.tolerance.absolute, spec.direction, spec.unit), ctx)
+        for q, check in zip(spec.quantiles, judged, strict=False)]
+    if spec.tail is not None:
+        checks.append(with_steps(judged[-1], partial(
+            _tail_trace, spec, canary_b, stable_b, history, judged[-1].allowed), ctx))
+    return checks
+
+
+def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha: float,
+                  mode: str, history: Buckets | None = None,
+                  step: float = 60.0) -> list[CheckResult]:
+    """Each quantile over the whole window, from the per-step bucket increments, and the tail
+    share when the metric asks for it; `history` is the stable's steps before the analysis
+    start (sequential mode uses them; the tail share's automatic bound is chosen from them)."""
+    hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
+    before = Histogram.from_steps(history) if history else None
+    tail_name = f"{spec.name}_tail" if spec.tail is not None else None
+    share = 1 / (len(spec.quantiles) + (1 if spec.tail is not None else 0))
+    checks = [judge_quantile(
+        f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
+        relative_tolerance=spec.tolerance.relative, absolute_tolerance=spec.tolerance.absolute,
+        alpha=alpha, min_total=spec.min_total, min_tail=spec.min_tail,
+        weight=share, mode=mode, stable_history=before, unit=spec.unit,
+        decided_by=tail_name)
+        for q in spec.quantiles]
+    if spec.tail is not None and tail_name is not None:
+        bound = None if spec.tail.bound == "auto" else float(spec.tail.bound)
+        checks.append(judge_tail_share(
+            tail_name, hc, hs, bound=bound, max_share=spec.tail.max_share,
+            direction=spec.direction, relative_tolerance=spec.tail.tolerance.relative,
+            absolute_tolerance=spec.tail.tolerance.absolute, alpha=alpha,
+            min_total=spec.min_total, step_seconds=step, weight=share,
+            mode=mode, stable_history=before, unit=spec.unit))
+    return checks
+
+
+def _tail_trace(spec: HistogramMetric, canary: Buckets, stable: Buckets,
+                history: Buckets | None, allowed: float | None) -> Trace:
+    """The tail share per step, for the report page: the same counts the check judged."""
+    assert spec.tail is not None
+    hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
+    before = Histogram.from_steps(history) if history else None
+    bound = (float(spec.tail.bound) if spec.tail.bound != "auto" else
+             auto_bound(hs, before, spec.tail.max_share, spec.min_total)[0])
+    counts = tail_counts(hc, hs, bound, before)
+    if counts is None:  # no canary buckets (or no such bound): the stable's share alone
+        alone = tail_counts(hs, hs, bound)
+        if alone is None:
+            return Trace(value_label="share of requests above the tail bound", unit="%")
+        missing = np.full(alone[2].size, np.nan)
+        counts = (missing, missing, alone[2], alone[3], None)
+    return replace(steps.ratio_trace(*counts[:4], allowed, spec.direction),
+                   value_label="share of requests above the tail bound")

@@ -1,0 +1,76 @@
+"""`series`: one value per step per side (a gauge, a rate, a PromQL quantile), canary vs
+stable; per instance (`instance_label`) when the query returns one series per instance.
+
+Statistics: `webhook.judge.series` (paired differences with an AR(1) effective sample size;
+sequential normal-mixture SPRT; or Kayenta's classification for migrating configs).
+"""
+
+from __future__ import annotations
+
+from webhook.configs import SeriesMetric
+from webhook.judge import CheckResult
+from webhook.judge.series import judge_series, judge_series_kayenta
+from webhook.judge.types import Summary
+from webhook.kinds.base import KindContext, MetricData, combined, instance_mean, with_steps
+from webhook.report import steps
+
+KIND = "series"
+SPEC = SeriesMetric
+TRAFFIC_ROLES = {"values": False}  # a gauge's mere presence is activity
+
+
+def queries(spec: SeriesMetric) -> dict[str, str]:
+    return spec.queries()
+
+
+def sides(spec: SeriesMetric) -> tuple[str, ...]:
+    return ("canary", "stable")
+
+
+def level_updates(spec: SeriesMetric, min_data_factor: float) -> dict[str, object]:
+    return {"min_points": max(2, round(spec.min_points * min_data_factor))}
+
+
+def judge(spec: SeriesMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
+    label = spec.instance_label
+    if label and (unlabelled := _unlabelled_sides(data, label)):
+        return [_missing_label_check(spec, label, unlabelled)]
+    values = instance_mean if label else combined
+    canary = values(data.series("canary", "values"), ctx)
+    stable = values(data.series("stable", "values"), ctx)
+    if spec.test == "kayenta":
+        check = judge_series_kayenta(
+            spec.name, canary, stable, direction=spec.direction,
+            relative_tolerance=spec.tolerance.relative, min_points=spec.min_points)
+        allowed = None
+    else:
+        check = judge_series(
+            spec.name, canary, stable,
+            direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+            absolute_tolerance=spec.tolerance.absolute, alpha=ctx.alpha,
+            min_points=spec.min_points, mode=ctx.mode, stable_history=None
+            if ctx.history is None else values(data.series("stable", "values"), ctx, 0)[
+                ctx.history])
+        allowed = check.allowed
+    return [with_steps(check, lambda: steps.series_trace(
+        canary, stable, allowed, spec.direction), ctx)]
+
+
+def _unlabelled_sides(data: MetricData, label: str) -> list[str]:
+    """Sides whose series lack `label`: without it `by (label)` lumps every instance into one
+    series, so a side would be judged on its total instead of per instance."""
+    return [side for side in ("canary", "stable")
+            if any(not s.labels.get(label) for s in data.series(side, "values"))]
+
+
+def _missing_label_check(spec: SeriesMetric, label: str, sides: list[str]) -> CheckResult:
+    """Inconclusive, never fail: the data cannot say how many instances served it."""
+    which = " and ".join(sides)
+    return CheckResult(
+        name=spec.name, kind="series", verdict="inconclusive",
+        test=f"per-instance values by label {label}",
+        canary=Summary(0.0, None), stable=Summary(0.0, None),
+        reason=(f"{spec.name}: the {which} series carry no `{label}` label, so instances "
+                f"cannot be told apart; add `{label}` to the series (relabelling) or name a "
+                "label they carry in the config's instance-label var (trading: "
+                "vars.instance_label)"))

@@ -1,0 +1,39 @@
+"""`threshold`: a bound on the canary alone (P&L impact, saturation, an availability gauge
+that must stay up at every sample): no comparison with the stable.
+
+Statistics: none; `webhook.judge.limits.judge_threshold` applies the bound to an aggregate.
+"""
+
+from __future__ import annotations
+
+from webhook.configs import ThresholdMetric
+from webhook.judge import CheckResult
+from webhook.judge.limits import judge_threshold
+from webhook.kinds.base import KindContext, MetricData, combined, gaps, with_steps
+from webhook.report import steps
+
+KIND = "threshold"
+SPEC = ThresholdMetric
+TRAFFIC_ROLES = {"values": False, "samples": False}
+
+
+def queries(spec: ThresholdMetric) -> dict[str, str]:
+    return spec.queries()
+
+
+def sides(spec: ThresholdMetric) -> tuple[str, ...]:
+    return ("canary",)
+
+
+def level_updates(spec: ThresholdMetric, min_data_factor: float) -> dict[str, object]:
+    return {}
+
+
+def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
+    canary = combined(data.series("canary", "values"), ctx)
+    check = judge_threshold(
+        spec.name, canary, minimum=spec.min, maximum=spec.max, how=spec.aggregate,
+        absolute=spec.absolute, min_points=spec.min_points, max_missing=spec.max_missing,
+        gaps=gaps(data.series("canary", "samples"), ctx))
+    return [with_steps(check, lambda: steps.threshold_trace(
+        canary, spec.min, spec.max, spec.absolute), ctx)]

@@ -1,0 +1,270 @@
+"""What one analysis judges, resolved from the request, the config and the server's policy
+before anything is fetched: the step, alpha, the window queried, the metrics (overrides merged,
+locks enforced, validated again), and the sides' selectors.
+
+Each is decided in one function here, and `run_analysis` calls them once, at its start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from webhook import kinds, locks
+from webhook.configs import METRIC_KINDS, AnalysisConfig, MetricSpec
+from webhook.models import AnalysisRequest, MetricOverride, parse_duration
+from webhook.profiles import AppliedLevel, ProfileError, apply_level
+from webhook.settings import Settings
+from webhook.sources import query_language
+from webhook.sources.base import QueryLanguage, QueryLanguageError
+
+_QUERY_FIELDS = {"bad", "good", "total", "query"}
+_SPEC_ADAPTER: TypeAdapter[MetricSpec] = TypeAdapter(MetricSpec)
+
+
+class AnalysisRequestError(ValueError):
+    """The request cannot be analysed as sent; the HTTP layer answers 400 naming `field`."""
+
+    def __init__(self, message: str, field: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Server-side limits and defaults that requests cannot change."""
+
+    allow_inline_queries: bool = False
+    default_lookback: float = 600.0
+    default_step: float = 60.0
+    default_alpha: float = 0.05
+    max_points: int = 2000
+    sequential_max_lookback: float = 3 * 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Policy:
+        values: dict[str, Any] = dict(
+            allow_inline_queries=settings.allow_inline_queries,
+            default_lookback=parse_duration(settings.default_lookback),
+            default_step=parse_duration(settings.default_step),
+            default_alpha=settings.default_alpha,
+            max_points=settings.max_window_points,
+            sequential_max_lookback=parse_duration(settings.sequential_max_lookback),
+        )
+        return cls(**{**values, **overrides})
+
+
+@dataclass(frozen=True)
+class ResolvedWindow:
+    start: float
+    end: float
+    step: float
+    # An explicit start less than one step ago (a controller's first poll): a valid question
+    # with too little data yet, answered inconclusive without querying.
+    too_short: bool = False
+
+
+def resolve_vars(request: AnalysisRequest, config: AnalysisConfig) -> dict[str, str]:
+    """The config's vars with the request's on top; a locked var may not be set (403)."""
+    _locked(locks.check_vars, config, request.vars)
+    return {**config.vars, **request.vars}
+
+
+def resolve_specs(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,
+                  vars_: Mapping[str, str], language: QueryLanguage | None = None,
+                  ) -> tuple[list[MetricSpec], AppliedLevel | None]:
+    """The metrics judged, as judged: overrides merged (`resolve_metrics`), the config's level
+    applied, instance labels resolved; a request's alpha clears the metrics' own, as it beats
+    them (`resolve_alpha`)."""
+    try:
+        specs, level = apply_level(config, resolve_metrics(config, request, policy, language),
+                                   vars_)
+    except ProfileError as exc:
+        raise AnalysisRequestError(exc.message, exc.field) from exc
+    specs = resolve_instance_labels(specs, vars_, language)
+    if request.alpha is not None:
+        specs = [s.model_copy(update={"alpha": None}) for s in specs]
+    return specs, level
+
+
+def resolve_step(request: AnalysisRequest, config: AnalysisConfig, policy: Policy) -> float:
+    """The step, first set wins: the request's, the config's default, the server's."""
+    step = request.window.step or config.defaults.seconds("step") or policy.default_step
+    if step < 1:
+        raise AnalysisRequestError("window.step must be at least 1s", "window.step")
+    return step
+
+
+def resolve_alpha(request: AnalysisRequest, config: AnalysisConfig, level: AppliedLevel | None,
+                  policy: Policy) -> float:
+    """Alpha, first set wins: the request, the config's (its level's, e.g. safety_level, then
+    its defaults), the server's CANARY_JUDGE_DEFAULT_ALPHA. A metric's own alpha beats all but
+    the request's (see `resolve_metrics`); a request may only lower a locked check's."""
+    configured = ((level.alpha if level is not None else None) or config.defaults.alpha
+                  or policy.default_alpha)
+    if request.alpha is None:
+        return configured
+    _locked(locks.check_request_alpha, config, request.alpha, configured)
+    return request.alpha
+
+
+def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,
+                   now: float, sequential: bool = False) -> ResolvedWindow:
+    """The window queried: explicit start/end win; otherwise end = now (aligned to the step)
+    and look back.
+
+    Aligning the default end to the step makes two calls within one step judge exactly the
+    same data, which keeps repeated measurements of a controller reproducible. In sequential
+    mode without a start, the window reaches back far enough to find where the canary's traffic
+    began (`judged_from`); `lookback` then bounds that search.
+    """
+    w = request.window
+    step = resolve_step(request, config, policy)
+    lookback = w.lookback or config.defaults.seconds("lookback") or policy.default_lookback
+    if sequential and w.start is None and w.lookback is None:
+        lookback = policy.sequential_max_lookback
+    end = w.end if w.end is not None else math.floor(now / step) * step
+    if w.start is not None and w.lookback is not None and w.end is not None:
+        raise AnalysisRequestError("window: give start and end, or lookback (with an optional "
+                                   "end), not all three", "window")
+    start = w.start if w.start is not None else end - lookback
+    if w.start is not None and w.end is None and w.lookback is not None:
+        end = start + lookback
+    if end <= start and w.end is None and w.start is not None and w.start <= now + 300:
+        # "now", aligned down to the step, is not yet past a start given a moment ago
+        return ResolvedWindow(start, start, step, too_short=True)
+    if end <= start:
+        raise AnalysisRequestError("window.end must be after window.start", "window.end")
+    if end > now + 300:
+        raise AnalysisRequestError("window.end is in the future", "window.end")
+    if (end - start) / step > policy.max_points:
+        raise AnalysisRequestError(
+            f"window has {int((end - start) / step)} steps; at most {policy.max_points} "
+            "(use a larger window.step)", "window.step")
+    return ResolvedWindow(start, end, step, too_short=(end - start) < step)
+
+
+def side_selectors(request: AnalysisRequest, language: QueryLanguage) -> dict[str, str]:
+    """Canary's and stable's selectors in the source's language; they must differ."""
+    try:
+        selectors = {side: language.selector(getattr(request, side), side)
+                     for side in ("canary", "stable")}
+    except QueryLanguageError as exc:
+        raise AnalysisRequestError(exc.message, exc.field) from exc
+    if selectors["canary"] == selectors["stable"]:
+        raise AnalysisRequestError("stable: canary and stable select the same series; they "
+                                   "must differ (e.g. by rollouts_pod_template_hash)", "stable")
+    return selectors
+
+
+def _overrides(request: AnalysisRequest) -> dict[str, MetricOverride]:
+    if request.metrics is None:
+        return {}
+    if isinstance(request.metrics, dict):
+        return {name: o for name, o in request.metrics.items()}
+    out: dict[str, MetricOverride] = {}
+    for i, override in enumerate(request.metrics):
+        if not override.name:
+            raise AnalysisRequestError(f"metrics[{i}].name: each entry of metrics needs a name",
+                                       f"metrics[{i}].name")
+        out[override.name] = override
+    return out
+
+
+def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest, policy: Policy,
+                    language: QueryLanguage | None = None) -> list[MetricSpec]:
+    """The config's metrics with the request's overrides merged in, validated again."""
+    language = language or query_language()
+    overrides = _overrides(request)
+    specs: list[MetricSpec] = []
+    known = {m.name: m for m in config.metrics}
+    for name, override in overrides.items():
+        fields = override.model_dump(exclude_none=True, exclude={"enabled"})
+        fields["name"] = name
+        if _QUERY_FIELDS & fields.keys() and not policy.allow_inline_queries:
+            raise AnalysisRequestError(
+                f"metrics.{name}: inline queries are disabled on this server "
+                "(CANARY_JUDGE_ALLOW_INLINE_QUERIES); change tolerances, not queries",
+                f"metrics.{name}", status=403)
+        if name not in known and (not policy.allow_inline_queries or "kind" not in fields):
+            hint = (f"; to add an inline metric give its kind ({', '.join(METRIC_KINDS)}) "
+                    "and queries" if policy.allow_inline_queries else "")
+            raise AnalysisRequestError(
+                f"metrics.{name}: config {config.name!r} has no metric {name!r} "
+                f"(it has {', '.join(known)}){hint}", f"metrics.{name}")
+    for metric in config.metrics:
+        override = overrides.get(metric.name)
+        if override is None:
+            specs.append(metric)
+            continue
+        if not override.enabled:
+            _locked(locks.check_disable, config, metric.name)
+            continue
+        merged = metric.model_dump()
+        merged.update(override.model_dump(exclude_none=True, exclude={"enabled"}))
+        merged["name"] = metric.name
+        spec = _validate_spec(merged, metric.name)
+        _locked(locks.check_override, config, metric, spec,
+                config.defaults.alpha or policy.default_alpha)
+        specs.append(spec)
+    for name, override in overrides.items():
+        if name not in known and override.enabled:
+            fields = override.model_dump(exclude_none=True, exclude={"enabled"})
+            fields["name"] = name
+            spec = _validate_spec(fields, name)
+            for template in kinds.queries(spec).values():
+                if problem := language.template_problem(template):
+                    raise AnalysisRequestError(f"metrics.{name}: {problem}", f"metrics.{name}")
+            specs.append(spec)
+    if not specs:
+        raise AnalysisRequestError("metrics: every metric is disabled; nothing to judge", "metrics")
+    return specs
+
+
+def _locked(check: Any, *args: Any) -> None:
+    """Run a lock check; a refusal is a 403 naming the check or var."""
+    try:
+        check(*args)
+    except locks.LockError as exc:
+        raise AnalysisRequestError(exc.message, exc.field, status=403) from exc
+
+
+def _validate_spec(fields: dict[str, Any], name: str) -> MetricSpec:
+    try:
+        return _SPEC_ADAPTER.validate_python(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p not in METRIC_KINDS)
+        raise AnalysisRequestError(
+            f"metrics.{name}{'.' + where if where else ''}: {first['msg']}",
+            f"metrics.{name}{'.' + where if where else ''}") from exc
+
+
+def resolve_instance_labels(specs: list[MetricSpec], vars_: Mapping[str, str],
+                            language: QueryLanguage | None = None) -> list[MetricSpec]:
+    """A `{{var}}` instance label takes the var's value, checked to be a label name: it is
+    placed into `by (…)`, where a metric-name character such as `:` would break the query."""
+    language = language or query_language()
+    out: list[MetricSpec] = []
+    for spec in specs:
+        label = getattr(spec, "instance_label", None)
+        if label and language.placeholders(label):
+            (var,) = language.placeholders(label)
+            value = vars_.get(var)
+            if value is None:
+                raise AnalysisRequestError(
+                    f"vars.{var}: metric {spec.name} needs the label that tells instances "
+                    f"apart, e.g. vars.{var}=pod", f"vars.{var}")
+            if not language.label_name_ok(value):
+                raise AnalysisRequestError(
+                    f"vars.{var}: {value!r} is not a Prometheus label name (e.g. pod, "
+                    "instance)", f"vars.{var}")
+            spec = spec.model_copy(update={"instance_label": value})
+        out.append(spec)
+    return out

@@ -1,0 +1,71 @@
+"""Where the judged part of the window begins: read off the data, so every poll and every
+replica computes the same analysis start without shared state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from webhook.configs import AnalysisConfig, MetricSpec
+from webhook.kinds import kind_of
+from webhook.models import AnalysisRequest
+from webhook.resolve import ResolvedWindow
+from webhook.sources.base import QueryKey, QueryResult
+
+
+def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,
+                mode: str, results: Mapping[QueryKey, QueryResult], points: int,
+                specs: list[MetricSpec]) -> int:
+    """The first judged step of the fetched window: where the canary's latest run of traffic
+    began (sequential mode without an explicit start), plus the warmup."""
+    first = 0
+    if mode == "sequential" and request.window.start is None:
+        begun = rollout_start(canary_activity(results, points, specs, window.step),
+                              max_gap=max(3, int(300 // window.step)))
+        first = begun if begun is not None else 0
+    warmup = request.window.warmup
+    if warmup is None:
+        warmup = config.defaults.seconds("warmup")
+    return min(first + math.ceil((warmup or 0.0) / window.step), points)
+
+
+def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
+    """Index of the first step of the canary's latest run of traffic, or None if it has none.
+
+    The start of the analysis must be the same at every poll and on every replica, without
+    shared state: it is read off the data. A gap of more than `max_gap` quiet steps separates
+    two rollouts (Flagger scales the canary to zero between them); a fresh pod-template hash
+    (Argo) simply has no earlier series.
+    """
+    active = np.flatnonzero(activity)
+    if active.size == 0:
+        return None
+    start = active[-1]
+    for index in active[::-1][1:]:
+        if start - index > max_gap + 1:
+            break
+        start = index
+    return int(start)
+
+
+def canary_activity(results: Mapping[QueryKey, QueryResult], points: int,
+                    specs: list[MetricSpec], step: float | None = None) -> np.ndarray:
+    """Steps where any canary-side query that measures traffic saw some (its kind's
+    `TRAFFIC_ROLES`: a counter's increase above 0, or a gauge's mere presence); only queries on
+    the window's `step` count (a metric on its own grid has other indices)."""
+    roles = {spec.name: kind_of(spec).TRAFFIC_ROLES for spec in specs}
+    active = np.zeros(points, dtype=bool)
+    for key, result in results.items():
+        counts = roles.get(key.metric, {}).get(key.role)
+        if key.side != "canary" or counts is None:
+            continue
+        if step is not None and result.query.step != step:
+            continue
+        for series in result.series:
+            values = series.values[:points]
+            seen = np.isfinite(values)
+            active[: values.size] |= seen & (values > 0) if counts else seen
+    return active
