@@ -398,17 +398,6 @@ def test_sequential_quantile_detects_a_slower_canary_beyond_tolerance():
     assert all(p is None for p in within)  # +10 % is inside a 20 % tolerance
 
 
-def test_rollout_start_is_read_off_the_data():
-    from webhook.rollout import rollout_start
-
-    quiet, busy = [False] * 5, [True] * 4
-    assert rollout_start(np.array(quiet), 3) is None
-    # an earlier rollout, a long pause (scaled to zero), then the current one
-    activity = np.array(busy + quiet + busy + [False, False] + busy)
-    assert rollout_start(activity, max_gap=3) == 9  # a 2-step blip does not split a rollout
-    assert rollout_start(activity, max_gap=1) == 15
-
-
 def test_a_failure_seen_earlier_in_the_window_stands_when_polled_later():
     """The judge keeps no state: at poll 16 the canary has been healthy for 8 steps, but the
     running maximum of the evidence still holds the slowness of steps 1–8."""
@@ -422,7 +411,7 @@ def test_a_failure_seen_earlier_in_the_window_stands_when_polled_later():
     (check,) = judge_buckets(spec, canary, stable, 0.05, "sequential")
     assert check.verdict == "fail" and "of canary requests beyond" in check.reason
     (fixed,) = judge_buckets(spec, [(le, v[8:]) for le, v in canary],
-                                [(le, v[8:]) for le, v in stable], 0.05, "sequential")
+                             [(le, v[8:]) for le, v in stable], 0.05, "sequential")
     assert fixed.verdict != "fail"  # the last 8 steps alone show a healthy canary
 
 
