@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Benchmark runs: statistical simulations of whole rollouts.
+pytestmark = pytest.mark.slow
 
 
 def test_quick_run_writes_results(tmp_path: Path) -> None:

@@ -223,6 +223,7 @@ def first_verdicts(p_canary: float, p_stable: float, rollouts: int, seed: int,
     return out
 
 
+@pytest.mark.slow
 def test_failure_rate_rule_a_a_and_power():
     """A/A at 99.6 % never fails here (the martingale bounds it at alpha = 1 %); 98.5 % vs
     99.6 % fails within the hour at 2 runs/s. Figures for more rollouts: docs/profiles.md."""

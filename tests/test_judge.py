@@ -45,6 +45,7 @@ def ratio_rates(p_canary, sims=400, alpha=0.05, rel=0.0, seed=1):
     return {v: verdicts.count(v) / sims for v in ("pass", "fail", "inconclusive")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
 def test_ratio_false_failure_rate_at_most_alpha_without_tolerance(alpha):
     rates = ratio_rates(0.01, alpha=alpha)
@@ -52,6 +53,7 @@ def test_ratio_false_failure_rate_at_most_alpha_without_tolerance(alpha):
     assert rates["fail"] <= alpha + 2.5 * math.sqrt(alpha * (1 - alpha) / 400)
 
 
+@pytest.mark.slow
 def test_ratio_power_on_doubled_errors():
     rates = ratio_rates(0.02, rel=0.2)
     assert rates["fail"] >= 0.95
@@ -79,6 +81,7 @@ def test_thin_data_says_how_much_more_is_needed():
     assert "canary has 60 requests, needs 200, about 5 more min" in r.reason
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1.0])
 def test_quantile_false_failure_rate_at_most_alpha(scale):
     rng = np.random.default_rng(3)
@@ -89,6 +92,7 @@ def test_quantile_false_failure_rate_at_most_alpha(scale):
     assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
 
 
+@pytest.mark.slow
 def test_quantile_fails_on_what_the_buckets_show():
     """p99 +60 % against a 10 % tolerance: the canary's p99 (≈ 645 ms) and the stable's
     (≈ 405 ms) lie in buckets whose edges alone show the gap, so it fails on the counts."""
@@ -323,6 +327,7 @@ def poll_until_fail(p_canary: float, mode: str, seed: int, alpha: float = 0.05,
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
 def test_sequential_ratio_keeps_false_failures_below_alpha_over_all_polls(alpha):
     runs = 150
@@ -331,6 +336,7 @@ def test_sequential_ratio_keeps_false_failures_below_alpha_over_all_polls(alpha)
     assert failed / runs <= alpha + 2.5 * math.sqrt(alpha * (1 - alpha) / runs)
 
 
+@pytest.mark.slow
 def test_repeated_fixed_test_fails_healthy_canaries_far_above_alpha():
     """Why sequential is the default: the one-shot test re-run at every poll peeks."""
     runs = 150
@@ -339,6 +345,7 @@ def test_repeated_fixed_test_fails_healthy_canaries_far_above_alpha():
     assert failed / runs > 0.12
 
 
+@pytest.mark.slow
 def test_sequential_ratio_power_doubled_and_five_fold_errors():
     runs = 100
     doubled = [poll_until_fail(0.02, "sequential", s) for s in range(runs)]
@@ -347,6 +354,7 @@ def test_sequential_ratio_power_doubled_and_five_fold_errors():
     assert all(t is not None and t <= 2 for t in five)
 
 
+@pytest.mark.slow
 def test_sequential_ratio_tempers_bursty_errors():
     """Clumped errors (per-step error rate with a ~30 % coefficient of variation) must not read
     as evidence: the dispersion estimate keeps A/A failures near alpha."""
@@ -378,6 +386,7 @@ def first_failing_poll(canary, stable, q=0.99, alpha=0.05, rel=0.0, abs_=0.0) ->
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("q", [0.95, 0.99])
 def test_sequential_quantile_keeps_false_failures_below_alpha_over_all_polls(q):
     """A/A at the edge of the null (no tolerance), polled 20 times over [start, now]."""
@@ -388,6 +397,7 @@ def test_sequential_quantile_keeps_false_failures_below_alpha_over_all_polls(q):
     assert fails / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
 
 
+@pytest.mark.slow
 def test_sequential_quantile_detects_a_slower_canary_beyond_tolerance():
     rng = np.random.default_rng(7)
     polls = [first_failing_poll(stepped(rng, 20, 600, 1.5), stepped(rng, 20, 2400), q=0.95,
@@ -441,6 +451,7 @@ def first_ratio_fail(rollout, history: bool, alpha: float = 0.05) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_stable_history_keeps_clumped_errors_from_failing_healthy_canaries():
     """Errors in clumps, per-step rates varying ±30 % (Beta, concentration 1000): A/A stays
     within alpha. At ±100 % (concentration 100, a rate that is as variable as it is large) the

@@ -96,6 +96,7 @@ def _rank_based_interval(x: np.ndarray, y: np.ndarray, conf: float = 0.98
     return root(z), root(-z)
 
 
+@pytest.mark.slow
 def test_interval_matches_rank_based_root_finding() -> None:
     rng = np.random.default_rng(3)
     for i in range(60):

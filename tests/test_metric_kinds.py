@@ -68,6 +68,7 @@ def binomial_ceiling(runs: int, rate: float) -> int:
     return int(stats.binom.ppf(0.999, runs, rate))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fixed", "sequential"])
 def test_series_short_autocorrelated_aa_fails_at_most_alpha(mode):
     """20 steps of φ = 0.8 are worth about two independent samples; a point estimate of φ from
@@ -81,6 +82,7 @@ def test_series_short_autocorrelated_aa_fails_at_most_alpha(mode):
     assert fails <= binomial_ceiling(runs, alpha)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("phi", "alpha"), [(0.8, 0.01), (0.95, 0.05)])
 def test_series_sequential_aa_holds_over_polls(phi, alpha):
     """Argo and Flagger poll the same rollout again and again: judged every 5 steps from 20 to
@@ -97,6 +99,7 @@ def test_series_sequential_aa_holds_over_polls(phi, alpha):
     assert fails <= binomial_ceiling(runs, alpha)
 
 
+@pytest.mark.slow
 def test_series_short_white_noise_shift_is_still_detected():
     """The caution costs white noise about half its samples at 20 steps, not its power: a
     20 % CPU shift (2.8 sd of the difference) is still caught most of the time (about 86 %;
