@@ -26,7 +26,11 @@ from pydantic import (
 )
 
 from webhook.gates.market_hours import MarketHoursConfig
-from webhook.sources.prometheus import promql
+from webhook.sources import QueryLanguageError, query_language
+
+# Configs' query templates are written in the metrics source's query language (PromQL, for the
+# one source so far); they are checked in it when a config loads.
+_LANGUAGE = query_language()
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +201,7 @@ class ThresholdMetric(_MetricBase):
             # "Must hold the whole window" is about every sample: a value read at step points
             # only misses whatever happened between two of them.
             over_time = "min_over_time" if self.max is None else "max_over_time"
-            if "step" not in promql.placeholders(self.query) or "_over_time" not in self.query:
+            if "step" not in _LANGUAGE.placeholders(self.query) or "_over_time" not in self.query:
                 raise ValueError(
                     f"metric {self.name}: with max_missing, `query` must read every sample of "
                     f"each step, e.g. min({over_time}(gauge{{ {{{{selector}}}} }}[{{{{step}}}}]))")
@@ -383,7 +387,7 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"metric names must be unique; repeated: {sorted(dupes)}")
         for metric in self.metrics:
             for template in metric.queries().values():
-                if "selector" not in promql.placeholders(template):
+                if _LANGUAGE.template_problem(template):
                     raise ValueError(f"metric {metric.name}: every query must place "
                                      "{{selector}} (the canary's or stable's matchers)")
         _check_renders(self)
@@ -404,7 +408,7 @@ class AnalysisConfig(BaseModel):
         names: set[str] = set()
         for metric in self.metrics:
             for template in metric.queries().values():
-                names |= promql.placeholders(template)
+                names |= _LANGUAGE.placeholders(template)
         names -= {"selector", "step"}
         if self.levels is not None:
             names.add(self.levels.var)
@@ -421,12 +425,12 @@ def _check_renders(config: AnalysisConfig) -> None:
     so a bad default var value is a load error instead of a 400 on every request."""
     for metric in config.metrics:
         for role, template in metric.queries().items():
-            needed = promql.placeholders(template) - {"selector", "step"}
+            needed = _LANGUAGE.placeholders(template) - {"selector", "step"}
             values = {name: config.vars.get(name, "given_by_caller") for name in needed}
             try:
-                promql.render(template, values, {"selector": 'a="b"', "step": "60s"},
-                              field=f"metrics.{metric.name}.{role}")
-            except promql.PromQLError as exc:
+                _LANGUAGE.render(template, values, _LANGUAGE.selector({"a": "b"}, "selector"),
+                                 60.0, field=f"metrics.{metric.name}.{role}")
+            except QueryLanguageError as exc:
                 raise ValueError(f"metric {metric.name}.{role}: {exc}") from exc
 
 
