@@ -6,14 +6,14 @@ A row is either the method's combined verdict (row id = method key) or one metri
 Once a check has failed, the controller aborts the rollout: later polls do not matter, and a
 failed check is not re-judged (its fail is carried forward).
 
-- canary-judge (`cj_seq_*`, `cj_fixed_*`): the service's own judges with the `http` config's
-  metrics and tolerances (loaded from webhook/configs/http.yaml like the service does), combined
-  by `webhook.judge.combine`. Each poll judges all steps since the analysis start. Sequential
-  mode passes `mode="sequential"` when the judge accepts it (otherwise its rows are
-  "pending"), and the stable's steps before the rollout to the ratio and quantile checks, as
-  the service does from its sequential lookback. The gauge row uses the `series` judge
-  (schema-default settings, outside the combined verdict as the http config has no CPU
-  metric), or reads "n/a" in a version without one.
+- canary-judge (`cj_seq_*`, `cj_fixed_*`): the service's own metric kinds (`webhook.kinds`,
+  called through `judge_spec` as the analysis calls them) on the `http` config's metrics
+  (loaded from webhook/configs/http.yaml like the service does), on the series the service's
+  queries would return (`rollout_data`), combined by `webhook.judge.combine`. Each poll judges
+  all steps since the analysis start; sequential mode also gets the stable's steps before the
+  rollout, as the service does from its sequential lookback. The gauge row judges a `series`
+  metric at the schema's defaults (`gauge_spec`, outside the combined verdict as the http
+  config has no CPU metric).
 - Kayenta (`kayenta`): bench.detection.kayenta on the per-step points a range query gives:
   per-step error ratio (errors/requests, NaN without requests) and per-step p99 from
   `histogram_quantile(0.99, …)` of that step's buckets, direction increase, default effect
