@@ -3,7 +3,7 @@
 Flagger reads only the status code: 200/201/202 pass, anything else fails, and for a 4xx the
 body becomes the reason in Kubernetes Events. The hook type is not in the payload (phase is
 "Progressing" for most types), so it comes from the path alone. What each answer means per type
-(CONTRACTS.md):
+(README.md, "Wiring Flagger"):
 
 | type | 200 when | otherwise |
 |---|---|---|
