@@ -260,6 +260,13 @@ ARGO_CASES = [(*ref, version) for ref in REFERENCES
               for version in planted(template_config(ref[2]))[1]]
 
 
+def verdict_metric(metric: dict[str, Any]) -> bool:
+    """A metric that reads the analysis verdict; the trading and healthcare templates also have
+    a `gates` metric reading POST /v1/gates (tests/test_gates_metric.py)."""
+    web = metric["provider"].get("web")
+    return web is not None and not urlsplit(web["url"]).path.endswith("/v1/gates")
+
+
 def web_request(lab, metric: dict[str, Any]) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     """(path, method, headers, body) of one resolved metric's request, as Argo sends it."""
     web = metric["provider"]["web"]
@@ -293,6 +300,9 @@ def test_template_requests_get_typed_verdicts_from_the_service(judge, lab, label
         if metric["provider"].get("web") is None:
             continue
         r, phase, value = send_web(client, lab, metric)
+        if not verdict_metric(metric):  # the gates metric (tests/test_gates_metric.py)
+            assert phase in ("Successful", "Inconclusive") and value in ("open", "closed")
+            continue
         path, method, headers, body = web_request(lab, metric)
         # The jsonPath value has the JSON type every literal in the conditions has.
         for condition in (metric.get("successCondition"), metric.get("failureCondition")):
@@ -374,7 +384,7 @@ def test_market_hours_gate_in_argo_templates(judge, lab, label, rollout, templat
 
     def phase_for(**pinned: str):
         (metric,) = [m for m in resolved_metrics(rollout, template, args, canary, stable_hash,
-                                                 pinned) if "web" in m["provider"]]
+                                                 pinned) if verdict_metric(m)]
         r, phase, _ = send_web(client, lab, metric)
         return r, phase, metric["provider"]["web"]["jsonBody"]["vars"]
 
@@ -394,7 +404,7 @@ def test_market_hours_gate_in_argo_templates(judge, lab, label, rollout, templat
     assert_gate_holds_or_passes(r, phase)
     # A failing canary fails whatever the gate says.
     (metric,) = [m for m in resolved_metrics(rollout, template, args, versions["fills"],
-                                             stable_hash) if "web" in m["provider"]]
+                                             stable_hash) if verdict_metric(m)]
     r, phase, _ = send_web(client, lab, metric)
     assert phase == "Failed" and checks_by_name(r)["order_fill_rate"]["verdict"] == "fail"
 
@@ -415,7 +425,7 @@ def test_safety_level_critical_needs_approval_in_argo_templates(judge, lab, labe
     def answer(version: str = "healthy", **pinned: str):
         (metric,) = [m for m in resolved_metrics(rollout, template, args, versions[version],
                                                  stable_hash, pinned)
-                     if "web" in m["provider"]]
+                     if verdict_metric(m)]
         r, phase, _ = send_web(client, lab, metric)
         return r, phase, metric["provider"]["web"]["jsonBody"]["vars"]
 

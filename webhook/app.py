@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from webhook.analysis import Policy
 from webhook.api.analyze import bp as analyze_bp
 from webhook.api.common import error_response
+from webhook.api.gates import bp as gates_bp
 from webhook.api.hooks import HOOK_TYPES
 from webhook.api.hooks import bp as hooks_bp
 from webhook.api.meta import bp as meta_bp
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
         policy=policy, language=query_language(settings.metrics_source))
 
     app.register_blueprint(analyze_bp)
+    app.register_blueprint(gates_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(meta_bp)
 

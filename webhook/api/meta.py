@@ -161,6 +161,32 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [{"name": "config", "in": "path", "required": True,
                                 "schema": {"type": "string"}}, *query_params],
                 "responses": verdict_get}},
+            "/v1/gates": {"post": {
+                "summary": "The config's deployment gates alone (market hours, approval); "
+                           "no metrics queried. For an Argo metric with inconclusiveLimit 0",
+                "parameters": [{"name": "action", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["promote", "start"]}}],
+                "requestBody": {"required": True, "content": json_of("AnalysisRequest")},
+                "responses": {
+                    "200": {"description": "gate: open or closed, with the reason",
+                            "content": {"application/json": {"schema": {
+                                "type": "object", "required": ["gate", "reason", "checks"],
+                                "properties": {
+                                    "gate": {"type": "string", "enum": ["open", "closed"]},
+                                    "reason": {"type": "string"},
+                                    "config": {"type": "string"},
+                                    "action": {"type": "string"},
+                                    "at": {"type": "string"},
+                                    "checks": {"type": "array", "items": {"type": "object"}}}}}}},
+                    "400": {"description": "Bad request", "content": json_of("Error")},
+                    "401": {"description": "Missing or wrong bearer token",
+                            "content": json_of("Error")},
+                    "403": {"description": "A locked var", "content": json_of("Error")},
+                    "413": {"description": "Body larger than 256 KiB",
+                            "content": json_of("Error")},
+                    "415": {"description": "Content-Type is not application/json",
+                            "content": json_of("Error")},
+                    "500": {"description": "Internal error", "content": json_of("Error")}}}},
             "/v1/hooks/{type}": {"post": {
                 "summary": "Flagger webhook",
                 "parameters": [{"name": "type", "in": "path", "required": True,
