@@ -21,6 +21,8 @@ from typing import Any
 import requests
 import websocket
 
+from webhook.lab.processes import stop_process
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-extensions", "--hide-scrollbars", "--remote-debugging-port=0"]
@@ -135,9 +137,4 @@ def chromium() -> Iterator[Page]:
             finally:
                 page.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, grace=15)

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from webhook.lab.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 # Under `bash scripts/test.sh` the tests run in the project's .venv: then the demo is started
 # exactly as the README says (scripts/demo.sh finds everything installed and execs the demo).
@@ -115,12 +117,7 @@ def test_a_signal_stops_the_keep_mode_demo_and_everything_it_started(tmp_path, s
     finally:
         if demo.poll() is None:  # only if the test failed: leave no process behind
             children |= _children(demo.pid)
-            demo.terminate()
-            try:
-                demo.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                demo.kill()
-                demo.wait()
+            stop_process(demo, grace=60)
         for pid in children:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)

@@ -121,6 +121,18 @@ def _pct(value: float | None, se: float | None = None) -> str:
     return f"{text} ±{100 * se:.1f}" if se is not None and se > 0 else text
 
 
+def _check_cell(c: Mapping[str, Any] | None, healthy: bool) -> str:
+    """One check on one scenario: healthy "false-fail / pass at the last poll"; regression
+    "detected · median polls / passed at some poll" (the false-pass rate)."""
+    if c is None or "status" in c:
+        return _aa_cell(c)
+    if healthy:
+        return f"{_pct(c['fail_rate'])} / {_pct(c['final_pass'])}"
+    median = c["polls_to_fail_median"]
+    polls = f" · {median:g}" if median is not None else ""
+    return f"{_pct(c['fail_rate'])}{polls} / {_pct(c['ever_pass'])}"
+
+
 def _aa_cell(cell: Mapping[str, Any] | None) -> str:
     if cell is None:
         return "–"
@@ -216,15 +228,7 @@ def per_check_markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str
         for check in checks:
             cells = []
             for sc in cols:
-                c = _cell(results, sc.id, f"{key}:{check}")
-                if c is None or "status" in c:
-                    cells.append(_aa_cell(c))
-                elif sc.healthy:
-                    cells.append(f"{_pct(c['fail_rate'])} / {_pct(c['final_pass'])}")
-                else:
-                    median = c["polls_to_fail_median"]
-                    polls = f" · {median:g}" if median is not None else ""
-                    cells.append(f"{_pct(c['fail_rate'])}{polls} / {_pct(c['ever_pass'])}")
+                cells.append(_check_cell(_cell(results, sc.id, f"{key}:{check}"), sc.healthy))
             rows.append([f"{key} {check}", *cells])
     return "\n".join([
         "**Latency checks one by one, canary 20 req/s, client_python buckets** (healthy: "
@@ -243,15 +247,7 @@ def gauge_markdown(scs: Sequence[Scenario], methods: Sequence[tuple[str, str]],
     for key, label in methods:
         cells = []
         for sc in cols:
-            c = _cell(results, sc.id, f"{key}:gauge")
-            if c is None or "status" in c:
-                cells.append(_aa_cell(c))
-            elif sc.healthy:
-                cells.append(f"{_pct(c['fail_rate'])} / {_pct(c['final_pass'])}")
-            else:
-                median = c["polls_to_fail_median"]
-                polls = f" · {median:g}" if median is not None else ""
-                cells.append(f"{_pct(c['fail_rate'])}{polls} / {_pct(c['ever_pass'])}")
+            cells.append(_check_cell(_cell(results, sc.id, f"{key}:gauge"), sc.healthy))
         rows.append([label, *cells])
     return "\n".join([
         "**Gauges (15 s points, tolerance 5 % = 1 sd)** (A/A: false-fail % / pass at poll 20 %; "

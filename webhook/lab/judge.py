@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from webhook.lab.processes import stop_process
 from webhook.lab.prometheus import free_port
 
 
@@ -47,12 +48,7 @@ def served_judge(prometheus_url: str, *, workers: int | None = None,
                 _wait_ready(url, proc, timeout, log_path)
                 yield url
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc, grace=30)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:

@@ -18,6 +18,8 @@ from typing import IO
 
 import requests
 
+from webhook.lab.processes import stop_process
+
 _INSTALL_HINT = (
     "the 'prometheus' and 'promtool' binaries are not on PATH; on Debian/Ubuntu install them "
     "with: apt-get install prometheus"
@@ -128,12 +130,7 @@ class PrometheusLab:
         """Terminate Prometheus (kill it if it has not exited after 10 s); safe to call twice."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, grace=10)
         if self._log is not None:
             self._log.close()
             self._log = None
