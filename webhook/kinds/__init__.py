@@ -37,8 +37,8 @@ def kind_of(spec: MetricSpec) -> Kind:
 
 
 def queries(spec: MetricSpec) -> dict[str, str]:
-    """The metric's query templates by role."""
-    return kind_of(spec).queries(spec)
+    """The metric's query templates by role: its config class owns them."""
+    return spec.queries()
 
 
 def sides(spec: MetricSpec) -> tuple[str, ...]:

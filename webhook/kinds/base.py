@@ -1,10 +1,11 @@
 """What every metric kind shares: the interface a kind implements, the context it is judged
 in, and how fetched series become the arrays the pure judges in `webhook.judge` take.
 
-A kind module (`ratio.py`, `histogram.py`, …) says what the kind queries, which of its queries
-measure canary traffic, how a config level scales its minimum data, and how its checks are
-judged. `webhook.kinds.judge_spec` wraps every kind the same way: the corrupt-data check
-first, the metric's own alpha, then critical, weight and group stamped on the results.
+A kind module (`ratio.py`, `histogram.py`, …) says which sides are queried (the config class
+holds the query templates), which of its queries measure canary traffic, how a config level
+scales its minimum data, and how its checks are judged. `webhook.kinds.judge_spec` wraps every
+kind the same way: the corrupt-data check first, the metric's own alpha, then critical, weight
+and group stamped on the results.
 """
 
 from __future__ import annotations
@@ -81,10 +82,6 @@ class Kind(Protocol):
     # Canary-side roles that show the canary serving: True = a step counts when its value is
     # above 0 (a counter's increase), False = when a value is present (a gauge).
     TRAFFIC_ROLES: Mapping[str, bool]
-
-    def queries(self, spec: Any) -> dict[str, str]:
-        """Query templates by role."""
-        ...
 
     def sides(self, spec: Any) -> tuple[str, ...]:
         """Sides the queries run for."""

@@ -18,10 +18,6 @@ SPEC = EventsMetric
 TRAFFIC_ROLES = {"total": True}  # the events themselves say nothing of traffic
 
 
-def queries(spec: EventsMetric) -> dict[str, str]:
-    return spec.queries()
-
-
 def sides(spec: EventsMetric) -> tuple[str, ...]:
     return ("canary", "stable")
 

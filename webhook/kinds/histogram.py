@@ -26,10 +26,6 @@ SPEC = HistogramMetric
 TRAFFIC_ROLES = {"buckets": True}
 
 
-def queries(spec: HistogramMetric) -> dict[str, str]:
-    return spec.queries()
-
-
 def sides(spec: HistogramMetric) -> tuple[str, ...]:
     return ("canary", "stable")
 

@@ -21,10 +21,6 @@ SPEC = RatioMetric
 TRAFFIC_ROLES = {"total": True}
 
 
-def queries(spec: RatioMetric) -> dict[str, str]:
-    return spec.queries()
-
-
 def sides(spec: RatioMetric) -> tuple[str, ...]:
     return ("canary", "stable")
 

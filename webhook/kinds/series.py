@@ -19,10 +19,6 @@ SPEC = SeriesMetric
 TRAFFIC_ROLES = {"values": False}  # a gauge's mere presence is activity
 
 
-def queries(spec: SeriesMetric) -> dict[str, str]:
-    return spec.queries()
-
-
 def sides(spec: SeriesMetric) -> tuple[str, ...]:
     return ("canary", "stable")
 

@@ -17,10 +17,6 @@ SPEC = ThresholdMetric
 TRAFFIC_ROLES = {"values": False, "samples": False}
 
 
-def queries(spec: ThresholdMetric) -> dict[str, str]:
-    return spec.queries()
-
-
 def sides(spec: ThresholdMetric) -> tuple[str, ...]:
     return ("canary",)
 
