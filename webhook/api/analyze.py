@@ -16,7 +16,13 @@ from pydantic import ValidationError
 from webhook.analysis import AnalysisRequestError
 from webhook.api.answer import answer_body
 from webhook.api.body import BodyError, read_json_object
-from webhook.api.common import bearer_ok, error_response, get_service, validation_message
+from webhook.api.common import (
+    bearer_ok,
+    error_response,
+    get_service,
+    unauthorized,
+    validation_message,
+)
 from webhook.models import AnalysisRequest, parse_time
 from webhook.render import verdict_text
 from webhook.report.page import report_html
@@ -83,16 +89,10 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     return jsonify(body)
 
 
-def _unauthorized() -> Response:
-    response = error_response(401, "missing or wrong bearer token", kind="unauthorized")
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
 @bp.post("/v1/analyze")
 def analyze_post() -> Response:
     if not bearer_ok(get_service().settings):
-        return _unauthorized()
+        return unauthorized()
     try:
         payload = read_json_object(request, "a JSON object (the analysis request)")
     except BodyError as exc:
@@ -148,7 +148,7 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
 @bp.get("/v1/analyze/<config>")
 def analyze_get(config: str) -> Response:
     if not bearer_ok(get_service().settings):
-        return _unauthorized()
+        return unauthorized()
     try:
         req = request_from_query(config, request.args)
     except AnalysisRequestError as exc:

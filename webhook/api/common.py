@@ -62,3 +62,10 @@ def bearer_ok(settings: Settings) -> bool:
     given = credentials.strip().encode("utf-8", "surrogateescape")
     return any(hmac.compare_digest(given, t.get_secret_value().encode())
                for t in settings.api_tokens)
+
+
+def unauthorized() -> Response:
+    """401 for a missing or wrong token, with the challenge RFC 9110 requires of a 401."""
+    response = error_response(401, "missing or wrong bearer token", kind="unauthorized")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 
 from webhook.analysis import AnalysisRequestError, evaluate_gates
 from webhook.api.body import BodyError, read_json_object
-from webhook.api.common import bearer_ok, error_response, get_service, validation_message
+from webhook.api.common import (
+    bearer_ok,
+    error_response,
+    get_service,
+    unauthorized,
+    validation_message,
+)
 from webhook.models import AnalysisRequest
 from webhook.observability import audit
 
@@ -31,9 +37,7 @@ _ACTIONS = ("promote", "start")
 def gates_post() -> Response:
     service = get_service()
     if not bearer_ok(service.settings):
-        response = error_response(401, "missing or wrong bearer token", kind="unauthorized")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return unauthorized()
     action = request.args.get("action", "promote")
     if action not in _ACTIONS:
         return error_response(400, f"action: {action!r} is not one of promote (an Argo "
