@@ -7,6 +7,7 @@ HTTP server only for faults Prometheus will not produce on demand (hangs, garbag
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -28,6 +29,7 @@ class FakeUpstream:
     def __init__(self, behaviour: str) -> None:
         self.behaviour = behaviour
         self.seen: list[dict[str, str]] = []
+        self.paths: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,7 +40,14 @@ class FakeUpstream:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 outer.seen.append(dict(self.headers))
+                outer.paths.append(self.path)
                 kind = outer.behaviour
+                if kind == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if kind == "hang":
                     time.sleep(3)
                     return
@@ -149,6 +158,45 @@ def test_basic_auth_and_token_file(lab, tmp_path):
     assert fake.seen[-1]["Authorization"].startswith("Basic ")
 
 
+def test_userinfo_in_the_url_is_basic_auth_and_never_shown(lab):
+    with FakeUpstream("empty") as fake:
+        url = fake.url.replace("http://", "http://judge:p%40ss-w0rd@")
+        r = analyze(url, lab)
+    assert r.status_code == 200
+    assert fake.seen[0]["Authorization"] == "Basic " + base64.b64encode(b"judge:p@ss-w0rd").decode()
+    assert "p@ss-w0rd" not in r.get_data(as_text=True)
+
+
+def test_a_redirect_is_an_error_naming_the_fix_and_nothing_follows_it(lab):
+    """Following it would send the token and tenant header to wherever Location points."""
+    with FakeUpstream("redirect") as fake:
+        r = analyze(fake.url, lab, prometheus_bearer_token="tok-123456")
+    assert r.status_code == 503
+    assert "HTTP 302" in r.json["message"] and "redirects are not followed" in r.json["message"]
+    assert all(path.startswith("/api/v1/") for path in fake.paths)
+
+
+def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(lab, monkeypatch):
+    with FakeUpstream("empty") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert analyze("http://prometheus.example:9090", lab).status_code == 200
+        assert proxy.paths[0].startswith("http://prometheus.example:9090/api/v1/query_range")
+        monkeypatch.setenv("NO_PROXY", "prometheus.example")
+        before = len(proxy.paths)
+        r = analyze("http://prometheus.example:9090", lab)
+    assert r.status_code == 503 and len(proxy.paths) == before  # straight to it: unreachable
+
+
+def test_answers_are_asked_uncompressed_unless_gzip_is_on(lab):
+    with FakeUpstream("empty") as fake:
+        analyze(fake.url, lab)
+        plain = fake.seen[-1]["Accept-Encoding"]
+        analyze(fake.url, lab, prometheus_gzip=True)
+    assert plain == "identity" and fake.seen[-1]["Accept-Encoding"] == "gzip"
+
+
 def test_queries_run_concurrently_on_one_pool(lab):
     """Six queries against a server that takes 0.3 s each finish in well under 6 × 0.3 s."""
     with FakeUpstream("empty") as fake:
@@ -169,8 +217,9 @@ def test_queries_run_concurrently_on_one_pool(lab):
     assert elapsed < 1.2
 
 
-def test_real_prometheus_values_land_on_the_window_grid(lab):
-    source = PrometheusSource(load_settings(prometheus_url=lab.url))
+@pytest.mark.parametrize("gzip", [False, True])
+def test_real_prometheus_values_land_on_the_window_grid(lab, gzip):
+    source = PrometheusSource(load_settings(prometheus_url=lab.url, prometheus_gzip=gzip))
     start, end = lab.anchor - 3600, lab.anchor - 600
     (result,) = source.query_range_many([RangeQuery(
         "k", f'sum(increase(http_requests_total{{rollouts_pod_template_hash="{ARGO_STABLE}"}}'

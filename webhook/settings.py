@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         "deadline bounds the whole."
     )
     prometheus_max_concurrency: int = Field(8, ge=1, le=64)
+    prometheus_gzip: bool = Field(
+        False, description="Ask Prometheus for gzip-compressed answers. Off: in a cluster the "
+        "answers are small and compressing them costs Prometheus more time than the bytes "
+        "saved (measured: six cached-poll queries 6 ms uncompressed, 13 ms gzip); turn it on "
+        "for a Prometheus behind a slow link.")
     analysis_deadline_seconds: float = Field(
         8.0, gt=0, le=60, description="One deadline per analysis for everything upstream: "
         "connecting, waiting and reading whole answers. Past it: 504. Keep it below the "
