@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,17 +39,20 @@ LabelKey = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True)
 class _Entry:
-    """One query's steps from `start` on: values and presence per series."""
+    """One query's steps from `start` on: a row of values and of presence per series, series
+    ordered by their labels (as Prometheus orders a matrix)."""
 
     start: float
     step: float
-    values: Mapping[LabelKey, tuple[np.ndarray, np.ndarray]]
+    keys: tuple[LabelKey, ...]
+    values: np.ndarray  # len(keys) × size
+    present: np.ndarray  # len(keys) × size, bool
     size: int  # steps held
     final_end: float  # last step that will not be read again
 
     @property
     def points(self) -> int:
-        return max(len(self.values), 1) * self.size
+        return max(len(self.keys), 1) * self.size
 
 
 @dataclass
@@ -100,7 +103,8 @@ class StepCache:
                 fetch_from = q.start if entry is None else max(q.start, entry.final_end + q.step)
                 plans.append((q, entry, fetch_from))
                 if fetch_from <= q.end + 1e-9:
-                    upstream.append(replace(q, start=fetch_from))
+                    upstream.append(RangeQuery(q.key, q.expr, fetch_from, q.end, q.step,
+                                               q.metric))
                 self.stats.hits += entry is not None
                 self.stats.misses += entry is None
         read_at = self._clock()
@@ -109,15 +113,14 @@ class StepCache:
         out = []
         for q, entry, fetch_from in plans:
             fresh = next(fetched) if fetch_from <= q.end + 1e-9 else None
-            result, held, cut = _merge(q, entry, fresh)
-            size = grid(q.start, q.end, q.step).size
-            self.stats.steps_served += cut if entry is not None else 0
-            self.stats.steps_read += size - cut if fresh is not None else 0
-            out.append(result)
             # the steps this answer holds that no later poll needs to read again
             settled = math.floor((read_at - self.settle - q.start) / q.step) * q.step + q.start
             final_end = min(settled, q.end - self.margin_steps * q.step)
-            self._store(_key(q), _Entry(q.start, q.step, held, size, final_end))
+            result, held, cut = _merge(q, entry, fresh, final_end)
+            self.stats.steps_served += cut if entry is not None else 0
+            self.stats.steps_read += held.size - cut if fresh is not None else 0
+            out.append(result)
+            self._store(_key(q), held)
         return out
 
     # -- internals -----------------------------------------------------------------------
@@ -159,38 +162,48 @@ def _label_key(labels: Mapping[str, str]) -> LabelKey:
     return tuple(sorted(labels.items()))
 
 
-def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None
-           ) -> tuple[QueryResult, dict[LabelKey, tuple[np.ndarray, np.ndarray]], int]:
+def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
+           final_end: float) -> tuple[QueryResult, _Entry, int]:
     """q's answer on its grid: the entry's steps before the fresh part, then the fresh part;
-    also what to keep and how many leading steps came from the entry.
+    also the entry to keep and how many leading steps came from the old entry.
 
     A series seen on only one side is absent on the other; a series with no sample in q's
-    window is dropped, and series are ordered by their labels, as Prometheus answers.
+    window is dropped, and series are ordered by their labels, as Prometheus answers. All
+    series of a query are merged as one matrix (a few numpy calls per query, not per series);
+    the answer's arrays are rows of a copy, so nothing a judge does to them reaches the cache.
     """
     size = grid(q.start, q.end, q.step).size
-    merged: dict[LabelKey, tuple[np.ndarray, np.ndarray]] = {}
-    labels_of: dict[LabelKey, Mapping[str, str]] = {}
     cut = size if fresh is None else round((fresh.query.start - q.start) / q.step)
+    old_keys: tuple[LabelKey, ...] = ()
     if entry is not None and cut > 0:
+        old_keys = entry.keys
+    new_keys = [] if fresh is None else [_label_key(s.labels) for s in fresh.series]
+    keys = sorted(set(old_keys).union(new_keys))
+    row = {key: i for i, key in enumerate(keys)}
+    values = np.full((len(keys), size), np.nan)
+    present = np.zeros((len(keys), size), dtype=bool)
+    if old_keys:
+        assert entry is not None
         offset = round((q.start - entry.start) / q.step)
-        for key, (values, present) in entry.values.items():
-            v, p = np.full(size, np.nan), np.zeros(size, dtype=bool)
-            part = values[offset: offset + cut]
-            v[: part.size], p[: part.size] = part, present[offset: offset + cut]
-            merged[key] = (v, p)
-            labels_of[key] = dict(key)
-    if fresh is not None:
-        for series in fresh.series:
-            key = _label_key(series.labels)
-            if key not in merged:
-                merged[key] = (np.full(size, np.nan), np.zeros(size, dtype=bool))
-                labels_of[key] = series.labels
-            v, p = merged[key]
-            present = (series.present if series.present is not None
-                       else np.isfinite(series.values))
-            v[cut: cut + series.values.size] = series.values
-            p[cut: cut + series.values.size] = present
-    kept = {k: vp for k, vp in sorted(merged.items()) if vp[1].any()}
-    series = tuple(Series(labels_of[k], v.copy(), p.copy()) for k, (v, p) in kept.items())
-    return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0), kept,
+        part = entry.values[:, offset: offset + cut]
+        rows = [row[k] for k in old_keys]
+        values[rows, : part.shape[1]] = part
+        present[rows, : part.shape[1]] = entry.present[:, offset: offset + cut]
+    if fresh is not None and new_keys:
+        n = min(fresh.series[0].values.size, size - cut)
+        rows = [row[k] for k in new_keys]
+        values[rows, cut: cut + n] = np.stack([s.values[:n] for s in fresh.series])
+        present[rows, cut: cut + n] = np.stack([
+            s.present[:n] if s.present is not None else np.isfinite(s.values[:n])
+            for s in fresh.series])
+    live = present.any(axis=1)
+    if not live.all():
+        keys = [k for k, alive in zip(keys, live, strict=True) if alive]
+        values, present = values[live], present[live]
+    labels = dict(zip(new_keys, fresh.series, strict=True)) if fresh is not None else {}
+    out_values, out_present = values.copy(), present.copy()
+    series = tuple(Series(labels[k].labels if k in labels else dict(k), out_values[i],
+                          out_present[i]) for i, k in enumerate(keys))
+    held = _Entry(q.start, q.step, tuple(keys), values, present, size, final_end)
+    return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0), held,
             cut if entry is not None else 0)
