@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from webhook.sources.base import QueryLanguageError
 
@@ -129,8 +130,10 @@ def placeholders(template: str) -> set[str]:
     return set(_PLACEHOLDER.findall(template))
 
 
-def _quoted_spans(template: str) -> list[tuple[int, int]]:
-    """Character spans of PromQL string literals ("…", '…', `…`) in a template."""
+@lru_cache(maxsize=1024)
+def _quoted_spans(template: str) -> tuple[tuple[int, int], ...]:
+    """Character spans of PromQL string literals ("…", '…', `…`) in a template (remembered:
+    the same few config templates are rendered for every analysis)."""
     spans = []
     i = 0
     while i < len(template):
@@ -143,7 +146,7 @@ def _quoted_spans(template: str) -> list[tuple[int, int]]:
             i = j + 1
         else:
             i += 1
-    return spans
+    return tuple(spans)
 
 
 def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
