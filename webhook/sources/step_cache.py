@@ -162,6 +162,14 @@ def _label_key(labels: Mapping[str, str]) -> LabelKey:
     return tuple(sorted(labels.items()))
 
 
+def _rows(old_keys: Sequence[LabelKey], new_keys: Sequence[LabelKey]
+          ) -> tuple[list[LabelKey], list[int], list[int]]:
+    """All series of both parts ordered by labels, and each part's rows among them."""
+    keys = sorted(set(old_keys).union(new_keys))
+    row = {key: i for i, key in enumerate(keys)}
+    return keys, [row[k] for k in old_keys], [row[k] for k in new_keys]
+
+
 def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
            final_end: float) -> tuple[QueryResult, _Entry, int]:
     """q's answer on its grid: the entry's steps before the fresh part, then the fresh part;
@@ -178,24 +186,29 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     if entry is not None and cut > 0:
         old_keys = entry.keys
     new_keys = [] if fresh is None else [_label_key(s.labels) for s in fresh.series]
-    keys = sorted(set(old_keys).union(new_keys))
-    row = {key: i for i, key in enumerate(keys)}
+    old_rows: slice | list[int] = slice(None)
+    new_rows: slice | list[int] = slice(None)
+    if not old_keys or tuple(new_keys) == old_keys or not new_keys:
+        # the usual poll: the same series as last time, in the same order (or one side only)
+        keys = list(old_keys or new_keys)
+        if len(set(keys)) != len(keys) or keys != sorted(keys):
+            keys, old_rows, new_rows = _rows(old_keys, new_keys)
+    else:
+        keys, old_rows, new_rows = _rows(old_keys, new_keys)
     values = np.full((len(keys), size), np.nan)
     present = np.zeros((len(keys), size), dtype=bool)
     if old_keys:
         assert entry is not None
         offset = round((q.start - entry.start) / q.step)
         part = entry.values[:, offset: offset + cut]
-        rows = [row[k] for k in old_keys]
-        values[rows, : part.shape[1]] = part
-        present[rows, : part.shape[1]] = entry.present[:, offset: offset + cut]
+        values[old_rows, : part.shape[1]] = part
+        present[old_rows, : part.shape[1]] = entry.present[:, offset: offset + cut]
     if fresh is not None and new_keys:
         n = min(fresh.series[0].values.size, size - cut)
-        rows = [row[k] for k in new_keys]
-        values[rows, cut: cut + n] = np.stack([s.values[:n] for s in fresh.series])
-        present[rows, cut: cut + n] = np.stack([
+        values[new_rows, cut: cut + n] = [s.values[:n] for s in fresh.series]
+        present[new_rows, cut: cut + n] = [
             s.present[:n] if s.present is not None else np.isfinite(s.values[:n])
-            for s in fresh.series])
+            for s in fresh.series]
     live = present.any(axis=1)
     if not live.all():
         keys = [k for k, alive in zip(keys, live, strict=True) if alive]
