@@ -94,3 +94,35 @@ def test_busy_after_the_wait_and_at_once_beyond_the_admitted(service):
         source.gate.set()
         assert first.result()[0] == "pass"
     assert _timed(svc, request)[0] == "pass"  # every slot given back
+
+
+def test_slots_go_to_the_longest_waiter_and_a_timed_out_waiter_takes_none():
+    """A newcomer never takes a freed slot ahead of those already waiting: under a steady
+    queue every analysis waits its turn, which keeps the latency's tail near its median."""
+    from webhook.slots import FairSlots
+
+    slots = FairSlots(1)
+    assert slots.acquire(0)
+    order: list[str] = []
+
+    def waiter(name: str) -> None:
+        assert slots.acquire(5)
+        order.append(name)
+        slots.release()
+
+    threads = []
+    for name in ("first", "second", "third"):
+        queued = len(slots._waiting)
+        thread = threading.Thread(target=waiter, args=(name,))
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 5
+        while len(slots._waiting) == queued and time.monotonic() < deadline:
+            time.sleep(0.001)
+    assert not slots.acquire(0.05)  # gives up; its place in the queue is gone with it
+    slots.release()
+    assert not slots.acquire(0)  # freed a moment ago, but it is the first waiter's now
+    for thread in threads:
+        thread.join(5)
+    assert order == ["first", "second", "third"]
+    assert slots.acquire(0) and not slots.acquire(0)  # exactly one slot, none leaked

@@ -24,6 +24,7 @@ from webhook.observability import (
     audit,
 )
 from webhook.settings import Settings
+from webhook.slots import FairSlots
 from webhook.sources import MetricsSource, QueryLanguage, SourceError, query_language
 
 
@@ -43,7 +44,7 @@ class Service:
     source: MetricsSource
     policy: Policy
     language: QueryLanguage = field(default_factory=query_language)
-    slots: threading.BoundedSemaphore = field(init=False)
+    slots: FairSlots = field(init=False)
     admitted: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -51,7 +52,7 @@ class Service:
         # analyses in the worker at all, running or waiting for a slot: never every thread,
         # so /healthz, /readyz and /metrics always find one.
         threads = max(self.settings.threads - 1, 1)
-        self.slots = threading.BoundedSemaphore(min(self.settings.analysis_slots, threads))
+        self.slots = FairSlots(min(self.settings.analysis_slots, threads))
         self.admitted = threading.BoundedSemaphore(threads)
 
     def _acquire(self, deadline: float) -> bool:
@@ -60,7 +61,7 @@ class Service:
         if not self.admitted.acquire(blocking=False):
             return False
         wait = min(self.settings.slot_wait_seconds, (deadline - time.monotonic()) / 2)
-        if self.slots.acquire(timeout=max(wait, 0.0)):
+        if self.slots.acquire(wait):
             return True
         self.admitted.release()
         return False
