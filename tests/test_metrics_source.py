@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +31,7 @@ from webhook.sources.prometheus import PrometheusSource
 class FakeUpstream:
     """Answers every request with one canned behaviour and records what it was sent."""
 
-    def __init__(self, behaviour: str) -> None:
+    def __init__(self, behaviour: str, tls: tuple[Path, Path] | None = None) -> None:
         self.behaviour = behaviour
         self.seen: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -76,7 +81,13 @@ class FakeUpstream:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # (certificate, key)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeUpstream:
@@ -195,6 +206,31 @@ def test_answers_are_asked_uncompressed_unless_gzip_is_on(lab):
         plain = fake.seen[-1]["Accept-Encoding"]
         analyze(fake.url, lab, prometheus_gzip=True)
     assert plain == "identity" and fake.seen[-1]["Accept-Encoding"] == "gzip"
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_is_verified_against_the_ca_file_or_skipped_only_when_asked(lab, self_signed):
+    cert, _ = self_signed
+    with FakeUpstream("empty", tls=self_signed) as fake:
+        unknown = analyze(fake.url, lab)
+        trusted = analyze(fake.url, lab, prometheus_ca_file=cert)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # urllib3 warns about every unverified call
+            unverified = analyze(fake.url, lab, prometheus_insecure_skip_verify=True)
+    assert unknown.status_code == 503 and "SSLError" in unknown.json["message"]
+    assert trusted.status_code == 200 and unverified.status_code == 200
+    assert len(fake.seen) == 2 * 6  # no query crossed the untrusted handshake
 
 
 def test_queries_run_concurrently_on_one_pool(lab):
