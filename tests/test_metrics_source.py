@@ -150,9 +150,12 @@ def test_credentials_and_headers_reach_prometheus_but_never_the_answer(lab, caps
     secret = "s3cr3t-token-value"
     with FakeUpstream("empty") as fake:
         r = analyze(fake.url, lab, prometheus_bearer_token=secret, prometheus_org_id="tenant-a",
-                    prometheus_headers={"X-Extra": "1"})
+                    prometheus_headers={"X-Extra": "1", "user-agent": "our-proxy-wants-this"})
     sent = fake.seen[0]
     assert sent["Authorization"] == f"Bearer {secret}"
+    # an operator's header replaces ours of the same name, whatever its case
+    assert [(k, v) for k, v in sent.items() if k.lower() == "user-agent"] == [
+        ("user-agent", "our-proxy-wants-this")]
     assert sent["X-Scope-OrgID"] == "tenant-a" and sent["X-Extra"] == "1"
     assert secret not in r.get_data(as_text=True)
     out = capsys.readouterr()

@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.request
 from base64 import b64encode
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
@@ -83,17 +83,20 @@ class PrometheusSource:
         self._token_file = settings.prometheus_bearer_token_file
         self._http = _pool_manager(settings, self._base)
         # sent with every call; the bearer token is added per call (its file is re-read)
-        self._static_headers = {
+        # (an operator's header replaces ours of the same name, in any case, as with requests)
+        self._static_headers = _merged({
             "Accept": "application/json",
             "Accept-Encoding": "gzip" if settings.prometheus_gzip else "identity",
-            "User-Agent": f"canary-judge/{__version__}", **settings.prometheus_headers}
+            "User-Agent": f"canary-judge/{__version__}"}, settings.prometheus_headers)
         if settings.prometheus_org_id:
-            self._static_headers["X-Scope-OrgID"] = settings.prometheus_org_id
+            self._static_headers = _merged(self._static_headers,
+                                           {"X-Scope-OrgID": settings.prometheus_org_id})
         # basic auth wins over a bearer token when both are set, as it did with requests
         self._basic = bool(username)
         if username:
             pair = f"{username}:{password or ''}".encode()
-            self._static_headers["Authorization"] = f"Basic {b64encode(pair).decode()}"
+            self._static_headers = _merged(self._static_headers, {
+                "Authorization": f"Basic {b64encode(pair).decode()}"})
         self._deadline = settings.analysis_deadline_seconds
         self._ready_deadline = settings.readiness_deadline_seconds
         # every credential we send, so that no upstream text quoting one is passed on
@@ -213,7 +216,7 @@ class PrometheusSource:
         # connect and every socket read bounded by what is left of the deadline
         bound = min(self._timeout, remaining)
         sent = {} if self._basic else self._headers()
-        headers = {**self._static_headers, **sent}
+        headers = _merged(self._static_headers, sent) if sent else dict(self._static_headers)
         if body is not None:
             headers["Content-Type"] = _FORM
         slow = f"{what}Prometheus did not answer within {self._timeout:g}s"
@@ -269,6 +272,12 @@ class PrometheusSource:
         if not isinstance(payload, dict) or payload.get("status") != "success":
             raise SourceUnavailable(f"{what}Prometheus answered an unreadable body", metric)
         return payload
+
+
+def _merged(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """`base` with `extra`'s headers replacing any of the same name, whatever its case."""
+    replaced = {name.lower() for name in extra}
+    return {**{k: v for k, v in base.items() if k.lower() not in replaced}, **extra}
 
 
 def _pool_manager(settings: Settings, base: str) -> urllib3.PoolManager:
