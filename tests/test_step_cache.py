@@ -61,8 +61,8 @@ def test_analyses_equal_uncached_across_polls_and_replicas(lab):
         assert _verdict(run_analysis(request, registry, replica_a, policy, now=now)) == want
         if poll >= 15:
             assert _verdict(run_analysis(request, registry, replica_b, policy, now=now)) == want
-        if poll:  # 6 queries × (1 new step + 3 re-read), not 6 × 181
-            assert replica_a.stats.steps_read - before == 6 * 4
+        if poll:  # 7 queries (the start's, the window's 6) × (1 new step + 3 re-read)
+            assert replica_a.stats.steps_read - before == 7 * 4
         verdicts.add(want["verdict"])
     assert "fail" in verdicts  # the slow canary is caught: the answers compared are not trivial
 

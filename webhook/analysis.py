@@ -1,10 +1,11 @@
 """One analysis, from a validated request to a verdict: a short pipeline.
 
 1. resolve (`webhook.resolve`): config, metrics, alpha, selectors and the window, once each;
-2. plan and fetch (`webhook.plan`, the metrics source);
-3. find where the judged part begins (`webhook.rollout`);
-4. judge each metric by its kind (`webhook.judging`, `webhook.kinds`);
-5. add the config's gates and combine (`webhook.judge.combine`).
+2. plan and fetch (`webhook.plan`, `webhook.fetching`, the metrics source), finding where
+   the judged part begins (`webhook.rollout`) with one cheap query first, so only the steps
+   the judges read are fetched;
+3. judge each metric by its kind (`webhook.judging`, `webhook.kinds`);
+4. add the config's gates and combine (`webhook.judge.combine`).
 
 It holds no HTTP: the Argo, Flagger and curl layers all call `run_analysis`, get domain data
 back (`AnalysisResult`) and shape it themselves (`webhook.api.answer`).
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from webhook.configs import AnalysisConfig, ConfigRegistry, MetricSpec
+from webhook.fetching import StartCache, fetch_window
 from webhook.judge import CheckResult, combine
 from webhook.judge.types import Summary
 from webhook.judging import judge_metrics, name_empty_queries
@@ -36,9 +38,8 @@ from webhook.resolve import (
     resolve_window,
     side_selectors,
 )
-from webhook.rollout import judged_from
 from webhook.sources import query_language
-from webhook.sources.base import MetricsSource, QueryLanguage, QueryResult, grid
+from webhook.sources.base import MetricsSource, QueryLanguage, QueryResult
 
 # plan_queries, resolve_metrics, resolve_window: re-exported for bench/latency.py
 __all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "evaluate_gates",
@@ -104,7 +105,8 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                  policy: Policy, now: float | None = None,
                  gate_action: str | None = None, traces: bool = False,
                  deadline: float | None = None,
-                 language: QueryLanguage | None = None) -> AnalysisResult:
+                 language: QueryLanguage | None = None,
+                 starts: StartCache | None = None) -> AnalysisResult:
     """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx).
 
     `gate_action` ("start" or "promote") adds the config's gates as checks: the Argo analysis
@@ -112,6 +114,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     `traces` adds each check's per-step values for the report page's charts.
     `deadline` (time.monotonic()) bounds everything the source does for this analysis.
     `language` is the source's query language (default: the Prometheus source's).
+    `starts` remembers rollout starts between polls (default: this process' `STARTS`).
     """
     began = time.perf_counter()
     language = language or query_language()
@@ -126,17 +129,16 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     if window.too_short:
         return _too_short(request, config, specs, vars_, window, mode, now, level,
                           gate_action, began)
-    queries = plan_queries(specs, selectors, vars_, window, language)
-    fetched = source.query_range_many(queries, deadline=deadline)
-    results = {r.query.key: r for r in fetched}
-    points = grid(window.start + window.step, window.end, window.step).size
-    first = judged_from(request, config, window, mode, results, points, specs)
-    ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=points, first=first,
-                      origin=window.start + window.step, traces=traces)
-    checks = name_empty_queries(judge_metrics(specs, results, ctx), specs, queries, results,
-                                selectors, language)
-    return _finish(request, config, checks, vars_, window, window.start + first * window.step,
-                   mode, now, level, gate_action, began, fetched)
+    got = fetch_window(request, config, specs, selectors, vars_, window, mode, source, language,
+                       deadline, starts)
+    fetched = got.window
+    ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
+                      first=got.first, origin=fetched.start + window.step, traces=traces)
+    checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
+                                got.results, selectors, language)
+    return _finish(request, config, checks, vars_, window,
+                   fetched.start + got.first * window.step, mode, now, level, gate_action,
+                   began, got.upstream)
 
 
 def _too_short(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],

@@ -21,15 +21,30 @@ def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: Resolv
                 specs: list[MetricSpec]) -> int:
     """The first judged step of the fetched window: where the canary's latest run of traffic
     began (sequential mode without an explicit start), plus the warmup."""
-    first = 0
+    begun = None
     if mode == "sequential" and request.window.start is None:
         begun = rollout_start(canary_activity(results, points, specs, window.step),
-                              max_gap=max(3, int(300 // window.step)))
-        first = begun if begun is not None else 0
+                              max_gap=max_gap(window.step))
+    return first_judged(begun, warmup_steps(request, config, window.step), points)
+
+
+def first_judged(begun: int | None, warmup: int, points: int) -> int:
+    """The first judged step: the rollout's first step (0 when none was found), plus the
+    warmup, at most the window's end."""
+    return min((begun or 0) + warmup, points)
+
+
+def warmup_steps(request: AnalysisRequest, config: AnalysisConfig, step: float) -> int:
+    """The warmup in steps: the request's, else the config's."""
     warmup = request.window.warmup
     if warmup is None:
         warmup = config.defaults.seconds("warmup")
-    return min(first + math.ceil((warmup or 0.0) / window.step), points)
+    return math.ceil((warmup or 0.0) / step)
+
+
+def max_gap(step: float) -> int:
+    """Quiet steps that still belong to one rollout: 5 minutes, at least 3 steps."""
+    return max(3, int(300 // step))
 
 
 def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:

@@ -159,6 +159,15 @@ class QueryLanguage(Protocol):
         """The series a query asked for on one side, for an inconclusive check's reason."""
         ...
 
+    def activity(self, parts: Sequence[tuple[str, bool]]) -> str | None:
+        """One query whose answer is a single series with a sample exactly at the steps where
+        any of `parts` (rendered queries) has a finite sample that is above 0 (`True`: a
+        counter's increase) or merely present (`False`: a gauge); None if the language cannot
+        say it (the analysis then reads the activity off the full queries instead).
+
+        It lets the rollout's start be found with one cheap query (`webhook.fetching`)."""
+        ...
+
 
 def grid(start: float, end: float, step: float) -> np.ndarray:
     """Evaluation timestamps of a range query, as the source would produce them."""

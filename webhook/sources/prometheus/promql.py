@@ -9,7 +9,7 @@ parsed into matchers and re-rendered, so `app="x"} or vector(1) #` cannot surviv
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -184,3 +184,19 @@ def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
         return value
 
     return _PLACEHOLDER.sub(substitute, template)
+
+
+def activity(parts: Sequence[tuple[str, bool]]) -> str:
+    """`count(…)` of the parts' samples that show traffic: a count is present at a step iff
+    some part has a sample there that is finite and (for a counter, `True`) above 0.
+
+    Comparisons without `bool` filter: `x > 0 < +Inf` keeps finite values above 0 (NaN fails
+    every comparison), `x > -Inf < +Inf` every finite value. `or` keeps any part's samples, and
+    `count` makes them one series. Each part sits on lines of its own inside parentheses, so a
+    `#` comment in a config's query cannot swallow what follows it.
+    """
+    if not parts:
+        raise ValueError("activity needs at least one query")
+    terms = [f"((\n{expr}\n) {'> 0' if counts else '> -Inf'} < +Inf)"
+             for expr, counts in dict.fromkeys(parts)]
+    return "count(\n" + "\nor\n".join(terms) + "\n)"

@@ -8,7 +8,7 @@ PromQL text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from webhook.sources.prometheus import promql
 
@@ -61,6 +61,9 @@ class PromQL:
     def describe(self, expr: str, selector: str) -> str:
         series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(expr)))
         return f"{series}{{{selector}}}"
+
+    def activity(self, parts: Sequence[tuple[str, bool]]) -> str | None:
+        return promql.activity(parts)
 
 
 PROMQL = PromQL()

@@ -1,0 +1,231 @@
+"""What one analysis reads from the metrics source, and no more.
+
+In sequential mode without a start (how Argo and Flagger poll) the window reaches back hours
+(`sequential_max_lookback`) to find where the canary's latest run of traffic began, but the
+judges only read from the stable's `HISTORY_STEPS` steps before the judged start on. So:
+
+1. the start is found with ONE cheap query: the query language's `activity` folds every
+   canary-side query that measures traffic (`canary_activity`'s definition) into a single
+   series, present at the steps with traffic; `rollout_start` reads the start off it;
+2. the analysis' queries are then fetched only from `keep_from` steps into the window on;
+3. the start found is remembered per question (`StartCache`, bounded, per process), so a repeated
+   poll sends the start query and the window's queries in one concurrent round trip; only when
+   the start moved (a new rollout) does a second one fetch the window again.
+
+The start is always read off the data of the same poll, so a cold replica, late samples and
+counter resets give the answer they give without the cache: the cache only saves a round trip.
+A language that cannot write the start query (`activity` returns None) or whose source rejects
+it gets today's behaviour: the whole lookback, activity read off the fetched queries.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from webhook.configs import AnalysisConfig, MetricSpec
+from webhook.judge.sequential import HISTORY_STEPS
+from webhook.kinds import kind_of, metric_step
+from webhook.models import AnalysisRequest
+from webhook.plan import plan_queries
+from webhook.resolve import ResolvedWindow
+from webhook.rollout import first_judged, judged_from, max_gap, rollout_start, warmup_steps
+from webhook.sources.base import (
+    MetricsSource,
+    QueryKey,
+    QueryLanguage,
+    QueryRejected,
+    QueryResult,
+    RangeQuery,
+    grid,
+)
+
+START_METRIC = "rollout start"  # how the start query is named in errors and counted by benches
+_NONE = object()
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The data one analysis judges."""
+
+    window: ResolvedWindow  # the window fetched: the resolved one, or a later start
+    queries: list[RangeQuery]  # the analysis' queries over `window`
+    results: dict[QueryKey, QueryResult]
+    first: int  # the first judged step of `window`
+    upstream: list[QueryResult]  # every answer read, the start query's included
+
+    @property
+    def points(self) -> int:
+        return grid(self.window.start + self.window.step, self.window.end,
+                    self.window.step).size
+
+
+class StartCache:
+    """The last rollout start found per start query (its text and step), least recently used
+    evicted past `size`: a guess that saves a round trip, checked against every poll's data."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, float], float | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, query: RangeQuery) -> object:
+        """The start's time (None: no traffic seen), or `_NONE` when not known."""
+        with self._lock:
+            key = (query.expr, query.step)
+            if key not in self._entries:
+                return _NONE
+            self._entries.move_to_end(key)
+            return self._entries[key]
+
+    def put(self, query: RangeQuery, begun_at: float | None) -> None:
+        with self._lock:
+            self._entries[(query.expr, query.step)] = begun_at
+            self._entries.move_to_end((query.expr, query.step))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+STARTS = StartCache()
+
+
+def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
+                 selectors: Mapping[str, str], vars_: Mapping[str, str],
+                 window: ResolvedWindow, mode: str, source: MetricsSource,
+                 language: QueryLanguage, deadline: float | None = None,
+                 starts: StartCache | None = None) -> Fetched:
+    """Fetch what the analysis judges; see the module docstring."""
+    starts = STARTS if starts is None else starts
+    queries = plan_queries(specs, selectors, vars_, window, language)
+    if mode != "sequential" or request.window.start is not None:
+        return _whole(request, config, specs, window, mode, queries, source, deadline)
+    parts = traffic_parts(queries, specs, window.step)
+    start_q = start_query(parts, window, language) if parts else None
+    if parts and start_q is None:
+        return _whole(request, config, specs, window, mode, queries, source, deadline)
+    points = grid(window.start + window.step, window.end, window.step).size
+    warmup = warmup_steps(request, config, window.step)
+    own = [metric_step(spec, window.step) for spec in specs]
+
+    def narrowed(begun: int | None) -> tuple[int, ResolvedWindow, list[RangeQuery]]:
+        keep = keep_from(first_judged(begun, warmup, points), window.step, own)
+        if keep == 0:
+            return keep, window, queries
+        cut = replace(window, start=window.start + keep * window.step)
+        return keep, cut, plan_queries(specs, selectors, vars_, cut, language)
+
+    upstream: list[QueryResult] = []
+    if start_q is None:  # nothing measures canary traffic: no start to find
+        begun, fetched = None, None
+    else:
+        guess = starts.get(start_q)
+        if guess is _NONE:
+            try:
+                upstream = source.query_range_many([start_q], deadline=deadline)
+            except QueryRejected:  # the language wrote what this source cannot run
+                return _whole(request, config, specs, window, mode, queries, source, deadline)
+            fetched = None
+        else:
+            guessed = narrowed(_index(guess, window, points))  # type: ignore[arg-type]
+            upstream = source.query_range_many([start_q, *guessed[2]], deadline=deadline)
+            fetched = guessed, upstream[1:]
+        begun = rollout_start(_activity(upstream[0], points), max_gap(window.step))
+        starts.put(start_q, None if begun is None
+                   else window.start + window.step * (begun + 1))
+    keep, cut, cut_queries = narrowed(begun)
+    if fetched is not None and fetched[0][0] == keep:
+        answers = fetched[1]
+    else:  # first poll of this question here, or the start moved: one more round trip
+        answers = source.query_range_many(cut_queries, deadline=deadline)
+        upstream += answers
+    first = first_judged(begun, warmup, points) - keep
+    return Fetched(cut, cut_queries, {r.query.key: r for r in answers}, first,
+                   upstream if start_q is not None else answers)
+
+
+def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
+           window: ResolvedWindow, mode: str, queries: list[RangeQuery], source: MetricsSource,
+           deadline: float | None) -> Fetched:
+    """Every query over the whole resolved window; the start read off their data."""
+    fetched = source.query_range_many(queries, deadline=deadline)
+    results = {r.query.key: r for r in fetched}
+    points = grid(window.start + window.step, window.end, window.step).size
+    first = judged_from(request, config, window, mode, results, points, specs)
+    return Fetched(window, queries, results, first, fetched)
+
+
+def traffic_parts(queries: Sequence[RangeQuery], specs: list[MetricSpec],
+                  step: float) -> list[tuple[str, bool]]:
+    """The rendered canary-side queries `canary_activity` reads, each with whether a step
+    counts when its value is above 0 (a counter) or merely present (a gauge)."""
+    roles = {spec.name: kind_of(spec).TRAFFIC_ROLES for spec in specs}
+    parts = []
+    for q in queries:
+        key = q.key
+        if not isinstance(key, QueryKey) or key.side != "canary" or q.step != step:
+            continue
+        counts = roles.get(key.metric, {}).get(key.role)
+        if counts is not None:
+            parts.append((q.expr, counts))
+    return list(dict.fromkeys(parts))
+
+
+def start_query(parts: Sequence[tuple[str, bool]], window: ResolvedWindow,
+                language: QueryLanguage) -> RangeQuery | None:
+    """The one query whose samples mark the canary's traffic over the window, or None."""
+    expr = language.activity(parts)
+    if expr is None:
+        return None
+    return RangeQuery(key=START_METRIC, expr=expr, start=window.start + window.step,
+                      end=window.end, step=window.step, metric=START_METRIC)
+
+
+def keep_from(first: int, step: float, own_steps: Iterable[float]) -> int:
+    """How many leading steps of the window no judge reads: those before the stable's history
+    (`KindContext.history`, HISTORY_STEPS before the first judged step).
+
+    A metric on its own, finer step (`metric_step`) keeps its grid's times only if the cut is a
+    whole number of its steps, and its history is HISTORY_STEPS of its own steps: the cut is
+    rounded down until both hold (0: nothing is cut).
+    """
+    keep = first - HISTORY_STEPS
+    if keep <= 0:
+        return 0
+    ratios = [step / own for own in set(own_steps) if own != step]
+    multiple = 1
+    for ratio in ratios:
+        whole = next((m for m in range(1, 1001) if abs(m * ratio - round(m * ratio)) < 1e-9),
+                     None)
+        if whole is None:
+            return 0
+        multiple = math.lcm(multiple, whole)
+    keep -= keep % multiple
+    for ratio in ratios:
+        own_first = math.floor(first * ratio + 1e-9)
+        while keep > 0 and round(keep * ratio) > own_first - HISTORY_STEPS:
+            keep -= multiple
+    return max(keep, 0)
+
+
+def _index(begun_at: float | None, window: ResolvedWindow, points: int) -> int | None:
+    """A start remembered as a time, as a step of this window (its first step if older)."""
+    if begun_at is None:
+        return None
+    index = round((begun_at - window.start) / window.step) - 1
+    return min(max(index, 0), max(points - 1, 0))
+
+
+def _activity(result: QueryResult, points: int) -> np.ndarray:
+    active = np.zeros(points, dtype=bool)
+    for series in result.series:
+        values = series.values[:points]
+        active[: values.size] |= np.isfinite(values) & (values > 0)
+    return active
