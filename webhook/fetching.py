@@ -137,7 +137,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
             guessed = narrowed(_index(guess, window, points))  # type: ignore[arg-type]
             upstream = source.query_range_many([start_q, *guessed[2]], deadline=deadline)
             fetched = guessed, upstream[1:]
-        begun = rollout_start(_activity(upstream[0], points), max_gap(window.step))
+        begun = rollout_start(activity_of(upstream[0], points), max_gap(window.step))
         starts.put(start_q, None if begun is None
                    else window.start + window.step * (begun + 1))
     keep, cut, cut_queries = narrowed(begun)
@@ -223,7 +223,8 @@ def _index(begun_at: float | None, window: ResolvedWindow, points: int) -> int |
     return min(max(index, 0), max(points - 1, 0))
 
 
-def _activity(result: QueryResult, points: int) -> np.ndarray:
+def activity_of(result: QueryResult, points: int) -> np.ndarray:
+    """The start query's answer as `canary_activity`'s array: steps where it has a sample."""
     active = np.zeros(points, dtype=bool)
     for series in result.series:
         values = series.values[:points]

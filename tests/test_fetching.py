@@ -1,0 +1,271 @@
+"""Finding the rollout start with one query and fetching only what the judges read, against a
+real Prometheus planted with rollouts of every shape: a fresh canary, one whose earlier run
+ended more than max_gap before a new one (with the counter reset that brings), a short quiet
+blip inside one run, a canary older than the lookback, one never seen, and gauge-only configs
+with metrics on their own step. In each case the answer (verdict, score, reasons, judged start,
+the report page's traces) equals the one computed the old way, from every query over the whole
+lookback; the start query's activity equals `canary_activity` step for step; a repeated poll is
+one round trip, a moved start two."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webhook.analysis import Policy, run_analysis
+from webhook.configs import load_registry
+from webhook.fetching import (
+    START_METRIC,
+    StartCache,
+    activity_of,
+    keep_from,
+    start_query,
+    traffic_parts,
+)
+from webhook.lab import PrometheusLab, render_openmetrics
+from webhook.lab.rollouts import BASE
+from webhook.lab.synth import ExtraSeries
+from webhook.models import AnalysisRequest
+from webhook.plan import plan_queries
+from webhook.resolve import resolve_window
+from webhook.rollout import canary_activity
+from webhook.settings import load_settings
+from webhook.sources.base import QueryResult, RangeQuery
+from webhook.sources.prometheus import PROMQL, PrometheusSource, PromQL
+from webhook.sources.step_cache import StepCache
+
+MIN = 60.0
+END = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # the last poll's end, aligned to the hour
+STABLE = "stable"
+# canary hash -> its runs of traffic, in minutes before END (traffic goes on to END + 10 min
+# when a run's end is None)
+HTTP_RUNS = {
+    "fresh": [(20, None)],
+    "regap": [(170, 150), (100, None)],  # 50 quiet minutes: a new rollout, counters reset
+    "blip": [(150, 93), (90, None)],  # 3 quiet minutes (≤ max_gap 5): one rollout
+    "mid": [(130, None)],
+    "old": [(250, None)],  # older than the 3 h lookback
+}
+GAUGE_RUNS = {
+    "g-fresh": [(100, None)],
+    "g-gap": [(170, 160), (110, None)],
+    "g-blip": [(140, 124), (120, None)],
+}
+GAUGES = """\
+name: {name}
+defaults: {{mode: sequential}}
+metrics:
+  - name: depth
+    kind: series
+    query: avg(queue_depth{{ {{{{selector}}}} }})
+    {step}
+    tolerance: {{relative: 0.5}}
+{up}"""
+UP = """\
+  - name: up
+    kind: threshold
+    query: min(min_over_time(up_gauge{ {{selector}} }[{{step}}]))
+    samples: count_over_time(up_gauge{ {{selector}} }[{{step}}])
+    min: 1
+    aggregate: min
+"""
+
+
+def _labels(hash_: str) -> dict[str, str]:
+    return {"app": "shop", "rollouts_pod_template_hash": hash_}
+
+
+def _gauges(hash_: str) -> list[ExtraSeries]:
+    return [ExtraSeries("queue_depth", _labels(hash_), "gauge",
+                        lambda ts: 5 + np.sin(ts / 300.0)),
+            ExtraSeries("up_gauge", _labels(hash_), "gauge", lambda ts: np.ones(ts.size))]
+
+
+@pytest.fixture(scope="module")
+def prom() -> Iterator[str]:
+    if not PrometheusLab.available():
+        pytest.fail("Prometheus is not installed: apt-get install prometheus")
+    with PrometheusLab() as lab:
+        lab.plant(render_openmetrics(
+            [replace(BASE, rps=40.0, labels=_labels(STABLE))], END - 5 * 3600, END + 600,
+            seed=1, extra=_gauges(STABLE)))
+        for seed, (hash_, runs) in enumerate([*HTTP_RUNS.items(), *GAUGE_RUNS.items()]):
+            for began, ended in runs:
+                start, end = END - began * MIN, END + 600 if ended is None else END - ended * MIN
+                if hash_.startswith("g-"):
+                    lab.plant(render_openmetrics([], start, end, extra=_gauges(hash_)))
+                else:
+                    lab.plant(render_openmetrics([replace(BASE, labels=_labels(hash_))],
+                                                 start, end, seed=10 + seed))
+        yield lab.start()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    folder: Path = tmp_path_factory.mktemp("configs")
+    for name, step, up in (("gauges", "", UP), ("gauges15", "step: 15s", ""),
+                           ("gauges45", "step: 45s", UP), ("gauges15up", "step: 15s", UP)):
+        (folder / f"{name}.yaml").write_text(GAUGES.format(name=name, step=step, up=up))
+    registry = load_registry(folder)
+    assert not registry.errors and not registry.broken, (registry.errors, registry.broken)
+    return registry
+
+
+class OldLanguage(PromQL):
+    """PromQL without the start query: the analysis reads every query over the lookback and
+    the start off their data, as it did before the start query."""
+
+    def activity(self, parts: Sequence[tuple[str, bool]]) -> str | None:
+        return None
+
+
+class Counting:
+    """Counts round trips and the queries sent."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls, self.queries = inner, 0, []
+
+    def query_range_many(self, queries: Sequence[RangeQuery],
+                         deadline: float | None = None) -> list[QueryResult]:
+        self.calls += 1
+        self.queries += list(queries)
+        return self.inner.query_range_many(queries, deadline)
+
+    def ready(self) -> tuple[bool, str]:
+        return self.inner.ready()
+
+
+def _request(config: str, hash_: str, **window) -> AnalysisRequest:
+    return AnalysisRequest.model_validate({
+        "config": config, "mode": "sequential", "canary": _labels(hash_),
+        "stable": _labels(STABLE), **({"window": window} if window else {})})
+
+
+def _answer(result) -> str:
+    """Everything an analysis answers and shows, bar its id and timings, traces included."""
+    plain = dataclasses.asdict(replace(result, analysis_id="", query_count=0,
+                                       query_seconds=0.0, seconds=0.0))
+    return repr(plain)
+
+
+CASES = [("http", h) for h in [*HTTP_RUNS, "never"]] + [
+    (c, h) for c in ("gauges", "gauges15", "gauges45", "gauges15up")
+    for h in [*GAUGE_RUNS, "never"]]
+
+
+def _planted_start(config: str, hash_: str, end: float, lookback: float = 3 * 3600) -> float:
+    """Where the canary's latest run began (runs ≤ 5 quiet minutes apart are one), clamped to
+    the lookback; the lookback's start when nothing on the window's step measures traffic."""
+    runs = {**HTTP_RUNS, **GAUGE_RUNS}.get(hash_)
+    if not runs or config == "gauges15":
+        return end - lookback
+    began = runs[-1][0]
+    for earlier, ended in reversed(runs[:-1]):
+        if ended is not None and ended - began > 5:
+            break
+        began = earlier
+    return max(END - began * MIN, end - lookback)
+
+
+@pytest.mark.parametrize(("config", "hash_"), CASES)
+def test_answers_equal_the_whole_lookback_ones(prom, registry, config, hash_):
+    source = PrometheusSource(load_settings(prometheus_url=prom))
+    policy = Policy()
+    warm = StartCache()
+    for minutes_ago in (60, 7, 0):  # three polls; the warm cache carries the start between
+        now = END - minutes_ago * MIN + 7
+        for window, warmup in (({}, 0.0), ({"warmup": "12m"}, 12 * MIN)):
+            request = _request(config, hash_, **window)
+            old = run_analysis(request, registry, source, policy, now=now, traces=True,
+                               language=OldLanguage())
+            for starts in (StartCache(), warm):
+                new = run_analysis(request, registry, source, policy, now=now, traces=True,
+                                   starts=starts)
+                assert _answer(new) == _answer(old)
+            # the answers compared are about the planted rollout: its start was found
+            planted = _planted_start(config, hash_, new.end)
+            if new.end > planted + warmup:
+                assert abs(new.start - (planted + warmup)) <= MIN, (new.start, planted)
+
+
+@pytest.mark.parametrize("hash_", [*HTTP_RUNS, *GAUGE_RUNS, "never"])
+def test_start_query_marks_the_steps_canary_activity_does(prom, registry, hash_):
+    source = PrometheusSource(load_settings(prometheus_url=prom))
+    config = registry.get("http" if not hash_.startswith("g-") else "gauges45")
+    request = _request(config.name, hash_)
+    for minutes_ago in (0, 95, 140):
+        window = resolve_window(request, config, Policy(), END - minutes_ago * MIN, True)
+        specs = list(config.metrics)
+        selectors = {"canary": PROMQL.selector(_labels(hash_), "canary"),
+                     "stable": PROMQL.selector(_labels(STABLE), "stable")}
+        queries = plan_queries(specs, selectors, config.vars, window)
+        points = round((window.end - window.start) / window.step)
+        results = {r.query.key: r for r in source.query_range_many(queries)}
+        want = canary_activity(results, points, specs, window.step)
+        query = start_query(traffic_parts(queries, specs, window.step), window, PROMQL)
+        (got,) = source.query_range_many([query])
+        assert len(got.series) <= 1
+        np.testing.assert_array_equal(activity_of(got, points), want)
+        if hash_ not in ("never", "old") and minutes_ago == 0:
+            assert want.any() and not want.all()
+
+
+def test_a_repeated_poll_is_one_round_trip_and_a_new_rollout_two(prom, registry):
+    counting = Counting(PrometheusSource(load_settings(prometheus_url=prom)))
+    source, starts, policy = StepCache(counting), StartCache(), Policy()
+    request = _request("http", "regap")
+
+    def poll(minutes_ago: float) -> int:
+        before = counting.calls
+        result = run_analysis(request, registry, source, policy, now=END - minutes_ago * MIN,
+                              starts=starts)
+        began = 170 if minutes_ago > 100 else 100
+        assert abs(result.start - (END - began * MIN)) <= MIN
+        return counting.calls - before
+
+    assert poll(145) == 2  # cold: the start query, then the window from its history on
+    assert [poll(m) for m in (144, 143, 142)] == [1, 1, 1]  # start query + window together
+    assert poll(95) == 2  # the canary's new run: the start moved, the window is fetched again
+    assert poll(94) == 1
+    # the start query is one series over the lookback; the window's queries start 60 steps
+    # (the stable's history) before the judged start, not 3 h back
+    first = [q for q in counting.queries if q.metric != START_METRIC][-1]
+    assert first.start >= END - 100 * MIN - 60 * MIN
+
+
+def test_poll_one_reads_what_the_rollouts_age_needs(prom, registry):
+    """A 100-minute-old rollout: the window's queries cover 100 + 60 minutes, not 180."""
+    counting = Counting(PrometheusSource(load_settings(prometheus_url=prom)))
+    run_analysis(_request("http", "regap"), registry, counting, Policy(), now=END,
+                 starts=StartCache())
+    spans = {q.metric: (q.end - q.start) / MIN + 1 for q in counting.queries}
+    assert spans[START_METRIC] == 180
+    assert {spans[m] for m in ("error_ratio", "latency")} == {160}
+
+
+def test_keep_from_keeps_every_grids_history():
+    assert keep_from(59, 60.0, [60.0]) == 0
+    assert keep_from(100, 60.0, [60.0]) == 40
+    assert keep_from(100, 60.0, [15.0, 60.0]) == 40  # 4 own steps per step
+    # 45 s: a cut of whole window steps keeps the 45 s grid only every 3 steps, and its
+    # history (60 steps of 45 s) must stay inside
+    keep = keep_from(100, 60.0, [45.0])
+    assert keep % 3 == 0 and keep * 60 / 45 <= int(100 * 60 / 45) - 60
+    assert keep_from(100, 60.0, [7.0]) == 0 or (keep_from(100, 60.0, [7.0]) * 60) % 7 == 0
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-1", "NaN", "+Inf", "-Inf"])
+@pytest.mark.parametrize("counts", [True, False])
+def test_start_query_counts_a_value_as_canary_activity_does(prom, value, counts):
+    """NaN and ±Inf are no traffic, 0 is a counter's quiet step but a gauge's presence."""
+    source = PrometheusSource(load_settings(prometheus_url=prom))
+    expr = PROMQL.activity([(f"vector({value})", counts)])
+    (got,) = source.query_range_many([RangeQuery("q", expr, END - 120, END, MIN)])
+    x = float(value)
+    want = bool(np.isfinite(x) and (x > 0 or not counts))
+    assert bool(got.series) == want
