@@ -46,7 +46,6 @@ from webhook.sources.base import (
 )
 
 START_METRIC = "rollout start"  # how the start query is named in errors and counted by benches
-_NONE = object()
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,14 @@ class StartCache:
         self._entries: OrderedDict[tuple[str, float], float | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, query: RangeQuery) -> object:
-        """The start's time (None: no traffic seen), or `_NONE` when not known."""
+    def get(self, query: RangeQuery) -> tuple[bool, float | None]:
+        """Whether a start is known for this query, and its time (None: no traffic seen)."""
         with self._lock:
             key = (query.expr, query.step)
             if key not in self._entries:
-                return _NONE
+                return False, None
             self._entries.move_to_end(key)
-            return self._entries[key]
+            return True, self._entries[key]
 
     def put(self, query: RangeQuery, begun_at: float | None) -> None:
         with self._lock:
@@ -126,15 +125,15 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     if start_q is None:  # nothing measures canary traffic: no start to find
         begun, fetched = None, None
     else:
-        guess = starts.get(start_q)
-        if guess is _NONE:
+        known, guess = starts.get(start_q)
+        if not known:
             try:
                 upstream = source.query_range_many([start_q], deadline=deadline)
             except QueryRejected:  # the language wrote what this source cannot run
                 return _whole(request, config, specs, window, mode, queries, source, deadline)
             fetched = None
         else:
-            guessed = narrowed(_index(guess, window, points))  # type: ignore[arg-type]
+            guessed = narrowed(_index(guess, window, points))
             upstream = source.query_range_many([start_q, *guessed[2]], deadline=deadline)
             fetched = guessed, upstream[1:]
         begun = rollout_start(activity_of(upstream[0], points), max_gap(window.step))
