@@ -11,12 +11,19 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
 
 - single: one analysis as Argo asks it (`http` config, POST /v1/analyze), sequential without a
   window and fixed mode, vs the same window's 6 range queries sent by a perfect client (pooled
-  session, all concurrent) and by a sequential one (one after another). p50 ratios.
-- concurrent: 8 and 32 callers, each polling its own rollout question, vs Prometheus answering
-  the same query sets directly with the same number of perfect clients: rate, p50, p99, errors.
+  session, all concurrent) and by a sequential one (one after another). p50 ratios. The canary
+  began ~10 minutes before the run (the stable long before), so the window the judge judges
+  (read off its answer) is the ~10-minute window whose queries the perfect client sends; the
+  judge also reads the start query and the stable's history before that window, which is its
+  own work.
+- concurrent: 8 and 32 callers, each polling its own rollout (a canary of its own, begun ~10
+  minutes before the run) as Argo does, vs Prometheus answering the same judged windows'
+  query sets directly with the same number of perfect clients: rate, p50, p99, errors.
 - soak: resident memory of the gunicorn workers while 8 callers poll for `--soak` seconds.
-- polls: samples read from Prometheus per poll at poll 1, 20 and 200 of a long rollout
-  (sequential, no window: 3 h of history to find the start), with and without the step cache.
+- polls: samples read from Prometheus per poll at poll 1, 20 and 200 of a long rollout polled
+  every minute from its start (sequential, no window: a 3 h lookback to find the start), with
+  and without the step cache, the start query's own samples apart; and the same polls read the
+  old way (`whole_lookback_*`: every query over the whole lookback, no start query).
 - judges: CPU time of the sequential `ratio` and `quantile` judges on 1,375 … 11,000 steps.
 """
 
@@ -33,6 +40,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +49,50 @@ import requests
 
 from webhook.analysis import Policy, plan_queries, resolve_metrics, resolve_window, run_analysis
 from webhook.configs import load_registry
+from webhook.fetching import START_METRIC, StartCache
 from webhook.judge import judge_quantile, judge_ratio
 from webhook.judge.histogram import Histogram
 from webhook.lab import DEFAULT_BUCKETS, PrometheusLab, render_openmetrics
 from webhook.lab.judge import served_judge
-from webhook.lab.rollouts import ARGO_CANARIES, ARGO_STABLE, argo_hash, standard_sides
+from webhook.lab.rollouts import (
+    ARGO_APP,
+    ARGO_CANARIES,
+    ARGO_STABLE,
+    BASE,
+    NAMESPACE,
+    standard_sides,
+)
+from webhook.lab.synth import TrafficSide
 from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
 from webhook.sources.base import QueryResult, RangeQuery
-from webhook.sources.prometheus import PrometheusSource, promql
+from webhook.sources.prometheus import PrometheusSource, PromQL, promql
 from webhook.sources.step_cache import StepCache
 
 STEP = 60
+FRESH_MINUTES = 10  # how long before the run the canaries of `single` and `concurrent` began
+FRESH = 32  # canaries begun FRESH_MINUTES ago: one per concurrent caller
+LONG = "10a9b8c7d"  # the long rollout of `polls`, begun one step before its first poll
+
+
+def fresh_hash(index: int) -> str:
+    """Pod-template hash of the `index`-th canary begun FRESH_MINUTES before the run."""
+    return f"f{index:08d}"
+
+
+def planted_canaries(now: float, polls: int) -> list[tuple[list[TrafficSide], float]]:
+    """The bench's own canaries and when they began: FRESH canaries (healthy, errors, slow in
+    turn) FRESH_MINUTES before `now`, and the long rollout one step before the first of
+    `polls` polls."""
+    diffs = list(ARGO_CANARIES.values())
+    fresh = [replace(BASE, labels=_labels(fresh_hash(i)), **diffs[i % len(diffs)])
+             for i in range(FRESH)]
+    return [(fresh, now - FRESH_MINUTES * 60),
+            ([replace(BASE, labels=_labels(LONG))], now - polls * STEP)]
+
+
+def _labels(hash_: str) -> dict[str, str]:
+    return {"app": ARGO_APP, "namespace": NAMESPACE, "rollouts_pod_template_hash": hash_}
 
 
 def summary(seconds: Sequence[float]) -> dict[str, float]:
@@ -73,16 +114,26 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
-def body(index: int, mode: str | None = None, lookback: str | None = None) -> dict:
-    """A distinct rollout question per caller: its canary version and window length."""
-    version = list(ARGO_CANARIES)[index % len(ARGO_CANARIES)]
-    out: dict = {"config": "http", "canary": {"rollouts_pod_template_hash": argo_hash(version)},
+def body(hash_: str, mode: str | None = None, window: dict | None = None) -> dict:
+    """A rollout question: its canary (by pod-template hash), mode and window."""
+    out: dict = {"config": "http", "canary": {"rollouts_pod_template_hash": hash_},
                  "stable": {"rollouts_pod_template_hash": ARGO_STABLE}}
     if mode:
         out["mode"] = mode
-    if lookback:
-        out["window"] = {"lookback": lookback}
+    if window:
+        out["window"] = window
     return out
+
+
+def judged_window(session: requests.Session, judge: str, request_body: dict) -> dict:
+    """The window the judge judges for this question now, read off its answer: an explicit
+    window for the perfect client's queries."""
+    r = session.post(judge + "/v1/analyze", json=request_body, timeout=10)
+    assert r.status_code == 200, r.text
+    window = r.json()["window"]
+    start, end = (datetime.fromisoformat(window[k].replace("Z", "+00:00")).timestamp()
+                  for k in ("start", "end"))
+    return {"start": start, "end": end}
 
 
 def query_set(request_body: dict, now: float) -> list[RangeQuery]:
@@ -128,8 +179,9 @@ def single(prom: str, judge: str, runs: int) -> dict:
     session = requests.Session()
     direct = Direct(prom)
     for name, mode in (("sequential_no_window", None), ("fixed", "fixed")):
-        request_body = body(0, mode)
-        queries = query_set(body(0, mode, "10m"), time.time())
+        request_body = body(fresh_hash(0), mode)
+        window = judged_window(session, judge, request_body)
+        queries = query_set(body(fresh_hash(0), mode, window), time.time())
 
         def analysis(b: dict = request_body) -> None:
             r = session.post(judge + "/v1/analyze", json=b, timeout=10)
@@ -147,6 +199,7 @@ def single(prom: str, judge: str, runs: int) -> dict:
             samples["sequential_client"] += timed(lambda q=queries: direct.sequential(q), 1)
         part = {k: summary(v) for k, v in samples.items()}
         part["queries"] = len(queries)
+        part["judged_window_minutes"] = round((window["end"] - window["start"]) / 60, 2)
         part["ratio_to_perfect_client"] = round(
             part["judge"]["p50_ms"] / part["perfect_client"]["p50_ms"], 2)
         part["ratio_to_sequential_client"] = round(
@@ -187,9 +240,10 @@ def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
 
 def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
     """`callers` rollouts polled at once: the judge vs Prometheus answering the same sets."""
-    bodies = [body(i, None, f"{10 + i}m") for i in range(callers)]
-    sets = [query_set(b, time.time()) for b in bodies]
+    bodies = [body(fresh_hash(i)) for i in range(callers)]
     sessions = [requests.Session() for _ in range(callers)]
+    sets = [query_set(body(fresh_hash(i), None, judged_window(sessions[i], judge, b)),
+                      time.time()) for i, b in enumerate(bodies)]
     directs = [Direct(prom) for _ in range(callers)]
 
     def judge_call(i: int) -> None:
@@ -233,7 +287,7 @@ def worker_rss_mb(port: int) -> float:
 def soak(judge: str, seconds: float, callers: int = 8) -> dict:
     """Memory of the workers while `callers` poll distinct questions for `seconds`."""
     port = int(judge.rsplit(":", 1)[1])
-    bodies = [body(i, None, f"{10 + i}m") for i in range(callers)]
+    bodies = [body(fresh_hash(i)) for i in range(callers)]
     sessions = [requests.Session() for _ in range(callers)]
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -268,48 +322,69 @@ def soak(judge: str, seconds: float, callers: int = 8) -> dict:
 
 
 class Counting:
-    """Counts the samples (series × steps) a source reads from Prometheus."""
+    """Counts the samples (series × steps) a source reads from Prometheus, the start query's
+    apart."""
 
     def __init__(self, inner: PrometheusSource) -> None:
         self.inner = inner
         self.samples = 0
+        self.start_samples = 0
 
     def query_range_many(self, queries: Sequence[RangeQuery],
                          deadline: float | None = None) -> list[QueryResult]:
         results = self.inner.query_range_many(queries, deadline)
-        self.samples += sum(int(s.present.sum()) if s.present is not None else s.values.size
-                            for r in results for s in r.series)
+        for r in results:
+            n = sum(int(s.present.sum()) if s.present is not None else s.values.size
+                    for s in r.series)
+            self.samples += n
+            self.start_samples += n if r.query.metric == START_METRIC else 0
         return results
 
     def ready(self) -> tuple[bool, str]:
         return self.inner.ready()
 
 
+class WholeLookback(PromQL):
+    """PromQL that cannot write the start query: the analysis reads every query over the
+    whole lookback and the start off their data, as before the start query existed."""
+
+    def activity(self, parts: Sequence[tuple[str, bool]]) -> str | None:
+        return None
+
+
 def polls(prom: str, now: float, marks: Sequence[int]) -> dict:
-    """Samples read per poll of one long rollout, polled every minute as Argo does (sequential,
-    no window), with and without the step cache; the cache's clock is the poll's time."""
+    """Samples read per poll of one long rollout, polled every minute from its start as Argo
+    does (sequential, no window), with and without the step cache; the cache's clock is the
+    poll's time. `start_query` holds the start query's own samples (in the totals too)."""
     settings = load_settings(prometheus_url=prom)
     registry, policy = load_registry(None), Policy()
-    request = AnalysisRequest.model_validate(body(0))
+    request = AnalysisRequest.model_validate(body(LONG))
     out: dict = {}
     last = max(marks)
-    for name in ("uncached", "cached"):
+    for name in ("uncached", "cached", "whole_lookback_uncached", "whole_lookback_cached"):
         counting = Counting(PrometheusSource(settings))
         clock = [0.0]
-        source = (StepCache(counting, clock=lambda c=clock: c[0]) if name == "cached"
-                  else counting)
+        source = (StepCache(counting, clock=lambda c=clock: c[0]) if name.endswith("_cached")
+                  or name == "cached" else counting)
+        language = WholeLookback() if name.startswith("whole") else None
+        starts = StartCache()  # this replica's, cold at poll 1
         per_poll: dict[str, int] = {}
+        start_query: dict[str, int] = {}
         total = 0
         for poll in range(1, last + 1):
             at = now - (last - poll) * STEP
             clock[0] = at
-            before = counting.samples
-            verdict = run_analysis(request, registry, source, policy, now=at).verdict
+            before, before_start = counting.samples, counting.start_samples
+            verdict = run_analysis(request, registry, source, policy, now=at,
+                                   language=language, starts=starts).verdict
             assert verdict in ("pass", "inconclusive"), verdict
             total += counting.samples - before
             if poll in marks:
                 per_poll[f"poll_{poll}"] = counting.samples - before
+                start_query[f"poll_{poll}"] = counting.start_samples - before_start
         out[name] = {**per_poll, "total": total}
+        if not name.startswith("whole"):
+            out[name]["start_query"] = start_query
     out["polls"] = last
     return out
 
@@ -383,10 +458,16 @@ def table(report: dict) -> str:
                 f"slope {k['rss_mb_per_minute_slope']} MB/min | flat |")
     p = report["polls"]
     marks = [m for m in p["cached"] if m.startswith("poll_")]
+
+    def per_poll(name: str) -> str:
+        return " / ".join(str(p[name][m]) for m in marks)
+
     rows.append("| samples read per poll (" + ", ".join(m.replace("_", " ") for m in marks)
-                + ") | cached " + " / ".join(str(p["cached"][m]) for m in marks)
-                + " | uncached " + " / ".join(str(p["uncached"][m]) for m in marks)
-                + " | independent of the rollout's age |")
+                + f" of a rollout polled every minute) | cached {per_poll('cached')} (start "
+                + "query " + " / ".join(str(p["cached"]["start_query"][m]) for m in marks)
+                + f"); uncached {per_poll('uncached')} | every query over the 3 h lookback: "
+                + f"cached {per_poll('whole_lookback_cached')}; uncached "
+                + f"{per_poll('whole_lookback_uncached')} | independent of the rollout's age |")
     j = report["judges"]
     top = str(max(int(x) for x in j["ratio"]))
     rows.append(f"| sequential judges on {top} steps (CPU) | ratio {j['ratio'][top]} ms, "
@@ -428,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with PrometheusLab() as lab:
         history = 3 * 3600 + (max(marks) + 10) * STEP  # the lookback behind the last poll
         lab.plant(render_openmetrics(standard_sides(), now - history, now + 600, seed=7))
+        for i, (sides, began) in enumerate(planted_canaries(now, max(marks))):
+            lab.plant(render_openmetrics(sides, began, now + 3600, seed=100 + i))
         prom = lab.start()
         with served_judge(prom, workers=args.workers, threads=args.threads) as judge:
             report["server"] = {"workers": args.workers or "default",

@@ -30,6 +30,7 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
             assert part[side]["n"] == 5 and _number(part[side]["p50_ms"])
             assert part[side]["p50_ms"] <= part[side]["p99_ms"]
         assert part["queries"] == 6
+        assert 9 <= part["judged_window_minutes"] <= 16  # the canary began ~10 minutes ago
         assert _number(part["ratio_to_perfect_client"]) and part["ratio_to_perfect_client"] > 0
     for part in report["concurrent"].values():
         for side in ("judge", "prometheus_direct"):
@@ -39,11 +40,15 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     soak = report["soak"]
     assert soak["errors"] == 0 and soak["rss_mb_first"] > 10 and _number(soak["rss_mb_max"])
     polls = report["polls"]
-    for name in ("cached", "uncached"):
+    for name in ("cached", "uncached", "whole_lookback_cached", "whole_lookback_uncached"):
         assert all(polls[name][f"poll_{i}"] > 0 for i in (1, 2, 3))
+    for name in ("cached", "uncached"):  # the start query is one series, counted apart
+        start = polls[name]["start_query"]
+        assert all(0 < start[f"poll_{i}"] < polls[name][f"poll_{i}"] for i in (1, 2, 3))
     # the behaviour the cache exists for: later polls read far less than the first
     assert polls["cached"]["poll_3"] * 5 < polls["cached"]["poll_1"]
-    assert polls["uncached"]["poll_3"] == polls["uncached"]["poll_1"]
+    # a young rollout's poll reads its age and the stable's history, not the whole lookback
+    assert polls["uncached"]["poll_1"] * 2 < polls["whole_lookback_uncached"]["poll_1"]
     judges = report["judges"]
     for name in ("ratio", "quantile"):
         assert set(judges[name]) == {"100", "200"}
