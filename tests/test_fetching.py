@@ -35,7 +35,7 @@ from webhook.plan import plan_queries
 from webhook.resolve import resolve_window
 from webhook.rollout import canary_activity
 from webhook.settings import load_settings
-from webhook.sources.base import QueryResult, RangeQuery
+from webhook.sources.base import QueryRejected, QueryResult, RangeQuery
 from webhook.sources.prometheus import PROMQL, PrometheusSource, PromQL
 from webhook.sources.step_cache import StepCache
 
@@ -179,7 +179,8 @@ def test_answers_equal_the_whole_lookback_ones(prom, registry, config, hash_):
     warm = StartCache()
     for minutes_ago in (60, 7, 0):  # three polls; the warm cache carries the start between
         now = END - minutes_ago * MIN + 7
-        for window, warmup in (({}, 0.0), ({"warmup": "12m"}, 12 * MIN)):
+        for window, warmup in (({}, 0.0), ({"warmup": "12m"}, 12 * MIN),
+                               ({"lookback": "150m"}, 0.0)):
             request = _request(config, hash_, **window)
             old = run_analysis(request, registry, source, policy, now=now, traces=True,
                                language=OldLanguage())
@@ -188,7 +189,8 @@ def test_answers_equal_the_whole_lookback_ones(prom, registry, config, hash_):
                                    starts=starts)
                 assert _answer(new) == _answer(old)
             # the answers compared are about the planted rollout: its start was found
-            planted = _planted_start(config, hash_, new.end)
+            planted = _planted_start(config, hash_, new.end, 150 * MIN if "lookback" in window
+                                     else 3 * 3600)
             if new.end > planted + warmup:
                 assert abs(new.start - (planted + warmup)) <= MIN, (new.start, planted)
 
@@ -220,13 +222,19 @@ def test_a_repeated_poll_is_one_round_trip_and_a_new_rollout_two(prom, registry)
     source, starts, policy = StepCache(counting), StartCache(), Policy()
     request = _request("http", "regap")
 
+    plain = PrometheusSource(load_settings(prometheus_url=prom))
+
     def poll(minutes_ago: float) -> int:
         before = counting.calls
-        result = run_analysis(request, registry, source, policy, now=END - minutes_ago * MIN,
-                              starts=starts)
+        now = END - minutes_ago * MIN
+        result = run_analysis(request, registry, source, policy, now=now, starts=starts)
+        calls = counting.calls - before
         began = 170 if minutes_ago > 100 else 100
         assert abs(result.start - (END - began * MIN)) <= MIN
-        return counting.calls - before
+        # a start remembered from another rollout changes nothing but the round trips
+        assert _answer(result) == _answer(run_analysis(request, registry, plain, policy,
+                                                       now=now, language=OldLanguage()))
+        return calls
 
     assert poll(145) == 2  # cold: the start query, then the window from its history on
     assert [poll(m) for m in (144, 143, 142)] == [1, 1, 1]  # start query + window together
@@ -269,3 +277,22 @@ def test_start_query_counts_a_value_as_canary_activity_does(prom, value, counts)
     x = float(value)
     want = bool(np.isfinite(x) and (x > 0 or not counts))
     assert bool(got.series) == want
+
+
+class RejectsStart(PrometheusSource):
+    """A source that cannot run the start query (a backend speaking a PromQL subset)."""
+
+    def query_range_many(self, queries, deadline=None):
+        if any(q.metric == START_METRIC for q in queries):
+            raise QueryRejected("unsupported", START_METRIC)
+        return super().query_range_many(queries, deadline)
+
+
+def test_a_source_that_rejects_the_start_query_gets_the_whole_lookback(prom, registry):
+    settings = load_settings(prometheus_url=prom)
+    request = _request("http", "mid")
+    old = run_analysis(request, registry, PrometheusSource(settings), Policy(), now=END,
+                       language=OldLanguage())
+    new = run_analysis(request, registry, RejectsStart(settings), Policy(), now=END,
+                       starts=StartCache())
+    assert _answer(new) == _answer(old) and new.verdict != "inconclusive"
