@@ -220,30 +220,38 @@ def test_start_query_marks_the_steps_canary_activity_does(prom, registry, hash_)
 def test_a_repeated_poll_is_one_round_trip_and_a_new_rollout_two(prom, registry):
     counting = Counting(PrometheusSource(load_settings(prometheus_url=prom)))
     source, starts, policy = StepCache(counting), StartCache(), Policy()
-    request = _request("http", "regap")
-
     plain = PrometheusSource(load_settings(prometheus_url=prom))
 
-    def poll(minutes_ago: float) -> int:
-        before = counting.calls
+    def poll(minutes_ago: float, began: int, **window) -> tuple[int, int]:
+        """Round trips and start queries of one poll (answer checked against the old way)."""
+        request = _request("http", "regap", **window)
+        calls, sent = counting.calls, len(counting.queries)
         now = END - minutes_ago * MIN
         result = run_analysis(request, registry, source, policy, now=now, starts=starts)
-        calls = counting.calls - before
-        began = 170 if minutes_ago > 100 else 100
-        assert abs(result.start - (END - began * MIN)) <= MIN
-        # a start remembered from another rollout changes nothing but the round trips
+        warmup = 58 * MIN if window else 0.0
+        assert abs(result.start - (END - began * MIN + warmup)) <= MIN
+        # whatever start is remembered changes nothing but the round trips
         assert _answer(result) == _answer(run_analysis(request, registry, plain, policy,
                                                        now=now, language=OldLanguage()))
-        return calls
+        return (counting.calls - calls,
+                sum(q.metric == START_METRIC for q in counting.queries[sent:]))
 
-    assert poll(145) == 2  # cold: the start query, then the window from its history on
-    assert [poll(m) for m in (144, 143, 142)] == [1, 1, 1]  # start query + window together
-    assert poll(95) == 2  # the canary's new run: the start moved, the window is fetched again
-    assert poll(94) == 1
-    # the start query is one series over the lookback; the window's queries start 60 steps
-    # (the stable's history) before the judged start, not 3 h back
-    first = [q for q in counting.queries if q.metric != START_METRIC][-1]
-    assert first.start >= END - 100 * MIN - 60 * MIN
+    assert poll(145, 170) == (2, 1)  # cold: the start query, then the window from its history
+    # repeated: the window's queries alone; their canary data settle the start
+    assert [poll(m, 170) for m in (144, 143, 142)] == [(1, 0)] * 3
+    assert poll(95, 100) == (2, 0)  # the canary's new run: the start moved, window fetched again
+    assert poll(94, 100) == (1, 0)
+    # a warmup of 58 minutes leaves too few quiet steps in the window before the start: the
+    # start query rides along in the same round trip (the question differs only by its
+    # warmup, so the start remembered is the same)
+    assert poll(30, 100, warmup="58m") == (1, 1)
+    assert poll(29, 100, warmup="58m") == (1, 1)
+    # a start remembered wrong (as after late data joined two runs): the window's data cannot
+    # settle it, the start query does, and the window is fetched again
+    (query,) = [q for q in counting.queries if q.metric == START_METRIC][-1:]
+    starts.put(query, END - 40 * MIN)
+    assert poll(28, 100) == (3, 1)
+    assert poll(27, 100) == (1, 0)
 
 
 def test_poll_one_reads_what_the_rollouts_age_needs(prom, registry):

@@ -14,6 +14,7 @@ import pytest
 from webhook.analysis import Policy, run_analysis
 from webhook.api.answer import answer_body
 from webhook.configs import load_registry
+from webhook.fetching import StartCache
 from webhook.lab import PrometheusLab
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash
 from webhook.models import AnalysisRequest
@@ -48,6 +49,7 @@ def test_analyses_equal_uncached_across_polls_and_replicas(lab):
     on every verdict, and from the second poll on the cache reads only the last steps."""
     plain = PrometheusSource(load_settings(prometheus_url=lab.url))
     replica_a, replica_b = StepCache(plain), StepCache(plain)
+    starts_a, starts_b = StartCache(), StartCache()  # each replica's remembered start
     registry, policy = load_registry(None), Policy()
     request = AnalysisRequest.model_validate({
         "config": "http", "mode": "sequential",
@@ -56,13 +58,16 @@ def test_analyses_equal_uncached_across_polls_and_replicas(lab):
     verdicts = set()
     for poll in range(40):
         now = lab.anchor - 3000 + poll * STEP + 7
-        want = _verdict(run_analysis(request, registry, plain, policy, now=now))
+        want = _verdict(run_analysis(request, registry, plain, policy, now=now,
+                                     starts=StartCache()))
         before = replica_a.stats.steps_read
-        assert _verdict(run_analysis(request, registry, replica_a, policy, now=now)) == want
+        assert _verdict(run_analysis(request, registry, replica_a, policy, now=now,
+                                     starts=starts_a)) == want
         if poll >= 15:
-            assert _verdict(run_analysis(request, registry, replica_b, policy, now=now)) == want
-        if poll:  # 7 queries (the start's, the window's 6) × (1 new step + 3 re-read)
-            assert replica_a.stats.steps_read - before == 7 * 4
+            assert _verdict(run_analysis(request, registry, replica_b, policy, now=now,
+                                         starts=starts_b)) == want
+        if poll:  # the window's 6 queries × (1 new step + 3 re-read), not 6 × 181
+            assert replica_a.stats.steps_read - before == 6 * 4
         verdicts.add(want["verdict"])
     assert "fail" in verdicts  # the slow canary is caught: the answers compared are not trivial
 

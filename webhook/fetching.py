@@ -8,14 +8,18 @@ judges only read from the stable's `HISTORY_STEPS` steps before the judged start
    canary-side query that measures traffic (`canary_activity`'s definition) into a single
    series, present at the steps with traffic; `rollout_start` reads the start off it;
 2. the analysis' queries are then fetched only from `keep_from` steps into the window on;
-3. the start found is remembered per question (`StartCache`, bounded, per process), so a repeated
-   poll sends the start query and the window's queries in one concurrent round trip; only when
-   the start moved (a new rollout) does a second one fetch the window again.
+3. the start found is remembered per question (`StartCache`, bounded, per process). A repeated
+   poll fetches the window's queries as the remembered start has them, in one round trip, and
+   reads the start off their canary data: that is the start query's answer whenever more than
+   `max_gap` quiet steps precede the start inside the fetched part (`settled_start`), so traffic
+   before the cut could not join its run. Where the cut leaves fewer (a warmup of nearly the
+   stable's history), the start query rides along in the same round trip. Only when the start
+   moved (a new rollout), or the data cannot settle it, is there a second round trip.
 
 The start is always read off the data of the same poll, so a cold replica, late samples and
-counter resets give the answer they give without the cache: the cache only saves a round trip.
+counter resets give the answer they give without the cache: the cache only saves round trips.
 A language that cannot write the start query (`activity` returns None) or whose source rejects
-it gets today's behaviour: the whole lookback, activity read off the fetched queries.
+it gets the old behaviour: the whole lookback, activity read off the fetched queries.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from webhook.kinds import kind_of, metric_step
 from webhook.models import AnalysisRequest
 from webhook.plan import plan_queries
 from webhook.resolve import ResolvedWindow
-from webhook.rollout import first_judged, judged_from, max_gap, rollout_start, warmup_steps
+from webhook.rollout import (
+    canary_activity,
+    first_judged,
+    judged_from,
+    max_gap,
+    rollout_start,
+    warmup_steps,
+)
 from webhook.sources.base import (
     MetricsSource,
     QueryKey,
@@ -121,33 +132,66 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         cut = replace(window, start=window.start + keep * window.step)
         return keep, cut, plan_queries(specs, selectors, vars_, cut, language)
 
+    gap = max_gap(window.step)
     upstream: list[QueryResult] = []
-    if start_q is None:  # nothing measures canary traffic: no start to find
-        begun, fetched = None, None
-    else:
+    held: tuple[int, list[QueryResult]] | None = None  # answers fetched, and their cut
+    begun: int | None = None
+    if start_q is not None:
         known, guess = starts.get(start_q)
-        if not known:
+        settled = False
+        if known:  # a repeated poll: the window as the remembered start has it, at once
+            remembered = _index(guess, window, points)
+            keep, _, cut_queries = narrowed(remembered)
+            # the window's own data settle the start unless the cut leaves too few quiet
+            # steps before it (a long warmup): then the start query rides along
+            along = keep > 0 and (remembered is None or remembered - keep <= gap)
+            got = source.query_range_many([start_q, *cut_queries] if along else cut_queries,
+                                          deadline=deadline)
+            upstream += got
+            answers = got[1:] if along else got
+            held = keep, answers
+            if along:
+                settled, begun = True, rollout_start(activity_of(got[0], points), gap)
+            else:
+                settled, begun = settled_start({r.query.key: r for r in answers}, specs,
+                                               points - keep, window.step, keep)
+        if not settled:  # cold here, or the window cannot tell: ask the start query
             try:
-                upstream = source.query_range_many([start_q], deadline=deadline)
+                got = source.query_range_many([start_q], deadline=deadline)
             except QueryRejected:  # the language wrote what this source cannot run
                 return _whole(request, config, specs, window, mode, queries, source, deadline)
-            fetched = None
-        else:
-            guessed = narrowed(_index(guess, window, points))
-            upstream = source.query_range_many([start_q, *guessed[2]], deadline=deadline)
-            fetched = guessed, upstream[1:]
-        begun = rollout_start(activity_of(upstream[0], points), max_gap(window.step))
+            upstream += got
+            begun = rollout_start(activity_of(got[0], points), gap)
         starts.put(start_q, None if begun is None
                    else window.start + window.step * (begun + 1))
     keep, cut, cut_queries = narrowed(begun)
-    if fetched is not None and fetched[0][0] == keep:
-        answers = fetched[1]
-    else:  # first poll of this question here, or the start moved: one more round trip
+    if held is not None and held[0] == keep:
+        answers = held[1]
+    else:  # first poll of this question here, or the start moved: fetch the window (again)
         answers = source.query_range_many(cut_queries, deadline=deadline)
         upstream += answers
     first = first_judged(begun, warmup, points) - keep
-    return Fetched(cut, cut_queries, {r.query.key: r for r in answers}, first,
-                   upstream if start_q is not None else answers)
+    return Fetched(cut, cut_queries, {r.query.key: r for r in answers}, first, upstream)
+
+
+def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpec],
+                  points: int, step: float, keep: int) -> tuple[bool, int | None]:
+    """Whether the window's data from step `keep` on settle the rollout start, and the start
+    (a step of the whole window, None: no traffic) if they do.
+
+    The start is the first step of the latest run of canary traffic, runs split by more than
+    `max_gap` quiet steps. Read off the cut window (`canary_activity`, the start query's
+    definition), it is the whole window's when nothing was cut, or when at least `max_gap + 1`
+    quiet steps precede it inside the cut window: traffic before the cut is then too far back
+    to join its run.
+    """
+    gap = max_gap(step)
+    begun = rollout_start(canary_activity(results, points, specs, step), gap)
+    if keep == 0:
+        return True, begun
+    if begun is not None and begun >= gap + 1:
+        return True, begun + keep
+    return False, None
 
 
 def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
