@@ -13,9 +13,9 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
   window and fixed mode, vs the same window's 6 range queries sent by a perfect client (pooled
   session, all concurrent) and by a sequential one (one after another). p50 ratios. The canary
   began ~10 minutes before the run (the stable long before), so the window the judge judges
-  (read off its answer) is the ~10-minute window whose queries the perfect client sends; the
-  judge also reads the start query and the stable's history before that window, which is its
-  own work.
+  (read off its answer) is the ~10-minute window whose queries the perfect client sends. The
+  judge's queries also cover the stable's history before that window (60 steps), and a worker's
+  first poll of a question sends the start query first: that is its own work.
 - concurrent: 8 and 32 callers, each polling its own rollout (a canary of its own, begun ~10
   minutes before the run) as Argo does, vs Prometheus answering the same judged windows'
   query sets directly with the same number of perfect clients: rate, p50, p99, errors.
@@ -213,6 +213,7 @@ def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
     """`callers` threads each calling `call(i)` back to back for `seconds`."""
     latencies: list[list[float]] = [[] for _ in range(callers)]
     errors = [0] * callers
+    shown: list[str] = []  # the first few errors, as they read
     stop = time.monotonic() + seconds
 
     def caller(i: int) -> None:
@@ -220,8 +221,10 @@ def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
             began = time.perf_counter()
             try:
                 call(i)
-            except Exception:  # counted; the run goes on
+            except Exception as exc:  # counted; the run goes on
                 errors[i] += 1
+                if len(shown) < 5:
+                    shown.append(str(exc)[:200])
                 continue
             latencies[i].append(time.perf_counter() - began)
 
@@ -235,6 +238,8 @@ def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
     flat = [x for lat in latencies for x in lat]
     out = {**summary(flat or [0.0]), "rate_per_s": round(len(flat) / wall, 1),
            "errors": sum(errors)}
+    if shown:
+        out["first_errors"] = shown
     return out
 
 
