@@ -20,6 +20,12 @@ The start is always read off the data of the same poll, so a cold replica, late 
 counter resets give the answer they give without the cache: the cache only saves round trips.
 A language that cannot write the start query (`activity` returns None) or whose source rejects
 it gets the old behaviour: the whole lookback, activity read off the fetched queries.
+
+Answers equal those read off the whole lookback (tests/test_fetching.py): every step is
+evaluated on its own, whatever the range's start. Two things differ by design: a series with no
+sample from the cut on (a pod or cohort gone before the stable's history) is not fetched, so it
+is no longer judged as an empty cohort; and a config query using `@ start()` would see the cut's
+start (no built-in config does).
 """
 
 from __future__ import annotations
