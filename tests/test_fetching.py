@@ -5,7 +5,8 @@ blip inside one run, a canary older than the lookback, one never seen, and gauge
 with metrics on their own step. In each case the answer (verdict, score, reasons, judged start,
 the report page's traces) equals the one computed the old way, from every query over the whole
 lookback; the start query's activity equals `canary_activity` step for step; a repeated poll is
-one round trip, a moved start two."""
+one round trip, a moved start two. The one difference by design: a cohort whose series all
+ended before the stable's history is no longer judged (the last test)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,31 @@ UP = """\
 """
 
 
+COHORTS = """\
+name: cohorts
+defaults: {mode: sequential}
+metrics:
+  - name: failures
+    kind: ratio
+    bad: sum by (facility) (increase(jobs_total{ {{selector}}, outcome="failure" }[{{step}}]))
+    total: sum by (facility) (increase(jobs_total{ {{selector}} }[{{step}}]))
+    tolerance: {relative: 1.0, absolute: 0.005}
+    min_total: 100
+    cohort_label: facility
+"""
+# facility -> minutes before END the stable's jobs began and ended: A only long before the
+# canary's latest run
+FACILITIES = {"A": (240, 170), "B": (240, None)}
+
+
+def _jobs(hash_: str, facility: str, rate: float) -> list[ExtraSeries]:
+    labels = {**_labels(hash_), "facility": facility}
+    return [ExtraSeries("jobs_total", {**labels, "outcome": "success"}, "counter",
+                        lambda ts: np.floor((ts - ts[0]) * rate * 0.99)),
+            ExtraSeries("jobs_total", {**labels, "outcome": "failure"}, "counter",
+                        lambda ts: np.floor((ts - ts[0]) * rate * 0.01))]
+
+
 def _labels(hash_: str) -> dict[str, str]:
     return {"app": "shop", "rollouts_pod_template_hash": hash_}
 
@@ -102,6 +128,13 @@ def prom() -> Iterator[str]:
                 else:
                     lab.plant(render_openmetrics([replace(BASE, labels=_labels(hash_))],
                                                  start, end, seed=10 + seed))
+        for facility, (began, ended) in FACILITIES.items():
+            end = END + 600 if ended is None else END - ended * MIN
+            lab.plant(render_openmetrics([], END - began * MIN, end, extra=_jobs(
+                STABLE, facility, 8.0)))
+            # the canary's earlier run served A, its latest (100 minutes ago on) serves B
+            since = END - (200 if ended is not None else 100) * MIN
+            lab.plant(render_openmetrics([], since, end, extra=_jobs("c-jobs", facility, 4.0)))
         yield lab.start()
 
 
@@ -111,6 +144,7 @@ def registry(tmp_path_factory):
     for name, step, up in (("gauges", "", UP), ("gauges15", "step: 15s", ""),
                            ("gauges45", "step: 45s", UP), ("gauges15up", "step: 15s", UP)):
         (folder / f"{name}.yaml").write_text(GAUGES.format(name=name, step=step, up=up))
+    (folder / "cohorts.yaml").write_text(COHORTS)
     registry = load_registry(folder)
     assert not registry.errors and not registry.broken, (registry.errors, registry.broken)
     return registry
@@ -304,3 +338,18 @@ def test_a_source_that_rejects_the_start_query_gets_the_whole_lookback(prom, reg
     new = run_analysis(request, registry, RejectsStart(settings), Policy(), now=END,
                        starts=StartCache())
     assert _answer(new) == _answer(old) and new.verdict != "inconclusive"
+
+
+def test_a_cohort_gone_before_the_history_is_no_longer_judged(prom, registry):
+    """Facility A ran on both sides until 170 minutes ago, the canary's run (facility B) began
+    100 minutes ago: the whole lookback judged A as an empty cohort, the cut window does not
+    see it; B is judged the same either way."""
+    source = PrometheusSource(load_settings(prometheus_url=prom))
+    request = _request("cohorts", "c-jobs")
+    old = run_analysis(request, registry, source, Policy(), now=END, language=OldLanguage())
+    new = run_analysis(request, registry, source, Policy(), now=END, starts=StartCache())
+    assert {c.cohort for c in old.checks} == {"A", "B"}
+    assert {c.cohort for c in new.checks} == {"B"}
+    assert next(c for c in old.checks if c.cohort == "A").verdict == "inconclusive"
+    assert [c for c in old.checks if c.cohort == "B"] == new.checks
+    assert new.start == old.start
