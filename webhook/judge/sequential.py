@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -56,11 +57,31 @@ _GRID = np.linspace(0.01, 4.0, 160)
 MAX_COUNT = 1e15
 
 
-# Steps processed at once: the (grid × chunk) blocks stay in the CPU cache, where numpy's
-# elementwise passes run several times faster than over one (160 × 11,000) array.
-_CHUNK = 1024
-_GROUP = 32
+# Steps per block of the evidence path, and how far below the best θ a column of the mixture
+# still counts: terms more than -_FLOOR below the largest are < 1e-26 of it, below double
+# precision. Columns that far below the best in every step of a block are left out of it
+# (`_band_path`).
+_BLOCK = 256
 _FLOOR = -60.0
+# A block spans `_BLOCK` steps or, once the band is narrow, as many as make this many cells:
+# fewer, larger numpy calls.
+_CELLS = 1 << 16
+# Columns kept on each side of the band that mattered at the end of the previous block.
+_PAD = 3
+
+
+class _Terms(NamedTuple):
+    """The counting steps' inputs of the per-step log-likelihood ratios (`_terms_at`)."""
+
+    use: np.ndarray  # which of the window's steps count
+    theta: np.ndarray  # log(ρ1/ρ0) per grid column
+    rho1: np.ndarray
+    w: np.ndarray  # canary's share of requests, divided by ρ0·w + v
+    v: np.ndarray  # stable's share, likewise
+    a: np.ndarray  # tempered canary events
+    b: np.ndarray  # tempered events of both sides
+    log_prior: np.ndarray
+    phi: np.ndarray  # the steps' dispersion (`step_dispersion`)
 
 
 @functools.lru_cache(maxsize=16)
@@ -74,8 +95,10 @@ def _log_prior(scale: float) -> np.ndarray:
 
 def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.ndarray,
                 rho0: float, worse: bool, scale: float,
-                dispersion_prior: tuple[float, float]) -> tuple[np.ndarray, ...] | None:
-    """The counting steps' per-step inputs of `_loglik_block`; None when no step counts."""
+                dispersion_prior: tuple[float, float],
+                phi: np.ndarray | None = None) -> _Terms | None:
+    """The counting steps' per-step inputs of `_terms_at`; None when no step counts.
+    `phi` is `step_dispersion` of the same steps when the caller already has it."""
     bad_c, bad_s = np.asarray(bad_c, float), np.asarray(bad_s, float)
     n_c, n_s = np.asarray(n_c, float), np.asarray(n_s, float)
     use = (n_c > 0) & (n_s > 0) & ((bad_c + bad_s) > 0)
@@ -85,16 +108,15 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     w = n_c[use] / (n_c[use] + n_s[use])
     v = n_s[use] / (n_c[use] + n_s[use])  # 1 − w, not rounded to 0 when the stable is tiny
     theta = _GRID if worse else -_GRID
-    log_prior = _log_prior(scale)
     d0 = rho0 * w + v
-    phi = step_dispersion(k_c, k_s, w, *dispersion_prior)
-    return (use, theta, rho0 * np.exp(theta), w / d0, v / d0, k_c / phi, (k_c + k_s) / phi,
-            log_prior)
+    if phi is None:
+        phi = step_dispersion(k_c, k_s, w, *dispersion_prior)
+    return _Terms(use, theta, rho0 * np.exp(theta), w / d0, v / d0, k_c / phi,
+                  (k_c + k_s) / phi, _log_prior(scale), phi)
 
 
-def _loglik_block(out: np.ndarray, scratch: np.ndarray, terms: tuple[np.ndarray, ...],
-                  lo: int, hi: int) -> np.ndarray:
-    """Tempered log-likelihood ratios of steps lo…hi−1 (rows) for every θ (columns).
+def _terms_at(t: _Terms, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray:
+    """Tempered log-likelihood ratios of steps lo…hi−1 (rows) for the θ columns `cols`.
 
     (k_c·log(π1/π0) + k_s·log((1−π1)/(1−π0)))/φ with π = ρw/(ρw + v), written so that no
     share rounds to 0 or 1 (log 0, then 0·∞): log(π1/π0) = θ − log((ρ1w + v)/(ρ0w + v)), so one
@@ -102,15 +124,80 @@ def _loglik_block(out: np.ndarray, scratch: np.ndarray, terms: tuple[np.ndarray,
     counts' terms are combined per step before any running sum, so huge counts cancel where
     they are of the same size.
     """
-    _, theta, rho1, w, v, a, b, _ = terms
-    d, t = out[: hi - lo], scratch[: hi - lo]
-    np.multiply.outer(w[lo:hi], rho1, out=d)
-    d += v[lo:hi, None]
+    d = np.multiply.outer(t.w[lo:hi], t.rho1[cols])
+    d += t.v[lo:hi, None]
     np.log(d, out=d)
-    d *= b[lo:hi, None]
-    np.multiply.outer(a[lo:hi], theta, out=t)
-    np.subtract(t, d, out=d)
-    return d
+    d *= t.b[lo:hi, None]
+    return np.subtract(np.multiply.outer(t.a[lo:hi], t.theta[cols]), d, out=d)
+
+
+def _log_sum_exp_rows(c: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """log Σ_θ exp(c) per row, given each row's maximum; terms more than -_FLOOR below it are
+    clipped so that exp() does not underflow (slow)."""
+    d = c - top[:, None]
+    np.maximum(d, _FLOOR, out=d)
+    np.exp(d, out=d)
+    return top + np.log(d.sum(axis=1))
+
+
+def _band_path(t: _Terms) -> np.ndarray:
+    """log M after each counting step.
+
+    log M_t = log Σ_θ exp(C_t(θ)) with C_t(θ) the log prior plus the running sum of the steps'
+    log-likelihood ratios. Each step's ratio is concave in θ (a linear term minus b·log of a
+    convex function), and so is the half-normal log prior, so C_t is unimodal over the grid.
+    Once the data have a say, only a narrow band of θ lies within -_FLOOR of the best one: the
+    rest adds less than 1e-24 of M. So each block of `_BLOCK` steps is computed only on the band
+    that mattered at the end of the previous one, padded; a column left behind keeps its
+    running sum up to the step where it left and catches up if it comes back. The band is
+    checked row by row: its edge columns must lie -_FLOOR below the row's best (or be the
+    grid's edges), which by unimodality bounds every column outside it; if not, it is widened
+    and the block redone. The first block takes the whole grid. Cost: the steps times the
+    band's width, a few columns once thousands of events have been seen, instead of all 160.
+    """
+    m, g = t.a.size, t.theta.size
+    values = np.empty(m)
+    carry = np.array(t.log_prior, dtype=float)  # C at the column's step `upto`
+    upto = np.zeros(g, dtype=np.int64)
+    jl, jh, lo = 0, g, 0
+    while lo < m:
+        hi = min(lo + max(_BLOCK, _CELLS // (jh - jl)), m)
+        pad = _PAD
+        while True:
+            stale = np.flatnonzero(upto[jl:jh] < lo) + jl
+            for u in np.unique(upto[stale]):
+                cols = stale[upto[stale] == u]
+                carry[cols] += _terms_at(t, int(u), lo, cols).sum(axis=0)
+                upto[cols] = lo
+            c = _terms_at(t, lo, hi, slice(jl, jh))
+            c[0] += carry[jl:jh]
+            np.cumsum(c, axis=0, out=c)
+            top = c.max(axis=1)
+            floor = top + _FLOOR
+            left = jl == 0 or bool((c[:, 0] < floor).all())
+            right = jh == g or bool((c[:, -1] < floor).all())
+            if left and right:
+                break
+            jl = jl if left else max(jl - pad, 0)
+            jh = jh if right else min(jh + pad, g)
+            pad *= 2
+        values[lo:hi] = _log_sum_exp_rows(c, top)
+        carry[jl:jh] = c[-1]
+        upto[jl:jh] = hi
+        keep = np.flatnonzero(c[-1] >= floor[-1])
+        if keep.size:
+            jl, jh = max(jl + int(keep[0]) - _PAD, 0), min(jl + int(keep[-1]) + 1 + _PAD, g)
+        else:  # not a number (never with finite counts): the whole grid again
+            jl, jh = 0, g
+        lo = hi
+    return values
+
+
+def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
+    """The counting steps' values on the window's steps: steps without events repeat the
+    previous value (0 before the first)."""
+    index = np.maximum.accumulate(np.where(t.use, np.arange(size), -1))
+    return np.where(index >= 0, values[np.maximum(np.cumsum(t.use) - 1, 0)], 0.0)
 
 
 def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
@@ -126,56 +213,23 @@ def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     `scale` is the half-normal mixture's scale on log(ρ1/ρ0): small scales are sharper for
     effects just beyond the tolerance, large ones for big regressions seen early.
 
-    Cost is linear in the steps: blocks of `_CHUNK` steps × θ that stay in the CPU cache,
-    running sums carried from block to block.
+    Cost is linear in the steps (`_band_path`).
     """
     size = np.asarray(bad_c).size
     terms = _step_terms(bad_c, n_c, bad_s, n_s, rho0, worse, scale, dispersion_prior)
     if terms is None:
         return np.zeros(size)
-    use, theta, log_prior, m = terms[0], terms[1], terms[-1], terms[3].size
-    values = np.empty(m)
-    carry = log_prior.copy()  # log prior + the log-likelihood so far, per θ
-    block, scratch = np.empty((2, min(_CHUNK, m), theta.size))  # (step, θ)
-    for lo in range(0, m, _CHUNK):
-        hi = min(lo + _CHUNK, m)
-        d = _loglik_block(block, scratch, terms, lo, hi)
-        d[0] += carry
-        _prefix_sum_rows(d)
-        carry = d[-1].copy()
-        # log-sum-exp over θ; terms more than _FLOOR below the largest are < 1e-26 of it,
-        # below double precision, and are clipped so that exp() does not underflow (slow)
-        top = d.max(axis=1)
-        d -= top[:, None]
-        np.maximum(d, _FLOOR, out=d)
-        np.exp(d, out=d)
-        values[lo:hi] = top + np.log(d.sum(axis=1))
-    # Steps without events repeat the previous value.
-    index = np.maximum.accumulate(np.where(use, np.arange(size), -1))
-    return np.where(index >= 0, values[np.maximum(np.cumsum(use) - 1, 0)], 0.0)
+    return _spread(terms, _band_path(terms), size)
 
 
-def _prefix_sum_rows(x: np.ndarray) -> None:
-    """In place, x[i] += x[i−1] down the rows of a C-contiguous (steps, θ) block.
-
-    np.cumsum runs one dependent addition per element; this adds whole rows of θ at a time
-    (vectorised): first within groups of `_GROUP` rows, then each group's running end, then
-    that end onto the next group's rows, about twice as fast.
-    """
-    k = x.shape[0]
-    full = k - k % _GROUP
-    if full > _GROUP:
-        v = x[:full].reshape(full // _GROUP, _GROUP, x.shape[1])
-        for i in range(1, _GROUP):
-            v[:, i] += v[:, i - 1]
-        ends = v[:, -1]
-        for j in range(1, ends.shape[0]):
-            ends[j] += ends[j - 1]
-        v[1:, :-1] += ends[:-1, None, :]
-    else:
-        full = 1
-    for i in range(max(full, 1), k):
-        x[i] += x[i - 1]
+def _final_log_evidence(t: _Terms) -> float:
+    """log M after the last step: for one block the plain sum over steps, else the band."""
+    m = t.a.size
+    if m > _BLOCK:
+        return float(_band_path(t)[-1])
+    e = t.log_prior + _terms_at(t, 0, m, slice(None)).sum(axis=0)
+    top = float(e.max())
+    return top + math.log(float(np.exp(e - top).sum()))
 
 
 def rate_ratio_log_evidence(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
@@ -183,18 +237,26 @@ def rate_ratio_log_evidence(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarra
                             dispersion_prior: tuple[float, float] = (
                                 DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS),
                             scale: float = MIXTURE_SCALE) -> float:
-    """log M over the whole window (the last value of `rate_ratio_log_evidence_path`),
-    without the path's running sums and per-step mixing."""
+    """log M over the whole window (the last value of `rate_ratio_log_evidence_path`)."""
     terms = _step_terms(bad_c, n_c, bad_s, n_s, rho0, worse, scale, dispersion_prior)
-    if terms is None:
-        return 0.0
-    theta, log_prior, m = terms[1], terms[-1], terms[3].size
-    e = log_prior.copy()
-    block, scratch = np.empty((2, min(_CHUNK, m), theta.size))
-    for lo in range(0, m, _CHUNK):
-        e += _loglik_block(block, scratch, terms, lo, min(lo + _CHUNK, m)).sum(axis=0)
-    top = float(e.max())
-    return top + math.log(float(np.exp(e - top).sum()))
+    return 0.0 if terms is None else _final_log_evidence(terms)
+
+
+def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
+                                 n_s: np.ndarray, rho0: float,
+                                 dispersion_prior: tuple[float, float] = (
+                                     DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS),
+                                 scale: float = MIXTURE_SCALE) -> tuple[np.ndarray, float]:
+    """(`rate_ratio_log_evidence_path(worse=True)`, `rate_ratio_log_evidence(worse=False)`)
+    of the same counts: the ratio judge wants both, and they share the steps' dispersion."""
+    size = np.asarray(bad_c).size
+    fail = _step_terms(bad_c, n_c, bad_s, n_s, rho0, True, scale, dispersion_prior)
+    if fail is None:
+        return np.zeros(size), 0.0
+    passing = _step_terms(bad_c, n_c, bad_s, n_s, rho0, False, scale, dispersion_prior,
+                          fail.phi)
+    assert passing is not None
+    return _spread(fail, _band_path(fail), size), _final_log_evidence(passing)
 
 
 def share_at(rho: float, w: np.ndarray) -> np.ndarray:
