@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, special, stats
 
 from webhook.judge import judge_quantile, judge_ratio
 from webhook.judge import sequential as seq
@@ -88,6 +88,9 @@ def _reference_judges(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
         m.setattr(seq, "rate_ratio_log_evidence_path", reference_path)
         m.setattr(seq, "rate_ratio_log_evidence",
                   lambda *a, **k: float(reference_path(*a, **k)[-1]))
+        m.setattr(seq, "rate_ratio_log_evidence_both", lambda *a, dispersion_prior, **k: (
+            reference_path(*a, True, dispersion_prior=dispersion_prior),
+            float(reference_path(*a, False, dispersion_prior=dispersion_prior)[-1])))
         return args[0](*args[1:], **kwargs)
 
 
@@ -161,3 +164,68 @@ def test_huge_counts_at_least_as_accurate_as_the_reference():
         new = seq.rate_ratio_log_evidence_path(bad_c, n_c, bad_s, n_s, 1.2, worse)
         assert np.isfinite(new).all()
         assert np.abs(new - exact).max() <= np.abs(old - exact).max()
+
+
+# The scalar solvers before they were made cheaper: the same function values operation for
+# operation, so scipy's brentq must take the same steps and return the same bits.
+def reference_mle_rate_ratio(k_c, total, w):
+    k_c, total = np.asarray(k_c, float), np.asarray(total, float)
+    observed = float(k_c.sum()) + 0.5
+
+    def score(log_rho):
+        shares = seq.share_at(math.exp(log_rho), w)
+        return observed - float((total * shares).sum()) - float(shares.mean())
+
+    if score(-20.0) <= 0:
+        return math.exp(-20.0)
+    if score(20.0) >= 0:
+        return math.exp(20.0)
+    return math.exp(optimize.brentq(score, -20.0, 20.0, xtol=1e-6))
+
+
+def reference_proportion_cs(k, n, alpha, a=0.5, b=0.5):
+    if n <= 0:
+        return 0.0, 1.0
+    log_mix = special.betaln(a + k, b + n - k) - special.betaln(a, b)
+    bound = math.log(1 / alpha)
+
+    def excess(p):
+        return log_mix - (special.xlogy(k, p) + special.xlog1py(n - k, -p)) - bound
+
+    tiny = 1e-300
+    mle = min(max(k / n, tiny), 1 - 1e-15)
+    if not excess(mle) < 0:
+        return mle, mle
+    low = optimize.brentq(excess, tiny, mle) if k > 0 and excess(tiny) > 0 else 0.0
+    high = (optimize.brentq(excess, mle, 1 - 1e-15)
+            if k < n and excess(1 - 1e-15) > 0 else 1.0)
+    return low, high
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_mle_rate_ratio_is_the_reference_to_the_bit(seed):
+    rng = np.random.default_rng(300 + seed)
+    steps = int(rng.choice([1, 2, 5, 180, 3000]))
+    total = rng.poisson(rng.choice([0.3, 3.0, 50.0, 5000.0, 1e9]), steps).astype(float)
+    share = rng.uniform(0, 1)
+    k_c = rng.binomial(total.astype(np.int64), share).astype(float)
+    w = rng.uniform(1e-6, 1 - 1e-6, steps)
+    if seed % 5 == 0:
+        k_c[:] = 0.0  # all-stable
+    if seed % 7 == 0:
+        k_c = total.copy()  # all-canary
+    assert seq.mle_rate_ratio(k_c, total, w) == reference_mle_rate_ratio(k_c, total, w)
+
+
+def test_proportion_cs_is_the_reference_to_the_bit():
+    rng = np.random.default_rng(5)
+    cases = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.0, 1e6), (3.0, 10.0), (5e14, 9e14),
+             (1.0, 1e15), (7.0, 7.0)]
+    for _ in range(300):
+        n = float(rng.choice([1, 10, 1000, 1e6, 1e12])) * rng.uniform(0.5, 2)
+        n = float(round(n))
+        cases.append((float(rng.binomial(int(min(n, 1e15)), rng.choice([0.0, 1e-4, 0.01, 0.5]))),
+                      n))
+    for k, n in cases:
+        for alpha in (0.05, 0.005, 0.2):
+            assert seq.proportion_cs(k, n, alpha) == reference_proportion_cs(k, n, alpha), (k, n)

@@ -216,13 +216,11 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         prior = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
         if n_h is not None and ev_h is not None:  # the stable's own harmful events beforehand
             prior = seq.history_dispersion(ev_h if sign > 0 else n_h - ev_h, n_h) or prior
-        path = seq.rate_ratio_log_evidence_path(harm_c, n_c, harm_s, n_s, 1 + rel, worse=True,
-                                                dispersion_prior=prior)
+        path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, 1 + rel,
+                                                          dispersion_prior=prior)
         log_fail = float(path[-1]) if path.size else 0.0
         if path.size == fail_path.size:
             fail_path = np.maximum(fail_path, path)
-        log_pass = seq.rate_ratio_log_evidence(harm_c, n_c, harm_s, n_s, 1 + rel, worse=False,
-                                               dispersion_prior=prior)
         observed = sign * (p_c - p_s)
         if log_fail >= math.log(1 / a) and observed > allowed:
             sign_failed = sign
