@@ -16,6 +16,7 @@ where NaN means "no sample", so only ±Inf and negative counts are visible there
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,6 +52,39 @@ def first_corrupt(values: np.ndarray, present: np.ndarray | None = None, *,
     if hits.size == 0:
         return None
     return int(hits[0]), float(arr[hits[0]])
+
+
+def first_corrupt_of(series: Sequence[np.ndarray], present: Sequence[np.ndarray | None], *,
+                     counts: bool = True) -> tuple[int, int, float] | None:
+    """(series index, step index, value) of the first corrupt sample of the first series that
+    has one, or None: `first_corrupt` on each series in turn, in one pass over all of them
+    when they share a grid (a histogram's buckets are dozens of series)."""
+    if not series:
+        return None
+    width = series[0].size
+    if any(v.size != width for v in series) or any(
+            (p is None) != (present[0] is None) for p in present):
+        for i, (values, mask) in enumerate(zip(series, present, strict=True)):
+            bad = first_corrupt(values, mask, counts=counts)
+            if bad is not None:
+                return i, bad[0], bad[1]
+        return None
+    arr = np.vstack([np.asarray(v, dtype=float).reshape(width) for v in series])
+    if present[0] is None:
+        mask = np.ones(arr.shape, dtype=bool)
+    else:
+        mask = np.vstack([np.asarray(p, dtype=bool).reshape(width) for p in present])
+    with np.errstate(invalid="ignore"):
+        if counts:
+            bad = mask & ((~np.isfinite(arr) if present[0] is not None else np.isinf(arr))
+                          | (arr < -NEGATIVE_SLACK))
+        else:
+            bad = mask & np.isinf(arr)
+    hits = np.flatnonzero(bad)  # row-major: the first series with a hit, its first step
+    if hits.size == 0:
+        return None
+    row, step = divmod(int(hits[0]), width)
+    return row, step, float(arr[row, step])
 
 
 def fmt_bad(value: float) -> str:

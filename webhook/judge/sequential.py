@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -259,6 +260,27 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     return _spread(fail, _band_path(fail), size), _final_log_evidence(passing)
 
 
+_log1p = special.log1p
+
+try:  # scipy's C solver behind optimize.brentq, without the wrapper's argument checks and
+    # per-evaluation NaN guard (25 µs a call, more than a short window's whole solve)
+    from scipy.optimize._zeros import _brentq as _c_brentq
+except ImportError:  # pragma: no cover - a scipy that moved it: the public function
+    _c_brentq = None
+_BRENT_RTOL = 4 * float(np.finfo(float).eps)  # optimize.brentq's default rtol
+
+
+def _brentq(f: Callable[[float], float], a: float, b: float, xtol: float = 2e-12) -> float:
+    """optimize.brentq(f, a, b, xtol=xtol): the same iterations, so the same root to the bit
+    (tests/test_sequential_fast.py); the callers' f is finite on [a, b]."""
+    if _c_brentq is None:
+        return float(optimize.brentq(f, a, b, xtol=xtol))
+    root = float(_c_brentq(f, float(a), float(b), xtol, _BRENT_RTOL, 100, (), False, True))
+    if math.isnan(root):  # only with a NaN f: the public function says why
+        return float(optimize.brentq(f, a, b, xtol=xtol))
+    return root
+
+
 def share_at(rho: float, w: np.ndarray) -> np.ndarray:
     """The canary's expected share of bad events per step at rate ratio ρ."""
     return rho * w / (rho * w + 1 - w)
@@ -288,7 +310,7 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
         return math.exp(low)
     if score(high) >= 0:
         return math.exp(high)
-    return math.exp(optimize.brentq(score, low, high, xtol=1e-6))
+    return math.exp(_brentq(score, low, high, xtol=1e-6))
 
 
 def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
@@ -356,7 +378,6 @@ def history_dispersion(events: np.ndarray, totals: np.ndarray) -> tuple[float, f
     return 2.0 * delta, float(min(m, HISTORY_STEPS))
 
 
-_log1p = special.log1p
 
 
 def proportion_cs(k: float, n: float, alpha: float, a: float = 0.5,
@@ -380,7 +401,7 @@ def proportion_cs(k: float, n: float, alpha: float, a: float = 0.5,
     mle = min(max(k / n, tiny), 1 - 1e-15)
     if not excess(mle) < 0:  # huge counts: the sequence has shrunk to the estimate itself
         return mle, mle
-    low = optimize.brentq(excess, tiny, mle) if k > 0 and excess(tiny) > 0 else 0.0
-    high = (optimize.brentq(excess, mle, 1 - 1e-15)
+    low = _brentq(excess, tiny, mle) if k > 0 and excess(tiny) > 0 else 0.0
+    high = (_brentq(excess, mle, 1 - 1e-15)
             if k < n and excess(1 - 1e-15) > 0 else 1.0)
     return low, high

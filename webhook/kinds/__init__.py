@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 from webhook.configs import METRIC_KINDS, MetricSpec
-from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt
+from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of
 from webhook.judge.types import CheckResult
 from webhook.kinds import events, histogram, ratio, series, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
@@ -74,12 +74,13 @@ def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult
     begin = history.start if history is not None else ctx.first
     for side in sides(spec):
         for role in queries(spec):
-            for s in data.series(side, role):
-                present = None if s.present is None else s.present[begin:]
-                bad = first_corrupt(s.values[begin:], present, counts=role in COUNT_ROLES)
-                if bad is None:
-                    continue
-                shown = "good" if role == "numerator" and getattr(spec, "good", None) else role
-                return corrupt_check(spec.name, spec.kind, side, shown, bad[1],
-                                     where=ctx.time_of(begin + bad[0]))
+            found = data.series(side, role)
+            bad = first_corrupt_of([s.values[begin:] for s in found],
+                                   [None if s.present is None else s.present[begin:]
+                                    for s in found], counts=role in COUNT_ROLES)
+            if bad is None:
+                continue
+            shown = "good" if role == "numerator" and getattr(spec, "good", None) else role
+            return corrupt_check(spec.name, spec.kind, side, shown, bad[2],
+                                 where=ctx.time_of(begin + bad[1]))
     return None
