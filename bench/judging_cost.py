@@ -7,7 +7,7 @@ checks and the corrupt-data check, nothing of the queries) is read with time.pro
 other work on the machine does not count; the median over `--runs` analyses is reported, with
 the whole analysis's CPU alongside.
 
-    python bench/judging_cost.py [--runs 50] [--out judging.json]
+    PYTHONPATH=. python bench/judging_cost.py [--runs 50] [--out judging.json]
 
 Figures are for the machine it runs on; compare runs made one after the other.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import statistics
 import sys
@@ -24,12 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from webhook import analysis, judging  # noqa: E402
-from webhook.app import create_app  # noqa: E402
-from webhook.lab import PrometheusLab, render_openmetrics  # noqa: E402
-from webhook.lab.rollouts import (  # noqa: E402
+from webhook import analysis, judging
+from webhook.app import create_app
+from webhook.lab import PrometheusLab, render_openmetrics
+from webhook.lab.rollouts import (
     ARGO_STABLE,
     HEALTHCARE_STABLE,
     TRADING_STABLE,
@@ -41,7 +40,10 @@ from webhook.lab.rollouts import (  # noqa: E402
     trading_hash,
     trading_series,
 )
-from webhook.settings import load_settings  # noqa: E402
+from webhook.settings import load_settings
+
+# the audit log's line per analysis would bury the report
+logging.getLogger("canary_judge.audit").setLevel(logging.WARNING)
 
 
 def questions(anchor: float) -> dict[str, dict[str, Any]]:

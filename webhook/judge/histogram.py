@@ -286,9 +286,11 @@ def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float,
         return empty, empty, empty, empty
     base = stable if anchor == "stable" else canary
     rows = rows_s if anchor == "stable" else rows_c
-    before = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)[:-1]])
+    before = np.empty_like(rows)  # the anchor's counts over the steps before each one
+    before[0] = 0.0
+    np.cumsum(rows[:-1], axis=0, out=before[1:])
     if anchor == "stable" and history is not None and _same_buckets(history, stable):
-        before = before + history.cumulative
+        before += history.cumulative
     y = _rows_quantile(before, base.bounds, q)
     y[before[:, -1] * (1 - q) < min_tail] = np.nan
     # Both thresholds are bucket bounds, so both counts are exact: the anchor's quantile is

@@ -64,8 +64,10 @@ MAX_COUNT = 1e15
 # (`_band_path`).
 _BLOCK = 256
 _FLOOR = -60.0
-# A block spans `_BLOCK` steps or, once the band is narrow, as many as make this many cells:
-# fewer, larger numpy calls.
+# The first block spans `_FIRST` steps (the whole grid is in play until the data have a say,
+# usually within a few dozen steps); later ones at least that many, or as many as make
+# `_CELLS` cells once the band is narrow: fewer, larger numpy calls.
+_FIRST = 16
 _CELLS = 1 << 16
 # Columns kept on each side of the band that mattered at the end of the previous block.
 _PAD = 3
@@ -148,7 +150,7 @@ def _band_path(t: _Terms) -> np.ndarray:
     log-likelihood ratios. Each step's ratio is concave in θ (a linear term minus b·log of a
     convex function), and so is the half-normal log prior, so C_t is unimodal over the grid.
     Once the data have a say, only a narrow band of θ lies within -_FLOOR of the best one: the
-    rest adds less than 1e-24 of M. So each block of `_BLOCK` steps is computed only on the band
+    rest adds less than 1e-24 of M. So each block of steps is computed only on the band
     that mattered at the end of the previous one, padded; a column left behind keeps its
     running sum up to the step where it left and catches up if it comes back. The band is
     checked row by row: its edge columns must lie -_FLOOR below the row's best (or be the
@@ -162,7 +164,7 @@ def _band_path(t: _Terms) -> np.ndarray:
     upto = np.zeros(g, dtype=np.int64)
     jl, jh, lo = 0, g, 0
     while lo < m:
-        hi = min(lo + max(_BLOCK, _CELLS // (jh - jl)), m)
+        hi = min(lo + (_FIRST if lo == 0 else max(_FIRST, _CELLS // (jh - jl))), m)
         pad = _PAD
         while True:
             stale = np.flatnonzero(upto[jl:jh] < lo) + jl
@@ -228,7 +230,12 @@ def _final_log_evidence(t: _Terms) -> float:
     m = t.a.size
     if m > _BLOCK:
         return float(_band_path(t)[-1])
-    e = t.log_prior + _terms_at(t, 0, m, slice(None)).sum(axis=0)
+    # Σ_t (a_t·θ − b_t·log(ρ1·w'_t + v'_t)) = θ·Σa − b·log(…): one matrix-vector product
+    # instead of the (steps × θ) array of per-step terms
+    logs = np.multiply.outer(t.w, t.rho1)
+    logs += t.v[:, None]
+    np.log(logs, out=logs)
+    e = t.log_prior + t.theta * float(t.a.sum()) - t.b @ logs
     top = float(e.max())
     return top + math.log(float(np.exp(e - top).sum()))
 
