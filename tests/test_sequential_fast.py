@@ -229,3 +229,50 @@ def test_proportion_cs_is_the_reference_to_the_bit():
     for k, n in cases:
         for alpha in (0.05, 0.005, 0.2):
             assert seq.proportion_cs(k, n, alpha) == reference_proportion_cs(k, n, alpha), (k, n)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_both_evidences_equal_the_reference(seed):
+    rng = np.random.default_rng(700 + seed)
+    bad_c, n_c, bad_s, n_s = random_counts(rng, int(rng.choice([1, 16, 17, 180, 2000])))
+    prior = (float(rng.uniform(0, 1)), float(rng.uniform(1, 60)))
+    path, last = seq.rate_ratio_log_evidence_both(bad_c, n_c, bad_s, n_s, 1.2, prior)
+    np.testing.assert_allclose(path, reference_path(bad_c, n_c, bad_s, n_s, 1.2, True,
+                                                    dispersion_prior=prior),
+                               rtol=1e-9, atol=1e-8)
+    want = reference_path(bad_c, n_c, bad_s, n_s, 1.2, False, dispersion_prior=prior)
+    assert last == pytest.approx(float(want[-1]) if want.size else 0.0, rel=1e-9, abs=1e-8)
+
+
+@pytest.mark.parametrize("change", ["worse", "better", "swing"])
+def test_band_follows_a_regime_change(change):
+    """The evidence's band of θ narrows around the first regime, then the canary changes:
+    columns left behind must catch up and the band must widen, every step still exact."""
+    rng = np.random.default_rng({"worse": 1, "better": 2, "swing": 3}[change])
+    steps = 6000
+    n_c = rng.poisson(600, steps).astype(float)
+    n_s = rng.poisson(1200, steps).astype(float)
+    p_c = np.full(steps, 0.01)
+    if change == "worse":
+        p_c[3000:] = 0.05
+    elif change == "better":
+        p_c[:3000] = 0.05
+    else:
+        p_c[1500:3000], p_c[4500:] = 0.04, 0.002
+    bad_c = rng.binomial(n_c.astype(int), p_c).astype(float)
+    bad_s = rng.binomial(n_s.astype(int), 0.01).astype(float)
+    for worse in (True, False):
+        for scale in (seq.MIXTURE_SCALE, 0.2):
+            want = reference_path(bad_c, n_c, bad_s, n_s, 1.2, worse, scale)
+            got = seq.rate_ratio_log_evidence_path(bad_c, n_c, bad_s, n_s, 1.2, worse, scale)
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-8)
+
+
+def test_eleven_thousand_steps_equal_the_reference():
+    """Prometheus' longest answer, many blocks of a narrow band."""
+    rng = np.random.default_rng(11)
+    bad_c, n_c, bad_s, n_s = random_counts(rng, 11000)
+    for worse in (True, False):
+        want = reference_path(bad_c, n_c, bad_s, n_s, 1.0, worse)
+        got = seq.rate_ratio_log_evidence_path(bad_c, n_c, bad_s, n_s, 1.0, worse)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-8)
