@@ -122,3 +122,47 @@ def test_first_corrupt_of_is_first_corrupt_series_by_series(seed):
             assert got is not None
             assert got[:2] == want[:2]
             assert got[2] == want[2] or (math.isnan(got[2]) and math.isnan(want[2]))
+
+
+def reference_rows_quantile(rows, bounds, q):
+    if not rows.size:
+        return np.full(rows.shape[0], np.nan)
+    total = rows[:, -1]
+    rank = q * total
+    i = np.minimum(np.argmax(rows >= rank[:, None], axis=1), bounds.size - 1)
+    upper = bounds[i]
+    lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
+    below = np.where(i > 0, np.take_along_axis(rows, np.maximum(i - 1, 0)[:, None], 1)[:, 0],
+                     0.0)
+    inside = np.take_along_axis(rows, i[:, None], 1)[:, 0] - below
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        value = np.where(inside > 0, lower + (upper - lower) * (rank - below) / inside, upper)
+    return np.where((total > 0) & np.isfinite(upper), value, np.nan)
+
+
+def reference_rows_count_above(rows, bounds, x):
+    if not bounds.size or not rows.size:
+        return np.full(rows.shape[0], np.nan)
+    x = np.asarray(x, dtype=float)
+    ok = np.isfinite(x)
+    xs = np.where(ok, x, 0.0)
+    i = np.searchsorted(bounds, xs, side="left")
+    exact = (i < bounds.size) & (bounds[np.minimum(i, bounds.size - 1)] == xs)
+    j = np.minimum(i, bounds.size - 1)
+    at_or_below = np.where(exact, np.take_along_axis(rows, j[:, None], 1)[:, 0], 0.0)
+    return np.where(ok, np.maximum(rows[:, -1] - at_or_below, 0.0), np.nan)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_row_quantiles_and_counts_equal_the_reference(seed):
+    rng = np.random.default_rng(600 + seed)
+    h = Histogram.from_steps(random_buckets(rng))
+    if not h.steps.size:
+        return
+    running = np.cumsum(h.steps, axis=0)
+    for q in (0.5, 0.95, 0.99):
+        got = hist._rows_quantile(running, h.bounds, q)
+        np.testing.assert_array_equal(got, reference_rows_quantile(running, h.bounds, q))
+        x = hist._snap(h.bounds, got, up=bool(seed % 2))
+        np.testing.assert_array_equal(hist._rows_count_above(h.steps, h.bounds, x),
+                                      reference_rows_count_above(h.steps, h.bounds, x))

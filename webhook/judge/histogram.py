@@ -218,9 +218,9 @@ def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray
     i = np.minimum(np.argmax(rows >= rank[:, None], axis=1), bounds.size - 1)
     upper = bounds[i]
     lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
-    below = np.where(i > 0, np.take_along_axis(rows, np.maximum(i - 1, 0)[:, None], 1)[:, 0],
-                     0.0)
-    inside = np.take_along_axis(rows, i[:, None], 1)[:, 0] - below
+    r = np.arange(rows.shape[0])
+    below = np.where(i > 0, rows[r, np.maximum(i - 1, 0)], 0.0)
+    inside = rows[r, i] - below
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         value = np.where(inside > 0, lower + (upper - lower) * (rank - below) / inside, upper)
     return np.where((total > 0) & np.isfinite(upper), value, np.nan)
@@ -257,7 +257,7 @@ def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np
     i = np.searchsorted(bounds, xs, side="left")
     exact = (i < bounds.size) & (bounds[np.minimum(i, bounds.size - 1)] == xs)
     j = np.minimum(i, bounds.size - 1)
-    at_or_below = np.where(exact, np.take_along_axis(rows, j[:, None], 1)[:, 0], 0.0)
+    at_or_below = np.where(exact, rows[np.arange(rows.shape[0]), j], 0.0)
     return np.where(ok, np.maximum(rows[:, -1] - at_or_below, 0.0), np.nan)
 
 
