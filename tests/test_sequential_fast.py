@@ -276,3 +276,17 @@ def test_eleven_thousand_steps_equal_the_reference():
         want = reference_path(bad_c, n_c, bad_s, n_s, 1.0, worse)
         got = seq.rate_ratio_log_evidence_path(bad_c, n_c, bad_s, n_s, 1.0, worse)
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-8)
+
+
+def test_huge_counts_final_evidence_as_accurate_as_the_reference():
+    """The window's final evidence of a short window (one matrix-vector product over the
+    steps) against the long-double value, as in the path's test above."""
+    steps = 200
+    n_c, n_s = np.full(steps, 1e14), np.full(steps, 3.0)
+    bad_c, bad_s = np.full(steps, 1e12), np.ones(steps)
+    for worse in (True, False):
+        exact = _extended_path(bad_c, n_c, bad_s, n_s, 1.2, worse)[-1]
+        old = reference_path(bad_c, n_c, bad_s, n_s, 1.2, worse)[-1]
+        new = seq.rate_ratio_log_evidence(bad_c, n_c, bad_s, n_s, 1.2, worse)
+        assert math.isfinite(new)
+        assert abs(new - exact) <= max(abs(old - exact), 1e-12 * abs(exact))

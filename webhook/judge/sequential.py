@@ -58,12 +58,13 @@ _GRID = np.linspace(0.01, 4.0, 160)
 MAX_COUNT = 1e15
 
 
-# Steps per block of the evidence path, and how far below the best θ a column of the mixture
-# still counts: terms more than -_FLOOR below the largest are < 1e-26 of it, below double
-# precision. Columns that far below the best in every step of a block are left out of it
-# (`_band_path`).
-_BLOCK = 256
+# How far below the best θ a column of the mixture still counts: terms more than -_FLOOR
+# below the largest are < 1e-26 of it, below double precision. Columns that far below the
+# best in every step of a block are left out of it (`_band_path`).
 _FLOOR = -60.0
+# Up to this many steps the window's final evidence is summed over the whole grid at once;
+# beyond, it is the band's last value.
+_BLOCK = 256
 # The first block spans `_FIRST` steps (the whole grid is in play until the data have a say,
 # usually within a few dozen steps); later ones at least that many, or as many as make
 # `_CELLS` cells once the band is narrow: fewer, larger numpy calls.
@@ -230,12 +231,9 @@ def _final_log_evidence(t: _Terms) -> float:
     m = t.a.size
     if m > _BLOCK:
         return float(_band_path(t)[-1])
-    # Σ_t (a_t·θ − b_t·log(ρ1·w'_t + v'_t)) = θ·Σa − b·log(…): one matrix-vector product
-    # instead of the (steps × θ) array of per-step terms
-    logs = np.multiply.outer(t.w, t.rho1)
-    logs += t.v[:, None]
-    np.log(logs, out=logs)
-    e = t.log_prior + t.theta * float(t.a.sum()) - t.b @ logs
+    # per-step terms summed (θ·Σa − b·log(…) as one matrix-vector product is cheaper, but
+    # with huge counts it cancels two sums of ~1e15 instead of each step's two terms)
+    e = t.log_prior + _terms_at(t, 0, m, slice(None)).sum(axis=0)
     top = float(e.max())
     return top + math.log(float(np.exp(e - top).sum()))
 
