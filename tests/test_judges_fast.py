@@ -12,6 +12,7 @@ import pytest
 from scipy import special, stats
 
 from webhook.judge import histogram as hist
+from webhook.judge import tails
 from webhook.judge.corrupt import first_corrupt, first_corrupt_of
 from webhook.judge.histogram import Histogram
 from webhook.lab import DEFAULT_BUCKETS
@@ -166,3 +167,24 @@ def test_row_quantiles_and_counts_equal_the_reference(seed):
         x = hist._snap(h.bounds, got, up=bool(seed % 2))
         np.testing.assert_array_equal(hist._rows_count_above(h.steps, h.bounds, x),
                                       reference_rows_count_above(h.steps, h.bounds, x))
+
+
+def test_tails_are_scipy_stats_to_the_bit():
+    rng = np.random.default_rng(13)
+    qs = [0.0, 1.0, 1e-300, 1e-12, 0.025, 0.5, 0.975, 1 - 1e-12, math.nan,
+          *rng.uniform(0, 1, 200).tolist()]
+    xs = [-math.inf, -40.0, -1.96, -0.0, 0.0, 1e-12, 2.5, 40.0, math.inf, math.nan,
+          *rng.normal(0, 4, 200).tolist()]
+    dfs = [1.0, 2.5, 30.0, 1e6, math.inf, *rng.uniform(1, 500, 20).tolist()]
+
+    def same(got: float, want: float) -> bool:
+        return got == want or (math.isnan(got) and math.isnan(want))
+
+    for q in qs:
+        assert same(tails.norm_isf(q), float(stats.norm.isf(q))), q
+        for df in dfs:
+            assert same(tails.t_isf(q, df), float(stats.t.isf(q, df))), (q, df)
+    for x in xs:
+        assert same(tails.norm_sf(x), float(stats.norm.sf(x))), x
+        for df in dfs:
+            assert same(tails.t_sf(x, df), float(stats.t.sf(x, df))), (x, df)

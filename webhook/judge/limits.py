@@ -8,11 +8,11 @@ no samples means inconclusive, never pass.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from webhook.judge.corrupt import corrupt_reason, first_corrupt
 from webhook.judge.ratio import _clean_steps, wilson_interval
 from webhook.judge.sequential import proportion_cs
+from webhook.judge.tails import norm_isf
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
 AGGREGATES = ("max", "min", "mean", "last", "p95", "p99")
@@ -242,7 +242,7 @@ def judge_proportion_limit(
         prior = (1.0, (1 - limit) / limit) if limit <= 0.5 else (limit / (1 - limit), 1.0)
         low, high = proportion_cs(k, n, 2 * a, *prior)  # two-sided at 2a: each side at a
     else:
-        low, high = wilson_interval(k, n, float(stats.norm.isf(a)))
+        low, high = wilson_interval(k, n, norm_isf(a))
     shown = f"canary {fmt_value(value, '%')} of {fmt_count(n)}"
     interval = dict(interval=(low, high), interval_of="canary proportion",
                     interval_level=1 - 2 * a)

@@ -37,9 +37,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from webhook.judge import kayenta
+from webhook.judge.tails import norm_isf, norm_sf, t_isf, t_sf
 from webhook.judge.types import CheckResult, Summary, fmt_value, tri_state
 
 TEST_NAME = "paired differences, t interval on the AR(1) effective sample size"
@@ -83,7 +83,7 @@ def autocorrelation_upper_bound(d: np.ndarray, miss: float = BOUND_MISS_MAX) -> 
         return 0.0
     raw = float((centred[1:] * centred[:-1]).sum()) / denom
     corrected = min(max((n * raw + 1) / (n - 3), -PHI_MAX), PHI_MAX)
-    z = float(stats.norm.isf(miss))
+    z = norm_isf(miss)
     return min(max(corrected + z * math.sqrt((1 - corrected * corrected) / n), 0.0), PHI_MAX)
 
 
@@ -133,12 +133,12 @@ def _student_boundary(normal_critical: float, df: float) -> float:
     """The t quantile (df degrees of freedom) with the tail probability of a normal critical
     value: a boundary derived for a known variance, used with an estimated one (Jennison &
     Turnbull 2000, §3.8)."""
-    return float(stats.t.isf(stats.norm.sf(normal_critical), df))
+    return t_isf(norm_sf(normal_critical), df)
 
 
 def _normal_equivalent(statistic: float, df: float) -> float:
     """Inverse of `_student_boundary`: the normal score with the tail probability of a t."""
-    return float(stats.norm.isf(stats.t.sf(statistic, df)))
+    return norm_isf(t_sf(statistic, df))
 
 
 def msprt_p_value(excess: float, variance: float, scale: float) -> float:
@@ -281,15 +281,15 @@ def judge_series(
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: values too large to compare (corrupt series?)"), **base)
     allowed = max(relative_tolerance * abs(stable_mean), absolute_tolerance)
-    pass_q = float(stats.t.isf(a, df))
+    pass_q = t_isf(a, df)
     p_low, p_high = mean_d - pass_q * se, mean_d + pass_q * se
     within = {"increase": p_high <= allowed, "decrease": p_low >= -allowed,
               "either": -allowed <= p_low and p_high <= allowed}[direction]
     if mode == "fixed":
         low, high = p_low, p_high
-        p_up = float(stats.t.sf((mean_d - allowed) / se, df)) if se > 0 else float(
+        p_up = t_sf((mean_d - allowed) / se, df) if se > 0 else float(
             mean_d <= allowed)
-        p_down = float(stats.t.sf((-mean_d - allowed) / se, df)) if se > 0 else float(
+        p_down = t_sf((-mean_d - allowed) / se, df) if se > 0 else float(
             -mean_d <= allowed)
     else:
         scale = max(allowed, 0.1 * abs(stable_mean), 1e-12)
