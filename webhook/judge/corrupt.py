@@ -59,15 +59,10 @@ def first_corrupt_of(series: Sequence[np.ndarray], present: Sequence[np.ndarray 
     """(series index, step index, value) of the first corrupt sample of the first series that
     has one, or None: `first_corrupt` on each series in turn, in one pass over all of them
     when they share a grid (a histogram's buckets are dozens of series)."""
-    if len(series) < 4:  # stacking costs more than it saves
-        for i, (values, mask) in enumerate(zip(series, present, strict=True)):
-            bad = first_corrupt(values, mask, counts=counts)
-            if bad is not None:
-                return i, bad[0], bad[1]
-        return None
-    width = series[0].size
-    if any(v.size != width for v in series) or any(
+    width = series[0].size if series else 0
+    if len(series) < 4 or any(v.size != width for v in series) or any(
             (p is None) != (present[0] is None) for p in present):
+        # few series (stacking costs more than it saves), or not one grid: one by one
         for i, (values, mask) in enumerate(zip(series, present, strict=True)):
             bad = first_corrupt(values, mask, counts=counts)
             if bad is not None:

@@ -39,9 +39,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 from webhook.judge import sequential as seq
+from webhook.judge.tails import norm_isf
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
 MAX_COUNT = seq.MAX_COUNT  # beyond it bucket counts are corrupt (sequential.py says why)
@@ -534,7 +535,7 @@ def _unresolvable(canary: Histogram, stable: Histogram, q: float, direction: str
     buckets and the bounds that would resolve them: geometric steps of (1 + tolerance) across
     the span.
     """
-    z = float(-special.ndtri(a))  # stats.norm.isf(a)
+    z = norm_isf(a)
 
     def span(h: Histogram) -> tuple[float, float]:
         half = z * math.sqrt(q * (1 - q) / (LAYOUT_TEST_FACTOR * h.total))

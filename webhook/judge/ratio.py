@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
 from webhook.judge import sequential as seq
 from webhook.judge.corrupt import NEGATIVE_SLACK, corrupt_reason, first_corrupt
+from webhook.judge.tails import norm_isf, norm_sf
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
 TEST_NAME = "Newcombe hybrid score interval (difference of proportions)"
@@ -69,7 +69,7 @@ def _one_sided_p(x_c: float, n_c: float, x_s: float, n_s: float, allowed: float,
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if clears(mid) else (lo, mid)
-    return float(special.ndtr(-lo))  # stats.norm.sf(lo)
+    return norm_sf(lo)
 
 
 def _rate_per_second(n: float, seconds: float) -> float:
@@ -150,7 +150,7 @@ def judge_ratio(
     allowed = max(relative_tolerance * p_s, absolute_tolerance)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
     two_sided = direction == "either"
-    z = float(-special.ndtri(alpha / 2 if two_sided else alpha))  # stats.norm.isf
+    z = norm_isf(alpha / 2 if two_sided else alpha)
     low, high = newcombe_interval(k_c, n_c, k_s, n_s, z)
     up = direction in ("increase", "either") and low > allowed
     down = direction in ("decrease", "either") and high < -allowed
@@ -229,7 +229,7 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         # non-inferiority interval at this look may show the canary within tolerance.
         _, high = newcombe_interval(float(harm_c.sum()), float(n_c.sum()),
                                       float(harm_s.sum()), float(n_s.sum()),
-                                      float(-special.ndtri(a)))  # stats.norm.isf(a)
+                                      norm_isf(a))
         pass_all = pass_all and (log_pass >= math.log(1 / a) or high <= allowed)
     lc, uc = seq.proportion_cs(float(ev_c.sum()), float(n_c.sum()), alpha / 2)
     ls, us = seq.proportion_cs(float(ev_s.sum()), float(n_s.sum()), alpha / 2)

@@ -4,7 +4,8 @@ scipy.stats' distribution objects check and broadcast their arguments on every c
 more than some whole checks cost; the judges ask for a handful of scalars per check. These call
 the scipy.special functions those objects call (`norm.isf` is −ndtri, `t.sf` is stdtr of −x,
 …) for ordinary arguments, and scipy.stats itself at the edges (probabilities 0 or 1, bad
-degrees of freedom, NaN), so the answers are the same floats (tests/test_judges_fast.py).
+degrees of freedom, NaN), so the answers are the same floats (tests/test_judges_fast.py). Used
+by the ratio, histogram, series and limits judges.
 """
 
 from __future__ import annotations
