@@ -131,12 +131,15 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     warmup = warmup_steps(request, config, window.step)
     own = [metric_step(spec, window.step) for spec in specs]
 
+    planned: dict[int, tuple[int, ResolvedWindow, list[RangeQuery]]] = {
+        0: (0, window, queries)}
+
     def narrowed(begun: int | None) -> tuple[int, ResolvedWindow, list[RangeQuery]]:
         keep = keep_from(first_judged(begun, warmup, points), window.step, own)
-        if keep == 0:
-            return keep, window, queries
-        cut = replace(window, start=window.start + keep * window.step)
-        return keep, cut, plan_queries(specs, selectors, vars_, cut, language)
+        if keep not in planned:  # planned once per cut: a poll usually asks twice
+            cut = replace(window, start=window.start + keep * window.step)
+            planned[keep] = keep, cut, plan_queries(specs, selectors, vars_, cut, language)
+        return planned[keep]
 
     gap = max_gap(window.step)
     upstream: list[QueryResult] = []
