@@ -203,6 +203,21 @@ def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(lab, monk
     assert r.status_code == 503 and len(proxy.paths) == before  # straight to it: unreachable
 
 
+def test_a_path_prefix_in_the_url_is_kept_with_or_without_a_proxy(lab, monkeypatch):
+    """Mimir and Thanos behind an ingress serve the API under a prefix (`…/prometheus`)."""
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    with FakeUpstream("empty") as fake:
+        assert analyze(fake.url + "/prometheus/", lab).status_code == 200
+    assert fake.paths and all(p.startswith("/prometheus/api/v1/") for p in fake.paths)
+    with FakeUpstream("empty") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert analyze("http://prometheus.example:9090/prometheus", lab).status_code == 200
+    assert proxy.paths[0].startswith("http://prometheus.example:9090/prometheus/api/v1/")
+
+
 def test_answers_are_asked_uncompressed_unless_gzip_is_on(lab):
     with FakeUpstream("empty") as fake:
         analyze(fake.url, lab)
