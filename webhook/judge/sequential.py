@@ -294,28 +294,66 @@ def share_at(rho: float, w: np.ndarray) -> np.ndarray:
 def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     """Maximum-likelihood ρ of the conditional binomial model: the root of the score
     Σ k_c − K·π_t(ρ), which falls monotonically in ρ. Half an event is added to each side so
-    that all-canary or all-stable counts give a finite estimate."""
+    that all-canary or all-stable counts give a finite estimate.
+
+    Solved by Newton's method in log ρ, where the score's derivative −Σ K·π(1−π) comes with
+    the same arrays: four or five evaluations instead of brentq's fifteen (at xtol 1e-6),
+    and closer to the exact root (brentq stopped up to ~1e-6 from it). A step that leaves the
+    bracket known to hold the root bisects it instead, so it always converges.
+    """
     k_c, total = np.asarray(k_c, float), np.asarray(total, float)
     w = np.asarray(w, float)
+    m = w.size
     observed = float(k_c.sum()) + 0.5
-    shares, scratch, m = np.empty(w.shape), np.empty(w.shape), w.size
+    weight = total + 1.0 / m  # the half event on the canary's side: the mean share
+    v = 1.0 - w
+    shares, scratch = np.empty(w.shape), np.empty(w.shape)
 
-    def score(log_rho: float) -> float:
-        # share_at and the mean, operation for operation (the same floats, so brentq takes
-        # the same steps), into buffers: brentq calls this a dozen times or more.
+    def score(log_rho: float) -> tuple[float, float]:
+        """(score, its derivative) at log ρ."""
         np.multiply(math.exp(log_rho), w, out=shares)
-        np.add(shares, 1, out=scratch)
-        np.subtract(scratch, w, out=scratch)
+        np.add(shares, v, out=scratch)
         np.divide(shares, scratch, out=shares)
-        np.multiply(total, shares, out=scratch)
-        return observed - float(np.add.reduce(scratch)) - float(np.add.reduce(shares)) / m
+        np.multiply(weight, shares, out=scratch)
+        expected = float(np.add.reduce(scratch))
+        return observed - expected, float(np.dot(scratch, shares)) - expected
 
     low, high = -20.0, 20.0
-    if score(low) <= 0:
-        return math.exp(low)
-    if score(high) >= 0:
-        return math.exp(high)
-    return math.exp(_brentq(score, low, high, xtol=1e-6))
+    # start at the pooled estimate: (canary events / its expected share of traffic) over
+    # the stable's, weighted by each step's events
+    k_s = float(total.sum()) - observed + 1.0
+    exposure_c, exposure_s = float(np.dot(total, w)) + 0.5, float(np.dot(total, v)) + 0.5
+    x = math.log(observed / exposure_c) - math.log(max(k_s, 0.5) / exposure_s)
+    x = min(max(x, low), high)
+    f, slope = score(x)
+    if f > 0:
+        end = score(high)[0]
+        if end >= 0:
+            return math.exp(high)
+        low = x
+    elif f < 0:
+        end = score(low)[0]
+        if end <= 0:
+            return math.exp(low)
+        high = x
+    else:
+        return math.exp(x)
+    for _ in range(200):
+        step = f / slope if slope < 0 else math.nan
+        nxt = x - step
+        if not low < nxt < high:  # out of the bracket (or a flat score): bisect
+            nxt = 0.5 * (low + high)
+        if abs(nxt - x) <= 1e-12 * max(1.0, abs(x)) or nxt in (low, high):
+            return math.exp(nxt)
+        x = nxt
+        f, slope = score(x)
+        if f > 0:
+            low = x
+        elif f < 0:
+            high = x
+        else:
+            return math.exp(x)
+    return math.exp(x)
 
 
 def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
