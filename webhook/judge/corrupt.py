@@ -41,13 +41,14 @@ def first_corrupt(values: np.ndarray, present: np.ndarray | None = None, *,
     is real and a NaN is an undefined step such as 0/0) only ±Inf is.
     """
     arr = np.asarray(values, dtype=float)
-    mask = np.ones(arr.shape, dtype=bool) if present is None else np.asarray(present, dtype=bool)
-    if counts:
-        bad = mask & (~np.isfinite(arr) if present is not None else np.isinf(arr))
-        with np.errstate(invalid="ignore"):
-            bad |= mask & (arr < -NEGATIVE_SLACK)
-    else:
-        bad = mask & np.isinf(arr)
+    with np.errstate(invalid="ignore"):
+        if counts:
+            bad = ~np.isfinite(arr) if present is not None else np.isinf(arr)
+            bad |= arr < -NEGATIVE_SLACK
+        else:
+            bad = np.isinf(arr)
+    if present is not None:
+        bad &= np.asarray(present, dtype=bool)
     hits = np.flatnonzero(bad)
     if hits.size == 0:
         return None

@@ -169,7 +169,7 @@ def _band_path(t: _Terms) -> np.ndarray:
         pad = _PAD
         while True:
             stale = np.flatnonzero(upto[jl:jh] < lo) + jl
-            for u in np.unique(upto[stale]):
+            for u in (np.unique(upto[stale]) if stale.size else ()):
                 cols = stale[upto[stale] == u]
                 carry[cols] += _terms_at(t, int(u), lo, cols).sum(axis=0)
                 upto[cols] = lo

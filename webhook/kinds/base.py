@@ -103,6 +103,9 @@ def combined(series: Sequence[Series], ctx: KindContext, first: int | None = Non
     first = ctx.first if first is None else first
     if not series:
         return np.full(ctx.points - first, np.nan)
+    if len(series) == 1:  # the usual aggregated query: the same numbers without the stacking
+        values = series[0].values[first:]
+        return np.where(np.isfinite(values), values, np.nan)
     stacked = np.vstack([s.values[first:] for s in series])
     present = np.isfinite(stacked).any(axis=0)
     return np.where(present, np.nansum(np.where(np.isfinite(stacked), stacked, 0.0), axis=0),
