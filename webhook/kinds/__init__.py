@@ -60,7 +60,8 @@ def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[Che
     if corrupt is not None:
         checks = [corrupt]
     else:
-        own = replace(ctx, alpha=spec.alpha or ctx.alpha)
+        alpha = spec.alpha or ctx.alpha
+        own = ctx if alpha == ctx.alpha else replace(ctx, alpha=alpha)
         checks = kind_of(spec).judge(spec, data, own)
     return [replace(c, critical=spec.critical, weight=spec.weight * c.weight, group=spec.group)
             for c in checks]
