@@ -15,7 +15,9 @@ from webhook.judge import histogram as hist
 from webhook.judge import tails
 from webhook.judge.corrupt import first_corrupt, first_corrupt_of
 from webhook.judge.histogram import Histogram
+from webhook.kinds.base import KindContext, combined
 from webhook.lab import DEFAULT_BUCKETS
+from webhook.sources.base import Series
 
 
 def reference_from_steps(buckets):
@@ -188,3 +190,21 @@ def test_tails_are_scipy_stats_to_the_bit():
         assert same(tails.norm_sf(x), float(stats.norm.sf(x))), x
         for df in dfs:
             assert same(tails.t_sf(x, df), float(stats.t.sf(x, df))), (x, df)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_combined_one_series_is_the_stacked_sum(seed):
+    """One series (the usual aggregated query) skips the stacking: the same values, absent
+    and non-finite steps NaN."""
+    rng = np.random.default_rng(800 + seed)
+    width = int(rng.choice([1, 5, 180]))
+    values = rng.poisson(5, width).astype(float)
+    values[rng.random(width) < 0.3] = rng.choice([np.nan, np.inf, -np.inf, -1.0])
+    ctx = KindContext(alpha=0.05, mode="sequential", step=60.0, points=width,
+                      first=int(rng.integers(0, width)))
+    stacked = values[None, ctx.first:]
+    want = np.where(np.isfinite(stacked).any(axis=0),
+                    np.nansum(np.where(np.isfinite(stacked), stacked, 0.0), axis=0), np.nan)
+    got = combined([Series({}, values)], ctx)
+    np.testing.assert_array_equal(got, want)
+    assert got is not values and not np.shares_memory(got, values)
