@@ -182,7 +182,9 @@ def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, 
     judged steps (`judge_ratio` turns them into an inconclusive check); in the stable's history
     they are dropped rather than read as zero."""
     total = np.asarray(total, dtype=float)
-    numerator = np.broadcast_to(np.asarray(numerator, dtype=float), total.shape)
+    numerator = np.asarray(numerator, dtype=float)
+    if numerator.shape != total.shape:  # a scalar or a shorter array (callers by hand)
+        numerator = np.broadcast_to(numerator, total.shape)
     with np.errstate(invalid="ignore"):
         dropped = (np.isinf(total) | (total < -NEGATIVE_SLACK) | np.isinf(numerator)
                    | (numerator < -NEGATIVE_SLACK))
