@@ -330,3 +330,29 @@ def test_evidence_with_the_newton_dispersion_is_the_brentq_one_within_1e_5(monke
         np.testing.assert_allclose(path, want_path, rtol=1e-5, atol=1e-9)
     assert got.verdict == want.verdict
     assert got.p_value == pytest.approx(want.p_value, rel=1e-5, abs=1e-12)
+
+
+def reference_history_dispersion(events, totals):
+    k = np.nan_to_num(np.asarray(events, float), nan=0.0, posinf=0.0)
+    n = np.nan_to_num(np.asarray(totals, float), nan=0.0, posinf=0.0)
+    ok = (n > 0) & (k >= 0) & (k <= n)
+    m = int(ok.sum())
+    if m < seq.HISTORY_MIN_STEPS or k[ok].sum() <= 0:
+        return None
+    k, n = k[ok], n[ok]
+    mu = n * float(k.sum()) / float(n.sum())
+    pearson = float(((k - mu) ** 2 / mu).sum())
+    delta = max(0.0, (pearson - (m - 1)) / float(mu.sum()))
+    return 2.0 * delta, float(min(m, seq.HISTORY_STEPS))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_history_dispersion_is_the_reference(seed):
+    rng = np.random.default_rng(1100 + seed)
+    steps = int(rng.choice([3, 8, 60]))
+    n = rng.poisson(rng.choice([5.0, 500.0]), steps).astype(float)
+    k = rng.binomial(n.astype(np.int64), 0.05).astype(float)
+    for arr in (k, n):
+        hit = rng.random(steps) < 0.2
+        arr[hit] = rng.choice([np.nan, np.inf, -np.inf, -1.0, 0.0, 1e6], hit.sum())
+    assert seq.history_dispersion(k, n) == reference_history_dispersion(k, n)

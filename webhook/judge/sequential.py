@@ -408,9 +408,12 @@ def history_dispersion(events: np.ndarray, totals: np.ndarray) -> tuple[float, f
     around a constant rate gives δ (Var = μ + δμ², Pearson moments) and γ = 2δ. A trend in that
     history (a traffic wave) inflates δ, which errs on the cautious side.
     """
-    k = np.nan_to_num(np.asarray(events, float), nan=0.0, posinf=0.0)
-    n = np.nan_to_num(np.asarray(totals, float), nan=0.0, posinf=0.0)
-    ok = (n > 0) & (k >= 0) & (k <= n)
+    # absent (NaN) or overflowing (+Inf) counts: no events, no requests; what is left
+    # negative, or more events than requests, is dropped
+    k, n = np.asarray(events, float), np.asarray(totals, float)
+    k = np.where(np.isnan(k) | (k == np.inf), 0.0, k)
+    with np.errstate(invalid="ignore"):
+        ok = (n > 0) & (n != np.inf) & (k >= 0) & (k <= n)
     m = int(ok.sum())
     if m < HISTORY_MIN_STEPS or k[ok].sum() <= 0:
         return None
