@@ -108,9 +108,10 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     use = (n_c > 0) & (n_s > 0) & ((bad_c + bad_s) > 0)
     if not use.any():
         return None
-    k_c, k_s = bad_c[use], bad_s[use]
-    w = n_c[use] / (n_c[use] + n_s[use])
-    v = n_s[use] / (n_c[use] + n_s[use])  # 1 − w, not rounded to 0 when the stable is tiny
+    k_c, k_s, c, s = bad_c[use], bad_s[use], n_c[use], n_s[use]
+    both = c + s
+    w = c / both
+    v = s / both  # 1 − w, not rounded to 0 when the stable is tiny
     theta = _GRID if worse else -_GRID
     d0 = rho0 * w + v
     if phi is None:
