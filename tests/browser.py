@@ -8,8 +8,11 @@ full-page screenshot and print to PDF. The websocket client is `websocket-client
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -117,10 +120,15 @@ def chromium() -> Iterator[Page]:
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed: bash scripts/setup.sh")
-    with tempfile.TemporaryDirectory(prefix="canary-judge-chromium-") as profile:
+    # Chromium's helpers (zygote, renderers, crashpad) outlive the browser process by a moment
+    # and may still write into the profile while it is removed: seen as a teardown error on a
+    # loaded machine. They run in the browser's own session and are killed with it; a profile
+    # file that still cannot be removed is left in the temp dir rather than failing the test.
+    with tempfile.TemporaryDirectory(prefix="canary-judge-chromium-",
+                                     ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 30
@@ -138,3 +146,5 @@ def chromium() -> Iterator[Page]:
                 page.close()
         finally:
             stop_process(proc, grace=15)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
