@@ -81,30 +81,45 @@ class Fetched:
                     self.window.step).size
 
 
+_REJECTED = "rejected"  # the source refused this start query: don't send it again
+
+
 class StartCache:
     """The last rollout start found per start query (its text and step), least recently used
-    evicted past `size`: a guess that saves a round trip, checked against every poll's data."""
+    evicted past `size`: a guess that saves a round trip, checked against every poll's data.
+    A start query the source rejected is remembered too, so that a backend speaking a PromQL
+    subset costs one wasted round trip per question and process, not one per poll."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[str, float], float | None] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, float], float | str | None] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, query: RangeQuery) -> tuple[bool, float | None]:
         """Whether a start is known for this query, and its time (None: no traffic seen)."""
         with self._lock:
             key = (query.expr, query.step)
-            if key not in self._entries:
+            value = self._entries.get(key, _REJECTED)
+            if key not in self._entries or isinstance(value, str):
                 return False, None
             self._entries.move_to_end(key)
-            return True, self._entries[key]
+            return True, value
 
-    def put(self, query: RangeQuery, begun_at: float | None) -> None:
+    def rejected(self, query: RangeQuery) -> bool:
+        """Whether the source refused this start query before."""
+        with self._lock:
+            return self._entries.get((query.expr, query.step)) == _REJECTED
+
+    def put(self, query: RangeQuery, begun_at: float | str | None) -> None:
+        """Remember a start (a time, or None: no traffic), or `reject` it."""
         with self._lock:
             self._entries[(query.expr, query.step)] = begun_at
             self._entries.move_to_end((query.expr, query.step))
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+
+    def reject(self, query: RangeQuery) -> None:
+        self.put(query, _REJECTED)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -145,6 +160,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     upstream: list[QueryResult] = []
     held: tuple[int, list[QueryResult]] | None = None  # answers fetched, and their cut
     begun: int | None = None
+    if start_q is not None and starts.rejected(start_q):
+        return _whole(request, config, specs, window, mode, queries, source, deadline)
     if start_q is not None:
         known, guess = starts.get(start_q)
         settled = False
@@ -168,6 +185,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
             try:
                 got = source.query_range_many([start_q], deadline=deadline)
             except QueryRejected:  # the language wrote what this source cannot run
+                starts.reject(start_q)
                 return _whole(request, config, specs, window, mode, queries, source, deadline)
             upstream += got
             begun = rollout_start(activity_of(got[0], points), gap)
