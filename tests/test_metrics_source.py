@@ -190,11 +190,16 @@ def test_a_redirect_is_an_error_naming_the_fix_and_nothing_follows_it(lab):
     assert all(path.startswith("/api/v1/") for path in fake.paths)
 
 
+def _proxy_through(monkeypatch, url: str) -> None:
+    """The environment names `url` as the HTTP proxy and exempts no host."""
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+
 def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(lab, monkeypatch):
     with FakeUpstream("empty") as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
+        _proxy_through(monkeypatch, proxy.url)
         assert analyze("http://prometheus.example:9090", lab).status_code == 200
         assert proxy.paths[0].startswith("http://prometheus.example:9090/api/v1/query_range")
         monkeypatch.setenv("NO_PROXY", "prometheus.example")
@@ -211,9 +216,7 @@ def test_a_path_prefix_in_the_url_is_kept_with_or_without_a_proxy(lab, monkeypat
         assert analyze(fake.url + "/prometheus/", lab).status_code == 200
     assert fake.paths and all(p.startswith("/prometheus/api/v1/") for p in fake.paths)
     with FakeUpstream("empty") as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
+        _proxy_through(monkeypatch, proxy.url)
         assert analyze("http://prometheus.example:9090/prometheus", lab).status_code == 200
     assert proxy.paths[0].startswith("http://prometheus.example:9090/prometheus/api/v1/")
 
