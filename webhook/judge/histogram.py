@@ -204,10 +204,6 @@ class Histogram:
         high = self.edges(self.bucket_of_rank(high_rank))[1] if high_rank <= n else math.inf
         return low, high
 
-    def quantile_bucket(self, q: float) -> tuple[float, float]:
-        """Edges of the bucket that holds the q-quantile itself (where its rank falls)."""
-        return self.edges(self.bucket_of_rank(q * self.total))
-
 
 def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray:
     """q-quantile of each row of cumulative counts, interpolated like histogram_quantile();
