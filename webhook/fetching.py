@@ -48,6 +48,7 @@ from webhook.rollout import (
     canary_activity,
     first_judged,
     judged_from,
+    mark_traffic,
     max_gap,
     rollout_start,
     warmup_steps,
@@ -121,9 +122,6 @@ class StartCache:
     def reject(self, query: RangeQuery) -> None:
         self.put(query, _REJECTED)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 STARTS = StartCache()
 
@@ -140,7 +138,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         return _whole(request, config, specs, window, mode, queries, source, deadline)
     parts = traffic_parts(queries, specs, window.step)
     start_q = start_query(parts, window, language) if parts else None
-    if parts and start_q is None:
+    if (parts and start_q is None) or (start_q is not None and starts.rejected(start_q)):
         return _whole(request, config, specs, window, mode, queries, source, deadline)
     points = grid(window.start + window.step, window.end, window.step).size
     warmup = warmup_steps(request, config, window.step)
@@ -160,8 +158,6 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     upstream: list[QueryResult] = []
     held: tuple[int, list[QueryResult]] | None = None  # answers fetched, and their cut
     begun: int | None = None
-    if start_q is not None and starts.rejected(start_q):
-        return _whole(request, config, specs, window, mode, queries, source, deadline)
     if start_q is not None:
         known, guess = starts.get(start_q)
         settled = False
@@ -296,7 +292,5 @@ def _index(begun_at: float | None, window: ResolvedWindow, points: int) -> int |
 def activity_of(result: QueryResult, points: int) -> np.ndarray:
     """The start query's answer as `canary_activity`'s array: steps where it has a sample."""
     active = np.zeros(points, dtype=bool)
-    for series in result.series:
-        values = series.values[:points]
-        active[: values.size] |= np.isfinite(values) & (values > 0)
+    mark_traffic(active, result.series, counts=True)
     return active

@@ -5,7 +5,7 @@ replica computes the same analysis start without shared state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from webhook.configs import AnalysisConfig, MetricSpec
 from webhook.kinds import kind_of
 from webhook.models import AnalysisRequest
 from webhook.resolve import ResolvedWindow
-from webhook.sources.base import QueryKey, QueryResult
+from webhook.sources.base import QueryKey, QueryResult, Series
 
 
 def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,
@@ -79,8 +79,14 @@ def canary_activity(results: Mapping[QueryKey, QueryResult], points: int,
             continue
         if step is not None and result.query.step != step:
             continue
-        for series in result.series:
-            values = series.values[:points]
-            seen = np.isfinite(values)
-            active[: values.size] |= seen & (values > 0) if counts else seen
+        mark_traffic(active, result.series, counts)
     return active
+
+
+def mark_traffic(active: np.ndarray, series: Iterable[Series], counts: bool) -> None:
+    """Set in `active` the steps where a series saw traffic: a finite value above 0 when it
+    `counts` (a counter's increase), else any finite value (a gauge's presence)."""
+    for s in series:
+        values = s.values[: active.size]
+        seen = np.isfinite(values)
+        active[: values.size] |= seen & (values > 0) if counts else seen
