@@ -85,10 +85,13 @@ class PrometheusSource:
         # the host's own pool, called with the path alone: PoolManager.urlopen re-parses the
         # URL and looks its pool up on every call (~40 µs, under the GIL the judges share).
         # Through a proxy the manager must write the request line, so it is called instead.
-        self._pool: urllib3.HTTPConnectionPool | None = None
-        if not isinstance(self._http, urllib3.ProxyManager):
-            self._pool = self._http.connection_from_url(self._base)
-        self._prefix = (url.path or "").rstrip("/")
+        if isinstance(self._http, urllib3.ProxyManager):
+            self._urlopen, self._target = self._http.urlopen, self._base
+            self._open_options: dict[str, object] = {}
+        else:
+            self._urlopen = self._http.connection_from_url(self._base).urlopen
+            self._target = (url.path or "").rstrip("/")
+            self._open_options = {"assert_same_host": False}
         # sent with every call; the bearer token is added per call (its file is re-read)
         # (an operator's header replaces ours of the same name, in any case, as with requests)
         self._static_headers = _merged({
@@ -228,16 +231,10 @@ class PrometheusSource:
             headers["Content-Type"] = _FORM
         slow = f"{what}Prometheus did not answer within {self._timeout:g}s"
         try:
-            timeout = Timeout(connect=bound, read=bound)
-            if self._pool is not None:
-                response = self._pool.urlopen(
-                    method, self._prefix + path, body=body, headers=headers, timeout=timeout,
-                    retries=_RETRY, redirect=False, assert_same_host=False,
-                    preload_content=False)
-            else:
-                response = self._http.urlopen(
-                    method, self._base + path, body=body, headers=headers, timeout=timeout,
-                    retries=_RETRY, redirect=False, preload_content=False)
+            response = self._urlopen(
+                method, self._target + path, body=body, headers=headers,
+                timeout=Timeout(connect=bound, read=bound), retries=_RETRY, redirect=False,
+                preload_content=False, **self._open_options)
         except MaxRetryError as exc:  # connecting failed twice
             reason = exc.reason
             if isinstance(reason, ConnectTimeoutError) and not isinstance(
