@@ -174,5 +174,6 @@ def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[Check
         reason=combined.reason, critical_failure=combined.critical_failure,
         start=judged_start, end=window.end, step=window.step,
         analysis_id=uuid.uuid4().hex[:16], checks=checks,
-        query_count=len(fetched), query_seconds=sum(r.seconds for r in fetched),
+        query_count=sum(r.requests for r in fetched),  # HTTP requests sent
+        query_seconds=sum(r.seconds for r in fetched),
         seconds=time.perf_counter() - began)

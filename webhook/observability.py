@@ -28,7 +28,7 @@ ANALYSIS_SECONDS = Histogram(
     "canary_judge_analysis_duration_seconds", "Wall time of one analysis, queries included.",
     ["caller"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 UPSTREAM_QUERIES = Counter("canary_judge_upstream_queries_total",
-                           "Range queries sent to the metrics source.")
+                           "HTTP requests (range queries) sent to the metrics source.")
 UPSTREAM_ERRORS = Counter("canary_judge_upstream_errors_total",
                           "Analyses that failed because the metrics source failed, by kind.",
                           ["kind"])

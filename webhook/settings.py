@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         "answers are small and compressing them costs Prometheus more time than the bytes "
         "saved (measured: six cached-poll queries 6 ms uncompressed, 13 ms gzip); turn it on "
         "for a Prometheus behind a slow link.")
+    prometheus_combine_queries: bool = Field(
+        True, description="Send an analysis' range queries that share start, end and step as "
+        "one query (`label_replace(q0, \"__canary_judge_part__\", \"0\", \"\", \"\") or …`) "
+        "and split the answer back: one round trip and one evaluation instead of several. Off "
+        "for a backend that mishandles `or` or `label_replace`.")
     analysis_deadline_seconds: float = Field(
         8.0, gt=0, le=60, description="One deadline per analysis for everything upstream: "
         "connecting, waiting and reading whole answers. Past it: 504. Keep it below the "

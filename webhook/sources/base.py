@@ -55,9 +55,14 @@ class Series:
 
 @dataclass(frozen=True)
 class QueryResult:
+    """One query's answer. `seconds` and `requests` are what it cost upstream: a source that
+    answers several queries with one request puts that request's cost on one of them and 0 on
+    the others, so their sums over an analysis are the time spent and HTTP requests sent."""
+
     query: RangeQuery
     series: tuple[Series, ...]
     seconds: float = 0.0
+    requests: int = 1
 
 
 @dataclass

@@ -218,5 +218,6 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     series = tuple(Series(labels[k].labels if k in labels else dict(k), out_values[i],
                           out_present[i]) for i, k in enumerate(keys))
     held = _Entry(q.start, q.step, tuple(keys), values, present, size, final_end)
-    return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0), held,
+    return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0,
+                        fresh.requests if fresh is not None else 0), held,
             cut if entry is not None else 0)

@@ -25,6 +25,7 @@ from base64 import b64encode
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlencode
@@ -53,6 +54,7 @@ from webhook.sources.base import (
     SourceUnavailable,
     grid,
 )
+from webhook.sources.prometheus import combine, promql
 
 _MAX_ERROR_TEXT = 200
 _READ_SIZE = 65536
@@ -113,6 +115,8 @@ class PrometheusSource:
         self._secrets = [v for v in (
             self._token.get_secret_value() if self._token else None, password,
             settings.prometheus_org_id, *settings.prometheus_headers.values()) if v]
+        # sets of expressions whose union was rejected; None: never combine (the setting)
+        self._memo = combine.RejectionMemo() if settings.prometheus_combine_queries else None
         self._executor = executor or ThreadPoolExecutor(
             max_workers=settings.prometheus_max_concurrency, thread_name_prefix="prom")
 
@@ -120,20 +124,46 @@ class PrometheusSource:
 
     def query_range_many(self, queries: Sequence[RangeQuery],
                          deadline: float | None = None) -> list[QueryResult]:
-        """All queries on the shared bounded pool, within `deadline` (time.monotonic()).
+        """All queries on the shared bounded pool, within `deadline` (time.monotonic()), those
+        on the same grid as one request each (`combine`) unless the setting is off.
 
-        The calling thread waits at most until the deadline and then answers; the queries
+        The calling thread waits at most until the deadline and then answers; the requests
         still running are told to stop (each checks between reads of its body and closes its
         connection), queued ones are cancelled, so abandoned work ends within one socket
-        timeout and can never pile up beyond the pool's size.
+        timeout and can never pile up beyond the pool's size. A combined request the source
+        rejects is followed by its parts sent separately (a second wave, not a retry: the
+        first answer was a definite 4xx, so the wait cannot double).
         """
         if not queries:
             return []
         deadline = time.monotonic() + self._deadline if deadline is None else deadline
+        out: list[QueryResult | None] = [None] * len(queries)
+        batches = combine.plan(queries, self._memo)
+        wave: list[tuple[combine.Batch, QueryResult | None]] = [(b, None) for b in batches]
+        while wave:
+            answers = self._run(queries, wave, deadline)
+            again: list[tuple[combine.Batch, QueryResult | None]] = []
+            for (batch, _), answer in zip(wave, answers, strict=True):
+                if isinstance(answer, QueryResult):  # the union was rejected: its cost
+                    if self._memo is not None:
+                        self._memo.add(batch.exprs)
+                    again += [(combine.Batch((i,), (queries[i].expr,)), answer if n == 0 else None)
+                              for n, i in enumerate(batch.members)]
+                    continue
+                for i, result in zip(batch.members, answer, strict=True):
+                    out[i] = result
+            wave = again
+        return [r for r in out if r is not None]
+
+    def _run(self, queries: Sequence[RangeQuery],
+             wave: Sequence[tuple[combine.Batch, QueryResult | None]],
+             deadline: float) -> list[list[QueryResult] | QueryResult]:
+        """One request per batch, concurrently; each answer is the batch's results, or the
+        rejected union's cost (a `QueryResult`) when its parts must be asked separately."""
         stop = threading.Event()
         try:
-            futures = [self._executor.submit(self._query_range, q, deadline, stop)
-                       for q in queries]
+            futures = [self._executor.submit(self._batch, queries, batch, cost, deadline, stop)
+                       for batch, cost in wave]
         except RuntimeError as exc:  # the pool was shut down (the worker is exiting)
             raise SourceUnavailable("the judge is shutting down") from exc
         done, pending = wait(futures, timeout=max(deadline - time.monotonic(), 0.0),
@@ -150,8 +180,8 @@ class PrometheusSource:
             raise SourceUnavailable(f"reading the metrics source failed "
                                     f"({type(error).__name__})") from error
         if pending:
-            metric = next((q.metric for q, f in zip(queries, futures, strict=True)
-                           if f in pending), "")
+            metric = next((queries[b.members[0]].metric for (b, _), f in zip(
+                wave, futures, strict=True) if f in pending), "")
             raise SourceTimeout(
                 f"the metrics source did not answer all queries within the analysis deadline "
                 f"of {self._deadline:g}s (CANARY_JUDGE_ANALYSIS_DEADLINE_SECONDS)",
@@ -178,9 +208,40 @@ class PrometheusSource:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _batch(self, queries: Sequence[RangeQuery], batch: combine.Batch,
+               cost: QueryResult | None, deadline: float,
+               stop: threading.Event) -> list[QueryResult] | QueryResult:
+        """The batch's results from one request; `cost`, a rejected union's, is added to the
+        first. A rejected union answers its own cost instead, for the caller's second wave."""
+        first = queries[batch.members[0]]
+        if not batch.combined:
+            result = self._query_range(first, deadline, stop)
+            if cost is not None:
+                result = replace(result, seconds=result.seconds + cost.seconds,
+                                 requests=result.requests + cost.requests)
+            return [result]
+        began = time.perf_counter()
+        union = RangeQuery(None, promql.tagged_union(batch.exprs, combine.PART_LABEL),
+                           first.start, first.end, first.step, first.metric)
+        try:
+            data = self._matrix(union, deadline, stop)
+        except QueryRejected:
+            return QueryResult(union, (), time.perf_counter() - began)
+        parts = combine.split(_parse_matrix(data, union, combine.PART_LABEL), batch,
+                              first.metric)
+        seconds = time.perf_counter() - began
+        return [QueryResult(queries[i], part, seconds if n == 0 else 0.0, int(n == 0))
+                for n, (i, part) in enumerate(zip(batch.members, parts, strict=True))]
+
     def _query_range(self, query: RangeQuery, deadline: float,
                      stop: threading.Event) -> QueryResult:
         began = time.perf_counter()
+        data = self._matrix(query, deadline, stop)
+        series = tuple(s for _, s in _parse_matrix(data, query))
+        return QueryResult(query, series, time.perf_counter() - began)
+
+    def _matrix(self, query: RangeQuery, deadline: float, stop: threading.Event) -> object:
+        """The `result` of a range query's answer, which must be a matrix."""
         payload = self._post("/api/v1/query_range", {
             "query": query.expr,
             "start": _fmt_time(query.start),
@@ -192,8 +253,7 @@ class PrometheusSource:
             raise SourceUnavailable(
                 f"metric {query.metric!r}: Prometheus answered without a matrix result",
                 query.metric)
-        series = _parse_matrix(data.get("result"), query)
-        return QueryResult(query, series, time.perf_counter() - began)
+        return data.get("result")
 
     def _headers(self) -> dict[str, str]:
         token = None
@@ -371,8 +431,10 @@ def _fmt_time(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def _parse_matrix(result: object, query: RangeQuery) -> tuple[Series, ...]:
-    """Place each series' points on the query grid; absent points stay NaN.
+def _parse_matrix(result: object, query: RangeQuery,
+                  tag: str | None = None) -> list[tuple[str | None, Series]]:
+    """Place each series' points on the query grid; absent points stay NaN. With `tag`, that
+    label is taken out of each series' labels and returned beside it (None if absent).
 
     The points are placed into Python lists and each list becomes an array once: setting numpy
     elements one by one costs several times more, and a few numpy calls per series cost more
@@ -384,7 +446,7 @@ def _parse_matrix(result: object, query: RangeQuery) -> tuple[Series, ...]:
                                 query.metric)
     size = grid(query.start, query.end, query.step).size
     start, step = query.start, query.step
-    out: list[Series] = []
+    out: list[tuple[str | None, Series]] = []
     for item in result:
         values = [math.nan] * size
         present = [False] * size
@@ -398,5 +460,7 @@ def _parse_matrix(result: object, query: RangeQuery) -> tuple[Series, ...]:
         except (AttributeError, TypeError, ValueError, OverflowError) as exc:
             raise SourceUnavailable(
                 f"metric {query.metric!r}: malformed series from Prometheus", query.metric) from exc
-        out.append(Series(labels, np.array(values, dtype=float), np.array(present, dtype=bool)))
-    return tuple(out)
+        part = labels.pop(tag, None) if tag is not None else None
+        out.append((part, Series(labels, np.array(values, dtype=float),
+                                 np.array(present, dtype=bool))))
+    return out

@@ -200,3 +200,22 @@ def activity(parts: Sequence[tuple[str, bool]]) -> str:
     terms = [f"((\n{expr}\n) {'> 0' if counts else '> -Inf'} < +Inf)"
              for expr, counts in dict.fromkeys(parts)]
     return "count(\n" + "\nor\n".join(terms) + "\n)"
+
+
+def tagged_union(exprs: Sequence[str], label: str) -> str:
+    """One query answering every expression of `exprs`, each series tagged with `label` set
+    to its expression's index, so one round trip and one evaluation replace several.
+
+    `label_replace(e, label, "i", "", "")` adds the tag (the empty regex matches the empty
+    source label of every series) and keeps everything else, `__name__` included; `or` keeps
+    every series of every part, since no two parts share a tag. A part that is not an instant
+    vector (a scalar, a string) makes Prometheus reject the whole query: the caller then asks
+    the parts one by one. Each part sits on lines of its own, so a `#` comment in a config's
+    query cannot swallow what follows it.
+    """
+    if not exprs:
+        raise ValueError("tagged_union needs at least one query")
+    if not LABEL_NAME.fullmatch(label):
+        raise ValueError(f"{label!r} is not a label name")
+    return "\nor\n".join(f'label_replace(\n{expr}\n, "{label}", "{i}", "", "")'
+                         for i, expr in enumerate(exprs))
