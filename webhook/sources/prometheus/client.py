@@ -117,6 +117,7 @@ class PrometheusSource:
             settings.prometheus_org_id, *settings.prometheus_headers.values()) if v]
         # sets of expressions whose union was rejected; None: never combine (the setting)
         self._memo = combine.RejectionMemo() if settings.prometheus_combine_queries else None
+        self.max_points = combine.MAX_POINTS  # parts × steps per combined request
         self._executor = executor or ThreadPoolExecutor(
             max_workers=settings.prometheus_max_concurrency, thread_name_prefix="prom")
 
@@ -138,7 +139,7 @@ class PrometheusSource:
             return []
         deadline = time.monotonic() + self._deadline if deadline is None else deadline
         out: list[QueryResult | None] = [None] * len(queries)
-        batches = combine.plan(queries, self._memo)
+        batches = combine.plan(queries, self._memo, self.max_points)
         wave: list[tuple[combine.Batch, QueryResult | None]] = [(b, None) for b in batches]
         while wave:
             answers = self._run(queries, wave, deadline)
