@@ -15,7 +15,9 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
   began ~10 minutes before the run (the stable long before), so the window the judge judges
   (read off its answer) is the ~10-minute window whose queries the perfect client sends. The
   judge's queries also cover the stable's history before that window (60 steps), and a worker's
-  first poll of a question sends the start query first: that is its own work.
+  first poll of a question sends the start query first: that is its own work. Next to the
+  references' 6 requests, the judge's upstream HTTP requests per analysis (its own
+  `canary_judge_upstream_queries_total`: queries on one grid go as one request).
 - concurrent: 8 and 32 callers, each polling its own rollout (a canary of its own, begun ~10
   minutes before the run) as Argo does, vs Prometheus answering the same judged windows'
   query sets directly with the same number of perfect clients: rate, p50, p99, errors.
@@ -195,6 +197,14 @@ class Caller:
         return r.status, r.data
 
 
+def upstream_requests(judge: str) -> float:
+    """HTTP requests the served judge has sent its metrics source so far (all workers: its
+    /metrics aggregates them), from its own counter."""
+    text = requests.get(judge + "/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("canary_judge_upstream_queries_total"))
+
+
 def single(prom: str, judge: str, runs: int) -> dict:
     """One analysis at a time vs the same window's queries from a perfect and a naive client."""
     out: dict = {}
@@ -216,12 +226,15 @@ def single(prom: str, judge: str, runs: int) -> dict:
         # interleaved, so load on the machine hits all three alike
         samples: dict[str, list[float]] = {"judge": [], "perfect_client": [],
                                            "sequential_client": []}
+        sent = upstream_requests(judge)
         for _ in range(runs):
             samples["judge"] += timed(analysis, 1)
             samples["perfect_client"] += timed(lambda q=queries: direct.concurrent(q), 1)
             samples["sequential_client"] += timed(lambda q=queries: direct.sequential(q), 1)
+        sent = upstream_requests(judge) - sent
         part = {k: summary(v) for k, v in samples.items()}
-        part["queries"] = len(queries)
+        part["queries"] = len(queries)  # the references send each query as one request
+        part["judge_upstream_requests_per_analysis"] = round(sent / runs, 2)
         part["judged_window_minutes"] = round((window["end"] - window["start"]) / 60, 2)
         part["ratio_to_perfect_client"] = round(
             part["judge"]["p50_ms"] / part["perfect_client"]["p50_ms"], 2)
@@ -284,9 +297,13 @@ def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
         directs[i].concurrent(sets[i])
 
     load(callers, min(2.0, seconds / 4), judge_call)  # warm up
-    result = {"judge": load(callers, seconds, judge_call),
-              "prometheus_direct": load(callers, seconds, direct_call)}
+    sent = upstream_requests(judge)
+    result = {"judge": load(callers, seconds, judge_call)}
+    sent = upstream_requests(judge) - sent
+    result["prometheus_direct"] = load(callers, seconds, direct_call)
     j, p = result["judge"], result["prometheus_direct"]
+    result["judge_upstream_requests_per_analysis"] = round(sent / max(j["n"], 1), 2)
+    result["direct_requests_per_set"] = len(sets[0])
     result["rate_ratio"] = round(j["rate_per_s"] / max(p["rate_per_s"], 1e-9), 2)
     result["judge_p99_over_p50"] = round(j["p99_ms"] / max(j["p50_ms"], 1e-9), 2)
     return result
@@ -470,8 +487,10 @@ def table(report: dict) -> str:
     for name, label in (("sequential_no_window", "one analysis, sequential, no window"),
                         ("fixed", "one analysis, fixed mode")):
         part = s[name]
-        rows.append(f"| {label} (p50) | {part['judge']['p50_ms']} ms | perfect client "
-                    f"{part['perfect_client']['p50_ms']} ms, sequential client "
+        rows.append(f"| {label} (p50) | {part['judge']['p50_ms']} ms, "
+                    f"{part['judge_upstream_requests_per_analysis']:g} requests upstream | "
+                    f"perfect client {part['perfect_client']['p50_ms']} ms, {part['queries']} "
+                    f"requests; sequential client "
                     f"{part['sequential_client']['p50_ms']} ms | "
                     f"{part['ratio_to_perfect_client']}× ({s['targets'][name]}×) |")
     for key, part in report["concurrent"].items():

@@ -30,6 +30,8 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
             assert part[side]["n"] == 5 and _number(part[side]["p50_ms"])
             assert part[side]["p50_ms"] <= part[side]["p99_ms"]
         assert part["queries"] == 6
+        # queries on one grid go as one request: fewer than the references' six
+        assert 0 < part["judge_upstream_requests_per_analysis"] < 6
         assert 9 <= part["judged_window_minutes"] <= 16  # the canary began ~10 minutes ago
         assert _number(part["ratio_to_perfect_client"]) and part["ratio_to_perfect_client"] > 0
     for part in report["concurrent"].values():
@@ -37,6 +39,7 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
             assert _number(part[side]["rate_per_s"]) and part[side]["rate_per_s"] > 0
             assert part[side]["errors"] == 0
         assert _number(part["rate_ratio"]) and _number(part["judge_p99_over_p50"])
+        assert 0 < part["judge_upstream_requests_per_analysis"] < part["direct_requests_per_set"]
     soak = report["soak"]
     assert soak["errors"] == 0 and soak["rss_mb_first"] > 10 and _number(soak["rss_mb_max"])
     polls = report["polls"]
