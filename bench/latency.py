@@ -232,7 +232,13 @@ def single(prom: str, judge: str, runs: int) -> dict:
             samples["perfect_client"] += timed(lambda q=queries: direct.concurrent(q), 1)
             samples["sequential_client"] += timed(lambda q=queries: direct.sequential(q), 1)
         sent = upstream_requests(judge) - sent
+        # CPU per analysis, each side alone (the rate under load is bound by their sum)
+        servers = {"judge_service": judge_pids(judge), "prometheus": prometheus_pids(prom)}
+        cpu = {"judge": cpu_per_call(analysis, runs, servers),
+               "perfect_client": cpu_per_call(lambda q=queries: direct.concurrent(q), runs,
+                                              servers)}
         part = {k: summary(v) for k, v in samples.items()}
+        part["cpu_ms_per_call"] = cpu
         part["queries"] = len(queries)  # the references send each query as one request
         part["judge_upstream_requests_per_analysis"] = round(sent / runs, 2)
         part["judged_window_minutes"] = round((window["end"] - window["start"]) / 60, 2)
@@ -307,6 +313,58 @@ def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
     result["rate_ratio"] = round(j["rate_per_s"] / max(p["rate_per_s"], 1e-9), 2)
     result["judge_p99_over_p50"] = round(j["p99_ms"] / max(j["p50_ms"], 1e-9), 2)
     return result
+
+
+def _pids(match: Callable[[bytes, list[bytes]], bool]) -> list[int]:
+    """Processes whose command line and environment `match`."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if match(cmd, env):
+            out.append(int(pid))
+    return out
+
+
+def judge_pids(judge: str) -> list[int]:
+    """The gunicorn master and workers serving `judge` (http://127.0.0.1:PORT)."""
+    bind = b"CANARY_JUDGE_BIND=127.0.0.1:" + judge.rsplit(":", 1)[1].encode()
+    return _pids(lambda cmd, env: b"gunicorn" in cmd and bind in env)
+
+
+def prometheus_pids(prom: str) -> list[int]:
+    """The Prometheus serving `prom`."""
+    flag = b"--web.listen-address=127.0.0.1:" + prom.rsplit(":", 1)[1].encode() + b"\0"
+    return _pids(lambda cmd, env: cmd.startswith(b"prometheus\0") and flag in cmd)
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU the processes have used so far (those that ended count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_call(fn: Callable[[], object], runs: int, servers: dict[str, list[int]]) -> dict:
+    """CPU milliseconds per call of `fn`: this process's (the client's) and each server's."""
+    before = {k: cpu_seconds(v) for k, v in servers.items()}
+    began = time.process_time()
+    for _ in range(runs):
+        fn()
+    out = {"client": round((time.process_time() - began) * 1000 / runs, 2)}
+    out.update({k: round((cpu_seconds(v) - before[k]) * 1000 / runs, 2)
+                for k, v in servers.items()})
+    return out
 
 
 def worker_rss_mb(port: int) -> float:

@@ -32,6 +32,10 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
         assert part["queries"] == 6
         # queries on one grid go as one request: fewer than the references' six
         assert 0 < part["judge_upstream_requests_per_analysis"] < 6
+        cpu = part["cpu_ms_per_call"]  # each side's CPU per analysis, Prometheus' included
+        for side in ("judge", "perfect_client"):
+            assert all(_number(cpu[side][k]) for k in ("client", "judge_service", "prometheus"))
+        assert cpu["judge"]["judge_service"] > 0  # 5 analyses: several clock ticks
         assert 9 <= part["judged_window_minutes"] <= 16  # the canary began ~10 minutes ago
         assert _number(part["ratio_to_perfect_client"]) and part["ratio_to_perfect_client"] > 0
     for part in report["concurrent"].values():
