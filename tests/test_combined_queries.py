@@ -252,11 +252,11 @@ def test_a_rejected_part_answers_or_fails_exactly_as_alone(lab):
 
 class Upstream:
     """Forwards every query to the real Prometheus and counts them; `reject_unions` answers a
-    query using label_replace with a 400, as a backend without it would; `garbage` answers
-    every query with that JSON."""
+    query using label_replace with that status, as a backend without it (400) or over its
+    sample limit (422) would; `garbage` answers every query with that JSON and `status`."""
 
-    def __init__(self, target: str, reject_unions: bool = False,
-                 garbage: object | None = None) -> None:
+    def __init__(self, target: str, reject_unions: int = 0,
+                 garbage: object | None = None, status: int = 200) -> None:
         self.seen: list[str] = []
         upstream = self
 
@@ -269,10 +269,10 @@ class Upstream:
                 query = parse_qs(raw.decode())["query"][0]
                 upstream.seen.append(query)
                 if garbage is not None:
-                    self._send(200, json.dumps(garbage).encode())
+                    self._send(status, json.dumps(garbage).encode())
                 elif reject_unions and "label_replace" in query:
-                    self._send(400, b'{"status":"error","errorType":"bad_data",'
-                                    b'"error":"unknown function label_replace"}')
+                    self._send(reject_unions, b'{"status":"error","errorType":"bad_data",'
+                                              b'"error":"unknown function label_replace"}')
                 else:
                     req = urllib.request.Request(target + self.path, data=raw, method="POST")
                     with urllib.request.urlopen(req) as answer:
@@ -302,12 +302,13 @@ def _audits(capsys) -> list[dict]:
             if '"event":"analysis"' in line]
 
 
-def test_a_backend_rejecting_unions_pays_two_round_trips_once_then_one(lab, capsys):
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_backend_rejecting_unions_pays_two_round_trips_once_then_one(lab, capsys, status):
     body = {"config": "http", "mode": "fixed", "window": lab.window(10),
             **_sides(argo_hash("errors3x"), ARGO_STABLE)}
     direct = create_app(load_settings(prometheus_url=lab.url, config_dir=None)).test_client()
     expected = direct.post("/v1/analyze", json=body).json
-    with Upstream(lab.url, reject_unions=True) as upstream:
+    with Upstream(lab.url, reject_unions=status) as upstream:
         client = create_app(load_settings(prometheus_url=upstream.url,
                                           config_dir=None)).test_client()
         capsys.readouterr()
@@ -357,3 +358,19 @@ def test_garbage_in_a_combined_answer_is_503_never_data(lab, metric):
     assert r.status_code == 503, r.json
     assert r.json["error"] == "metrics_source_unavailable"
     assert "COMBINE_QUERIES" in r.json["message"]
+
+
+@pytest.mark.parametrize("status, error", [(503, "metrics_source_unavailable"),
+                                           (500, "metrics_source_unavailable")])
+def test_a_failing_combined_query_is_not_asked_again_part_by_part(lab, status, error):
+    """Only a rejection (4xx) sends the parts alone: a 5xx fails the analysis as before,
+    after one request, so the wait cannot double."""
+    body = {"config": "http", "mode": "fixed", "window": lab.window(10),
+            **_sides(argo_hash("healthy"), ARGO_STABLE)}
+    failure = {"status": "error", "errorType": "internal", "error": "boom"}
+    with Upstream(lab.url, garbage=failure, status=status) as upstream:
+        client = create_app(load_settings(prometheus_url=upstream.url,
+                                          config_dir=None)).test_client()
+        r = client.post("/v1/analyze", json=body)
+    assert r.status_code == 503 and r.json["error"] == error
+    assert len(upstream.seen) == 1 and "label_replace" in upstream.seen[0]
