@@ -43,8 +43,8 @@ def test_every_analysis_leaves_one_json_audit_line(client, lab, capsys):
     assert entry["caller"] == "argo" and entry["route"] == "POST /v1/analyze"
     assert entry["config"] == "http" and entry["verdict"] == "fail"
     assert entry["window"] == r.json["window"]
-    # HTTP requests sent: the six queries share a grid, so they went as one
-    assert entry["queries"] == 1 and entry["query_seconds"] > 0 and entry["duration_s"] > 0
+    # HTTP requests sent: the six queries share a grid, so fewer requests than queries
+    assert 1 <= entry["queries"] < 6 and entry["query_seconds"] > 0 and entry["duration_s"] > 0
     assert "error_ratio" in entry["reason"]
     assert "should-not-be-logged" not in json.dumps(entry)
 
