@@ -356,3 +356,11 @@ def test_history_dispersion_is_the_reference(seed):
         hit = rng.random(steps) < 0.2
         arr[hit] = rng.choice([np.nan, np.inf, -np.inf, -1.0, 0.0, 1e6], hit.sum())
     assert seq.history_dispersion(k, n) == reference_history_dispersion(k, n)
+
+
+@pytest.mark.parametrize("size", [0, 1, 8192, 8193, 11000, 30000])
+def test_dot_is_numpys_dot_on_long_vectors(size):
+    """`_dot` keeps long products off OpenBLAS's threads, chunk by chunk: the same number."""
+    rng = np.random.default_rng(size)
+    x, y = rng.uniform(0, 1e6, size), rng.uniform(0, 1, size)
+    assert seq._dot(x, y) == pytest.approx(float(np.dot(x, y)), rel=1e-12, abs=0.0)
