@@ -364,3 +364,29 @@ def test_dot_is_numpys_dot_on_long_vectors(size):
     rng = np.random.default_rng(size)
     x, y = rng.uniform(0, 1e6, size), rng.uniform(0, 1, size)
     assert seq._dot(x, y) == pytest.approx(float(np.dot(x, y)), rel=1e-12, abs=0.0)
+
+
+def _whole_grid_final(t) -> float:
+    """The window's final evidence summed over every θ of the grid (the straightforward way)."""
+    e = t.log_prior + seq._terms_at(t, 0, t.a.size, slice(None)).sum(axis=1)
+    top = float(e.max())
+    return top + math.log(float(np.exp(e - top).sum()))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_final_evidence_on_its_band_is_the_whole_grids(seed):
+    """`_final_log_evidence` sums only the rows of θ its coarse pass keeps: the same number
+    as all 160, whether the best θ is inside the grid, at either end, or the data are thin."""
+    rng = np.random.default_rng(900 + seed)
+    steps = int(rng.choice([1, 3, 40, 180, 256]))
+    bad_c, n_c, bad_s, n_s = random_counts(rng, steps)
+    if seed % 4 == 0:  # a canary far worse than the grid reaches: the best θ at its end
+        bad_c = np.minimum(n_c, bad_c * 50 + 5)
+    for worse in (True, False):
+        for rho0 in (1.0, 1.2):
+            t = seq._step_terms(bad_c, n_c, bad_s, n_s, rho0, worse, seq.MIXTURE_SCALE,
+                                (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS))
+            if t is None:
+                continue
+            assert seq._final_log_evidence(t) == pytest.approx(_whole_grid_final(t), rel=1e-12,
+                                                               abs=1e-12)

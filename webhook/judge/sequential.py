@@ -121,28 +121,31 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
 
 
 def _terms_at(t: _Terms, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray:
-    """Tempered log-likelihood ratios of steps lo…hi−1 (rows) for the θ columns `cols`.
+    """Tempered log-likelihood ratios of steps lo…hi−1 (columns) for the θ rows `cols`.
 
     (k_c·log(π1/π0) + k_s·log((1−π1)/(1−π0)))/φ with π = ρw/(ρw + v), written so that no
     share rounds to 0 or 1 (log 0, then 0·∞): log(π1/π0) = θ − log((ρ1w + v)/(ρ0w + v)), so one
     logarithm per (θ, step), of ρ1·w' + v' with w', v' divided by ρ0w + v beforehand. Both
     counts' terms are combined per step before any running sum, so huge counts cancel where
     they are of the same size.
+
+    θ is the first axis: the sums and maxima over θ that follow then run along whole rows of
+    steps at once, where over a short row of θ numpy pays its overhead once per step.
     """
-    d = np.multiply.outer(t.w[lo:hi], t.rho1[cols])
-    d += t.v[lo:hi, None]
+    d = np.multiply.outer(t.rho1[cols], t.w[lo:hi])
+    d += t.v[lo:hi]
     np.log(d, out=d)
-    d *= t.b[lo:hi, None]
-    return np.subtract(np.multiply.outer(t.a[lo:hi], t.theta[cols]), d, out=d)
+    d *= t.b[lo:hi]
+    return np.subtract(np.multiply.outer(t.theta[cols], t.a[lo:hi]), d, out=d)
 
 
-def _log_sum_exp_rows(c: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """log Σ_θ exp(c) per row, given each row's maximum; terms more than -_FLOOR below it are
-    clipped so that exp() does not underflow (slow)."""
-    d = c - top[:, None]
+def _log_sum_exp_columns(c: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """log Σ_θ exp(c) per step (column), given each column's maximum; terms more than -_FLOOR
+    below it are clipped so that exp() does not underflow (slow)."""
+    d = np.subtract(c, top, out=np.empty_like(c))
     np.maximum(d, _FLOOR, out=d)
     np.exp(d, out=d)
-    return top + np.log(d.sum(axis=1))
+    return top + np.log(np.add.reduce(d, axis=0))
 
 
 def _band_path(t: _Terms) -> np.ndarray:
@@ -153,43 +156,44 @@ def _band_path(t: _Terms) -> np.ndarray:
     convex function), and so is the half-normal log prior, so C_t is unimodal over the grid.
     Once the data have a say, only a narrow band of θ lies within -_FLOOR of the best one: the
     rest adds less than 1e-24 of M. So each block of steps is computed only on the band
-    that mattered at the end of the previous one, padded; a column left behind keeps its
+    that mattered at the end of the previous one, padded; a row of θ left behind keeps its
     running sum up to the step where it left and catches up if it comes back. The band is
-    checked row by row: its edge columns must lie -_FLOOR below the row's best (or be the
-    grid's edges), which by unimodality bounds every column outside it; if not, it is widened
+    checked step by step: its edge rows must lie -_FLOOR below the step's best (or be the
+    grid's edges), which by unimodality bounds every row outside it; if not, it is widened
     and the block redone. The first block takes the whole grid. Cost: the steps times the
-    band's width, a few columns once thousands of events have been seen, instead of all 160.
+    band's width, a few rows once thousands of events have been seen, instead of all 160.
     """
     m, g = t.a.size, t.theta.size
     values = np.empty(m)
-    carry = np.array(t.log_prior, dtype=float)  # C at the column's step `upto`
+    carry = np.array(t.log_prior, dtype=float)  # C at the row's step `upto`
     upto = np.zeros(g, dtype=np.int64)
     jl, jh, lo = 0, g, 0
     while lo < m:
         hi = min(lo + (_FIRST if lo == 0 else max(_FIRST, _CELLS // (jh - jl))), m)
         pad = _PAD
         while True:
-            stale = np.flatnonzero(upto[jl:jh] < lo) + jl
-            for u in (np.unique(upto[stale]) if stale.size else ()):
-                cols = stale[upto[stale] == u]
-                carry[cols] += _terms_at(t, int(u), lo, cols).sum(axis=0)
-                upto[cols] = lo
+            if upto[jl] < lo or upto[jh - 1] < lo:  # rows left behind: only at the edges
+                stale = np.flatnonzero(upto[jl:jh] < lo) + jl
+                for u in np.unique(upto[stale]):
+                    rows = stale[upto[stale] == u]
+                    carry[rows] += np.add.reduce(_terms_at(t, int(u), lo, rows), axis=1)
+                    upto[rows] = lo
             c = _terms_at(t, lo, hi, slice(jl, jh))
-            c[0] += carry[jl:jh]
-            np.cumsum(c, axis=0, out=c)
-            top = c.max(axis=1)
+            c[:, 0] += carry[jl:jh]
+            np.add.accumulate(c, axis=1, out=c)
+            top = np.maximum.reduce(c, axis=0)
             floor = top + _FLOOR
-            left = jl == 0 or bool((c[:, 0] < floor).all())
-            right = jh == g or bool((c[:, -1] < floor).all())
+            left = jl == 0 or bool((c[0] < floor).all())
+            right = jh == g or bool((c[-1] < floor).all())
             if left and right:
                 break
             jl = jl if left else max(jl - pad, 0)
             jh = jh if right else min(jh + pad, g)
             pad *= 2
-        values[lo:hi] = _log_sum_exp_rows(c, top)
-        carry[jl:jh] = c[-1]
+        values[lo:hi] = _log_sum_exp_columns(c, top)
+        carry[jl:jh] = c[:, -1]
         upto[jl:jh] = hi
-        keep = np.flatnonzero(c[-1] >= floor[-1])
+        keep = np.flatnonzero(c[:, -1] >= floor[-1])
         if keep.size:
             jl, jh = max(jl + int(keep[0]) - _PAD, 0), min(jl + int(keep[-1]) + 1 + _PAD, g)
         else:  # not a number (never with finite counts): the whole grid again
@@ -227,16 +231,36 @@ def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     return _spread(terms, _band_path(terms), size)
 
 
+# `_final_log_evidence` first reads every this many rows of θ to find where the band lies.
+_COARSE = 8
+
+
 def _final_log_evidence(t: _Terms) -> float:
-    """log M after the last step: for one block the plain sum over steps, else the band."""
-    m = t.a.size
+    """log M after the last step: for one block the sum over steps on the band of θ that
+    matters, else the band path's last value.
+
+    Only the last step's value is wanted, so no step-by-step band is needed: C(θ) after the
+    last step is concave in θ (`_band_path` says why), so its rows within -_FLOOR of the best
+    form one run. Every `_COARSE`-th row is summed first; a coarse row below the coarse best
+    + _FLOOR bounds every row beyond it (away from the best) below that too, and the best is
+    at least the coarse best, so only the rows between the nearest such coarse rows on either
+    side are summed in full: about a third of the grid once the data have a say.
+    """
+    m, g = t.a.size, t.theta.size
     if m > _BLOCK:
         return float(_band_path(t)[-1])
     # per-step terms summed (θ·Σa − b·log(…) as one matrix-vector product is cheaper, but
     # with huge counts it cancels two sums of ~1e15 instead of each step's two terms)
-    e = t.log_prior + _terms_at(t, 0, m, slice(None)).sum(axis=0)
+    coarse = np.arange(0, g, _COARSE)
+    e = t.log_prior[coarse] + np.add.reduce(_terms_at(t, 0, m, coarse), axis=1)
+    below = np.flatnonzero(~(e >= e.max() + _FLOOR))  # NaN: not a number either way
+    best = int(np.argmax(e))
+    left, right = below[below < best], below[below > best]
+    lo = int(coarse[left[-1]]) if left.size else 0
+    hi = int(coarse[right[0]]) + 1 if right.size else g
+    e = t.log_prior[lo:hi] + np.add.reduce(_terms_at(t, 0, m, slice(lo, hi)), axis=1)
     top = float(e.max())
-    return top + math.log(float(np.exp(e - top).sum()))
+    return top + math.log(float(np.exp(np.maximum(e - top, _FLOOR)).sum()))
 
 
 def rate_ratio_log_evidence(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
