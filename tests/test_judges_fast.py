@@ -208,3 +208,135 @@ def test_combined_one_series_is_the_stacked_sum(seed):
     got = combined([Series({}, values)], ctx)
     np.testing.assert_array_equal(got, want)
     assert got is not values and not np.shares_memory(got, values)
+
+
+def reference_tail_exceedances(canary, stable, q, rel, abs_, slower, min_tail, history, anchor):
+    """tail_exceedances one quantile at a time, as it was before the quantiles were stacked."""
+    rows_c, rows_s = canary.steps, stable.steps
+    if not rows_c.size or not rows_s.size or rows_c.shape[0] != rows_s.shape[0]:
+        return (np.zeros(0),) * 4
+    base = stable if anchor == "stable" else canary
+    rows = rows_s if anchor == "stable" else rows_c
+    before = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows[:-1], axis=0)])
+    if (anchor == "stable" and history is not None and history.total > 0
+            and np.array_equal(history.bounds, stable.bounds)):
+        before = before + history.cumulative
+    y = reference_rows_quantile(before, base.bounds, q)
+    y[before[:, -1] * (1 - q) < min_tail] = np.nan
+    anchor_up = (anchor == "stable") != slower
+    ya = hist._snap(base.bounds, y, up=anchor_up)
+    with np.errstate(invalid="ignore"):
+        if slower == (anchor == "stable"):
+            moved = np.maximum(ya * (1 + rel), ya + abs_)
+        else:
+            moved = np.minimum(ya / (1 + rel), ya - abs_)
+        moved[~(moved > 0)] = np.nan
+    other = canary if anchor == "stable" else stable
+    xo = hist._snap(other.bounds, moved, up=not anchor_up)
+    x_c, x_s = (xo, ya) if anchor == "stable" else (ya, xo)
+    e_c = reference_rows_count_above(rows_c, canary.bounds, x_c)
+    e_s = reference_rows_count_above(rows_s, stable.bounds, x_s)
+    known = np.isfinite(e_c) & np.isfinite(e_s)
+    return (np.where(known, e_c, 0.0), np.where(known, rows_c[:, -1], 0.0),
+            np.where(known, e_s, 0.0), np.where(known, rows_s[:, -1], 0.0))
+
+
+def _latency_steps(rng, steps, median, bounds):
+    counts = np.zeros((steps, len(bounds)))
+    for t in range(steps):
+        latencies = rng.lognormal(math.log(median), 0.6, rng.poisson(300))
+        counts[t] = (latencies[:, None] <= np.asarray(bounds)).sum(axis=0)
+    return [(float(le), counts[:, i]) for i, le in enumerate(bounds)]
+
+
+COARSE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, math.inf]  # wider than the tolerance
+
+
+def _pair(rng, steps, slower_by, coarse):
+    bounds = COARSE_BUCKETS if coarse else [*DEFAULT_BUCKETS, math.inf]
+    return (Histogram.from_steps(_latency_steps(rng, steps, 0.1 * slower_by, bounds)),
+            Histogram.from_steps(_latency_steps(rng, steps, 0.1, bounds)),
+            Histogram.from_steps(_latency_steps(rng, 30, 0.1, bounds)))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_stacked_tail_exceedances_equal_one_quantile_at_a_time(seed):
+    """tail_exceedances_of counts every quantile in one stacked pass: each quantile's counts
+    are the ones the one-quantile reference gives, for both anchors and directions, with and
+    without the stable's history."""
+    rng = np.random.default_rng(1200 + seed)
+    canary, stable, history = _pair(rng, int(rng.choice([1, 2, 40, 180])),
+                                     float(rng.choice([1.0, 1.4])), bool(seed % 2))
+    qs = (0.5, 0.95, 0.99)
+    for anchor in ("stable", "canary"):
+        for slower in (True, False):
+            for before in (None, history):
+                got = hist.tail_exceedances_of(canary, stable, qs, 0.2, 0.005, slower, 10.0,
+                                               before, anchor)
+                for q, counts in zip(qs, got, strict=True):
+                    want = reference_tail_exceedances(canary, stable, q, 0.2, 0.005, slower,
+                                                      10.0, before, anchor)
+                    for g, w in zip(counts, want, strict=True):
+                        np.testing.assert_array_equal(g, w)
+
+
+def _reference_evidence(canary, stable, q, rel, abs_, history, direction):
+    """The sequential quantile check's evidence the straightforward way: each anchor's counts
+    from the reference, each anchor's martingale computed, their mean taken."""
+    from webhook.judge import sequential as seq
+    dispersion = hist.tail_dispersion_prior(history, stable, q)
+    paths = []
+    for slower in (True, False):
+        if direction == ("decrease" if slower else "increase"):
+            continue
+        both = [seq.rate_ratio_log_evidence_path(
+            *reference_tail_exceedances(canary, stable, q, rel, abs_, slower, 10.0, history,
+                                        anchor), 1.0, worse=slower,
+            scale=hist.TAIL_MIXTURE_SCALE, dispersion_prior=dispersion)
+            for anchor in ("stable", "canary")]
+        paths.append(np.logaddexp(*both) - math.log(2))
+    return np.maximum.accumulate(np.maximum.reduce(paths))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_quantiles_judged_together_equal_each_alone_and_the_reference(seed):
+    """judge_quantiles (stacked exceedances; one martingale when both anchors count the same)
+    gives each quantile the check judge_quantile gives it alone, and the evidence of both
+    anchors' martingales computed separately; coarse buckets make the anchors coincide."""
+    rng = np.random.default_rng(1300 + seed)
+    coarse = seed % 2 == 0
+    canary, stable, history = _pair(rng, int(rng.choice([20, 90])),
+                                    float(rng.choice([1.0, 1.5])), coarse)
+    direction = str(rng.choice(["increase", "decrease", "either"]))
+    history = history if seed % 3 else None
+    qs = [0.5, 0.95, 0.99]
+    kw = dict(direction=direction, relative_tolerance=0.2, absolute_tolerance=0.005,
+              alpha=0.05, min_total=50, min_tail=10.0, mode="sequential",
+              stable_history=history, decided_by="t")
+    together = hist.judge_quantiles([f"p{q}" for q in qs], canary, stable, qs, **kw)
+    for q, got in zip(qs, together, strict=True):
+        alone = hist.judge_quantile(f"p{q}", canary, stable, q, **kw)
+        assert got == alone
+        assert got.trace is not None and alone.trace is not None
+        assert got.trace.evidence == alone.trace.evidence
+        want = _reference_evidence(canary, stable, q, 0.2, 0.005, history, direction)
+        np.testing.assert_allclose(got.trace.evidence, want, rtol=1e-12, atol=1e-12)
+
+
+def test_anchors_that_count_the_same_give_the_reference_evidence():
+    """Identical sides on buckets wider than the tolerance: both anchors land on the same pair
+    of bounds at every step, so judge_quantile computes one martingale for both; its evidence
+    is still the mean of the two computed separately."""
+    rng = np.random.default_rng(1400)
+    steps = _latency_steps(rng, 60, 0.12, COARSE_BUCKETS)
+    canary, stable = Histogram.from_steps(steps), Histogram.from_steps(steps)
+    for q in (0.5, 0.95):
+        counts = [hist.tail_exceedances(canary, stable, q, 0.2, 0.005, True, 10.0, None, a)
+                  for a in ("stable", "canary")]
+        assert all(np.array_equal(x, y) for x, y in zip(*counts, strict=True))
+        assert counts[0][0].sum() > 0
+        got = hist.judge_quantile("p", canary, stable, q, relative_tolerance=0.2,
+                                  absolute_tolerance=0.005, min_total=50, mode="sequential")
+        assert got.trace is not None
+        want = _reference_evidence(canary, stable, q, 0.2, 0.005, None, "increase")
+        np.testing.assert_allclose(got.trace.evidence, want, rtol=1e-12, atol=1e-12)

@@ -36,7 +36,8 @@ the martingale can be read at every poll instead of spending alpha over a grid o
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -276,20 +277,35 @@ def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float,
     has `min_tail` requests beyond its quantile count for nothing. The stable's `history`
     before the rollout (same buckets) counts as steps before step 0 of a stable anchor.
     """
+    return tail_exceedances_of(canary, stable, (q,), rel, abs_, slower, min_tail, history,
+                               anchor)[0]
+
+
+def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float], rel: float,
+                        abs_: float, slower: bool, min_tail: float,
+                        history: Histogram | None = None,
+                        anchor: str = "stable") -> list[tuple[np.ndarray, ...]]:
+    """`tail_exceedances` for each quantile of `qs`, in one pass: a histogram's quantiles
+    share the anchor's running counts, and the per-step work on tiny arrays is mostly numpy's
+    per-call overhead, so the quantiles' rows are stacked and each step of the computation is
+    one call for all of them."""
     rows_c, rows_s = canary.steps, stable.steps
     if rows_c is None or rows_s is None or not rows_c.size or not rows_s.size or (
             rows_c.shape[0] != rows_s.shape[0]):
         empty = np.zeros(0)
-        return empty, empty, empty, empty
+        return [(empty, empty, empty, empty) for _ in qs]
     base = stable if anchor == "stable" else canary
     rows = rows_s if anchor == "stable" else rows_c
+    m, k = rows.shape[0], len(qs)
     before = np.empty_like(rows)  # the anchor's counts over the steps before each one
     before[0] = 0.0
     np.cumsum(rows[:-1], axis=0, out=before[1:])
     if anchor == "stable" and history is not None and _same_buckets(history, stable):
         before += history.cumulative
-    y = _rows_quantile(before, base.bounds, q)
-    y[before[:, -1] * (1 - q) < min_tail] = np.nan
+    q = np.repeat(np.asarray(qs, dtype=float), m)  # one block of rows per quantile
+    stacked = np.tile(before, (k, 1)) if k > 1 else before
+    y = _rows_quantile(stacked, base.bounds, q)
+    y[stacked[:, -1] * (1 - q) < min_tail] = np.nan
     # Both thresholds are bucket bounds, so both counts are exact: the anchor's quantile is
     # rounded to a bound, the other side's threshold is the bound beyond that one moved by the
     # tolerance. Rounded the way that errs against a failure (for slower as harm: the stable's
@@ -307,11 +323,13 @@ def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float,
     other = canary if anchor == "stable" else stable
     xo = _snap(other.bounds, moved, up=not anchor_up)
     x_c, x_s = (xo, ya) if anchor == "stable" else (ya, xo)
-    e_c = _rows_count_above(rows_c, canary.bounds, x_c)
-    e_s = _rows_count_above(rows_s, stable.bounds, x_s)
+    e_c = _rows_count_above(np.tile(rows_c, (k, 1)) if k > 1 else rows_c, canary.bounds, x_c)
+    e_s = _rows_count_above(np.tile(rows_s, (k, 1)) if k > 1 else rows_s, stable.bounds, x_s)
     known = np.isfinite(e_c) & np.isfinite(e_s)
-    return (np.where(known, e_c, 0.0), np.where(known, rows_c[:, -1], 0.0),
-            np.where(known, e_s, 0.0), np.where(known, rows_s[:, -1], 0.0))
+    total_c, total_s = np.tile(rows_c[:, -1], k), np.tile(rows_s[:, -1], k)
+    parts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
+             np.where(known, e_s, 0.0), np.where(known, total_s, 0.0))
+    return [tuple(x[i * m:(i + 1) * m] for x in parts) for i in range(k)]
 
 
 def _same_buckets(history: Histogram | None, stable: Histogram) -> bool:
@@ -388,6 +406,7 @@ def judge_quantile(
     stable_history: Histogram | None = None,
     unit: str = "s",
     decided_by: str | None = None,
+    exceedances: Mapping[tuple[bool, str], tuple[np.ndarray, ...]] | None = None,
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
@@ -408,7 +427,8 @@ def judge_quantile(
     needs the per-step rows (`Histogram.from_steps`). `stable_history`, the stable's steps
     before the analysis start, sets the first step's threshold and calibrates how much tails
     vary between steps. Passing stays at the fixed-horizon level, since passing is not the
-    guaranteed side.
+    guaranteed side. `exceedances` holds `tail_exceedances` of this quantile by (slower,
+    anchor) when the caller computed them for several quantiles at once (`judge_quantiles`).
     """
     test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
@@ -458,14 +478,18 @@ def judge_quantile(
                 continue
             # The mean of two test martingales is one: anchored on each side, at the cost of
             # at most a factor 2 of evidence.
-            paths, counts = [], {}
-            for anchor in ("stable", "canary"):
-                counts[anchor] = tail_exceedances(canary, stable, q, rel, abs_, slower,
-                                                  min_tail, stable_history, anchor)
-                paths.append(seq.rate_ratio_log_evidence_path(
-                    *counts[anchor], 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
-                    dispersion_prior=dispersion))
-            path = np.logaddexp(*paths) - math.log(2) if paths[0].size else np.zeros(0)
+            counts = {anchor: exceedances[slower, anchor] if exceedances is not None else
+                      tail_exceedances(canary, stable, q, rel, abs_, slower, min_tail,
+                                       stable_history, anchor)
+                      for anchor in ("stable", "canary")}
+            # With buckets wider than the tolerance both anchors often land on the same
+            # pair of bounds at every step: the same counts, the same martingale.
+            same = all(np.array_equal(x, y) for x, y in zip(*counts.values(), strict=True))
+            paths = [seq.rate_ratio_log_evidence_path(
+                *counts[anchor], 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
+                dispersion_prior=dispersion) for anchor in (("stable",) if same else counts)]
+            path = (np.logaddexp(paths[0], paths[-1]) - math.log(2) if paths[0].size
+                    else np.zeros(0))
             logs[slower] = float(path.max()) if path.size else 0.0
             paths_by_side.append(path)
             if logs[slower] >= level:
@@ -513,6 +537,30 @@ def judge_quantile(
         stable=summary_s, effect=effect, interval=(ratio_low, ratio_high),
         interval_of="canary / stable - 1", interval_level=1 - 4 * a, p_value=p_value,
         allowed=rel, trace=trace, blocking=blocking, **base)
+
+
+def judge_quantiles(names: Sequence[str], canary: Histogram, stable: Histogram,
+                    qs: Sequence[float], **options: Any) -> list[CheckResult]:
+    """`judge_quantile` of each quantile of `qs` (named by `names`), with the same options:
+    in sequential mode the tail exceedances of all of them are counted in one pass
+    (`tail_exceedances_of`), the same numbers one quantile at a time would give."""
+    exceedances: list[dict[tuple[bool, str], tuple[np.ndarray, ...]]] = [{} for _ in qs]
+    direction = options.get("direction", "increase")
+    readable = all(h.layout_problem is None and math.isfinite(h.total) and h.total < MAX_COUNT
+                   for h in (canary, stable))  # else judge_quantile answers before counting
+    if options.get("mode", "fixed") == "sequential" and readable:
+        for slower in (True, False):
+            if direction == ("decrease" if slower else "increase"):
+                continue
+            for anchor in ("stable", "canary"):
+                for i, counts in enumerate(tail_exceedances_of(
+                        canary, stable, qs, options.get("relative_tolerance", 0.0),
+                        options.get("absolute_tolerance", 0.0), slower,
+                        options.get("min_tail", 10), options.get("stable_history"), anchor)):
+                    exceedances[i][slower, anchor] = counts
+    return [judge_quantile(name, canary, stable, q, **options,
+                           exceedances=exceedances[i] or None)
+            for i, (name, q) in enumerate(zip(names, qs, strict=True))]
 
 
 def _span(edges: tuple[float, float], unit: str) -> str:

@@ -14,8 +14,8 @@ from functools import partial
 import numpy as np
 
 from webhook.configs import HistogramMetric
-from webhook.judge import CheckResult, judge_quantile
-from webhook.judge.histogram import Histogram
+from webhook.judge import CheckResult
+from webhook.judge.histogram import Histogram, judge_quantiles
 from webhook.judge.tailshare import auto_bound, judge_tail_share, tail_counts
 from webhook.judge.types import Trace
 from webhook.kinds.base import Buckets, KindContext, MetricData, buckets, with_steps
@@ -61,13 +61,12 @@ def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha
     before = Histogram.from_steps(history) if history else None
     tail_name = f"{spec.name}_tail" if spec.tail is not None else None
     share = 1 / (len(spec.quantiles) + (1 if spec.tail is not None else 0))
-    checks = [judge_quantile(
-        f"{spec.name}_p{q * 100:g}", hc, hs, q, direction=spec.direction,
-        relative_tolerance=spec.tolerance.relative, absolute_tolerance=spec.tolerance.absolute,
-        alpha=alpha, min_total=spec.min_total, min_tail=spec.min_tail,
-        weight=share, mode=mode, stable_history=before, unit=spec.unit,
+    checks = judge_quantiles(
+        [f"{spec.name}_p{q * 100:g}" for q in spec.quantiles], hc, hs, spec.quantiles,
+        direction=spec.direction, relative_tolerance=spec.tolerance.relative,
+        absolute_tolerance=spec.tolerance.absolute, alpha=alpha, min_total=spec.min_total,
+        min_tail=spec.min_tail, weight=share, mode=mode, stable_history=before, unit=spec.unit,
         decided_by=tail_name)
-        for q in spec.quantiles]
     if spec.tail is not None and tail_name is not None:
         bound = None if spec.tail.bound == "auto" else float(spec.tail.bound)
         checks.append(judge_tail_share(
