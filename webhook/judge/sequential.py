@@ -52,6 +52,10 @@ MIXTURE_SCALE = 0.75
 DISPERSION_PRIOR = 0.2
 DISPERSION_PRIOR_STEPS = 3.0
 _GRID = np.linspace(0.01, 4.0, 160)
+_NEG_GRID = -_GRID
+_EXP_GRID, _EXP_NEG_GRID = np.exp(_GRID), np.exp(_NEG_GRID)
+for _grid in (_GRID, _NEG_GRID, _EXP_GRID, _EXP_NEG_GRID):
+    _grid.flags.writeable = False  # shared by every test's terms
 # More requests in one window than any real one has (a million a second for 30 years): the
 # judges call such counts corrupt. Near 2**53 counts stop being exact floats, and from about
 # 3.4e15 scipy's binomial quantiles (histogram.py) come back NaN.
@@ -106,18 +110,22 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     bad_c, bad_s = np.asarray(bad_c, float), np.asarray(bad_s, float)
     n_c, n_s = np.asarray(n_c, float), np.asarray(n_s, float)
     use = (n_c > 0) & (n_s > 0) & ((bad_c + bad_s) > 0)
-    if not use.any():
+    if use.all():  # the usual busy window: no step to leave out
+        k_c, k_s, c, s = bad_c, bad_s, n_c, n_s
+    elif use.any():
+        k_c, k_s, c, s = bad_c[use], bad_s[use], n_c[use], n_s[use]
+    else:
         return None
-    k_c, k_s, c, s = bad_c[use], bad_s[use], n_c[use], n_s[use]
     both = c + s
     w = c / both
     v = s / both  # 1 − w, not rounded to 0 when the stable is tiny
-    theta = _GRID if worse else -_GRID
     d0 = rho0 * w + v
     if phi is None:
         phi = step_dispersion(k_c, k_s, w, *dispersion_prior)
-    return _Terms(use, theta, rho0 * np.exp(theta), w / d0, v / d0, k_c / phi,
-                  (k_c + k_s) / phi, _log_prior(scale), phi)
+    theta, rho1 = (_GRID, _EXP_GRID) if worse else (_NEG_GRID, _EXP_NEG_GRID)
+    k = k_c + k_s
+    return _Terms(use, theta, rho1 if rho0 == 1.0 else rho0 * rho1, w / d0, v / d0,
+                  k_c / phi, np.divide(k, phi, out=k), _log_prior(scale), phi)
 
 
 def _terms_at(t: _Terms, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray:
@@ -205,6 +213,8 @@ def _band_path(t: _Terms) -> np.ndarray:
 def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
     """The counting steps' values on the window's steps: steps without events repeat the
     previous value (0 before the first)."""
+    if values.size == size:  # every step counted
+        return values
     index = np.maximum.accumulate(np.where(t.use, np.arange(size), -1))
     return np.where(index >= 0, values[np.maximum(np.cumsum(t.use) - 1, 0)], 0.0)
 
@@ -424,8 +434,12 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     m = int(ok.sum())
     if not m:
         return np.ones(k_c.size)
-    chi2 = float((((k_c - total * pi) ** 2)[ok] / binomial[ok]).sum())
-    exposure = float(binomial[ok].sum())
+    if m == k_c.size:  # every step has events on both sides' expected shares
+        chi2 = float(((k_c - total * pi) ** 2 / binomial).sum())
+        exposure = float(binomial.sum())
+    else:
+        chi2 = float((((k_c - total * pi) ** 2)[ok] / binomial[ok]).sum())
+        exposure = float(binomial[ok].sum())
     pseudo = prior_steps * exposure / m
     excess = chi2 - (m - 1)  # one degree of freedom went into the pooled share
     gamma = max(0.0, (excess + prior * pseudo) / (exposure * (m - 1) / m + pseudo))

@@ -39,7 +39,8 @@ DEFAULT_MAX_SHARE = 0.01
 
 def _bound_index(hist: Histogram, bound: float) -> int | None:
     """Index of `bound` among the histogram's bounds (numerically equal), or None."""
-    hits = np.flatnonzero(np.isclose(hist.bounds, bound, rtol=1e-9, atol=0.0))
+    # np.isclose(bounds, bound, rtol=1e-9, atol=0) for a finite bound, without its overhead
+    hits = np.flatnonzero(np.abs(hist.bounds - bound) <= 1e-9 * abs(bound))
     return int(hits[0]) if hits.size else None
 
 

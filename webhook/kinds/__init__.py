@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from webhook.configs import METRIC_KINDS, MetricSpec
 from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of
-from webhook.judge.types import CheckResult
+from webhook.judge.types import CheckResult, evolve
 from webhook.kinds import events, histogram, ratio, series, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
 from webhook.models import parse_duration
@@ -63,7 +63,7 @@ def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[Che
         alpha = spec.alpha or ctx.alpha
         own = ctx if alpha == ctx.alpha else replace(ctx, alpha=alpha)
         checks = kind_of(spec).judge(spec, data, own)
-    return [replace(c, critical=spec.critical, weight=spec.weight * c.weight, group=spec.group)
+    return [evolve(c, critical=spec.critical, weight=spec.weight * c.weight, group=spec.group)
             for c in checks]
 
 

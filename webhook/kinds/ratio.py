@@ -12,6 +12,7 @@ from dataclasses import replace
 from webhook.configs import RatioMetric
 from webhook.judge import CheckResult, judge_ratio
 from webhook.judge.limits import judge_proportion_limit
+from webhook.judge.types import evolve
 from webhook.kinds.base import KindContext, MetricData, combined, with_steps
 from webhook.report import steps
 
@@ -49,6 +50,6 @@ def judge(spec: RatioMetric, data: MetricData, ctx: KindContext) -> list[CheckRe
             min_total=spec.min_total, mode=ctx.mode)
         # stable's ratio, for context only (the limit is the canary's alone)
         limits = tuple(x for x in (spec.min_ratio, spec.max_ratio) if x is not None)
-        checks.append(with_steps(replace(limit, stable=ratio.stable), lambda: replace(
+        checks.append(with_steps(evolve(limit, stable=ratio.stable), lambda: replace(
             steps.ratio_trace(*counts, None, spec.direction), limits=limits), ctx))
     return checks
