@@ -390,3 +390,40 @@ def test_final_evidence_on_its_band_is_the_whole_grids(seed):
                 continue
             assert seq._final_log_evidence(t) == pytest.approx(_whole_grid_final(t), rel=1e-12,
                                                                abs=1e-12)
+
+
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_ratio_check_passes_by_the_interval_or_the_mirrored_evidence(seed):
+    """The sequential ratio judge computes the passing side's evidence only when the interval
+    has not already shown the canary within tolerance: its verdict is still "pass exactly
+    when, for every harmful direction, the Newcombe interval or the mirrored evidence says
+    within tolerance" (both computed here in full), unless it failed."""
+    from webhook.judge.ratio import _clean_steps, newcombe_interval
+    from webhook.judge.tails import norm_isf
+
+    rng = np.random.default_rng(1600 + seed)
+    bad_c, n_c, bad_s, n_s = random_counts(rng, int(rng.choice([30, 180, 600])))
+    if seed % 2:  # equal error rates: thin (inconclusive) to plenty (passes on evidence)
+        steps, rate = int(rng.choice([20, 200, 2000])), float(rng.choice([30, 300, 3000]))
+        n_c, n_s = rng.poisson(rate, steps).astype(float), rng.poisson(rate, steps).astype(float)
+        bad_c = rng.binomial(n_c.astype(int), 0.02).astype(float)
+        bad_s = rng.binomial(n_s.astype(int), 0.02).astype(float)
+    direction = ["increase", "decrease", "either"][seed % 3]
+    alpha, rel, abs_ = 0.05, 0.2, 0.002
+    got = judge_ratio("e", bad_c, n_c, bad_s, n_s, direction=direction, relative_tolerance=rel,
+                      absolute_tolerance=abs_, alpha=alpha, mode="sequential", min_total=10)
+    if got.verdict == "fail" or got.reason.startswith("e: too little data"):
+        return
+    (t_c, e_c), (t_s, e_s) = _clean_steps(bad_c, n_c), _clean_steps(bad_s, n_s)
+    allowed = max(rel * e_s.sum() / t_s.sum(), abs_)
+    harms = {"increase": [(e_c, e_s)], "decrease": [(t_c - e_c, t_s - e_s)]}
+    harms["either"] = harms["increase"] + harms["decrease"]
+    a = alpha / len(harms[direction])
+    within = True
+    for h_c, h_s in harms[direction]:
+        _, high = newcombe_interval(h_c.sum(), t_c.sum(), h_s.sum(), t_s.sum(), norm_isf(a))
+        log_pass = seq.rate_ratio_log_evidence(h_c, t_c, h_s, t_s, 1 + rel, worse=False)
+        within = within and (high <= allowed or log_pass >= math.log(1 / a))
+    assert got.verdict == ("pass" if within else "inconclusive")

@@ -230,8 +230,15 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         prior = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
         if n_h is not None and ev_h is not None:  # the stable's own harmful events beforehand
             prior = seq.history_dispersion(ev_h if sign > 0 else n_h - ev_h, n_h) or prior
+        # Passing is not the guaranteed side: besides the mirrored evidence, the fixed-horizon
+        # non-inferiority interval at this look may show the canary within tolerance; the
+        # mirrored evidence is only computed when it can still decide.
+        _, high = newcombe_interval(float(harm_c.sum()), float(n_c.sum()),
+                                    float(harm_s.sum()), float(n_s.sum()), norm_isf(a))
+        need_pass = pass_all and not high <= allowed
         path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, 1 + rel,
-                                                          dispersion_prior=prior)
+                                                          dispersion_prior=prior,
+                                                          passing=need_pass)
         log_fail = float(path[-1]) if path.size else 0.0
         if path.size == fail_path.size:
             fail_path = np.maximum(fail_path, path)
@@ -239,12 +246,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         if log_fail >= math.log(1 / a) and observed > allowed:
             sign_failed = sign
         fail_e = max(fail_e, log_fail)
-        # Passing is not the guaranteed side: besides the mirrored evidence, the fixed-horizon
-        # non-inferiority interval at this look may show the canary within tolerance.
-        _, high = newcombe_interval(float(harm_c.sum()), float(n_c.sum()),
-                                      float(harm_s.sum()), float(n_s.sum()),
-                                      norm_isf(a))
-        pass_all = pass_all and (log_pass >= math.log(1 / a) or high <= allowed)
+        if need_pass:
+            pass_all = log_pass is not None and log_pass >= math.log(1 / a)
     lc, uc = seq.proportion_cs(float(ev_c.sum()), float(n_c.sum()), alpha / 2)
     ls, us = seq.proportion_cs(float(ev_s.sum()), float(n_s.sum()), alpha / 2)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)

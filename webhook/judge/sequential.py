@@ -287,17 +287,23 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
                                  n_s: np.ndarray, rho0: float,
                                  dispersion_prior: tuple[float, float] = (
                                      DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS),
-                                 scale: float = MIXTURE_SCALE) -> tuple[np.ndarray, float]:
+                                 scale: float = MIXTURE_SCALE,
+                                 passing: bool = True) -> tuple[np.ndarray, float | None]:
     """(`rate_ratio_log_evidence_path(worse=True)`, `rate_ratio_log_evidence(worse=False)`)
-    of the same counts: the ratio judge wants both, and they share the steps' dispersion."""
+    of the same counts: the ratio judge wants both, and they share the steps' dispersion.
+    `passing=False` leaves the second out (None): the judge already knows the answer it
+    would only have confirmed, and it costs as much as the first."""
     size = np.asarray(bad_c).size
     fail = _step_terms(bad_c, n_c, bad_s, n_s, rho0, True, scale, dispersion_prior)
     if fail is None:
-        return np.zeros(size), 0.0
-    passing = _step_terms(bad_c, n_c, bad_s, n_s, rho0, False, scale, dispersion_prior,
-                          fail.phi)
-    assert passing is not None
-    return _spread(fail, _band_path(fail), size), _final_log_evidence(passing)
+        return np.zeros(size), 0.0 if passing else None
+    path = _spread(fail, _band_path(fail), size)
+    if not passing:
+        return path, None
+    terms = _step_terms(bad_c, n_c, bad_s, n_s, rho0, False, scale, dispersion_prior,
+                        fail.phi)
+    assert terms is not None
+    return path, _final_log_evidence(terms)
 
 
 _log1p = special.log1p
