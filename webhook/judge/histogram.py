@@ -124,7 +124,7 @@ class Histogram:
         width = max(p[1].size for p in pairs)
         # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
         if all(p[1].size == width for p in pairs):  # one grid (always, from a query): at once
-            rows = np.fmax(np.array([p[1] for p in pairs]), 0.0).T
+            rows = np.ascontiguousarray(np.fmax(np.array([p[1] for p in pairs]), 0.0).T)
         else:
             rows = np.zeros((width, bounds.size))
             for j, (_, values) in enumerate(pairs):
