@@ -7,6 +7,7 @@ refused the query). A failure is never turned into data: missing numbers must no
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -176,5 +177,9 @@ class QueryLanguage(Protocol):
 
 def grid(start: float, end: float, step: float) -> np.ndarray:
     """Evaluation timestamps of a range query, as the source would produce them."""
-    n = int(np.floor((end - start) / step + 1e-9)) + 1
-    return start + step * np.arange(max(n, 0))
+    return start + step * np.arange(grid_size(start, end, step))
+
+
+def grid_size(start: float, end: float, step: float) -> int:
+    """How many steps `grid` has, without building it (counted on every poll)."""
+    return max(math.floor((end - start) / step + 1e-9) + 1, 0)

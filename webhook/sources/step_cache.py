@@ -31,7 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from webhook.sources.base import MetricsSource, QueryResult, RangeQuery, Series, grid
+from webhook.sources.base import (
+    MetricsSource,
+    QueryResult,
+    RangeQuery,
+    Series,
+    grid_size,
+)
 
 # Labels as Prometheus orders a matrix: sorted name/value pairs, compared pairwise.
 LabelKey = tuple[tuple[str, str], ...]
@@ -45,6 +51,7 @@ class _Entry:
     start: float
     step: float
     keys: tuple[LabelKey, ...]
+    labels: tuple[Mapping[str, str], ...]  # each series' labels, in `keys`' order
     values: np.ndarray  # len(keys) × size
     present: np.ndarray  # len(keys) × size, bool
     size: int  # steps held
@@ -162,6 +169,27 @@ def _label_key(labels: Mapping[str, str]) -> LabelKey:
     return tuple(sorted(labels.items()))
 
 
+def _layout(old: _Entry | None, fresh: Sequence[Series]
+            ) -> tuple[list[LabelKey], list[Mapping[str, str]], slice | list[int],
+                       slice | list[int]]:
+    """The merged answer's series ordered by labels, each one's labels (the fresh series' own
+    where it has one), and each part's rows among them."""
+    old_keys = old.keys if old is not None else ()
+    new_keys = [_label_key(s.labels) for s in fresh]
+    old_rows: slice | list[int] = slice(None)
+    new_rows: slice | list[int] = slice(None)
+    if not old_keys or tuple(new_keys) == old_keys or not new_keys:
+        # the same series as last time, in the same order (or one side only)
+        keys = list(old_keys or new_keys)
+        if len(set(keys)) != len(keys) or keys != sorted(keys):
+            keys, old_rows, new_rows = _rows(old_keys, new_keys)
+    else:
+        keys, old_rows, new_rows = _rows(old_keys, new_keys)
+    by_key = dict(zip(new_keys, fresh, strict=True))
+    labels = [by_key[k].labels if k in by_key else dict(k) for k in keys]
+    return keys, labels, old_rows, new_rows
+
+
 def _rows(old_keys: Sequence[LabelKey], new_keys: Sequence[LabelKey]
           ) -> tuple[list[LabelKey], list[int], list[int]]:
     """All series of both parts ordered by labels, and each part's rows among them."""
@@ -180,44 +208,42 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     series of a query are merged as one matrix (a few numpy calls per query, not per series);
     the answer's arrays are rows of a copy, so nothing a judge does to them reaches the cache.
     """
-    size = grid(q.start, q.end, q.step).size
+    size = grid_size(q.start, q.end, q.step)
     cut = size if fresh is None else round((fresh.query.start - q.start) / q.step)
-    old_keys: tuple[LabelKey, ...] = ()
-    if entry is not None and cut > 0:
-        old_keys = entry.keys
-    new_keys = [] if fresh is None else [_label_key(s.labels) for s in fresh.series]
-    old_rows: slice | list[int] = slice(None)
-    new_rows: slice | list[int] = slice(None)
-    if not old_keys or tuple(new_keys) == old_keys or not new_keys:
-        # the usual poll: the same series as last time, in the same order (or one side only)
-        keys = list(old_keys or new_keys)
-        if len(set(keys)) != len(keys) or keys != sorted(keys):
-            keys, old_rows, new_rows = _rows(old_keys, new_keys)
+    old = entry if entry is not None and cut > 0 else None
+    fresh_series = () if fresh is None else fresh.series
+    fresh_labels = tuple(s.labels for s in fresh_series)
+    if old is not None and fresh_labels and fresh_labels == old.labels:
+        # the usual poll: the same series as last time (label sets compared as dicts: equal
+        # dicts have equal sorted items, so the order and the keys are the entry's)
+        keys: Sequence[LabelKey] = old.keys
+        labels: Sequence[Mapping[str, str]] = fresh_labels
+        old_rows: slice | list[int] = slice(None)
+        new_rows: slice | list[int] = slice(None)
     else:
-        keys, old_rows, new_rows = _rows(old_keys, new_keys)
+        keys, labels, old_rows, new_rows = _layout(old, fresh_series)
     values = np.full((len(keys), size), np.nan)
     present = np.zeros((len(keys), size), dtype=bool)
-    if old_keys:
-        assert entry is not None
-        offset = round((q.start - entry.start) / q.step)
-        part = entry.values[:, offset: offset + cut]
+    if old is not None and old.keys:
+        offset = round((q.start - old.start) / q.step)
+        part = old.values[:, offset: offset + cut]
         values[old_rows, : part.shape[1]] = part
-        present[old_rows, : part.shape[1]] = entry.present[:, offset: offset + cut]
-    if fresh is not None and new_keys:
-        n = min(fresh.series[0].values.size, size - cut)
-        values[new_rows, cut: cut + n] = [s.values[:n] for s in fresh.series]
+        present[old_rows, : part.shape[1]] = old.present[:, offset: offset + cut]
+    if fresh_series:
+        n = min(fresh_series[0].values.size, size - cut)
+        values[new_rows, cut: cut + n] = [s.values[:n] for s in fresh_series]
         present[new_rows, cut: cut + n] = [
             s.present[:n] if s.present is not None else np.isfinite(s.values[:n])
-            for s in fresh.series]
+            for s in fresh_series]
     live = present.any(axis=1)
     if not live.all():
         keys = [k for k, alive in zip(keys, live, strict=True) if alive]
+        labels = [m for m, alive in zip(labels, live, strict=True) if alive]
         values, present = values[live], present[live]
-    labels = dict(zip(new_keys, fresh.series, strict=True)) if fresh is not None else {}
     out_values, out_present = values.copy(), present.copy()
-    series = tuple(Series(labels[k].labels if k in labels else dict(k), out_values[i],
-                          out_present[i]) for i, k in enumerate(keys))
-    held = _Entry(q.start, q.step, tuple(keys), values, present, size, final_end)
+    series = tuple(map(Series, labels, out_values, out_present))
+    held = _Entry(q.start, q.step, tuple(keys), tuple(labels), values, present, size,
+                  final_end)
     return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0,
                         fresh.requests if fresh is not None else 0), held,
             cut if entry is not None else 0)
