@@ -42,7 +42,7 @@ from webhook.configs import AnalysisConfig, MetricSpec
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.kinds import kind_of, metric_step
 from webhook.models import AnalysisRequest
-from webhook.plan import plan_queries
+from webhook.plan import over, plan_exprs
 from webhook.resolve import ResolvedWindow
 from webhook.rollout import (
     canary_activity,
@@ -133,7 +133,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                  starts: StartCache | None = None) -> Fetched:
     """Fetch what the analysis judges; see the module docstring."""
     starts = STARTS if starts is None else starts
-    queries = plan_queries(specs, selectors, vars_, window, language)
+    planned_exprs = plan_exprs(specs, selectors, vars_, window.step, language)
+    queries = over(planned_exprs, window)
     if mode != "sequential" or request.window.start is not None:
         return _whole(request, config, specs, window, mode, queries, source, deadline)
     parts = traffic_parts(queries, specs, window.step)
@@ -151,7 +152,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         keep = keep_from(first_judged(begun, warmup, points), window.step, own)
         if keep not in planned:  # planned once per cut: a poll usually asks twice
             cut = replace(window, start=window.start + keep * window.step)
-            planned[keep] = keep, cut, plan_queries(specs, selectors, vars_, cut, language)
+            planned[keep] = keep, cut, over(planned_exprs, cut)
         return planned[keep]
 
     gap = max_gap(window.step)

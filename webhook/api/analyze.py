@@ -36,6 +36,7 @@ _SCALAR_PARAMS = ("mode", "alpha", "provider", "revision")
 
 
 _FORMATS = {"json": "application/json", "text": "text/plain", "html": "text/html"}
+_JSON_ACCEPTS = frozenset(("", "*/*", "application/json"))
 
 
 def _wanted_format() -> str:
@@ -44,6 +45,8 @@ def _wanted_format() -> str:
     asked = request.args.get("format")
     if asked in _FORMATS:
         return asked
+    if request.headers.get("Accept", "*/*") in _JSON_ACCEPTS:  # Argo, Flagger, curl: at once
+        return "json"
     accept = request.accept_mimetypes
     best = accept.best_match(list(_FORMATS.values()))
     for name, mime in _FORMATS.items():
@@ -73,7 +76,9 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     except SourceError as exc:
         return error_response(exc.status, exc.message, kind=f"metrics_source_{exc.kind}")
     body = answer_body(result)
-    end = parse_time(body["window"]["end"])
+    # the report pins the end as the answer prints it (to the microsecond); a whole second,
+    # as every default window's end is, prints and parses back exactly
+    end = result.end if float(result.end).is_integer() else parse_time(body["window"]["end"])
     base = service.settings.public_url or ""
     body["report"] = report_url(req, end, base)
     if wanted == "text":

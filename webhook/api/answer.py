@@ -1,7 +1,10 @@
 """The answer's shape: a domain `AnalysisResult` as the JSON body every caller reads.
 
-`run_analysis` returns plain data; this module is the one place that turns it into the
-`VerdictModel` the API documents (text and HTML are drawn from the same body).
+`run_analysis` returns plain data; this module is the one place that turns it into the body
+`VerdictModel` documents (text and HTML are drawn from the same body). The body is built as
+plain dicts with every number already of the model's type (a `float` field gets a float, never
+an int), so it is exactly what `VerdictModel` validation and its JSON dump would give, without
+paying for both on every poll; tests/test_answer_shape.py holds the two together.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from typing import Any
 
 from webhook.analysis import AnalysisResult
 from webhook.judge.types import CheckResult, finite_or_none
-from webhook.models import VerdictModel
+
+_VERDICTS = frozenset(("pass", "fail", "inconclusive"))
 
 
 def iso(ts: float) -> str:
@@ -21,16 +25,22 @@ def iso(ts: float) -> str:
 
 def window_body(result: AnalysisResult) -> dict[str, Any]:
     """The judged window: from the analysis start (rollout start + warmup) to the end."""
-    return {"start": iso(result.start), "end": iso(result.end), "step": result.step}
+    return {"start": iso(result.start), "end": iso(result.end), "step": float(result.step)}
+
+
+def _verdict(value: str) -> str:
+    if value not in _VERDICTS:
+        raise ValueError(f"verdict {value!r} is not one of {', '.join(sorted(_VERDICTS))}")
+    return value
 
 
 def check_body(check: CheckResult) -> dict[str, Any]:
     low, high = check.interval if check.interval else (None, None)
     return {
-        "name": check.name, "kind": check.kind, "verdict": check.verdict,
-        "critical": check.critical, "weight": round(check.weight, 6), "group": check.group,
-        "cohort": check.cohort, "blocking": check.blocking,
-        "test": check.test,
+        "name": str(check.name), "kind": str(check.kind), "verdict": _verdict(check.verdict),
+        "critical": bool(check.critical), "weight": float(round(check.weight, 6)),
+        "group": str(check.group), "cohort": str(check.cohort), "blocking": bool(check.blocking),
+        "test": str(check.test),
         "effect": finite_or_none(check.effect),
         "interval": {"low": finite_or_none(low), "high": finite_or_none(high),
                      "of": check.interval_of, "level": finite_or_none(check.interval_level)},
@@ -39,15 +49,16 @@ def check_body(check: CheckResult) -> dict[str, Any]:
                    "value": finite_or_none(check.canary.value)},
         "stable": {"n": finite_or_none(check.stable.n),
                    "value": finite_or_none(check.stable.value)},
-        "reason": check.reason,
+        "reason": str(check.reason),
     }
 
 
 def answer_body(result: AnalysisResult) -> dict[str, Any]:
     """The JSON answer (every key always present with the same type; see VerdictModel)."""
-    verdict = VerdictModel(
-        verdict=result.verdict, pass_=result.verdict == "pass", score=result.score,
-        reason=result.reason, config=result.config, mode=result.mode,
-        window=window_body(result), analysis_id=result.analysis_id,
-        checks=[check_body(c) for c in result.checks])
-    return verdict.model_dump(mode="json", by_alias=True)
+    return {
+        "verdict": _verdict(result.verdict), "pass": result.verdict == "pass",
+        "score": float(result.score), "reason": str(result.reason),
+        "config": str(result.config), "mode": str(result.mode),
+        "window": window_body(result), "analysis_id": str(result.analysis_id),
+        "checks": [check_body(c) for c in result.checks], "report": "",
+    }

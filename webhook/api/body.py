@@ -139,5 +139,6 @@ def read_json_object(request: Request, what: str = "a JSON object") -> dict[str,
         raise BodyError(f"body: not valid JSON ({detail}); expected {what}") from None
     if not isinstance(payload, dict):
         raise BodyError(f"body: expected {what}")
-    _check_strings(payload, "")
+    if b"\\u" in raw:  # strictly decoded UTF-8 holds no surrogate: only a \u escape can
+        _check_strings(payload, "")
     return payload
