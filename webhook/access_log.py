@@ -14,12 +14,16 @@ from gunicorn import glogging
 
 
 class JsonAtoms(glogging.SafeAtoms):
-    """The substitution values, each string escaped as the inside of a JSON string."""
+    """The substitution values, each string escaped as the inside of a JSON string when the
+    format reads it: gunicorn offers ~50 atoms per request (every header and environ entry),
+    the format uses 7, and escaping them all cost more than the rest of the access line."""
 
     def __init__(self, atoms: dict[str, Any]) -> None:
-        dict.__init__(self)
-        for key, value in atoms.items():
-            self[key] = json.dumps(value)[1:-1] if isinstance(value, str) else value
+        dict.__init__(self, atoms)
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        return json.dumps(value)[1:-1] if isinstance(value, str) else value
 
 
 class JsonAccessLogger(glogging.Logger):
