@@ -230,11 +230,16 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
         values[old_rows, : part.shape[1]] = part
         present[old_rows, : part.shape[1]] = old.present[:, offset: offset + cut]
     if fresh_series:
+        # every series of an answer is on the answer's grid: one length for all
         n = min(fresh_series[0].values.size, size - cut)
-        values[new_rows, cut: cut + n] = [s.values[:n] for s in fresh_series]
-        present[new_rows, cut: cut + n] = [
-            s.present[:n] if s.present is not None else np.isfinite(s.values[:n])
-            for s in fresh_series]
+        fresh_values = [s.values for s in fresh_series]
+        fresh_present = [s.present if s.present is not None else np.isfinite(s.values)
+                         for s in fresh_series]
+        if n < fresh_series[0].values.size:
+            fresh_values = [v[:n] for v in fresh_values]
+            fresh_present = [p[:n] for p in fresh_present]
+        values[new_rows, cut: cut + n] = fresh_values
+        present[new_rows, cut: cut + n] = fresh_present
     live = present.any(axis=1)
     if not live.all():
         keys = [k for k, alive in zip(keys, live, strict=True) if alive]
