@@ -8,8 +8,12 @@ import os
 import shutil
 import tempfile
 
+from webhook.capacity import default_workers
+
 bind = os.environ.get("CANARY_JUDGE_BIND", "0.0.0.0:8080")
-workers = int(os.environ.get("CANARY_JUDGE_WORKERS", "2"))
+# Unset: two per CPU this pod may use, as many as its memory limit holds, at most 4
+# (webhook/capacity.py; measured in bench/latency.py, README "Capacity").
+workers = int(os.environ.get("CANARY_JUDGE_WORKERS") or default_workers())
 # 33 threads: up to 32 analyses admitted per worker (4 judged at once, the rest waiting
 # briefly for a slot; CANARY_JUDGE_ANALYSIS_SLOTS) and one thread always free for the probes.
 # Measured choice: bench/latency.py, README "Capacity".

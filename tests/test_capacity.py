@@ -1,0 +1,87 @@
+"""The default worker count follows the pod's CPU and memory limits, not the node's size."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook.capacity import default_workers, memory_limit, usable_cpus
+
+MiB = 2**20
+
+
+def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return tmp_path
+
+
+def machine_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("files", "cpus"), [
+    ({"cpu.max": "100000 100000"}, 1.0),       # v2, limits.cpu: 1
+    ({"cpu.max": "50000 100000"}, 0.5),        # v2, limits.cpu: 500m
+    ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1.0),  # v1
+])
+def test_a_cpu_quota_bounds_the_cpus(tmp_path: Path, files: dict[str, str], cpus: float) -> None:
+    assert usable_cpus(cgroup(tmp_path, files)) == min(cpus, machine_cpus())
+
+
+@pytest.mark.parametrize("files", [
+    {"cpu.max": "max 100000"},                                                  # v2, no limit
+    {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"},           # v1, no limit
+    {"cpu.max": "garbage"},
+    {},                                                                          # no cgroup
+])
+def test_without_a_quota_every_cpu_of_the_affinity_counts(tmp_path: Path,
+                                                          files: dict[str, str]) -> None:
+    assert usable_cpus(cgroup(tmp_path, files)) == machine_cpus()
+
+
+def test_memory_limits_are_read_from_v2_and_v1(tmp_path: Path) -> None:
+    assert memory_limit(cgroup(tmp_path / "a", {"memory.max": str(512 * MiB)})) == 512 * MiB
+    assert memory_limit(cgroup(tmp_path / "b", {"memory.max": "max"})) is None
+    assert memory_limit(cgroup(tmp_path / "c", {"memory/memory.limit_in_bytes":
+                                                str(256 * MiB)})) == 256 * MiB
+    assert memory_limit(cgroup(tmp_path / "d", {"memory/memory.limit_in_bytes":
+                                                "9223372036854771712"})) is None
+
+
+def test_the_manifests_pod_gets_two_workers(tmp_path: Path) -> None:
+    """1 CPU and 512 MiB (manifests/base): two workers, as the manifests also pin."""
+    root = cgroup(tmp_path, {"cpu.max": "100000 100000", "memory.max": str(512 * MiB)})
+    assert default_workers(root) == 2
+
+
+def test_memory_caps_the_workers_a_large_cpu_quota_would_give(tmp_path: Path) -> None:
+    if machine_cpus() < 2:
+        pytest.skip("needs 2 CPUs in the affinity mask")
+    root = cgroup(tmp_path, {"cpu.max": "200000 100000", "memory.max": str(512 * MiB)})
+    assert default_workers(root) == 3  # 4 by CPU, (512 - 32) / 160 by memory
+    tiny = cgroup(tmp_path / "tiny", {"cpu.max": "200000 100000", "memory.max": str(128 * MiB)})
+    assert default_workers(tiny) == 1  # never 0
+
+
+def test_an_unlimited_big_node_gets_at_most_four(tmp_path: Path) -> None:
+    assert 1 <= default_workers(cgroup(tmp_path, {})) <= 4
+    assert default_workers(cgroup(tmp_path, {})) == min(2 * machine_cpus(), 4)
+
+
+def test_gunicorn_reads_the_default_unless_the_operator_sets_it() -> None:
+    read = ("import runpy; print(runpy.run_path(__import__('webhook.gunicorn_conf', "
+            "fromlist=['x']).__file__)['workers'])")
+    env = {k: v for k, v in os.environ.items() if k != "CANARY_JUDGE_WORKERS"}
+    unset = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True,
+                           text=True, check=True)
+    assert int(unset.stdout) == default_workers()
+    pinned = subprocess.run([sys.executable, "-c", read], env={**env, "CANARY_JUDGE_WORKERS": "3"},
+                            capture_output=True, text=True, check=True)
+    assert int(pinned.stdout) == 3
