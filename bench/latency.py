@@ -369,20 +369,10 @@ def cpu_per_call(fn: Callable[[], object], runs: int, servers: dict[str, list[in
 
 def worker_rss_mb(port: int) -> float:
     """Resident memory of the gunicorn workers serving `port` (the master's children)."""
-    master = None
-    bind = f"CANARY_JUDGE_BIND=127.0.0.1:{port}".encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"gunicorn" in cmd and bind in env and (master is None or int(pid) < int(master)):
-            master = pid
-    if master is None:
+    pids = judge_pids(f"http://127.0.0.1:{port}")
+    if not pids:
         return math.nan
+    master = str(min(pids))
     children = subprocess.run(["ps", "-o", "rss=", "--ppid", master], capture_output=True,
                               text=True, check=False).stdout.split()
     return round(sum(int(x) for x in children) / 1024, 1)
@@ -545,10 +535,11 @@ def table(report: dict) -> str:
     for name, label in (("sequential_no_window", "one analysis, sequential, no window"),
                         ("fixed", "one analysis, fixed mode")):
         part = s[name]
+        requests = part["judge_upstream_requests_per_analysis"]
         rows.append(f"| {label} (p50) | {part['judge']['p50_ms']} ms, "
-                    f"{part['judge_upstream_requests_per_analysis']:g} requests upstream | "
-                    f"perfect client {part['perfect_client']['p50_ms']} ms, {part['queries']} "
-                    f"requests; sequential client "
+                    f"upstream requests per analysis {requests:g} | "
+                    f"perfect client {part['perfect_client']['p50_ms']} ms ({part['queries']} "
+                    f"queries); sequential client "
                     f"{part['sequential_client']['p50_ms']} ms | "
                     f"{part['ratio_to_perfect_client']}× ({s['targets'][name]}×) |")
     for key, part in report["concurrent"].items():

@@ -17,12 +17,12 @@ from urllib.parse import parse_qs
 import numpy as np
 import pytest
 
+from tests.test_meshes import selectors as mesh_selectors
 from webhook.app import create_app
 from webhook.lab import PrometheusLab, TrafficSide, render_openmetrics
 from webhook.lab.rollouts import (
     ARGO_STABLE,
     HEALTHCARE_STABLE,
-    NAMESPACE,
     TRADING_STABLE,
     argo_hash,
     healthcare_hash,
@@ -107,14 +107,7 @@ def _sides(canary: str, stable: str) -> dict:
 
 
 def _mesh(provider: str) -> dict:
-    if provider == "istio":
-        def side(name: str) -> dict[str, str]:
-            return {"destination_workload": name, "destination_workload_namespace": NAMESPACE}
-    else:
-        def side(name: str) -> dict[str, str]:
-            return {"deployment": name, "namespace": NAMESPACE}
-    return {"config": "http", "provider": provider, "canary": side("podinfo"),
-            "stable": side("podinfo-primary")}
+    return {"config": "http", "provider": provider, **mesh_selectors(provider, "podinfo")}
 
 
 def builtin_bodies(lab) -> dict[str, list[dict]]:
