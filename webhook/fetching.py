@@ -60,7 +60,6 @@ from webhook.sources.base import (
     QueryRejected,
     QueryResult,
     RangeQuery,
-    grid_size,
 )
 
 START_METRIC = "rollout start"  # how the start query is named in errors and counted by benches
@@ -78,8 +77,7 @@ class Fetched:
 
     @property
     def points(self) -> int:
-        return grid_size(self.window.start + self.window.step, self.window.end,
-                         self.window.step)
+        return self.window.points
 
 
 _REJECTED = "rejected"  # the source refused this start query: don't send it again
@@ -141,7 +139,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     start_q = start_query(parts, window, language) if parts else None
     if (parts and start_q is None) or (start_q is not None and starts.rejected(start_q)):
         return _whole(request, config, specs, window, mode, queries, source, deadline)
-    points = grid_size(window.start + window.step, window.end, window.step)
+    points = window.points
     warmup = warmup_steps(request, config, window.step)
     own = [metric_step(spec, window.step) for spec in specs]
 
@@ -224,7 +222,7 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     """Every query over the whole resolved window; the start read off their data."""
     fetched = source.query_range_many(queries, deadline=deadline)
     results = {r.query.key: r for r in fetched}
-    points = grid_size(window.start + window.step, window.end, window.step)
+    points = window.points
     first = judged_from(request, config, window, mode, results, points, specs)
     return Fetched(window, queries, results, first, fetched)
 

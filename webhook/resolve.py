@@ -20,7 +20,7 @@ from webhook.models import AnalysisRequest, MetricOverride, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level
 from webhook.settings import Settings
 from webhook.sources import query_language
-from webhook.sources.base import QueryLanguage, QueryLanguageError
+from webhook.sources.base import QueryLanguage, QueryLanguageError, grid_size
 
 _QUERY_FIELDS = {"bad", "good", "total", "query"}
 _SPEC_ADAPTER: TypeAdapter[MetricSpec] = TypeAdapter(MetricSpec)
@@ -68,6 +68,11 @@ class ResolvedWindow:
     # An explicit start less than one step ago (a controller's first poll): a valid question
     # with too little data yet, answered inconclusive without querying.
     too_short: bool = False
+
+    @property
+    def points(self) -> int:
+        """Steps evaluated: start+step … end, which covers (start, end]."""
+        return grid_size(self.start + self.step, self.end, self.step)
 
 
 def resolve_vars(request: AnalysisRequest, config: AnalysisConfig) -> dict[str, str]:

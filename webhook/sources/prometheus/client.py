@@ -52,7 +52,7 @@ from webhook.sources.base import (
     SourceError,
     SourceTimeout,
     SourceUnavailable,
-    grid,
+    grid_size,
 )
 from webhook.sources.prometheus import combine, promql
 
@@ -445,7 +445,7 @@ def _parse_matrix(result: object, query: RangeQuery,
     if not isinstance(result, list):
         raise SourceUnavailable(f"metric {query.metric!r}: malformed matrix from Prometheus",
                                 query.metric)
-    size = grid(query.start, query.end, query.step).size
+    size = grid_size(query.start, query.end, query.step)
     start, step = query.start, query.step
     out: list[tuple[str | None, Series]] = []
     for item in result:

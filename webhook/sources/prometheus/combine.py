@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from webhook.sources.base import RangeQuery, Series, SourceUnavailable, grid
+from webhook.sources.base import RangeQuery, Series, SourceUnavailable, grid_size
 
 PART_LABEL = "__canary_judge_part__"
 # Parts × steps of one combined query, and the fewest parts a batch must be allowed to hold
@@ -96,7 +96,7 @@ def plan(queries: Sequence[RangeQuery], memo: RejectionMemo | None,
         groups.setdefault((q.start, q.end, q.step), []).append(i)
     batches: list[Batch] = []
     for (start, end, step), members in groups.items():
-        per_batch = max_points // max(grid(start, end, step).size, 1)
+        per_batch = max_points // max(grid_size(start, end, step), 1)
         if per_batch < MIN_PARTS:  # too long for combining to pay: one query per request
             batches += [Batch((i,), (queries[i].expr,)) for i in members]
             continue
