@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -64,15 +64,6 @@ class QueryResult:
     series: tuple[Series, ...]
     seconds: float = 0.0
     requests: int = 1
-
-
-@dataclass
-class QueryStats:
-    """What an analysis cost upstream: reported in the audit log."""
-
-    count: int = 0
-    seconds: float = 0.0
-    per_query: list[float] = field(default_factory=list)
 
 
 class SourceError(Exception):
