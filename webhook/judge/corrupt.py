@@ -41,10 +41,26 @@ def first_corrupt(values: np.ndarray, present: np.ndarray | None = None, *,
     is real and a NaN is an undefined step such as 0/0) only ±Inf is.
     """
     arr = np.asarray(values, dtype=float)
-    if present is None and arr.size and counts:  # the judges' check: none, almost always
-        low, high = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
-        if not (low < -NEGATIVE_SLACK or high == math.inf):  # NaN (all absent) is neither
-            return None
+    if present is None and counts and plain_counts(arr):  # the judges' check: almost always
+        return None
+    hits = np.flatnonzero(_corrupt_mask(
+        arr, None if present is None else np.asarray(present, dtype=bool), counts))
+    if hits.size == 0:
+        return None
+    return int(hits[0]), float(arr[hits[0]])
+
+
+def plain_counts(values: np.ndarray) -> bool:
+    """No infinite and no negative count among `values` (NaN, an absent step, is neither):
+    the usual window, told in two reductions instead of a mask per test."""
+    if not values.size:
+        return True
+    low, high = np.fmin.reduce(values, axis=None), np.fmax.reduce(values, axis=None)
+    return not (low < -NEGATIVE_SLACK or high == math.inf)
+
+
+def _corrupt_mask(arr: np.ndarray, present: np.ndarray | None, counts: bool) -> np.ndarray:
+    """Where `arr` holds a corrupt sample (`first_corrupt`'s definition), any shape."""
     with np.errstate(invalid="ignore"):
         if counts:
             bad = ~np.isfinite(arr) if present is not None else np.isinf(arr)
@@ -52,11 +68,8 @@ def first_corrupt(values: np.ndarray, present: np.ndarray | None = None, *,
         else:
             bad = np.isinf(arr)
     if present is not None:
-        bad &= np.asarray(present, dtype=bool)
-    hits = np.flatnonzero(bad)
-    if hits.size == 0:
-        return None
-    return int(hits[0]), float(arr[hits[0]])
+        bad &= present
+    return bad
 
 
 def first_corrupt_of(series: Sequence[np.ndarray], present: Sequence[np.ndarray | None], *,
@@ -74,15 +87,9 @@ def first_corrupt_of(series: Sequence[np.ndarray], present: Sequence[np.ndarray 
                 return i, bad[0], bad[1]
         return None
     arr = np.array(series, dtype=float).reshape(len(series), width)
-    with np.errstate(invalid="ignore"):
-        if counts:
-            bad = ((~np.isfinite(arr) if present[0] is not None else np.isinf(arr))
-                   | (arr < -NEGATIVE_SLACK))
-        else:
-            bad = np.isinf(arr)
-    if present[0] is not None:
-        bad &= np.array(present, dtype=bool).reshape(bad.shape)
-    hits = np.flatnonzero(bad)  # row-major: the first series with a hit, its first step
+    mask = (None if present[0] is None
+            else np.array(present, dtype=bool).reshape(arr.shape))
+    hits = np.flatnonzero(_corrupt_mask(arr, mask, counts))  # row-major: first series first
     if hits.size == 0:
         return None
     row, step = divmod(int(hits[0]), width)

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from webhook.judge import sequential as seq
-from webhook.judge.corrupt import NEGATIVE_SLACK, corrupt_reason, first_corrupt
+from webhook.judge.corrupt import NEGATIVE_SLACK, corrupt_reason, first_corrupt, plain_counts
 from webhook.judge.tails import norm_isf, norm_sf
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
@@ -176,15 +176,6 @@ def judge_ratio(
         allowed=allowed, **base)
 
 
-def _plain_counts(values: np.ndarray) -> bool:
-    """No infinite and no negative count (NaN, absent, aside): the usual window, which
-    `_clean_steps` takes in three numpy calls instead of twenty."""
-    if not values.size:
-        return True
-    low, high = np.fmin.reduce(values, axis=None), np.fmax.reduce(values, axis=None)
-    return not (low < -NEGATIVE_SLACK or high == math.inf)
-
-
 def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-step (totals, events): absent (NaN) totals count as no traffic, absent events as
     zero, events never above totals. Infinite or negative counts never get here for the
@@ -194,7 +185,7 @@ def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, 
     numerator = np.asarray(numerator, dtype=float)
     if numerator.shape != total.shape:  # a scalar or a shorter array (callers by hand)
         numerator = np.broadcast_to(numerator, total.shape)
-    if _plain_counts(total) and _plain_counts(numerator):  # nothing to drop: NaN reads as 0
+    if plain_counts(total) and plain_counts(numerator):  # nothing to drop: NaN reads as 0
         totals = np.fmax(total, 0.0)
         return totals, np.minimum(np.fmax(numerator, 0.0), totals)
     with np.errstate(invalid="ignore"):
