@@ -36,7 +36,7 @@ the martingale can be read at every poll instead of spending alpha over a grid o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -407,7 +407,7 @@ def judge_quantile(
     stable_history: Histogram | None = None,
     unit: str = "s",
     decided_by: str | None = None,
-    exceedances: Mapping[tuple[bool, str], tuple[np.ndarray, ...]] | None = None,
+    count_exceedances: Callable[..., tuple[np.ndarray, ...]] | None = None,
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
@@ -428,8 +428,8 @@ def judge_quantile(
     needs the per-step rows (`Histogram.from_steps`). `stable_history`, the stable's steps
     before the analysis start, sets the first step's threshold and calibrates how much tails
     vary between steps. Passing stays at the fixed-horizon level, since passing is not the
-    guaranteed side. `exceedances` holds `tail_exceedances` of this quantile by (slower,
-    anchor) when the caller computed them for several quantiles at once (`judge_quantiles`).
+    guaranteed side. `count_exceedances` stands in for `tail_exceedances` (same arguments)
+    when several quantiles share the counting (`judge_quantiles`).
     """
     test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
@@ -479,9 +479,9 @@ def judge_quantile(
                 continue
             # The mean of two test martingales is one: anchored on each side, at the cost of
             # at most a factor 2 of evidence.
-            counts = {anchor: exceedances[slower, anchor] if exceedances is not None else
-                      tail_exceedances(canary, stable, q, rel, abs_, slower, min_tail,
-                                       stable_history, anchor)
+            count = count_exceedances or tail_exceedances
+            counts = {anchor: count(canary, stable, q, rel, abs_, slower, min_tail,
+                                    stable_history, anchor)
                       for anchor in ("stable", "canary")}
             # With buckets wider than the tolerance both anchors often land on the same
             # pair of bounds at every step: the same counts, the same martingale.
@@ -544,24 +544,29 @@ def judge_quantiles(names: Sequence[str], canary: Histogram, stable: Histogram,
                     qs: Sequence[float], **options: Any) -> list[CheckResult]:
     """`judge_quantile` of each quantile of `qs` (named by `names`), with the same options:
     in sequential mode the tail exceedances of all of them are counted in one pass
-    (`tail_exceedances_of`), the same numbers one quantile at a time would give."""
-    exceedances: list[dict[tuple[bool, str], tuple[np.ndarray, ...]]] = [{} for _ in qs]
-    direction = options.get("direction", "increase")
-    readable = all(h.layout_problem is None and math.isfinite(h.total) and h.total < MAX_COUNT
-                   for h in (canary, stable))  # else judge_quantile answers before counting
-    if options.get("mode", "fixed") == "sequential" and readable:
-        for slower in (True, False):
-            if direction == ("decrease" if slower else "increase"):
-                continue
-            for anchor in ("stable", "canary"):
-                for i, counts in enumerate(tail_exceedances_of(
-                        canary, stable, qs, options.get("relative_tolerance", 0.0),
-                        options.get("absolute_tolerance", 0.0), slower,
-                        options.get("min_tail", 10), options.get("stable_history"), anchor)):
-                    exceedances[i][slower, anchor] = counts
-    return [judge_quantile(name, canary, stable, q, **options,
-                           exceedances=exceedances[i] or None)
-            for i, (name, q) in enumerate(zip(names, qs, strict=True))]
+    (`tail_exceedances_of`) when the first of them needs its own, the same numbers one
+    quantile at a time would give."""
+    shared = _SharedExceedances(qs)
+    return [judge_quantile(name, canary, stable, q, **options, count_exceedances=shared)
+            for name, q in zip(names, qs, strict=True)]
+
+
+class _SharedExceedances:
+    """`tail_exceedances` for quantiles judged on the same histograms with the same options:
+    they differ only in `q`, so the first call for a (slower, anchor) counts every quantile."""
+
+    def __init__(self, qs: Sequence[float]) -> None:
+        self._qs = tuple(qs)
+        self._counted: dict[tuple[bool, str], dict[float, tuple[np.ndarray, ...]]] = {}
+
+    def __call__(self, canary: Histogram, stable: Histogram, q: float, rel: float,
+                 abs_: float, slower: bool, min_tail: float, history: Histogram | None,
+                 anchor: str) -> tuple[np.ndarray, ...]:
+        if (slower, anchor) not in self._counted:
+            self._counted[slower, anchor] = dict(zip(self._qs, tail_exceedances_of(
+                canary, stable, self._qs, rel, abs_, slower, min_tail, history, anchor),
+                strict=True))
+        return self._counted[slower, anchor][q]
 
 
 def _span(edges: tuple[float, float], unit: str) -> str:
