@@ -12,11 +12,16 @@ from typing import Any
 
 from gunicorn import glogging
 
+# The line gunicorn_conf.py configures: the 7 atoms it reads are all this module provides.
+ACCESS_LOG_FORMAT = (
+    '{"event":"access","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,'
+    '"bytes":"%(B)s","duration_ms":%(M)s,"agent":"%(a)s"}'
+)
+
 
 class JsonAtoms(glogging.SafeAtoms):
     """The substitution values, each string escaped as the inside of a JSON string when the
-    format reads it: gunicorn offers ~50 atoms per request (every header and environ entry),
-    the format uses 7, and escaping them all cost more than the rest of the access line."""
+    format reads it."""
 
     def __init__(self, atoms: dict[str, Any]) -> None:
         dict.__init__(self, atoms)
@@ -28,3 +33,21 @@ class JsonAtoms(glogging.SafeAtoms):
 
 class JsonAccessLogger(glogging.Logger):
     atoms_wrapper_class = JsonAtoms
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
+              ) -> dict[str, Any]:
+        """Only the 7 atoms `ACCESS_LOG_FORMAT` reads, each as gunicorn computes it. gunicorn
+        builds ~50 per request (every request and response header and environ entry, a
+        formatted date, the Basic-auth user) whatever the format uses: that was ~3/4 of the
+        access line's cost. Another format (an operator's `--access-logformat`) gets them all."""
+        if self.cfg.access_log_format != ACCESS_LOG_FORMAT:
+            return super().atoms(resp, req, environ, request_time)
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        return {
+            "h": environ.get("REMOTE_ADDR", "-"), "m": environ.get("REQUEST_METHOD"),
+            "U": environ.get("PATH_INFO"), "s": status, "B": getattr(resp, "sent", None),
+            "M": request_time.seconds * 1000 + int(request_time.microseconds / 1000),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+        }
