@@ -1,4 +1,5 @@
-"""The default worker count follows the pod's CPU and memory limits, not the node's size."""
+"""The default worker count follows the pod's CPU and memory limits, not the node's size; a
+worker spends its CPU on analyses, not on idle BLAS threads or on walking the app's objects."""
 
 from __future__ import annotations
 
@@ -85,3 +86,38 @@ def test_gunicorn_reads_the_default_unless_the_operator_sets_it() -> None:
     pinned = subprocess.run([sys.executable, "-c", read], env={**env, "CANARY_JUDGE_WORKERS": "3"},
                             capture_output=True, text=True, check=True)
     assert int(pinned.stdout) == 3
+
+
+# A worker as gunicorn makes it: our config read first, then the app imported, then the
+# post_worker_init hook.
+WORKER = """
+import gc, os, runpy
+conf = runpy.run_path(__import__("webhook.gunicorn_conf", fromlist=["x"]).__file__)
+import webhook.wsgi
+conf["post_worker_init"](None)
+print(len(os.listdir("/proc/self/task")), gc.get_freeze_count(), len(gc.get_objects()),
+      os.environ["OPENBLAS_NUM_THREADS"])
+"""
+
+
+def _worker(extra: dict[str, str]) -> list[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    env.update({"CANARY_JUDGE_PROMETHEUS_URL": "http://127.0.0.1:9", **extra})
+    return subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
+def test_a_worker_runs_no_blas_threads_and_keeps_the_app_out_of_the_collector() -> None:
+    threads, frozen, tracked, blas = _worker({})
+    # numpy's and scipy's OpenBLAS would each start a thread per CPU of the node
+    assert blas == "1" and int(threads) == 1
+    # the loaded app (~100,000 objects) is frozen: a full collection no longer walks it
+    assert int(frozen) > 50_000 and int(tracked) < 1_000
+
+
+def test_the_operator_sets_blas_threads() -> None:
+    threads, _, _, blas = _worker({"OPENBLAS_NUM_THREADS": "2"})
+    assert blas == "2"
+    if machine_cpus() >= 2:
+        assert int(threads) > 1
