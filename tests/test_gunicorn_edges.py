@@ -3,7 +3,6 @@ hostile path or User-Agent must not split or forge."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
@@ -125,24 +124,3 @@ def test_the_access_line_reads_the_same_from_its_seven_atoms():
     assert json.loads(_access_lines(JsonAccessLogger, other)[0]) == {
         "line": "GET /x HTTP/1.1", "query": "a=1", "host": "judge:8080"}
 
-
-def test_every_tenth_request_on_a_connection_closes_it(server):
-    """A kept-alive caller reconnects every 10 requests, so its polls spread over the workers
-    instead of staying with the one that first accepted it."""
-    url, _ = server
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    try:
-        said = []
-        for _ in range(10):
-            conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
-            said.append(response.getheader("Connection"))
-        assert said == ["keep-alive"] * 9 + ["close"]
-        conn.request("GET", "/healthz")  # http.client reconnects, as Go's client does
-        response = conn.getresponse()
-        assert response.status == 200 and response.getheader("Connection") == "keep-alive"
-    finally:
-        conn.close()

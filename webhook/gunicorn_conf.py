@@ -14,7 +14,7 @@ from webhook.capacity import default_workers
 
 # One OpenBLAS thread per worker (an operator's value wins). numpy and scipy each start a
 # thread per CPU of the node (not of the pod's quota) when imported: 2 idle threads per worker
-# here, 126 on a 64-core node. Measured under bench/latency.py load they used ~0 CPU (the
+# here, 126 on a 64-core node. Under load from 8 and 32 callers they used ~0 CPU (the
 # judges' products are too short for BLAS to split, sequential._dot), so one thread costs
 # nothing and spares the threads. Set here, read by each worker when it imports the app
 # (no preload: workers import it after the fork, with this environment).
@@ -33,15 +33,6 @@ worker_class = "gthread"
 timeout = int(os.environ.get("CANARY_JUDGE_WORKER_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("CANARY_JUDGE_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
-# Every 10th request on a connection is answered with "Connection: close"; the caller's next
-# request opens a new connection (Go's client, as Argo and Flagger use, and urllib3 do so
-# transparently). A kept-alive connection stays with the worker that accepted it, and the
-# worker awake when a burst of connections arrives accepts most of them: measured with 8
-# callers polling back to back on 4 workers, all 8 connections sat on one worker (one GIL:
-# ~7 of 8 s of CPU there, none in the other three) and its queue set the rate. Reconnecting
-# every 10th request spread them over all 4 (bench/latency.py, README "Capacity"), at one
-# TCP handshake per 10 analyses. It spreads a controller's connections over the replicas too.
-KEEPALIVE_REQUESTS = 10
 accesslog = "-" if os.environ.get("CANARY_JUDGE_ACCESS_LOG", "true").lower() != "false" else None
 errorlog = "-"
 loglevel = os.environ.get("CANARY_JUDGE_LOG_LEVEL", "info").lower()
@@ -73,13 +64,6 @@ def on_exit(server):
     One the operator named (PROMETHEUS_MULTIPROC_DIR) is left for them, and wiped at start."""
     if _created_metrics_dir is not None:
         shutil.rmtree(_created_metrics_dir, ignore_errors=True)
-
-
-def pre_request(worker, req):
-    """gunicorn's own debug line, and the close of every KEEPALIVE_REQUESTS-th request."""
-    worker.log.debug("%s %s", req.method, req.path)
-    if req.req_number % KEEPALIVE_REQUESTS == 0:
-        req.must_close = True
 
 
 def post_worker_init(worker):
