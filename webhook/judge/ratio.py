@@ -117,7 +117,8 @@ def judge_ratio(
     sides = []
     per_step = []
     for numerator, total in ((numerator_c, total_c), (numerator_s, total_s)):
-        totals, events = _clean_steps(numerator, total)
+        # no ±Inf or negative count left (first_corrupt): NaN, an absent step, reads as 0
+        totals, events = _clean_steps(numerator, total, plain=True)
         with np.errstate(over="ignore"):  # an infinite sum is judged below: not finite
             n, k = float(totals.sum()), float(events.sum())
         sides.append((k, n, int(np.isfinite(np.asarray(total, dtype=float)).sum()) * step_seconds))
@@ -176,16 +177,17 @@ def judge_ratio(
         allowed=allowed, **base)
 
 
-def _clean_steps(numerator: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _clean_steps(numerator: np.ndarray, total: np.ndarray,
+                 plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-step (totals, events): absent (NaN) totals count as no traffic, absent events as
     zero, events never above totals. Infinite or negative counts never get here for the
-    judged steps (`judge_ratio` turns them into an inconclusive check); in the stable's history
-    they are dropped rather than read as zero."""
+    judged steps (`judge_ratio` turns them into an inconclusive check, and says so with
+    `plain`); in the stable's history they are dropped rather than read as zero."""
     total = np.asarray(total, dtype=float)
     numerator = np.asarray(numerator, dtype=float)
     if numerator.shape != total.shape:  # a scalar or a shorter array (callers by hand)
         numerator = np.broadcast_to(numerator, total.shape)
-    if plain_counts(total) and plain_counts(numerator):  # nothing to drop: NaN reads as 0
+    if plain or (plain_counts(total) and plain_counts(numerator)):  # NaN reads as 0
         totals = np.fmax(total, 0.0)
         return totals, np.minimum(np.fmax(numerator, 0.0), totals)
     with np.errstate(invalid="ignore"):

@@ -14,15 +14,20 @@ A new kind is one new module here plus its config class (added to `MetricSpec`),
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, cast
 
+import numpy as np
+
 from webhook.configs import METRIC_KINDS, MetricSpec
-from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of
+from webhook.judge.corrupt import COUNT_ROLES, NEGATIVE_SLACK, corrupt_check, first_corrupt_of
 from webhook.judge.types import CheckResult, evolve
 from webhook.kinds import events, histogram, ratio, series, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
 from webhook.models import parse_duration
+from webhook.sources.base import Series
 
 KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
                           for m in (ratio, histogram, series, threshold, events)}
@@ -73,15 +78,39 @@ def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult
     only place that still knows a NaN sample from a missing one (`Series.present`)."""
     history = ctx.history
     begin = history.start if history is not None else ctx.first
-    for side in sides(spec):
-        for role in queries(spec):
-            found = data.series(side, role)
-            bad = first_corrupt_of([s.values[begin:] for s in found],
-                                   [None if s.present is None else s.present[begin:]
-                                    for s in found], counts=role in COUNT_ROLES)
-            if bad is None:
-                continue
-            shown = "good" if role == "numerator" and getattr(spec, "good", None) else role
-            return corrupt_check(spec.name, spec.kind, side, shown, bad[2],
-                                 where=ctx.time_of(begin + bad[1]))
+    read = [(side, role, data.series(side, role)) for side in sides(spec)
+            for role in queries(spec)]
+    if _all_plain(read, begin):
+        return None
+    for side, role, found in read:
+        bad = first_corrupt_of([s.values[begin:] for s in found],
+                               [None if s.present is None else s.present[begin:]
+                                for s in found], counts=role in COUNT_ROLES)
+        if bad is None:
+            continue
+        shown = "good" if role == "numerator" and getattr(spec, "good", None) else role
+        return corrupt_check(spec.name, spec.kind, side, shown, bad[2],
+                             where=ctx.time_of(begin + bad[1]))
     return None
+
+
+def _all_plain(read: list[tuple[str, str, Sequence[Series]]], begin: int) -> bool:
+    """True when no series of `read` can hold a corrupt sample from step `begin` on, told
+    from all of them at once: every count finite and ≥ −NEGATIVE_SLACK (a finite sum has no
+    NaN and no ±Inf), every gauge value short of ±Inf. Four reductions for the whole metric
+    instead of a mask per series; False (the per-series search decides) when unsure, e.g.
+    with an absent step's NaN or a sum that overflows."""
+    counts, gauges = [], []
+    for _, role, found in read:
+        (counts if role in COUNT_ROLES else gauges).extend(s.values[begin:] for s in found)
+    if counts:
+        values = np.concatenate(counts)
+        if values.size and not (math.isfinite(np.add.reduce(values))
+                                and np.minimum.reduce(values) >= -NEGATIVE_SLACK):
+            return False
+    if gauges:
+        values = np.concatenate(gauges)
+        if values.size and not (np.fmax.reduce(values) < math.inf
+                                and np.fmin.reduce(values) > -math.inf):
+            return False
+    return True
