@@ -105,7 +105,8 @@ class Histogram:
             bound = float(le)
             if math.isnan(bound):
                 continue
-            values = np.atleast_1d(np.asarray(v, dtype=float))
+            values = (v if type(v) is np.ndarray and v.ndim == 1 and v.dtype == np.float64
+                      else np.atleast_1d(np.asarray(v, dtype=float)))  # as decoded: as is
             if bound in merged:
                 old = merged[bound]
                 width = max(old.size, values.size)
@@ -207,19 +208,25 @@ class Histogram:
         return low, high
 
 
-def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float) -> np.ndarray:
+def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     """q-quantile of each row of cumulative counts, interpolated like histogram_quantile();
     NaN for a row without requests or whose quantile lies in the +Inf bucket (unknown)."""
     if not rows.size:
         return np.full(rows.shape[0], np.nan)
     total = rows[:, -1]
     rank = q * total
-    i = np.minimum(np.argmax(rows >= rank[:, None], axis=1), bounds.size - 1)
+    i = np.argmax(rows >= rank[:, None], axis=1)
+    np.minimum(i, bounds.size - 1, out=i)
     upper = bounds[i]
-    lower = np.where(i > 0, bounds[np.maximum(i - 1, 0)], np.minimum(0.0, upper))
-    r = np.arange(rows.shape[0])
-    below = np.where(i > 0, rows[r, np.maximum(i - 1, 0)], 0.0)
-    inside = rows[r, i] - below
+    previous = i - 1
+    inner = previous >= 0  # i > 0
+    np.maximum(previous, 0, out=previous)
+    lower = np.where(inner, bounds[previous], np.minimum(0.0, upper))
+    # rows[r, i] as flat positions: cheaper than 2-d fancy indexing
+    start = np.arange(0, rows.size, rows.shape[1])
+    flat = rows.ravel()
+    below = np.where(inner, flat[start + previous], 0.0)
+    inside = flat[start + i] - below
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         value = np.where(inside > 0, lower + (upper - lower) * (rank - below) / inside, upper)
     return np.where((total > 0) & np.isfinite(upper), value, np.nan)
@@ -247,17 +254,25 @@ def _snap(bounds: np.ndarray, x: np.ndarray, up: bool) -> np.ndarray:
 
 def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Requests above x[r] in each row, where x is a bucket bound (or 0, below all of them):
-    an exact count, never interpolated. NaN where x is NaN."""
-    if not bounds.size or not rows.size:
-        return np.full(rows.shape[0], np.nan)
+    an exact count, never interpolated. NaN where x is NaN. `x` may hold several blocks of
+    one value per row (one block per quantile): each block is counted on the same rows."""
     x = np.asarray(x, dtype=float)
+    if not bounds.size or not rows.size:
+        return np.full(x.size if x.ndim else rows.shape[0], np.nan)
+    repeat = max(x.size // rows.shape[0], 1)
     ok = np.isfinite(x)
     xs = np.where(ok, x, 0.0)
     i = np.searchsorted(bounds, xs, side="left")
-    exact = (i < bounds.size) & (bounds[np.minimum(i, bounds.size - 1)] == xs)
     j = np.minimum(i, bounds.size - 1)
-    at_or_below = np.where(exact, rows[np.arange(rows.shape[0]), j], 0.0)
-    return np.where(ok, np.maximum(rows[:, -1] - at_or_below, 0.0), np.nan)
+    exact = (i < bounds.size) & (bounds[j] == xs)
+    width = rows.shape[1]
+    start = np.arange(0, rows.size, width)  # rows[r, j] as flat positions
+    if repeat > 1:
+        start = np.tile(start, repeat)
+    flat = rows.ravel()
+    at_or_below = np.where(exact, flat[start + j], 0.0)
+    last = flat[start + (width - 1)]
+    return np.where(ok, np.maximum(last - at_or_below, 0.0), np.nan)
 
 
 def tail_exceedances(canary: Histogram, stable: Histogram, q: float, rel: float, abs_: float,
@@ -324,8 +339,8 @@ def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float
     other = canary if anchor == "stable" else stable
     xo = _snap(other.bounds, moved, up=not anchor_up)
     x_c, x_s = (xo, ya) if anchor == "stable" else (ya, xo)
-    e_c = _rows_count_above(np.tile(rows_c, (k, 1)) if k > 1 else rows_c, canary.bounds, x_c)
-    e_s = _rows_count_above(np.tile(rows_s, (k, 1)) if k > 1 else rows_s, stable.bounds, x_s)
+    e_c = _rows_count_above(rows_c, canary.bounds, x_c)  # k blocks, one per quantile
+    e_s = _rows_count_above(rows_s, stable.bounds, x_s)
     known = np.isfinite(e_c) & np.isfinite(e_s)
     total_c, total_s = np.tile(rows_c[:, -1], k), np.tile(rows_s[:, -1], k)
     parts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
@@ -485,7 +500,8 @@ def judge_quantile(
                       for anchor in ("stable", "canary")}
             # With buckets wider than the tolerance both anchors often land on the same
             # pair of bounds at every step: the same counts, the same martingale.
-            same = all(np.array_equal(x, y) for x, y in zip(*counts.values(), strict=True))
+            same = all(x.shape == y.shape and bool((x == y).all())
+                       for x, y in zip(*counts.values(), strict=True))
             paths = [seq.rate_ratio_log_evidence_path(
                 *counts[anchor], 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
                 dispersion_prior=dispersion) for anchor in (("stable",) if same else counts)]

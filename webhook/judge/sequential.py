@@ -109,11 +109,12 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     `phi` is `step_dispersion` of the same steps when the caller already has it."""
     bad_c, bad_s = np.asarray(bad_c, float), np.asarray(bad_s, float)
     n_c, n_s = np.asarray(n_c, float), np.asarray(n_s, float)
-    use = (n_c > 0) & (n_s > 0) & ((bad_c + bad_s) > 0)
+    k = bad_c + bad_s
+    use = (n_c > 0) & (n_s > 0) & (k > 0)
     if use.all():  # the usual busy window: no step to leave out
         k_c, k_s, c, s = bad_c, bad_s, n_c, n_s
     elif use.any():
-        k_c, k_s, c, s = bad_c[use], bad_s[use], n_c[use], n_s[use]
+        k_c, k_s, c, s, k = bad_c[use], bad_s[use], n_c[use], n_s[use], k[use]
     else:
         return None
     both = c + s
@@ -121,9 +122,8 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     v = s / both  # 1 − w, not rounded to 0 when the stable is tiny
     d0 = rho0 * w + v
     if phi is None:
-        phi = step_dispersion(k_c, k_s, w, *dispersion_prior)
+        phi = step_dispersion(k_c, k_s, w, *dispersion_prior, total=k)
     theta, rho1 = (_GRID, _EXP_GRID) if worse else (_NEG_GRID, _EXP_NEG_GRID)
-    k = k_c + k_s
     return _Terms(use, theta, rho1 if rho0 == 1.0 else rho0 * rho1, w / d0, v / d0,
                   k_c / phi, np.divide(k, phi, out=k), _log_prior(scale), phi)
 
@@ -215,8 +215,8 @@ def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
     previous value (0 before the first)."""
     if values.size == size:  # every step counted
         return values
-    index = np.maximum.accumulate(np.where(t.use, np.arange(size), -1))
-    return np.where(index >= 0, values[np.maximum(np.cumsum(t.use) - 1, 0)], 0.0)
+    index = np.cumsum(t.use) - 1  # the last counting step at or before each step, or -1
+    return np.where(index >= 0, values[np.maximum(index, 0)], 0.0)
 
 
 def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
@@ -414,7 +414,8 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
 
 def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
                     prior: float = DISPERSION_PRIOR,
-                    prior_steps: float = DISPERSION_PRIOR_STEPS) -> np.ndarray:
+                    prior_steps: float = DISPERSION_PRIOR_STEPS,
+                    total: np.ndarray | None = None) -> np.ndarray:
     """Per-step factor φ_t ≥ 1 by which the canary's share of bad events varies more than a
     binomial allows.
 
@@ -433,11 +434,12 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     shrunk towards `prior` worth `prior_steps` typical steps: one or two steps cannot tell a
     clump from a regression, so early on the prior decides how cautious to be.
     """
-    total = k_c + k_s
+    if total is None:  # k_c + k_s, when the caller has not summed them already
+        total = k_c + k_s
     pi = share_at(mle_rate_ratio(k_c, total, w), w)
     binomial = total * pi * (1 - pi)
     ok = binomial > 0
-    m = int(ok.sum())
+    m = int(np.count_nonzero(ok))
     if not m:
         return np.ones(k_c.size)
     if m == k_c.size:  # every step has events on both sides' expected shares
