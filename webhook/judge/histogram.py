@@ -35,6 +35,7 @@ the martingale can be read at every poll instead of spending alpha over a grid o
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,7 +75,7 @@ def _binom_ppf(a: float, n: int, q: float) -> np.ndarray:
     """stats.binom.ppf([a, 1 − a], n, q), the same numbers (tests/test_judges_fast.py)."""
     if _binom_ppf_ufunc is None or not (0 < a < 1 and 0 < q < 1 and n >= 0):
         return np.asarray(stats.binom.ppf([a, 1 - a], n, q), dtype=float)
-    return np.asarray(_binom_ppf_ufunc(np.array([a, 1 - a]), float(n), q), dtype=float)
+    return _binom_ppf_ufunc(np.array([a, 1 - a]), float(n), q)  # float64 already
 
 
 class Histogram:
@@ -89,6 +90,27 @@ class Histogram:
         self.bounds = bounds
         self.cumulative = cumulative
         self.steps = steps
+        self._lists: tuple[list[float], list[float]] | None = None
+
+    def _as_lists(self) -> tuple[list[float], list[float]] | None:
+        """(bounds, cumulative) as Python floats, for the scalar look-ups of one rank (numpy
+        costs ~1 µs a call there, and the fixed-mode p-value bisection makes dozens); None
+        when a count is NaN, where only np.searchsorted's ordering (NaN last) applies.
+        Histograms are not changed after they are built."""
+        if self._lists is None:
+            cumulative = self.cumulative.tolist()
+            if any(c != c for c in cumulative):
+                return None
+            self._lists = (self.bounds.tolist(), cumulative)
+        return self._lists
+
+    def _search(self, rank: float) -> int:
+        """np.searchsorted(self.cumulative, rank, side="left"): the first bucket whose
+        cumulative count reaches `rank`."""
+        lists = self._as_lists() if rank == rank else None
+        if lists is None:
+            return int(np.searchsorted(self.cumulative, rank, side="left"))
+        return bisect.bisect_left(lists[1], rank)
 
     @classmethod
     def from_steps(cls, buckets: Sequence[tuple[float, np.ndarray]]) -> Histogram:
@@ -161,14 +183,15 @@ class Histogram:
         if self.total <= 0:
             return math.nan
         rank = min(max(rank, 0.0), self.total)
-        i = int(np.searchsorted(self.cumulative, rank, side="left"))
-        i = min(i, self.bounds.size - 1)
-        upper = self.bounds[i]
+        i = min(self._search(rank), self.bounds.size - 1)
+        lists = self._as_lists()
+        bounds, cumulative = lists if lists is not None else (self.bounds, self.cumulative)
+        upper = bounds[i]
         if math.isinf(upper):
             return inf_bucket_as
-        lower = self.bounds[i - 1] if i > 0 else min(0.0, upper)
-        below = self.cumulative[i - 1] if i > 0 else 0.0
-        inside = self.cumulative[i] - below
+        lower = bounds[i - 1] if i > 0 else min(0.0, upper)
+        below = cumulative[i - 1] if i > 0 else 0.0
+        inside = cumulative[i] - below
         if inside <= 0:
             return float(upper)
         return float(lower + (upper - lower) * ((rank - below) / inside))  # no overflow
@@ -184,14 +207,15 @@ class Histogram:
 
     def bucket_of_rank(self, rank: float) -> int:
         """Index of the bucket holding the request of this rank (1-based)."""
-        i = int(np.searchsorted(self.cumulative, max(rank, 0.0), side="left"))
-        return min(i, self.bounds.size - 1)
+        return min(self._search(max(rank, 0.0)), self.bounds.size - 1)
 
     def edges(self, i: int) -> tuple[float, float]:
         """(lower, upper) edge of bucket i: the first bucket starts at 0 (latencies are not
         negative), the +Inf bucket ends at +Inf."""
-        upper = float(self.bounds[i])
-        lower = float(self.bounds[i - 1]) if i > 0 else min(0.0, upper)
+        lists = self._as_lists()
+        bounds = lists[0] if lists is not None else self.bounds
+        upper = float(bounds[i])
+        lower = float(bounds[i - 1]) if i > 0 else min(0.0, upper)
         return lower, upper
 
     def quantile_bounds(self, q: float, a: float) -> tuple[float, float]:
@@ -481,8 +505,10 @@ def judge_quantile(
     if mode == "fixed":
         up = direction in ("increase", "either") and _beyond(c_low, s_high, rel, abs_)
         down = direction in ("decrease", "either") and _beyond(s_low, c_high, rel, abs_)
-        p_up = _p_value(canary, stable, q, rel, abs_, True)
-        p_down = _p_value(canary, stable, q, rel, abs_, False)
+        # a one-sided check reports its own side's p-value: the other's bisection is skipped
+        p_up = _p_value(canary, stable, q, rel, abs_, True) if direction != "decrease" else 1.0
+        p_down = (_p_value(canary, stable, q, rel, abs_, False) if direction != "increase"
+                  else 1.0)
     else:
         # One test per harmful direction, each at alpha (alpha/2 each for "either").
         level = math.log(1 / (alpha if direction != "either" else alpha / 2))

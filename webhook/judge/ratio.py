@@ -155,8 +155,10 @@ def judge_ratio(
     low, high = newcombe_interval(k_c, n_c, k_s, n_s, z)
     up = direction in ("increase", "either") and low > allowed
     down = direction in ("decrease", "either") and high < -allowed
-    p_up = _one_sided_p(k_c, n_c, k_s, n_s, allowed, True)
-    p_down = _one_sided_p(k_c, n_c, k_s, n_s, allowed, False)
+    # a one-sided check reports its own side's p-value: the other's bisection is skipped
+    p_up = _one_sided_p(k_c, n_c, k_s, n_s, allowed, True) if direction != "decrease" else 1.0
+    p_down = (_one_sided_p(k_c, n_c, k_s, n_s, allowed, False) if direction != "increase"
+              else 1.0)
     p_value = {"increase": p_up, "decrease": p_down}.get(direction, min(1.0, 2 * min(p_up, p_down)))
 
     shown = (f"canary {fmt_value(p_c, '%')} of {fmt_count(n_c)} vs stable {fmt_value(p_s, '%')} "
