@@ -261,19 +261,18 @@ def _snap(bounds: np.ndarray, x: np.ndarray, up: bool) -> np.ndarray:
     below the first bound: latencies are not negative). NaN where x is not finite or
     rounding up would reach +Inf (nothing is counted above the last finite bound)."""
     x = np.asarray(x, dtype=float)
-    out = np.full(x.shape, np.nan)
     ok = np.isfinite(x)
     if not bounds.size or not ok.any():
-        return out
-    xs = x[ok]
+        return np.full(x.shape, np.nan)
+    # searched with the non-finite values too (they sort to an end), then masked out: no
+    # boolean subsetting and scattering back
     if up:
-        i = np.searchsorted(bounds, xs, side="left")
+        i = np.searchsorted(bounds, x, side="left")
         got = np.where(i < bounds.size, bounds[np.minimum(i, bounds.size - 1)], np.inf)
     else:
-        i = np.searchsorted(bounds, xs, side="right") - 1
+        i = np.searchsorted(bounds, x, side="right") - 1
         got = np.where(i >= 0, bounds[np.maximum(i, 0)], 0.0)
-    out[ok] = np.where(np.isfinite(got), got, np.nan)
-    return out
+    return np.where(ok & np.isfinite(got), got, np.nan)
 
 
 def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -291,8 +290,7 @@ def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np
     exact = (i < bounds.size) & (bounds[j] == xs)
     width = rows.shape[1]
     start = np.arange(0, rows.size, width)  # rows[r, j] as flat positions
-    if repeat > 1:
-        start = np.tile(start, repeat)
+    start = _blocks(start, repeat)
     flat = rows.ravel()
     at_or_below = np.where(exact, flat[start + j], 0.0)
     last = flat[start + (width - 1)]
@@ -343,7 +341,7 @@ def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float
     if anchor == "stable" and history is not None and _same_buckets(history, stable):
         before += history.cumulative
     q = np.repeat(np.asarray(qs, dtype=float), m)  # one block of rows per quantile
-    stacked = np.tile(before, (k, 1)) if k > 1 else before
+    stacked = _blocks(before, k)
     y = _rows_quantile(stacked, base.bounds, q)
     y[stacked[:, -1] * (1 - q) < min_tail] = np.nan
     # Both thresholds are bucket bounds, so both counts are exact: the anchor's quantile is
@@ -366,10 +364,16 @@ def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float
     e_c = _rows_count_above(rows_c, canary.bounds, x_c)  # k blocks, one per quantile
     e_s = _rows_count_above(rows_s, stable.bounds, x_s)
     known = np.isfinite(e_c) & np.isfinite(e_s)
-    total_c, total_s = np.tile(rows_c[:, -1], k), np.tile(rows_s[:, -1], k)
+    total_c, total_s = _blocks(rows_c[:, -1], k), _blocks(rows_s[:, -1], k)
     parts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
              np.where(known, e_s, 0.0), np.where(known, total_s, 0.0))
     return [tuple(x[i * m:(i + 1) * m] for x in parts) for i in range(k)]
+
+
+def _blocks(x: np.ndarray, k: int) -> np.ndarray:
+    """`x` stacked k times along its first axis (np.tile's result, without its Python-level
+    overhead: a fifth of a tail count's time)."""
+    return x if k == 1 else np.concatenate((x,) * k)
 
 
 def _same_buckets(history: Histogram | None, stable: Histogram) -> bool:

@@ -120,8 +120,9 @@ def judge_ratio(
         # no ±Inf or negative count left (first_corrupt): NaN, an absent step, reads as 0
         totals, events = _clean_steps(numerator, total, plain=True)
         with np.errstate(over="ignore"):  # an infinite sum is judged below: not finite
-            n, k = float(totals.sum()), float(events.sum())
-        sides.append((k, n, int(np.isfinite(np.asarray(total, dtype=float)).sum()) * step_seconds))
+            n, k = float(np.add.reduce(totals)), float(np.add.reduce(events))
+        sides.append((k, n, np.count_nonzero(np.isfinite(np.asarray(total, dtype=float)))
+                      * step_seconds))
         per_step.append((events, totals))
     (k_c, n_c, sec_c), (k_s, n_s, sec_s) = sides
     canary = Summary(n_c, k_c / n_c if n_c > 0 else None)
@@ -146,7 +147,8 @@ def judge_ratio(
                            stable=stable, **base)
     if mode == "sequential":
         return _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
-                                 absolute_tolerance, alpha, base, stable_history)
+                                 absolute_tolerance, alpha, base, stable_history,
+                                 (k_c, n_c, k_s, n_s))
     p_c, p_s = k_c / n_c, k_s / n_s
     allowed = max(relative_tolerance * p_s, absolute_tolerance)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
@@ -203,7 +205,8 @@ def _clean_steps(numerator: np.ndarray, total: np.ndarray,
 def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], canary: Summary,
                       stable: Summary, direction: str, rel: float, abs_: float, alpha: float,
                       base: dict,
-                      history: tuple[np.ndarray, np.ndarray] | None = None) -> CheckResult:
+                      history: tuple[np.ndarray, np.ndarray] | None = None,
+                      sums: tuple[float, float, float, float] | None = None) -> CheckResult:
     """Anytime-valid version: mixture martingales on the rate ratio of harmful events.
 
     Harmful events are the numerator when an increase is worse, and its complement (total −
@@ -211,11 +214,18 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     than 1 + relative tolerance" and an observed difference beyond the tolerance (a filter
     that can only lower the false-failure rate). Pass needs the mirrored evidence, or
     confidence sequences showing the difference is within the absolute tolerance.
+    `sums` are the window's (canary events, canary total, stable events, stable total) when
+    the caller has them.
     """
     (ev_c, n_c), (ev_s, n_s) = per_step
+    if sums is None:
+        sums = (float(np.add.reduce(ev_c)), float(np.add.reduce(n_c)),
+                float(np.add.reduce(ev_s)), float(np.add.reduce(n_s)))
+    sum_ev_c, sum_n_c, sum_ev_s, sum_n_s = sums
     p_c, p_s = float(canary.value or 0.0), float(stable.value or 0.0)
     n_h, ev_h = _clean_steps(*history) if history is not None else (None, None)
     tests = {"increase": [(ev_c, ev_s, 1.0)], "decrease": [(n_c - ev_c, n_s - ev_s, -1.0)]}
+    harm_sums = {1.0: (sum_ev_c, sum_ev_s)}
     tests["either"] = tests["increase"] + tests["decrease"]
     a = alpha / len(tests[direction])
     allowed = max(rel * p_s, abs_)
@@ -228,8 +238,9 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         # Passing is not the guaranteed side: besides the mirrored evidence, the fixed-horizon
         # non-inferiority interval at this look may show the canary within tolerance; the
         # mirrored evidence is only computed when it can still decide.
-        _, high = newcombe_interval(float(harm_c.sum()), float(n_c.sum()),
-                                    float(harm_s.sum()), float(n_s.sum()), norm_isf(a))
+        harm_sum_c, harm_sum_s = harm_sums.get(sign) or (float(np.add.reduce(harm_c)),
+                                                         float(np.add.reduce(harm_s)))
+        _, high = newcombe_interval(harm_sum_c, sum_n_c, harm_sum_s, sum_n_s, norm_isf(a))
         need_pass = pass_all and not high <= allowed
         path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, 1 + rel,
                                                           dispersion_prior=prior,
@@ -243,8 +254,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         fail_e = max(fail_e, log_fail)
         if need_pass:
             pass_all = log_pass is not None and log_pass >= math.log(1 / a)
-    lc, uc = seq.proportion_cs(float(ev_c.sum()), float(n_c.sum()), alpha / 2)
-    ls, us = seq.proportion_cs(float(ev_s.sum()), float(n_s.sum()), alpha / 2)
+    lc, uc = seq.proportion_cs(sum_ev_c, sum_n_c, alpha / 2)
+    ls, us = seq.proportion_cs(sum_ev_s, sum_n_s, alpha / 2)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
     shown = (f"canary {fmt_value(p_c, '%')} of {fmt_count(canary.n)} vs stable "
              f"{fmt_value(p_s, '%')} of {fmt_count(stable.n)}")

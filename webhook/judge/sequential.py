@@ -360,7 +360,7 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     k_c, total = np.asarray(k_c, float), np.asarray(total, float)
     w = np.asarray(w, float)
     m = w.size
-    observed = float(k_c.sum()) + 0.5
+    observed = float(np.add.reduce(k_c)) + 0.5
     weight = total + 1.0 / m  # the half event on the canary's side: the mean share
     v = 1.0 - w
     shares, scratch = np.empty(w.shape), np.empty(w.shape)
@@ -377,7 +377,7 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     low, high = -20.0, 20.0
     # start at the pooled estimate: (canary events / its expected share of traffic) over
     # the stable's, weighted by each step's events
-    k_s = float(total.sum()) - observed + 1.0
+    k_s = float(np.add.reduce(total)) - observed + 1.0
     exposure_c, exposure_s = _dot(total, w) + 0.5, _dot(total, v) + 0.5
     x = math.log(observed / exposure_c) - math.log(max(k_s, 0.5) / exposure_s)
     x = min(max(x, low), high)
@@ -443,8 +443,8 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     if not m:
         return np.ones(k_c.size)
     if m == k_c.size:  # every step has events on both sides' expected shares
-        chi2 = float(((k_c - total * pi) ** 2 / binomial).sum())
-        exposure = float(binomial.sum())
+        chi2 = float(np.add.reduce((k_c - total * pi) ** 2 / binomial))
+        exposure = float(np.add.reduce(binomial))
     else:
         chi2 = float((((k_c - total * pi) ** 2)[ok] / binomial[ok]).sum())
         exposure = float(binomial[ok].sum())
