@@ -147,13 +147,35 @@ def _terms_at(t: _Terms, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarr
     return np.subtract(np.multiply.outer(t.theta[cols], t.a[lo:hi]), d, out=d)
 
 
-def _log_sum_exp_columns(c: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """log Σ_θ exp(c) per step (column), given each column's maximum; terms more than -_FLOOR
-    below it are clipped so that exp() does not underflow (slow)."""
-    d = np.subtract(c, top, out=np.empty_like(c))
-    np.maximum(d, _FLOOR, out=d)
-    np.exp(d, out=d)
-    return top + np.log(np.add.reduce(d, axis=0))
+def _running(t: _Terms, lo: int, hi: int, jl: int, jh: int, carry: np.ndarray) -> np.ndarray:
+    """C (θ rows jl…jh−1 × steps lo…hi−1): each row's `carry` plus the running sum of
+    `_terms_at`'s ratios, the same numbers.
+
+    A block with more rows than steps (the first one: the whole grid, 16 steps) is built
+    steps × θ and handed back as a transposed view: numpy broadcasts a per-step value along a
+    whole row at once, where θ × steps calls its inner loop once per row of a few steps. Its
+    running sum pairs neighbouring rows as the two halves of a complex number: numpy's
+    accumulate runs one serial chain of additions per column, so half as many chains do the
+    same additions in half the time (complex addition adds the parts separately, bit for
+    bit the real additions).
+    """
+    if jh - jl <= hi - lo:
+        wide = _terms_at(t, lo, hi, slice(jl, jh))
+        wide[:, 0] += carry[jl:jh]
+        np.add.accumulate(wide, axis=1, out=wide)
+        return wide
+    c = np.multiply.outer(t.w[lo:hi], t.rho1[jl:jh])
+    c += t.v[lo:hi, None]
+    np.log(c, out=c)
+    c *= t.b[lo:hi, None]
+    np.subtract(np.multiply.outer(t.a[lo:hi], t.theta[jl:jh]), c, out=c)
+    c[0] += carry[jl:jh]
+    if c.shape[1] % 2 == 0:
+        pairs = c.view(np.complex128)
+        np.add.accumulate(pairs, axis=0, out=pairs)
+    else:
+        np.add.accumulate(c, axis=0, out=c)
+    return c.T
 
 
 def _band_path(t: _Terms) -> np.ndarray:
@@ -186,9 +208,7 @@ def _band_path(t: _Terms) -> np.ndarray:
                     rows = stale[upto[stale] == u]
                     carry[rows] += np.add.reduce(_terms_at(t, int(u), lo, rows), axis=1)
                     upto[rows] = lo
-            c = _terms_at(t, lo, hi, slice(jl, jh))
-            c[:, 0] += carry[jl:jh]
-            np.add.accumulate(c, axis=1, out=c)
+            c = _running(t, lo, hi, jl, jh, carry)
             top = np.maximum.reduce(c, axis=0)
             floor = top + _FLOOR
             left = jl == 0 or bool((c[0] < floor).all())
@@ -198,10 +218,20 @@ def _band_path(t: _Terms) -> np.ndarray:
             jl = jl if left else max(jl - pad, 0)
             jh = jh if right else min(jh + pad, g)
             pad *= 2
-        values[lo:hi] = _log_sum_exp_columns(c, top)
-        carry[jl:jh] = c[:, -1]
+        # log Σ_θ exp(C) per step; terms more than -_FLOOR below the step's best are clipped
+        # so that exp() does not underflow (slow); summed pairwise over θ in a steps × θ
+        # block: the same sum to float rounding (~1e-15)
+        d = np.subtract(c, top)
+        np.maximum(d, _FLOOR, out=d)
+        np.exp(d, out=d)
+        total = np.add.reduce(d, axis=0)
+        np.log(total, out=total)
+        total += top
+        values[lo:hi] = total
+        last = c[:, -1]
+        carry[jl:jh] = last
         upto[jl:jh] = hi
-        keep = np.flatnonzero(c[:, -1] >= floor[-1])
+        keep = np.flatnonzero(last >= floor[-1])
         if keep.size:
             jl, jh = max(jl + int(keep[0]) - _PAD, 0), min(jl + int(keep[-1]) + 1 + _PAD, g)
         else:  # not a number (never with finite counts): the whole grid again
