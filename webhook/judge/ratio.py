@@ -107,8 +107,12 @@ def judge_ratio(
     negative count is corrupt: inconclusive, naming the side (`corrupt.py`).
     """
     base = dict(name=name, kind="ratio", test=TEST_NAME, critical=critical, weight=weight)
-    for side, role, values in (("canary", "numerator", numerator_c), ("canary", "total", total_c),
-                               ("stable", "numerator", numerator_s), ("stable", "total", total_s)):
+    counts = (("canary", "numerator", numerator_c), ("canary", "total", total_c),
+              ("stable", "numerator", numerator_s), ("stable", "total", total_s))
+    arrays = [np.asarray(values, dtype=float) for _, _, values in counts]
+    # no ±Inf and no negative count in any of them (the usual case): two reductions for all
+    clean = all(x.ndim == 1 for x in arrays) and plain_counts(np.concatenate(arrays))
+    for side, role, values in () if clean else counts:
         bad = first_corrupt(values)
         if bad is not None:
             return CheckResult(verdict="inconclusive", reason=corrupt_reason(
