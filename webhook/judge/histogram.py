@@ -146,14 +146,19 @@ class Histogram:
         bounds = np.array([p[0] for p in pairs])
         width = max(p[1].size for p in pairs)
         # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
+        monotone = False
         if all(p[1].size == width for p in pairs):  # one grid (always, from a query): at once
-            rows = np.ascontiguousarray(np.fmax(np.array([p[1] for p in pairs]), 0.0).T)
+            by_bound = np.fmax(np.array([p[1] for p in pairs]), 0.0)
+            rows = np.ascontiguousarray(by_bound.T)
+            # usually every step's counts already grow with the bound: then forcing them
+            # monotone (a serial running maximum per step) would change nothing
+            monotone = not np.less(by_bound[1:], by_bound[:-1]).any()
         else:
             rows = np.zeros((width, bounds.size))
             for j, (_, values) in enumerate(pairs):
                 rows[:values.size, j] = np.fmax(values, 0.0)
         with np.errstate(over="ignore", invalid="ignore"):
-            steps = np.maximum.accumulate(rows, axis=1)
+            steps = rows if monotone else np.maximum.accumulate(rows, axis=1)
             cumulative = np.maximum.accumulate(rows.sum(axis=0))
         if not np.isfinite(cumulative).all():  # overflowing counts: corrupt, judged later
             cumulative = np.nan_to_num(cumulative)
