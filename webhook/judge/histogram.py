@@ -230,7 +230,7 @@ class Histogram:
         n = round(self.total)
         if n <= 0:
             return math.nan, math.nan
-        low_rank, high_rank = (float(r) for r in _binom_ppf(a, n, q))
+        low_rank, high_rank = _binom_ppf(a, n, q).tolist()
         high_rank += 1
         low = self.edges(self.bucket_of_rank(low_rank))[0] if low_rank >= 1 else 0.0
         high = self.edges(self.bucket_of_rank(high_rank))[1] if high_rank <= n else math.inf

@@ -103,9 +103,11 @@ def _all_plain(read: list[tuple[str, str, Sequence[Series]]], begin: int) -> boo
     NaN and no ±Inf), every gauge value short of ±Inf. Four reductions for the whole metric
     instead of a mask per series; False (the per-series search decides) when unsure, e.g.
     with an absent step's NaN or a sum that overflows."""
-    counts, gauges = [], []
+    counts: list[np.ndarray] = []
+    gauges: list[np.ndarray] = []
     for _, role, found in read:
-        (counts if role in COUNT_ROLES else gauges).extend(s.values[begin:] for s in found)
+        (counts if role in COUNT_ROLES else gauges).extend(
+            [s.values for s in found] if not begin else [s.values[begin:] for s in found])
     if counts:
         values = np.concatenate(counts)
         if values.size and not (math.isfinite(np.add.reduce(values))
