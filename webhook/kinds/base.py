@@ -140,7 +140,7 @@ def buckets(series: Sequence[Series], first: int = 0) -> Buckets:
         if le is None:
             continue
         try:
-            out.append((float(le), s.values[first:]))
+            out.append((float(le), s.values[first:] if first else s.values))
         except ValueError:
             continue
     return out
