@@ -16,8 +16,9 @@ from scipy import special, stats
 
 
 def norm_isf(q: float) -> float:
-    """stats.norm.isf(q)."""
-    if 0 < q < 1:
+    """stats.norm.isf(q); at q = 0 and 1 too (±Inf: a t tail probability that underflowed,
+    `series._normal_equivalent`, every poll of a clear regression)."""
+    if 0 <= q <= 1:
         return float(-special.ndtri(q))
     return float(stats.norm.isf(q))
 
