@@ -110,7 +110,9 @@ def _all_plain(read: list[tuple[str, str, Sequence[Series]]], begin: int) -> boo
             [s.values for s in found] if not begin else [s.values[begin:] for s in found])
     if counts:
         values = np.concatenate(counts)
-        if values.size and not (math.isfinite(np.add.reduce(values))
+        with np.errstate(over="ignore", invalid="ignore"):  # ±Inf, overflow: not plain
+            total = np.add.reduce(values)
+        if values.size and not (math.isfinite(total)
                                 and np.minimum.reduce(values) >= -NEGATIVE_SLACK):
             return False
     if gauges:
