@@ -16,15 +16,18 @@ from webhook.sources.base import QueryKey, QueryLanguage, QueryResult, RangeQuer
 
 @dataclass(frozen=True)
 class FetchedData:
-    """`MetricData` of one metric (one cohort's series when `cohort` is set)."""
+    """`MetricData` of one metric (one cohort's series when `cohort` is set). `results` are
+    keyed by (metric, side, role) tuples (`_by_parts`): a judge asks for its series a dozen
+    times per analysis, and building and hashing a frozen `QueryKey` each time cost more than
+    the look-up."""
 
-    results: Mapping[QueryKey, QueryResult]
+    results: Mapping[tuple[str, str, str], QueryResult]
     metric: str
     cohort_label: str | None = None
     cohort: str | None = None
 
     def series(self, side: str, role: str) -> Sequence[Series]:
-        result = self.results.get(QueryKey(self.metric, side, role))  # type: ignore[arg-type]
+        result = self.results.get((self.metric, side, role))
         if result is None:
             return ()
         if self.cohort_label is None:
@@ -37,13 +40,14 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
                   ctx: KindContext) -> list[CheckResult]:
     """Judge every metric on steps `ctx.first`… of the fetched window, per cohort where asked."""
     checks: list[CheckResult] = []
+    by_parts = _by_parts(results)
     for spec in specs:
         own = _on_own_grid(spec, ctx)
         if not spec.cohort_label:
-            checks.extend(judge_spec(spec, FetchedData(results, spec.name), own))
+            checks.extend(judge_spec(spec, FetchedData(by_parts, spec.name), own))
             continue
         for cohort in _cohorts(spec, results):
-            data = FetchedData(results, spec.name, spec.cohort_label, cohort)
+            data = FetchedData(by_parts, spec.name, spec.cohort_label, cohort)
             for check in judge_spec(spec, data, own):
                 name = f"{check.name}[{spec.cohort_label}={cohort}]"
                 checks.append(evolve(check, name=name, cohort=cohort,
@@ -52,6 +56,13 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
     start = ctx.origin + ctx.first * ctx.step
     return [evolve(c, trace=evolve(c.trace, first_time=start, step=ctx.step)) if c.trace
             else c for c in checks]
+
+
+def _by_parts(results: Mapping[QueryKey, QueryResult]
+              ) -> dict[tuple[str, str, str], QueryResult]:
+    """The fetched results keyed by plain (metric, side, role) tuples."""
+    return {(key.metric, key.side, key.role): result for key, result in results.items()
+            if isinstance(key, QueryKey)}
 
 
 def _on_own_grid(spec: MetricSpec, ctx: KindContext) -> KindContext:
