@@ -5,7 +5,10 @@ Starts a real Prometheus (the lab), plants the test suite's rollouts, and sends 
 through Flask's test client. Each analysis's time in `judging.judge_metrics` (every kind's
 checks and the corrupt-data check, nothing of the queries) is read with time.process_time, so
 other work on the machine does not count; the median and the minimum over `--runs` analyses
-are reported, with the whole analysis's CPU alongside.
+are reported, with the whole analysis's CPU alongside. The configs and modes take turns, one
+analysis each per round, so load from other work falls on all of them alike (the whole
+analysis's CPU then includes what the configs' turns cost the per-process caches they share,
+so it is not comparable with runs that measured one config at a time).
 
     PYTHONPATH=. python bench/judging_cost.py [--runs 50] [--out judging.json]
 
@@ -65,34 +68,43 @@ def questions(anchor: float) -> dict[str, dict[str, Any]]:
     }
 
 
-def measure(post: Callable[[dict], Any], body: dict, runs: int) -> dict[str, float]:
-    """Median CPU ms of judging and of the whole analysis over `runs` analyses, and the
-    fastest judging (the least disturbed by other work on a busy machine)."""
-    spent: list[float] = []
+def measure(post: Callable[[dict], Any], bodies: dict[tuple[str, str], dict],
+            runs: int) -> dict[tuple[str, str], dict[str, float]]:
+    """Median CPU ms of judging and of the whole analysis over `runs` analyses of each body,
+    and the fastest judging (the least disturbed by other work on a busy machine). The
+    bodies take turns, one analysis each per round, so a burst of other work on a shared
+    machine falls on all of them alike instead of on whichever was being measured."""
+    spent: dict[tuple[str, str], list[float]] = {key: [] for key in bodies}
+    whole: dict[tuple[str, str], list[float]] = {key: [] for key in bodies}
     inner = judging.judge_metrics
+    current: list[tuple[str, str]] = []
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         began = time.process_time()
         try:
             return inner(*args, **kwargs)
         finally:
-            spent.append(time.process_time() - began)
+            spent[current[-1]].append(time.process_time() - began)
 
     analysis.judge_metrics = timed  # type: ignore[assignment]
     try:
-        for _ in range(5):  # warm caches (configs, step cache, scipy)
-            post(body)
-        spent.clear()
-        whole = []
+        for key, body in bodies.items():  # warm caches (configs, step cache, scipy)
+            current[:] = [key]
+            for _ in range(5):
+                post(body)
+            spent[key].clear()
         for _ in range(runs):
-            began = time.process_time()
-            post(body)
-            whole.append(time.process_time() - began)
+            for key, body in bodies.items():
+                current[:] = [key]
+                began = time.process_time()
+                post(body)
+                whole[key].append(time.process_time() - began)
     finally:
         analysis.judge_metrics = inner  # type: ignore[assignment]
-    return {"judging_ms": round(statistics.median(spent) * 1000, 2),
-            "judging_ms_min": round(min(spent) * 1000, 2),
-            "analysis_cpu_ms": round(statistics.median(whole) * 1000, 2)}
+    return {key: {"judging_ms": round(statistics.median(spent[key]) * 1000, 2),
+                  "judging_ms_min": round(min(spent[key]) * 1000, 2),
+                  "analysis_cpu_ms": round(statistics.median(whole[key]) * 1000, 2)}
+            for key in bodies}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,12 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert r.status_code == 200, r.get_data(as_text=True)
             return r.json
 
-        for name, body in questions(anchor).items():
-            for mode in ("sequential", "fixed"):
-                asked = {**body, "mode": mode}
-                checks = len(post(asked)["checks"])
-                report["configs"].setdefault(name, {})[mode] = {
-                    **measure(post, asked, args.runs), "checks": checks}
+        bodies = {(name, mode): {**body, "mode": mode}
+                  for name, body in questions(anchor).items()
+                  for mode in ("sequential", "fixed")}
+        checks = {key: len(post(body)["checks"]) for key, body in bodies.items()}
+        for (name, mode), figures in measure(post, bodies, args.runs).items():
+            report["configs"].setdefault(name, {})[mode] = {
+                **figures, "checks": checks[name, mode]}
     text_out = json.dumps(report, indent=2)
     print(text_out)
     if args.out:
