@@ -28,7 +28,9 @@ workers = int(os.environ.get("CANARY_JUDGE_WORKERS") or default_workers())
 # briefly for a slot; CANARY_JUDGE_ANALYSIS_SLOTS) and one thread always free for the probes.
 # Measured choice: bench/latency.py, README "Capacity".
 threads = int(os.environ.get("CANARY_JUDGE_THREADS", "33"))
-worker_class = "gthread"
+# gthread, a new connection going to the worker holding fewest: kept-alive callers that connect
+# one after another otherwise sat mostly on one worker (webhook/gunicorn_worker.py).
+worker_class = "webhook.gunicorn_worker.SpreadingThreadWorker"
 # Argo and Flagger give up after 10 s by default; a worker stuck far longer is broken.
 timeout = int(os.environ.get("CANARY_JUDGE_WORKER_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("CANARY_JUDGE_GRACEFUL_TIMEOUT", "20"))
