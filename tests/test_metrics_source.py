@@ -289,3 +289,43 @@ def test_real_prometheus_values_land_on_the_window_grid(lab, gzip):
     assert 1800 < values.mean() < 3000  # 40 req/s for 60 s
     ok, detail = source.ready()
     assert ok, detail
+
+
+def _trickle_then_stall(handler: BaseHTTPRequestHandler) -> None:
+    """A head at once, then a byte every 0.1 s for 0.7 s, then silence for 3 s."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    handler.rfile.read(length)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    for ch in b'{"status":"success"':
+        handler.wfile.write(bytes([ch]))
+        handler.wfile.flush()
+        time.sleep(0.1)
+        if ch == ord("t"):
+            break
+    time.sleep(3)
+
+
+@pytest.mark.parametrize("fault", ["hang", "trickle_then_stall"])
+def test_one_request_ends_at_the_analysis_deadline_whatever_the_socket_timeout(lab, fault):
+    """A repeated poll's one request is sent from the calling thread: a source that stalls
+    late in its answer still costs no more than the deadline, though each socket operation may
+    take 5 s."""
+    from webhook.sources import SourceTimeout
+
+    with FakeUpstream("hang") as fake:
+        if fault == "trickle_then_stall":
+            fake.server.RequestHandlerClass.do_POST = _trickle_then_stall
+        source = PrometheusSource(load_settings(prometheus_url=fake.url,
+                                                prometheus_timeout_seconds=5,
+                                                analysis_deadline_seconds=1))
+        began = time.monotonic()
+        with pytest.raises(SourceTimeout) as caught:
+            source.query_range_many([RangeQuery("k", "up", lab.anchor - 600, lab.anchor, 60,
+                                                "errors")])
+        elapsed = time.monotonic() - began
+    assert 0.9 < elapsed < 1.3, elapsed
+    assert "within the analysis deadline of 1s" in caught.value.message
+    assert caught.value.metric == "errors"
