@@ -449,7 +449,10 @@ def _read_body(response: urllib3.BaseHTTPResponse, deadline: float, stop: thread
         if stop.is_set() or time.monotonic() > deadline:
             raise late
         if sock is not None:
-            sock.settimeout(_left(seconds, deadline))
+            try:
+                sock.settimeout(_left(seconds, deadline))
+            except OSError:  # closed by http.client once it read the whole answer
+                sock = None
         chunk = response.read1(_READ_SIZE)
         if not chunk:
             return b"".join(chunks)
