@@ -30,6 +30,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from functools import lru_cache
 from http import HTTPStatus
+from itertools import chain
 from pathlib import Path
 from urllib.parse import quote_plus, unquote, urlencode
 
@@ -521,9 +522,10 @@ def _parse_matrix(result: object, query: RangeQuery,
     label is taken out of each series' labels and returned beside it (None if absent).
 
     The points are placed into Python lists and all series' lists become one values and one
-    presence matrix at the end, each series' arrays their rows: setting numpy elements one by
-    one costs several times more, and two arrays per series cost more than the whole loop (the
-    `http` config's 5-step combined answer, 50 series: 0.18 ms instead of 0.26 ms). Values
+    presence matrix at the end (`np.fromiter`, far cheaper per element than `np.array` of
+    lists), each series' arrays their rows: setting numpy elements one by one costs several
+    times more, and two arrays per series cost more than the loop (the `http` config's 5-step
+    combined answer, 50 series: 1.68 M instructions instead of 1.82 M, callgrind). Values
     come as strings ("1.5", "NaN", "+Inf"); anything that is not a `[timestamp, "value"]`
     pair is malformed.
     """
@@ -552,8 +554,9 @@ def _parse_matrix(result: object, query: RangeQuery,
         all_values.append(values)
         all_present.append(present)
     rows = len(all_labels)
-    matrix = np.array(all_values, dtype=float).reshape(rows, size)
-    presence = np.array(all_present, dtype=bool).reshape(rows, size)
+    matrix = np.fromiter(chain.from_iterable(all_values), float, rows * size).reshape(rows, size)
+    presence = np.fromiter(chain.from_iterable(all_present), bool, rows * size).reshape(
+        rows, size)
     tags = ([labels.pop(tag, None) for labels in all_labels] if tag is not None
             else [None] * rows)
     return list(zip(tags, map(Series, all_labels, matrix, presence), strict=True))
