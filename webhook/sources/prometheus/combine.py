@@ -17,6 +17,14 @@ parallel, and Prometheus evaluates the union step by step: combining pays for sh
 group is cut into batches of at most `MAX_POINTS` parts × steps, and not combined at all when
 fewer than `MIN_PARTS` parts would fit (figures at `MAX_POINTS`).
 
+Splitting a short union into concurrent halves to use both of Prometheus' cores was measured
+and does not pay: the `http` config's six queries over 5 steps (a repeated poll), 400 rounds
+interleaved, p50 / this process' CPU / Prometheus' CPU per call: one union 3.5 / 1.3 / 2.9 ms,
+two unions of three sent at once 4.7 / 2.1 / 2.7 ms, six queries at once 6.5 / 4.0 / 2.9 ms;
+over 11 steps 9.5 / 2.2 / 5.2 vs 11.5 / 3.3 / 5.5 vs 12.2 / 5.4 / 4.9 ms (2 cores, other work
+running). Each request adds ~0.5 ms of client CPU (HTTP and parsing under the GIL) and the
+halves did not finish sooner, so a poll stays one union whether the process is busy or idle.
+
 A batch Prometheus rejects (4xx: a part that is a scalar or a string, too many samples, a
 backend without `label_replace`) is asked again part by part by the client, so
 errors name the same metric as before; `RejectionMemo` remembers such sets of expressions so
