@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -329,3 +330,30 @@ def test_one_request_ends_at_the_analysis_deadline_whatever_the_socket_timeout(l
     assert 0.9 < elapsed < 1.3, elapsed
     assert "within the analysis deadline of 1s" in caught.value.message
     assert caught.value.metric == "errors"
+
+
+def test_requests_in_flight_never_exceed_the_pool_size(lab):
+    """Single requests sent from callers' threads share the pool's size with pooled ones: with
+    CANARY_JUDGE_PROMETHEUS_MAX_CONCURRENCY=2, six callers at once never have more than two
+    requests at the source, and all of them are answered."""
+    with FakeUpstream("empty") as fake:
+        original = fake.server.RequestHandlerClass._answer
+        lock, now, most = threading.Lock(), [0], [0]
+
+        def counted(handler: BaseHTTPRequestHandler) -> None:
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.2)
+            with lock:
+                now[0] -= 1
+            original(handler)
+
+        fake.server.RequestHandlerClass.do_POST = counted
+        source = PrometheusSource(load_settings(prometheus_url=fake.url,
+                                                prometheus_max_concurrency=2))
+        query = RangeQuery("k", "up", lab.anchor - 600, lab.anchor, 60, "m")
+        with ThreadPoolExecutor(6) as callers:
+            answers = list(callers.map(lambda _: source.query_range_many([query]), range(6)))
+    assert all(len(a) == 1 and a[0].series == () for a in answers)
+    assert most[0] == 2

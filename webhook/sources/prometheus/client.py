@@ -124,6 +124,8 @@ class PrometheusSource:
         self.max_points = combine.MAX_POINTS  # parts × steps per combined request
         self._executor = executor or ThreadPoolExecutor(
             max_workers=settings.prometheus_max_concurrency, thread_name_prefix="prom")
+        # requests in flight, on the pool or on callers' threads: at most the pool's size
+        self._slots = threading.BoundedSemaphore(settings.prometheus_max_concurrency)
 
     # -- MetricsSource -------------------------------------------------------------------
 
@@ -171,13 +173,17 @@ class PrometheusSource:
         analysis for nothing. Its every connect and socket read is bounded by what is left of
         the deadline when it starts (`_DeadlineTimeout`, `_read_body`), and an answer that
         ends past the deadline is the same timeout as one still pending there, so the caller
-        sees what the pool would give it.
+        sees what the pool would give it. Requests in flight, pooled or not, share the pool's
+        size (`_slots`): a single request finding none free queues on the pool instead.
         """
-        if len(wave) == 1:
-            return [self._here(queries, *wave[0], deadline)]
+        if len(wave) == 1 and self._slots.acquire(blocking=False):
+            try:
+                return [self._here(queries, *wave[0], deadline)]
+            finally:
+                self._slots.release()
         stop = threading.Event()
         try:
-            futures = [self._executor.submit(self._batch, queries, batch, cost, deadline, stop)
+            futures = [self._executor.submit(self._pooled, queries, batch, cost, deadline, stop)
                        for batch, cost in wave]
         except RuntimeError as exc:  # the pool was shut down (the worker is exiting)
             raise SourceUnavailable("the judge is shutting down") from exc
@@ -199,6 +205,18 @@ class PrometheusSource:
                 wave, futures, strict=True) if f in pending), "")
             raise self._overdue(metric)
         return [f.result() for f in futures]
+
+    def _pooled(self, queries: Sequence[RangeQuery], batch: combine.Batch,
+                cost: QueryResult | None, deadline: float,
+                stop: threading.Event) -> list[QueryResult] | QueryResult:
+        """`_batch` on a pool thread, once a slot is free (callers' threads may hold some)."""
+        if not self._slots.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise SourceTimeout("the metrics source did not answer within the deadline",
+                                queries[batch.members[0]].metric)
+        try:
+            return self._batch(queries, batch, cost, deadline, stop)
+        finally:
+            self._slots.release()
 
     def _here(self, queries: Sequence[RangeQuery], batch: combine.Batch,
               cost: QueryResult | None, deadline: float) -> list[QueryResult] | QueryResult:
