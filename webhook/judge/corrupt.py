@@ -59,6 +59,27 @@ def plain_counts(values: np.ndarray) -> bool:
     return not (low < -NEGATIVE_SLACK or high == math.inf)
 
 
+def none_corrupt(counts: Sequence[np.ndarray], gauges: Sequence[np.ndarray]) -> bool:
+    """True when no sample of these series can be corrupt, whatever their `present` masks:
+    every count finite and ≥ −NEGATIVE_SLACK (a finite sum has no NaN and no ±Inf), every
+    gauge short of ±Inf. A few reductions over all of a metric's series at once instead of a
+    mask per series; False (`first_corrupt_of` decides) when unsure, e.g. with an absent
+    step's NaN or a sum that overflows."""
+    if counts:
+        values = np.concatenate(counts)
+        with np.errstate(over="ignore", invalid="ignore"):  # ±Inf, overflow: not plain
+            total = np.add.reduce(values)
+        if values.size and not (math.isfinite(total)
+                                and np.minimum.reduce(values) >= -NEGATIVE_SLACK):
+            return False
+    if gauges:
+        values = np.concatenate(gauges)
+        if values.size and not (np.fmax.reduce(values) < math.inf
+                                and np.fmin.reduce(values) > -math.inf):
+            return False
+    return True
+
+
 def _corrupt_mask(arr: np.ndarray, present: np.ndarray | None, counts: bool) -> np.ndarray:
     """Where `arr` holds a corrupt sample (`first_corrupt`'s definition), any shape."""
     with np.errstate(invalid="ignore"):

@@ -14,7 +14,6 @@ A new kind is one new module here plus its config class (added to `MetricSpec`),
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, cast
@@ -22,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 
 from webhook.configs import METRIC_KINDS, MetricSpec
-from webhook.judge.corrupt import COUNT_ROLES, NEGATIVE_SLACK, corrupt_check, first_corrupt_of
+from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of, none_corrupt
 from webhook.judge.types import CheckResult, evolve
 from webhook.kinds import events, histogram, ratio, series, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
@@ -98,26 +97,11 @@ def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult
 
 
 def _all_plain(read: list[tuple[str, str, Sequence[Series]]], begin: int) -> bool:
-    """True when no series of `read` can hold a corrupt sample from step `begin` on, told
-    from all of them at once: every count finite and ≥ −NEGATIVE_SLACK (a finite sum has no
-    NaN and no ±Inf), every gauge value short of ±Inf. Four reductions for the whole metric
-    instead of a mask per series; False (the per-series search decides) when unsure, e.g.
-    with an absent step's NaN or a sum that overflows."""
+    """`none_corrupt` on every series of `read` from step `begin` on, counts apart from
+    gauges."""
     counts: list[np.ndarray] = []
     gauges: list[np.ndarray] = []
     for _, role, found in read:
         (counts if role in COUNT_ROLES else gauges).extend(
             [s.values for s in found] if not begin else [s.values[begin:] for s in found])
-    if counts:
-        values = np.concatenate(counts)
-        with np.errstate(over="ignore", invalid="ignore"):  # ±Inf, overflow: not plain
-            total = np.add.reduce(values)
-        if values.size and not (math.isfinite(total)
-                                and np.minimum.reduce(values) >= -NEGATIVE_SLACK):
-            return False
-    if gauges:
-        values = np.concatenate(gauges)
-        if values.size and not (np.fmax.reduce(values) < math.inf
-                                and np.fmin.reduce(values) > -math.inf):
-            return False
-    return True
+    return none_corrupt(counts, gauges)
