@@ -37,6 +37,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from webhook.sources.base import RangeQuery, Series, SourceUnavailable, grid_size
 
@@ -118,27 +119,30 @@ def plan(queries: Sequence[RangeQuery], memo: RejectionMemo | None,
     return batches
 
 
-def split(tagged: Sequence[tuple[str | None, Series]], batch: Batch,
+def split(tags: Sequence[str | None], series: Sequence[Series], batch: Batch,
           metric: str) -> list[tuple[Series, ...]]:
     """The combined answer's series per part, in Prometheus' order (by labels, as a separate
-    query's answer); a series without a known tag is garbage, never data."""
-    by_part: list[list[Series]] = [[] for _ in batch.members]
-    for tag, series in tagged:
-        part = _PARTS.get(tag) if tag is not None else None
-        if part is None or part >= len(by_part):
-            raise SourceUnavailable(
-                f"metric {metric!r}: Prometheus answered a combined query with a series not "
-                f"tagged by one of its parts ({PART_LABEL}); set "
-                "CANARY_JUDGE_PROMETHEUS_COMBINE_QUERIES=false for this backend", metric)
-        by_part[part].append(series)
-    for part in by_part:
-        part.sort(key=_label_order)
-    return [tuple(part) for part in by_part]
+    query's answer); a series without a known tag is garbage, never data.
+
+    One stable sort of all series by (part, label order), its sort keys built by C-level
+    `map`s: the same order as sorting each part's list, without a Python call per series (a
+    repeated poll's answer has ~54)."""
+    parts = list(map(_PARTS.get, tags))
+    if None in parts or (parts and max(parts) >= len(batch.members)):  # type: ignore[type-var]
+        raise SourceUnavailable(
+            f"metric {metric!r}: Prometheus answered a combined query with a series not "
+            f"tagged by one of its parts ({PART_LABEL}); set "
+            "CANARY_JUDGE_PROMETHEUS_COMBINE_QUERIES=false for this backend", metric)
+    keys = list(zip(parts, map(sorted, map(dict.items, map(_LABELS, series))), strict=True))
+    ordered = list(map(series.__getitem__, sorted(range(len(keys)), key=keys.__getitem__)))
+    out: list[tuple[Series, ...]] = []
+    lo = 0
+    for part in range(len(batch.members)):
+        hi = lo + parts.count(part)
+        out.append(tuple(ordered[lo:hi]))
+        lo = hi
+    return out
 
 
-def _label_order(series: Series) -> list[tuple[str, str]]:
-    """Prometheus' order of label sets (name, then value, label by label)."""
-    return sorted(series.labels.items())
-
-
-_PARTS = {str(i): i for i in range(4096)}
+_LABELS = attrgetter("labels")
+_PARTS: dict[str | None, int] = {str(i): i for i in range(4096)}
