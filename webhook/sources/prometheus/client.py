@@ -64,6 +64,8 @@ _ERROR_TYPES = {"timeout", "canceled", "execution", "bad_data", "internal", "una
                 "not_found", "not_acceptable"}
 _HEADER_WORDS = ("authorization", "bearer ", "x-scope-orgid", "cookie", "basic ")
 _FORM = "application/x-www-form-urlencoded"
+# the `stop` of a request sent from the caller's thread: nothing else can stop it
+_NEVER = threading.Event()
 _RETRY = Retry(total=1, connect=1, read=False, status=0, redirect=False, backoff_factor=0.05,
                allowed_methods=None, raise_on_status=False)
 
@@ -228,7 +230,7 @@ class PrometheusSource:
         request's."""
         metric = queries[batch.members[0]].metric
         try:
-            answer = self._batch(queries, batch, cost, deadline, threading.Event())
+            answer = self._batch(queries, batch, cost, deadline, _NEVER)
         except SourceError as exc:
             if time.monotonic() > deadline:
                 raise self._overdue(metric) from exc
@@ -280,7 +282,7 @@ class PrometheusSource:
                                  requests=result.requests + cost.requests)
             return [result]
         began = time.perf_counter()
-        union = RangeQuery(None, promql.tagged_union(batch.exprs, combine.PART_LABEL),
+        union = RangeQuery(None, _tagged_union(batch.exprs),
                            first.start, first.end, first.step, first.metric)
         try:
             data = self._matrix(union, deadline, stop)
@@ -301,11 +303,9 @@ class PrometheusSource:
 
     def _matrix(self, query: RangeQuery, deadline: float, stop: threading.Event) -> object:
         """The `result` of a range query's answer, which must be a matrix."""
-        form = f"query={_quoted(query.expr)}&" + urlencode({
-            "start": _fmt_time(query.start),
-            "end": _fmt_time(query.end),
-            "step": _fmt_time(query.step),
-        })
+        # the times need no quoting: digits, '.', '-' (or "inf"/"nan"), as urlencode keeps them
+        form = (f"query={_quoted(query.expr)}&start={_fmt_time(query.start)}"
+                f"&end={_fmt_time(query.end)}&step={_fmt_time(query.step)}")
         payload = self._call("POST", "/api/v1/query_range", query.metric, deadline, stop,
                              body=form)
         data = payload.get("data")
@@ -535,6 +535,12 @@ def _error_text(body: object, status: int, secrets: Sequence[str]) -> str:
         except ValueError:
             text = f"HTTP {status}"
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT - 1] + "…"
+
+
+@lru_cache(maxsize=256)
+def _tagged_union(exprs: tuple[str, ...]) -> str:
+    """A batch's combined query, once per set of queries (a poll asks the same ones again)."""
+    return promql.tagged_union(exprs, combine.PART_LABEL)
 
 
 @lru_cache(maxsize=512)

@@ -59,27 +59,32 @@ def _all_at_once(result: list, start: float, step: float,
         points = list(map(_VALUES, result))
         if rows and (set(map(type, metrics)) != {dict} or set(map(type, points)) != {list}):
             return None
-        texts = set(map(type, chain.from_iterable(map(dict.values, metrics))))
-        if texts - {str} or set(map(type, chain.from_iterable(metrics))) - {str}:
-            return None
-        lengths = list(map(len, points))
+        if set(map(type, chain.from_iterable(map(dict.values, metrics)))) - {str} or set(
+                map(type, chain.from_iterable(metrics))) - {str}:
+            return None  # labels `str()` would change
         pairs = list(chain.from_iterable(points))
         count = len(pairs)
-        if count and (set(map(type, pairs)) != {list} or set(map(len, pairs)) != {2}):
+        # a pair is anything of two items, as unpacking takes it (JSON: a list or a string)
+        if count and set(map(len, pairs)) != {2}:
             return None
+        times = list(map(_FIRST, pairs))
         raws = list(map(_SECOND, pairs))
         if count and set(map(type, raws)) != {str}:
             return None
-        times = np.fromiter(map(float, map(_FIRST, pairs)), float, count)
         values = np.fromiter(map(float, raws), float, count)
+        if count == rows * size and times == _grid(start, step, size) * rows:
+            # every series on every step, in order: nothing to place
+            return (list(map(dict, metrics)), values.reshape(rows, size),
+                    np.ones((rows, size), bool))
+        stamps = np.fromiter(map(float, times), float, count)
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    offsets = (times - start) / step
+    offsets = (stamps - start) / step
     if not np.isfinite(offsets).all():  # round() would raise: malformed
         return None
     index = np.rint(offsets)  # round half to even, as round()
     inside = (index >= 0) & (index < size)
-    cells = (np.repeat(np.arange(rows), lengths)[inside] * size
+    cells = (np.repeat(np.arange(rows), list(map(len, points)))[inside] * size
              + index[inside].astype(np.intp))
     if cells.size > 1 and not (cells[1:] > cells[:-1]).all():  # a repeated step: last wins
         return None
@@ -89,6 +94,21 @@ def _all_at_once(result: list, start: float, step: float,
     presence[cells] = True
     labels = list(map(dict, metrics))  # ours to change (the tag is popped)
     return labels, matrix.reshape(rows, size), presence.reshape(rows, size)
+
+
+def _grid(start: float, step: float, size: int) -> list[float]:
+    """The grid's timestamps, where they provably land on their own steps (else [], which
+    no series of points equals)."""
+    if (float(start).is_integer() and float(step).is_integer() and step > 0
+            and abs(start) + size * step < 2**53):
+        # whole seconds, as JSON gives them (ints): exact, and compared as fast as can be
+        first, stride = int(start), int(step)
+        return list(range(first, first + size * stride, stride))
+    steps = np.arange(size)
+    grid = start + steps * step
+    if not (np.rint((grid - start) / step) == steps).all():
+        return []
+    return grid.tolist()
 
 
 def _point_by_point(result: list, query: RangeQuery,
