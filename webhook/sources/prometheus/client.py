@@ -116,9 +116,11 @@ class PrometheusSource:
         # requests on an open connection of the host's own pool are written and read by
         # `wire` (a quarter of a millisecond of CPU less each), unless a header or the URL's
         # path is one urllib3 would refuse (it then refuses it, as before)
-        self._lean = self._pool is not None and wire.sendable(
+        lean = self._pool is not None and wire.sendable(
             {**self._static_headers, "Content-Type": _FORM}, self._target)
         self._host = wire.host_header(self._pool) if self._pool is not None else ""
+        self._kept = (wire.Kept(self._pool, settings.prometheus_max_concurrency)
+                      if self._pool is not None and lean else None)
         self._deadline = settings.analysis_deadline_seconds
         self._ready_deadline = settings.readiness_deadline_seconds
         # every credential we send, so that no upstream text quoting one is passed on
@@ -345,12 +347,12 @@ class PrometheusSource:
             headers["Content-Type"] = _FORM
             data = body.encode()  # as urllib3 would; bytes go out with the head in one send
         slow = f"{what}Prometheus did not answer within {self._timeout:g}s"
-        conn = (wire.open_connection(self._pool) if self._pool is not None and self._lean
+        conn = (self._kept.take() if self._kept is not None
                 and (not sent or wire.sendable(sent, "")) else None)
         try:
             if conn is not None:
                 response: urllib3.BaseHTTPResponse | wire.Answer = wire.Answer(
-                    self._pool, conn, deadline, stop, late, self._timeout,  # type: ignore[arg-type]
+                    self._kept, conn, deadline, stop, late, self._timeout,  # type: ignore[arg-type]
                     method).send(wire.request_bytes(method, self._target + path, self._host,
                                                     headers, data))
             else:
@@ -386,6 +388,9 @@ class PrometheusSource:
             response.release_conn()
         payload = _json_or_none(raw)
         status = response.status
+        if 200 <= status < 300 and isinstance(payload, dict) and payload.get(
+                "status") == "success":
+            return payload  # the usual answer: no error text to write
         error_text = _error_text(payload, status,
                                  [*self._secrets, *(v.split(" ", 1)[-1] for v in sent.values())])
         if 400 <= status < 500 and status not in (401, 403, 429):

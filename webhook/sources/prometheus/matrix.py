@@ -27,8 +27,6 @@ from webhook.sources.base import RangeQuery, Series, SourceUnavailable, grid_siz
 
 _METRIC = itemgetter("metric")
 _VALUES = itemgetter("values")
-_FIRST = itemgetter(0)
-_SECOND = itemgetter(1)
 
 
 def parse(result: object, query: RangeQuery,
@@ -64,11 +62,8 @@ def _all_at_once(result: list, start: float, step: float,
             return None  # labels `str()` would change
         pairs = list(chain.from_iterable(points))
         count = len(pairs)
-        # a pair is anything of two items, as unpacking takes it (JSON: a list or a string)
-        if count and set(map(len, pairs)) != {2}:
-            return None
-        times = list(map(_FIRST, pairs))
-        raws = list(map(_SECOND, pairs))
+        # each pair unpacked as the loop does (anything of exactly two items; else ValueError)
+        times, raws = tuple(zip(*pairs, strict=True)) if count else ((), ())
         if count and set(map(type, raws)) != {str}:
             return None
         values = np.fromiter(map(float, raws), float, count)
@@ -96,19 +91,19 @@ def _all_at_once(result: list, start: float, step: float,
     return labels, matrix.reshape(rows, size), presence.reshape(rows, size)
 
 
-def _grid(start: float, step: float, size: int) -> list[float]:
-    """The grid's timestamps, where they provably land on their own steps (else [], which
+def _grid(start: float, step: float, size: int) -> tuple[float, ...]:
+    """The grid's timestamps, where they provably land on their own steps (else (), which
     no series of points equals)."""
     if (float(start).is_integer() and float(step).is_integer() and step > 0
             and abs(start) + size * step < 2**53):
         # whole seconds, as JSON gives them (ints): exact, and compared as fast as can be
         first, stride = int(start), int(step)
-        return list(range(first, first + size * stride, stride))
+        return tuple(range(first, first + size * stride, stride))
     steps = np.arange(size)
     grid = start + steps * step
     if not (np.rint((grid - start) / step) == steps).all():
-        return []
-    return grid.tolist()
+        return ()
+    return tuple(grid.tolist())
 
 
 def _point_by_point(result: list, query: RangeQuery,
