@@ -13,13 +13,16 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.test_metrics_source import self_signed  # noqa: F401 (a fixture)
 from webhook.settings import load_settings
 from webhook.sources import RangeQuery
 from webhook.sources.base import SourceError, SourceTimeout
@@ -82,11 +85,16 @@ class Scripted:
     """A raw-socket HTTP/1.1 server: request n gets `answers[n]` (the last one repeated); it
     records each request (connection number, head, body)."""
 
-    def __init__(self, answers: list[Answer]) -> None:
+    def __init__(self, answers: list[Answer], tls: tuple[Path, Path] | None = None) -> None:
         self.answers = answers
+        self.tls = None
+        if tls is not None:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls)
         self.requests: list[tuple[int, bytes, bytes]] = []
         self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.getsockname()[1]}"
         self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -97,6 +105,11 @@ class Scripted:
             except OSError:
                 return
             self.connections += 1
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:
+                    continue
             threading.Thread(target=self._serve, args=(conn, self.connections),
                              daemon=True).start()
 
@@ -263,3 +276,40 @@ def test_combined_answers_of_a_real_prometheus_are_the_same_through_wire(lab, gz
         assert str(arrays(a)) == str(arrays(b)) and sum(len(r.series) for r in a) > 3
         assert [list(s.labels) for r in a for s in r.series] == [
             list(s.labels) for r in b for s in r.series]
+
+
+def test_an_answer_saying_close_ends_its_connection_even_if_the_server_keeps_it() -> None:
+    """`Connection: close` (or HTTP/1.0) read by wire from a server that then leaves the socket
+    open: the connection is still not used again, as http.client would not use it."""
+    for version, extra in (("HTTP/1.1", b"Connection: close\r\n"), ("HTTP/1.0", b"")):
+        closing = raw(b"%s 200 OK\r\n%sContent-Length: %d\r\n\r\n" % (
+            version.encode(), extra, len(BODY)) + BODY, close=False)
+        server = Scripted([answer(), closing, answer()])
+        try:
+            s = source(server.url)
+            for _ in range(3):
+                s.query_range_many([QUERY])
+        finally:
+            server.close()
+        assert [number for number, _, _ in server.requests] == [1, 1, 2], version
+
+
+def test_tls_answers_are_read_by_wire_on_the_verified_connection(self_signed,  # noqa: F811
+                                                                  monkeypatch) -> None:
+    """urllib3 makes the TLS connection (against the CA file); wire reads the next answers
+    on it; a source that does not trust the certificate never gets an answer."""
+    sent = []
+    original = wire.Answer.send
+    monkeypatch.setattr(wire.Answer, "send", lambda self, data: sent.append(1) or original(
+        self, data))
+    cert, _ = self_signed
+    server = Scripted([answer(framing="chunked")], tls=self_signed)
+    try:
+        s = source(server.url, prometheus_ca_file=cert)
+        got = [str(arrays(s.query_range_many([QUERY]))) for _ in range(3)]
+        with pytest.raises(SourceError, match="SSLError"):
+            source(server.url).query_range_many([QUERY])
+    finally:
+        server.close()
+    assert got[0] == got[1] == got[2] and "'job': 'a'" in got[0]
+    assert len(sent) == 2 and [n for n, _, _ in server.requests] == [1, 1, 1]
