@@ -6,7 +6,11 @@ deadline per analysis bounding every connect and socket read. urllib3 directly, 
 `requests.Session`: a session spends ~1 ms of CPU per call merging settings, hooks, cookies and
 environment lookups (measured: six small queries 11 ms of CPU through `requests`, 5 ms here),
 and all of that runs under the worker's one GIL. What `requests` gave for free is kept by hand:
-basic auth from the URL's userinfo, HTTP(S)_PROXY / NO_PROXY, and its CA bundle.
+basic auth from the URL's userinfo, HTTP(S)_PROXY / NO_PROXY, and its CA bundle. A request on a
+connection urllib3 already opened (not through a proxy) is written and read by `wire`, and the
+answer placed on the grid by `matrix`: a repeated poll's combined request costs this process
+~0.7 ms of CPU instead of ~1.2 ms, in 276 Python calls instead of 1,928 (the lab Prometheus,
+the `http` config, 600 rounds interleaved with the previous client).
 
 Connection failures are retried once by urllib3 (cheap, and they are the typical blip of a
 Prometheus pod restart); read timeouts are not, because the caller's own deadline (Argo/Flagger:

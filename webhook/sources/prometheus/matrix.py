@@ -48,7 +48,8 @@ def parse(result: object, query: RangeQuery,
 
 def _all_at_once(result: list, start: float, step: float,
                  size: int) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray] | None:
-    """The usual answer's arrays, or None when `_point_by_point` must decide."""
+    """The usual answer's arrays, or None when `_point_by_point` must decide. `result` is
+    decoded JSON (its objects' keys are strings)."""
     rows = len(result)
     try:
         if rows and set(map(type, result)) != {dict}:
@@ -57,15 +58,13 @@ def _all_at_once(result: list, start: float, step: float,
         points = list(map(_VALUES, result))
         if rows and (set(map(type, metrics)) != {dict} or set(map(type, points)) != {list}):
             return None
-        if set(map(type, chain.from_iterable(map(dict.values, metrics)))) - {str} or set(
-                map(type, chain.from_iterable(metrics))) - {str}:
-            return None  # labels `str()` would change
+        # label values `str()` would change (a TypeError; JSON's keys are strings already)
+        "".join(chain.from_iterable(map(dict.values, metrics)))
         pairs = list(chain.from_iterable(points))
         count = len(pairs)
         # each pair unpacked as the loop does (anything of exactly two items; else ValueError)
         times, raws = tuple(zip(*pairs, strict=True)) if count else ((), ())
-        if count and set(map(type, raws)) != {str}:
-            return None
+        "".join(raws)  # values that are not strings: a TypeError (`float(str(True))` fails)
         values = np.fromiter(map(float, raws), float, count)
         if count == rows * size and times == _grid(start, step, size) * rows:
             # every series on every step, in order: nothing to place
