@@ -1,7 +1,7 @@
 """A range answer placed on the grid all at once gives what placing it point by point gives,
 errors included, and the combined answer splits into parts ordered as Prometheus orders a
 separate query's series. Pure functions on hand-written answers: the odd shapes here are the
-ones Prometheus never sends (the lab's real answers are in test_wire / test_combined_queries).
+ones Prometheus never sends (the lab's real answers are in test_combined_queries).
 """
 
 from __future__ import annotations
