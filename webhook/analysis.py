@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from webhook.configs import AnalysisConfig, ConfigRegistry, MetricSpec
-from webhook.fetching import StartCache, fetch_window
+from webhook.fetching import Plan, StartCache, fetch_window, plan_window
 from webhook.judge import CheckResult, combine
 from webhook.judge.types import Summary
 from webhook.judging import judge_metrics, name_empty_queries
@@ -119,18 +119,17 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     began = time.perf_counter()
     language = language or query_language()
     now = time.time() if now is None else now
-    config = lookup_config(request, registry)
+    resolved = _resolve(request, registry, policy, language)
+    config, vars_, level, alpha, selectors = (resolved.config, resolved.vars_, resolved.level,
+                                              resolved.alpha, resolved.selectors)
+    specs = list(resolved.specs)
     mode = request.mode or config.defaults.mode
-    vars_ = resolve_vars(request, config)
-    specs, level = resolve_specs(request, config, policy, vars_, language)
-    alpha = resolve_alpha(request, config, level, policy)
-    selectors = side_selectors(request, language)
     window = resolve_window(request, config, policy, now, mode == "sequential")
     if window.too_short:
         return _too_short(request, config, specs, vars_, window, mode, now, level,
                           gate_action, began)
     got = fetch_window(request, config, specs, selectors, vars_, window, mode, source, language,
-                       deadline, starts)
+                       deadline, starts, resolved.plan(window.step, language))
     fetched = got.window
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
                       first=got.first, origin=fetched.start + window.step, traces=traces)
@@ -139,6 +138,48 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     return _finish(request, config, checks, vars_, window,
                    fetched.start + got.first * window.step, mode, now, level, gate_action,
                    began, got.upstream)
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """What an analysis resolves from the request and the server's fixed parts (registry,
+    policy, query language) alone: the same at every poll of one question."""
+
+    config: AnalysisConfig
+    vars_: Mapping[str, str]
+    specs: tuple[MetricSpec, ...]
+    level: AppliedLevel | None
+    alpha: float
+    selectors: Mapping[str, str]
+    plans: dict[float, Plan]  # by window step, filled as asked
+
+    def plan(self, step: float, language: QueryLanguage) -> Plan:
+        plan = self.plans.get(step)
+        if plan is None:  # a failed plan raises and is not remembered
+            plan = self.plans[step] = plan_window(list(self.specs), self.selectors,
+                                                  self.vars_, step, language)
+        return plan
+
+
+def _resolve(request: AnalysisRequest, registry: ConfigRegistry, policy: Policy,
+             language: QueryLanguage) -> _Resolved:
+    """Config, vars, metrics, alpha and selectors, in this order (the first refusal is the
+    one answered), kept with the request (`AnalysisRequest.derived`, keyed by the other
+    inputs' identity): a request remembered between polls resolves once. A refusal raises
+    and is not kept."""
+    key = ("resolved", id(registry), id(policy), id(language))
+    held = request.derived.get(key)
+    if (held is not None and held[0] is registry and held[1] is policy
+            and held[2] is language):
+        return held[3]
+    config = lookup_config(request, registry)
+    vars_ = resolve_vars(request, config)
+    specs, level = resolve_specs(request, config, policy, vars_, language)
+    alpha = resolve_alpha(request, config, level, policy)
+    selectors = side_selectors(request, language)
+    resolved = _Resolved(config, vars_, tuple(specs), level, alpha, selectors, {})
+    request.derived[key] = (registry, policy, language, resolved)
+    return resolved
 
 
 def _too_short(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],

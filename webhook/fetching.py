@@ -42,7 +42,7 @@ from webhook.configs import AnalysisConfig, MetricSpec
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.kinds import kind_of, metric_step
 from webhook.models import AnalysisRequest
-from webhook.plan import over, plan_exprs
+from webhook.plan import PlannedQuery, over, plan_exprs
 from webhook.resolve import ResolvedWindow
 from webhook.rollout import (
     canary_activity,
@@ -124,19 +124,41 @@ class StartCache:
 STARTS = StartCache()
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one analysis asks, before it is placed on a window: a pure function of the
+    metrics, selectors, vars, step and language (`webhook.analysis` keeps it with the request,
+    so a repeated poll plans once)."""
+
+    exprs: list[PlannedQuery]  # every query's text (`plan_exprs`)
+    parts: list[tuple[str, bool]]  # the canary-side traffic queries (`traffic_parts`)
+    activity: str | None  # the start query's text, None if the language cannot write it
+
+
+def plan_window(specs: list[MetricSpec], selectors: Mapping[str, str],
+                vars_: Mapping[str, str], step: float, language: QueryLanguage) -> Plan:
+    """The `Plan` for a window of `step`."""
+    exprs = plan_exprs(specs, selectors, vars_, step, language)
+    parts = traffic_parts(exprs, specs, step)
+    return Plan(exprs, parts, language.activity(parts) if parts else None)
+
+
 def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
                  selectors: Mapping[str, str], vars_: Mapping[str, str],
                  window: ResolvedWindow, mode: str, source: MetricsSource,
                  language: QueryLanguage, deadline: float | None = None,
-                 starts: StartCache | None = None) -> Fetched:
-    """Fetch what the analysis judges; see the module docstring."""
+                 starts: StartCache | None = None, plan: Plan | None = None) -> Fetched:
+    """Fetch what the analysis judges; see the module docstring. `plan` is
+    `plan_window(specs, selectors, vars_, window.step, language)`, if the caller has it."""
     starts = STARTS if starts is None else starts
-    planned_exprs = plan_exprs(specs, selectors, vars_, window.step, language)
+    if plan is None:
+        plan = plan_window(specs, selectors, vars_, window.step, language)
+    planned_exprs = plan.exprs
     queries = over(planned_exprs, window)
     if mode != "sequential" or request.window.start is not None:
         return _whole(request, config, specs, window, mode, queries, source, deadline)
-    parts = traffic_parts(queries, specs, window.step)
-    start_q = start_query(parts, window, language) if parts else None
+    parts = plan.parts
+    start_q = _start_query(plan.activity, window) if parts else None
     if (parts and start_q is None) or (start_q is not None and starts.rejected(start_q)):
         return _whole(request, config, specs, window, mode, queries, source, deadline)
     points = window.points
@@ -227,7 +249,7 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     return Fetched(window, queries, results, first, fetched)
 
 
-def traffic_parts(queries: Sequence[RangeQuery], specs: list[MetricSpec],
+def traffic_parts(queries: Sequence[RangeQuery | PlannedQuery], specs: list[MetricSpec],
                   step: float) -> list[tuple[str, bool]]:
     """The rendered canary-side queries `canary_activity` reads, each with whether a step
     counts when its value is above 0 (a counter) or merely present (a gauge)."""
@@ -246,7 +268,10 @@ def traffic_parts(queries: Sequence[RangeQuery], specs: list[MetricSpec],
 def start_query(parts: Sequence[tuple[str, bool]], window: ResolvedWindow,
                 language: QueryLanguage) -> RangeQuery | None:
     """The one query whose samples mark the canary's traffic over the window, or None."""
-    expr = language.activity(parts)
+    return _start_query(language.activity(parts), window)
+
+
+def _start_query(expr: str | None, window: ResolvedWindow) -> RangeQuery | None:
     if expr is None:
         return None
     return RangeQuery(key=START_METRIC, expr=expr, start=window.start + window.step,

@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from webhook.configs import Mode, Provider, Tolerance
 
@@ -86,7 +86,7 @@ def parse_time(value: str | float | int) -> float:
 class Window(BaseModel):
     """The time range judged. All optional: the default ends now and looks back a while."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
     start: float | None = None
     end: float | None = None
     lookback: float | None = None
@@ -114,7 +114,8 @@ class Window(BaseModel):
 class MetricOverride(BaseModel):
     """Per-request changes to a config metric (or, when allowed, a whole inline metric)."""
 
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, allow_inf_nan=False,
+                              frozen=True)
     name: str | None = None
     tolerance: Tolerance | None = None
     critical: bool | None = None
@@ -128,10 +129,30 @@ class MetricOverride(BaseModel):
 Labels = dict[str, str]
 
 
-class AnalysisRequest(BaseModel):
-    """One analysis: which config, which two sides, which window."""
+class Derived(dict[Any, Any]):
+    """What was computed from one request (`AnalysisRequest.derived`): not part of the
+    request's value, so two requests are equal whatever either has computed so far."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Derived)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class AnalysisRequest(BaseModel):
+    """One analysis: which config, which two sides, which window.
+
+    Frozen, because one parsed request may serve many polls (`webhook.api.analyze` remembers
+    the request parsed from each recent body); `derived` holds what the analysis computes
+    from the request alone (and the server's fixed parts), so a remembered request computes it
+    once."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False,
+                              frozen=True)
+    _derived: Derived = PrivateAttr(default_factory=Derived)
     config: str = Field("http", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     canary: Labels | str = Field(
         description='Label matchers: {"rollouts_pod_template_hash": "7d9f"} or \'app="web"\'.')
@@ -152,6 +173,23 @@ class AnalysisRequest(BaseModel):
     @classmethod
     def _window_none(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @property
+    def derived(self) -> Derived:
+        """Values computed from this request alone, by whoever computes them (keys name the
+        computation and its other inputs); empty for a new request, and for every copy
+        (`model_copy(update=...)` makes another request)."""
+        return self._derived
+
+    def __copy__(self) -> AnalysisRequest:
+        copied = super().__copy__()
+        copied._derived = Derived()
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> AnalysisRequest:
+        copied = super().__deepcopy__(memo)
+        copied._derived = Derived()
+        return copied
 
 
 class CheckModel(BaseModel):

@@ -58,12 +58,11 @@ def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
     active = np.flatnonzero(activity)
     if active.size == 0:
         return None
-    start = active[-1]
-    for index in active[::-1][1:]:
-        if start - index > max_gap + 1:
-            break
-        start = index
-    return int(start)
+    # the run goes back from the last active step while the steps between two active ones
+    # are at most `max_gap` quiet ones: it begins after the last wider gap (one array pass,
+    # not a Python loop over the active steps)
+    wide = np.flatnonzero(np.diff(active) > max_gap + 1)
+    return int(active[wide[-1] + 1] if wide.size else active[0])
 
 
 def canary_activity(results: Mapping[QueryKey, QueryResult], points: int,
@@ -85,8 +84,26 @@ def canary_activity(results: Mapping[QueryKey, QueryResult], points: int,
 
 def mark_traffic(active: np.ndarray, series: Iterable[Series], counts: bool) -> None:
     """Set in `active` the steps where a series saw traffic: a finite value above 0 when it
-    `counts` (a counter's increase), else any finite value (a gauge's presence)."""
-    for s in series:
-        values = s.values[: active.size]
-        seen = np.isfinite(values)
-        active[: values.size] |= seen & (values > 0) if counts else seen
+    `counts` (a counter's increase), else any finite value (a gauge's presence).
+
+    A query's series share its grid, so they are stacked and reduced as one matrix: a few
+    numpy calls per query, not per series (a histogram has a series per bucket)."""
+    rows = [s.values[: active.size] for s in series]
+    if not rows:
+        return
+    size = rows[0].size
+    if any(r.size != size for r in rows):  # series of unequal lengths: one at a time
+        for values in rows:
+            _mark(active, values, counts)
+        return
+    _mark(active, np.concatenate(rows).reshape(len(rows), size), counts)
+
+
+def _mark(active: np.ndarray, values: np.ndarray, counts: bool) -> None:
+    """`mark_traffic` for one series (1-D) or a matrix of equally long ones (2-D)."""
+    seen = np.isfinite(values)
+    if counts:
+        seen &= values > 0
+    if seen.ndim == 2:
+        seen = seen.any(axis=0)
+    active[: seen.size] |= seen

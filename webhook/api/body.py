@@ -104,6 +104,12 @@ def _read_upto(stream: Any, size: int) -> bytes:
 
 def read_json_object(request: Request, what: str = "a JSON object") -> dict[str, Any]:
     """The body as a dict, or BodyError. `what` describes the expected object for messages."""
+    return json_object(read_body(request), what)
+
+
+def read_body(request: Request) -> bytes:
+    """The raw body of a JSON request, or BodyError (415 for another Content-Type, 413 past the
+    size limit)."""
     if not _is_json_type(request.mimetype or ""):
         sent = request.mimetype or "no Content-Type"
         raise BodyError(
@@ -124,6 +130,12 @@ def read_json_object(request: Request, what: str = "a JSON object") -> dict[str,
         raise too_large from None
     if limit is not None and len(raw) > limit:
         raise too_large
+    return raw
+
+
+def json_object(raw: bytes, what: str = "a JSON object") -> dict[str, Any]:
+    """A raw body as a dict, or BodyError: a pure function of the bytes (callers may remember
+    its result per body)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

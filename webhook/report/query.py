@@ -53,7 +53,32 @@ def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
 
 def report_url(request: AnalysisRequest, end: float, base: str = "",
                fmt: str = "html") -> str:
-    """`base`/v1/analyze/<config>?…&format=`fmt` for this request."""
-    params = [*query_params(request, end), ("format", fmt)]
-    return (f"{base.rstrip('/')}/v1/analyze/{quote(request.config)}?"
-            + urlencode(params, quote_via=quote))
+    """`base`/v1/analyze/<config>?…&format=`fmt` for this request.
+
+    Everything but the pinned end is the request's: its text before and after the end is
+    kept with the request (`AnalysisRequest.derived`), so a request remembered between polls
+    (`webhook.api.analyze`) encodes only the end again."""
+    key = ("report_url", base, fmt)
+    parts = request.derived.get(key)
+    if parts is None:
+        parts = request.derived[key] = _url_parts(request, base, fmt)
+    head, tail = parts
+    if tail is None:  # the request fixes the end itself
+        return head
+    return head + urlencode((("end", _seconds(end)),), quote_via=quote) + tail
+
+
+_END = -1.0  # a stand-in end: `query_params` puts the pinned end where this one is
+
+
+def _url_parts(request: AnalysisRequest, base: str, fmt: str) -> tuple[str, str | None]:
+    """The link's text before the pinned end and after it (None: no end is pinned)."""
+    params = [*query_params(request, _END), ("format", fmt)]
+    prefix = f"{base.rstrip('/')}/v1/analyze/{quote(request.config)}?"
+    pinned = ("end", _seconds(_END))
+    if pinned not in params or request.window.end is not None:
+        return prefix + urlencode(params, quote_via=quote), None
+    at = params.index(pinned)
+    before = urlencode(params[:at], quote_via=quote)
+    after = urlencode(params[at + 1:], quote_via=quote)
+    return prefix + (before + "&" if before else ""), "&" + after
