@@ -102,13 +102,14 @@ class StepCache:
                          deadline: float | None = None) -> list[QueryResult]:
         """Each query's steps up to the last settled one from the cache, the rest upstream,
         all missing parts in one call to the inner source (concurrent there)."""
-        plans: list[tuple[RangeQuery, _Entry | None, float]] = []
+        plans: list[tuple[RangeQuery, tuple[str, float, float], _Entry | None, float]] = []
         upstream: list[RangeQuery] = []
         with self._lock:
             for q in queries:
-                entry = self._usable(q)
+                key = _key(q)
+                entry = self._usable(key, q)
                 fetch_from = q.start if entry is None else max(q.start, entry.final_end + q.step)
-                plans.append((q, entry, fetch_from))
+                plans.append((q, key, entry, fetch_from))
                 if fetch_from <= q.end + 1e-9:
                     upstream.append(RangeQuery(q.key, q.expr, fetch_from, q.end, q.step,
                                                q.metric))
@@ -118,7 +119,8 @@ class StepCache:
         fetched = iter(self.inner.query_range_many(upstream, deadline=deadline)
                        if upstream else [])
         out = []
-        for q, entry, fetch_from in plans:
+        held_by_key = []
+        for q, key, entry, fetch_from in plans:
             fresh = next(fetched) if fetch_from <= q.end + 1e-9 else None
             # the steps this answer holds that no later poll needs to read again
             settled = math.floor((read_at - self.settle - q.start) / q.step) * q.step + q.start
@@ -127,29 +129,32 @@ class StepCache:
             self.stats.steps_served += cut if entry is not None else 0
             self.stats.steps_read += held.size - cut if fresh is not None else 0
             out.append(result)
-            self._store(_key(q), held)
+            held_by_key.append((key, held))
+        self._store(held_by_key)
         return out
 
     # -- internals -----------------------------------------------------------------------
 
-    def _usable(self, q: RangeQuery) -> _Entry | None:
-        """The entry for q's expression and grid if it holds q's first step."""
-        key = _key(q)
+    def _usable(self, key: tuple[str, float, float], q: RangeQuery) -> _Entry | None:
+        """The entry for q's expression and grid (`key`) if it holds q's first step."""
         entry = self._entries.get(key)
         if entry is None or entry.start > q.start + 1e-9:
             return None
         self._entries.move_to_end(key)
         return entry
 
-    def _store(self, key: tuple[str, float, float], entry: _Entry) -> None:
+    def _store(self, entries: Sequence[tuple[tuple[str, float, float], _Entry]]) -> None:
+        """Keep each entry under its key (one lock for a whole answer), least recently used
+        evicted past `max_points`."""
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._points -= old.points
-            if entry.points > self.max_points:
-                return
-            self._entries[key] = entry
-            self._points += entry.points
+            for key, entry in entries:
+                old = self._entries.pop(key, None)
+                if old is not None:
+                    self._points -= old.points
+                if entry.points > self.max_points:
+                    continue
+                self._entries[key] = entry
+                self._points += entry.points
             while self._points > self.max_points:
                 _, evicted = self._entries.popitem(last=False)
                 self._points -= evicted.points
@@ -198,6 +203,31 @@ def _rows(old_keys: Sequence[LabelKey], new_keys: Sequence[LabelKey]
     return keys, [row[k] for k in old_keys], [row[k] for k in new_keys]
 
 
+def _placed(old: _Entry | None, fresh_series: Sequence[Series], rows: int, size: int,
+            cut: int, offset: int, old_rows: slice | list[int], new_rows: slice | list[int]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts placed at their rows on a grid of `size` steps: the entry's from its step
+    `offset` for `cut` steps, then the fresh ones'; steps neither holds stay absent."""
+    values = np.full((rows, size), np.nan)
+    present = np.zeros((rows, size), dtype=bool)
+    if old is not None and old.keys:
+        part = old.values[:, offset: offset + cut]
+        values[old_rows, : part.shape[1]] = part
+        present[old_rows, : part.shape[1]] = old.present[:, offset: offset + cut]
+    if fresh_series:
+        # every series of an answer is on the answer's grid: one length for all
+        n = min(fresh_series[0].values.size, size - cut)
+        fresh_values = [s.values for s in fresh_series]
+        fresh_present = [s.present if s.present is not None else np.isfinite(s.values)
+                         for s in fresh_series]
+        if n < fresh_series[0].values.size:
+            fresh_values = [v[:n] for v in fresh_values]
+            fresh_present = [p[:n] for p in fresh_present]
+        values[new_rows, cut: cut + n] = fresh_values
+        present[new_rows, cut: cut + n] = fresh_present
+    return values, present
+
+
 def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
            final_end: float) -> tuple[QueryResult, _Entry, int]:
     """q's answer on its grid: the entry's steps before the fresh part, then the fresh part;
@@ -213,7 +243,8 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     old = entry if entry is not None and cut > 0 else None
     fresh_series = () if fresh is None else fresh.series
     fresh_labels = tuple(s.labels for s in fresh_series)
-    if old is not None and fresh_labels and fresh_labels == old.labels:
+    appending = old is not None and bool(fresh_labels) and fresh_labels == old.labels
+    if appending:
         # the usual poll: the same series as last time (label sets compared as dicts: equal
         # dicts have equal sorted items, so the order and the keys are the entry's)
         keys: Sequence[LabelKey] = old.keys
@@ -222,24 +253,24 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
         new_rows: slice | list[int] = slice(None)
     else:
         keys, labels, old_rows, new_rows = _layout(old, fresh_series)
-    values = np.full((len(keys), size), np.nan)
-    present = np.zeros((len(keys), size), dtype=bool)
-    if old is not None and old.keys:
-        offset = round((q.start - old.start) / q.step)
-        part = old.values[:, offset: offset + cut]
-        values[old_rows, : part.shape[1]] = part
-        present[old_rows, : part.shape[1]] = old.present[:, offset: offset + cut]
-    if fresh_series:
-        # every series of an answer is on the answer's grid: one length for all
-        n = min(fresh_series[0].values.size, size - cut)
-        fresh_values = [s.values for s in fresh_series]
-        fresh_present = [s.present if s.present is not None else np.isfinite(s.values)
-                         for s in fresh_series]
-        if n < fresh_series[0].values.size:
-            fresh_values = [v[:n] for v in fresh_values]
-            fresh_present = [p[:n] for p in fresh_present]
-        values[new_rows, cut: cut + n] = fresh_values
-        present[new_rows, cut: cut + n] = fresh_present
+    offset = round((q.start - old.start) / q.step) if old is not None else 0
+    if (appending and old is not None and 0 <= offset and offset + cut <= old.size
+            and all(s.values.size == size - cut and s.present is not None
+                    for s in fresh_series)):
+        # the usual poll, in one numpy call per matrix: the entry's steps, then every fresh
+        # series' steps to the end of q's grid
+        rows = len(fresh_series)
+        values = np.concatenate(
+            (old.values[:, offset: offset + cut],
+             np.concatenate([s.values for s in fresh_series]).reshape(rows, size - cut)),
+            axis=1)
+        present = np.concatenate(
+            (old.present[:, offset: offset + cut],
+             np.concatenate([s.present for s in fresh_series]).reshape(rows, size - cut)),
+            axis=1).astype(bool, copy=False)
+    else:
+        values, present = _placed(old, fresh_series, len(keys), size, cut, offset, old_rows,
+                                  new_rows)
     live = present.any(axis=1)
     if not live.all():
         keys = [k for k, alive in zip(keys, live, strict=True) if alive]
