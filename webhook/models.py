@@ -179,7 +179,9 @@ class AnalysisRequest(BaseModel):
         """Values computed from this request alone, by whoever computes them (keys name the
         computation and its other inputs); empty for a new request, and for every copy
         (`model_copy(update=...)` makes another request)."""
-        return self._derived
+        # pydantic keeps private attributes here; `self._derived` finds them only after a
+        # failed attribute lookup (several µs, on every use)
+        return self.__pydantic_private__["_derived"]  # type: ignore[index,no-any-return]
 
     def __copy__(self) -> AnalysisRequest:
         copied = super().__copy__()

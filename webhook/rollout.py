@@ -55,13 +55,13 @@ def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
     two rollouts (Flagger scales the canary to zero between them); a fresh pod-template hash
     (Argo) simply has no earlier series.
     """
-    active = np.flatnonzero(activity)
+    active = np.asarray(activity).nonzero()[0]
     if active.size == 0:
         return None
     # the run goes back from the last active step while the steps between two active ones
-    # are at most `max_gap` quiet ones: it begins after the last wider gap (one array pass,
-    # not a Python loop over the active steps)
-    wide = np.flatnonzero(np.diff(active) > max_gap + 1)
+    # are at most `max_gap` quiet ones: it begins after the last wider gap (array methods,
+    # not a Python loop over the active steps; called twice a poll)
+    wide = ((active[1:] - active[:-1]) > max_gap + 1).nonzero()[0]
     return int(active[wide[-1] + 1] if wide.size else active[0])
 
 
@@ -91,12 +91,11 @@ def mark_traffic(active: np.ndarray, series: Iterable[Series], counts: bool) -> 
     rows = [s.values[: active.size] for s in series]
     if not rows:
         return
-    size = rows[0].size
-    if any(r.size != size for r in rows):  # series of unequal lengths: one at a time
+    if len({r.size for r in rows}) > 1:  # series of unequal lengths: one at a time
         for values in rows:
             _mark(active, values, counts)
         return
-    _mark(active, np.concatenate(rows).reshape(len(rows), size), counts)
+    _mark(active, np.concatenate(rows).reshape(len(rows), rows[0].size), counts)
 
 
 def _mark(active: np.ndarray, values: np.ndarray, counts: bool) -> None:
@@ -105,5 +104,5 @@ def _mark(active: np.ndarray, values: np.ndarray, counts: bool) -> None:
     if counts:
         seen &= values > 0
     if seen.ndim == 2:
-        seen = seen.any(axis=0)
+        seen = np.logical_or.reduce(seen, axis=0)
     active[: seen.size] |= seen

@@ -47,10 +47,11 @@ _JSON_ACCEPTS = frozenset(("", "*/*", "application/json"))
 def _wanted_format() -> str:
     """`?format=` wins; else the Accept header, JSON unless text or HTML is preferred to it
     (Argo and curl send no preference or */*; a browser prefers text/html)."""
-    asked = request.args.get("format")
+    environ = request.environ  # read directly: Argo's polls send no query and no preference
+    asked = request.args.get("format") if environ.get("QUERY_STRING") else None
     if asked in _FORMATS:
         return asked
-    if request.headers.get("Accept", "*/*") in _JSON_ACCEPTS:  # Argo, Flagger, curl: at once
+    if environ.get("HTTP_ACCEPT", "*/*") in _JSON_ACCEPTS:  # Argo, Flagger, curl: at once
         return "json"
     accept = request.accept_mimetypes
     best = accept.best_match(list(_FORMATS.values()))
@@ -61,7 +62,7 @@ def _wanted_format() -> str:
 
 
 def _caller() -> str:
-    agent = request.headers.get("User-Agent", "")
+    agent = request.environ.get("HTTP_USER_AGENT", "")  # the User-Agent header
     if agent.startswith("Go-http-client") or "argo" in agent.lower():
         return "argo"
     if agent.startswith("curl"):

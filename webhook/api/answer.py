@@ -10,6 +10,7 @@ paying for both on every poll; tests/test_answer_shape.py holds the two together
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from webhook.analysis import AnalysisResult
@@ -18,6 +19,7 @@ from webhook.judge.types import CheckResult, finite_or_none
 _VERDICTS = frozenset(("pass", "fail", "inconclusive"))
 
 
+@lru_cache(maxsize=1024)  # the audit line and the answer print the same window
 def iso(ts: float) -> str:
     """RFC 3339 in UTC with a `Z`, as Argo and Flagger print times."""
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

@@ -28,6 +28,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_
 
 import numpy as np
 
@@ -242,7 +244,7 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     cut = size if fresh is None else round((fresh.query.start - q.start) / q.step)
     old = entry if entry is not None and cut > 0 else None
     fresh_series = () if fresh is None else fresh.series
-    fresh_labels = tuple(s.labels for s in fresh_series)
+    fresh_labels = tuple([s.labels for s in fresh_series])
     appending = old is not None and bool(fresh_labels) and fresh_labels == old.labels
     if appending:
         # the usual poll: the same series as last time (label sets compared as dicts: equal
@@ -254,11 +256,14 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     else:
         keys, labels, old_rows, new_rows = _layout(old, fresh_series)
     offset = round((q.start - old.start) / q.step) if old is not None else 0
+    fresh_present = [s.present for s in fresh_series]
     if (appending and old is not None and 0 <= offset and offset + cut <= old.size
-            and all(s.values.size == size - cut and s.present is not None
-                    for s in fresh_series)):
+            # every series of an answer is on the answer's grid: one length for all
+            and fresh_series[0].values.size == size - cut
+            and not any(map(is_, fresh_present, repeat(None)))):
         # the usual poll, in one numpy call per matrix: the entry's steps, then every fresh
-        # series' steps to the end of q's grid
+        # series' steps to the end of q's grid (numpy's C calls only: this runs per query
+        # and poll, where numpy's Python wrappers would cost more than the arithmetic)
         rows = len(fresh_series)
         values = np.concatenate(
             (old.values[:, offset: offset + cut],
@@ -266,13 +271,13 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
             axis=1)
         present = np.concatenate(
             (old.present[:, offset: offset + cut],
-             np.concatenate([s.present for s in fresh_series]).reshape(rows, size - cut)),
+             np.concatenate(fresh_present).reshape(rows, size - cut)),
             axis=1).astype(bool, copy=False)
     else:
         values, present = _placed(old, fresh_series, len(keys), size, cut, offset, old_rows,
                                   new_rows)
-    live = present.any(axis=1)
-    if not live.all():
+    live = np.logical_or.reduce(present, axis=1)
+    if not np.logical_and.reduce(live):
         keys = [k for k, alive in zip(keys, live, strict=True) if alive]
         labels = [m for m, alive in zip(labels, live, strict=True) if alive]
         values, present = values[live], present[live]
