@@ -154,24 +154,27 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     if plan is None:
         plan = plan_window(specs, selectors, vars_, window.step, language)
     planned_exprs = plan.exprs
-    queries = over(planned_exprs, window)
     if mode != "sequential" or request.window.start is not None:
-        return _whole(request, config, specs, window, mode, queries, source, deadline)
+        return _whole(request, config, specs, window, mode, over(planned_exprs, window),
+                      source, deadline)
     parts = plan.parts
     start_q = _start_query(plan.activity, window) if parts else None
     if (parts and start_q is None) or (start_q is not None and starts.rejected(start_q)):
-        return _whole(request, config, specs, window, mode, queries, source, deadline)
+        return _whole(request, config, specs, window, mode, over(planned_exprs, window),
+                      source, deadline)
     points = window.points
     warmup = warmup_steps(request, config, window.step)
     own = [metric_step(spec, window.step) for spec in specs]
 
-    planned: dict[int, tuple[int, ResolvedWindow, list[RangeQuery]]] = {
-        0: (0, window, queries)}
+    # the queries over each cut, placed once per cut (a poll usually asks twice) and only
+    # when asked (a repeated poll never needs the whole window's)
+    planned: dict[int, tuple[int, ResolvedWindow, list[RangeQuery]]] = {}
 
     def narrowed(begun: int | None) -> tuple[int, ResolvedWindow, list[RangeQuery]]:
         keep = keep_from(first_judged(begun, warmup, points), window.step, own)
-        if keep not in planned:  # planned once per cut: a poll usually asks twice
-            cut = replace(window, start=window.start + keep * window.step)
+        if keep not in planned:
+            cut = window if keep == 0 else replace(window,
+                                                   start=window.start + keep * window.step)
             planned[keep] = keep, cut, over(planned_exprs, cut)
         return planned[keep]
 
@@ -203,7 +206,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                 got = source.query_range_many([start_q], deadline=deadline)
             except QueryRejected:  # the language wrote what this source cannot run
                 starts.reject(start_q)
-                return _whole(request, config, specs, window, mode, queries, source, deadline)
+                return _whole(request, config, specs, window, mode,
+                              over(planned_exprs, window), source, deadline)
             upstream += got
             begun = rollout_start(activity_of(got[0], points), gap)
         starts.put(start_q, None if begun is None

@@ -105,7 +105,8 @@ def analyze_post() -> Response:
     if not bearer_ok(get_service().settings):
         return unauthorized()
     try:
-        req = analysis_request(read_body(request))
+        # the request itself, not Flask's proxy: read_body reads several of its attributes
+        req = analysis_request(read_body(request._get_current_object()))  # type: ignore[attr-defined]
     except BodyError as exc:
         return error_response(exc.status, exc.message, exc.field)
     except ValidationError as exc:

@@ -257,7 +257,7 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
         keys, labels, old_rows, new_rows = _layout(old, fresh_series)
     offset = round((q.start - old.start) / q.step) if old is not None else 0
     fresh_present = [s.present for s in fresh_series]
-    if (appending and old is not None and 0 <= offset and offset + cut <= old.size
+    if (appending and old is not None and offset >= 0 and offset + cut <= old.size
             # every series of an answer is on the answer's grid: one length for all
             and fresh_series[0].values.size == size - cut
             and not any(map(is_, fresh_present, repeat(None)))):
