@@ -180,7 +180,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
 
     gap = max_gap(window.step)
     upstream: list[QueryResult] = []
-    held: tuple[int, list[QueryResult]] | None = None  # answers fetched, and their cut
+    # answers fetched, by key, and their cut
+    held: tuple[int, dict[QueryKey, QueryResult]] | None = None
     begun: int | None = None
     if start_q is not None:
         known, guess = starts.get(start_q)
@@ -194,13 +195,12 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
             got = source.query_range_many([start_q, *cut_queries] if along else cut_queries,
                                           deadline=deadline)
             upstream += got
-            answers = got[1:] if along else got
-            held = keep, answers
+            held = keep, {r.query.key: r for r in (got[1:] if along else got)}
             if along:
                 settled, begun = True, rollout_start(activity_of(got[0], points), gap)
             else:
-                settled, begun = settled_start({r.query.key: r for r in answers}, specs,
-                                               points - keep, window.step, keep)
+                settled, begun = settled_start(held[1], specs, points - keep, window.step,
+                                               keep)
         if not settled:  # cold here, or the window cannot tell: ask the start query
             try:
                 got = source.query_range_many([start_q], deadline=deadline)
@@ -214,12 +214,13 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                    else window.start + window.step * (begun + 1))
     keep, cut, cut_queries = narrowed(begun)
     if held is not None and held[0] == keep:
-        answers = held[1]
+        results = held[1]
     else:  # first poll of this question here, or the start moved: fetch the window (again)
         answers = source.query_range_many(cut_queries, deadline=deadline)
         upstream += answers
+        results = {r.query.key: r for r in answers}
     first = first_judged(begun, warmup, points) - keep
-    return Fetched(cut, cut_queries, {r.query.key: r for r in answers}, first, upstream)
+    return Fetched(cut, cut_queries, results, first, upstream)
 
 
 def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpec],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
@@ -26,6 +27,13 @@ from webhook.observability import (
 from webhook.settings import Settings
 from webhook.slots import FairSlots
 from webhook.sources import MetricsSource, QueryLanguage, SourceError, query_language
+
+
+@lru_cache(maxsize=1024)
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per label set (prometheus_client returns the
+    same child every time, after validating the labels and taking a lock)."""
+    return metric.labels(*labels)
 
 
 class Busy(SourceError):
@@ -114,8 +122,8 @@ class Service:
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
             raise
-        ANALYSES.labels(result.config, caller, result.verdict).inc()
-        ANALYSIS_SECONDS.labels(caller).observe(result.seconds)
+        _child(ANALYSES, result.config, caller, result.verdict).inc()
+        _child(ANALYSIS_SECONDS, caller).observe(result.seconds)
         UPSTREAM_QUERIES.inc(result.query_count)
         record.update(
             analysis_id=result.analysis_id, mode=result.mode, window=window_body(result),
