@@ -34,7 +34,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -173,8 +173,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     def narrowed(begun: int | None) -> tuple[int, ResolvedWindow, list[RangeQuery]]:
         keep = keep_from(first_judged(begun, warmup, points), window.step, own)
         if keep not in planned:
-            cut = window if keep == 0 else replace(window,
-                                                   start=window.start + keep * window.step)
+            cut = window if keep == 0 else ResolvedWindow(
+                window.start + keep * window.step, window.end, window.step, window.too_short)
             planned[keep] = keep, cut, over(planned_exprs, cut)
         return planned[keep]
 
