@@ -210,8 +210,9 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                               over(planned_exprs, window), source, deadline)
             upstream += got
             begun = rollout_start(activity_of(got[0], points), gap)
-        starts.put(start_q, None if begun is None
-                   else window.start + window.step * (begun + 1))
+        begun_at = None if begun is None else window.start + window.step * (begun + 1)
+        if not known or begun_at != guess:  # `get` already marked a known start as used
+            starts.put(start_q, begun_at)
     keep, cut, cut_queries = narrowed(begun)
     if held is not None and held[0] == keep:
         results = held[1]
