@@ -386,3 +386,43 @@ def test_evolve_is_dataclasses_replace():
     assert trace == dataclasses.replace(check.trace, first_time=5.0, step=60.0)
     with pytest.raises(TypeError):
         evolve(check, verdicts="fail")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_both_anchors_counted_together_equal_each_anchor_alone(seed):
+    """tail_exceedances_anchored stacks the stable's and the canary's anchors in one pass:
+    each anchor's counts are tail_exceedances_of's, in both directions, with and without the
+    stable's history, and on layouts the two sides do not share (counted one by one)."""
+    rng = np.random.default_rng(1500 + seed)
+    canary, stable, history = _pair(rng, int(rng.choice([1, 2, 40, 180])),
+                                     float(rng.choice([1.0, 1.4])), bool(seed % 2))
+    if seed % 4 == 3:  # a canary on other buckets
+        canary = Histogram.from_steps(_latency_steps(rng, stable.steps.shape[0], 0.1,
+                                                     [0.07, 0.2, 0.6, math.inf]))
+    qs = (0.5, 0.95, 0.99)
+    for slower in (True, False):
+        for before in (None, history):
+            for rel, abs_ in ((0.2, 0.005), (0.0, 0.0), (1.5, 0.3)):
+                got = hist.tail_exceedances_anchored(canary, stable, qs, rel, abs_, slower,
+                                                     10.0, before)
+                for anchor in ("stable", "canary"):
+                    want = hist.tail_exceedances_of(canary, stable, qs, rel, abs_, slower,
+                                                    10.0, before, anchor)
+                    for g, w in zip(got[anchor], want, strict=True):
+                        for x, y in zip(g, w, strict=True):
+                            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_snap_each_equals_snap(seed):
+    """_snap_each rounds each value its own way: _snap's values, at bounds, between them,
+    beyond both ends and for non-finite values."""
+    rng = np.random.default_rng(1600 + seed)
+    bounds = np.array(sorted({float(b) for b in rng.choice([0.01, 0.05, 0.1, 0.25, 0.5, 1.0],
+                                                          int(rng.integers(1, 6)))}
+                             | ({math.inf} if seed % 2 else set())))
+    x = np.concatenate((rng.uniform(-0.1, 1.5, 30), rng.choice(bounds, 10),
+                        [np.nan, np.inf, -np.inf, 0.0]))
+    up = rng.random(x.size) < 0.5
+    want = np.where(up, hist._snap(bounds, x, up=True), hist._snap(bounds, x, up=False))
+    np.testing.assert_array_equal(hist._snap_each(bounds, x, up), want)

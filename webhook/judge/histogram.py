@@ -375,6 +375,82 @@ def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float
     return [tuple(x[i * m:(i + 1) * m] for x in parts) for i in range(k)]
 
 
+def tail_exceedances_anchored(canary: Histogram, stable: Histogram, qs: Sequence[float],
+                              rel: float, abs_: float, slower: bool, min_tail: float,
+                              history: Histogram | None = None
+                              ) -> dict[str, list[tuple[np.ndarray, ...]]]:
+    """`tail_exceedances_of` anchored on the stable and on the canary (`judge_quantile` uses
+    both), the same numbers, in one stacked pass when both sides have the same buckets (the
+    usual case): the two anchors' blocks differ only in whose rows are summed and in which
+    way each threshold is rounded, so every step of the computation is one call for both."""
+    rows_c, rows_s = canary.steps, stable.steps
+    if (rows_c is None or rows_s is None or not rows_c.size or not rows_s.size
+            or rows_c.shape != rows_s.shape or not np.array_equal(canary.bounds, stable.bounds)):
+        return {anchor: tail_exceedances_of(canary, stable, qs, rel, abs_, slower, min_tail,
+                                            history, anchor) for anchor in ("stable", "canary")}
+    bounds = stable.bounds
+    m, k = rows_s.shape[0], len(qs)
+    half = k * m  # the stable anchor's blocks, then the canary's
+    before = np.empty((2, *rows_s.shape))  # each anchor's counts over the steps before
+    before[:, 0] = 0.0
+    np.cumsum(rows_s[:-1], axis=0, out=before[0, 1:])
+    np.cumsum(rows_c[:-1], axis=0, out=before[1, 1:])
+    if history is not None and _same_buckets(history, stable):
+        before[0] += history.cumulative
+    stacked = np.concatenate((*(before[0],) * k, *(before[1],) * k))
+    q = np.repeat(np.asarray((*qs, *qs), dtype=float), m)
+    y = _rows_quantile(stacked, bounds, q)
+    y[stacked[:, -1] * (1 - q) < min_tail] = np.nan
+    # `tail_exceedances_of`'s thresholds: the stable anchor's quantile is rounded up when
+    # faster is harm (down when slower), the canary anchor's the other way, and the other
+    # side's threshold beyond it the opposite way; the stable's moved up by the tolerance
+    # when slower is harm, the canary's down
+    up = np.empty(2 * half, dtype=bool)
+    up[:half], up[half:] = not slower, slower
+    ya = _snap_each(bounds, y, up)
+    moved = np.empty(2 * half)
+    with np.errstate(invalid="ignore"):
+        raise_first = slower  # slower == (anchor == "stable") for the stable's blocks
+        for part, raised in ((slice(0, half), raise_first), (slice(half, None), not raise_first)):
+            ya_part = ya[part]
+            if raised:
+                np.maximum(ya_part * (1 + rel), ya_part + abs_, out=moved[part])
+            else:
+                np.minimum(ya_part / (1 + rel), ya_part - abs_, out=moved[part])
+        moved[~(moved > 0)] = np.nan
+    np.logical_not(up, out=up)
+    xo = _snap_each(bounds, moved, up)
+    x_c, x_s = np.concatenate((xo[:half], ya[half:])), np.concatenate((ya[:half], xo[half:]))
+    e_c = _rows_count_above(rows_c, bounds, x_c)  # 2k blocks: k per anchor
+    e_s = _rows_count_above(rows_s, bounds, x_s)
+    known = np.isfinite(e_c) & np.isfinite(e_s)
+    total_c, total_s = _blocks(rows_c[:, -1], 2 * k), _blocks(rows_s[:, -1], 2 * k)
+    parts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
+             np.where(known, e_s, 0.0), np.where(known, total_s, 0.0))
+    blocks = [tuple(x[i * m:(i + 1) * m] for x in parts) for i in range(2 * k)]
+    return {"stable": blocks[:k], "canary": blocks[k:]}
+
+
+def _snap_each(bounds: np.ndarray, x: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """`_snap(bounds, x[i], up[i])` for each i, the same values, in one pass: the largest
+    bound ≤ x is the smallest bound ≥ x when x is a bound, else the one before it (bounds
+    are sorted and distinct, `Histogram.from_steps`)."""
+    ok = np.isfinite(x)
+    if not bounds.size or not ok.any():
+        return np.full(x.shape, np.nan)
+    size = bounds.size
+    i = np.searchsorted(bounds, x, side="left")
+    at = bounds[np.minimum(i, size - 1)]
+    down = i - 1
+    down += (i < size) & (at == x)  # x is a bound: that one
+    index = np.where(up, i, down)
+    np.maximum(index, 0, out=index)
+    got = bounds[np.minimum(index, size - 1, out=index)]
+    got[up & (i >= size)] = np.inf  # nothing counted above the last bound: unknown below
+    got[~up & (down < 0)] = 0.0
+    return np.where(ok & np.isfinite(got), got, np.nan)
+
+
 def _blocks(x: np.ndarray, k: int) -> np.ndarray:
     """`x` stacked k times along its first axis (np.tile's result, without its Python-level
     overhead: a fifth of a tail count's time)."""
@@ -604,7 +680,8 @@ def judge_quantiles(names: Sequence[str], canary: Histogram, stable: Histogram,
 
 class _SharedExceedances:
     """`tail_exceedances` for quantiles judged on the same histograms with the same options:
-    they differ only in `q`, so the first call for a (slower, anchor) counts every quantile."""
+    they differ only in `q`, so the first call for a direction counts every quantile for both
+    anchors (`tail_exceedances_anchored`)."""
 
     def __init__(self, qs: Sequence[float]) -> None:
         self._qs = tuple(qs)
@@ -614,9 +691,10 @@ class _SharedExceedances:
                  abs_: float, slower: bool, min_tail: float, history: Histogram | None,
                  anchor: str) -> tuple[np.ndarray, ...]:
         if (slower, anchor) not in self._counted:
-            self._counted[slower, anchor] = dict(zip(self._qs, tail_exceedances_of(
-                canary, stable, self._qs, rel, abs_, slower, min_tail, history, anchor),
-                strict=True))
+            both = tail_exceedances_anchored(canary, stable, self._qs, rel, abs_, slower,
+                                             min_tail, history)
+            for side, counted in both.items():
+                self._counted[slower, side] = dict(zip(self._qs, counted, strict=True))
         return self._counted[slower, anchor][q]
 
 
