@@ -125,12 +125,12 @@ class Histogram:
         merged: dict[float, np.ndarray] = {}
         for le, v in buckets:
             bound = float(le)
-            if math.isnan(bound):
+            if bound != bound:  # NaN
                 continue
             values = (v if type(v) is np.ndarray and v.ndim == 1 and v.dtype == np.float64
                       else np.atleast_1d(np.asarray(v, dtype=float)))  # as decoded: as is
-            if bound in merged:
-                old = merged[bound]
+            old = merged.get(bound)
+            if old is not None:
                 width = max(old.size, values.size)
                 a, b = np.full(width, np.nan), np.full(width, np.nan)
                 a[:old.size], b[:values.size] = old, values
@@ -140,22 +140,24 @@ class Histogram:
                 merged[bound] = np.where(both, np.nan, total)
             else:
                 merged[bound] = values
-        pairs = sorted(merged.items(), key=lambda p: p[0])
-        if not pairs:
+        if not merged:
             return cls(np.array([]), np.array([]), np.zeros((0, 0)))
-        bounds = np.array([p[0] for p in pairs])
-        width = max(p[1].size for p in pairs)
+        ordered = sorted(merged)  # distinct floats: no two compare equal
+        arrays = [merged[b] for b in ordered]
+        bounds = np.array(ordered)
+        sizes = {x.size for x in arrays}
         # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
         monotone = False
-        if all(p[1].size == width for p in pairs):  # one grid (always, from a query): at once
-            by_bound = np.fmax(np.array([p[1] for p in pairs]), 0.0)
+        if len(sizes) == 1:  # one grid (always, from a query): at once
+            by_bound = np.concatenate(arrays).reshape(len(arrays), sizes.pop())
+            np.fmax(by_bound, 0.0, out=by_bound)
             rows = np.ascontiguousarray(by_bound.T)
             # usually every step's counts already grow with the bound: then forcing them
             # monotone (a serial running maximum per step) would change nothing
             monotone = not np.less(by_bound[1:], by_bound[:-1]).any()
         else:
-            rows = np.zeros((width, bounds.size))
-            for j, (_, values) in enumerate(pairs):
+            rows = np.zeros((max(sizes), bounds.size))
+            for j, values in enumerate(arrays):
                 rows[:values.size, j] = np.fmax(values, 0.0)
         with np.errstate(over="ignore", invalid="ignore"):
             steps = rows if monotone else np.maximum.accumulate(rows, axis=1)
