@@ -274,10 +274,10 @@ def _snap(bounds: np.ndarray, x: np.ndarray, up: bool) -> np.ndarray:
     # searched with the non-finite values too (they sort to an end), then masked out: no
     # boolean subsetting and scattering back
     if up:
-        i = np.searchsorted(bounds, x, side="left")
+        i = bounds.searchsorted(x, side="left")
         got = np.where(i < bounds.size, bounds[np.minimum(i, bounds.size - 1)], np.inf)
     else:
-        i = np.searchsorted(bounds, x, side="right") - 1
+        i = bounds.searchsorted(x, side="right") - 1
         got = np.where(i >= 0, bounds[np.maximum(i, 0)], 0.0)
     return np.where(ok & np.isfinite(got), got, np.nan)
 
@@ -292,7 +292,7 @@ def _rows_count_above(rows: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np
     repeat = max(x.size // rows.shape[0], 1)
     ok = np.isfinite(x)
     xs = np.where(ok, x, 0.0)
-    i = np.searchsorted(bounds, xs, side="left")
+    i = bounds.searchsorted(xs, side="left")
     j = np.minimum(i, bounds.size - 1)
     exact = (i < bounds.size) & (bounds[j] == xs)
     width = rows.shape[1]
@@ -344,7 +344,7 @@ def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float
     m, k = rows.shape[0], len(qs)
     before = np.empty_like(rows)  # the anchor's counts over the steps before each one
     before[0] = 0.0
-    np.cumsum(rows[:-1], axis=0, out=before[1:])
+    rows[:-1].cumsum(axis=0, out=before[1:])
     if anchor == "stable" and history is not None and _same_buckets(history, stable):
         before += history.cumulative
     q = np.repeat(np.asarray(qs, dtype=float), m)  # one block of rows per quantile
@@ -387,7 +387,7 @@ def tail_exceedances_anchored(canary: Histogram, stable: Histogram, qs: Sequence
     way each threshold is rounded, so every step of the computation is one call for both."""
     rows_c, rows_s = canary.steps, stable.steps
     if (rows_c is None or rows_s is None or not rows_c.size or not rows_s.size
-            or rows_c.shape != rows_s.shape or not np.array_equal(canary.bounds, stable.bounds)):
+            or rows_c.shape != rows_s.shape or not _same_bounds(canary, stable)):
         return {anchor: tail_exceedances_of(canary, stable, qs, rel, abs_, slower, min_tail,
                                             history, anchor) for anchor in ("stable", "canary")}
     bounds = stable.bounds
@@ -395,8 +395,8 @@ def tail_exceedances_anchored(canary: Histogram, stable: Histogram, qs: Sequence
     half = k * m  # the stable anchor's blocks, then the canary's
     before = np.empty((2, *rows_s.shape))  # each anchor's counts over the steps before
     before[:, 0] = 0.0
-    np.cumsum(rows_s[:-1], axis=0, out=before[0, 1:])
-    np.cumsum(rows_c[:-1], axis=0, out=before[1, 1:])
+    rows_s[:-1].cumsum(axis=0, out=before[0, 1:])
+    rows_c[:-1].cumsum(axis=0, out=before[1, 1:])
     if history is not None and _same_buckets(history, stable):
         before[0] += history.cumulative
     stacked = np.concatenate((*(before[0],) * k, *(before[1],) * k))
@@ -441,7 +441,7 @@ def _snap_each(bounds: np.ndarray, x: np.ndarray, up: np.ndarray) -> np.ndarray:
     if not bounds.size or not ok.any():
         return np.full(x.shape, np.nan)
     size = bounds.size
-    i = np.searchsorted(bounds, x, side="left")
+    i = bounds.searchsorted(x, side="left")
     at = bounds[np.minimum(i, size - 1)]
     down = i - 1
     down += (i < size) & (at == x)  # x is a bound: that one
@@ -461,7 +461,13 @@ def _blocks(x: np.ndarray, k: int) -> np.ndarray:
 
 def _same_buckets(history: Histogram | None, stable: Histogram) -> bool:
     return (history is not None and history.total > 0
-            and np.array_equal(history.bounds, stable.bounds))
+            and _same_bounds(history, stable))
+
+
+def _same_bounds(one: Histogram, other: Histogram) -> bool:
+    """np.array_equal of their bounds (never NaN: `from_steps` drops them), without its
+    Python-level overhead."""
+    return one.bounds.shape == other.bounds.shape and bool((one.bounds == other.bounds).all())
 
 
 def tail_dispersion_prior(history: Histogram | None, stable: Histogram,

@@ -203,7 +203,7 @@ def _band_path(t: _Terms) -> np.ndarray:
         pad = _PAD
         while True:
             if upto[jl] < lo or upto[jh - 1] < lo:  # rows left behind: only at the edges
-                stale = np.flatnonzero(upto[jl:jh] < lo) + jl
+                stale = (upto[jl:jh] < lo).nonzero()[0] + jl
                 for u in np.unique(upto[stale]):
                     rows = stale[upto[stale] == u]
                     carry[rows] += np.add.reduce(_terms_at(t, int(u), lo, rows), axis=1)
@@ -231,7 +231,7 @@ def _band_path(t: _Terms) -> np.ndarray:
         last = c[:, -1]
         carry[jl:jh] = last
         upto[jl:jh] = hi
-        keep = np.flatnonzero(last >= floor[-1])
+        keep = (last >= floor[-1]).nonzero()[0]
         if keep.size:
             jl, jh = max(jl + int(keep[0]) - _PAD, 0), min(jl + int(keep[-1]) + 1 + _PAD, g)
         else:  # not a number (never with finite counts): the whole grid again
@@ -245,7 +245,7 @@ def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
     previous value (0 before the first)."""
     if values.size == size:  # every step counted
         return values
-    index = np.cumsum(t.use) - 1  # the last counting step at or before each step, or -1
+    index = t.use.cumsum() - 1  # the last counting step at or before each step, or -1
     return np.where(index >= 0, values[np.maximum(index, 0)], 0.0)
 
 

@@ -40,7 +40,7 @@ DEFAULT_MAX_SHARE = 0.01
 def _bound_index(hist: Histogram, bound: float) -> int | None:
     """Index of `bound` among the histogram's bounds (numerically equal), or None."""
     # np.isclose(bounds, bound, rtol=1e-9, atol=0) for a finite bound, without its overhead
-    hits = np.flatnonzero(np.abs(hist.bounds - bound) <= 1e-9 * abs(bound))
+    hits = (np.abs(hist.bounds - bound) <= 1e-9 * abs(bound)).nonzero()[0]
     return int(hits[0]) if hits.size else None
 
 
