@@ -261,7 +261,8 @@ def test_new_kinds_never_crash_and_never_pass_without_data(canary, stable):
         assert t.verdict == "inconclusive"
     e = judge_events("x", c, canary_total=s, min_total=100)
     if e.verdict == "pass":
-        assert np.nansum(np.where(np.isfinite(s) & (s > 0), s, 0)) >= 100
+        with np.errstate(over="ignore"):  # finite counts beyond float's range: traffic enough
+            assert np.nansum(np.where(np.isfinite(s) & (s > 0), s, 0)) >= 100
 
 
 def test_kayenta_mode_reproduces_kayenta_including_its_flaw():
