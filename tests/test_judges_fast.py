@@ -413,10 +413,23 @@ def test_both_anchors_counted_together_equal_each_anchor_alone(seed):
                             np.testing.assert_array_equal(x, y)
 
 
+def _snapped(bounds: np.ndarray, x: float, up: bool) -> float:
+    """_snap's definition, one value at a time: the smallest bound ≥ x, or the largest ≤ x
+    (0 below the first); NaN for a non-finite x or an infinite result."""
+    if not math.isfinite(x):
+        return math.nan
+    if up:
+        got = min((b for b in bounds if b >= x), default=math.inf)
+    else:
+        got = max((b for b in bounds if b <= x), default=0.0)
+    return got if math.isfinite(got) else math.nan
+
+
 @pytest.mark.parametrize("seed", range(20))
-def test_snap_each_equals_snap(seed):
-    """_snap_each rounds each value its own way: _snap's values, at bounds, between them,
-    beyond both ends and for non-finite values."""
+def test_snap_rounds_each_value_its_own_way(seed):
+    """_snap with a direction per value (both anchors' thresholds at once) and with one for
+    all: each value the bound its definition names, at bounds, between them, beyond both
+    ends and for non-finite values."""
     rng = np.random.default_rng(1600 + seed)
     bounds = np.array(sorted({float(b) for b in rng.choice([0.01, 0.05, 0.1, 0.25, 0.5, 1.0],
                                                           int(rng.integers(1, 6)))}
@@ -424,5 +437,8 @@ def test_snap_each_equals_snap(seed):
     x = np.concatenate((rng.uniform(-0.1, 1.5, 30), rng.choice(bounds, 10),
                         [np.nan, np.inf, -np.inf, 0.0]))
     up = rng.random(x.size) < 0.5
-    want = np.where(up, hist._snap(bounds, x, up=True), hist._snap(bounds, x, up=False))
-    np.testing.assert_array_equal(hist._snap_each(bounds, x, up), want)
+    want = np.array([_snapped(bounds, xi, bool(u)) for xi, u in zip(x, up, strict=True)])
+    np.testing.assert_array_equal(hist._snap(bounds, x, up), want)
+    for direction in (True, False):
+        np.testing.assert_array_equal(hist._snap(bounds, x, direction),
+                                      [_snapped(bounds, xi, direction) for xi in x])

@@ -263,22 +263,30 @@ def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float | np.ndarray) 
     return np.where((total > 0) & np.isfinite(upper), value, np.nan)
 
 
-def _snap(bounds: np.ndarray, x: np.ndarray, up: bool) -> np.ndarray:
+def _snap(bounds: np.ndarray, x: np.ndarray, up: bool | np.ndarray) -> np.ndarray:
     """Each x moved to a bucket bound: the smallest bound ≥ x (`up`) or the largest ≤ x (0
-    below the first bound: latencies are not negative). NaN where x is not finite or
-    rounding up would reach +Inf (nothing is counted above the last finite bound)."""
+    below the first bound: latencies are not negative); `up` is one direction for all, or
+    one per value. NaN where x is not finite or rounding up would reach +Inf (nothing is
+    counted above the last finite bound). Bounds are sorted and distinct
+    (`Histogram.from_steps`), so the largest bound ≤ x is the smallest bound ≥ x when x is a
+    bound, else the one before it: one search serves both directions."""
     x = np.asarray(x, dtype=float)
     ok = np.isfinite(x)
     if not bounds.size or not ok.any():
         return np.full(x.shape, np.nan)
+    up = np.asarray(up)
     # searched with the non-finite values too (they sort to an end), then masked out: no
     # boolean subsetting and scattering back
-    if up:
-        i = bounds.searchsorted(x, side="left")
-        got = np.where(i < bounds.size, bounds[np.minimum(i, bounds.size - 1)], np.inf)
-    else:
-        i = bounds.searchsorted(x, side="right") - 1
-        got = np.where(i >= 0, bounds[np.maximum(i, 0)], 0.0)
+    size = bounds.size
+    i = bounds.searchsorted(x, side="left")
+    at = bounds[np.minimum(i, size - 1)]
+    down = i - 1
+    down += (i < size) & (at == x)  # x is a bound: that one
+    index = np.where(up, i, down)
+    np.maximum(index, 0, out=index)
+    got = bounds[np.minimum(index, size - 1, out=index)]
+    got[up & (i >= size)] = np.inf  # nothing counted above the last bound: unknown below
+    got[~up & (down < 0)] = 0.0
     return np.where(ok & np.isfinite(got), got, np.nan)
 
 
@@ -334,47 +342,8 @@ def tail_exceedances_of(canary: Histogram, stable: Histogram, qs: Sequence[float
     share the anchor's running counts, and the per-step work on tiny arrays is mostly numpy's
     per-call overhead, so the quantiles' rows are stacked and each step of the computation is
     one call for all of them."""
-    rows_c, rows_s = canary.steps, stable.steps
-    if rows_c is None or rows_s is None or not rows_c.size or not rows_s.size or (
-            rows_c.shape[0] != rows_s.shape[0]):
-        empty = np.zeros(0)
-        return [(empty, empty, empty, empty) for _ in qs]
-    base = stable if anchor == "stable" else canary
-    rows = rows_s if anchor == "stable" else rows_c
-    m, k = rows.shape[0], len(qs)
-    before = np.empty_like(rows)  # the anchor's counts over the steps before each one
-    before[0] = 0.0
-    rows[:-1].cumsum(axis=0, out=before[1:])
-    if anchor == "stable" and history is not None and _same_buckets(history, stable):
-        before += history.cumulative
-    q = np.repeat(np.asarray(qs, dtype=float), m)  # one block of rows per quantile
-    stacked = _blocks(before, k)
-    y = _rows_quantile(stacked, base.bounds, q)
-    y[stacked[:, -1] * (1 - q) < min_tail] = np.nan
-    # Both thresholds are bucket bounds, so both counts are exact: the anchor's quantile is
-    # rounded to a bound, the other side's threshold is the bound beyond that one moved by the
-    # tolerance. Rounded the way that errs against a failure (for slower as harm: the stable's
-    # down, the canary's up), the pair keeps "within tolerance ⇒ the canary exceeds its bound
-    # no more often than the stable exceeds its own" without any assumption about where
-    # requests sit inside a bucket.
-    anchor_up = (anchor == "stable") != slower
-    ya = _snap(base.bounds, y, up=anchor_up)
-    with np.errstate(invalid="ignore"):
-        if slower == (anchor == "stable"):
-            moved = np.maximum(ya * (1 + rel), ya + abs_)
-        else:
-            moved = np.minimum(ya / (1 + rel), ya - abs_)
-        moved[~(moved > 0)] = np.nan
-    other = canary if anchor == "stable" else stable
-    xo = _snap(other.bounds, moved, up=not anchor_up)
-    x_c, x_s = (xo, ya) if anchor == "stable" else (ya, xo)
-    e_c = _rows_count_above(rows_c, canary.bounds, x_c)  # k blocks, one per quantile
-    e_s = _rows_count_above(rows_s, stable.bounds, x_s)
-    known = np.isfinite(e_c) & np.isfinite(e_s)
-    total_c, total_s = _blocks(rows_c[:, -1], k), _blocks(rows_s[:, -1], k)
-    parts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
-             np.where(known, e_s, 0.0), np.where(known, total_s, 0.0))
-    return [tuple(x[i * m:(i + 1) * m] for x in parts) for i in range(k)]
+    return _exceedances(canary, stable, qs, rel, abs_, slower, min_tail, history,
+                        (anchor,))[anchor]
 
 
 def tail_exceedances_anchored(canary: Histogram, stable: Histogram, qs: Sequence[float],
@@ -385,72 +354,78 @@ def tail_exceedances_anchored(canary: Histogram, stable: Histogram, qs: Sequence
     both), the same numbers, in one stacked pass when both sides have the same buckets (the
     usual case): the two anchors' blocks differ only in whose rows are summed and in which
     way each threshold is rounded, so every step of the computation is one call for both."""
+    return _exceedances(canary, stable, qs, rel, abs_, slower, min_tail, history,
+                        ("stable", "canary"))
+
+
+def _exceedances(canary: Histogram, stable: Histogram, qs: Sequence[float], rel: float,
+                 abs_: float, slower: bool, min_tail: float, history: Histogram | None,
+                 anchors: tuple[str, ...]) -> dict[str, list[tuple[np.ndarray, ...]]]:
+    """`tail_exceedances` per anchor and quantile, the rows of every (anchor, quantile) block
+    stacked: anchors on different buckets are counted one after the other (each anchor's
+    thresholds are read off its own bounds)."""
     rows_c, rows_s = canary.steps, stable.steps
-    if (rows_c is None or rows_s is None or not rows_c.size or not rows_s.size
-            or rows_c.shape != rows_s.shape or not _same_bounds(canary, stable)):
-        return {anchor: tail_exceedances_of(canary, stable, qs, rel, abs_, slower, min_tail,
-                                            history, anchor) for anchor in ("stable", "canary")}
-    bounds = stable.bounds
+    if rows_c is None or rows_s is None or not rows_c.size or not rows_s.size or (
+            rows_c.shape[0] != rows_s.shape[0]):
+        empty = np.zeros(0)
+        return {a: [(empty, empty, empty, empty) for _ in qs] for a in anchors}
+    if len(anchors) > 1 and (rows_c.shape != rows_s.shape or not _same_bounds(canary, stable)):
+        return {a: _exceedances(canary, stable, qs, rel, abs_, slower, min_tail, history,
+                                (a,))[a] for a in anchors}
     m, k = rows_s.shape[0], len(qs)
-    half = k * m  # the stable anchor's blocks, then the canary's
-    before = np.empty((2, *rows_s.shape))  # each anchor's counts over the steps before
-    before[:, 0] = 0.0
-    rows_s[:-1].cumsum(axis=0, out=before[0, 1:])
-    rows_c[:-1].cumsum(axis=0, out=before[1, 1:])
-    if history is not None and _same_buckets(history, stable):
-        before[0] += history.cumulative
-    stacked = np.concatenate((*(before[0],) * k, *(before[1],) * k))
-    q = np.repeat(np.asarray((*qs, *qs), dtype=float), m)
-    y = _rows_quantile(stacked, bounds, q)
+    blocks = []
+    for a in anchors:
+        rows = rows_s if a == "stable" else rows_c
+        before = np.empty_like(rows)  # the anchor's counts over the steps before each one
+        before[0] = 0.0
+        rows[:-1].cumsum(axis=0, out=before[1:])
+        if a == "stable" and history is not None and _same_buckets(history, stable):
+            before += history.cumulative
+        blocks.append(_blocks(before, k))  # one block of rows per quantile
+    stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    q = np.repeat(np.asarray(tuple(qs) * len(anchors), dtype=float), m)
+    # one bounds for every anchor (the same buckets when there are two)
+    base, other = (stable, canary) if anchors[0] == "stable" else (canary, stable)
+    y = _rows_quantile(stacked, base.bounds, q)
     y[stacked[:, -1] * (1 - q) < min_tail] = np.nan
-    # `tail_exceedances_of`'s thresholds: the stable anchor's quantile is rounded up when
-    # faster is harm (down when slower), the canary anchor's the other way, and the other
-    # side's threshold beyond it the opposite way; the stable's moved up by the tolerance
-    # when slower is harm, the canary's down
-    up = np.empty(2 * half, dtype=bool)
-    up[:half], up[half:] = not slower, slower
-    ya = _snap_each(bounds, y, up)
-    moved = np.empty(2 * half)
+    # Both thresholds are bucket bounds, so both counts are exact: the anchor's quantile is
+    # rounded to a bound, the other side's threshold is the bound beyond that one moved by the
+    # tolerance. Rounded the way that errs against a failure (for slower as harm: the stable's
+    # down, the canary's up), the pair keeps "within tolerance ⇒ the canary exceeds its bound
+    # no more often than the stable exceeds its own" without any assumption about where
+    # requests sit inside a bucket.
+    block = k * m
+    parts = [slice(i * block, (i + 1) * block) for i in range(len(anchors))]
+    up: bool | np.ndarray = (anchors[0] == "stable") != slower
+    if len(anchors) > 1:
+        up = np.repeat([(a == "stable") != slower for a in anchors], block)
+    ya = _snap(base.bounds, y, up)
+    moved = np.empty_like(ya)
     with np.errstate(invalid="ignore"):
-        raise_first = slower  # slower == (anchor == "stable") for the stable's blocks
-        for part, raised in ((slice(0, half), raise_first), (slice(half, None), not raise_first)):
-            ya_part = ya[part]
-            if raised:
-                np.maximum(ya_part * (1 + rel), ya_part + abs_, out=moved[part])
+        for a, part in zip(anchors, parts, strict=True):
+            if slower == (a == "stable"):
+                np.maximum(ya[part] * (1 + rel), ya[part] + abs_, out=moved[part])
             else:
-                np.minimum(ya_part / (1 + rel), ya_part - abs_, out=moved[part])
+                np.minimum(ya[part] / (1 + rel), ya[part] - abs_, out=moved[part])
         moved[~(moved > 0)] = np.nan
-    np.logical_not(up, out=up)
-    xo = _snap_each(bounds, moved, up)
-    x_c, x_s = np.concatenate((xo[:half], ya[half:])), np.concatenate((ya[:half], xo[half:]))
-    e_c = _rows_count_above(rows_c, bounds, x_c)  # 2k blocks: k per anchor
-    e_s = _rows_count_above(rows_s, bounds, x_s)
+    xo = _snap(other.bounds, moved, np.logical_not(up))
+    x_c = _joined([xo[p] if a == "stable" else ya[p] for a, p in zip(anchors, parts,
+                                                                     strict=True)])
+    x_s = _joined([ya[p] if a == "stable" else xo[p] for a, p in zip(anchors, parts,
+                                                                     strict=True)])
+    n = k * len(anchors)
+    e_c = _rows_count_above(rows_c, canary.bounds, x_c)  # one block per (anchor, quantile)
+    e_s = _rows_count_above(rows_s, stable.bounds, x_s)
     known = np.isfinite(e_c) & np.isfinite(e_s)
-    total_c, total_s = _blocks(rows_c[:, -1], 2 * k), _blocks(rows_s[:, -1], 2 * k)
-    parts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
-             np.where(known, e_s, 0.0), np.where(known, total_s, 0.0))
-    blocks = [tuple(x[i * m:(i + 1) * m] for x in parts) for i in range(2 * k)]
-    return {"stable": blocks[:k], "canary": blocks[k:]}
+    total_c, total_s = _blocks(rows_c[:, -1], n), _blocks(rows_s[:, -1], n)
+    counts = (np.where(known, e_c, 0.0), np.where(known, total_c, 0.0),
+              np.where(known, e_s, 0.0), np.where(known, total_s, 0.0))
+    out = [tuple(x[i * m:(i + 1) * m] for x in counts) for i in range(n)]
+    return {a: out[i * k:(i + 1) * k] for i, a in enumerate(anchors)}
 
 
-def _snap_each(bounds: np.ndarray, x: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """`_snap(bounds, x[i], up[i])` for each i, the same values, in one pass: the largest
-    bound ≤ x is the smallest bound ≥ x when x is a bound, else the one before it (bounds
-    are sorted and distinct, `Histogram.from_steps`)."""
-    ok = np.isfinite(x)
-    if not bounds.size or not ok.any():
-        return np.full(x.shape, np.nan)
-    size = bounds.size
-    i = bounds.searchsorted(x, side="left")
-    at = bounds[np.minimum(i, size - 1)]
-    down = i - 1
-    down += (i < size) & (at == x)  # x is a bound: that one
-    index = np.where(up, i, down)
-    np.maximum(index, 0, out=index)
-    got = bounds[np.minimum(index, size - 1, out=index)]
-    got[up & (i >= size)] = np.inf  # nothing counted above the last bound: unknown below
-    got[~up & (down < 0)] = 0.0
-    return np.where(ok & np.isfinite(got), got, np.nan)
+def _joined(pieces: list[np.ndarray]) -> np.ndarray:
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
 def _blocks(x: np.ndarray, k: int) -> np.ndarray:
