@@ -154,14 +154,17 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     if plan is None:
         plan = plan_window(specs, selectors, vars_, window.step, language)
     planned_exprs = plan.exprs
-    if mode != "sequential" or request.window.start is not None:
+
+    def whole() -> Fetched:  # the whole window at once, its queries placed only when asked
         return _whole(request, config, specs, window, mode, over(planned_exprs, window),
                       source, deadline)
+
+    if mode != "sequential" or request.window.start is not None:
+        return whole()
     parts = plan.parts
     start_q = _start_query(plan.activity, window) if parts else None
     if (parts and start_q is None) or (start_q is not None and starts.rejected(start_q)):
-        return _whole(request, config, specs, window, mode, over(planned_exprs, window),
-                      source, deadline)
+        return whole()
     points = window.points
     warmup = warmup_steps(request, config, window.step)
     own = [metric_step(spec, window.step) for spec in specs]
@@ -206,8 +209,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                 got = source.query_range_many([start_q], deadline=deadline)
             except QueryRejected:  # the language wrote what this source cannot run
                 starts.reject(start_q)
-                return _whole(request, config, specs, window, mode,
-                              over(planned_exprs, window), source, deadline)
+                return whole()
             upstream += got
             begun = rollout_start(activity_of(got[0], points), gap)
         begun_at = None if begun is None else window.start + window.step * (begun + 1)
