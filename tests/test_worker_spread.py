@@ -43,7 +43,7 @@ def test_connections_opened_one_after_another_spread_over_the_workers(lab):
     fullest = []
     with served_judge(lab.url, workers=WORKERS) as url:
         port = int(url.rsplit(":", 1)[1])
-        for _ in range(4):  # the first round may meet workers still importing the app
+        for _ in range(4):
             pools = []
             for _ in range(CONNECTIONS):
                 pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1)

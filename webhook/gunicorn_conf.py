@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 
+from webhook import worker_boot
 from webhook.access_log import ACCESS_LOG_FORMAT
 from webhook.capacity import default_workers
 
@@ -47,11 +48,15 @@ worker_tmp_dir = os.environ.get("CANARY_JUDGE_WORKER_TMP_DIR", tempfile.gettempd
 
 # The metrics directory this master created (removed on exit), None when the operator set it.
 _created_metrics_dir = None
+# Where the workers mark that they booted (webhook/worker_boot.py).
+_boot_dir = None
 
 
 def on_starting(server):
-    """Let /metrics aggregate the counters of every worker process."""
-    global _created_metrics_dir
+    """Let /metrics aggregate the counters of every worker process, and /readyz wait for all
+    workers to boot (webhook/worker_boot.py)."""
+    global _created_metrics_dir, _boot_dir
+    _boot_dir = worker_boot.prepare(server.cfg.workers, server.cfg.worker_tmp_dir)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         _created_metrics_dir = tempfile.mkdtemp(prefix="canary-judge-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_metrics_dir
@@ -66,6 +71,8 @@ def on_exit(server):
     One the operator named (PROMETHEUS_MULTIPROC_DIR) is left for them, and wiped at start."""
     if _created_metrics_dir is not None:
         shutil.rmtree(_created_metrics_dir, ignore_errors=True)
+    if _boot_dir is not None:
+        worker_boot.remove(_boot_dir)
 
 
 def post_worker_init(worker):
@@ -76,12 +83,14 @@ def post_worker_init(worker):
     left behind. Measured in process: a full collection 31-37 ms before, < 0.1 ms after."""
     gc.collect()
     gc.freeze()
+    worker_boot.mark_booted(worker.pid)
 
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    worker_boot.forget(worker.pid)
 
 # gunicorn's control socket would be written under $HOME, which is read-only in our pods and
 # unused by us: no runtime admin commands are needed.

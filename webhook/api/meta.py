@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from webhook.api.common import error_response, get_service
 from webhook.models import AnalysisRequest, VerdictModel
 from webhook.observability import metrics_payload
+from webhook.worker_boot import boot_problem
 
 bp = Blueprint("meta", __name__)
 
@@ -63,6 +64,9 @@ def readyz() -> Response:
     ok, detail = service.source.ready()
     if not ok:
         problems.append(f"metrics source: {detail}")
+    starting = boot_problem()
+    if starting:
+        problems.append(starting)
     body = {"status": "ok" if not problems else "not ready", "problems": problems,
             "configs": sorted(service.registry.configs)}
     response = jsonify(body)

@@ -58,38 +58,14 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Pa
             raise RuntimeError(f"the judge exited (code {proc.returncode}) before it became "
                                f"ready:\n{_tail(log)}")
         try:
+            # 200 once every worker has loaded the app (webhook/worker_boot.py)
             if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                _wait_workers_listening(proc.pid, min(deadline, time.monotonic() + 10))
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the judge did not become ready at {url} within {timeout:g}s:\n"
                        f"{_tail(log)}")
-
-
-def _wait_workers_listening(master: int, until: float) -> None:
-    """Until every gunicorn worker waits in its event loop (or `until`, where /proc cannot
-    tell).
-
-    /readyz answers as soon as one worker is up, and a kept-alive caller connecting then stays
-    with the worker that accepted it for as long as it polls: 8 callers connecting at once sat
-    4/4 or 5/3 on two of four workers while the other two were still loading the app, and a
-    10-minute soak of the same code gave ~85 or ~145 analyses/s depending on that race."""
-    try:
-        if Path(f"/proc/{master}/wchan").read_text() in ("", "0"):
-            return  # the kernel hides where processes wait: nothing to wait for
-    except OSError:
-        return
-    while time.monotonic() < until:
-        try:
-            workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-            if workers and all("epoll" in Path(f"/proc/{pid}/wchan").read_text()
-                               for pid in workers):
-                return
-        except OSError:  # no such /proc, or a worker exiting right now
-            pass
-        time.sleep(0.05)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
