@@ -83,7 +83,7 @@ def post_worker_init(worker):
     left behind. Measured in process: a full collection 31-37 ms before, < 0.1 ms after."""
     gc.collect()
     gc.freeze()
-    worker_boot.mark_booted(worker.pid)
+    worker_boot.mark_booted(os.getpid())
 
 
 def child_exit(server, worker):
