@@ -26,6 +26,9 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
   every minute from its start (sequential, no window: a 3 h lookback to find the start), with
   and without the step cache, the start query's own samples apart; and the same polls read the
   old way (`whole_lookback_*`: every query over the whole lookback, no start query).
+- idle (only when named in `--only`): upstream requests per poll of 4 rollouts polled in turn
+  through one kept-alive connection, idle 7 s between rounds, with the judge's keep-alive and
+  with 5 s.
 - judges: CPU time of the sequential `ratio` and `quantile` judges on 1,375 … 11,000 steps.
 """
 
@@ -417,6 +420,43 @@ def soak(judge: str, seconds: float, callers: int = 8) -> dict:
             "rss_mb_per_minute_slope": round(slope, 3)}
 
 
+# `idle`: a controller polling a few rollouts in turn, idle between rounds for longer than the
+# judge's old keep-alive (5 s) and shorter than Go's (90 s).
+IDLE_PAUSE = 7.0
+IDLE_ROLLOUTS = 4
+
+
+def idle(prom: str, rounds: int, workers: int | None, threads: int | None) -> dict:
+    """Upstream requests per poll when the caller's kept-alive connection sits idle between
+    rounds of polls, with the judge's keep-alive and with the 5 s it had before.
+
+    Argo's Go client keeps an idle connection 90 s and reuses the most recent one (urllib3's
+    pool is LIFO too). A judge closing it sooner makes every round reconnect, to
+    whichever worker (or, behind a Service, replica) accepts first, whose per-process caches
+    of the rollout's start and steps may be cold: a cold poll sends the start query and the
+    whole window (2-3 requests, ~1,500 samples) instead of one request for the new steps."""
+    out: dict = {"pause_seconds": IDLE_PAUSE, "rollouts": IDLE_ROLLOUTS, "rounds": rounds}
+    bodies = [body(fresh_hash(i)) for i in range(IDLE_ROLLOUTS)]
+    for name, env in (("keepalive_default", None),
+                      ("keepalive_5s", {"CANARY_JUDGE_KEEPALIVE_SECONDS": "5"})):
+        with served_judge(prom, workers=workers, threads=threads, env=env) as judge:
+            caller = Caller(judge)
+            per_poll: list[float] = []
+            for round_ in range(rounds + 1):
+                for request_body in bodies:
+                    before = upstream_requests(judge)
+                    status, text = caller.analyze(request_body)
+                    if status != 200:
+                        raise RuntimeError(text[:200].decode(errors="replace"))
+                    if round_:  # the first round is every worker's first poll anyway
+                        per_poll.append(upstream_requests(judge) - before)
+                if round_ < rounds:
+                    time.sleep(IDLE_PAUSE)
+        out[name] = {"upstream_requests_per_poll": round(statistics.fmean(per_poll), 2),
+                     "polls": len(per_poll)}
+    return out
+
+
 class Counting:
     """Counts the samples (series × steps) a source reads from Prometheus, the start query's
     apart."""
@@ -588,7 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="bench/results/latency.json")
     parser.add_argument("--only", default="single,concurrent,soak,polls,judges",
-                        help="comma-separated parts to run (the table needs all of them)")
+                        help="comma-separated parts to run (the table needs all of them; "
+                        "`idle`, ~2 min, runs only when named)")
     parser.add_argument("--table", metavar="REPORT", help="print the table of a report and exit")
     args = parser.parse_args(argv)
     if args.table:
@@ -623,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["soak"] = soak(judge, args.soak)
         if "polls" in parts:
             report["polls"] = polls(prom, now, marks)
+        if "idle" in parts:  # not in the default set: ~2 minutes of waiting
+            report["idle"] = idle(prom, 1 if args.tiny else 5, args.workers, args.threads)
     if "judges" in parts:
         report["judges"] = judges(sizes, 3 if args.tiny else 9)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

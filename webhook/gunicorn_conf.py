@@ -35,7 +35,15 @@ worker_class = "webhook.gunicorn_worker.SpreadingThreadWorker"
 # Argo and Flagger give up after 10 s by default; a worker stuck far longer is broken.
 timeout = int(os.environ.get("CANARY_JUDGE_WORKER_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("CANARY_JUDGE_GRACEFUL_TIMEOUT", "20"))
-keepalive = 5
+# Seconds an idle kept-alive connection stays open. Argo's Go client keeps one idle 90 s and
+# reuses the most recent; closed sooner, a controller polling every minute reconnected every
+# time, to whichever worker (or replica) accepted first, whose caches of the rollout's start
+# and steps were often cold: 1.8 upstream requests per poll instead of 1.0 (`python
+# bench/latency.py --only idle`). Longer than Go's 90 s, so the client always closes first and
+# never sends on a connection the judge is closing. An idle connection costs a socket in its
+# worker's poller, not a thread; Flagger opens a new client per webhook call, whose connection
+# its transport closes after the same 90 s idle.
+keepalive = int(os.environ.get("CANARY_JUDGE_KEEPALIVE_SECONDS", "120"))
 accesslog = "-" if os.environ.get("CANARY_JUDGE_ACCESS_LOG", "true").lower() != "false" else None
 errorlog = "-"
 loglevel = os.environ.get("CANARY_JUDGE_LOG_LEVEL", "info").lower()
