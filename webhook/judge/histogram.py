@@ -44,6 +44,7 @@ import numpy as np
 from scipy import stats
 
 from webhook.judge import sequential as seq
+from webhook.judge.memo import HISTORY
 from webhook.judge.tails import norm_isf
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
@@ -452,6 +453,19 @@ def tail_dispersion_prior(history: Histogram | None, stable: Histogram,
     there are enough of them, else the default."""
     if history is None or history.steps is None or not _same_buckets(history, stable):
         return TAIL_DISPERSION_PRIOR
+    return _history_tail_prior(history.bounds, history.cumulative, history.steps, q)
+
+
+@HISTORY.memoise
+def _history_tail_prior(bounds: np.ndarray, cumulative: np.ndarray, steps: np.ndarray,
+                        q: float) -> tuple[float, float]:
+    """`tail_dispersion_prior` of the history histogram made of these arrays.
+
+    The history is the same at every poll of a rollout (its start is fixed and its steps are
+    settled), and so is this value: it is remembered by the arrays' content (`memo.HISTORY`),
+    a hash of the history's ~6 kB instead of a quantile, an exceedance count per step and the
+    Pearson moments at every poll, for each quantile."""
+    history = Histogram(bounds, cumulative, steps)
     y = history.value_at_rank(q * history.total, inf_bucket_as=math.nan)
     rows = history.steps
     above = _rows_count_above(rows, history.bounds,

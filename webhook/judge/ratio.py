@@ -23,6 +23,7 @@ import numpy as np
 
 from webhook.judge import sequential as seq
 from webhook.judge.corrupt import NEGATIVE_SLACK, corrupt_reason, first_corrupt, plain_counts
+from webhook.judge.memo import HISTORY
 from webhook.judge.tails import norm_isf, norm_sf
 from webhook.judge.types import CheckResult, Summary, Trace, fmt_count, fmt_value, tri_state
 
@@ -206,6 +207,26 @@ def _clean_steps(numerator: np.ndarray, total: np.ndarray,
     return totals, np.minimum(events, totals)
 
 
+def history_prior(numerator: np.ndarray, total: np.ndarray,
+                  increase: bool) -> tuple[float, float] | None:
+    """`sequential.history_dispersion` of the stable's harmful events (the numerator when
+    `increase` is harm, else total − numerator) in its steps before the analysis start.
+
+    Those steps are the same at every poll of a rollout (its start is fixed and they are
+    settled data), so the value is remembered by their content (`memo.HISTORY`): a repeated
+    poll pays a hash of 2 × 60 numbers instead of the cleaning and the Pearson moments.
+    """
+    return _history_prior(np.asarray(numerator, dtype=float), np.asarray(total, dtype=float),
+                          increase)
+
+
+@HISTORY.memoise
+def _history_prior(numerator: np.ndarray, total: np.ndarray,
+                   increase: bool) -> tuple[float, float] | None:
+    totals, events = _clean_steps(numerator, total)
+    return seq.history_dispersion(events if increase else totals - events, totals)
+
+
 def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], canary: Summary,
                       stable: Summary, direction: str, rel: float, abs_: float, alpha: float,
                       base: dict,
@@ -227,7 +248,6 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                 float(np.add.reduce(ev_s)), float(np.add.reduce(n_s)))
     sum_ev_c, sum_n_c, sum_ev_s, sum_n_s = sums
     p_c, p_s = float(canary.value or 0.0), float(stable.value or 0.0)
-    n_h, ev_h = _clean_steps(*history) if history is not None else (None, None)
     tests = {"increase": [(ev_c, ev_s, 1.0)], "decrease": [(n_c - ev_c, n_s - ev_s, -1.0)]}
     harm_sums = {1.0: (sum_ev_c, sum_ev_s)}
     tests["either"] = tests["increase"] + tests["decrease"]
@@ -237,8 +257,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     fail_path = np.zeros(n_c.size)
     for harm_c, harm_s, sign in tests[direction]:
         prior = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
-        if n_h is not None and ev_h is not None:  # the stable's own harmful events beforehand
-            prior = seq.history_dispersion(ev_h if sign > 0 else n_h - ev_h, n_h) or prior
+        if history is not None:  # the stable's own harmful events beforehand
+            prior = history_prior(*history, sign > 0) or prior
         # Passing is not the guaranteed side: besides the mirrored evidence, the fixed-horizon
         # non-inferiority interval at this look may show the canary within tolerance; the
         # mirrored evidence is only computed when it can still decide.

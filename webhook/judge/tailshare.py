@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from webhook.judge.histogram import Histogram
+from webhook.judge.memo import HISTORY
 from webhook.judge.ratio import judge_ratio
 from webhook.judge.types import CheckResult, Summary, fmt_value
 
@@ -69,8 +70,17 @@ def auto_bound(stable: Histogram, stable_history: Histogram | None, max_share: f
     they hold `min_total` requests, else from the stable's own window."""
     history_ok = (stable_history is not None and stable_history.total >= min_total
                   and stable_history.layout_problem is None)
-    reference = stable_history if history_ok and stable_history is not None else stable
-    return choose_bound(reference, max_share), history_ok
+    if history_ok and stable_history is not None:
+        return _history_bound(stable_history.bounds, stable_history.cumulative,
+                              max_share), True
+    return choose_bound(stable, max_share), False
+
+
+@HISTORY.memoise
+def _history_bound(bounds: np.ndarray, cumulative: np.ndarray, max_share: float) -> float | None:
+    """`choose_bound` of the stable's history: the same at every poll of a rollout (its start
+    is fixed and its steps are settled), so remembered by content (`memo.HISTORY`)."""
+    return choose_bound(Histogram(bounds, cumulative), max_share)
 
 
 def tail_counts(canary: Histogram, stable: Histogram, bound: float | None,
