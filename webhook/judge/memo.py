@@ -16,8 +16,11 @@ a dozen buckets: ~6 kB) costs a few µs, a tenth or less of what each memoised f
 the memoised functions take only the history, never the whole window.
 
 Values handed out are shared by every later caller with the same key, so arrays in them are
-copies made read-only: a judge writing into one raises instead of corrupting the next poll's
-answer. Values are immutable (floats, tuples, None) or such arrays; anything else is refused.
+read-only copies (views of a bytes object: numpy will not make them writeable again): a judge
+writing into one raises instead of corrupting the next poll's answer. Values are immutable
+(floats, tuples, None) or such arrays; anything else is refused. Such an array passed back to
+a memoised function is keyed by its bytes object, whose hash Python keeps: the history's
+histogram is hashed once per poll, not again by each value derived from it.
 
 Bound: the entries' bytes (keys' array bytes + values' array bytes + `ENTRY_OVERHEAD` each) stay
 ≤ `max_bytes`, least recently used evicted first; an entry above `max_entry_bytes` is computed
@@ -153,8 +156,10 @@ def _part(x: Any) -> tuple[Any, int]:
     if isinstance(x, np.ndarray):
         if x.dtype.hasobject:
             raise TypeError("object arrays have no content key")
-        data = x.tobytes()
-        return ("array", x.dtype.str, x.shape, x.strides, data), len(data)
+        data = _immutable_bytes(x)
+        if data is None:
+            data = x.tobytes()
+        return ("array", x.dtype, x.shape, x.strides, data), len(data)
     if isinstance(x, float):
         return (type(x), float(x).hex()), 0
     if x is None or isinstance(x, bool | int | str):
@@ -167,16 +172,34 @@ def _part(x: Any) -> tuple[Any, int]:
     raise TypeError(f"no content key for {type(x).__name__}")
 
 
+def _immutable_bytes(x: np.ndarray) -> bytes | None:
+    """The bytes object `x` views whole, when it is one (`_frozen`'s arrays): then it is
+    `x.tobytes()` already, cannot change, and caches its hash, so an array a memo handed out
+    costs next to nothing to key again (the history histogram's arrays, passed on to the
+    quantiles' tail priors and the tail share's bound)."""
+    base = x.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if type(base) is bytes and len(base) == x.nbytes and x.flags.c_contiguous:
+        return base  # a C-ordered view as long as the buffer: all of it, in order
+    return None
+
+
 def _frozen(value: Any) -> tuple[Any, int]:
-    """(value safe to share between callers, bytes of array data in it): arrays copied (the
-    function may have returned a view of an argument, which its owner could still change) and
-    made read-only."""
+    """(value safe to share between callers, bytes of array data in it). Arrays are copied
+    (the function may have returned a view of an argument, which its owner could still
+    change) into a bytes object they view: numpy refuses to write into such an array or to
+    make it writeable again. An array in another order than C's keeps its layout (`_part`
+    says why it matters) in a copy flagged read-only."""
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             raise TypeError("object arrays cannot be frozen")
-        copy = np.array(value, copy=True)
-        copy.flags.writeable = False
-        return copy, copy.nbytes
+        if value.flags.c_contiguous:
+            frozen = np.frombuffer(value.tobytes(), dtype=value.dtype).reshape(value.shape)
+        else:
+            frozen = np.array(value, copy=True, order="K")
+            frozen.flags.writeable = False
+        return frozen, frozen.nbytes
     if value is None or isinstance(value, bool | int | float | str) or (
             isinstance(value, np.generic) and not value.dtype.hasobject):
         return value, 0

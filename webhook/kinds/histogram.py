@@ -83,18 +83,29 @@ def history_histogram(history: Buckets) -> Histogram:
     """`Histogram.from_steps` of the stable's steps before the analysis start.
 
     Those steps are the same at every poll of a rollout (its start is fixed and they are
-    settled data): the summed histogram is remembered by their content (`memo.HISTORY`), a
-    hash of the history's ~6 kB instead of merging, stacking and summing the buckets at every
-    poll. Its arrays are shared with later polls, hence read-only; each call gets its own
-    `Histogram` around them (it caches look-ups on itself)."""
+    settled data): the summed histogram is remembered by their content (`memo.HISTORY`), one
+    hash of the history's few kB instead of merging, stacking and summing the buckets at every
+    poll. Its arrays are shared with later polls, hence read-only (and cheap to key again for
+    the values derived from them); each call gets its own `Histogram` around them (it caches
+    look-ups on itself)."""
+    # what from_steps reads of each bucket (the same test and conversion), in three arrays:
+    # three key parts, not one per bucket
+    values = [v if type(v) is np.ndarray and v.ndim == 1 and v.dtype is _FLOAT
+              else np.atleast_1d(np.asarray(v, dtype=float)) for _, v in history]
     return Histogram(*_history_arrays(
         np.array([le for le, _ in history], dtype=float),
-        tuple(v if type(v) is np.ndarray else np.asarray(v, dtype=float) for _, v in history)))
+        np.fromiter(map(len, values), dtype=np.int64, count=len(values)),
+        np.concatenate(values)))
+
+
+_FLOAT = np.dtype(np.float64)
 
 
 @HISTORY.memoise
-def _history_arrays(les: np.ndarray, values: tuple[np.ndarray, ...]
+def _history_arrays(les: np.ndarray, sizes: np.ndarray, joined: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    ends = np.cumsum(sizes).tolist()
+    values = [joined[end - size:end] for size, end in zip(sizes.tolist(), ends, strict=True)]
     summed = Histogram.from_steps(list(zip(les.tolist(), values, strict=True)))
     return summed.bounds, summed.cumulative, summed.steps
 
