@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -364,14 +365,19 @@ def test_threads_share_the_memo_safely():
                 assert got == want[i], (i, got, want[i])
                 x = np.full(100, float(i))
                 assert np.array_equal(cumulative(x), x.cumsum())
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+        except BaseException as e:  # reported by the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave between almost any two bytecodes
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
     assert not errors, errors[0]
     for name in NAMES:
         s = HISTORY.stats(name)
