@@ -209,8 +209,9 @@ def _frozen(value: Any) -> tuple[Any, int]:
     raise TypeError(f"cannot share a {type(value).__name__} between callers")
 
 
-# The stable's history, per process: 8 MiB. The `http` config's sequential analysis keeps
-# ~26 kB per rollout (its history histogram ~12 kB, two quantiles' tail priors ~6 kB each,
-# two ratio priors ~1 kB each), so about 300 rollouts' histories at once; one entry may take
-# up to 256 kB (60 steps of ~250 buckets), larger ones are not kept.
+# The stable's history, per process: 8 MiB. The `http` config's sequential analysis (23
+# buckets) counts ~43 kB per rollout against it: its history histogram ~20 kB (key and
+# value), two quantiles' tail priors ~10 kB each (their key's bytes are the histogram's, counted
+# again), two ratio priors ~1.3 kB each and the bound ~1 kB: about 190 rollouts' histories at
+# once. One entry may count up to 256 kB (60 steps of ~250 buckets); larger ones are not kept.
 HISTORY = ContentMemo(max_bytes=8 << 20, max_entry_bytes=256 << 10)
