@@ -223,6 +223,23 @@ def test_each_remembered_value_follows_its_history_step_by_step():
     assert values() == first
 
 
+@pytest.mark.parametrize("buckets", [
+    [(0.1, [1, 2]), (math.inf, np.array([3, 4], dtype=np.int32))],  # lists, integers
+    [(0.1, np.array([1.0, 2.0, 3.0])), (math.inf, np.array([3.0, 4.0]))],  # unequal lengths
+    [(0.2, np.array([1.0, np.nan])), (0.1, np.array([2.0, 1.0])),  # unsorted, NaN, merged
+     (2e-1, np.array([0.5, 0.5])), (math.inf, np.array([4.0, 4.0]))],
+    [(0.1, np.array([[1.0, 2.0], [3.0, 4.0]])),  # 2-d: not remembered, from_steps as is
+     (math.inf, np.array([[2.0, 3.0], [5.0, 6.0]]))],
+    [(0.1, np.float64(3.0)), (math.inf, np.array([4.0]))],  # a scalar
+])
+def test_the_history_histogram_is_from_steps_whatever_the_buckets(buckets):
+    for _ in range(2):  # computed, then remembered
+        mine, plain = history_histogram(buckets), Histogram.from_steps(buckets)
+        for a, b in ((mine.bounds, plain.bounds), (mine.cumulative, plain.cumulative),
+                     (mine.steps, plain.steps)):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
 def _plain_prior(events, totals, increase):
     from webhook.judge import sequential as seq
     from webhook.judge.ratio import _clean_steps

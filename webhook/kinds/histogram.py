@@ -92,10 +92,15 @@ def history_histogram(history: Buckets) -> Histogram:
     # three key parts, not one per bucket
     values = [v if type(v) is np.ndarray and v.ndim == 1 and v.dtype is _FLOAT
               else np.atleast_1d(np.asarray(v, dtype=float)) for _, v in history]
+    try:
+        joined = np.concatenate(values)
+    except ValueError:  # arrays of several dimensions (by hand): as from_steps takes them
+        joined = None
+    if joined is None or joined.ndim != 1:
+        return Histogram.from_steps(history)
     return Histogram(*_history_arrays(
         np.array([le for le, _ in history], dtype=float),
-        np.fromiter(map(len, values), dtype=np.int64, count=len(values)),
-        np.concatenate(values)))
+        np.fromiter(map(len, values), dtype=np.int64, count=len(values)), joined))
 
 
 _FLOAT = np.dtype(np.float64)
