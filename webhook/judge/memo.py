@@ -11,9 +11,9 @@ holding the same numbers. The key is each array's dtype, shape, strides and byte
 other argument, so equal keys mean equal inputs to the bit and the memoised value is exactly
 what the function would return: the judges stay pure functions and every replica gives the
 same answer with or without the memo. A history that changed in one step (late data, a new
-rollout, another config) is another key and is computed afresh. Hashing a history (60 steps ×
-a dozen buckets: ~6 kB) costs a few µs, a tenth or less of what each memoised function costs;
-the memoised functions take only the history, never the whole window.
+rollout, another config) is another key and is computed afresh. The memoised functions take
+only the history, never the whole window: keying and looking up a tail prior or a ratio prior
+costs 0.1–0.15× computing it.
 
 Values handed out are shared by every later caller with the same key, so arrays in them are
 read-only copies (views of a bytes object: numpy will not make them writeable again): a judge

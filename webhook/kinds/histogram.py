@@ -83,11 +83,12 @@ def history_histogram(history: Buckets) -> Histogram:
     """`Histogram.from_steps` of the stable's steps before the analysis start.
 
     Those steps are the same at every poll of a rollout (its start is fixed and they are
-    settled data): the summed histogram is remembered by their content (`memo.HISTORY`), one
-    hash of the history's few kB instead of merging, stacking and summing the buckets at every
-    poll. Its arrays are shared with later polls, hence read-only (and cheap to key again for
-    the values derived from them); each call gets its own `Histogram` around them (it caches
-    look-ups on itself)."""
+    settled data): the summed histogram is remembered by their content (`memo.HISTORY`). Its
+    key (the buckets joined and hashed once) costs about what the summing did; what it buys is
+    arrays the memo handed out, which the values derived from the history (tail priors, the
+    tail share's bound) key again at no cost. They are shared with later polls, hence
+    read-only; each call gets its own `Histogram` around them (it caches look-ups on
+    itself)."""
     # what from_steps reads of each bucket (the same test and conversion), in three arrays:
     # three key parts, not one per bucket
     values = [v if type(v) is np.ndarray and v.ndim == 1 and v.dtype is _FLOAT
