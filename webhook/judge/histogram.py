@@ -462,8 +462,7 @@ def _history_tail_prior(bounds: np.ndarray, cumulative: np.ndarray, steps: np.nd
     """`tail_dispersion_prior` of the history histogram made of these arrays.
 
     The history is the same at every poll of a rollout (its start is fixed and its steps are
-    settled), and so is this value: it is remembered by the arrays' content (`memo.HISTORY`;
-    arrays the memo handed out, as the history histogram's are, key at no hashing cost)
+    settled), and so is this value: it is remembered by the arrays' content (`memo.HISTORY`)
     instead of a quantile, an exceedance count per step and the Pearson moments at every
     poll, for each quantile."""
     history = Histogram(bounds, cumulative, steps)

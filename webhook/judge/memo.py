@@ -3,7 +3,7 @@
 Why: in sequential mode every poll of a rollout hands the judges the stable's steps before the
 analysis start (`stable_history`). The start is fixed for the rollout and those steps are
 settled data, so every poll hands over the same numbers, and what the judges derive from them
-alone (the dispersion priors, the history's histogram, the tail share's bound) is the same at
+alone (the dispersion priors, the tail share's bound) is the same at
 every poll. Remembering those values makes a poll pay for what is new, not for the history.
 
 Why content, not identity: each poll fetches (or copies out of the step cache) new arrays
@@ -15,16 +15,13 @@ rollout, another config) is another key and is computed afresh. The memoised fun
 only the history, never the whole window: keying and looking up a tail prior or a ratio prior
 costs 0.1–0.15× computing it.
 
-Values handed out are shared by every later caller with the same key, so arrays in them are
-read-only copies (views of a bytes object: numpy will not make them writeable again): a judge
-writing into one raises instead of corrupting the next poll's answer. Values are immutable
-(floats, tuples, None) or such arrays; anything else is refused. Such an array passed back to
-a memoised function is keyed by its bytes object, whose hash Python keeps: the history's
-histogram is hashed once per poll, not again by each value derived from it.
+Values handed out are shared by every later caller with the same key, so they must be
+immutable: floats, ints, strings, None and tuples of them. An array is refused (TypeError): a
+judge writing into a shared one would change the next poll's answer.
 
-Bound: the entries' bytes (keys' array bytes + values' array bytes + `ENTRY_OVERHEAD` each) stay
-≤ `max_bytes`, least recently used evicted first; an entry above `max_entry_bytes` is computed
-and not kept. Thread-safe: one lock around the table; the function runs outside it (two
+Bound: the entries' bytes (their keys' array bytes + `ENTRY_OVERHEAD` each) stay ≤
+`max_bytes`, least recently used evicted first; an entry above `max_entry_bytes` is computed and
+not kept. Thread-safe: one lock around the table; the function runs outside it (two
 threads missing the same key at once both compute it, and the values are equal).
 """
 
@@ -107,8 +104,9 @@ class ContentMemo:
                     counts[0] += 1
                     return found[0]
                 counts[1] += 1
-            value, value_size = _frozen(fn(*args))
-            size += value_size + ENTRY_OVERHEAD
+            value = fn(*args)
+            _check_immutable(value)
+            size += ENTRY_OVERHEAD
             if size <= self.max_entry_bytes:
                 self._store(key, name, value, size)
             return value
@@ -156,9 +154,7 @@ def _part(x: Any) -> tuple[Any, int]:
     if isinstance(x, np.ndarray):
         if x.dtype.hasobject:
             raise TypeError("object arrays have no content key")
-        data = _immutable_bytes(x)
-        if data is None:
-            data = x.tobytes()
+        data = x.tobytes()
         return ("array", x.dtype, x.shape, x.strides, data), len(data)
     if isinstance(x, float):
         return (type(x), float(x).hex()), 0
@@ -172,46 +168,20 @@ def _part(x: Any) -> tuple[Any, int]:
     raise TypeError(f"no content key for {type(x).__name__}")
 
 
-def _immutable_bytes(x: np.ndarray) -> bytes | None:
-    """The bytes object `x` views whole, when it is one (`_frozen`'s arrays): then it is
-    `x.tobytes()` already, cannot change, and caches its hash, so an array a memo handed out
-    costs next to nothing to key again (the history histogram's arrays, passed on to the
-    quantiles' tail priors and the tail share's bound)."""
-    base = x.base
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if type(base) is bytes and len(base) == x.nbytes and x.flags.c_contiguous:
-        return base  # a C-ordered view as long as the buffer: all of it, in order
-    return None
-
-
-def _frozen(value: Any) -> tuple[Any, int]:
-    """(value safe to share between callers, bytes of array data in it). Arrays are copied
-    (the function may have returned a view of an argument, which its owner could still
-    change) into a bytes object they view: numpy refuses to write into such an array or to
-    make it writeable again. An array in another order than C's keeps its layout (`_part`
-    says why it matters) in a copy flagged read-only."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise TypeError("object arrays cannot be frozen")
-        if value.flags.c_contiguous:
-            frozen = np.frombuffer(value.tobytes(), dtype=value.dtype).reshape(value.shape)
-        else:
-            frozen = np.array(value, copy=True, order="K")
-            frozen.flags.writeable = False
-        return frozen, frozen.nbytes
-    if value is None or isinstance(value, bool | int | float | str) or (
-            isinstance(value, np.generic) and not value.dtype.hasobject):
-        return value, 0
+def _check_immutable(value: Any) -> None:
+    """Refuse a value that a later caller could change under the others (module docstring)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return
     if type(value) is tuple:
-        items = [_frozen(v) for v in value]
-        return tuple(v for v, _ in items), sum(n for _, n in items)
+        for item in value:
+            _check_immutable(item)
+        return
     raise TypeError(f"cannot share a {type(value).__name__} between callers")
 
 
 # The stable's history, per process: 8 MiB. The `http` config's sequential analysis (23
-# buckets) counts ~43 kB per rollout against it: its history histogram ~20 kB (key and
-# value), two quantiles' tail priors ~10 kB each (their key's bytes are the histogram's, counted
-# again), two ratio priors ~1.3 kB each and the bound ~1 kB: about 190 rollouts' histories at
-# once. One entry may count up to 256 kB (60 steps of ~250 buckets); larger ones are not kept.
+# buckets) counts ~28 kB per rollout against it (its keys: the history histogram's arrays for
+# each quantile's tail prior, ~12 kB each, the bound's ~1 kB, two ratio priors' ~1.5 kB each):
+# about 300 rollouts' histories at once. One entry may count up to 256 kB (60 steps of ~500
+# buckets); larger ones are not kept.
 HISTORY = ContentMemo(max_bytes=8 << 20, max_entry_bytes=256 << 10)

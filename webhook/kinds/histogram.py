@@ -16,7 +16,6 @@ import numpy as np
 from webhook.configs import HistogramMetric
 from webhook.judge import CheckResult
 from webhook.judge.histogram import Histogram, judge_quantiles
-from webhook.judge.memo import HISTORY
 from webhook.judge.tailshare import auto_bound, judge_tail_share, tail_counts
 from webhook.judge.types import Trace
 from webhook.kinds.base import Buckets, KindContext, MetricData, buckets, with_steps
@@ -59,7 +58,7 @@ def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha
     share when the metric asks for it; `history` is the stable's steps before the analysis
     start (sequential mode uses them; the tail share's automatic bound is chosen from them)."""
     hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
-    before = history_histogram(history) if history else None
+    before = Histogram.from_steps(history) if history else None
     tail_name = f"{spec.name}_tail" if spec.tail is not None else None
     share = 1 / (len(spec.quantiles) + (1 if spec.tail is not None else 0))
     checks = judge_quantiles(
@@ -79,49 +78,12 @@ def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha
     return checks
 
 
-def history_histogram(history: Buckets) -> Histogram:
-    """`Histogram.from_steps` of the stable's steps before the analysis start.
-
-    Those steps are the same at every poll of a rollout (its start is fixed and they are
-    settled data): the summed histogram is remembered by their content (`memo.HISTORY`). Its
-    key (the buckets joined and hashed once) costs about what the summing did; what it buys is
-    arrays the memo handed out, which the values derived from the history (tail priors, the
-    tail share's bound) key again at no cost. They are shared with later polls, hence
-    read-only; each call gets its own `Histogram` around them (it caches look-ups on
-    itself)."""
-    # what from_steps reads of each bucket (the same test and conversion), in three arrays:
-    # three key parts, not one per bucket
-    values = [v if type(v) is np.ndarray and v.ndim == 1 and v.dtype is _FLOAT
-              else np.atleast_1d(np.asarray(v, dtype=float)) for _, v in history]
-    try:
-        joined = np.concatenate(values)
-    except ValueError:  # arrays of several dimensions (by hand): as from_steps takes them
-        joined = None
-    if joined is None or joined.ndim != 1:
-        return Histogram.from_steps(history)
-    return Histogram(*_history_arrays(
-        np.array([le for le, _ in history], dtype=float),
-        np.fromiter(map(len, values), dtype=np.int64, count=len(values)), joined))
-
-
-_FLOAT = np.dtype(np.float64)
-
-
-@HISTORY.memoise
-def _history_arrays(les: np.ndarray, sizes: np.ndarray, joined: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    ends = np.cumsum(sizes).tolist()
-    values = [joined[end - size:end] for size, end in zip(sizes.tolist(), ends, strict=True)]
-    summed = Histogram.from_steps(list(zip(les.tolist(), values, strict=True)))
-    return summed.bounds, summed.cumulative, summed.steps
-
-
 def _tail_trace(spec: HistogramMetric, canary: Buckets, stable: Buckets,
                 history: Buckets | None, allowed: float | None) -> Trace:
     """The tail share per step, for the report page: the same counts the check judged."""
     assert spec.tail is not None
     hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
-    before = history_histogram(history) if history else None
+    before = Histogram.from_steps(history) if history else None
     bound = (float(spec.tail.bound) if spec.tail.bound != "auto" else
              auto_bound(hs, before, spec.tail.max_share, spec.min_total)[0])
     counts = tail_counts(hc, hs, bound, before)
