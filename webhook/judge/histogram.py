@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -528,7 +528,7 @@ def judge_quantile(
     stable_history: Histogram | None = None,
     unit: str = "s",
     decided_by: str | None = None,
-    count_exceedances: Callable[..., tuple[np.ndarray, ...]] | None = None,
+    evidence_paths: _QuantileEvidence | None = None,
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
@@ -549,8 +549,8 @@ def judge_quantile(
     needs the per-step rows (`Histogram.from_steps`). `stable_history`, the stable's steps
     before the analysis start, sets the first step's threshold and calibrates how much tails
     vary between steps. Passing stays at the fixed-horizon level, since passing is not the
-    guaranteed side. `count_exceedances` stands in for `tail_exceedances` (same arguments)
-    when several quantiles share the counting (`judge_quantiles`).
+    guaranteed side. `evidence_paths` is shared by the quantiles of one histogram
+    (`judge_quantiles`): it computes all their martingales at once.
     """
     test = TEST_NAME if mode == "fixed" else SEQUENTIAL_TEST_NAME
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
@@ -594,31 +594,18 @@ def judge_quantile(
     else:
         # One test per harmful direction, each at alpha (alpha/2 each for "either").
         level = math.log(1 / (alpha if direction != "either" else alpha / 2))
-        dispersion = tail_dispersion_prior(stable_history, stable, q)
+        evidence_of = evidence_paths or _QuantileEvidence((q,))
         logs, paths_by_side = {}, []
         for slower in (True, False):
             if direction == ("decrease" if slower else "increase"):
                 logs[slower] = 0.0
                 continue
-            # The mean of two test martingales is one: anchored on each side, at the cost of
-            # at most a factor 2 of evidence.
-            count = count_exceedances or tail_exceedances
-            counts = {anchor: count(canary, stable, q, rel, abs_, slower, min_tail,
-                                    stable_history, anchor)
-                      for anchor in ("stable", "canary")}
-            # With buckets wider than the tolerance both anchors often land on the same
-            # pair of bounds at every step: the same counts, the same martingale.
-            same = all(x.shape == y.shape and bool((x == y).all())
-                       for x, y in zip(*counts.values(), strict=True))
-            paths = [seq.rate_ratio_log_evidence_path(
-                *counts[anchor], 1.0, worse=slower, scale=TAIL_MIXTURE_SCALE,
-                dispersion_prior=dispersion) for anchor in (("stable",) if same else counts)]
-            path = (np.logaddexp(paths[0], paths[-1]) - math.log(2) if paths[0].size
-                    else np.zeros(0))
+            counts, path = evidence_of(canary, stable, q, rel, abs_, slower, min_tail,
+                                       stable_history)
             logs[slower] = float(path.max()) if path.size else 0.0
             paths_by_side.append(path)
             if logs[slower] >= level:
-                evidence = _exceedance_text(*counts["stable"], slower)
+                evidence = _exceedance_text(*counts, slower)
         up, down = logs[True] >= level, logs[False] >= level
         p_up, p_down = (min(1.0, math.exp(-logs[side])) for side in (True, False))
         shown_path = np.maximum.reduce(paths_by_side) if paths_by_side else np.zeros(0)
@@ -667,32 +654,55 @@ def judge_quantile(
 def judge_quantiles(names: Sequence[str], canary: Histogram, stable: Histogram,
                     qs: Sequence[float], **options: Any) -> list[CheckResult]:
     """`judge_quantile` of each quantile of `qs` (named by `names`), with the same options:
-    in sequential mode the tail exceedances of all of them are counted in one pass
-    (`tail_exceedances_of`) when the first of them needs its own, the same numbers one
-    quantile at a time would give."""
-    shared = _SharedExceedances(qs)
-    return [judge_quantile(name, canary, stable, q, **options, count_exceedances=shared)
+    in sequential mode the tail exceedances of all of them are counted in one pass and their
+    martingales computed in one call (`_QuantileEvidence`), the same numbers one quantile at a
+    time would give."""
+    shared = _QuantileEvidence(qs)
+    return [judge_quantile(name, canary, stable, q, **options, evidence_paths=shared)
             for name, q in zip(names, qs, strict=True)]
 
 
-class _SharedExceedances:
-    """`tail_exceedances` for quantiles judged on the same histograms with the same options:
-    they differ only in `q`, so the first call for a direction counts every quantile for both
-    anchors (`tail_exceedances_anchored`)."""
+class _QuantileEvidence:
+    """The sequential evidence of quantiles judged on the same histograms with the same
+    options, which differ only in `q`: the first call for a direction counts every quantile's
+    tail exceedances for both anchors (`tail_exceedances_anchored`) and computes all their
+    martingales in one `sequential.rate_ratio_log_evidence_paths` call (two quantiles × two
+    anchors: on a short window numpy's per-call overhead is the cost, paid once instead of
+    four times). Each call answers (the stable-anchored counts, the evidence path)."""
 
     def __init__(self, qs: Sequence[float]) -> None:
         self._qs = tuple(qs)
-        self._counted: dict[tuple[bool, str], dict[float, tuple[np.ndarray, ...]]] = {}
+        self._done: dict[bool, dict[float, tuple[tuple[np.ndarray, ...], np.ndarray]]] = {}
 
     def __call__(self, canary: Histogram, stable: Histogram, q: float, rel: float,
-                 abs_: float, slower: bool, min_tail: float, history: Histogram | None,
-                 anchor: str) -> tuple[np.ndarray, ...]:
-        if (slower, anchor) not in self._counted:
+                 abs_: float, slower: bool, min_tail: float, history: Histogram | None
+                 ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        if slower not in self._done:
             both = tail_exceedances_anchored(canary, stable, self._qs, rel, abs_, slower,
                                              min_tail, history)
-            for side, counted in both.items():
-                self._counted[slower, side] = dict(zip(self._qs, counted, strict=True))
-        return self._counted[slower, anchor][q]
+            rows: list[tuple[np.ndarray, ...]] = []
+            priors, which = [], []
+            for q_i, on_stable, on_canary in zip(self._qs, both["stable"], both["canary"],
+                                                 strict=True):
+                # With buckets wider than the tolerance both anchors often land on the same
+                # pair of bounds at every step: the same counts, the same martingale.
+                same = all(x.shape == y.shape and bool((x == y).all())
+                           for x, y in zip(on_stable, on_canary, strict=True))
+                prior = tail_dispersion_prior(history, stable, q_i)
+                which.append((len(rows), len(rows) + (0 if same else 1)))
+                rows += [on_stable] if same else [on_stable, on_canary]
+                priors += [prior] * (1 if same else 2)
+            paths = seq.rate_ratio_log_evidence_paths(
+                *(np.stack([row[j] for row in rows]) for j in range(4)), 1.0, worse=slower,
+                scale=TAIL_MIXTURE_SCALE, dispersion_priors=priors)
+            done = self._done[slower] = {}
+            for q_i, on_stable, (i, j) in zip(self._qs, both["stable"], which, strict=True):
+                # The mean of two test martingales is one: anchored on each side, at the
+                # cost of at most a factor 2 of evidence.
+                path = (np.logaddexp(paths[i], paths[j]) - math.log(2) if paths.shape[1]
+                        else np.zeros(0))
+                done[q_i] = (on_stable, path)
+        return self._done[slower][q]
 
 
 def _span(edges: tuple[float, float], unit: str) -> str:

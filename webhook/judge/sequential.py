@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -106,26 +106,124 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
                 dispersion_prior: tuple[float, float],
                 phi: np.ndarray | None = None) -> _Terms | None:
     """The counting steps' per-step inputs of `_terms_at`; None when no step counts.
-    `phi` is `step_dispersion` of the same steps when the caller already has it."""
-    bad_c, bad_s = np.asarray(bad_c, float), np.asarray(bad_s, float)
-    n_c, n_s = np.asarray(n_c, float), np.asarray(n_s, float)
-    k = bad_c + bad_s
-    use = (n_c > 0) & (n_s > 0) & (k > 0)
-    if use.all():  # the usual busy window: no step to leave out
-        k_c, k_s, c, s = bad_c, bad_s, n_c, n_s
-    elif use.any():
-        k_c, k_s, c, s, k = bad_c[use], bad_s[use], n_c[use], n_s[use], k[use]
-    else:
+    `phi` is `step_dispersion` of the same steps when the caller already has it.
+
+    One row of `_rows_terms` (one implementation of the formulas), its counting steps
+    taken out."""
+    rows = _Rows.of(bad_c, n_c, bad_s, n_s)
+    if not rows.counting[0]:
         return None
+    full = None
+    if phi is not None:
+        full = np.ones(rows.use.shape)
+        full[rows.use] = phi
+    return _rows_terms(rows, rho0, worse, scale, (dispersion_prior,), full).row(0)
+
+
+class _Rows(NamedTuple):
+    """Rows of counts of the same steps (one evidence path each), as floats, and which of
+    their steps count: both sides have requests and there are bad events."""
+
+    bad_c: np.ndarray
+    n_c: np.ndarray
+    bad_s: np.ndarray
+    n_s: np.ndarray
+    k: np.ndarray  # bad events of both sides
+    use: np.ndarray
+    counting: np.ndarray  # counting steps per row
+
+    @classmethod
+    def of(cls, bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
+           n_s: np.ndarray) -> _Rows:
+        """Rows from 1-d arrays (one row) or 2-d ones (rows × steps)."""
+        bad_c, bad_s = np.atleast_2d(np.asarray(bad_c, float)), np.atleast_2d(
+            np.asarray(bad_s, float))
+        n_c, n_s = np.atleast_2d(np.asarray(n_c, float)), np.atleast_2d(np.asarray(n_s, float))
+        k = bad_c + bad_s
+        use = (n_c > 0) & (n_s > 0) & (k > 0)
+        return cls(bad_c, n_c, bad_s, n_s, k, use, np.count_nonzero(use, axis=1))
+
+
+class _RowsTerms(NamedTuple):
+    """`_Terms` of several rows on all their steps (rows × steps): steps that do not count
+    have no events (a = b = 0) and a neutral share (w = v = 1/(ρ0 + 1)), so that their
+    log-likelihood ratios are exactly ±0 and a running sum passes them unchanged."""
+
+    use: np.ndarray
+    theta: np.ndarray
+    rho1: np.ndarray
+    w: np.ndarray
+    v: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    log_prior: np.ndarray
+    phi: np.ndarray  # 1 on steps that do not count
+
+    def row(self, i: int) -> _Terms:
+        """Row i's counting steps as `_Terms`."""
+        use = self.use[i]
+        if use.all():
+            return _Terms(use, self.theta, self.rho1, self.w[i], self.v[i], self.a[i],
+                          self.b[i], self.log_prior, self.phi[i])
+        return _Terms(use, self.theta, self.rho1, self.w[i, use], self.v[i, use],
+                      self.a[i, use], self.b[i, use], self.log_prior, self.phi[i, use])
+
+
+def _rows_terms(rows: _Rows, rho0: float, worse: bool, scale: float,
+                priors: Sequence[tuple[float, float]],
+                phi: np.ndarray | None = None) -> _RowsTerms:
+    """`_Terms` of every row at once (`_RowsTerms`); `priors` is each row's dispersion prior,
+    `phi` the rows' `step_dispersion` (1 where a step does not count) if already known.
+
+    Rows are computed together because at a short window's dozen steps each numpy call costs
+    its overhead, not its arithmetic: four rows cost about what one did. Every value is the
+    elementwise arithmetic a row alone would do, so each row gets the same bits; only the
+    dispersion reduces over steps, and it runs on each row's counting steps (`_dispersions`).
+    """
+    use = rows.use
+    if use.all():  # the usual busy window: no step to leave out
+        k_c, k, c, s = rows.bad_c, rows.k, rows.n_c, rows.n_s
+    else:
+        k_c, k = np.where(use, rows.bad_c, 0.0), np.where(use, rows.k, 0.0)
+        c, s = np.where(use, rows.n_c, 1.0), np.where(use, rows.n_s, 1.0)
     both = c + s
     w = c / both
     v = s / both  # 1 − w, not rounded to 0 when the stable is tiny
     d0 = rho0 * w + v
     if phi is None:
-        phi = step_dispersion(k_c, k_s, w, *dispersion_prior, total=k)
+        phi = _dispersions(rows, k_c, k, w, priors)
     theta, rho1 = (_GRID, _EXP_GRID) if worse else (_NEG_GRID, _EXP_NEG_GRID)
-    return _Terms(use, theta, rho1 if rho0 == 1.0 else rho0 * rho1, w / d0, v / d0,
-                  k_c / phi, np.divide(k, phi, out=k), _log_prior(scale), phi)
+    return _RowsTerms(use, theta, rho1 if rho0 == 1.0 else rho0 * rho1, w / d0, v / d0,
+                      k_c / phi, k / phi, _log_prior(scale), phi)
+
+
+def _dispersions(rows: _Rows, k_c: np.ndarray, k: np.ndarray, w: np.ndarray,
+                 priors: Sequence[tuple[float, float]]) -> np.ndarray:
+    """`step_dispersion` of each row's counting steps, on all steps (1 where a step does not
+    count). Its sums over steps must be those of the row's counting steps alone (numpy sums
+    pairwise: padding a row would change the order), so rows with as many counting steps
+    are solved together, their counting steps packed side by side."""
+    use, counting = rows.use, rows.counting
+    if use.all():
+        return _step_dispersions(k_c, k, w, priors)
+    phi = np.ones(use.shape)
+    for size in np.unique(counting[counting > 0]).tolist():
+        group = (counting == size).nonzero()[0]
+        if group.size == counting.size:
+            mask = use
+            got = _step_dispersions(k_c[mask].reshape(-1, size), k[mask].reshape(-1, size),
+                                    w[mask].reshape(-1, size), priors)
+            phi[mask] = got.ravel()
+            continue
+        mask = use[group]
+        got = _step_dispersions(k_c[group][mask].reshape(-1, size),
+                                k[group][mask].reshape(-1, size),
+                                w[group][mask].reshape(-1, size),
+                                [priors[i] for i in group.tolist()])
+        sub = phi[group]
+        sub[mask] = got.ravel()
+        phi[group] = sub
+    return phi
 
 
 def _terms_at(t: _Terms, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray:
@@ -164,18 +262,39 @@ def _running(t: _Terms, lo: int, hi: int, jl: int, jh: int, carry: np.ndarray) -
         wide[:, 0] += carry[jl:jh]
         np.add.accumulate(wide, axis=1, out=wide)
         return wide
-    c = np.multiply.outer(t.w[lo:hi], t.rho1[jl:jh])
-    c += t.v[lo:hi, None]
+    return _running_rows(t.w[None, lo:hi], t.v[None, lo:hi], t.a[None, lo:hi],
+                         t.b[None, lo:hi], t.theta[jl:jh], t.rho1[jl:jh], carry[jl:jh])[0].T
+
+
+def _running_rows(w: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray,
+                  theta: np.ndarray, rho1: np.ndarray, carry: np.ndarray) -> np.ndarray:
+    """`_running`'s steps × θ block for several rows of steps at once (rows × steps × θ):
+    `carry` plus the running sum of the ratios `_terms_at` gives, the same numbers."""
+    c = np.multiply.outer(w, rho1)
+    c += v[..., None]
     np.log(c, out=c)
-    c *= t.b[lo:hi, None]
-    np.subtract(np.multiply.outer(t.a[lo:hi], t.theta[jl:jh]), c, out=c)
-    c[0] += carry[jl:jh]
-    if c.shape[1] % 2 == 0:
+    c *= b[..., None]
+    np.subtract(np.multiply.outer(a, theta), c, out=c)
+    c[:, 0] += carry
+    if c.shape[2] % 2 == 0:
         pairs = c.view(np.complex128)
-        np.add.accumulate(pairs, axis=0, out=pairs)
+        np.add.accumulate(pairs, axis=1, out=pairs)
     else:
-        np.add.accumulate(c, axis=0, out=c)
-    return c.T
+        np.add.accumulate(c, axis=1, out=c)
+    return c
+
+
+def _log_sum_exp(c: np.ndarray, top: np.ndarray, axis: int) -> np.ndarray:
+    """log Σ_θ exp(C) per step, θ along `axis`, `top` the largest C per step. Terms more than
+    -_FLOOR below the step's best are clipped so that exp() does not underflow (slow); θ is
+    the contiguous axis, summed pairwise: the same sum to float rounding (~1e-15)."""
+    d = np.subtract(c, np.expand_dims(top, axis))
+    np.maximum(d, _FLOOR, out=d)
+    np.exp(d, out=d)
+    total = np.add.reduce(d, axis=axis)
+    np.log(total, out=total)
+    total += top
+    return total
 
 
 def _band_path(t: _Terms) -> np.ndarray:
@@ -218,16 +337,7 @@ def _band_path(t: _Terms) -> np.ndarray:
             jl = jl if left else max(jl - pad, 0)
             jh = jh if right else min(jh + pad, g)
             pad *= 2
-        # log Σ_θ exp(C) per step; terms more than -_FLOOR below the step's best are clipped
-        # so that exp() does not underflow (slow); summed pairwise over θ in a steps × θ
-        # block: the same sum to float rounding (~1e-15)
-        d = np.subtract(c, top)
-        np.maximum(d, _FLOOR, out=d)
-        np.exp(d, out=d)
-        total = np.add.reduce(d, axis=0)
-        np.log(total, out=total)
-        total += top
-        values[lo:hi] = total
+        values[lo:hi] = _log_sum_exp(c, top, 0)
         last = c[:, -1]
         carry[jl:jh] = last
         upto[jl:jh] = hi
@@ -262,13 +372,47 @@ def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     `scale` is the half-normal mixture's scale on log(ρ1/ρ0): small scales are sharper for
     effects just beyond the tolerance, large ones for big regressions seen early.
 
-    Cost is linear in the steps (`_band_path`).
+    Cost is linear in the steps (`_band_path`). One row of `rate_ratio_log_evidence_paths`.
     """
-    size = np.asarray(bad_c).size
-    terms = _step_terms(bad_c, n_c, bad_s, n_s, rho0, worse, scale, dispersion_prior)
-    if terms is None:
-        return np.zeros(size)
-    return _spread(terms, _band_path(terms), size)
+    return rate_ratio_log_evidence_paths(bad_c, n_c, bad_s, n_s, rho0, worse, scale,
+                                         (dispersion_prior,))[0]
+
+
+def rate_ratio_log_evidence_paths(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
+                                  n_s: np.ndarray, rho0: float, worse: bool,
+                                  scale: float = MIXTURE_SCALE,
+                                  dispersion_priors: Sequence[tuple[float, float]] | None = None
+                                  ) -> np.ndarray:
+    """`rate_ratio_log_evidence_path` of each row of counts (rows × steps, one path per row,
+    `dispersion_priors` one per row, default `DISPERSION_PRIOR`): each row's path to the bit.
+
+    A check often needs several paths of the same steps (`histogram.judge_quantile`: two
+    quantiles × two anchors). On a short window numpy's per-call overhead, not the few
+    thousand cells, is the cost, so the rows share every call: the dispersion's solve
+    (`_mle_rate_ratios`) and, up to `_FIRST` steps (the first block of `_band_path`, on the
+    whole grid), the running sums and log-sum-exp as one rows × steps × θ array, steps that do
+    not count adding exactly ±0 to every running sum (their value is then the previous one,
+    as `_spread` has it). Longer windows go on row by row through `_band_path`.
+    """
+    rows = _Rows.of(bad_c, n_c, bad_s, n_s)
+    r, m = rows.use.shape
+    if not rows.counting.any():
+        return np.zeros((r, m))
+    priors = ([(DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS)] * r if dispersion_priors is None
+              else list(dispersion_priors))
+    terms = _rows_terms(rows, rho0, worse, scale, priors)
+    if m <= _FIRST:
+        c = _running_rows(terms.w, terms.v, terms.a, terms.b, terms.theta, terms.rho1,
+                          terms.log_prior)
+        values = _log_sum_exp(c, np.maximum.reduce(c, axis=2), 2)
+        if not rows.use.all():  # 0 before a row's first counting step
+            values = np.where(np.logical_or.accumulate(rows.use, axis=1), values, 0.0)
+        return values
+    out = np.zeros((r, m))
+    for i in rows.counting.nonzero()[0].tolist():
+        t = terms.row(i)
+        out[i] = _spread(t, _band_path(t), m)
+    return out
 
 
 # `_final_log_evidence` first reads every this many rows of θ to find where the band lies.
@@ -372,6 +516,15 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
                      for i in range(0, x.size, _DOT_CHUNK))
 
 
+def _dots(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """`_dot` of each row of x with the same row of y: a stack of vector products is one
+    matmul call, whose vector-vector case is the BLAS dot np.dot calls (the same bits,
+    tests/test_sequential_batch.py)."""
+    if x.shape[1] <= _DOT_CHUNK:
+        return np.matmul(x[:, None, :], y[:, :, None]).ravel().tolist()
+    return [_dot(x[i], y[i]) for i in range(x.shape[0])]
+
+
 def share_at(rho: float, w: np.ndarray) -> np.ndarray:
     """The canary's expected share of bad events per step at rate ratio ρ."""
     return rho * w / (rho * w + 1 - w)
@@ -380,45 +533,25 @@ def share_at(rho: float, w: np.ndarray) -> np.ndarray:
 def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     """Maximum-likelihood ρ of the conditional binomial model: the root of the score
     Σ k_c − K·π_t(ρ), which falls monotonically in ρ. Half an event is added to each side so
-    that all-canary or all-stable counts give a finite estimate.
-
-    Solved by Newton's method in log ρ, where the score's derivative −Σ K·π(1−π) comes with
-    the same arrays: four or five evaluations instead of brentq's fifteen (at xtol 1e-6),
-    and closer to the exact root (brentq stopped up to ~1e-6 from it). A step that leaves the
-    bracket known to hold the root bisects it instead, so it always converges.
+    that all-canary or all-stable counts give a finite estimate (`_mle_rate_ratios`, one row).
     """
-    k_c, total = np.asarray(k_c, float), np.asarray(total, float)
-    w = np.asarray(w, float)
-    m = w.size
-    observed = float(np.add.reduce(k_c)) + 0.5
-    weight = total + 1.0 / m  # the half event on the canary's side: the mean share
-    v = 1.0 - w
-    shares, scratch = np.empty(w.shape), np.empty(w.shape)
+    return _mle_rate_ratios(np.asarray(k_c, float)[None], np.asarray(total, float)[None],
+                            np.asarray(w, float)[None])[0]
 
-    def score(log_rho: float) -> tuple[float, float]:
-        """(score, its derivative) at log ρ."""
-        np.multiply(math.exp(log_rho), w, out=shares)
-        np.add(shares, v, out=scratch)
-        np.divide(shares, scratch, out=shares)
-        np.multiply(weight, shares, out=scratch)
-        expected = float(np.add.reduce(scratch))
-        return observed - expected, _dot(scratch, shares) - expected
 
-    low, high = -20.0, 20.0
-    # start at the pooled estimate: (canary events / its expected share of traffic) over
-    # the stable's, weighted by each step's events
-    k_s = float(np.add.reduce(total)) - observed + 1.0
-    exposure_c, exposure_s = _dot(total, w) + 0.5, _dot(total, v) + 0.5
-    x = math.log(observed / exposure_c) - math.log(max(k_s, 0.5) / exposure_s)
-    x = min(max(x, low), high)
-    f, slope = score(x)
+def _newton(x: float, low: float, high: float) -> Generator[float, tuple[float, float], float]:
+    """One row's solve of `_mle_rate_ratios`: yields each log ρ whose (score, derivative) it
+    needs, returns ρ. A generator so that several rows can be solved in step, each taking
+    exactly its own steps (its own bracket, its own stopping), their scores computed together.
+    """
+    f, slope = yield x
     if f > 0:
-        end = score(high)[0]
+        end = (yield high)[0]
         if end >= 0:
             return math.exp(high)
         low = x
     elif f < 0:
-        end = score(low)[0]
+        end = (yield low)[0]
         if end <= 0:
             return math.exp(low)
         high = x
@@ -432,7 +565,7 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
         if abs(nxt - x) <= 1e-12 * max(1.0, abs(x)) or nxt in (low, high):
             return math.exp(nxt)
         x = nxt
-        f, slope = score(x)
+        f, slope = yield x
         if f > 0:
             low = x
         elif f < 0:
@@ -440,6 +573,60 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
         else:
             return math.exp(x)
     return math.exp(x)
+
+
+def _mle_rate_ratios(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> list[float]:
+    """`mle_rate_ratio` of each row (rows × steps, every step counting).
+
+    Solved by Newton's method in log ρ, where the score's derivative −Σ K·π(1−π) comes with
+    the same arrays: four or five evaluations instead of brentq's fifteen (at xtol 1e-6),
+    and closer to the exact root (brentq stopped up to ~1e-6 from it). A step that leaves the
+    bracket known to hold the root bisects it instead, so it always converges. The rows'
+    scores are evaluated together, each at its own point (`_newton`): on a short window each
+    evaluation's five numpy calls cost their overhead, whatever the number of rows.
+    """
+    rows, m = w.shape
+    observed = (np.add.reduce(k_c, axis=1) + 0.5).tolist()
+    weight = total + 1.0 / m  # the half event on the canary's side: the mean share
+    v = 1.0 - w
+    shares, scratch = np.empty(w.shape), np.empty(w.shape)
+
+    def scores(log_rho: list[float]) -> list[tuple[float, float]]:
+        """(score, its derivative) of each row at its log ρ."""
+        np.multiply(np.array([math.exp(x) for x in log_rho])[:, None], w, out=shares)
+        np.add(shares, v, out=scratch)
+        np.divide(shares, scratch, out=shares)
+        np.multiply(weight, shares, out=scratch)
+        expected = np.add.reduce(scratch, axis=1).tolist()
+        return [(o - e, d - e) for o, e, d in zip(observed, expected, _dots(scratch, shares),
+                                                   strict=True)]
+
+    low, high = -20.0, 20.0
+    # start at the pooled estimate: (canary events / its expected share of traffic) over
+    # the stable's, weighted by each step's events
+    events = np.add.reduce(total, axis=1).tolist()
+    exposure_c, exposure_s = _dots(total, w), _dots(total, v)
+    solves, at = [], []
+    for i in range(rows):
+        k_s = events[i] - observed[i] + 1.0
+        x = (math.log(observed[i] / (exposure_c[i] + 0.5))
+             - math.log(max(k_s, 0.5) / (exposure_s[i] + 0.5)))
+        solve = _newton(min(max(x, low), high), low, high)
+        solves.append(solve)
+        at.append(next(solve))
+    roots = [math.nan] * rows
+    active = list(range(rows))
+    while active:
+        got = scores(at)  # rows already solved are evaluated at their last point, unused
+        still = []
+        for i in active:
+            try:
+                at[i] = solves[i].send(got[i])
+                still.append(i)
+            except StopIteration as done:
+                roots[i] = done.value
+        active = still
+    return roots
 
 
 def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
@@ -464,24 +651,45 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     shrunk towards `prior` worth `prior_steps` typical steps: one or two steps cannot tell a
     clump from a regression, so early on the prior decides how cautious to be.
     """
+    k_c = np.asarray(k_c, float)
     if total is None:  # k_c + k_s, when the caller has not summed them already
         total = k_c + k_s
-    pi = share_at(mle_rate_ratio(k_c, total, w), w)
+    return _step_dispersions(k_c[None], np.asarray(total, float)[None],
+                             np.asarray(w, float)[None], ((prior, prior_steps),))[0]
+
+
+def _step_dispersions(k_c: np.ndarray, total: np.ndarray, w: np.ndarray,
+                      priors: Sequence[tuple[float, float]]) -> np.ndarray:
+    """`step_dispersion` of each row (rows × steps, every step counting; `priors` per row)."""
+    rho = np.array(_mle_rate_ratios(k_c, total, w))
+    pi = share_at(rho[:, None], w)
     binomial = total * pi * (1 - pi)
     ok = binomial > 0
-    m = int(np.count_nonzero(ok))
-    if not m:
-        return np.ones(k_c.size)
-    if m == k_c.size:  # every step has events on both sides' expected shares
-        chi2 = float(np.add.reduce((k_c - total * pi) ** 2 / binomial))
-        exposure = float(np.add.reduce(binomial))
+    size = k_c.shape[1]
+    if ok.all():  # every step has events on both sides' expected shares
+        chi2 = np.add.reduce((k_c - total * pi) ** 2 / binomial, axis=1).tolist()
+        exposure = np.add.reduce(binomial, axis=1).tolist()
+        counted = [size] * k_c.shape[0]
     else:
-        chi2 = float((((k_c - total * pi) ** 2)[ok] / binomial[ok]).sum())
-        exposure = float(binomial[ok].sum())
-    pseudo = prior_steps * exposure / m
-    excess = chi2 - (m - 1)  # one degree of freedom went into the pooled share
-    gamma = max(0.0, (excess + prior * pseudo) / (exposure * (m - 1) / m + pseudo))
-    return 1.0 + gamma * binomial
+        chi2, exposure, counted = [], [], []
+        for i in range(k_c.shape[0]):
+            keep = ok[i]
+            chi2.append(float((((k_c[i] - total[i] * pi[i]) ** 2)[keep] / binomial[i, keep])
+                              .sum()))
+            exposure.append(float(binomial[i, keep].sum()))
+            counted.append(int(np.count_nonzero(keep)))
+    gamma = []
+    for (prior, prior_steps), c2, e, m in zip(priors, chi2, exposure, counted, strict=True):
+        if not m:
+            gamma.append(0.0)
+            continue
+        pseudo = prior_steps * e / m
+        excess = c2 - (m - 1)  # one degree of freedom went into the pooled share
+        gamma.append(max(0.0, (excess + prior * pseudo) / (e * (m - 1) / m + pseudo)))
+    phi = 1.0 + np.array(gamma)[:, None] * binomial
+    if not all(counted):  # no step with events on both expected shares: no dispersion
+        phi[[i for i, m in enumerate(counted) if not m]] = 1.0
+    return phi
 
 
 # The stable's steps before the rollout that calibrate the tests: the most recent this many
