@@ -115,8 +115,9 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
         return None
     full = None
     if phi is not None:
-        full = np.ones(rows.use.shape)
-        full[rows.use] = phi
+        full = phi.reshape(1, -1) if rows.every else np.ones(rows.use.shape)
+        if not rows.every:
+            full[rows.use] = phi
     return _rows_terms(rows, rho0, worse, scale, (dispersion_prior,), full).row(0)
 
 
@@ -130,18 +131,25 @@ class _Rows(NamedTuple):
     n_s: np.ndarray
     k: np.ndarray  # bad events of both sides
     use: np.ndarray
-    counting: np.ndarray  # counting steps per row
+    counting: list[int]  # counting steps per row
+    every: bool  # every step of every row counts (the usual busy window)
 
     @classmethod
     def of(cls, bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
            n_s: np.ndarray) -> _Rows:
         """Rows from 1-d arrays (one row) or 2-d ones (rows × steps)."""
-        bad_c, bad_s = np.atleast_2d(np.asarray(bad_c, float)), np.atleast_2d(
-            np.asarray(bad_s, float))
-        n_c, n_s = np.atleast_2d(np.asarray(n_c, float)), np.atleast_2d(np.asarray(n_s, float))
+        bad_c, n_c, bad_s, n_s = (_as_rows(x) for x in (bad_c, n_c, bad_s, n_s))
         k = bad_c + bad_s
         use = (n_c > 0) & (n_s > 0) & (k > 0)
-        return cls(bad_c, n_c, bad_s, n_s, k, use, np.count_nonzero(use, axis=1))
+        counting = np.add.reduce(use, axis=1).tolist()
+        return cls(bad_c, n_c, bad_s, n_s, k, use, counting,
+                   all(n == use.shape[1] for n in counting))
+
+
+def _as_rows(x: np.ndarray) -> np.ndarray:
+    """x as a rows × steps array of floats (one row for a 1-d array)."""
+    x = np.asarray(x, float)
+    return x.reshape(1, -1) if x.ndim == 1 else x
 
 
 class _RowsTerms(NamedTuple):
@@ -181,7 +189,7 @@ def _rows_terms(rows: _Rows, rho0: float, worse: bool, scale: float,
     dispersion reduces over steps, and it runs on each row's counting steps (`_dispersions`).
     """
     use = rows.use
-    if use.all():  # the usual busy window: no step to leave out
+    if rows.every:  # the usual busy window: no step to leave out
         k_c, k, c, s = rows.bad_c, rows.k, rows.n_c, rows.n_s
     else:
         k_c, k = np.where(use, rows.bad_c, 0.0), np.where(use, rows.k, 0.0)
@@ -200,29 +208,16 @@ def _rows_terms(rows: _Rows, rho0: float, worse: bool, scale: float,
 def _dispersions(rows: _Rows, k_c: np.ndarray, k: np.ndarray, w: np.ndarray,
                  priors: Sequence[tuple[float, float]]) -> np.ndarray:
     """`step_dispersion` of each row's counting steps, on all steps (1 where a step does not
-    count). Its sums over steps must be those of the row's counting steps alone (numpy sums
-    pairwise: padding a row would change the order), so rows with as many counting steps
-    are solved together, their counting steps packed side by side."""
+    count), all rows in one `_step_dispersions` call on their counting steps laid end to end
+    (`_Runs`)."""
     use, counting = rows.use, rows.counting
-    if use.all():
-        return _step_dispersions(k_c, k, w, priors)
+    if rows.every:
+        return _step_dispersions(k_c.ravel(), k.ravel(), w.ravel(), _Runs.of(counting),
+                                 priors).reshape(use.shape)
+    runs = _Runs.of([n for n in counting if n])  # rows without counting steps: φ unused
     phi = np.ones(use.shape)
-    for size in np.unique(counting[counting > 0]).tolist():
-        group = (counting == size).nonzero()[0]
-        if group.size == counting.size:
-            mask = use
-            got = _step_dispersions(k_c[mask].reshape(-1, size), k[mask].reshape(-1, size),
-                                    w[mask].reshape(-1, size), priors)
-            phi[mask] = got.ravel()
-            continue
-        mask = use[group]
-        got = _step_dispersions(k_c[group][mask].reshape(-1, size),
-                                k[group][mask].reshape(-1, size),
-                                w[group][mask].reshape(-1, size),
-                                [priors[i] for i in group.tolist()])
-        sub = phi[group]
-        sub[mask] = got.ravel()
-        phi[group] = sub
+    phi[use] = _step_dispersions(k_c[use], k[use], w[use], runs,
+                                 [p for p, n in zip(priors, counting, strict=True) if n])
     return phi
 
 
@@ -285,10 +280,11 @@ def _running_rows(w: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray,
 
 
 def _log_sum_exp(c: np.ndarray, top: np.ndarray, axis: int) -> np.ndarray:
-    """log Σ_θ exp(C) per step, θ along `axis`, `top` the largest C per step. Terms more than
-    -_FLOOR below the step's best are clipped so that exp() does not underflow (slow); θ is
-    the contiguous axis, summed pairwise: the same sum to float rounding (~1e-15)."""
-    d = np.subtract(c, np.expand_dims(top, axis))
+    """log Σ_θ exp(C) per step, θ along `axis` (the first or the last), `top` the largest
+    C per step. Terms more than -_FLOOR below the step's best are clipped so that exp() does
+    not underflow (slow); θ is the contiguous axis, summed pairwise: the same sum to float
+    rounding (~1e-15)."""
+    d = np.subtract(c, top if axis == 0 else top[..., None])
     np.maximum(d, _FLOOR, out=d)
     np.exp(d, out=d)
     total = np.add.reduce(d, axis=axis)
@@ -396,7 +392,7 @@ def rate_ratio_log_evidence_paths(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.
     """
     rows = _Rows.of(bad_c, n_c, bad_s, n_s)
     r, m = rows.use.shape
-    if not rows.counting.any():
+    if not any(rows.counting):
         return np.zeros((r, m))
     priors = ([(DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS)] * r if dispersion_priors is None
               else list(dispersion_priors))
@@ -405,11 +401,11 @@ def rate_ratio_log_evidence_paths(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.
         c = _running_rows(terms.w, terms.v, terms.a, terms.b, terms.theta, terms.rho1,
                           terms.log_prior)
         values = _log_sum_exp(c, np.maximum.reduce(c, axis=2), 2)
-        if not rows.use.all():  # 0 before a row's first counting step
+        if not rows.every:  # 0 before a row's first counting step
             values = np.where(np.logical_or.accumulate(rows.use, axis=1), values, 0.0)
         return values
     out = np.zeros((r, m))
-    for i in rows.counting.nonzero()[0].tolist():
+    for i in (i for i, n in enumerate(rows.counting) if n):
         t = terms.row(i)
         out[i] = _spread(t, _band_path(t), m)
     return out
@@ -467,17 +463,17 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     of the same counts: the ratio judge wants both, and they share the steps' dispersion.
     `passing=False` leaves the second out (None): the judge already knows the answer it
     would only have confirmed, and it costs as much as the first."""
-    size = np.asarray(bad_c).size
-    fail = _step_terms(bad_c, n_c, bad_s, n_s, rho0, True, scale, dispersion_prior)
-    if fail is None:
+    rows = _Rows.of(bad_c, n_c, bad_s, n_s)
+    size = rows.use.shape[1]
+    if not rows.counting[0]:
         return np.zeros(size), 0.0 if passing else None
-    path = _spread(fail, _band_path(fail), size)
+    fail = _rows_terms(rows, rho0, True, scale, (dispersion_prior,))
+    one = fail.row(0)
+    path = _spread(one, _band_path(one), size)
     if not passing:
         return path, None
-    terms = _step_terms(bad_c, n_c, bad_s, n_s, rho0, False, scale, dispersion_prior,
-                        fail.phi)
-    assert terms is not None
-    return path, _final_log_evidence(terms)
+    terms = _rows_terms(rows, rho0, False, scale, (dispersion_prior,), fail.phi)
+    return path, _final_log_evidence(terms.row(0))
 
 
 _log1p = special.log1p
@@ -516,16 +512,68 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
                      for i in range(0, x.size, _DOT_CHUNK))
 
 
-def _dots(x: np.ndarray, y: np.ndarray) -> list[float]:
-    """`_dot` of each row of x with the same row of y: a stack of vector products is one
-    matmul call, whose vector-vector case is the BLAS dot np.dot calls (the same bits,
-    tests/test_sequential_batch.py)."""
-    if x.shape[1] <= _DOT_CHUNK:
-        return np.matmul(x[:, None, :], y[:, :, None]).ravel().tolist()
-    return [_dot(x[i], y[i]) for i in range(x.shape[0])]
+class _Runs(NamedTuple):
+    """Rows of different lengths laid end to end in one flat array.
+
+    A sum over a row's steps must be the one the row alone gets: numpy sums pairwise and
+    BLAS's dot in blocks, so padding a row, or summing a ragged row with its neighbours
+    (np.add.reduceat runs serially), would change the last bits. Consecutive rows of one
+    length form a run, a rows × length view whose sums and dots are one call (the same bits
+    row by row, tests/test_sequential_batch.py); the usual windows have one or two runs.
+    """
+
+    sizes: list[int]  # steps per row
+    runs: list[tuple[int, int, int, int]]  # (first row, rows, start, length) per run
+
+    @classmethod
+    def of(cls, sizes: list[int]) -> _Runs:
+        runs: list[tuple[int, int, int, int]] = []
+        start = 0
+        for i, n in enumerate(sizes):
+            if runs and runs[-1][3] == n:
+                first, count, begin, _ = runs[-1]
+                runs[-1] = (first, count + 1, begin, n)
+            else:
+                runs.append((i, 1, start, n))
+            start += n
+        return cls(sizes, runs)
+
+    def sums(self, x: np.ndarray) -> list[float]:
+        """np.add.reduce of each row."""
+        if len(self.runs) == 1:
+            _, count, _, n = self.runs[0]
+            if count == 1:
+                return [float(np.add.reduce(x))]
+            return np.add.reduce(x.reshape(count, n), axis=1).tolist()
+        out: list[float] = []
+        for _, count, start, n in self.runs:
+            out += np.add.reduce(x[start:start + count * n].reshape(count, n), axis=1).tolist()
+        return out
+
+    def dots(self, x: np.ndarray, y: np.ndarray) -> list[float]:
+        """`_dot` of each row of x with the same row of y: a run's vector products are one
+        matmul call, whose vector-vector case is the BLAS dot np.dot calls."""
+        if len(self.sizes) == 1:
+            return [_dot(x, y)]
+        out: list[float] = []
+        for _, count, start, n in self.runs:
+            xs, ys = x[start:start + count * n], y[start:start + count * n]
+            if count == 1 or n > _DOT_CHUNK:
+                out += [_dot(xs[i * n:(i + 1) * n], ys[i * n:(i + 1) * n])
+                        for i in range(count)]
+            else:
+                out += np.matmul(xs.reshape(count, 1, n), ys.reshape(count, n, 1)
+                                 ).ravel().tolist()
+        return out
+
+    def spread(self, values: list[float]) -> np.ndarray | float:
+        """One value per row, repeated on the row's steps (a float for one row)."""
+        if len(self.sizes) == 1:
+            return values[0]
+        return np.repeat(values, self.sizes)
 
 
-def share_at(rho: float, w: np.ndarray) -> np.ndarray:
+def share_at(rho: float | np.ndarray, w: np.ndarray) -> np.ndarray:
     """The canary's expected share of bad events per step at rate ratio ρ."""
     return rho * w / (rho * w + 1 - w)
 
@@ -535,8 +583,9 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     Σ k_c − K·π_t(ρ), which falls monotonically in ρ. Half an event is added to each side so
     that all-canary or all-stable counts give a finite estimate (`_mle_rate_ratios`, one row).
     """
-    return _mle_rate_ratios(np.asarray(k_c, float)[None], np.asarray(total, float)[None],
-                            np.asarray(w, float)[None])[0]
+    w = np.asarray(w, float)
+    return _mle_rate_ratios(np.asarray(k_c, float), np.asarray(total, float), w,
+                            _Runs.of([w.size]))[0]
 
 
 def _newton(x: float, low: float, high: float) -> Generator[float, tuple[float, float], float]:
@@ -575,47 +624,60 @@ def _newton(x: float, low: float, high: float) -> Generator[float, tuple[float, 
     return math.exp(x)
 
 
-def _mle_rate_ratios(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> list[float]:
-    """`mle_rate_ratio` of each row (rows × steps, every step counting).
+def _mle_rate_ratios(k_c: np.ndarray, total: np.ndarray, w: np.ndarray,
+                     runs: _Runs) -> list[float]:
+    """`mle_rate_ratio` of each row, the rows' steps laid end to end (`_Runs`).
 
     Solved by Newton's method in log ρ, where the score's derivative −Σ K·π(1−π) comes with
     the same arrays: four or five evaluations instead of brentq's fifteen (at xtol 1e-6),
     and closer to the exact root (brentq stopped up to ~1e-6 from it). A step that leaves the
     bracket known to hold the root bisects it instead, so it always converges. The rows'
     scores are evaluated together, each at its own point (`_newton`): on a short window each
-    evaluation's five numpy calls cost their overhead, whatever the number of rows.
+    evaluation's numpy calls cost their overhead, whatever the number of rows.
     """
-    rows, m = w.shape
-    observed = (np.add.reduce(k_c, axis=1) + 0.5).tolist()
-    weight = total + 1.0 / m  # the half event on the canary's side: the mean share
+    observed = [x + 0.5 for x in runs.sums(k_c)]
+    # the half event on the canary's side: the mean share
+    weight = total + runs.spread([1.0 / n for n in runs.sizes])
     v = 1.0 - w
     shares, scratch = np.empty(w.shape), np.empty(w.shape)
 
+    one = len(runs.sizes) == 1
+
     def scores(log_rho: list[float]) -> list[tuple[float, float]]:
         """(score, its derivative) of each row at its log ρ."""
-        np.multiply(np.array([math.exp(x) for x in log_rho])[:, None], w, out=shares)
+        np.multiply(math.exp(log_rho[0]) if one else runs.spread([math.exp(x) for x in log_rho]),
+                    w, out=shares)
         np.add(shares, v, out=scratch)
         np.divide(shares, scratch, out=shares)
         np.multiply(weight, shares, out=scratch)
-        expected = np.add.reduce(scratch, axis=1).tolist()
-        return [(o - e, d - e) for o, e, d in zip(observed, expected, _dots(scratch, shares),
+        if one:
+            expected = float(np.add.reduce(scratch))
+            return [(observed[0] - expected, _dot(scratch, shares) - expected)]
+        expected = runs.sums(scratch)
+        return [(o - e, d - e) for o, e, d in zip(observed, expected, runs.dots(scratch, shares),
                                                    strict=True)]
 
     low, high = -20.0, 20.0
     # start at the pooled estimate: (canary events / its expected share of traffic) over
     # the stable's, weighted by each step's events
-    events = np.add.reduce(total, axis=1).tolist()
-    exposure_c, exposure_s = _dots(total, w), _dots(total, v)
+    events = runs.sums(total)
+    exposure_c, exposure_s = runs.dots(total, w), runs.dots(total, v)
     solves, at = [], []
-    for i in range(rows):
+    for i in range(len(runs.sizes)):
         k_s = events[i] - observed[i] + 1.0
         x = (math.log(observed[i] / (exposure_c[i] + 0.5))
              - math.log(max(k_s, 0.5) / (exposure_s[i] + 0.5)))
         solve = _newton(min(max(x, low), high), low, high)
         solves.append(solve)
         at.append(next(solve))
-    roots = [math.nan] * rows
-    active = list(range(rows))
+    if len(solves) == 1:  # one row: the same steps without the bookkeeping of several
+        try:
+            while True:
+                at[0] = solves[0].send(scores(at)[0])
+        except StopIteration as done:
+            return [done.value]
+    roots = [math.nan] * len(solves)
+    active = list(range(len(solves)))
     while active:
         got = scores(at)  # rows already solved are evaluated at their last point, unused
         still = []
@@ -654,41 +716,47 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     k_c = np.asarray(k_c, float)
     if total is None:  # k_c + k_s, when the caller has not summed them already
         total = k_c + k_s
-    return _step_dispersions(k_c[None], np.asarray(total, float)[None],
-                             np.asarray(w, float)[None], ((prior, prior_steps),))[0]
+    w = np.asarray(w, float)
+    return _step_dispersions(k_c, np.asarray(total, float), w, _Runs.of([w.size]),
+                             ((prior, prior_steps),))
 
 
-def _step_dispersions(k_c: np.ndarray, total: np.ndarray, w: np.ndarray,
+def _step_dispersions(k_c: np.ndarray, total: np.ndarray, w: np.ndarray, runs: _Runs,
                       priors: Sequence[tuple[float, float]]) -> np.ndarray:
-    """`step_dispersion` of each row (rows × steps, every step counting; `priors` per row)."""
-    rho = np.array(_mle_rate_ratios(k_c, total, w))
-    pi = share_at(rho[:, None], w)
+    """`step_dispersion` of each row (`priors` per row), the rows' steps laid end to end."""
+    pi = share_at(runs.spread(_mle_rate_ratios(k_c, total, w, runs)), w)
     binomial = total * pi * (1 - pi)
     ok = binomial > 0
-    size = k_c.shape[1]
     if ok.all():  # every step has events on both sides' expected shares
-        chi2 = np.add.reduce((k_c - total * pi) ** 2 / binomial, axis=1).tolist()
-        exposure = np.add.reduce(binomial, axis=1).tolist()
-        counted = [size] * k_c.shape[0]
+        chi2 = runs.sums((k_c - total * pi) ** 2 / binomial)
+        exposure = runs.sums(binomial)
+        counted = runs.sizes
     else:
         chi2, exposure, counted = [], [], []
-        for i in range(k_c.shape[0]):
-            keep = ok[i]
-            chi2.append(float((((k_c[i] - total[i] * pi[i]) ** 2)[keep] / binomial[i, keep])
-                              .sum()))
-            exposure.append(float(binomial[i, keep].sum()))
+        start = 0
+        for n in runs.sizes:
+            part = slice(start, start + n)
+            start += n
+            keep = ok[part]
+            chi2.append(float((((k_c[part] - total[part] * pi[part]) ** 2)[keep]
+                               / binomial[part][keep]).sum()))
+            exposure.append(float(binomial[part][keep].sum()))
             counted.append(int(np.count_nonzero(keep)))
     gamma = []
     for (prior, prior_steps), c2, e, m in zip(priors, chi2, exposure, counted, strict=True):
-        if not m:
+        if not m:  # no step with events on both expected shares: φ = 1
             gamma.append(0.0)
             continue
         pseudo = prior_steps * e / m
         excess = c2 - (m - 1)  # one degree of freedom went into the pooled share
         gamma.append(max(0.0, (excess + prior * pseudo) / (e * (m - 1) / m + pseudo)))
-    phi = 1.0 + np.array(gamma)[:, None] * binomial
-    if not all(counted):  # no step with events on both expected shares: no dispersion
-        phi[[i for i, m in enumerate(counted) if not m]] = 1.0
+    phi = 1.0 + runs.spread(gamma) * binomial
+    if not all(counted):
+        start = 0
+        for n, m in zip(runs.sizes, counted, strict=True):
+            if not m:
+                phi[start:start + n] = 1.0
+            start += n
     return phi
 
 
