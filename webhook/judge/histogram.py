@@ -680,18 +680,22 @@ class _QuantileEvidence:
         if slower not in self._done:
             both = tail_exceedances_anchored(canary, stable, self._qs, rel, abs_, slower,
                                              min_tail, history)
-            rows: list[tuple[np.ndarray, ...]] = []
-            priors, which = [], []
-            for q_i, on_stable, on_canary in zip(self._qs, both["stable"], both["canary"],
-                                                 strict=True):
+            # the stable-anchored rows first, then the canary-anchored ones: the canary's
+            # anchor often has no threshold in the first steps, and rows with as many
+            # counting steps side by side share the sums of the dispersion's solve
+            rows = list(both["stable"])
+            priors = [tail_dispersion_prior(history, stable, q_i) for q_i in self._qs]
+            which = []
+            for i, (on_stable, on_canary) in enumerate(zip(both["stable"], both["canary"],
+                                                           strict=True)):
                 # With buckets wider than the tolerance both anchors often land on the same
                 # pair of bounds at every step: the same counts, the same martingale.
                 same = all(x.shape == y.shape and bool((x == y).all())
                            for x, y in zip(on_stable, on_canary, strict=True))
-                prior = tail_dispersion_prior(history, stable, q_i)
-                which.append((len(rows), len(rows) + (0 if same else 1)))
-                rows += [on_stable] if same else [on_stable, on_canary]
-                priors += [prior] * (1 if same else 2)
+                which.append((i, i if same else len(rows)))
+                if not same:
+                    rows.append(on_canary)
+                    priors.append(priors[i])
             paths = seq.rate_ratio_log_evidence_paths(
                 *(np.stack([row[j] for row in rows]) for j in range(4)), 1.0, worse=slower,
                 scale=TAIL_MIXTURE_SCALE, dispersion_priors=priors)

@@ -35,6 +35,7 @@ canary exceeds its raised threshold no more often than the stable exceeds its ow
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Generator, Sequence
 from typing import NamedTuple
@@ -138,18 +139,17 @@ class _Rows(NamedTuple):
     def of(cls, bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
            n_s: np.ndarray) -> _Rows:
         """Rows from 1-d arrays (one row) or 2-d ones (rows × steps)."""
-        bad_c, n_c, bad_s, n_s = (_as_rows(x) for x in (bad_c, n_c, bad_s, n_s))
+        bad_c, n_c = np.asarray(bad_c, float), np.asarray(n_c, float)
+        bad_s, n_s = np.asarray(bad_s, float), np.asarray(n_s, float)
+        if bad_c.ndim == 1:
+            bad_c, n_c = bad_c.reshape(1, -1), n_c.reshape(1, -1)
+            bad_s, n_s = bad_s.reshape(1, -1), n_s.reshape(1, -1)
         k = bad_c + bad_s
         use = (n_c > 0) & (n_s > 0) & (k > 0)
-        counting = np.add.reduce(use, axis=1).tolist()
-        return cls(bad_c, n_c, bad_s, n_s, k, use, counting,
-                   all(n == use.shape[1] for n in counting))
-
-
-def _as_rows(x: np.ndarray) -> np.ndarray:
-    """x as a rows × steps array of floats (one row for a 1-d array)."""
-    x = np.asarray(x, float)
-    return x.reshape(1, -1) if x.ndim == 1 else x
+        r, m = use.shape
+        if use.all():
+            return cls(bad_c, n_c, bad_s, n_s, k, use, [m] * r, True)
+        return cls(bad_c, n_c, bad_s, n_s, k, use, np.count_nonzero(use, axis=1).tolist(), False)
 
 
 class _RowsTerms(NamedTuple):
@@ -166,11 +166,12 @@ class _RowsTerms(NamedTuple):
     b: np.ndarray
     log_prior: np.ndarray
     phi: np.ndarray  # 1 on steps that do not count
+    every: bool  # every step of every row counts
 
     def row(self, i: int) -> _Terms:
         """Row i's counting steps as `_Terms`."""
         use = self.use[i]
-        if use.all():
+        if self.every or use.all():
             return _Terms(use, self.theta, self.rho1, self.w[i], self.v[i], self.a[i],
                           self.b[i], self.log_prior, self.phi[i])
         return _Terms(use, self.theta, self.rho1, self.w[i, use], self.v[i, use],
@@ -202,7 +203,7 @@ def _rows_terms(rows: _Rows, rho0: float, worse: bool, scale: float,
         phi = _dispersions(rows, k_c, k, w, priors)
     theta, rho1 = (_GRID, _EXP_GRID) if worse else (_NEG_GRID, _EXP_NEG_GRID)
     return _RowsTerms(use, theta, rho1 if rho0 == 1.0 else rho0 * rho1, w / d0, v / d0,
-                      k_c / phi, k / phi, _log_prior(scale), phi)
+                      k_c / phi, k / phi, _log_prior(scale), phi, rows.every)
 
 
 def _dispersions(rows: _Rows, k_c: np.ndarray, k: np.ndarray, w: np.ndarray,
@@ -212,9 +213,9 @@ def _dispersions(rows: _Rows, k_c: np.ndarray, k: np.ndarray, w: np.ndarray,
     (`_Runs`)."""
     use, counting = rows.use, rows.counting
     if rows.every:
-        return _step_dispersions(k_c.ravel(), k.ravel(), w.ravel(), _Runs.of(counting),
+        return _step_dispersions(k_c.ravel(), k.ravel(), w.ravel(), _Runs(counting),
                                  priors).reshape(use.shape)
-    runs = _Runs.of([n for n in counting if n])  # rows without counting steps: φ unused
+    runs = _Runs([n for n in counting if n])  # rows without counting steps: φ unused
     phi = np.ones(use.shape)
     phi[use] = _step_dispersions(k_c[use], k[use], w[use], runs,
                                  [p for p, n in zip(priors, counting, strict=True) if n])
@@ -512,65 +513,80 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
                      for i in range(0, x.size, _DOT_CHUNK))
 
 
-class _Runs(NamedTuple):
+class _Runs:
     """Rows of different lengths laid end to end in one flat array.
 
     A sum over a row's steps must be the one the row alone gets: numpy sums pairwise and
     BLAS's dot in blocks, so padding a row, or summing a ragged row with its neighbours
     (np.add.reduceat runs serially), would change the last bits. Consecutive rows of one
-    length form a run, a rows × length view whose sums and dots are one call (the same bits
-    row by row, tests/test_sequential_batch.py); the usual windows have one or two runs.
+    length form a run, a rows × length view whose sums and dots are one call each (the same
+    bits row by row, tests/test_sequential_batch.py); the usual windows have one or two runs.
     """
 
-    sizes: list[int]  # steps per row
-    runs: list[tuple[int, int, int, int]]  # (first row, rows, start, length) per run
+    __slots__ = ("index", "runs", "sizes")
 
-    @classmethod
-    def of(cls, sizes: list[int]) -> _Runs:
-        runs: list[tuple[int, int, int, int]] = []
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes  # steps per row
+        self.runs: list[tuple[int, int, int, int]] = []  # (first row, rows, start, length)
         start = 0
         for i, n in enumerate(sizes):
-            if runs and runs[-1][3] == n:
-                first, count, begin, _ = runs[-1]
-                runs[-1] = (first, count + 1, begin, n)
+            if self.runs and self.runs[-1][3] == n:
+                first, count, begin, _ = self.runs[-1]
+                self.runs[-1] = (first, count + 1, begin, n)
             else:
-                runs.append((i, 1, start, n))
+                self.runs.append((i, 1, start, n))
             start += n
-        return cls(sizes, runs)
+        # each step's row, to spread one value per row over its steps
+        self.index = None if len(sizes) == 1 else np.repeat(np.arange(len(sizes)), sizes)
+
+    def summer(self, x: np.ndarray) -> Callable[[], list[float]]:
+        """A function giving np.add.reduce of each row of x's current contents: the views
+        and the output are made once for the Newton solve's repeated sums."""
+        if self.index is None:
+            return lambda: [float(np.add.reduce(x))]
+        out = np.empty(len(self.sizes))
+        parts = [(x[start:start + count * n].reshape(count, n), out[first:first + count])
+                 for first, count, start, n in self.runs]
+
+        def sums() -> list[float]:
+            for rows, into in parts:
+                np.add.reduce(rows, axis=1, out=into)
+            return out.tolist()
+        return sums
+
+    def dotter(self, x: np.ndarray, y: np.ndarray) -> Callable[[], list[float]]:
+        """A function giving `_dot` of each row of x with the same row of y: a run's vector
+        products are one matmul call, whose vector-vector case is the BLAS dot np.dot calls."""
+        if self.index is None:
+            return lambda: [_dot(x, y)]
+        if max(self.sizes) > _DOT_CHUNK:
+            bounds = np.cumsum([0, *self.sizes]).tolist()
+            return lambda: [_dot(x[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
+        out = np.empty(len(self.sizes))
+        parts = [(x[start:start + count * n].reshape(count, 1, n),
+                  y[start:start + count * n].reshape(count, n, 1),
+                  out[first:first + count].reshape(count, 1, 1))
+                 for first, count, start, n in self.runs]
+
+        def dots() -> list[float]:
+            for rows, columns, into in parts:
+                np.matmul(rows, columns, out=into)
+            return out.tolist()
+        return dots
 
     def sums(self, x: np.ndarray) -> list[float]:
         """np.add.reduce of each row."""
-        if len(self.runs) == 1:
-            _, count, _, n = self.runs[0]
-            if count == 1:
-                return [float(np.add.reduce(x))]
-            return np.add.reduce(x.reshape(count, n), axis=1).tolist()
-        out: list[float] = []
-        for _, count, start, n in self.runs:
-            out += np.add.reduce(x[start:start + count * n].reshape(count, n), axis=1).tolist()
-        return out
+        return self.summer(x)()
 
     def dots(self, x: np.ndarray, y: np.ndarray) -> list[float]:
-        """`_dot` of each row of x with the same row of y: a run's vector products are one
-        matmul call, whose vector-vector case is the BLAS dot np.dot calls."""
-        if len(self.sizes) == 1:
-            return [_dot(x, y)]
-        out: list[float] = []
-        for _, count, start, n in self.runs:
-            xs, ys = x[start:start + count * n], y[start:start + count * n]
-            if count == 1 or n > _DOT_CHUNK:
-                out += [_dot(xs[i * n:(i + 1) * n], ys[i * n:(i + 1) * n])
-                        for i in range(count)]
-            else:
-                out += np.matmul(xs.reshape(count, 1, n), ys.reshape(count, n, 1)
-                                 ).ravel().tolist()
-        return out
+        """`_dot` of each row of x with the same row of y."""
+        return self.dotter(x, y)()
 
     def spread(self, values: list[float]) -> np.ndarray | float:
         """One value per row, repeated on the row's steps (a float for one row)."""
-        if len(self.sizes) == 1:
+        if self.index is None:
             return values[0]
-        return np.repeat(values, self.sizes)
+        return np.array(values)[self.index]
 
 
 def share_at(rho: float | np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -585,7 +601,7 @@ def mle_rate_ratio(k_c: np.ndarray, total: np.ndarray, w: np.ndarray) -> float:
     """
     w = np.asarray(w, float)
     return _mle_rate_ratios(np.asarray(k_c, float), np.asarray(total, float), w,
-                            _Runs.of([w.size]))[0]
+                            _Runs([w.size]))[0]
 
 
 def _newton(x: float, low: float, high: float) -> Generator[float, tuple[float, float], float]:
@@ -640,8 +656,9 @@ def _mle_rate_ratios(k_c: np.ndarray, total: np.ndarray, w: np.ndarray,
     weight = total + runs.spread([1.0 / n for n in runs.sizes])
     v = 1.0 - w
     shares, scratch = np.empty(w.shape), np.empty(w.shape)
+    expected_of, slope_of = runs.summer(scratch), runs.dotter(scratch, shares)
 
-    one = len(runs.sizes) == 1
+    one = runs.index is None
 
     def scores(log_rho: list[float]) -> list[tuple[float, float]]:
         """(score, its derivative) of each row at its log ρ."""
@@ -650,11 +667,10 @@ def _mle_rate_ratios(k_c: np.ndarray, total: np.ndarray, w: np.ndarray,
         np.add(shares, v, out=scratch)
         np.divide(shares, scratch, out=shares)
         np.multiply(weight, shares, out=scratch)
-        if one:
+        if one:  # `expected_of` and `slope_of` of one row, without their lists
             expected = float(np.add.reduce(scratch))
             return [(observed[0] - expected, _dot(scratch, shares) - expected)]
-        expected = runs.sums(scratch)
-        return [(o - e, d - e) for o, e, d in zip(observed, expected, runs.dots(scratch, shares),
+        return [(o - e, d - e) for o, e, d in zip(observed, expected_of(), slope_of(),
                                                    strict=True)]
 
     low, high = -20.0, 20.0
@@ -717,7 +733,7 @@ def step_dispersion(k_c: np.ndarray, k_s: np.ndarray, w: np.ndarray,
     if total is None:  # k_c + k_s, when the caller has not summed them already
         total = k_c + k_s
     w = np.asarray(w, float)
-    return _step_dispersions(k_c, np.asarray(total, float), w, _Runs.of([w.size]),
+    return _step_dispersions(k_c, np.asarray(total, float), w, _Runs([w.size]),
                              ((prior, prior_steps),))
 
 
