@@ -397,7 +397,12 @@ def rate_ratio_log_evidence_paths(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.
         return np.zeros((r, m))
     priors = ([(DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS)] * r if dispersion_priors is None
               else list(dispersion_priors))
-    terms = _rows_terms(rows, rho0, worse, scale, priors)
+    return _paths(rows, _rows_terms(rows, rho0, worse, scale, priors))
+
+
+def _paths(rows: _Rows, terms: _RowsTerms) -> np.ndarray:
+    """The rows' log M after each step (`rate_ratio_log_evidence_paths`), from their terms."""
+    r, m = rows.use.shape
     if m <= _FIRST:
         c = _running_rows(terms.w, terms.v, terms.a, terms.b, terms.theta, terms.rho1,
                           terms.log_prior)
@@ -469,8 +474,7 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     if not rows.counting[0]:
         return np.zeros(size), 0.0 if passing else None
     fail = _rows_terms(rows, rho0, True, scale, (dispersion_prior,))
-    one = fail.row(0)
-    path = _spread(one, _band_path(one), size)
+    path = _paths(rows, fail)[0]
     if not passing:
         return path, None
     terms = _rows_terms(rows, rho0, False, scale, (dispersion_prior,), fail.phi)
@@ -576,11 +580,11 @@ class _Runs:
 
     def sums(self, x: np.ndarray) -> list[float]:
         """np.add.reduce of each row."""
-        return self.summer(x)()
+        return [float(np.add.reduce(x))] if self.index is None else self.summer(x)()
 
     def dots(self, x: np.ndarray, y: np.ndarray) -> list[float]:
         """`_dot` of each row of x with the same row of y."""
-        return self.dotter(x, y)()
+        return [_dot(x, y)] if self.index is None else self.dotter(x, y)()
 
     def spread(self, values: list[float]) -> np.ndarray | float:
         """One value per row, repeated on the row's steps (a float for one row)."""
