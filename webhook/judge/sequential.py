@@ -532,6 +532,10 @@ class _Runs:
     def __init__(self, sizes: list[int]) -> None:
         self.sizes = sizes  # steps per row
         self.runs: list[tuple[int, int, int, int]] = []  # (first row, rows, start, length)
+        self.index: np.ndarray | None = None  # each step's row, for several rows
+        if len(sizes) == 1:
+            self.runs.append((0, 1, 0, sizes[0]))
+            return
         start = 0
         for i, n in enumerate(sizes):
             if self.runs and self.runs[-1][3] == n:
@@ -540,8 +544,7 @@ class _Runs:
             else:
                 self.runs.append((i, 1, start, n))
             start += n
-        # each step's row, to spread one value per row over its steps
-        self.index = None if len(sizes) == 1 else np.repeat(np.arange(len(sizes)), sizes)
+        self.index = np.repeat(np.arange(len(sizes)), sizes)
 
     def summer(self, x: np.ndarray) -> Callable[[], list[float]]:
         """A function giving np.add.reduce of each row of x's current contents: the views
@@ -660,9 +663,9 @@ def _mle_rate_ratios(k_c: np.ndarray, total: np.ndarray, w: np.ndarray,
     weight = total + runs.spread([1.0 / n for n in runs.sizes])
     v = 1.0 - w
     shares, scratch = np.empty(w.shape), np.empty(w.shape)
-    expected_of, slope_of = runs.summer(scratch), runs.dotter(scratch, shares)
-
     one = runs.index is None
+    if not one:
+        expected_of, slope_of = runs.summer(scratch), runs.dotter(scratch, shares)
 
     def scores(log_rho: list[float]) -> list[tuple[float, float]]:
         """(score, its derivative) of each row at its log ρ."""
