@@ -657,7 +657,7 @@ def judge_quantiles(names: Sequence[str], canary: Histogram, stable: Histogram,
     in sequential mode the tail exceedances of all of them are counted in one pass and their
     martingales computed in one call (`_QuantileEvidence`), the same numbers one quantile at a
     time would give."""
-    shared = _QuantileEvidence(qs)
+    shared = _QuantileEvidence(qs, stacked=True)
     return [judge_quantile(name, canary, stable, q, **options, evidence_paths=shared)
             for name, q in zip(names, qs, strict=True)]
 
@@ -668,18 +668,27 @@ class _QuantileEvidence:
     tail exceedances for both anchors (`tail_exceedances_anchored`) and computes all their
     martingales in one `sequential.rate_ratio_log_evidence_paths` call (two quantiles × two
     anchors: on a short window numpy's per-call overhead is the cost, paid once instead of
-    four times). Each call answers (the stable-anchored counts, the evidence path)."""
+    four times). Each call answers (the stable-anchored counts, the evidence path).
 
-    def __init__(self, qs: Sequence[float]) -> None:
+    `stacked` counts both anchors in one stacked pass (`tail_exceedances_anchored`), else one
+    after the other (`tail_exceedances_of`), the same numbers: stacking pays on a histogram's
+    usual short window, not on one quantile of thousands of steps, where the stacked arrays
+    outgrow the caches."""
+
+    def __init__(self, qs: Sequence[float], stacked: bool = False) -> None:
         self._qs = tuple(qs)
+        self._stacked = stacked
         self._done: dict[bool, dict[float, tuple[tuple[np.ndarray, ...], np.ndarray]]] = {}
 
     def __call__(self, canary: Histogram, stable: Histogram, q: float, rel: float,
                  abs_: float, slower: bool, min_tail: float, history: Histogram | None
                  ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         if slower not in self._done:
-            both = tail_exceedances_anchored(canary, stable, self._qs, rel, abs_, slower,
-                                             min_tail, history)
+            both = (tail_exceedances_anchored(canary, stable, self._qs, rel, abs_, slower,
+                                              min_tail, history) if self._stacked else
+                    {anchor: tail_exceedances_of(canary, stable, self._qs, rel, abs_, slower,
+                                                 min_tail, history, anchor)
+                     for anchor in ("stable", "canary")})
             # the stable-anchored rows first, then the canary-anchored ones: the canary's
             # anchor often has no threshold in the first steps, and rows with as many
             # counting steps side by side share the sums of the dispersion's solve

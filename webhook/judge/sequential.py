@@ -114,12 +114,9 @@ def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.n
     rows = _Rows.of(bad_c, n_c, bad_s, n_s)
     if not rows.counting[0]:
         return None
-    full = None
-    if phi is not None:
-        full = phi.reshape(1, -1) if rows.every else np.ones(rows.use.shape)
-        if not rows.every:
-            full[rows.use] = phi
-    return _rows_terms(rows, rho0, worse, scale, (dispersion_prior,), full).row(0)
+    terms = _rows_terms(rows.compact(0), rho0, worse, scale, (dispersion_prior,),
+                        None if phi is None else phi.reshape(1, -1)).row(0)
+    return terms._replace(use=rows.use[0])
 
 
 class _Rows(NamedTuple):
@@ -151,6 +148,19 @@ class _Rows(NamedTuple):
             return cls(bad_c, n_c, bad_s, n_s, k, use, [m] * r, True)
         return cls(bad_c, n_c, bad_s, n_s, k, use, np.count_nonzero(use, axis=1).tolist(), False)
 
+    def compact(self, i: int) -> _Rows:
+        """Row i on its counting steps alone (one row whose every step counts): a long
+        window's row is cheaper computed on them than on all steps."""
+        if self.every:
+            return self if len(self.counting) == 1 else self._replace(
+                bad_c=self.bad_c[i:i + 1], n_c=self.n_c[i:i + 1], bad_s=self.bad_s[i:i + 1],
+                n_s=self.n_s[i:i + 1], k=self.k[i:i + 1], use=self.use[i:i + 1],
+                counting=[self.counting[i]])
+        at = self.use[i].nonzero()[0]
+        return _Rows(*(x[i].take(at).reshape(1, -1) for x in (self.bad_c, self.n_c, self.bad_s,
+                                                              self.n_s, self.k)),
+                     np.ones((1, at.size), bool), [int(at.size)], True)
+
 
 class _RowsTerms(NamedTuple):
     """`_Terms` of several rows on all their steps (rows × steps): steps that do not count
@@ -174,8 +184,10 @@ class _RowsTerms(NamedTuple):
         if self.every or use.all():
             return _Terms(use, self.theta, self.rho1, self.w[i], self.v[i], self.a[i],
                           self.b[i], self.log_prior, self.phi[i])
-        return _Terms(use, self.theta, self.rho1, self.w[i, use], self.v[i, use],
-                      self.a[i, use], self.b[i, use], self.log_prior, self.phi[i, use])
+        at = use.nonzero()[0]  # found once, not once per array as a mask would
+        return _Terms(use, self.theta, self.rho1, self.w[i].take(at), self.v[i].take(at),
+                      self.a[i].take(at), self.b[i].take(at), self.log_prior,
+                      self.phi[i].take(at))
 
 
 def _rows_terms(rows: _Rows, rho0: float, worse: bool, scale: float,
@@ -347,13 +359,18 @@ def _band_path(t: _Terms) -> np.ndarray:
     return values
 
 
-def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
-    """The counting steps' values on the window's steps: steps without events repeat the
-    previous value (0 before the first)."""
-    if values.size == size:  # every step counted
+def _spread_on(use: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The counting steps' values (`use`) on the window's steps: steps without events repeat
+    the previous value (0 before the first)."""
+    if values.size == use.size:  # every step counted
         return values
-    index = t.use.cumsum() - 1  # the last counting step at or before each step, or -1
+    index = use.cumsum() - 1  # the last counting step at or before each step, or -1
     return np.where(index >= 0, values[np.maximum(index, 0)], 0.0)
+
+
+def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
+    """`_spread_on` of the steps `t` counts (a window of `size` steps)."""
+    return _spread_on(t.use, values)
 
 
 def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
@@ -397,7 +414,14 @@ def rate_ratio_log_evidence_paths(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.
         return np.zeros((r, m))
     priors = ([(DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS)] * r if dispersion_priors is None
               else list(dispersion_priors))
-    return _paths(rows, _rows_terms(rows, rho0, worse, scale, priors))
+    if m <= _FIRST:
+        return _paths(rows, _rows_terms(rows, rho0, worse, scale, priors))
+    out = np.zeros((r, m))
+    for i in (i for i, n in enumerate(rows.counting) if n):
+        one = rows.compact(i)
+        out[i] = _spread_on(rows.use[i], _paths(one, _rows_terms(one, rho0, worse, scale,
+                                                                  priors[i:i + 1]))[0])
+    return out
 
 
 def _paths(rows: _Rows, terms: _RowsTerms) -> np.ndarray:
@@ -412,8 +436,7 @@ def _paths(rows: _Rows, terms: _RowsTerms) -> np.ndarray:
         return values
     out = np.zeros((r, m))
     for i in (i for i, n in enumerate(rows.counting) if n):
-        t = terms.row(i)
-        out[i] = _spread(t, _band_path(t), m)
+        out[i] = _spread_on(rows.use[i], _band_path(terms.row(i)))
     return out
 
 
@@ -470,11 +493,12 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
     `passing=False` leaves the second out (None): the judge already knows the answer it
     would only have confirmed, and it costs as much as the first."""
     rows = _Rows.of(bad_c, n_c, bad_s, n_s)
-    size = rows.use.shape[1]
+    use = rows.use[0]
     if not rows.counting[0]:
-        return np.zeros(size), 0.0 if passing else None
+        return np.zeros(use.size), 0.0 if passing else None
+    rows = rows.compact(0)
     fail = _rows_terms(rows, rho0, True, scale, (dispersion_prior,))
-    path = _paths(rows, fail)[0]
+    path = _spread_on(use, _paths(rows, fail)[0])
     if not passing:
         return path, None
     terms = _rows_terms(rows, rho0, False, scale, (dispersion_prior,), fail.phi)
