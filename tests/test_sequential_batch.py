@@ -31,7 +31,7 @@ def _alone(bad_c, n_c, bad_s, n_s, rho0, worse, scale, prior):
     terms = seq._step_terms(bad_c, n_c, bad_s, n_s, rho0, worse, scale, prior)
     if terms is None:
         return np.zeros(np.asarray(bad_c).size)
-    return seq._spread(terms, seq._band_path(terms), np.asarray(bad_c).size)
+    return seq._spread(terms.use, seq._band_path(terms))
 
 
 def _same_bits(got: np.ndarray, want: np.ndarray) -> bool:

@@ -359,18 +359,13 @@ def _band_path(t: _Terms) -> np.ndarray:
     return values
 
 
-def _spread_on(use: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _spread(use: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The counting steps' values (`use`) on the window's steps: steps without events repeat
     the previous value (0 before the first)."""
     if values.size == use.size:  # every step counted
         return values
     index = use.cumsum() - 1  # the last counting step at or before each step, or -1
     return np.where(index >= 0, values[np.maximum(index, 0)], 0.0)
-
-
-def _spread(t: _Terms, values: np.ndarray, size: int) -> np.ndarray:
-    """`_spread_on` of the steps `t` counts (a window of `size` steps)."""
-    return _spread_on(t.use, values)
 
 
 def rate_ratio_log_evidence_path(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray,
@@ -419,7 +414,7 @@ def rate_ratio_log_evidence_paths(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.
     out = np.zeros((r, m))
     for i in (i for i, n in enumerate(rows.counting) if n):
         one = rows.compact(i)
-        out[i] = _spread_on(rows.use[i], _paths(one, _rows_terms(one, rho0, worse, scale,
+        out[i] = _spread(rows.use[i], _paths(one, _rows_terms(one, rho0, worse, scale,
                                                                   priors[i:i + 1]))[0])
     return out
 
@@ -436,7 +431,7 @@ def _paths(rows: _Rows, terms: _RowsTerms) -> np.ndarray:
         return values
     out = np.zeros((r, m))
     for i in (i for i, n in enumerate(rows.counting) if n):
-        out[i] = _spread_on(rows.use[i], _band_path(terms.row(i)))
+        out[i] = _spread(rows.use[i], _band_path(terms.row(i)))
     return out
 
 
@@ -498,7 +493,7 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
         return np.zeros(use.size), 0.0 if passing else None
     rows = rows.compact(0)
     fail = _rows_terms(rows, rho0, True, scale, (dispersion_prior,))
-    path = _spread_on(use, _paths(rows, fail)[0])
+    path = _spread(use, _paths(rows, fail)[0])
     if not passing:
         return path, None
     terms = _rows_terms(rows, rho0, False, scale, (dispersion_prior,), fail.phi)
