@@ -104,18 +104,15 @@ def _log_prior(scale: float) -> np.ndarray:
 
 def _step_terms(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.ndarray, n_s: np.ndarray,
                 rho0: float, worse: bool, scale: float,
-                dispersion_prior: tuple[float, float],
-                phi: np.ndarray | None = None) -> _Terms | None:
+                dispersion_prior: tuple[float, float]) -> _Terms | None:
     """The counting steps' per-step inputs of `_terms_at`; None when no step counts.
-    `phi` is `step_dispersion` of the same steps when the caller already has it.
 
     One row of `_rows_terms` (one implementation of the formulas), its counting steps
     taken out."""
     rows = _Rows.of(bad_c, n_c, bad_s, n_s)
     if not rows.counting[0]:
         return None
-    terms = _rows_terms(rows.compact(0), rho0, worse, scale, (dispersion_prior,),
-                        None if phi is None else phi.reshape(1, -1)).row(0)
+    terms = _rows_terms(rows.compact(0), rho0, worse, scale, (dispersion_prior,)).row(0)
     return terms._replace(use=rows.use[0])
 
 
@@ -602,11 +599,11 @@ class _Runs:
 
     def sums(self, x: np.ndarray) -> list[float]:
         """np.add.reduce of each row."""
-        return [float(np.add.reduce(x))] if self.index is None else self.summer(x)()
+        return self.summer(x)()
 
     def dots(self, x: np.ndarray, y: np.ndarray) -> list[float]:
         """`_dot` of each row of x with the same row of y."""
-        return [_dot(x, y)] if self.index is None else self.dotter(x, y)()
+        return self.dotter(x, y)()
 
     def spread(self, values: list[float]) -> np.ndarray | float:
         """One value per row, repeated on the row's steps (a float for one row)."""
