@@ -40,6 +40,22 @@ metrics:
     critical: true
 """
 
+# Zero events only vouch for a canary with the traffic to show it: a request count no real
+# window has (1e15 and more, or finite steps whose sum overflows) is a broken series.
+VOUCHED = """
+name: vouched
+description: zero-tolerance events that need traffic to pass
+defaults: {mode: fixed}
+metrics:
+  - name: adverse_events
+    kind: events
+    query: sum(last_over_time(test:adverse:increase1m{ {{selector}} }[{{step}}]))
+    total: sum(last_over_time(test:requests:increase1m{ {{selector}} }[{{step}}]))
+    min_total: 200
+    critical: true
+"""
+TRAFFIC = {"t-plain": 1200.0, "t-implausible": 1e15, "t-overflowing": 1e307}
+
 
 def _const(value: float):
     return lambda ts: np.full(ts.size, value)
@@ -66,9 +82,12 @@ def corrupt(tmp_path_factory, lab):
                                  "gauge", _const(value)))
         extra += _recorded(f"r-{name}", value, 1200, 0)  # corrupt bad events, 3x otherwise
         extra += _recorded(f"e-{name}", 12, 1200, value)  # corrupt adverse events
+    for name, requests in TRAFFIC.items():
+        extra += _recorded(name, 0, requests, 0)  # no adverse events, on this traffic
     text = render_openmetrics(sides, lab.anchor - 3600, lab.anchor, seed=3, extra=extra)
     config_dir = tmp_path_factory.mktemp("configs")
     (config_dir / "recorded.yaml").write_text(RECORDED)
+    (config_dir / "vouched.yaml").write_text(VOUCHED)
     with PrometheusLab() as prom:
         prom.plant(text)
         url = prom.start()
@@ -132,6 +151,19 @@ def test_corrupt_zero_tolerance_events_are_inconclusive(corrupt, lab, bad, shown
     check = _check(body, "adverse_events")
     assert check["verdict"] == "inconclusive" and check["critical"]
     assert f"canary's event count series is corrupt ({shown}" in check["reason"]
+
+
+@pytest.mark.parametrize("canary", ["t-implausible", "t-overflowing"])
+def test_no_events_on_an_implausible_request_count_is_inconclusive(corrupt, lab, canary):
+    """40 steps of 1e307 requests each are finite samples whose sum overflows to +Inf: that
+    once passed as "traffic enough", where the ratio and histogram judges call such counts
+    corrupt. The same canary on plausible traffic passes."""
+    assert _analyze(corrupt, lab, "t-plain", "vouched")["verdict"] == "pass"
+    body = _analyze(corrupt, lab, canary, "vouched")
+    assert body["verdict"] == "inconclusive" and not body["pass"]
+    check = _check(body, "adverse_events")
+    assert check["verdict"] == "inconclusive"
+    assert "request count is implausibly large" in check["reason"]
 
 
 def test_corrupt_data_never_fires_or_passes_flagger_hooks(corrupt, lab):

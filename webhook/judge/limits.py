@@ -11,7 +11,7 @@ import numpy as np
 
 from webhook.judge.corrupt import corrupt_reason, first_corrupt
 from webhook.judge.ratio import _clean_steps, wilson_interval
-from webhook.judge.sequential import proportion_cs
+from webhook.judge.sequential import MAX_COUNT, proportion_cs
 from webhook.judge.tails import norm_isf
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
@@ -137,7 +137,8 @@ def judge_events(
                                canary=Summary(0.0, None), stable=Summary(0.0, None),
                                critical=critical, weight=weight, allowed=float(allowed))
     # Finite counts whose sum is beyond float's range make an infinite count: more events than
-    # allowed (fail), or traffic enough; that overflow is expected and needs no warning.
+    # allowed (fail), or a request count no real window has (inconclusive, below); that
+    # overflow is expected and needs no warning.
     with np.errstate(over="ignore"):
         count = float(np.nansum(np.clip(np.where(np.isfinite(events), events, 0.0), 0, None)))
         # increase() extrapolates: 0.9 of an event is one event seen between two scrapes.
@@ -160,6 +161,14 @@ def judge_events(
         return CheckResult(verdict="fail", reason=(
             f"{name}: {count:.0f} on the canary, more than the {fmt_count(allowed)} allowed"),
             **base)
+    if served is not None and not served < MAX_COUNT:
+        # no real window serves 1e15 requests (sequential.MAX_COUNT): a total that large, or
+        # finite steps summing beyond float's range, is a broken series, and "no events on
+        # enough traffic" cannot rest on it (the ratio and histogram judges say the same)
+        return CheckResult(verdict="inconclusive", reason=(
+            f"{name}: none so far, but the canary's request count is implausibly large "
+            "(1e15 or more: an overflowing or corrupt series), so it cannot vouch for the "
+            "canary"), **base)
     if served is not None and served < min_total:
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: none so far, but the canary has served {fmt_count(served)} of the "
