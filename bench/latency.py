@@ -29,6 +29,11 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
 - idle (only when named in `--only`): upstream requests per poll of 4 rollouts polled in turn
   through one kept-alive connection, idle 7 s between rounds, with the judge's keep-alive and
   with 5 s.
+- flagger: 4 rollouts polled in turn, each poll on a new connection as Flagger's webhook client
+  makes one per call, so it lands on whichever worker accepts it: samples read from Prometheus
+  and from the step cache per repeated poll (the judge's own
+  `canary_judge_step_cache_samples_total`), upstream requests and p50 per poll, with the
+  workers' shared cache and with it off (`CANARY_JUDGE_SHARED_CACHE_MB=0`: each worker's own).
 - judges: CPU time of the sequential `ratio` and `quantile` judges on 1,375 … 11,000 steps.
 """
 
@@ -200,12 +205,16 @@ class Caller:
         return r.status, r.data
 
 
-def upstream_requests(judge: str) -> float:
-    """HTTP requests the served judge has sent its metrics source so far (all workers: its
-    /metrics aggregates them), from its own counter."""
+def judge_counter(judge: str, prefix: str) -> float:
+    """The sum of the served judge's counter samples whose line starts with `prefix` (a name,
+    optionally with labels), over all workers: its /metrics aggregates them."""
     text = requests.get(judge + "/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("canary_judge_upstream_queries_total"))
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def upstream_requests(judge: str) -> float:
+    """HTTP requests the served judge has sent its metrics source so far."""
+    return judge_counter(judge, "canary_judge_upstream_queries_total")
 
 
 def single(prom: str, judge: str, runs: int) -> dict:
@@ -457,6 +466,59 @@ def idle(prom: str, rounds: int, workers: int | None, threads: int | None) -> di
     return out
 
 
+# `flagger`: Flagger's webhook client is built anew for each call (a new connection each time).
+FLAGGER_ROLLOUTS = 4
+CACHE_SAMPLES = "canary_judge_step_cache_samples_total"
+
+
+def flagger(prom: str, rounds: int, workers: int | None, threads: int | None) -> dict:
+    """Per repeated poll, when every poll comes on a new connection (Flagger's way): samples
+    read from Prometheus and served from the step cache, upstream requests, and the poll's
+    p50, with the workers' shared cache and with each worker's own alone.
+
+    A new connection goes to whichever worker accepts it, so without sharing about (W − 1)/W of
+    the polls meet a worker that has not seen the rollout, or saw it several polls ago, and
+    reread its window and history. Rounds follow each other without a pause: the polls of a
+    round come faster than Flagger's, which makes a step settle between a worker's polls less
+    often and so favours the workers' own caches, not the shared one."""
+    out: dict = {"rollouts": FLAGGER_ROLLOUTS, "rounds": rounds}
+    bodies = [body(fresh_hash(10 + i)) for i in range(FLAGGER_ROLLOUTS)]
+    for name, env in (("shared_cache", None),
+                      ("per_worker_cache", {"CANARY_JUDGE_SHARED_CACHE_MB": "0"})):
+        with served_judge(prom, workers=workers, threads=threads, env=env) as judge:
+            parts = urllib3.util.parse_url(judge)
+            samples: dict[str, list[float]] = {"upstream": [], "cache": []}
+            sent: list[float] = []
+            latency: list[float] = []
+            for round_ in range(rounds + 1):
+                for request_body in bodies:
+                    before = {k: judge_counter(judge, f'{CACHE_SAMPLES}{{read_from="{k}"}}')
+                              for k in samples}
+                    requested = upstream_requests(judge)
+                    pool = urllib3.HTTPConnectionPool(parts.host, parts.port, maxsize=1,
+                                                      timeout=urllib3.Timeout(10))
+                    began = time.perf_counter()
+                    r = pool.request("POST", "/v1/analyze",
+                                     body=json.dumps(request_body).encode(),
+                                     headers={"Content-Type": "application/json"})
+                    took = time.perf_counter() - began
+                    pool.close()
+                    if r.status != 200:
+                        raise RuntimeError(r.data[:200].decode(errors="replace"))
+                    if round_:  # the first round is the rollouts' first poll on the pod
+                        latency.append(took)
+                        sent.append(upstream_requests(judge) - requested)
+                        for k in samples:
+                            samples[k].append(judge_counter(
+                                judge, f'{CACHE_SAMPLES}{{read_from="{k}"}}') - before[k])
+        out[name] = {"samples_upstream_per_poll": round(statistics.fmean(samples["upstream"]),
+                                                        1),
+                     "samples_cached_per_poll": round(statistics.fmean(samples["cache"]), 1),
+                     "upstream_requests_per_poll": round(statistics.fmean(sent), 2),
+                     "p50_ms": summary(latency)["p50_ms"], "polls": len(latency)}
+    return out
+
+
 class Counting:
     """Counts the samples (series × steps) a source reads from Prometheus, the start query's
     apart."""
@@ -607,6 +669,18 @@ def table(report: dict) -> str:
                 + f"); uncached {per_poll('uncached')} | every query over the 3 h lookback: "
                 + f"cached {per_poll('whole_lookback_cached')}; uncached "
                 + f"{per_poll('whole_lookback_uncached')} | independent of the rollout's age |")
+    f = report["flagger"]
+    rows.append(f"| a new connection per poll (Flagger), {f['rollouts']} rollouts × "
+                f"{f['rounds']} repeated polls: samples read upstream / from the cache, "
+                f"upstream requests, p50 | workers' shared cache: "
+                f"{f['shared_cache']['samples_upstream_per_poll']:g} / "
+                f"{f['shared_cache']['samples_cached_per_poll']:g}, "
+                f"{f['shared_cache']['upstream_requests_per_poll']:g}, "
+                f"{f['shared_cache']['p50_ms']} ms | each worker's own: "
+                f"{f['per_worker_cache']['samples_upstream_per_poll']:g} / "
+                f"{f['per_worker_cache']['samples_cached_per_poll']:g}, "
+                f"{f['per_worker_cache']['upstream_requests_per_poll']:g}, "
+                f"{f['per_worker_cache']['p50_ms']} ms | per replica, not per worker |")
     j = report["judges"]
     top = str(max(int(x) for x in j["ratio"]))
     rows.append(f"| sequential judges on {top} steps (CPU) | ratio {j['ratio'][top]} ms, "
@@ -627,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="bench/results/latency.json")
-    parser.add_argument("--only", default="single,concurrent,soak,polls,judges",
+    parser.add_argument("--only", default="single,concurrent,soak,polls,flagger,judges",
                         help="comma-separated parts to run (the table needs all of them; "
                         "`idle`, ~2 min, runs only when named)")
     parser.add_argument("--table", metavar="REPORT", help="print the table of a report and exit")
@@ -664,6 +738,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["soak"] = soak(judge, args.soak)
         if "polls" in parts:
             report["polls"] = polls(prom, now, marks)
+        if "flagger" in parts:
+            report["flagger"] = flagger(prom, 1 if args.tiny else 10, args.workers,
+                                        args.threads)
         if "idle" in parts:  # not in the default set: ~2 minutes of waiting
             report["idle"] = idle(prom, 1 if args.tiny else 5, args.workers, args.threads)
     if "judges" in parts:
@@ -671,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    if parts >= {"single", "concurrent", "soak", "polls", "judges"}:
+    if parts >= {"single", "concurrent", "soak", "polls", "flagger", "judges"}:
         print(table(report))
     return 0
 

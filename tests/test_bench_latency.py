@@ -59,6 +59,14 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     assert polls["cached"]["poll_3"] * 5 < polls["cached"]["poll_1"]
     # a young rollout's poll reads its age and the stable's history, not the whole lookback
     assert polls["uncached"]["poll_1"] * 2 < polls["whole_lookback_uncached"]["poll_1"]
+    flagger = report["flagger"]  # a new connection per poll, shared cache on and off
+    for name in ("shared_cache", "per_worker_cache"):
+        part = flagger[name]
+        assert part["polls"] == flagger["rollouts"] * flagger["rounds"]
+        assert _number(part["p50_ms"]) and part["upstream_requests_per_poll"] >= 1
+        # every poll's answers hold the window's samples, read upstream or from a cache
+        assert part["samples_upstream_per_poll"] > 0
+        assert part["samples_upstream_per_poll"] + part["samples_cached_per_poll"] > 100
     judges = report["judges"]
     for name in ("ratio", "quantile"):
         assert set(judges[name]) == {"100", "200"}
@@ -67,4 +75,5 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     assert "| one analysis, sequential, no window" in run.stdout
     table = subprocess.run([sys.executable, "bench/latency.py", "--table", str(out)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
-    assert table.stdout.count("\n") >= 7 and "samples read per poll" in table.stdout
+    assert table.stdout.count("\n") >= 8 and "samples read per poll" in table.stdout
+    assert "a new connection per poll (Flagger)" in table.stdout
