@@ -209,6 +209,20 @@ def test_bad_promql_in_an_inline_metric_is_502_naming_metric_and_prometheus_erro
     assert "bad_data" in r.json["message"] and "parse error" in r.json["message"]
 
 
+@pytest.mark.parametrize("pin", ["@ start()", "@end()"])
+def test_an_inline_query_pinned_to_the_request_range_is_a_400_naming_it(client, lab, pin):
+    """`@ start()` resolves to each request's start, which is not the window's: the steps a
+    poll reads from the cache and those it reads anew would be pinned to different times."""
+    payload = body(lab, argo_hash("healthy"), metrics=[{
+        "name": "pinned", "kind": "ratio",
+        "bad": f'sum(increase(http_requests_total{{ {{{{selector}}}}, code=~"5.." }}[10m] {pin}))',
+        "total": "sum(increase(http_requests_total{ {{selector}} }[{{step}}]))"}])
+    r = client.post("/v1/analyze", json=payload)
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == "metrics.pinned"
+    assert f"`{pin}` resolves to the bounds of each request" in r.json["message"]
+
+
 def test_inline_queries_are_refused_when_disabled(lab):
     from webhook.app import create_app
     from webhook.settings import load_settings

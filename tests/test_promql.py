@@ -63,3 +63,13 @@ def test_vars_are_escaped_inside_quotes_and_must_be_names_outside():
     with pytest.raises(promql.PromQLError) as info:
         promql.render(template, {"metric": "up"}, raw)
     assert "vars.service" in str(info.value)
+
+
+def test_range_pins_are_found_outside_string_literals_and_comments():
+    assert promql.range_pin("rate(x{ {{selector}} }[5m] @ start())") == "@ start()"
+    assert promql.range_pin("max_over_time(x[1h] @end( ))") == "@end( )"
+    assert promql.range_pin('x{a="#"} @ start()') == "@ start()"
+    assert promql.range_pin("x # a comment\n@ end()") == "@ end()"
+    for fine in ('x{a="@ start()"}', "x # not @ start()\n+ 1", "rate(x[5m] @ 1700000000)",
+                 "rate(x[5m])"):
+        assert promql.range_pin(fine) is None, fine

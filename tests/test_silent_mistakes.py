@@ -128,6 +128,10 @@ metrics:
      "providers.istio.metrics"),
     (BAD_STEP.replace("{step: 1 minute}", "{}\nproviders: {istio: {metrics: {errors: "
                       "{tolerance: {relative: -1}}}}}"), "providers.istio"),
+    # pinned to each request's start, which the step cache moves from poll to poll
+    (BAD_STEP.replace("{step: 1 minute}", "{}").replace("sum(x{ {{selector}} })",
+                                                        "sum(x{ {{selector}} } @ start())"),
+     "metric errors: `@ start()` resolves to the bounds of each request"),
 ])
 def test_a_bad_config_field_is_reported_at_load_never_a_500(lab, tmp_path, text, field):
     (tmp_path / "http.yaml").write_text(text)

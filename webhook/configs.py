@@ -387,9 +387,8 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"metric names must be unique; repeated: {sorted(dupes)}")
         for metric in self.metrics:
             for template in metric.queries().values():
-                if _LANGUAGE.template_problem(template):
-                    raise ValueError(f"metric {metric.name}: every query must place "
-                                     "{{selector}} (the canary's or stable's matchers)")
+                if problem := _LANGUAGE.template_problem(template):
+                    raise ValueError(f"metric {metric.name}: {problem}")
         _check_renders(self)
         for provider, variant in self.providers.items():
             self._variants[provider] = _build_variant(self, provider, variant)

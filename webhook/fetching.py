@@ -24,8 +24,8 @@ it gets the old behaviour: the whole lookback, activity read off the fetched que
 Answers equal those read off the whole lookback (tests/test_fetching.py): every step is
 evaluated on its own, whatever the range's start. Two things differ by design: a series with no
 sample from the cut on (a pod or cohort gone before the stable's history) is not fetched, so it
-is no longer judged as an empty cohort; and a config query using `@ start()` would see the cut's
-start (no built-in config does).
+is no longer judged as an empty cohort. Queries using `@ start()` or `@ end()`, which would see
+the cut's bounds, are refused when a config loads and in a request (`promql.range_pin`).
 """
 
 from __future__ import annotations

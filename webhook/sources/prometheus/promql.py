@@ -186,6 +186,31 @@ def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
     return _PLACEHOLDER.sub(substitute, template)
 
 
+# `@ start()` / `@ end()`: evaluation pinned to the range query's own start or end.
+_RANGE_PIN = re.compile(r"@\s*(start|end)\s*\(\s*\)")
+
+
+def range_pin(template: str) -> str | None:
+    """The `@ start()` or `@ end()` a template uses outside string literals and comments, or
+    None. They resolve to the bounds of each range request, and the judge's requests are not
+    the window: a repeated poll reads only the steps it has not settled yet, and a sequential
+    one starts at the stable's history before the rollout. So every step's value would move
+    with the cache and the poll instead of being the step's own."""
+    quoted = _quoted_spans(template)
+
+    def in_literal(pos: int) -> bool:
+        return any(a < pos < b for a, b in quoted)
+
+    comments = [(at, len(template) if (end := template.find("\n", at)) < 0 else end)
+                for at in (i for i, ch in enumerate(template) if ch == "#")
+                if not in_literal(at)]
+    for match in _RANGE_PIN.finditer(template):
+        at = match.start()
+        if not in_literal(at) and not any(a <= at < b for a, b in comments):
+            return match.group(0)
+    return None
+
+
 def activity(parts: Sequence[tuple[str, bool]]) -> str:
     """`count(…)` of the parts' samples that show traffic: a count is present at a step iff
     some part has a sample there that is finite and (for a counter, `True`) above 0.

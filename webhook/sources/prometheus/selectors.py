@@ -52,7 +52,12 @@ class PromQL:
 
     def template_problem(self, template: str) -> str | None:
         if "selector" not in promql.placeholders(template):
-            return "every query must place {{selector}}"
+            return "every query must place {{selector}} (the canary's or stable's matchers)"
+        if pin := promql.range_pin(template):
+            return (f"`{pin}` resolves to the bounds of each request, not of the window (the "
+                    "judge reads only the steps it has not settled yet, and the stable's "
+                    "history before a rollout), so each step's value would move from poll to "
+                    "poll; write the query per step, or pin an absolute time (`@ 1700000000`)")
         return None
 
     def label_name_ok(self, name: str) -> bool:
