@@ -13,7 +13,7 @@ from scipy import special, stats
 
 from webhook.judge import histogram as hist
 from webhook.judge import tails
-from webhook.judge.corrupt import first_corrupt, first_corrupt_of
+from webhook.judge.corrupt import first_corrupt, first_corrupt_of, none_corrupt
 from webhook.judge.histogram import Histogram
 from webhook.kinds.base import KindContext, combined
 from webhook.lab import DEFAULT_BUCKETS
@@ -125,6 +125,41 @@ def test_first_corrupt_of_is_first_corrupt_series_by_series(seed):
             assert got is not None
             assert got[:2] == want[:2]
             assert got[2] == want[2] or (math.isnan(got[2]) and math.isnan(want[2]))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_none_corrupt_never_vouches_for_a_corrupt_count(seed):
+    """The shortcut before the mask per series: when it says "plain", no series of the
+    metric holds a corrupt count (`first_corrupt`), with or without `present` masks."""
+    rng = np.random.default_rng(900 + seed)
+    n, width = int(rng.integers(1, 6)), int(rng.choice([1, 3, 80]))
+    series, present = [], []
+    for _ in range(n):
+        v = rng.poisson(5, width).astype(float)
+        mask = rng.random(width) < 0.7 if rng.random() < 0.8 else None
+        if mask is not None:
+            v[~mask] = np.nan  # as the decoder leaves a step without a sample
+        for _ in range(int(rng.integers(0, 3))):
+            v[rng.integers(width)] = rng.choice([np.nan, np.inf, -np.inf, -1.0, -1e-12, 1e308])
+        series.append(v)
+        present.append(mask)
+    plain = none_corrupt(series, [], present)
+    corrupt = [first_corrupt(v, p) for v, p in zip(series, present, strict=True)]
+    if plain:
+        assert all(c is None for c in corrupt), (series, present)
+
+
+def test_a_sequential_windows_absent_canary_steps_take_the_shortcut():
+    """The canary has no samples before its first pod (NaN, `present` False): that is not
+    corrupt, and is told so without a mask per series; a NaN *sample* there is corrupt."""
+    values = np.r_[np.full(60, np.nan), np.full(20, 3.0)]
+    had = np.r_[np.zeros(60, bool), np.ones(20, bool)]
+    assert none_corrupt([values, values], [], [had, had])
+    broken = values.copy()
+    broken[70] = np.nan
+    assert not none_corrupt([values, broken], [], [had, had])
+    assert first_corrupt(broken, had)[0] == 70
+    assert not none_corrupt([values], [])  # without `present` a NaN cannot be told apart
 
 
 def reference_rows_quantile(rows, bounds, q):

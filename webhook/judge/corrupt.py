@@ -59,18 +59,24 @@ def plain_counts(values: np.ndarray) -> bool:
     return not (low < -NEGATIVE_SLACK or high == math.inf)
 
 
-def none_corrupt(counts: Sequence[np.ndarray], gauges: Sequence[np.ndarray]) -> bool:
-    """True when no sample of these series can be corrupt, whatever their `present` masks:
-    every count finite and ≥ −NEGATIVE_SLACK (a finite sum has no NaN and no ±Inf), every
-    gauge short of ±Inf. A few reductions over all of a metric's series at once instead of a
-    mask per series; False (`first_corrupt_of` decides) when unsure, e.g. with an absent
-    step's NaN or a sum that overflows."""
+def none_corrupt(counts: Sequence[np.ndarray], gauges: Sequence[np.ndarray],
+                 present: Sequence[np.ndarray | None] | None = None) -> bool:
+    """True when no sample of these series can be corrupt: every count ≥ −NEGATIVE_SLACK and
+    short of +Inf, and NaN only where `present` (one mask or None per count series, None: NaN
+    means no sample) says there was no sample; every gauge short of ±Inf. A few reductions over
+    all of a metric's series at once instead of a mask per series; False (`first_corrupt_of`
+    decides) when unsure, e.g. a NaN without `present`, or a value out of range at a step
+    without a sample.
+
+    A sequential window holds the canary's absent steps before its first pod (NaN): they are
+    told from a NaN sample by `present` here, not by the mask per series."""
     if counts:
         values = np.concatenate(counts)
         with np.errstate(over="ignore", invalid="ignore"):  # ±Inf, overflow: not plain
             total = np.add.reduce(values)
         if values.size and not (math.isfinite(total)
-                                and np.minimum.reduce(values) >= -NEGATIVE_SLACK):
+                                and np.minimum.reduce(values) >= -NEGATIVE_SLACK) and (
+                present is None or not _plain_with_gaps(values, counts, present)):
             return False
     if gauges:
         values = np.concatenate(gauges)
@@ -78,6 +84,22 @@ def none_corrupt(counts: Sequence[np.ndarray], gauges: Sequence[np.ndarray]) -> 
                                 and np.fmin.reduce(values) > -math.inf):
             return False
     return True
+
+
+def _plain_with_gaps(values: np.ndarray, counts: Sequence[np.ndarray],
+                     present: Sequence[np.ndarray | None]) -> bool:
+    """`none_corrupt`'s counts check when their sum is not finite: `values` (the counts laid
+    end to end) have no −Inf, +Inf or negative value at all (NaN aside: fmin and fmax skip
+    it), and every NaN is at a step without a sample."""
+    low, high = np.fmin.reduce(values), np.fmax.reduce(values)
+    if low < -NEGATIVE_SLACK or high == math.inf:  # NaN when all are NaN: neither
+        return False
+    gaps = np.isnan(values)
+    if not gaps.any():  # a finite sum of finite values that overflowed: first_corrupt_of says
+        return False
+    had = np.concatenate([np.zeros(c.shape, bool) if p is None else p
+                          for c, p in zip(counts, present, strict=True)])
+    return not np.logical_and(gaps, had).any()
 
 
 def _corrupt_mask(arr: np.ndarray, present: np.ndarray | None, counts: bool) -> np.ndarray:

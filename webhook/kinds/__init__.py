@@ -100,8 +100,12 @@ def _all_plain(read: list[tuple[str, str, Sequence[Series]]], begin: int) -> boo
     """`none_corrupt` on every series of `read` from step `begin` on, counts apart from
     gauges."""
     counts: list[np.ndarray] = []
+    present: list[np.ndarray | None] = []
     gauges: list[np.ndarray] = []
     for _, role, found in read:
-        (counts if role in COUNT_ROLES else gauges).extend(
-            [s.values for s in found] if not begin else [s.values[begin:] for s in found])
-    return none_corrupt(counts, gauges)
+        if role not in COUNT_ROLES:
+            gauges.extend(s.values[begin:] for s in found)
+            continue
+        counts.extend(s.values[begin:] for s in found)
+        present.extend(None if s.present is None else s.present[begin:] for s in found)
+    return none_corrupt(counts, gauges, present)
