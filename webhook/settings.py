@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated bearer tokens accepted on /v1/analyze; empty = open.",
     )
+    report_link_hours: float = Field(
+        72, ge=0, le=24 * 90, description="With api_tokens set, how long the `report` link "
+        "in an answer opens without the token (it is signed for that one report); 0: the link "
+        "needs the token like any analysis.")
     allow_inline_queries: bool = Field(
         False, description="Let callers send their own PromQL in `metrics` (off: configs only)."
     )

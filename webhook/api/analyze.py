@@ -21,11 +21,14 @@ from webhook.api.common import (
     bearer_ok,
     error_response,
     get_service,
+    report_link,
+    report_link_problem,
     unauthorized,
     validation_message,
 )
 from webhook.models import AnalysisRequest, parse_time
 from webhook.render import verdict_text
+from webhook.report import signing
 from webhook.report.page import report_html
 from webhook.report.query import report_url
 from webhook.sources import SourceError
@@ -85,12 +88,14 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     # the report pins the end as the answer prints it (to the microsecond); a whole second,
     # as every default window's end is, prints and parses back exactly
     end = result.end if float(result.end).is_integer() else parse_time(body["window"]["end"])
-    base = service.settings.public_url or ""
-    body["report"] = report_url(req, end, base)
+    settings = service.settings
+    base = settings.public_url or ""
+    body["report"] = report_link(report_url(req, end, base), req.config, settings)
     if wanted == "text":
         return Response(verdict_text(body), mimetype="text/plain")
     if wanted == "html":
-        links = {fmt: report_url(req, end, base, fmt) for fmt in ("json", "text")}
+        links = {fmt: report_link(report_url(req, end, base, fmt), req.config, settings)
+                 for fmt in ("json", "text")}
         response = Response(report_html(body, result.checks, links), mimetype="text/html")
         # Inline styles and SVG only: nothing may load or run, whatever a label value holds.
         response.headers["Content-Security-Policy"] = (
@@ -141,7 +146,7 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
     unknown = []
     for key in args:
         value = args.get(key)
-        if key == "format":
+        if key == "format" or key in signing.PARAMS:  # the signed link's proof, checked apart
             continue
         if key in ("canary", "stable"):
             data[key] = value
@@ -177,8 +182,14 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
 
 @bp.get("/v1/analyze/<config>")
 def analyze_get(config: str) -> Response:
-    if not bearer_ok(get_service().settings):
-        return unauthorized()
+    settings = get_service().settings
+    if not bearer_ok(settings):
+        # a report link opens without the token when it is signed for exactly this query
+        problem = report_link_problem(config, settings)
+        if problem is not None:
+            return unauthorized("" if problem == "no signature" else
+                                f"; as a report link: {problem} (every answer carries a "
+                                "fresh link)")
     try:
         req = request_from_query(config, request.args)
     except AnalysisRequestError as exc:

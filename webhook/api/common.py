@@ -1,5 +1,6 @@
-"""What every blueprint shares: the worker's `Service`, error bodies, validation messages and
-the bearer-token check. Blueprints import this module, never `webhook.app` (which imports them).
+"""What every blueprint shares: the worker's `Service`, error bodies, validation messages, the
+bearer-token check and the signed report links. Blueprints import this module, never
+`webhook.app` (which imports them).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from pydantic import ValidationError
 
+from webhook.report import signing
 from webhook.service import Service
 from webhook.settings import Settings
 
@@ -64,8 +66,24 @@ def bearer_ok(settings: Settings) -> bool:
                for t in settings.api_tokens)
 
 
-def unauthorized() -> Response:
+def unauthorized(why: str = "") -> Response:
     """401 for a missing or wrong token, with the challenge RFC 9110 requires of a 401."""
-    response = error_response(401, "missing or wrong bearer token", kind="unauthorized")
+    response = error_response(401, "missing or wrong bearer token" + why, kind="unauthorized")
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def _link_key(settings: Settings) -> bytes | None:
+    return signing.link_key(signing.tokens_of(settings.api_tokens))
+
+
+def report_link(url: str, config: str, settings: Settings) -> str:
+    """A report link as answers carry it: signed to open without the token when tokens are
+    set (`webhook.report.signing`)."""
+    return signing.sign(url, config, _link_key(settings), settings.report_link_hours)
+
+
+def report_link_problem(config: str, settings: Settings) -> str | None:
+    """Why this GET is not a signed report link that may open without the token, or None."""
+    return signing.check(config, request.environ.get("QUERY_STRING", ""), _link_key(settings),
+                         settings.report_link_hours)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
 from webhook.api.body import BodyError, read_json_object
-from webhook.api.common import get_service, validation_message
+from webhook.api.common import get_service, report_link, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
@@ -212,7 +212,7 @@ def flagger_hook(hook: str) -> Response:
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
         return _text(exc.status, hook, exc.message)
-    report = report_url(req, result.end,
-                        service.settings.public_url or "")
+    report = report_link(report_url(req, result.end, service.settings.public_url or ""),
+                         req.config, service.settings)
     status, line = _decide(hook, result, meta, report)
     return _text(status, hook, line)

@@ -146,7 +146,10 @@ def openapi_document() -> dict[str, Any]:
             ("revision", "The canary revision an approval must name"),
             ("metrics", "Per-metric overrides as JSON, as in the POST body"),
             ("format", "text for a plain-text table, html for the report page with a "
-                       "chart per check, json (default)"))]
+                       "chart per check, json (default)"),
+            ("expires", "A report link's expiry (unix seconds), signed with it"),
+            ("sig", "A report link's signature, its last parameter: with API tokens set, "
+                    "the answer's `report` link opens without the token until it expires"))]
     hook_types = ["confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
                   "confirm-promotion", "rollback", "post-rollout", "event"]
     return {
