@@ -8,7 +8,8 @@ judges only read from the stable's `HISTORY_STEPS` steps before the judged start
    canary-side query that measures traffic (`canary_activity`'s definition) into a single
    series, present at the steps with traffic; `rollout_start` reads the start off it;
 2. the analysis' queries are then fetched only from `keep_from` steps into the window on;
-3. the start found is remembered per question (`StartCache`, bounded, per process). A repeated
+3. the start found is remembered per question (`StartCache`, bounded, per process, and under
+   gunicorn shared with the pod's other workers through `shared_steps`). A repeated
    poll fetches the window's queries as the remembered start has them, in one round trip, and
    reads the start off their canary data: that is the start query's answer whenever more than
    `max_gap` quiet steps precede the start inside the fetched part (`settled_start`), so traffic
@@ -61,6 +62,7 @@ from webhook.sources.base import (
     QueryResult,
     RangeQuery,
 )
+from webhook.sources.shared_steps import REJECTED, SharedSteps
 
 START_METRIC = "rollout start"  # how the start query is named in errors and counted by benches
 
@@ -80,45 +82,74 @@ class Fetched:
         return self.window.points
 
 
-_REJECTED = "rejected"  # the source refused this start query: don't send it again
+_REJECTED = REJECTED  # the source refused this start query: don't send it again
 
 
 class StartCache:
     """The last rollout start found per start query (its text and step), least recently used
     evicted past `size`: a guess that saves a round trip, checked against every poll's data.
     A start query the source rejected is remembered too, so that a backend speaking a PromQL
-    subset costs one wasted round trip per question and process, not one per poll."""
+    subset costs one wasted round trip per question and process, not one per poll.
 
-    def __init__(self, size: int = 4096) -> None:
+    With `shared` (the pod's store, `share`), a question this process has not seen is looked
+    up there before it costs the start query over the whole lookback, and every start found
+    (or rejection) is left there for the pod's other workers. A start read there is only a
+    guess like one's own: each poll checks it against its data."""
+
+    def __init__(self, size: int = 4096, shared: SharedSteps | None = None) -> None:
         self.size = size
+        self.shared = shared
         self._entries: OrderedDict[tuple[str, float], float | str | None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def share(self, shared: SharedSteps | None) -> None:
+        """Share through `shared` from now on (None: keep to this process)."""
+        self.shared = shared
+
+    def _known(self, query: RangeQuery) -> tuple[bool, float | str | None]:
+        """This process' value for the query, else the pod's (then kept here too)."""
+        key = (query.expr, query.step)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return True, self._entries[key]
+        shared = self.shared
+        if shared is None:
+            return False, None
+        found, value = shared.read_start(key)
+        if found:
+            self._keep(key, value)
+        return found, value
+
     def get(self, query: RangeQuery) -> tuple[bool, float | None]:
         """Whether a start is known for this query, and its time (None: no traffic seen)."""
-        with self._lock:
-            key = (query.expr, query.step)
-            value = self._entries.get(key, _REJECTED)
-            if key not in self._entries or isinstance(value, str):
-                return False, None
-            self._entries.move_to_end(key)
-            return True, value
+        found, value = self._known(query)
+        if not found or isinstance(value, str):
+            return False, None
+        return True, value
 
     def rejected(self, query: RangeQuery) -> bool:
         """Whether the source refused this start query before."""
-        with self._lock:
-            return self._entries.get((query.expr, query.step)) == _REJECTED
+        found, value = self._known(query)
+        return found and value == _REJECTED
 
     def put(self, query: RangeQuery, begun_at: float | str | None) -> None:
         """Remember a start (a time, or None: no traffic), or `reject` it."""
-        with self._lock:
-            self._entries[(query.expr, query.step)] = begun_at
-            self._entries.move_to_end((query.expr, query.step))
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        key = (query.expr, query.step)
+        self._keep(key, begun_at)
+        shared = self.shared
+        if shared is not None:
+            shared.write_start(key, begun_at)
 
     def reject(self, query: RangeQuery) -> None:
         self.put(query, _REJECTED)
+
+    def _keep(self, key: tuple[str, float], value: float | str | None) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 STARTS = StartCache()

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from webhook import worker_boot
+from webhook import shared_dir, worker_boot
 from webhook.access_log import ACCESS_LOG_FORMAT
 from webhook.capacity import default_workers
 
@@ -58,13 +58,19 @@ worker_tmp_dir = os.environ.get("CANARY_JUDGE_WORKER_TMP_DIR", tempfile.gettempd
 _created_metrics_dir = None
 # Where the workers mark that they booted (webhook/worker_boot.py).
 _boot_dir = None
+# Where the workers share the step data and rollout starts they read
+# (webhook/sources/shared_steps.py); None when CANARY_JUDGE_SHARED_CACHE_MB is 0.
+_steps_dir = None
 
 
 def on_starting(server):
-    """Let /metrics aggregate the counters of every worker process, and /readyz wait for all
-    workers to boot (webhook/worker_boot.py)."""
-    global _created_metrics_dir, _boot_dir
+    """Let /metrics aggregate the counters of every worker process, /readyz wait for all
+    workers to boot (webhook/worker_boot.py), and the workers share what they read from the
+    metrics source (webhook/shared_dir.py)."""
+    global _created_metrics_dir, _boot_dir, _steps_dir
     _boot_dir = worker_boot.prepare(server.cfg.workers, server.cfg.worker_tmp_dir)
+    if shared_dir.wanted():
+        _steps_dir = shared_dir.prepare(server.cfg.worker_tmp_dir)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         _created_metrics_dir = tempfile.mkdtemp(prefix="canary-judge-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_metrics_dir
@@ -81,6 +87,8 @@ def on_exit(server):
         shutil.rmtree(_created_metrics_dir, ignore_errors=True)
     if _boot_dir is not None:
         worker_boot.remove(_boot_dir)
+    if _steps_dir is not None:
+        shared_dir.remove(_steps_dir)
 
 
 def post_worker_init(worker):

@@ -32,6 +32,14 @@ UPSTREAM_QUERIES = Counter("canary_judge_upstream_queries_total",
 UPSTREAM_ERRORS = Counter("canary_judge_upstream_errors_total",
                           "Analyses that failed because the metrics source failed, by kind.",
                           ["kind"])
+# Series × steps of the answers the step cache returned, by where they came from: `cache`
+# (this worker's or its pod's shared store) or `upstream` (read from the metrics source). What a
+# repeated poll costs Prometheus, and whether the pod's workers share what they read.
+STEP_CACHE_SAMPLES = Counter(
+    "canary_judge_step_cache_samples_total",
+    "Samples (series x steps) of the answers the step cache returned, by where they were "
+    "read from: the cache (the worker's or the pod's shared store) or upstream.",
+    ["read_from"])
 HOOK_RESPONSES = Counter("canary_judge_hook_responses_total",
                          "Flagger webhook answers, by hook type and HTTP status.",
                          ["hook", "status"])

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         2_000_000, ge=0, description="Per-process cache of step data (series × steps, ~9 "
         "bytes each; 0 turns it off): a repeated poll reads only the steps that are new or "
         "not yet settled.")
+    shared_cache_mb: float = Field(
+        16.0, ge=0, le=4096, description="Under gunicorn, the workers of one pod share the "
+        "step data and rollout starts they read, as files in a private directory the master "
+        "makes under the worker tmp dir (/tmp), at most this many MB (0 turns it off). Flagger "
+        "opens a new connection per poll, which lands on any worker: without it most polls "
+        "found a cold worker and re-read the whole window. On a memory-backed /tmp it counts "
+        "against the pod's memory.")
     step_cache_settle_seconds: float = Field(
         300.0, ge=0, description="Steps younger than this when read are read again at the "
         "next poll (late samples: remote write, federation); Prometheus' lookback delta.")

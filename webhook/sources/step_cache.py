@@ -12,9 +12,22 @@ last read:
 - always the last `margin_steps` steps held, whatever their age.
 
 Older steps are taken from the cache. This is correct without shared state: each replica
-(and each gunicorn worker) keeps its own cache, and a cold one simply reads everything, so two
-replicas answer the same. Counter resets need nothing special: `increase()`/`rate()` are
-evaluated by Prometheus per step, so a step's value never depends on steps read later.
+keeps its own cache, and a cold one simply reads everything, so two replicas answer the same.
+The gunicorn workers of one pod also share what they read (`shared_steps`): a query this
+process lacks, or holds with fewer settled steps, is taken from the pod's store when that holds
+its first step, and an entry whose settled steps advanced is left there for the others. Counter
+resets need nothing special: `increase()`/`rate()` are evaluated by Prometheus per step, so a
+step's value never depends on steps read later.
+
+One key (expression, step, grid phase) serves every window on that grid: Argo's sequential
+poll and a fixed poll of the same question ask for windows that end together but start apart.
+Storing one's answer used to evict the other's steps, so each missed in turn; an entry now
+keeps the steps from the start of the previous query of its key too (`_kept`), so two
+alternating windows both hit, and a window sliding by a step keeps one step more, not more
+with every poll.
+
+Every answer counts its samples (series × steps) in `canary_judge_step_cache_samples_total`,
+by `read_from`: `cache` (this process' or the pod's) or `upstream`.
 
 Memory is bounded by `max_points` (series × steps over all entries, 9 bytes each: a float
 and a presence flag; 2,000,000 ≈ 18 MB), least recently used entries evicted first.
@@ -33,6 +46,7 @@ from operator import is_
 
 import numpy as np
 
+from webhook.observability import STEP_CACHE_SAMPLES
 from webhook.sources.base import (
     MetricsSource,
     QueryResult,
@@ -40,9 +54,14 @@ from webhook.sources.base import (
     Series,
     grid_size,
 )
+from webhook.sources.shared_steps import SharedSteps, StoredSteps
 
 # Labels as Prometheus orders a matrix: sorted name/value pairs, compared pairwise.
 LabelKey = tuple[tuple[str, str], ...]
+Key = tuple[str, float, float]  # expression, step, grid phase
+
+_FROM_CACHE = STEP_CACHE_SAMPLES.labels(read_from="cache")
+_FROM_UPSTREAM = STEP_CACHE_SAMPLES.labels(read_from="upstream")
 
 
 @dataclass(frozen=True)
@@ -58,10 +77,21 @@ class _Entry:
     present: np.ndarray  # len(keys) × size, bool
     size: int  # steps held
     final_end: float  # last step that will not be read again
+    asked: float  # the start of the query whose answer this is (`_kept`)
 
     @property
     def points(self) -> int:
         return max(len(self.keys), 1) * self.size
+
+    def stored(self) -> StoredSteps:
+        return StoredSteps(self.start, self.step, self.labels, self.values, self.present,
+                           self.size, self.final_end, self.asked)
+
+    @classmethod
+    def of(cls, stored: StoredSteps) -> _Entry:
+        return cls(stored.start, stored.step, tuple(map(_label_key, stored.labels)),
+                   stored.labels, stored.values, stored.present, stored.size,
+                   stored.final_end, stored.asked)
 
 
 @dataclass
@@ -70,16 +100,20 @@ class CacheStats:
 
     hits: int = 0  # queries answered (partly) from the cache
     misses: int = 0
+    shared_hits: int = 0  # of the hits, those taken from the pod's store
+    shared_writes: int = 0  # entries left in the pod's store
     steps_read: int = 0  # steps asked upstream, summed over queries
     steps_served: int = 0  # steps taken from the cache
 
 
 class StepCache:
-    """`MetricsSource` that reads only the new steps of a query it has seen before."""
+    """`MetricsSource` that reads only the new steps of a query it (or, with `shared`,
+    another worker of its pod) has seen before."""
 
     def __init__(self, inner: MetricsSource, *, max_points: int = 2_000_000,
                  settle: float = 300.0, margin_steps: int = 3,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 shared: SharedSteps | None = None) -> None:
         if margin_steps < 1:
             raise ValueError("margin_steps must be at least 1")
         self.inner = inner
@@ -87,7 +121,8 @@ class StepCache:
         self.settle = settle
         self.margin_steps = margin_steps
         self._clock = clock
-        self._entries: OrderedDict[tuple[str, float, float], _Entry] = OrderedDict()
+        self.shared = shared
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._points = 0
         self._lock = threading.Lock()
         self.stats = CacheStats()
@@ -104,24 +139,31 @@ class StepCache:
                          deadline: float | None = None) -> list[QueryResult]:
         """Each query's steps up to the last settled one from the cache, the rest upstream,
         all missing parts in one call to the inner source (concurrent there)."""
-        plans: list[tuple[RangeQuery, tuple[str, float, float], _Entry | None, float]] = []
-        upstream: list[RangeQuery] = []
         with self._lock:
-            for q in queries:
-                key = _key(q)
-                entry = self._usable(key, q)
-                fetch_from = q.start if entry is None else max(q.start, entry.final_end + q.step)
-                plans.append((q, key, entry, fetch_from))
-                if fetch_from <= q.end + 1e-9:
-                    upstream.append(RangeQuery(q.key, q.expr, fetch_from, q.end, q.step,
-                                               q.metric))
-                self.stats.hits += entry is not None
-                self.stats.misses += entry is None
+            keys = [_key(q) for q in queries]
+            entries = [self._usable(key, q) for key, q in zip(keys, queries, strict=True)]
+        if self.shared is not None:  # the pod's store, where it holds more settled steps
+            for i, (key, q, entry) in enumerate(zip(keys, queries, entries, strict=True)):
+                better = self.shared.read_steps(key, q.start,
+                                                None if entry is None else entry.final_end)
+                if better is not None:
+                    entries[i] = _Entry.of(better)
+                    self.stats.shared_hits += 1
+        plans: list[tuple[RangeQuery, Key, _Entry | None, float]] = []
+        upstream: list[RangeQuery] = []
+        for q, key, entry in zip(queries, keys, entries, strict=True):
+            fetch_from = q.start if entry is None else max(q.start, entry.final_end + q.step)
+            plans.append((q, key, entry, fetch_from))
+            if fetch_from <= q.end + 1e-9:
+                upstream.append(RangeQuery(q.key, q.expr, fetch_from, q.end, q.step, q.metric))
+            self.stats.hits += entry is not None
+            self.stats.misses += entry is None
         read_at = self._clock()
         fetched = iter(self.inner.query_range_many(upstream, deadline=deadline)
                        if upstream else [])
         out = []
         held_by_key = []
+        from_cache = from_upstream = 0
         for q, key, entry, fetch_from in plans:
             fresh = next(fetched) if fetch_from <= q.end + 1e-9 else None
             # the steps this answer holds that no later poll needs to read again
@@ -130,14 +172,21 @@ class StepCache:
             result, held, cut = _merge(q, entry, fresh, final_end)
             self.stats.steps_served += cut if entry is not None else 0
             self.stats.steps_read += held.size - cut if fresh is not None else 0
+            from_cache += len(result.series) * cut
+            from_upstream += len(result.series) * (held.size - cut)
             out.append(result)
             held_by_key.append((key, held))
-        self._store(held_by_key)
+        _FROM_CACHE.inc(from_cache)
+        _FROM_UPSTREAM.inc(from_upstream)
+        kept = self._store(held_by_key)
+        if self.shared is not None:
+            for key, entry in kept:
+                self.stats.shared_writes += self.shared.write_steps(key, entry.stored())
         return out
 
     # -- internals -----------------------------------------------------------------------
 
-    def _usable(self, key: tuple[str, float, float], q: RangeQuery) -> _Entry | None:
+    def _usable(self, key: Key, q: RangeQuery) -> _Entry | None:
         """The entry for q's expression and grid (`key`) if it holds q's first step."""
         entry = self._entries.get(key)
         if entry is None or entry.start > q.start + 1e-9:
@@ -145,30 +194,38 @@ class StepCache:
         self._entries.move_to_end(key)
         return entry
 
-    def _store(self, entries: Sequence[tuple[tuple[str, float, float], _Entry]]) -> None:
-        """Keep each entry under its key (one lock for a whole answer), least recently used
-        evicted past `max_points`."""
+    def _store(self, entries: Sequence[tuple[Key, _Entry]]) -> list[tuple[Key, _Entry]]:
+        """Keep each entry under its key (one lock for a whole answer), with the steps of the
+        key's previous query where it started earlier (`_kept`), least recently used evicted
+        past `max_points`. Returns what was kept."""
+        kept = []
         with self._lock:
             for key, entry in entries:
                 old = self._entries.pop(key, None)
                 if old is not None:
                     self._points -= old.points
+                    entry = _kept(old, entry, self.max_points)
                 if entry.points > self.max_points:
                     continue
                 self._entries[key] = entry
                 self._points += entry.points
+                kept.append((key, entry))
             while self._points > self.max_points:
                 _, evicted = self._entries.popitem(last=False)
                 self._points -= evicted.points
+        return kept
 
 
-def with_step_cache(source: MetricsSource, max_points: int, settle: float = 300.0
-                    ) -> MetricsSource:
-    """The source behind a step cache, or the source itself when `max_points` is 0."""
-    return StepCache(source, max_points=max_points, settle=settle) if max_points > 0 else source
+def with_step_cache(source: MetricsSource, max_points: int, settle: float = 300.0,
+                    shared: SharedSteps | None = None) -> MetricsSource:
+    """The source behind a step cache (sharing with the pod's other workers through `shared`,
+    if given), or the source itself when `max_points` is 0."""
+    if max_points <= 0:
+        return source
+    return StepCache(source, max_points=max_points, settle=settle, shared=shared)
 
 
-def _key(q: RangeQuery) -> tuple[str, float, float]:
+def _key(q: RangeQuery) -> Key:
     return q.expr, q.step, round(math.fmod(q.start, q.step), 6)
 
 
@@ -284,7 +341,46 @@ def _merge(q: RangeQuery, entry: _Entry | None, fresh: QueryResult | None,
     out_values, out_present = values.copy(), present.copy()
     series = tuple(map(Series, labels, out_values, out_present))
     held = _Entry(q.start, q.step, tuple(keys), tuple(labels), values, present, size,
-                  final_end)
+                  final_end, q.start)
     return (QueryResult(q, series, fresh.seconds if fresh is not None else 0.0,
                         fresh.requests if fresh is not None else 0), held,
             cut if entry is not None else 0)
+
+
+def _kept(old: _Entry, new: _Entry, max_points: int) -> _Entry:
+    """`new`, preceded by `old`'s steps from the start of the query `old` answered, when
+    that query started earlier and `old` holds those steps settled; else `new` itself.
+
+    Only the previous query's start is kept, not the earliest ever: a window sliding by a step
+    per poll keeps one step more than it asks, and two windows polled in turn (sequential and
+    fixed) keep the longer one's steps.
+    """
+    begin, step = old.asked, new.step
+    if begin >= new.start - 1e-9 or old.start > begin + 1e-9 or old.step != step:
+        return new
+    offset = round((begin - old.start) / step)
+    n = round((new.start - begin) / step)
+    if offset + n > old.size or new.start - step > old.final_end + 1e-9:
+        return new  # old does not reach new's first step, or holds some of it unsettled
+    if old.keys == new.keys:
+        keys, labels = new.keys, new.labels
+        values = np.concatenate((old.values[:, offset: offset + n], new.values), axis=1)
+        present = np.concatenate((old.present[:, offset: offset + n], new.present), axis=1)
+    else:
+        merged, old_rows, new_rows = _rows(old.keys, new.keys)
+        keys = tuple(merged)
+        if len(keys) * (n + new.size) > max_points:
+            return new
+        by_key = dict(zip(old.keys, old.labels, strict=True))
+        by_key.update(zip(new.keys, new.labels, strict=True))
+        labels = tuple(by_key[k] for k in keys)
+        values = np.full((len(keys), n + new.size), np.nan)
+        present = np.zeros((len(keys), n + new.size), dtype=bool)
+        values[old_rows, :n] = old.values[:, offset: offset + n]
+        present[old_rows, :n] = old.present[:, offset: offset + n]
+        values[new_rows, n:] = new.values
+        present[new_rows, n:] = new.present
+    if max(len(keys), 1) * (n + new.size) > max_points:
+        return new
+    return _Entry(begin, step, keys, labels, values, present, n + new.size, new.final_end,
+                  new.asked)

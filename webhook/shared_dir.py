@@ -1,0 +1,53 @@
+"""The private directory a gunicorn master gives its workers for the shared step store.
+
+One pod's workers each keep their own cache of step data and rollout starts, and Flagger opens
+a new connection per poll, so most polls landed on a worker whose caches were cold
+(`webhook/sources/shared_steps.py` says what is shared and how). The master makes a fresh
+directory (mode 0700) in `on_starting`, before it forks, and names it in the environment its
+workers inherit; it removes it in `on_exit`. The same pattern as `webhook/worker_boot.py`.
+
+Kept free of numpy and of the `webhook.sources` package: the master imports this module, and
+the workers import numpy after the fork (no preload).
+
+Outside gunicorn (the CLI, the Flask test client, tests calling `run_analysis`) nothing is set
+and there is no store, unless a caller sets `DIR_ENV` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+
+# Set by the master for its workers (they inherit its environment when forked).
+DIR_ENV = "CANARY_JUDGE_SHARED_STEPS_DIR"
+# The operator's bound in MB (the setting `shared_cache_mb`); 0: no directory, no store.
+SIZE_ENV = "CANARY_JUDGE_SHARED_CACHE_MB"
+DEFAULT_MB = 16.0
+PREFIX = "canary-judge-steps-"
+
+
+def wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the operator left the shared store on (`CANARY_JUDGE_SHARED_CACHE_MB` unset or
+    above 0). A value the workers' settings will refuse still gets a directory: they fail at
+    start with the settings' own message, which says more than the master could."""
+    env = os.environ if environ is None else environ
+    try:
+        return float(env.get(SIZE_ENV) or DEFAULT_MB) > 0
+    except ValueError:
+        return True
+
+
+def prepare(parent: str | None = None) -> str:
+    """The master's part, before it forks: a fresh private directory (mkdtemp makes it 0700),
+    named in the environment its workers inherit. Returns the directory (`remove` it at exit)."""
+    path = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
+    os.environ[DIR_ENV] = path
+    return path
+
+
+def remove(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get(DIR_ENV) == path:
+        del os.environ[DIR_ENV]
