@@ -1,6 +1,8 @@
 """The step cache against a real Prometheus: answers equal the uncached ones poll after poll
 (also on a replica whose cache starts cold, and across a counter reset), samples that arrive
-late are picked up, a repeated poll reads only its last steps, and memory stays bounded."""
+late are picked up (also by another worker of the pod, through its shared store), a repeated
+poll reads only its last steps (also when sequential and fixed polls of one question take
+turns), and memory stays bounded."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
 from webhook.sources.base import QueryResult, RangeQuery
 from webhook.sources.prometheus import PrometheusSource
+from webhook.sources.shared_steps import SharedSteps
 from webhook.sources.step_cache import StepCache
 
 STEP = 60.0
@@ -166,3 +169,52 @@ def test_settled_steps_are_not_read_again_and_memory_is_bounded(labs):
     read = cache.stats.steps_read
     _same(cache.query_range_many(qs), full.query_range_many(qs))
     assert cache.stats.steps_read - read == 3 * 3  # only the margin, per query
+
+
+def test_a_workers_unsettled_steps_are_read_again_by_another_worker(labs, tmp_path):
+    """Late samples and the pod's store: what one worker read before the last minutes'
+    samples arrived is taken by another only up to its settled steps; the rest is re-read."""
+    full_url, early_url, anchor = labs
+    full = PrometheusSource(load_settings(prometheus_url=full_url))
+    early = PrometheusSource(load_settings(prometheus_url=early_url))
+    clock = [anchor - 120.0]
+    upstream = Switch(early)
+    first = StepCache(upstream, clock=lambda: clock[0],
+                      shared=SharedSteps(str(tmp_path), 2**24))
+    start = anchor - 3000
+    _same(first.query_range_many(_queries(start, anchor - 120)),
+          early.query_range_many(_queries(start, anchor - 120)))
+    assert first.stats.shared_writes == 3
+    upstream.current = full  # the samples arrive
+    for minute in range(1, 4):  # each poll on a worker whose own cache is cold
+        clock[0] = anchor - 120 + minute * STEP
+        other = StepCache(upstream, clock=lambda: clock[0],
+                          shared=SharedSteps(str(tmp_path), 2**24))
+        qs = _queries(start + minute * STEP, anchor - 120 + minute * STEP)
+        _same(other.query_range_many(qs), full.query_range_many(qs))
+        assert other.stats.shared_hits == 3
+        # the steps the first worker read within `settle` of their time are read again
+        assert other.stats.steps_read >= 3 * (300 // STEP)
+
+
+def test_sequential_and_fixed_polls_of_one_question_keep_each_others_steps(labs):
+    """Argo's sequential poll and a fixed one share a key but not a start: storing the
+    later-starting answer used to drop the earlier steps, so every other poll re-read its
+    whole window. Now both read only their last steps, and a window sliding alone keeps one
+    step more than it asks, not a step more per poll."""
+    full_url, _, anchor = labs
+    full = PrometheusSource(load_settings(prometheus_url=full_url))
+    cache = StepCache(full, clock=lambda: anchor + 3600)
+    end = anchor - 1200
+    for poll in range(6):
+        for start in (end - 3000, end - 600):  # sequential (50 min), fixed (10 min)
+            qs = _queries(start + poll * STEP, end + poll * STEP)
+            read = cache.stats.steps_read
+            _same(cache.query_range_many(qs), full.query_range_many(qs))
+            if poll:  # 1 new step and the 3 of the margin, or the margin alone
+                assert cache.stats.steps_read - read <= 3 * 4, (poll, start)
+    sliding = StepCache(full, clock=lambda: anchor + 3600)
+    for poll in range(30):
+        qs = _queries(end - 3000 + poll * STEP, end + poll * STEP)
+        _same(sliding.query_range_many(qs), full.query_range_many(qs))
+        assert {e.size for e in sliding._entries.values()} <= {51, 52}

@@ -265,9 +265,19 @@ def open_store(max_mb: float) -> SharedSteps | None:
 
 # -- format ------------------------------------------------------------------------------
 
+_names: dict[tuple[str, tuple[object, ...]], str] = {}
+
+
 def _name(kind: str, key: Sequence[object]) -> str:
-    text = json.dumps([kind, *key], separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:40] + "." + kind
+    """The file name of a key: a hash of its JSON (remembered: half a lookup's cost)."""
+    memo = (kind, tuple(key))
+    name = _names.get(memo)
+    if name is None:
+        if len(_names) >= _REMEMBERED:
+            _names.clear()
+        text = json.dumps([kind, *key], separators=(",", ":"))
+        name = _names[memo] = hashlib.sha256(text.encode()).hexdigest()[:40] + "." + kind
+    return name
 
 
 def _signature(st: os.stat_result) -> Signature:
