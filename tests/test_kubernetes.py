@@ -111,6 +111,22 @@ def test_base_manifests_fit_together():
     assert (prom_port, "TCP") in egress, "egress must reach CANARY_JUDGE_PROMETHEUS_URL"
 
 
+def test_the_shared_step_store_fits_the_tmp_volume_with_room_for_the_rest():
+    """The workers' shared step store lives on the /tmp emptyDir beside the metrics files and
+    gunicorn's heartbeats; a volume past its sizeLimit gets the pod evicted."""
+    deployment = base_objects()["Deployment"]
+    pod, c = deployment["spec"]["template"]["spec"], container(deployment)
+    tmp = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+    volume = next(v for v in pod["volumes"] if v["name"] == tmp["name"])["emptyDir"]
+    limit = volume["sizeLimit"]
+    assert limit.endswith("Mi")
+    store = float(env_literals().get("CANARY_JUDGE_SHARED_CACHE_MB", "16"))
+    assert 0 < store <= int(limit.removesuffix("Mi")) / 2
+    # medium Memory: the store counts against the memory limit, well within it
+    memory = c["resources"]["limits"]["memory"]
+    assert memory.endswith("Mi") and store <= int(memory.removesuffix("Mi")) / 16
+
+
 def test_servicemonitor_component_scrapes_the_service():
     comp = MANIFESTS / "components" / "servicemonitor"
     (monitor,) = [d for d in load_docs(comp / "servicemonitor.yaml")]

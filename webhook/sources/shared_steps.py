@@ -124,7 +124,11 @@ class SharedSteps:
             seen = self._seen.get(name)
         if seen is not None and seen[2] >= stored.final_end - _EPS:
             return False
-        return self._write(name, _encode_steps(key, stored), stored.start, stored.final_end)
+        try:
+            blob = _encode_steps(key, stored)
+        except ValueError:  # a time that is not finite (JSON has no NaN): keep it to itself
+            return False
+        return self._write(name, blob, stored.start, stored.final_end)
 
     # -- rollout starts ------------------------------------------------------------------
 
@@ -144,7 +148,10 @@ class SharedSteps:
 
     def write_start(self, key: StartKey, value: float | str | None) -> bool:
         header = {"v": _VERSION, "kind": "start", "key": list(key), "value": value}
-        blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        try:
+            blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        except ValueError:
+            return False
         return self._write(_name("start", key), blob, math.nan, math.nan)
 
     # -- files ---------------------------------------------------------------------------
