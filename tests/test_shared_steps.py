@@ -343,6 +343,21 @@ def test_a_repeated_poll_within_a_step_writes_nothing(lab, store):
     assert worker.cache.stats.shared_writes == written + 6
 
 
+def test_starts_and_rejections_found_by_one_worker_are_known_to_the_others(store):
+    query = RangeQuery("rollout start", "count(up)", 1_000_020.0, 1_003_620.0, 60.0)
+    other = RangeQuery("rollout start", "count(down)", 1_000_020.0, 1_003_620.0, 60.0)
+    finder, later = (StartCache(shared=SharedSteps(str(store), MB)) for _ in range(2))
+    assert later.get(query) == (False, None) and not later.rejected(other)
+    finder.put(query, 1_001_000.0)
+    finder.reject(other)
+    cold = StartCache(shared=SharedSteps(str(store), MB))
+    assert cold.get(query) == (True, 1_001_000.0) and cold.rejected(other)
+    assert cold.get(other) == (False, None) and not cold.rejected(query)
+    finder.put(query, None)  # the canary went quiet: no traffic seen
+    assert StartCache(shared=SharedSteps(str(store), MB)).get(query) == (True, None)
+    assert StartCache().get(query) == (False, None)  # no store: nothing shared
+
+
 def test_outside_gunicorn_there_is_no_store(monkeypatch, store):
     monkeypatch.delenv(shared_dir.DIR_ENV, raising=False)
     assert open_store(16) is None
@@ -468,6 +483,11 @@ def test_served_repeated_polls_on_new_connections_read_what_one_worker_would(lab
     cold = [samples for samples, *_ in off[1:] if samples > first / 2]
     assert len(cold) >= 2, off
     assert sum(s for s, *_ in off[1:]) > 2 * sum(s for s, *_ in on[1:]), (on, off)
+    for name, polls in (("store on ", on), ("store off", off)):  # shown with pytest -s
+        print(f"{name}: poll 1 {polls[0][0]:.0f} samples, {polls[0][1]:.0f} requests; "
+              f"polls 2-{len(polls)}: {np.mean([p[0] for p in polls[1:]]):.0f} samples and "
+              f"{np.mean([p[1] for p in polls[1:]]):.2f} requests per poll, p50 "
+              f"{np.median([p[2] for p in polls[1:]]) * 1000:.1f} ms")
 
 
 @pytest.fixture(autouse=True)

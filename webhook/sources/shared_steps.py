@@ -124,6 +124,8 @@ class SharedSteps:
             seen = self._seen.get(name)
         if seen is not None and seen[2] >= stored.final_end - _EPS:
             return False
+        if 9 * len(stored.labels) * stored.size > self.max_file:
+            return False  # too large for this bound: not even encoded
         try:
             blob = _encode_steps(key, stored)
         except ValueError:  # a time that is not finite (JSON has no NaN): keep it to itself
