@@ -13,6 +13,8 @@ import os
 import re
 import runpy
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -496,3 +498,23 @@ def _no_inherited_store(monkeypatch):
     other tests' sources."""
     monkeypatch.setenv(shared_dir.DIR_ENV, "")
     monkeypatch.delenv(shared_dir.DIR_ENV)
+
+
+def test_a_killed_masters_directory_is_removed_by_the_next(monkeypatch, tmp_path):
+    """A master killed outright leaves its directory on the pod's /tmp (an emptyDir outlives
+    a container restart); the next master removes it, not one whose master still runs."""
+    monkeypatch.setenv(shared_dir.DIR_ENV, "")
+    alive = shared_dir.prepare(str(tmp_path))
+    killed = subprocess.run(
+        [sys.executable, "-c", "import sys; from webhook import shared_dir; "
+         "print(shared_dir.prepare(sys.argv[1]))", str(tmp_path)],
+        capture_output=True, text=True, check=True).stdout.strip()
+    Path(killed, "x.steps").write_bytes(b"left behind")
+    other = tmp_path / (shared_dir.PREFIX + "not-ours")  # no lock file: not ours to judge
+    other.mkdir()
+    newer = shared_dir.prepare(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        Path(p).name for p in (alive, newer, other))
+    for path in (alive, newer):
+        shared_dir.remove(path)
+    assert [p.name for p in tmp_path.iterdir()] == [other.name]

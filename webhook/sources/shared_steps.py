@@ -214,12 +214,14 @@ class SharedSteps:
                         st = item.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    if item.name.startswith(".") and now - st.st_mtime_ns > _STALE_TEMP_NS:
+                    temporary = item.name.startswith(".tmp-")
+                    if temporary and now - st.st_mtime_ns > _STALE_TEMP_NS:
                         with contextlib.suppress(OSError):
                             os.unlink(item.path)
                         continue
-                    files.append((st.st_mtime_ns, footprint(st), item.path))
-                    total += files[-1][1]
+                    if temporary or item.name.endswith((".steps", ".start")):
+                        files.append((st.st_mtime_ns, footprint(st), item.path))
+                        total += files[-1][1]
             if total <= self.prune_to:
                 return
             files.sort()
