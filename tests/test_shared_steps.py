@@ -198,6 +198,9 @@ def _garbled(files: dict[str, bytes]) -> list[tuple[str, dict[str, bytes]]]:
     header["size"] += 1
     cases.append(("shape says more", {a: json.dumps(header).encode() + b"\n" + body}))
     header = json.loads(head)
+    header["final_end"] = header["start"] + header["size"] * header["step"]
+    cases.append(("settled past its last step", {a: json.dumps(header).encode() + b"\n" + body}))
+    header = json.loads(head)
     rows, size = header["shape"]
     values, flags = body[: 8 * rows * size], body[8 * rows * size:]
     header["shape"][0] = 2 * rows

@@ -345,8 +345,9 @@ def _decode_steps(data: bytes, key: StepKey) -> StoredSteps | None:
                 not isinstance(size, int) or isinstance(size, bool) or size < 1 or \
                 not isinstance(labels, list) or shape != [len(labels), size]:
             return None
-        if round(math.fmod(start, step), 6) != key[2]:
-            return None
+        if round(math.fmod(start, step), 6) != key[2] or asked < start or \
+                final_end > start + (size - 1) * step + 1e-6:
+            return None  # off the key's grid, or settled past its own last step
         if not all(isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str)
                                                for k, v in m.items()) for m in labels):
             return None

@@ -148,7 +148,8 @@ class StepCache:
                                                 None if entry is None else entry.final_end)
                 if better is not None:
                     entries[i] = _Entry.of(better)
-                    self.stats.shared_hits += 1
+                    with self._lock:
+                        self.stats.shared_hits += 1
         plans: list[tuple[RangeQuery, Key, _Entry | None, float]] = []
         upstream: list[RangeQuery] = []
         for q, key, entry in zip(queries, keys, entries, strict=True):
@@ -156,8 +157,10 @@ class StepCache:
             plans.append((q, key, entry, fetch_from))
             if fetch_from <= q.end + 1e-9:
                 upstream.append(RangeQuery(q.key, q.expr, fetch_from, q.end, q.step, q.metric))
-            self.stats.hits += entry is not None
-            self.stats.misses += entry is None
+        with self._lock:
+            hits = sum(entry is not None for entry in entries)
+            self.stats.hits += hits
+            self.stats.misses += len(entries) - hits
         read_at = self._clock()
         fetched = iter(self.inner.query_range_many(upstream, deadline=deadline)
                        if upstream else [])
@@ -180,8 +183,9 @@ class StepCache:
         _FROM_UPSTREAM.inc(from_upstream)
         kept = self._store(held_by_key)
         if self.shared is not None:
-            for key, entry in kept:
-                self.stats.shared_writes += self.shared.write_steps(key, entry.stored())
+            written = sum(self.shared.write_steps(key, entry.stored()) for key, entry in kept)
+            with self._lock:
+                self.stats.shared_writes += written
         return out
 
     # -- internals -----------------------------------------------------------------------
