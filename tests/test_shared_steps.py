@@ -436,11 +436,12 @@ def _counters(metrics: urllib3.HTTPConnectionPool) -> tuple[float, float, float]
     return found["upstream"], found["requests"], found["cache"]
 
 
-def served_polls(prom: str, polls: int, env: dict[str, str], tmp: Path
-                 ) -> list[tuple[float, float, float, int, float]]:
+def served_polls(prom: str, polls: int, env: dict[str, str], tmp: Path,
+                 spoil_at: int | None = None) -> list[tuple[float, float, float, int, float]]:
     """Flagger's `rollout` hook for podinfo, `polls` times, each on a new connection left
     open afterwards (Flagger's per-call client keeps it idle for 90 s), on 4 workers: per poll
-    the upstream samples, requests and seconds, the status, and the samples from cache."""
+    the upstream samples, requests and seconds, the status, and the samples from cache.
+    Before poll `spoil_at`, every file of the store is overwritten with garbage."""
     payload = {"name": "podinfo", "namespace": NAMESPACE, "phase": "Progressing",
                "checksum": "abc123", "metadata": {"provider": "app"}}
     body = json.dumps(payload).encode()
@@ -452,7 +453,11 @@ def served_polls(prom: str, polls: int, env: dict[str, str], tmp: Path
         assert len(made) == (0 if env.get(shared_dir.SIZE_ENV) == "0" else 1)
         metrics = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1)
         kept = []
-        for _ in range(polls):
+        for poll in range(polls):
+            if poll == spoil_at:
+                for file in made[0].iterdir():
+                    if not file.name.startswith("owner"):
+                        file.write_bytes(os.urandom(file.stat().st_size))
             before = _counters(metrics)
             pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1)
             began = time.perf_counter()
@@ -474,7 +479,8 @@ def test_served_repeated_polls_on_new_connections_read_what_one_worker_would(lab
     the history and the start (poll 1's cost); with it every repeated poll reads only its
     last steps, as one worker alone would."""
     assert FLAGGER_TARGETS["podinfo"] == {}  # a healthy canary: 200 at every poll
-    on = served_polls(lab.url, 12, {}, tmp_path / "on")
+    # garbage in the store before poll 9 costs nothing more than a read (not a 5xx)
+    on = served_polls(lab.url, 12, {}, tmp_path / "on", spoil_at=8)
     off = served_polls(lab.url, 12, {shared_dir.SIZE_ENV: "0"}, tmp_path / "off")
     for polls in (on, off):
         assert {status for _, _, _, status, _ in polls} == {200}
