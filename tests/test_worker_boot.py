@@ -20,7 +20,10 @@ def boot_dir(tmp_path, monkeypatch):
     """A master's directory for 3 workers, in this process's environment."""
     monkeypatch.setattr(worker_boot, "_seen_all", False)
     for name in (worker_boot.DIR_ENV, worker_boot.EXPECTED_ENV):
-        monkeypatch.delenv(name, raising=False)
+        # set first, so that monkeypatch restores the variable's absence after `prepare`
+        # sets it (delenv of an unset variable records nothing to undo)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     path = worker_boot.prepare(3, str(tmp_path))
     yield path
     worker_boot.remove(path)
