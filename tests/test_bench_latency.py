@@ -63,7 +63,8 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     for name in ("shared_cache", "per_worker_cache"):
         part = flagger[name]
         assert part["polls"] == flagger["rollouts"] * flagger["rounds"]
-        assert _number(part["p50_ms"]) and part["upstream_requests_per_poll"] >= 1
+        assert _number(part["p50_ms"]) and _number(part["mean_ms"])
+        assert part["upstream_requests_per_poll"] >= 1
         # every poll's answers hold the window's samples, read upstream or from a cache
         assert part["samples_upstream_per_poll"] > 0
         assert part["samples_upstream_per_poll"] + part["samples_cached_per_poll"] > 100
