@@ -145,3 +145,15 @@ def test_served_by_gunicorn_the_link_opens_in_a_plain_http_client(lab):
         assert page.status_code == 200 and 'data-verdict="fail"' in page.text
         assert requests.get(url + _with(answer.json()["report"], format="text"),
                             timeout=30).status_code == 401
+
+
+def test_a_forged_expiry_is_refused_without_an_error():
+    """Whatever a caller puts in the query, the check answers with a reason, never raises:
+    latin-1 digits such as '²' are digits to str.isdigit but not to int()."""
+    key = signing.link_key((TOKEN,))
+    for query in ("a=1&expires=\u00b2&sig=x", "expires=1&sig=", "&sig=&sig=", "sig=x",
+                  "a=1&expires=99999999999999999999&sig=x", ""):
+        assert signing.check("http", query, key, 72) is not None, query
+    good = signing.sign("/v1/analyze/http?a=1", "http", key, 72).split("?", 1)[1]
+    assert signing.check("http", good, key, 72) is None
+    assert signing.check("trading", good, key, 72) is not None

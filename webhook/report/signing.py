@@ -68,7 +68,7 @@ def check(config: str, raw_query: str, key: bytes | None, hours: float,
     if not sep:
         return "no signature"
     _, sep, expires = query.rpartition(f"&{EXPIRES}=")
-    if not sep or not expires.isdigit() or len(expires) > 12:
+    if not sep or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         return "no expiry"
     if not hmac.compare_digest(given.encode("ascii", "replace"),
                                _mac(key, config, query).encode()):
