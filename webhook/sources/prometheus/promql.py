@@ -149,6 +149,11 @@ def _quoted_spans(template: str) -> tuple[tuple[int, int], ...]:
     return tuple(spans)
 
 
+def _inside(spans: tuple[tuple[int, int], ...], pos: int) -> bool:
+    """Whether `pos` lies within one of `_quoted_spans`' string literals."""
+    return any(a < pos < b for a, b in spans)
+
+
 def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
            field: str = "query") -> str:
     """Fill `{{name}}` placeholders.
@@ -159,9 +164,6 @@ def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
     """
     spans = _quoted_spans(template)
 
-    def inside_quotes(pos: int) -> bool:
-        return any(a < pos < b for a, b in spans)
-
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
         if name in raw:
@@ -171,7 +173,7 @@ def render(template: str, values: Mapping[str, str], raw: Mapping[str, str],
                 f"{field}: the query needs a value for {{{{{name}}}}}; pass it in vars.{name}",
                 f"vars.{name}")
         value = str(values[name])
-        if inside_quotes(match.start()):
+        if _inside(spans, match.start()):
             return quote(value)[1:-1]
         if not IDENTIFIER.fullmatch(value):
             raise PromQLError(
@@ -197,16 +199,12 @@ def range_pin(template: str) -> str | None:
     one starts at the stable's history before the rollout. So every step's value would move
     with the cache and the poll instead of being the step's own."""
     quoted = _quoted_spans(template)
-
-    def in_literal(pos: int) -> bool:
-        return any(a < pos < b for a, b in quoted)
-
     comments = [(at, len(template) if (end := template.find("\n", at)) < 0 else end)
                 for at in (i for i, ch in enumerate(template) if ch == "#")
-                if not in_literal(at)]
+                if not _inside(quoted, at)]
     for match in _RANGE_PIN.finditer(template):
         at = match.start()
-        if not in_literal(at) and not any(a <= at < b for a, b in comments):
+        if not _inside(quoted, at) and not any(a <= at < b for a, b in comments):
             return match.group(0)
     return None
 
