@@ -82,9 +82,6 @@ class Fetched:
         return self.window.points
 
 
-_REJECTED = REJECTED  # the source refused this start query: don't send it again
-
-
 class StartCache:
     """The last rollout start found per start query (its text and step), least recently used
     evicted past `size`: a guess that saves a round trip, checked against every poll's data.
@@ -131,7 +128,7 @@ class StartCache:
     def rejected(self, query: RangeQuery) -> bool:
         """Whether the source refused this start query before."""
         found, value = self._known(query)
-        return found and value == _REJECTED
+        return found and value == REJECTED
 
     def put(self, query: RangeQuery, begun_at: float | str | None) -> None:
         """Remember a start (a time, or None: no traffic), or `reject` it."""
@@ -142,7 +139,7 @@ class StartCache:
             shared.write_start(key, begun_at)
 
     def reject(self, query: RangeQuery) -> None:
-        self.put(query, _REJECTED)
+        self.put(query, REJECTED)
 
     def _keep(self, key: tuple[str, float], value: float | str | None) -> None:
         with self._lock:

@@ -52,7 +52,8 @@ StartKey = tuple[str, float]  # start query's expression, step (`fetching.StartC
 Signature = tuple[int, int, int]  # mtime_ns, size, inode of a file as last read or written
 
 _VERSION = 1
-REJECTED = "rejected"  # `fetching.StartCache`'s marker: the source refused this start query
+# `fetching.StartCache`'s marker: the source refused this start query, don't send it again
+REJECTED = "rejected"
 _REMEMBERED = 65_536  # files whose signature a process remembers (a few MB at most)
 _STALE_TEMP_NS = 60 * 10**9  # a temporary file this old was left by a killed writer
 _EPS = 1e-9
