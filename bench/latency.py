@@ -205,16 +205,21 @@ class Caller:
         return r.status, r.data
 
 
-def judge_counter(judge: str, prefix: str) -> float:
-    """The sum of the served judge's counter samples whose line starts with `prefix` (a name,
-    optionally with labels), over all workers: its /metrics aggregates them."""
-    text = requests.get(judge + "/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+UPSTREAM_QUERIES = "canary_judge_upstream_queries_total"
+
+
+def judge_counters(judge: str, prefixes: Sequence[str]) -> list[float]:
+    """For each prefix (a counter's name, optionally with labels), the sum of the served
+    judge's samples whose line starts with it, over all workers (its /metrics aggregates
+    them), from one read of /metrics."""
+    lines = requests.get(judge + "/metrics", timeout=10).text.splitlines()
+    return [sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
+            for prefix in prefixes]
 
 
 def upstream_requests(judge: str) -> float:
     """HTTP requests the served judge has sent its metrics source so far."""
-    return judge_counter(judge, "canary_judge_upstream_queries_total")
+    return judge_counters(judge, [UPSTREAM_QUERIES])[0]
 
 
 def single(prom: str, judge: str, runs: int) -> dict:
@@ -490,11 +495,11 @@ def flagger(prom: str, rounds: int, workers: int | None, threads: int | None) ->
             samples: dict[str, list[float]] = {"upstream": [], "cache": []}
             sent: list[float] = []
             latency: list[float] = []
+            counters = [*(f'{CACHE_SAMPLES}{{read_from="{k}"}}' for k in samples),
+                        UPSTREAM_QUERIES]
             for round_ in range(rounds + 1):
                 for request_body in bodies:
-                    before = {k: judge_counter(judge, f'{CACHE_SAMPLES}{{read_from="{k}"}}')
-                              for k in samples}
-                    requested = upstream_requests(judge)
+                    before = judge_counters(judge, counters)
                     pool = urllib3.HTTPConnectionPool(parts.host, parts.port, maxsize=1,
                                                       timeout=urllib3.Timeout(10))
                     began = time.perf_counter()
@@ -507,10 +512,10 @@ def flagger(prom: str, rounds: int, workers: int | None, threads: int | None) ->
                         raise RuntimeError(r.data[:200].decode(errors="replace"))
                     if round_:  # the first round is the rollouts' first poll on the pod
                         latency.append(took)
-                        sent.append(upstream_requests(judge) - requested)
-                        for k in samples:
-                            samples[k].append(judge_counter(
-                                judge, f'{CACHE_SAMPLES}{{read_from="{k}"}}') - before[k])
+                        after = judge_counters(judge, counters)
+                        for k, was, now in zip(samples, before, after, strict=False):
+                            samples[k].append(now - was)
+                        sent.append(after[-1] - before[-1])
         out[name] = {"samples_upstream_per_poll": round(statistics.fmean(samples["upstream"]),
                                                         1),
                      "samples_cached_per_poll": round(statistics.fmean(samples["cache"]), 1),
