@@ -187,7 +187,7 @@ def analyze_get(config: str) -> Response:
         # a report link opens without the token when it is signed for exactly this query
         problem = report_link_problem(config, settings)
         if problem is not None:
-            return unauthorized("" if problem == "no signature" else
+            return unauthorized("" if problem == signing.UNSIGNED else
                                 f"; as a report link: {problem} (every answer carries a "
                                 "fresh link)")
     try:

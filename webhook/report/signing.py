@@ -25,6 +25,7 @@ from functools import lru_cache
 EXPIRES = "expires"  # unix seconds after which the link stops working
 SIGNATURE = "sig"  # always the link's last parameter: it signs everything before it
 PARAMS = frozenset((EXPIRES, SIGNATURE))
+UNSIGNED = "no signature"  # `check`'s answer for a query that does not claim to be a link
 _CONTEXT = b"canary-judge report link\x00"
 
 
@@ -66,7 +67,7 @@ def check(config: str, raw_query: str, key: bytes | None, hours: float,
         return "report links are not signed here"
     query, sep, given = raw_query.rpartition(f"&{SIGNATURE}=")
     if not sep:
-        return "no signature"
+        return UNSIGNED
     _, sep, expires = query.rpartition(f"&{EXPIRES}=")
     if not sep or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         return "no expiry"
