@@ -65,10 +65,24 @@ def test_the_manifests_pod_gets_two_workers(tmp_path: Path) -> None:
 def test_memory_caps_the_workers_a_large_cpu_quota_would_give(tmp_path: Path) -> None:
     if machine_cpus() < 2:
         pytest.skip("needs 2 CPUs in the affinity mask")
-    root = cgroup(tmp_path, {"cpu.max": "200000 100000", "memory.max": str(512 * MiB)})
-    assert default_workers(root) == 3  # 4 by CPU, (512 - 32) / 160 by memory
+    root = cgroup(tmp_path, {"cpu.max": "200000 100000", "memory.max": str(688 * MiB)})
+    assert default_workers(root, {}) == 4  # 4 by CPU, (688 - 32 - 16) / 160 by memory
     tiny = cgroup(tmp_path / "tiny", {"cpu.max": "200000 100000", "memory.max": str(128 * MiB)})
-    assert default_workers(tiny) == 1  # never 0
+    assert default_workers(tiny, {}) == 1  # never 0
+
+
+def test_the_shared_store_counts_against_the_memory_limit(tmp_path: Path) -> None:
+    """The workers' shared store lives on the memory-backed /tmp: 512 MiB holds three workers
+    of 160 MiB beside the master's 32 MiB, not beside the store's 16 MB as well."""
+    if machine_cpus() < 2:
+        pytest.skip("needs 2 CPUs in the affinity mask")
+    root = cgroup(tmp_path, {"cpu.max": "200000 100000", "memory.max": str(512 * MiB)})
+    assert default_workers(root, {}) == 2  # (512 - 32 - 16) / 160
+    assert default_workers(root, {"CANARY_JUDGE_SHARED_CACHE_MB": "0"}) == 3  # store off
+    assert default_workers(root, {"CANARY_JUDGE_SHARED_CACHE_MB": "200"}) == 1
+    # a value the settings refuse counts as the default (the workers then fail with its reason)
+    for refused in ("lots", "1e9"):
+        assert default_workers(root, {"CANARY_JUDGE_SHARED_CACHE_MB": refused}) == 2, refused
 
 
 def test_an_unlimited_big_node_gets_at_most_four(tmp_path: Path) -> None:

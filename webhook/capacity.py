@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+from webhook import shared_dir
 
 WORKERS_PER_CPU = 2
 MAX_DEFAULT_WORKERS = 4  # beyond this, an operator sizes the pod and sets CANARY_JUDGE_WORKERS
@@ -19,14 +22,34 @@ MEMORY_PER_WORKER = 160 * 2**20  # ~130 MB measured per worker, with room for a 
 MEMORY_RESERVE = 32 * 2**20  # the gunicorn master and the metrics files
 
 
-def default_workers(root: Path = Path("/sys/fs/cgroup")) -> int:
-    """Two workers per CPU this process may use, at most as many as its memory limit holds,
-    between 1 and MAX_DEFAULT_WORKERS."""
+def default_workers(root: Path = Path("/sys/fs/cgroup"),
+                    environ: Mapping[str, str] | None = None) -> int:
+    """Two workers per CPU this process may use, at most as many as its memory limit holds
+    besides the reserve and the workers' shared store, between 1 and MAX_DEFAULT_WORKERS."""
     by_cpu = math.ceil(usable_cpus(root)) * WORKERS_PER_CPU
     memory = memory_limit(root)
-    by_memory = (max((memory - MEMORY_RESERVE) // MEMORY_PER_WORKER, 1)
+    reserve = MEMORY_RESERVE + shared_store_bytes(environ)
+    by_memory = (max((memory - reserve) // MEMORY_PER_WORKER, 1)
                  if memory is not None else by_cpu)
     return max(1, min(by_cpu, by_memory, MAX_DEFAULT_WORKERS))
+
+
+def shared_store_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The most the workers' shared step store may hold (`webhook/shared_dir.py`): its files
+    live under the worker tmp dir, which the manifests mount as a memory-backed emptyDir, so
+    they count against the pod's memory limit as the workers' own memory does. A value the
+    settings will refuse counts as the default: the workers then fail at start with the
+    settings' own message."""
+    env = os.environ if environ is None else environ
+    if not shared_dir.wanted(env):
+        return 0
+    try:
+        mb = float(env.get(shared_dir.SIZE_ENV) or shared_dir.DEFAULT_MB)
+    except ValueError:
+        mb = shared_dir.DEFAULT_MB
+    if not mb <= shared_dir.MAX_MB:  # more than the settings accept
+        mb = shared_dir.DEFAULT_MB
+    return int(mb * 2**20)
 
 
 def usable_cpus(root: Path = Path("/sys/fs/cgroup")) -> float:

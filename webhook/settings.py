@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from webhook.shared_dir import DEFAULT_MB
+from webhook.shared_dir import DEFAULT_MB, MAX_MB
 
 
 def _split_csv(value: object) -> object:
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         "bytes each; 0 turns it off): a repeated poll reads only the steps that are new or "
         "not yet settled.")
     shared_cache_mb: float = Field(
-        DEFAULT_MB, ge=0, le=4096, description="Under gunicorn, the workers of one pod share the "
+        DEFAULT_MB, ge=0, le=MAX_MB, description="Under gunicorn, the workers of one pod share the "
         "step data and rollout starts they read, as files in a private directory the master "
         "makes under the worker tmp dir (/tmp), at most this many MB (0 turns it off). Flagger "
         "opens a new connection per poll, which lands on any worker: without it most polls "

@@ -33,6 +33,7 @@ DIR_ENV = "CANARY_JUDGE_SHARED_STEPS_DIR"
 # The operator's bound in MB (the setting `shared_cache_mb`); 0: no directory, no store.
 SIZE_ENV = "CANARY_JUDGE_SHARED_CACHE_MB"
 DEFAULT_MB = 16.0
+MAX_MB = 4096.0  # the most the setting accepts
 PREFIX = "canary-judge-steps-"
 
 
