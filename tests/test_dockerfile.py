@@ -67,10 +67,12 @@ def test_dockerfile_and_deployment_agree_with_the_service(monkeypatch):
     # Probes hit real GET routes on the served port.
     app = create_app(load_settings(prometheus_url="http://127.0.0.1:9", config_dir=None))
     adapter = app.url_map.bind("localhost")
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    probes = app.test_client()
+    for probe, path in (("readinessProbe", "/readyz?source=once"), ("livenessProbe", "/healthz")):
         get = c[probe]["httpGet"]
         assert get["path"] == path
-        adapter.match(get["path"], method="GET")
+        adapter.match(get["path"].partition("?")[0], method="GET")
+        assert probes.get(get["path"]).status_code != 400  # its query is understood
         assert ports.get(get["port"], get["port"]) == served.port
     health = re.search(r"http://[\w.]+:(\d+)(/\w+)", image["HEALTHCHECK"])
     assert int(health.group(1)) == served.port

@@ -61,10 +61,18 @@ def test_readiness_follows_the_metrics_source(client, lab):
     assert client.get("/healthz").status_code == 200
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json["configs"] == ["healthcare", "http", "trading"]
+    assert client.get("/readyz?source=once").status_code == 200
     down = create_app(load_settings(prometheus_url="http://127.0.0.1:9")).test_client()
     r = down.get("/readyz")
     assert r.status_code == 503 and "metrics source" in r.json["problems"][0]
     assert down.get("/healthz").status_code == 200  # liveness must not restart us for it
+    # the probe of the manifests: a source that never answered keeps the pod out
+    r = down.get("/readyz?source=once")
+    assert r.status_code == 503
+    assert "has not answered since the pod started" in r.json["problems"][0]
+    r = down.get("/readyz?source=sometimes")
+    assert r.status_code == 400 and r.json["field"] == "source"
+    assert "'once'" in r.json["message"] and "'sometimes'" in r.json["message"]
 
 
 CUSTOM = """

@@ -54,6 +54,8 @@ class Service:
     language: QueryLanguage = field(default_factory=query_language)
     slots: FairSlots = field(init=False)
     admitted: threading.BoundedSemaphore = field(init=False)
+    # the metrics source answered a readiness probe of this process (`/readyz?source=once`)
+    source_answered: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         # Analyses running at once (CPU-bound under the GIL: more only adds latency), and

@@ -1,4 +1,5 @@
-"""Readiness waits until every gunicorn worker has booted once.
+"""Readiness waits until every gunicorn worker has booted once (and, for `/readyz?source=once`,
+until the metrics source has answered once).
 
 Each worker answers /readyz by itself, and the first one to load the app answered it while
 the others were still importing numpy and scipy (a second or two each on a busy node).
@@ -15,6 +16,10 @@ event loop starts); /readyz reports a problem until as many are there as the mas
 restarted must not take a serving pod out of its Service (one replica would mean an outage
 while the others still answer), and the restarted worker takes new connections as they come.
 
+The same directory remembers that the metrics source answered a readiness probe once
+(`mark_source_answered`): the manifests' probe asks only that (`webhook/api/meta.py` says why),
+and whichever worker answers the next probe must know it, not only the one that asked.
+
 Outside gunicorn (the Flask test client, `flask run`) nothing is set and nothing is checked.
 """
 
@@ -30,8 +35,11 @@ DIR_ENV = "CANARY_JUDGE_WORKER_BOOT_DIR"
 EXPECTED_ENV = "CANARY_JUDGE_WORKER_BOOT_EXPECTED"
 # Written once every worker the master started has booted: readiness stays from then on.
 _ALL = "all-booted"
+# Written once the metrics source has answered a readiness probe.
+_SOURCE = "source-answered"
 
 _seen_all = False  # this process has seen the marker: no more file system calls
+_source_seen_in: str | None = None  # the directory whose source marker this process has seen
 
 
 def prepare(workers: int, parent: str | None = None) -> str:
@@ -85,3 +93,30 @@ def boot_problem() -> str | None:
             pass
     _seen_all = True
     return None
+
+
+def mark_source_answered() -> None:
+    """The metrics source answered a readiness probe: the pod's other workers will know
+    (`source_answered_in_pod`). Outside gunicorn there is no pod: nothing to do."""
+    global _source_seen_in
+    path = os.environ.get(DIR_ENV)
+    if not path or _source_seen_in == path:
+        return
+    try:
+        with open(os.path.join(path, _SOURCE), "w"):
+            pass
+    except OSError:  # removed under us (the master is exiting): nothing to tell
+        return
+    _source_seen_in = path
+
+
+def source_answered_in_pod() -> bool:
+    """Whether the metrics source answered a readiness probe in any worker of this master;
+    False outside gunicorn (the app remembers its own: `Service.source_answered`)."""
+    global _source_seen_in
+    path = os.environ.get(DIR_ENV)
+    if not path:
+        return False
+    if _source_seen_in != path and os.path.exists(os.path.join(path, _SOURCE)):
+        _source_seen_in = path
+    return _source_seen_in == path

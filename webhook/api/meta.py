@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from webhook.api.common import error_response, get_service
 from webhook.models import AnalysisRequest, VerdictModel
 from webhook.observability import metrics_payload
-from webhook.worker_boot import boot_problem
+from webhook.worker_boot import boot_problem, mark_source_answered, source_answered_in_pod
 
 bp = Blueprint("meta", __name__)
 
@@ -55,20 +55,48 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+# `/readyz?source=…`: when the metrics source must have answered for the pod to be ready.
+SOURCE_REQUIRED, SOURCE_ONCE = "required", "once"
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
+    """Readiness: the configs are valid, every worker booted, and the metrics source answers
+    now, or with `?source=once` has answered once since the pod started.
+
+    `source=once` is what the manifests' readinessProbe asks. A Prometheus outage is the same
+    for every replica, so tying readiness to it takes every pod out of the Service at once:
+    callers then get connection errors instead of a 503 naming the source, the
+    PodDisruptionBudget blocks node drains, a rolling update of the judge stalls, and the
+    judge's own upstream-error counters cannot be scraped when they matter. Having answered
+    once still keeps a pod with a wrong Prometheus URL or token out of the Service, so such a
+    rollout of the judge stalls with the old pods serving instead of replacing them."""
+    source = request.args.get("source", SOURCE_REQUIRED)
+    if source not in (SOURCE_REQUIRED, SOURCE_ONCE):
+        return error_response(400, f"source must be {SOURCE_REQUIRED!r} (the default: not ready "
+                              f"while the metrics source does not answer) or {SOURCE_ONCE!r} "
+                              f"(ready once it has answered since the pod started), not "
+                              f"{source!r}", "source")
     service = get_service()
     problems = [f"config {src}: {err}" for src, err in sorted(service.registry.errors.items())]
     if not service.registry.configs:
         problems.append("no analysis configs loaded")
-    ok, detail = service.source.ready()
-    if not ok:
-        problems.append(f"metrics source: {detail}")
+    if source == SOURCE_ONCE and (service.source_answered or source_answered_in_pod()):
+        checked = "answered since the pod started; not asked now (source=once)"
+    else:
+        ok, checked = service.source.ready()
+        if ok:
+            service.source_answered = True
+            mark_source_answered()
+        elif source == SOURCE_ONCE:
+            problems.append(f"metrics source: has not answered since the pod started: {checked}")
+        else:
+            problems.append(f"metrics source: {checked}")
     starting = boot_problem()
     if starting:
         problems.append(starting)
     body = {"status": "ok" if not problems else "not ready", "problems": problems,
-            "configs": sorted(service.registry.configs)}
+            "configs": sorted(service.registry.configs), "metrics_source": checked}
     response = jsonify(body)
     response.status_code = 200 if not problems else 503
     return response
@@ -230,9 +258,19 @@ def openapi_document() -> dict[str, Any]:
                               "404": {"description": "Unknown", "content": json_of("Error")}}}},
             "/healthz": {"get": {"summary": "Liveness",
                                  "responses": {"200": {"description": "Alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness: configs valid, metrics source reachable",
-                                "responses": {"200": {"description": "Ready"},
-                                              "503": {"description": "Not ready"}}}},
+            "/readyz": {"get": {
+                "summary": "Readiness: configs valid, workers booted, metrics source reachable",
+                "parameters": [{
+                    "name": "source", "in": "query", "required": False,
+                    "description": "`once`: ready once the metrics source has answered since "
+                                   "the pod started, whatever it does now (the manifests' "
+                                   "readinessProbe)",
+                    "schema": {"type": "string", "enum": [SOURCE_REQUIRED, SOURCE_ONCE],
+                               "default": SOURCE_REQUIRED}}],
+                "responses": {"200": {"description": "Ready"},
+                              "400": {"description": "Unknown `source`",
+                                      "content": json_of("Error")},
+                              "503": {"description": "Not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics of the service",
                                  "responses": {"200": {"description": "Exposition format"}}}},
             "/openapi.json": {"get": {"summary": "This document",
