@@ -124,3 +124,36 @@ def test_openapi_documents_every_route(client):
     assert {"verdict", "pass", "score", "reason", "checks"} <= set(verdict["properties"])
     hook_types = doc["paths"]["/v1/hooks/{type}"]["post"]["parameters"][0]["schema"]["enum"]
     assert len(hook_types) == 8
+
+
+class _BrokenAdapter:
+    """A metrics-source adapter with a defect: it raises what no SourceError wraps."""
+
+    def query_range_many(self, queries, deadline=None):
+        raise KeyError("a defect in an adapter")
+
+    def ready(self):
+        return True, "ok"
+
+
+def test_a_defect_of_the_judge_is_a_500_counted_and_audited_never_a_verdict(lab, capsys):
+    app = create_app(load_settings(prometheus_url=lab.url), source=_BrokenAdapter())
+    client = app.test_client()
+
+    def internal_errors() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return float(text.split("\ncanary_judge_internal_errors_total ")[1].split()[0])
+
+    before = internal_errors()
+    capsys.readouterr()
+    r = client.post("/v1/analyze", json=payload(lab))
+    assert r.status_code == 500 and r.json["error"] == "internal"
+    assert "verdict" not in r.json and "KeyError" not in r.json["message"]
+    assert internal_errors() == before + 1  # what the CanaryJudgeInternalErrors alert reads
+    audit = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if '"event":"analysis"' in line]
+    assert [(a["status"], a["verdict"]) for a in audit] == [(500, "error")]
+    assert "KeyError" in audit[0]["reason"]
+    # Flagger's rollback hook: a defect never rolls back
+    r = client.post("/v1/hooks/rollback", json={"name": "podinfo", "namespace": "shop"})
+    assert r.status_code == 500 and internal_errors() == before + 2

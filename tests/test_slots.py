@@ -15,6 +15,7 @@ import pytest
 from webhook.app import create_app
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash
 from webhook.models import AnalysisRequest
+from webhook.observability import BUSY_REFUSALS
 from webhook.service import Busy
 from webhook.settings import load_settings
 from webhook.sources.base import QueryResult, RangeQuery
@@ -77,6 +78,7 @@ def test_an_analysis_waits_for_a_slot_that_frees_in_time(service):
 
 def test_busy_after_the_wait_and_at_once_beyond_the_admitted(service):
     svc, source, request, app = service
+    refused = BUSY_REFUSALS._value.get()
     with ThreadPoolExecutor(3) as pool:
         first = pool.submit(_timed, svc, request)
         assert source.entered.acquire(timeout=5)
@@ -94,6 +96,8 @@ def test_busy_after_the_wait_and_at_once_beyond_the_admitted(service):
         source.gate.set()
         assert first.result()[0] == "pass"
     assert _timed(svc, request)[0] == "pass"  # every slot given back
+    # both refusals counted, for the CanaryJudgeBusy alert (manifests/components/alerts)
+    assert BUSY_REFUSALS._value.get() == refused + 2
 
 
 def test_slots_go_to_the_longest_waiter_and_a_timed_out_waiter_takes_none():

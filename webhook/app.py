@@ -21,7 +21,7 @@ from webhook.api.hooks import HOOK_TYPES
 from webhook.api.hooks import bp as hooks_bp
 from webhook.api.meta import bp as meta_bp
 from webhook.configs import ConfigRegistry, load_registry
-from webhook.observability import HOOK_RESPONSES, configure_logging
+from webhook.observability import HOOK_RESPONSES, INTERNAL_ERRORS, configure_logging
 from webhook.service import Service
 from webhook.settings import Settings, load_settings
 from webhook.sources import MetricsSource, make_source, query_language
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        INTERNAL_ERRORS.inc()
         _count_hook(500)
         return error_response(500, "internal error; see the service log")
 

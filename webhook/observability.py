@@ -40,6 +40,15 @@ STEP_CACHE_SAMPLES = Counter(
     "Samples (series x steps) of the answers the step cache returned, by where they were "
     "read from: the cache (the worker's or the pod's shared store) or upstream.",
     ["read_from"])
+# Analyses a worker refused with `503 busy` (every analysis slot stayed taken for the slot
+# wait), and requests answered 500 (a defect of the judge, `app.py`'s last error handler):
+# neither is the metrics source's fault; the alerts of manifests/components/alerts page on both.
+BUSY_REFUSALS = Counter("canary_judge_busy_refusals_total",
+                        "Analyses refused with 503 busy: every analysis slot of the worker "
+                        "stayed taken for the slot wait.")
+INTERNAL_ERRORS = Counter("canary_judge_internal_errors_total",
+                          "Requests answered 500: an error of the judge itself (the service "
+                          "log has the traceback).")
 HOOK_RESPONSES = Counter("canary_judge_hook_responses_total",
                          "Flagger webhook answers, by hook type and HTTP status.",
                          ["hook", "status"])

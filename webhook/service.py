@@ -20,6 +20,7 @@ from webhook.models import AnalysisRequest
 from webhook.observability import (
     ANALYSES,
     ANALYSIS_SECONDS,
+    BUSY_REFUSALS,
     UPSTREAM_ERRORS,
     UPSTREAM_QUERIES,
     audit,
@@ -90,6 +91,7 @@ class Service:
         if not self._acquire(deadline):
             exc = Busy(f"busy: every analysis slot of this worker stayed taken for "
                        f"{self.settings.slot_wait_seconds:g}s; retry shortly")
+            BUSY_REFUSALS.inc()
             record.update(verdict="error", status=exc.status, reason=exc.message,
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
