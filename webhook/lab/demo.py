@@ -28,7 +28,8 @@ def _say(text: str) -> None:
 
 def _curl(args: list[str]) -> int:
     """Run (and show) a real curl when there is one; otherwise do the same with requests."""
-    shown = " ".join(f"'{a}'" if any(c in a for c in ' {}"\n') else a
+    # Quoted as a shell needs it pasted: `?` alone is a glob (zsh refuses the unquoted URL).
+    shown = " ".join(f"'{a}'" if any(c in a for c in ' {}"\n?&*[$') else a
                      for a in (arg.replace("\n", "\\n") for arg in args))
     print(f"$ curl {shown}", flush=True)
     if shutil.which("curl"):
