@@ -103,8 +103,10 @@ def test_dockerfile_and_deployment_agree_with_the_service(monkeypatch):
     # Timing: Prometheus answers inside the probe's and the callers' timeouts, gunicorn's
     # graceful shutdown inside the pod's grace period.
     assert settings.prometheus_timeout_seconds < c["readinessProbe"]["timeoutSeconds"]
+    assert settings.readiness_deadline_seconds < c["readinessProbe"]["timeoutSeconds"]
     for _, metric in web_metrics():
         assert settings.prometheus_timeout_seconds < metric["provider"]["web"]["timeoutSeconds"]
+        assert settings.analysis_deadline_seconds < metric["provider"]["web"]["timeoutSeconds"]
     pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     sleep = int(pre_stop[-1]) if pre_stop[:1] == ["sleep"] else 0
     graceful = int(literals.get("CANARY_JUDGE_GRACEFUL_TIMEOUT", "20"))

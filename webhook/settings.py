@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     config_dir: Path | None = Field(None, description="Directory of analysis config YAML files.")
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated bearer tokens accepted on /v1/analyze; empty = open.",
+        description="Comma-separated bearer tokens accepted on /v1/analyze and /v1/gates; "
+        "empty = open.",
     )
     report_link_hours: float = Field(
         72, ge=0, le=24 * 90, description="With api_tokens set, how long the `report` link "
