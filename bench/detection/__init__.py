@@ -9,7 +9,7 @@ stable), canary weight growing 5 → 10 → 25 → 50 %, and 20 polls 30 s apart
 rollouts (a rollout is falsely failed if any poll fails it), detection rate and polls to detect
 for planted regressions, and how often the analysis is still inconclusive at the end.
 
-Modules: `simulate` (traffic and scenarios), `kayenta` (NetflixACAJudge from its description),
-`methods` (the judges under test, one verdict per poll), `run` (parallel Monte Carlo and
-aggregation), `report` (Markdown, JSON, figure), `cli` (the command).
+Modules: `simulate` (traffic and scenarios), `methods` (the judges under test, one verdict per
+poll; Kayenta's NetflixACAJudge, from its description, is `webhook.judge.kayenta`), `run`
+(parallel Monte Carlo and aggregation), `report` (Markdown, JSON, figure), `cli` (the command).
 """

@@ -14,7 +14,7 @@ failed check is not re-judged (its fail is carried forward).
   rollout, as the service does from its sequential lookback. The gauge row judges a `series`
   metric at the schema's defaults (`gauge_spec`, outside the combined verdict as the http
   config has no CPU metric).
-- Kayenta (`kayenta`): bench.detection.kayenta on the per-step points a range query gives:
+- Kayenta (`kayenta`): webhook.judge.kayenta on the per-step points a range query gives:
   per-step error ratio (errors/requests, NaN without requests) and per-step p99 from
   `histogram_quantile(0.99, …)` of that step's buckets, direction increase, default effect
   size, scored as a config of two equally weighted groups (errors, latency). The gauge is a
