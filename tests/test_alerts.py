@@ -40,6 +40,14 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+def test_the_component_ships_the_rule_and_the_overlay_uses_it() -> None:
+    (component,) = load_docs(COMPONENT / "kustomization.yaml")
+    assert component["kind"] == "Component" and component["resources"] == ["prometheusrule.yaml"]
+    (overlay,) = load_docs(MANIFESTS / "overlays" / "with-servicemonitor" / "kustomization.yaml")
+    assert "../../components/alerts" in overlay["components"]
+    assert "../../components/servicemonitor" in overlay["components"]  # what feeds the rules
+
+
 def test_the_rules_parse(tmp_path: Path) -> None:
     """`promtool check rules` parses each expression and each annotation's template."""
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups()}))

@@ -153,6 +153,7 @@ def test_kustomize_build(directory):
     assert {"Namespace", "ServiceAccount", "Deployment", "Service", "ConfigMap",
             "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"} <= set(kinds)
     assert ("ServiceMonitor" in kinds) == directory.endswith("with-servicemonitor")
+    assert ("PrometheusRule" in kinds) == directory.endswith("with-servicemonitor")
     for doc in docs:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "canary-judge", doc["kind"]
