@@ -157,3 +157,25 @@ def test_a_defect_of_the_judge_is_a_500_counted_and_audited_never_a_verdict(lab,
     # Flagger's rollback hook: a defect never rolls back
     r = client.post("/v1/hooks/rollback", json={"name": "podinfo", "namespace": "shop"})
     assert r.status_code == 500 and internal_errors() == before + 2
+
+
+def test_a_quieter_log_keeps_the_audit_trail(client, lab, capsys):
+    """CANARY_JUDGE_LOG_LEVEL=warning silences diagnostics, not the record of each analysis."""
+    import logging
+
+    from webhook.observability import configure_logging
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        configure_logging("warning")
+        capsys.readouterr()
+        r = client.post("/v1/analyze", json=payload(lab))
+        logging.getLogger("webhook").info("a diagnostic line")
+        out = capsys.readouterr().out
+    finally:
+        root.setLevel(level)
+    assert r.status_code == 200
+    assert [json.loads(line)["analysis_id"] for line in out.splitlines()
+            if '"event":"analysis"' in line] == [r.json["analysis_id"]]
+    assert "a diagnostic line" not in out

@@ -65,6 +65,9 @@ def metrics_payload() -> tuple[bytes, str]:
 
 
 _audit = logging.getLogger("canary_judge.audit")
+# The audit trail is not diagnostics: an operator quieting the log with
+# CANARY_JUDGE_LOG_LEVEL=warning must not lose the record of who was let through on what.
+_audit.setLevel(logging.INFO)
 
 
 def configure_logging(level: str = "INFO") -> None:
