@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from webhook.configs import EventsMetric, RatioMetric, SeriesMetric
-from webhook.rollout import canary_activity, rollout_start
+from webhook.rollout import canary_activity, current_start, rollout_start
 from webhook.sources.base import QueryKey, QueryResult, RangeQuery, Series
 
 
@@ -17,6 +17,14 @@ def test_rollout_start_is_read_off_the_data():
     activity = np.array(busy + quiet + busy + [False, False] + busy)
     assert rollout_start(activity, max_gap=3) == 9  # a 2-step blip does not split a rollout
     assert rollout_start(activity, max_gap=1) == 15
+
+
+def test_a_run_followed_by_a_longer_pause_than_max_gap_is_over():
+    busy = [True] * 4
+    assert current_start(np.array([False] * 5), 3) is None
+    assert current_start(np.array(busy + [False] * 3), 3) == 0  # a blip: still the run
+    assert current_start(np.array(busy + [False] * 4), 3) == 8  # over: nothing judged
+    assert current_start(np.array(busy + [False] * 5 + busy + [False] * 2), 3) == 9
 
 
 def _result(metric: str, side: str, role: str, values: list[float]) -> tuple[QueryKey,

@@ -38,6 +38,7 @@ from webhook.resolve import (
     resolve_window,
     side_selectors,
 )
+from webhook.rollout import max_gap
 from webhook.sources import query_language
 from webhook.sources.base import MetricsSource, QueryLanguage, QueryResult
 
@@ -126,10 +127,20 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     mode = request.mode or config.defaults.mode
     window = resolve_window(request, config, policy, now, mode == "sequential")
     if window.too_short:
-        return _too_short(request, config, specs, vars_, window, mode, now, level,
-                          gate_action, began)
+        seconds = max(window.end - window.start, 0.0)
+        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
+                            gate_action, began, [], window.start, (
+                                f"too little data yet: the window is {seconds:g}s, shorter "
+                                f"than one step ({window.step:g}s); ask again later"))
     got = fetch_window(request, config, specs, selectors, vars_, window, mode, source, language,
                        deadline, starts, resolved.plan(window.step, language))
+    if got.over:
+        quiet = max_gap(window.step) * window.step
+        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
+                            gate_action, began, got.upstream, window.end, (
+                                f"no canary traffic for more than {quiet:g}s (the pause "
+                                "that splits two rollouts): its last run is over and the "
+                                "next has not begun; nothing to judge yet"))
     fetched = got.window
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
                       first=got.first, origin=fetched.start + window.step, traces=traces)
@@ -182,20 +193,20 @@ def _resolve(request: AnalysisRequest, registry: ConfigRegistry, policy: Policy,
     return resolved
 
 
-def _too_short(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
-               vars_: Mapping[str, str], window: ResolvedWindow, mode: str, now: float,
-               level: AppliedLevel | None, gate_action: str | None,
-               began: float) -> AnalysisResult:
-    """A window shorter than one step holds no complete step yet: inconclusive, not an error."""
-    seconds = max(window.end - window.start, 0.0)
+def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
+                 vars_: Mapping[str, str], window: ResolvedWindow, mode: str, now: float,
+                 level: AppliedLevel | None, gate_action: str | None, began: float,
+                 fetched: list[QueryResult], judged_start: float, why: str) -> AnalysisResult:
+    """No step of the window belongs to what is asked (a window shorter than one step, or a
+    canary whose last run of traffic is over): every check inconclusive saying `why`, not an
+    error, and not the judges' "too little data", which would blame the stable too."""
     checks = [CheckResult(
         name=spec.name, kind=spec.kind, verdict="inconclusive", test="none",
-        reason=f"{spec.name}: too little data yet: the window is {seconds:g}s, shorter than "
-               f"one step ({window.step:g}s); ask again later",
+        reason=f"{spec.name}: {why}",
         canary=Summary(0.0, None), stable=Summary(0.0, None), critical=spec.critical,
         weight=spec.weight, group=spec.group) for spec in specs]
-    return _finish(request, config, checks, vars_, window, window.start, mode, now, level,
-                   gate_action, began, [])
+    return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
+                   gate_action, began, fetched)
 
 
 def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[CheckResult],

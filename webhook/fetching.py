@@ -47,11 +47,11 @@ from webhook.plan import PlannedQuery, over, plan_exprs
 from webhook.resolve import ResolvedWindow
 from webhook.rollout import (
     canary_activity,
+    current_start,
     first_judged,
     judged_from,
     mark_traffic,
     max_gap,
-    rollout_start,
     warmup_steps,
 )
 from webhook.sources.base import (
@@ -76,6 +76,9 @@ class Fetched:
     results: dict[QueryKey, QueryResult]
     first: int  # the first judged step of `window`
     upstream: list[QueryResult]  # every answer read, the start query's included
+    # the canary's latest run of traffic is over (`current_start`): nothing of the current
+    # rollout is judged
+    over: bool = False
 
     @property
     def points(self) -> int:
@@ -228,7 +231,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
             upstream += got
             held = keep, {r.query.key: r for r in (got[1:] if along else got)}
             if along:
-                settled, begun = True, rollout_start(activity_of(got[0], points), gap)
+                settled, begun = True, current_start(activity_of(got[0], points), gap)
             else:
                 settled, begun = settled_start(held[1], specs, points - keep, window.step,
                                                keep)
@@ -239,7 +242,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                 starts.reject(start_q)
                 return whole()
             upstream += got
-            begun = rollout_start(activity_of(got[0], points), gap)
+            begun = current_start(activity_of(got[0], points), gap)
         begun_at = None if begun is None else window.start + window.step * (begun + 1)
         if not known or begun_at != guess:  # `get` already marked a known start as used
             starts.put(start_q, begun_at)
@@ -251,7 +254,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         upstream += answers
         results = {r.query.key: r for r in answers}
     first = first_judged(begun, warmup, points) - keep
-    return Fetched(cut, cut_queries, results, first, upstream)
+    return Fetched(cut, cut_queries, results, first, upstream,
+                   over=begun is not None and begun >= points)
 
 
 def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpec],
@@ -266,7 +270,7 @@ def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpe
     to join its run.
     """
     gap = max_gap(step)
-    begun = rollout_start(canary_activity(results, points, specs, step), gap)
+    begun = current_start(canary_activity(results, points, specs, step), gap)
     if keep == 0:
         return True, begun
     if begun is not None and begun >= gap + 1:
@@ -282,7 +286,10 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     results = {r.query.key: r for r in fetched}
     points = window.points
     first = judged_from(request, config, window, mode, results, points, specs)
-    return Fetched(window, queries, results, first, fetched)
+    over = (first >= points and mode == "sequential" and request.window.start is None
+            and current_start(canary_activity(results, points, specs, window.step),
+                              max_gap(window.step)) == points)
+    return Fetched(window, queries, results, first, fetched, over=over)
 
 
 def traffic_parts(queries: Sequence[RangeQuery | PlannedQuery], specs: list[MetricSpec],
@@ -342,11 +349,12 @@ def keep_from(first: int, step: float, own_steps: Iterable[float]) -> int:
 
 
 def _index(begun_at: float | None, window: ResolvedWindow, points: int) -> int | None:
-    """A start remembered as a time, as a step of this window (its first step if older)."""
+    """A start remembered as a time, as a step of this window (its first step if older; the
+    window's length, nothing judged, if later: a run that was over, `current_start`)."""
     if begun_at is None:
         return None
     index = round((begun_at - window.start) / window.step) - 1
-    return min(max(index, 0), max(points - 1, 0))
+    return min(max(index, 0), max(points, 0))
 
 
 def activity_of(result: QueryResult, points: int) -> np.ndarray:

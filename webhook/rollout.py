@@ -23,7 +23,7 @@ def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: Resolv
     began (sequential mode without an explicit start), plus the warmup."""
     begun = None
     if mode == "sequential" and request.window.start is None:
-        begun = rollout_start(canary_activity(results, points, specs, window.step),
+        begun = current_start(canary_activity(results, points, specs, window.step),
                               max_gap=max_gap(window.step))
     return first_judged(begun, warmup_steps(request, config, window.step), points)
 
@@ -63,6 +63,25 @@ def rollout_start(activity: np.ndarray, max_gap: int) -> int | None:
     # not a Python loop over the active steps; called twice a poll)
     wide = ((active[1:] - active[:-1]) > max_gap + 1).nonzero()[0]
     return int(active[wide[-1] + 1] if wide.size else active[0])
+
+
+def current_start(activity: np.ndarray, max_gap: int) -> int | None:
+    """`rollout_start`, or the window's length when the latest run of traffic is over: more
+    than `max_gap` quiet steps end the window (Flagger scaled the canary to zero after its last
+    analysis, or every canary pod is down). Those steps are as wide a pause as the one that
+    splits two rollouts, so the run before it is not the current rollout: judging it would
+    answer the poll with another version's data (a pass, or a failure of a version rolled back
+    long ago). Nothing of the current rollout is judged, so every check is inconclusive.
+
+    Read off the same data at every poll and replica, as `rollout_start` is; an explicit end
+    re-judges a past poll exactly as it was answered.
+    """
+    activity = np.asarray(activity)
+    begun = rollout_start(activity, max_gap)
+    if begun is None:
+        return None
+    last = int(activity.nonzero()[0][-1])
+    return int(activity.size) if activity.size - 1 - last > max_gap else begun
 
 
 def canary_activity(results: Mapping[QueryKey, QueryResult], points: int,
