@@ -22,7 +22,7 @@ from webhook.configs import AnalysisConfig, ConfigRegistry, MetricSpec
 from webhook.fetching import Plan, StartCache, fetch_window, plan_window
 from webhook.judge import CheckResult, combine
 from webhook.judge.types import Summary
-from webhook.judging import judge_metrics, name_empty_queries
+from webhook.judging import data_end, judge_metrics, name_empty_queries
 from webhook.kinds import KindContext
 from webhook.models import AnalysisRequest
 from webhook.plan import plan_queries
@@ -143,12 +143,19 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 "next has not begun; nothing to judge yet"))
     fetched = got.window
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
-                      first=got.first, origin=fetched.start + window.step, traces=traces)
+                      first=got.first, origin=fetched.start + window.step, traces=traces,
+                      data_end=data_end(got.results) if _counts_silence(specs) else None)
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
     return _finish(request, config, checks, vars_, window,
                    fetched.start + got.first * window.step, mode, now, level, gate_action,
                    began, got.upstream)
+
+
+def _counts_silence(specs: list[MetricSpec]) -> bool:
+    """Whether a check counts steps without samples (`max_missing`): only those read where
+    the data end (`judging.data_end`), so other analyses skip the scan."""
+    return any(getattr(spec, "max_missing", None) is not None for spec in specs)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from webhook.configs import MetricSpec
 from webhook.judge.types import CheckResult, evolve
 from webhook.kinds import KindContext, judge_spec, metric_step
@@ -56,6 +58,27 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
     start = ctx.origin + ctx.first * ctx.step
     return [evolve(c, trace=evolve(c.trace, first_time=start, step=ctx.step)) if c.trace
             else c for c in checks]
+
+
+def data_end(results: Mapping[QueryKey, QueryResult]) -> float | None:
+    """The newest time any query has a sample at, if a stable-side query has data at all
+    (`KindContext.data_end`); None otherwise.
+
+    Without the stable's data there is no telling a source that has not caught up from a
+    canary that went silent, so a canary-only analysis gets no allowance."""
+    newest, stable_seen = None, False
+    for key, result in results.items():
+        q = result.query
+        for series in result.series:
+            seen = (np.isfinite(series.values) if series.present is None
+                    else np.asarray(series.present, dtype=bool))
+            found = np.flatnonzero(seen)
+            if not found.size:
+                continue
+            stable_seen |= isinstance(key, QueryKey) and key.side == "stable"
+            at = q.start + float(found[-1]) * q.step
+            newest = at if newest is None else max(newest, at)
+    return newest if stable_seen else None
 
 
 def _by_parts(results: Mapping[QueryKey, QueryResult]

@@ -10,6 +10,7 @@ and group stamped on the results.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -41,6 +42,17 @@ class KindContext:
     first: int = 0
     origin: float = 0.0
     traces: bool = False
+    # The newest time any query of the analysis has a sample at (`judging.data_end`), when
+    # the stable side has data; None: no such reference. Steps after it have no data anywhere
+    # yet (a metrics source lagging behind, or a clock ahead of it).
+    data_end: float | None = None
+
+    def through(self) -> int | None:
+        """How many steps from `first` on lie at or before `data_end` (None: all of them)."""
+        if self.data_end is None:
+            return None
+        last = math.floor((self.data_end - self.origin) / self.step + 1e-9)
+        return min(max(last + 1 - self.first, 0), self.points - self.first)
 
     @property
     def history(self) -> slice | None:
