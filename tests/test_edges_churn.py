@@ -7,7 +7,9 @@ errors, or 1.5x the latency) fails and never passes, through
 - canary pods replaced mid-rollout (new pod names: old series end, new ones start from 0) and a
   pod restarting inside one step (its counters back to 0);
 - a 45 s scrape outage of the canary across a step point, and of the stable;
-- the canary's histogram gaining `le` bounds mid-rollout (a new pod with another layout).
+- the canary's histogram gaining `le` bounds mid-rollout (a new pod with another layout);
+- a canary whose new version dropped the bounds the stable's tail share is counted at (its
+  automatic bound is then chosen among the bounds both sides have).
 
 Planted in a real Prometheus; each poll is the served POST with the poll's time as the window's
 `end` (how a past poll is re-judged exactly), so the sequence needs no clock of its own. With
@@ -35,8 +37,10 @@ POLLS = [END - m * MIN for m in (12, 8, 4, 0)]
 HASH = "rollouts_pod_template_hash"
 REGRESSIONS = {"healthy": {}, "errors": {"error_ratio": 0.03}, "slow": {"latency_scale": 1.5}}
 MORE_BOUNDS = tuple(sorted({*DEFAULT_BUCKETS, 0.175, 0.35, 0.45}))
+# the new version's layout without the bounds where the stable's slowest 1 % begin
+FEWER_BOUNDS = tuple(b for b in DEFAULT_BUCKETS if b not in (0.4, 0.5))
 EDGES = ("lag30", "lag120", "replaced", "restart", "canary_outage", "stable_outage",
-         "relayout")
+         "relayout", "fewer_bounds")
 
 
 def _side(hash_: str, rps: float, **diff):
@@ -75,6 +79,9 @@ def _plants(edge: str, version: str, seed: int) -> list[str]:
                                      seed=seed + 1),
                   render_openmetrics([_side(canary, 20, pod="b", buckets=MORE_BOUNDS, **diff)],
                                      cut - MIN, until, seed=seed + 2)]
+    elif edge == "fewer_bounds":
+        texts.append(render_openmetrics([_side(canary, 20, buckets=FEWER_BOUNDS, **diff)],
+                                        BEGAN, until, seed=seed + 1))
     else:
         texts.append(render_openmetrics([_side(canary, 20, **diff)], BEGAN, until,
                                         seed=seed + 1))
@@ -131,3 +138,15 @@ def test_a_regression_fails_at_the_edges_and_never_passes(client, edge, version)
 
 def _start(body: dict) -> float:
     return parse_time(body["window"]["start"])
+
+
+@pytest.mark.parametrize("version", ["healthy", "slow"])
+def test_the_tail_share_is_counted_at_a_bound_both_layouts_have(client, version):
+    """The stable's slowest 1 % begin at 500 ms, a bound the canary's new layout lacks: the
+    tail share is judged at the smallest bound both sides have instead of staying
+    inconclusive for the whole rollout."""
+    tail = next(c for c in _polls(client, "fewer_bounds", version)[-1]["checks"]
+                if c["name"] == "latency_tail")
+    assert "not a finite bucket bound of both sides" not in tail["reason"], tail["reason"]
+    assert "bound of both sides' buckets" in tail["reason"], tail["reason"]
+    assert tail["verdict"] == ("pass" if version == "healthy" else "fail"), tail["reason"]

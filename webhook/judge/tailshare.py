@@ -17,10 +17,11 @@ interval. Tolerance, direction and minimum data mean what they mean there.
 
 The bound is either configured (it must be a bucket bound of both sides) or chosen from the
 stable's steps before the analysis start: the smallest bucket bound the stable's requests
-exceed at most `max_share` of the time. Chosen from data the canary's test never sees (the
-steps before the start), it is fixed before the canary's requests are looked at, so the
-martingale's guarantee over every poll holds. Without those steps (fixed mode, an explicit
-start) the stable's own window chooses it: the canary's counts still play no part.
+exceed at most `max_share` of the time, among the bounds the canary's layout has too. Chosen
+from data the canary's test never sees (the steps before the start, and the canary's layout,
+not its counts), it is fixed before the canary's requests are looked at, so the martingale's
+guarantee over every poll holds. Without those steps (fixed mode, an explicit start) the
+stable's own window chooses it: the canary's counts still play no part.
 """
 
 from __future__ import annotations
@@ -45,17 +46,25 @@ def _bound_index(hist: Histogram, bound: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def choose_bound(reference: Histogram, max_share: float) -> float | None:
+def choose_bound(reference: Histogram, max_share: float,
+                 among: np.ndarray | None = None) -> float | None:
     """The smallest finite bucket bound that at most `max_share` of `reference`'s requests
     exceed; the largest finite bound when even that is exceeded more often; None without
-    requests or finite bounds."""
+    requests or finite bounds. `among`: only bounds also in it count (the canary's)."""
     total = reference.total
     finite = np.flatnonzero(np.isfinite(reference.bounds))
+    if among is not None:
+        finite = finite[[_among(float(reference.bounds[j]), among) for j in finite]]
     if total <= 0 or not finite.size:
         return None
     above = (total - reference.cumulative[finite]) / total
     ok = finite[above <= max_share]
     return float(reference.bounds[ok[0] if ok.size else finite[-1]])
+
+
+def _among(bound: float, bounds: np.ndarray) -> bool:
+    """Whether `bound` is one of `bounds` (numerically equal, as `_bound_index` finds it)."""
+    return bool((np.abs(bounds - bound) <= 1e-9 * abs(bound)).any())
 
 
 def _per_step_above(hist: Histogram, j: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,22 +74,30 @@ def _per_step_above(hist: Histogram, j: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def auto_bound(stable: Histogram, stable_history: Histogram | None, max_share: float,
-               min_total: float) -> tuple[float | None, bool]:
+               min_total: float, canary: Histogram | None = None) -> tuple[float | None, bool]:
     """(bound, whether the stable's history chose it): from the steps before the rollout when
-    they hold `min_total` requests, else from the stable's own window."""
+    they hold `min_total` requests, else from the stable's own window; with `canary`, among
+    the bounds of its layout alone.
+
+    A new version often changes its buckets: a bound the canary does not have cannot be
+    counted on its side, and the check would stay inconclusive for the whole rollout. The
+    canary's bounds are its layout, not its requests, so choosing among them still fixes the
+    bound before any of the canary's counts are looked at."""
+    among = None if canary is None or canary.layout_problem is not None else canary.bounds
     history_ok = (stable_history is not None and stable_history.total >= min_total
                   and stable_history.layout_problem is None)
     if history_ok and stable_history is not None:
         return _history_bound(stable_history.bounds, stable_history.cumulative,
-                              max_share), True
-    return choose_bound(stable, max_share), False
+                              max_share, among), True
+    return choose_bound(stable, max_share, among), False
 
 
 @HISTORY.memoise
-def _history_bound(bounds: np.ndarray, cumulative: np.ndarray, max_share: float) -> float | None:
+def _history_bound(bounds: np.ndarray, cumulative: np.ndarray, max_share: float,
+                   among: np.ndarray | None = None) -> float | None:
     """`choose_bound` of the stable's history: the same at every poll of a rollout (its start
     is fixed and its steps are settled), so remembered by content (`memo.HISTORY`)."""
-    return choose_bound(Histogram(bounds, cumulative), max_share)
+    return choose_bound(Histogram(bounds, cumulative), max_share, among)
 
 
 def tail_counts(canary: Histogram, stable: Histogram, bound: float | None,
@@ -140,8 +157,10 @@ def judge_tail_share(
                            **base)
     chosen = ""
     if bound is None:
-        bound, history_ok = auto_bound(stable, stable_history, max_share, min_total)
-        chosen = (" (bound: the smallest the stable exceeded in ≤ "
+        bound, history_ok = auto_bound(stable, stable_history, max_share, min_total, canary)
+        both = ("" if np.array_equal(canary.bounds, stable.bounds)
+                else "bound of both sides' buckets ")
+        chosen = (f" (bound: the smallest {both}the stable exceeded in ≤ "
                   f"{max_share * 100:g}% of requests "
                   f"{'before the rollout' if history_ok else 'in this window'})")
     counts = tail_counts(canary, stable, bound, stable_history)

@@ -85,7 +85,7 @@ def _tail_trace(spec: HistogramMetric, canary: Buckets, stable: Buckets,
     hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
     before = Histogram.from_steps(history) if history else None
     bound = (float(spec.tail.bound) if spec.tail.bound != "auto" else
-             auto_bound(hs, before, spec.tail.max_share, spec.min_total)[0])
+             auto_bound(hs, before, spec.tail.max_share, spec.min_total, hc)[0])
     counts = tail_counts(hc, hs, bound, before)
     if counts is None:  # no canary buckets (or no such bound): the stable's share alone
         alone = tail_counts(hs, hs, bound)
