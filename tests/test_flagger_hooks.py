@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from webhook.lab.rollouts import FLAGGER_NEW, NAMESPACE, SCHEME_VARS
@@ -60,11 +62,27 @@ def test_inconclusive_can_be_made_to_fail_the_rollout_check(client):
 
 @pytest.mark.parametrize("kind", ["post-rollout", "event"])
 def test_notification_hooks_answer_200_at_once(client, kind):
-    payload = {"name": "anything", "namespace": "x", "phase": "Succeeded",
-               "eventMessage": "New revision detected", "eventType": "Normal",
-               "timestamp": "1700000000000"}
+    payload = {"name": "anything", "namespace": "x", "phase": "Succeeded", "checksum": "c1"}
     r = client.post(f"/v1/hooks/{kind}", json=payload)
     assert r.status_code == 200
+
+
+def test_event_hook_records_the_event_flagger_sends_in_metadata(client, capsys):
+    """Flagger's CallEventWebhook puts eventMessage, eventType and timestamp inside `metadata`,
+    merged with the hook's own metadata: the audit line must carry the message from there."""
+    payload = {"name": "podinfo", "namespace": NAMESPACE, "phase": "Progressing",
+               "checksum": "c1",
+               "metadata": {"eventMessage": "Advance podinfo.shop canary weight 10",
+                            "eventType": "Normal", "timestamp": "1700000000000",
+                            "config": "http"}}
+    capsys.readouterr()
+    assert client.post("/v1/hooks/event", json=payload).status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if '"flagger_event"' in line]
+    assert len(lines) == 1
+    assert lines[0]["message"] == "Advance podinfo.shop canary weight 10"
+    assert lines[0]["event_type"] == "Normal"
+    assert lines[0]["flagger_canary"] == f"{NAMESPACE}/podinfo"
 
 
 def test_confirm_rollout_opens_without_gates(client):

@@ -553,8 +553,10 @@ def test_flagger_webhooks_answer_per_contract(judge, lab, label, canary, webhook
         if meta or extra:
             payload["metadata"] = {**meta, **extra}
         if kind == "event":
-            payload.update(eventMessage="Advance podinfo.shop canary weight 10",
-                           eventType="Normal", timestamp=str(int(time.time() * 1000)))
+            # Flagger sends an event's fields inside metadata, merged with the hook's own.
+            payload["metadata"] = {"eventMessage": "Advance podinfo.shop canary weight 10",
+                                   "eventType": "Normal",
+                                   "timestamp": str(int(time.time() * 1000)), **meta}
         # Flagger sends only Content-Type: no token, no other header.
         r = client.post(f"/v1/hooks/{kind}", data=json.dumps(payload),
                         headers={"Content-Type": "application/json"})

@@ -195,8 +195,11 @@ def flagger_hook(hook: str) -> Response:
     who = {"flagger_canary": f"{payload.namespace}/{payload.name}",
            "checksum": payload.checksum, "hook": hook}
     if hook in ("post-rollout", "event"):
+        # Flagger puts an event's eventMessage and eventType in `metadata` (CallEventWebhook),
+        # next to the hook's own metadata; the top level is read too for hand-made calls.
         audit({**who, "event": f"flagger_{hook}", "phase": payload.phase,
-               "message": str(raw.get("eventMessage", ""))[:500]})
+               "event_type": str(meta.get("eventType", raw.get("eventType", "")))[:50],
+               "message": str(meta.get("eventMessage", raw.get("eventMessage", "")))[:500]})
         return _text(200, hook, f"{hook} noted for {payload.namespace}/{payload.name}")
     service = get_service()
     try:
