@@ -148,32 +148,59 @@ def canaries() -> list[tuple[str, dict[str, Any]]]:
             if d.get("kind") == "Canary"]
 
 
-def flagger_outcome(canary: dict[str, Any], answers: list[str], max_ticks: int = 50) -> str:
-    """Flagger's loop, reduced to what the judge's hooks decide (README "Wiring Flagger").
+# What the judge answers each hook with, per verdict (README "Wiring Flagger"): 2xx or not.
+HOOK_PASSES = {"rollback": {"fail-critical"}, "rollout": {"pass", "inconclusive"},
+               "confirm-promotion": {"pass"}}
 
-    `answers[i]` is the judge's verdict at tick i (the last one repeats): the rollout hook fails
-    the tick on "fail"; weights advance by stepWeight while it passes; at maxWeight the
-    confirm-promotion hook promotes only on "pass"; `threshold` failed checks roll back.
+
+def hook_passes(webhook: dict[str, Any], verdict: str) -> bool:
+    """Whether Flagger reads this hook call as passed (200/201/202).
+
+    Verdicts beyond the judge's three: "down" (every attempt gets a 5xx or no connection: the
+    judge or Prometheus is out) and "blip" (the first attempt gets a 503/504 or a refused
+    connection, a retry a few seconds later the answer for "pass"). Flagger retries 5xx, 429 and
+    connection errors `retries` times (go-retryablehttp), and 4xx never.
+    """
+    if verdict == "down":
+        return False
+    if verdict == "blip":
+        if not webhook.get("retries", 0):
+            return False
+        verdict = "pass"
+    return verdict in HOOK_PASSES[webhook.get("type") or "rollout"]
+
+
+def flagger_outcome(canary: dict[str, Any], answers: list[str], max_ticks: int = 50) -> str:
+    """Flagger's loop (scheduler.go advanceCanary), reduced to what the judge's hooks decide.
+
+    `answers[i]` is the judge's verdict at tick i (the last one repeats). Per tick: a rollback
+    hook's 2xx rolls back at once; `threshold` failed checks roll back; a failing rollout hook
+    adds a failed check and ends the tick; below maxWeight the weight advances by stepWeight;
+    at maxWeight every confirm-promotion hook must pass to promote.
     """
     analysis = canary["spec"]["analysis"]
-    types = {w.get("type", "rollout") for w in analysis.get("webhooks", [])}
+    hooks = analysis.get("webhooks", [])
+
+    def of(kind: str) -> list[dict[str, Any]]:
+        return [w for w in hooks if (w.get("type") or "rollout") == kind]
+
     threshold = analysis.get("threshold", 1)
     weight, failed = 0, 0
     for tick in range(max_ticks):
         verdict = answers[min(tick, len(answers) - 1)]
-        if "rollback" in types and verdict == "fail-critical":
+        if any(hook_passes(w, verdict) for w in of("rollback")):
             return "rolled back"
-        if "rollout" in types and verdict.startswith("fail"):
+        if failed >= threshold:
+            return "rolled back"
+        if not all(hook_passes(w, verdict) for w in of("rollout")):
             failed += 1
-            if failed >= threshold:
-                return "rolled back"
             continue
         if weight < analysis["maxWeight"]:
             weight += analysis["stepWeight"]
             continue
-        if "confirm-promotion" not in types or verdict == "pass":
+        if all(hook_passes(w, verdict) for w in of("confirm-promotion")):
             return "promoted"
-    return "waiting"
+    return "rolled back" if failed >= threshold else "waiting"
 
 
 CANARIES = canaries()
@@ -189,3 +216,25 @@ def test_flagger_canaries_never_promote_a_failure(label, canary):
     # Healthy: some low-data ticks, then passes: promoted; no data ever: it waits.
     assert flagger_outcome(canary, ["inconclusive"] * 3 + ["pass"]) == "promoted"
     assert flagger_outcome(canary, ["inconclusive"]) == "waiting"
+
+
+@pytest.mark.parametrize(("label", "canary"), CANARIES, ids=[c[0] for c in CANARIES])
+def test_flagger_canaries_ride_out_judge_blips_and_never_promote_through_an_outage(label, canary):
+    """A 503 busy, a 504 or a judge pod being replaced means "could not judge", which Flagger
+    reads as a failed check: without `retries` on the rollout hook, `threshold` such moments in
+    a whole rollout roll a healthy canary back. An outage must still never promote."""
+    analysis = canary["spec"]["analysis"]
+    steps = analysis["maxWeight"] // analysis["stepWeight"]
+    threshold = analysis.get("threshold", 1)
+    blips = ["blip", "pass"] * threshold + ["pass"] * steps
+    assert flagger_outcome(canary, blips) == "promoted"
+    # A judge that blips at every tick holds the canary at worst; it never rolls it back.
+    assert flagger_outcome(canary, ["blip"]) in ("promoted", "waiting")
+    # Down for good, from the start or at max weight: never promoted.
+    assert flagger_outcome(canary, ["down"]) == "rolled back"
+    assert flagger_outcome(canary, ["pass"] * steps + ["down"]) == "rolled back"
+    for webhook in analysis["webhooks"]:
+        if (webhook.get("type") or "rollout") == "rollout":
+            # each attempt may take the whole timeout: all of them fit in one tick
+            attempts = webhook.get("retries", 0) + 1
+            assert attempts * int(webhook["timeout"].removesuffix("s")) + 2 ** attempts <= 60
