@@ -141,6 +141,45 @@ def test_the_assessment_rules_themselves():
     assert run_metric(negative, [FAILED] * 3) == (SUCCESSFUL, 3)
 
 
+def rollouts() -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{p.parent.name}/{d['metadata']['name']}", d) for p, d in _docs()
+            if d.get("kind") == "Rollout"]
+
+
+@pytest.mark.parametrize(("label", "rollout"), rollouts(), ids=[r[0] for r in rollouts()])
+def test_promotion_and_every_weight_increase_wait_for_a_step_analysis(label, rollout):
+    """Background analysis can abort or pause a rollout but never holds it: when the steps'
+    pauses run out Argo promotes and cancels the run, and a cancelled run is Successful with no
+    pass, even with none measured yet (analysis.go assessMetricStatus, `terminating`). Only an
+    analysis step makes a pass a condition of moving on, so one must stand between every two
+    weight increases and before the end; the first weight needs none (no canary data yet)."""
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    judged, first = True, True
+    for i, step in enumerate(steps):
+        if "analysis" in step:
+            judged = True
+        elif "setWeight" in step:
+            assert first or judged, f"step {i}: setWeight {step['setWeight']} without analysis"
+            first, judged = False, step["setWeight"] >= 100
+    assert judged, "the rollout ends without an analysis step after its last weight"
+    background = MetricLimits(count=None, failure_limit=0, inconclusive_limit=3,
+                              consecutive_error_limit=4, consecutive_success_limit=0)
+    assert run_metric(background, [], terminating=True)[0] == SUCCESSFUL
+    assert run_metric(background, [INCONCLUSIVE] * 3, terminating=True)[0] == SUCCESSFUL
+
+
+@pytest.mark.parametrize(("label", "metric"), [a for a in ANALYSES if "/step" in a[0]],
+                         ids=[label for label in IDS if "/step" in label])
+def test_a_step_analysis_never_succeeds_without_a_pass(label, metric):
+    """Errors do not count and inconclusive answers up to the limit do: a step analysis whose
+    count is not above its inconclusiveLimit lets a rollout move on having never passed."""
+    limits = MetricLimits.of(metric)
+    assert limits.count is not None and limits.count > limits.inconclusive_limit
+    for errors in range(limits.consecutive_error_limit + 1):
+        phases = ([ERROR] * errors + [INCONCLUSIVE]) * (limits.count + 1)
+        assert run_metric(limits, phases)[0] != SUCCESSFUL
+
+
 # -- Flagger: failed checks add up to `threshold`; promotion needs confirm-promotion's 200 ----
 
 def canaries() -> list[tuple[str, dict[str, Any]]]:
