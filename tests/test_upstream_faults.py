@@ -9,6 +9,7 @@ on demand. In `pass` mode it forwards to the lab's Prometheus.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -93,6 +94,11 @@ class FaultProxy:
                                                         "error": echoed}).encode())
                         else:
                             self._send(502, echoed.encode(), "text/plain")
+                    elif mode == "echo_credential":  # a gateway quoting what it was given
+                        given = self.headers.get("Authorization", "").partition(" ")[2]
+                        self._send(400, json.dumps({
+                            "status": "error", "errorType": "bad_data",
+                            "error": f"credential {given} not valid for this tenant"}).encode())
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -226,6 +232,40 @@ def test_upstream_echoing_our_headers_leaks_nothing(proxy, lab, mode, capsys):
         assert r.json["message"].endswith("Prometheus answered HTTP 502: Bad Gateway")
     else:
         assert "withheld" in r.json["message"]
+
+
+@pytest.mark.parametrize("how", ["url", "settings", "header"])
+def test_upstream_quoting_our_basic_credentials_leaks_nothing(proxy, lab, how, capsys):
+    """Basic auth sends base64(user:password), not the password: a gateway quoting that
+    blob alone (no "Basic" word) would hand the password to every caller of the judge."""
+    password = "pw-51c9e0aa"
+    blob = base64.b64encode(f"judge:{password}".encode()).decode()
+    options: dict[str, object] = {
+        "url": {"prometheus_url": proxy.url.replace("://", f"://judge:{password}@")},
+        "settings": {"prometheus_url": proxy.url, "prometheus_username": "judge",
+                     "prometheus_password": password},
+        "header": {"prometheus_url": proxy.url,
+                   "prometheus_headers": {"Authorization": f"Basic {blob}"}},
+    }[how]
+    client = create_app(load_settings(**options)).test_client()
+    proxy.mode = "echo_credential"
+    try:
+        capsys.readouterr()
+        r = client.post("/v1/analyze", json={
+            "canary": {"rollouts_pod_template_hash": argo_hash("healthy")},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(30)})
+        html = client.get(f"/v1/analyze/http?canary.rollouts_pod_template_hash="
+                          f"{argo_hash('healthy')}&stable.rollouts_pod_template_hash="
+                          f"{ARGO_STABLE}&format=html")
+        hook = client.post("/v1/hooks/rollout", json={"name": "podinfo", "namespace": "shop"})
+        logged = capsys.readouterr()
+    finally:
+        proxy.mode = "pass"
+    assert proxy.seen[-1]["Authorization"] == f"Basic {blob}"  # it was sent, and quoted
+    assert r.status_code == 502 and "withheld" in r.json["message"]
+    for text in (r.get_data(as_text=True), html.get_data(as_text=True),
+                 hook.get_data(as_text=True), logged.out, logged.err):
+        assert blob not in text and password not in text
 
 
 def test_prometheus_error_field_is_passed_on_short(client):

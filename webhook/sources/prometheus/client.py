@@ -67,6 +67,8 @@ _ERROR_TYPES = {"timeout", "canceled", "execution", "bad_data", "internal", "una
                 "not_found", "not_acceptable"}
 _HEADER_WORDS = ("authorization", "bearer ", "x-scope-orgid", "cookie", "basic ")
 _FORM = "application/x-www-form-urlencoded"
+# headers whose values we choose (no credential), unless an operator's replace them
+_OUR_HEADERS = frozenset(("accept", "accept-encoding", "user-agent"))
 # the `stop` of a request sent from the caller's thread: nothing else can stop it
 _NEVER = threading.Event()
 _RETRY = Retry(total=1, connect=1, read=False, status=0, redirect=False, backoff_factor=0.05,
@@ -116,10 +118,15 @@ class PrometheusSource:
                 "Authorization": f"Basic {b64encode(pair).decode()}"})
         self._deadline = settings.analysis_deadline_seconds
         self._ready_deadline = settings.readiness_deadline_seconds
-        # every credential we send, so that no upstream text quoting one is passed on
+        # every credential we send, so that no upstream text quoting one is passed on: each
+        # header's value and its credential without the scheme word ("Basic <base64>" is
+        # the password in all but name, and a gateway may quote the blob alone)
         self._secrets = [v for v in (
             self._token.get_secret_value() if self._token else None, password,
-            settings.prometheus_org_id, *settings.prometheus_headers.values()) if v]
+            settings.prometheus_org_id,
+            *(part for name, value in self._static_headers.items()
+              if name.lower() not in _OUR_HEADERS or name in settings.prometheus_headers
+              for part in (value, value.split(" ", 1)[-1]))) if v]
         # sets of expressions whose union was rejected; None: never combine (the setting)
         self._memo = combine.RejectionMemo() if settings.prometheus_combine_queries else None
         self.max_points = combine.MAX_POINTS  # parts × steps per combined request
