@@ -168,3 +168,33 @@ def test_responses_are_strict_json(client, lab):
     assert r.status_code == 200
     body = strict_json(r.get_data(as_text=True))
     assert isinstance(body, dict) and 0 <= body["score"] <= 100
+
+
+BAD_REGEXES = ["web-(", "a)|(b", "[web", "*web", "web**", "[z-a]", "web\\", "x{3,1}",
+               "a{1001}"]
+
+
+@pytest.mark.parametrize("pattern", BAD_REGEXES)
+def test_a_regex_prometheus_cannot_compile_is_the_callers_400(client, lab, pattern):
+    """Before: Prometheus refused the query and the caller got 502 metrics_source_rejected,
+    which Argo counts towards its error limit and Flagger as a failed check, for a typo."""
+    matcher = f'pod=~"{pattern.replace(chr(92), chr(92) * 2)}"'
+    r = client.post("/v1/analyze", json={**GOOD, "canary": matcher, "window": lab.window(30)})
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == "canary.pod" and "regular expression" in r.json["message"]
+    r = client.get("/v1/analyze/http", query_string={
+        "canary": matcher, "stable.rollouts_pod_template_hash": ARGO_STABLE, **lab.window(30)})
+    assert r.status_code == 400 and r.json["field"] == "canary.pod", r.json
+    r = client.post("/v1/hooks/rollback", json={
+        "name": "podinfo", "namespace": "shop",
+        "metadata": {"canary_selector": 'app="podinfo"', "stable_selector": matcher}})
+    assert r.status_code == 400 and "stable.pod" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("pattern", ["\\pL+", "(?i)WEB.*", "[[:alnum:]]+", "\\Qa.b\\E.*",
+                                     "(?P<n>a)|.+", "a{2,}|.+"])
+def test_regexes_python_refuses_but_prometheus_takes_still_reach_it(client, lab, pattern):
+    """The check refuses only what Prometheus refuses too: Go's syntax is not Python's."""
+    matcher = f'rollouts_pod_template_hash=~"{pattern.replace(chr(92), chr(92) * 2)}"'
+    r = client.post("/v1/analyze", json={**GOOD, "stable": matcher, "window": lab.window(30)})
+    assert r.status_code == 200, r.json

@@ -9,6 +9,7 @@ parsed into matchers and re-rendered, so `app="x"} or vector(1) #` cannot surviv
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -83,6 +84,8 @@ def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
         value = _unescape(raw)
         if op in ("=", "=~") and value == "":
             raise _empty_value(field, name)
+        if op in ("=~", "!~"):
+            _check_regex(value, field, name)
         matchers.append(Matcher(name, op, value))
         pos = match.end()
     if not matchers:
@@ -113,6 +116,42 @@ def _empty_value(field: str, name: str) -> PromQLError:
     return PromQLError(
         f"{field}.{name}: empty value; it would match every series without label {name} "
         "(check the arg or var that should fill it)", f"{field}.{name}")
+
+
+# Python's compile errors that Go's regexp/syntax (Prometheus' matchers) raises too; other
+# Python errors are not checked, as Go accepts much that Python refuses (\pL, (?i) midway).
+_REGEX_ERRORS = ("missing ), unterminated subpattern", "unbalanced parenthesis",
+                 "unterminated character set", "nothing to repeat", "multiple repeat",
+                 "bad character range", "bad escape (end of pattern)",
+                 "min repeat greater than max repeat")
+
+
+_REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+_MAX_REPEAT = 1000  # Go's regexp/syntax refuses a larger count
+
+
+def _check_regex(value: str, field: str, name: str) -> None:
+    """A regex Prometheus cannot compile is the caller's mistake (400 naming the matcher),
+    not a metrics source that rejects our query (502, which a controller retries until its
+    error limit). Prometheus compiles the pattern as given before anchoring it, so a `)`
+    closing its anchor group is refused too."""
+    def refuse(why: str) -> PromQLError:
+        return PromQLError(f"{field}.{name}: {value[:60]!r} is not a valid regular expression "
+                           f"({why}); escape characters meant literally, e.g. \\(",
+                           f"{field}.{name}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FutureWarning for [[:alpha:]], valid in Go
+        try:
+            re.compile(value)
+        except re.error as exc:
+            if exc.msg.startswith(_REGEX_ERRORS):
+                raise refuse(exc.msg) from None
+        except (RecursionError, OverflowError):  # nested past Python's limits, and Go's
+            raise refuse("nested too deeply") from None
+    for match in _REPEAT.finditer(value):
+        if any(n and int(n) > _MAX_REPEAT for n in match.groups()):
+            raise refuse(f"repeat count above {_MAX_REPEAT}")
 
 
 def _check_label_name(name: str, field: str) -> None:
