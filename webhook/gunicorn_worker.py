@@ -25,6 +25,9 @@ callers); a caller polling once a minute finds the thread gone back to the pool,
 Only while at most half the worker's threads are in use, so the threads left for other
 connections and the probes are never fewer than with gthread's own pool; not over TLS, whose
 buffered bytes a wait on the socket cannot see.
+
+Reading a request has a deadline (`webhook.read_deadline`): a client trickling its request
+cannot hold a thread.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import time
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
+
+from webhook.read_deadline import ReadDeadlines, wrap_app
 
 # Per connection the worker already holds; capped so a busy worker still accepts promptly
 # when every worker is as busy. A millisecond outlasts the scheduling jitter between woken
@@ -57,7 +62,21 @@ class SpreadingThreadWorker(ThreadWorker):
     def init_process(self) -> None:
         self._in_use = 0  # threads handling a request or waiting on their connection
         self._in_use_lock = threading.Lock()
+        self._deadlines = ReadDeadlines()
+        self._deadlines.start()
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = wrap_app(self.wsgi, self._deadlines)
+
+    def _handle_one(self, conn: Any) -> Any:
+        """gthread's handling of one request, its reading (and writing) under a deadline."""
+        self._deadlines.arm(conn.sock)
+        try:
+            return super().handle(conn)
+        finally:
+            self._deadlines.release()
 
     def handle(self, conn: Any) -> Any:
         """gthread's handling of one request, then of the connection's next ones as long as
@@ -65,7 +84,7 @@ class SpreadingThreadWorker(ThreadWorker):
         with self._in_use_lock:
             self._in_use += 1
         try:
-            keep = super().handle(conn)
+            keep = self._handle_one(conn)
             while keep is True and self._may_linger(conn):
                 if not conn.parser.unreader.buf.getvalue():  # no pipelined request waiting
                     waiting = select.poll()  # not select(): sockets past fd 1024
@@ -74,7 +93,7 @@ class SpreadingThreadWorker(ThreadWorker):
                         break
                     if not self.alive:
                         break  # the event loop answers it, or closes it at shutdown
-                keep = super().handle(conn)
+                keep = self._handle_one(conn)
             return keep
         finally:
             with self._in_use_lock:
