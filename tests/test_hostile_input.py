@@ -171,7 +171,7 @@ def test_responses_are_strict_json(client, lab):
 
 
 BAD_REGEXES = ["web-(", "a)|(b", "[web", "*web", "web**", "[z-a]", "web\\", "x{3,1}",
-               "a{1001}"]
+               "a{1001}", "web-.*+", "w{2}+", "(?>web)"]
 
 
 @pytest.mark.parametrize("pattern", BAD_REGEXES)
@@ -192,7 +192,7 @@ def test_a_regex_prometheus_cannot_compile_is_the_callers_400(client, lab, patte
 
 
 @pytest.mark.parametrize("pattern", ["\\pL+", "(?i)WEB.*", "[[:alnum:]]+", "\\Qa.b\\E.*",
-                                     "(?P<n>a)|.+", "a{2,}|.+"])
+                                     "(?P<n>a)|.+", "a{2,}|.+", "[^]*+]|.+", "a}+|.+"])
 def test_regexes_python_refuses_but_prometheus_takes_still_reach_it(client, lab, pattern):
     """The check refuses only what Prometheus refuses too: Go's syntax is not Python's."""
     matcher = f'rollouts_pod_template_hash=~"{pattern.replace(chr(92), chr(92) * 2)}"'

@@ -127,6 +127,7 @@ _REGEX_ERRORS = ("missing ), unterminated subpattern", "unbalanced parenthesis",
 
 
 _REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+_COUNT_ENDS = re.compile(r"\{\d+(?:,\d*)?\}$")
 _MAX_REPEAT = 1000  # Go's regexp/syntax refuses a larger count
 
 
@@ -152,6 +153,37 @@ def _check_regex(value: str, field: str, name: str) -> None:
     for match in _REPEAT.finditer(value):
         if any(n and int(n) > _MAX_REPEAT for n in match.groups()):
             raise refuse(f"repeat count above {_MAX_REPEAT}")
+    if why := _perl_only(value):
+        raise refuse(why)
+
+
+def _perl_only(value: str) -> str | None:
+    """Syntax Python (3.11+) compiles and Go does not: a possessive quantifier (`a*+`) or an
+    atomic group (`(?>…)`), outside character classes and escapes."""
+    i, in_class = 0, False
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 1
+            if value[i:i + 1] == "^":
+                i += 1
+            if value[i:i + 1] == "]":  # a leading ] is literal
+                i += 1
+            continue
+        elif value.startswith("(?>", i):
+            return "atomic groups (?>…) are not Go syntax"
+        elif ch in "*+?" and value[i + 1:i + 2] == "+" and i > 0 and value[i - 1] != "(":
+            return f"possessive quantifier {ch}+ is not Go syntax"
+        elif ch == "}" and value[i + 1:i + 2] == "+" and _COUNT_ENDS.search(value, 0, i + 1):
+            return "possessive quantifier }+ is not Go syntax"
+        i += 1
+    return None
 
 
 def _check_label_name(name: str, field: str) -> None:
