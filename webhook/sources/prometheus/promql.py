@@ -126,7 +126,7 @@ _REGEX_ERRORS = ("missing ), unterminated subpattern", "unbalanced parenthesis",
                  "min repeat greater than max repeat")
 
 
-_REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 _COUNT_ENDS = re.compile(r"\{\d+(?:,\d*)?\}$")
 _MAX_REPEAT = 1000  # Go's regexp/syntax refuses a larger count
 
@@ -150,16 +150,14 @@ def _check_regex(value: str, field: str, name: str) -> None:
                 raise refuse(exc.msg) from None
         except (RecursionError, OverflowError):  # nested past Python's limits, and Go's
             raise refuse("nested too deeply") from None
-    for match in _REPEAT.finditer(value):
-        if any(n and int(n) > _MAX_REPEAT for n in match.groups()):
-            raise refuse(f"repeat count above {_MAX_REPEAT}")
-    if why := _perl_only(value):
+    if why := _not_go(value):
         raise refuse(why)
 
 
-def _perl_only(value: str) -> str | None:
-    """Syntax Python (3.11+) compiles and Go does not: a possessive quantifier (`a*+`) or an
-    atomic group (`(?>…)`), outside character classes and escapes."""
+def _not_go(value: str) -> str | None:
+    """What Python (3.11+) compiles and Go does not, outside character classes and escapes
+    (where `{1001}` or `*+` are literal): a repeat count above 1000, a possessive quantifier
+    (`a*+`) or an atomic group (`(?>…)`)."""
     i, in_class = 0, False
     while i < len(value):
         ch = value[i]
@@ -176,6 +174,9 @@ def _perl_only(value: str) -> str | None:
             if value[i:i + 1] == "]":  # a leading ] is literal
                 i += 1
             continue
+        elif ch == "{" and (count := _REPEAT.match(value, i)) and any(
+                n and int(n) > _MAX_REPEAT for n in count.groups()):
+            return f"repeat count above {_MAX_REPEAT}"
         elif value.startswith("(?>", i):
             return "atomic groups (?>…) are not Go syntax"
         elif ch in "*+?" and value[i + 1:i + 2] == "+" and i > 0 and value[i - 1] != "(":
