@@ -77,7 +77,7 @@ from webhook.lab.synth import TrafficSide
 from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
 from webhook.sources.base import QueryResult, RangeQuery
-from webhook.sources.prometheus import PrometheusSource, PromQL, promql
+from webhook.sources.prometheus import PrometheusSource, PromQL, combine, promql
 from webhook.sources.step_cache import StepCache
 
 STEP = 60
@@ -557,6 +557,71 @@ class WholeLookback(PromQL):
         return None
 
 
+UNION_STEPS = 6  # a repeated poll's unsettled steps: what its one combined request covers
+
+
+def union(prom: str, runs: int) -> dict:
+    """What Prometheus alone spends on one poll's queries (the `http` config's six over
+    `UNION_STEPS` steps), sent the three ways a client can: the judge's one tagged union, the
+    six at once (the perfect client), and two unions at once (the ratio's four parts, the
+    buckets' two). Round trip p50 and this client's CPU per call, interleaved; evaluation
+    time from Prometheus' own `stats=all`. The Prometheus part of the floor under any
+    analysis of these queries (README Capacity), with no judge in the way."""
+    queries = query_set(body(fresh_hash(0)), time.time())
+    end, step = queries[0].end, queries[0].step
+    start = end - (UNION_STEPS - 1) * step
+    exprs = [q.expr for q in queries]
+    one = promql.tagged_union(exprs, combine.PART_LABEL)
+    halves = [promql.tagged_union(exprs[:4], combine.PART_LABEL),
+              promql.tagged_union(exprs[4:], combine.PART_LABEL)]
+    parts = urllib3.util.parse_url(prom)
+    pool = urllib3.HTTPConnectionPool(parts.host, parts.port, maxsize=8, block=False,
+                                      timeout=urllib3.Timeout(10))
+    threads = ThreadPoolExecutor(len(exprs))
+
+    def ask(expr: str, stats: bool = False) -> dict:
+        fields = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
+        if stats:
+            fields["stats"] = "all"
+        r = pool.request("POST", "/api/v1/query_range", encode_multipart=False,
+                         headers={"Accept-Encoding": "identity"}, fields=fields)
+        answer = json.loads(r.data)
+        if r.status != 200 or answer["status"] != "success":
+            raise RuntimeError(r.data[:200].decode(errors="replace"))
+        return answer
+
+    ways: dict[str, Callable[[], object]] = {
+        "one_union": lambda: ask(one),
+        "six_at_once": lambda: list(threads.map(ask, exprs)),
+        "two_unions_at_once": lambda: list(threads.map(ask, halves)),
+    }
+    for fn in ways.values():
+        timed(fn, max(runs // 10, 3))  # warm up
+    took: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
+    for _ in range(runs):
+        for name, fn in ways.items():
+            began, cpu = time.perf_counter(), time.process_time()
+            fn()
+            took[name].append((time.perf_counter() - began, time.process_time() - cpu))
+
+    def evaluation(expr: str) -> float:
+        """Median of Prometheus' evalTotalTime over a few asks, in ms."""
+        seen = [ask(expr, stats=True)["data"]["stats"]["timings"]["evalTotalTime"]
+                for _ in range(max(runs // 10, 3))]
+        return round(statistics.median(seen) * 1000, 3)
+
+    out: dict = {"steps": UNION_STEPS, "queries": len(exprs)}
+    for name, samples in took.items():
+        out[name] = {"p50_ms": round(statistics.median(t for t, _ in samples) * 1000, 2),
+                     "client_cpu_ms": round(statistics.mean(c for _, c in samples) * 1000, 2)}
+    out["one_union"]["evaluation_ms"] = evaluation(one)
+    out["six_at_once"]["evaluation_ms_summed"] = round(sum(map(evaluation, exprs)), 3)
+    out["empty_query_p50_ms"] = round(statistics.median(
+        timed(lambda: ask("vector(1)"), runs)) * 1000, 2)
+    threads.shutdown()
+    return out
+
+
 def polls(prom: str, now: float, marks: Sequence[int]) -> dict:
     """Samples read per poll of one long rollout, polled every minute from its start as Argo
     does (sequential, no window), with and without the step cache; the cache's clock is the
@@ -689,6 +754,17 @@ def table(report: dict) -> str:
                 f"{f['per_worker_cache']['upstream_requests_per_poll']:g}, "
                 f"{f['per_worker_cache']['p50_ms']}/{f['per_worker_cache']['mean_ms']} ms | "
                 "per replica, not per worker |")
+    u = report.get("union")  # reports before the part had none
+    if u:
+        rows.append(f"| Prometheus alone: one poll's {u['queries']} queries over {u['steps']} "
+                    f"steps, no judge (p50; client CPU) | one union "
+                    f"{u['one_union']['p50_ms']} ms ({u['one_union']['client_cpu_ms']} ms), "
+                    f"evaluated in {u['one_union']['evaluation_ms']} ms (the parts alone "
+                    f"{u['six_at_once']['evaluation_ms_summed']} ms) | all at once "
+                    f"{u['six_at_once']['p50_ms']} ms ({u['six_at_once']['client_cpu_ms']} "
+                    f"ms); two unions at once {u['two_unions_at_once']['p50_ms']} ms "
+                    f"({u['two_unions_at_once']['client_cpu_ms']} ms); `vector(1)` "
+                    f"{u['empty_query_p50_ms']} ms | the floor under one analysis |")
     j = report["judges"]
     top = str(max(int(x) for x in j["ratio"]))
     rows.append(f"| sequential judges on {top} steps (CPU) | ratio {j['ratio'][top]} ms, "
@@ -709,8 +785,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="bench/results/latency.json")
-    parser.add_argument("--only", default="single,concurrent,soak,polls,flagger,judges",
-                        help="comma-separated parts to run (the table needs all of them; "
+    parser.add_argument("--only", default="single,concurrent,soak,polls,flagger,union,judges",
+                        help="comma-separated parts to run (the table needs all but union; "
                         "`idle`, ~2 min, runs only when named)")
     parser.add_argument("--table", metavar="REPORT", help="print the table of a report and exit")
     args = parser.parse_args(argv)
@@ -746,6 +822,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["soak"] = soak(judge, args.soak)
         if "polls" in parts:
             report["polls"] = polls(prom, now, marks)
+        if "union" in parts:
+            report["union"] = union(prom, args.runs)
         if "flagger" in parts:
             report["flagger"] = flagger(prom, 1 if args.tiny else 10, args.workers,
                                         args.threads)

@@ -68,6 +68,14 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
         # every poll's answers hold the window's samples, read upstream or from a cache
         assert part["samples_upstream_per_poll"] > 0
         assert part["samples_upstream_per_poll"] + part["samples_cached_per_poll"] > 100
+    union = report["union"]  # Prometheus alone on one poll's queries, three ways
+    assert union["queries"] == 6 and union["steps"] >= 2
+    for way in ("one_union", "six_at_once", "two_unions_at_once"):
+        assert _number(union[way]["p50_ms"]) and union[way]["p50_ms"] > 0
+        assert _number(union[way]["client_cpu_ms"])
+    assert union["one_union"]["evaluation_ms"] > 0
+    assert union["six_at_once"]["evaluation_ms_summed"] > 0
+    assert union["empty_query_p50_ms"] > 0
     judges = report["judges"]
     for name in ("ratio", "quantile"):
         assert set(judges[name]) == {"100", "200"}
@@ -78,3 +86,4 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert table.stdout.count("\n") >= 8 and "samples read per poll" in table.stdout
     assert "a new connection per poll (Flagger)" in table.stdout
+    assert "Prometheus alone: one poll's 6 queries" in table.stdout
