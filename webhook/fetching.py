@@ -49,7 +49,7 @@ from webhook.rollout import (
     canary_activity,
     current_start,
     first_judged,
-    judged_from,
+    found_start,
     mark_traffic,
     max_gap,
     warmup_steps,
@@ -285,11 +285,10 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     fetched = source.query_range_many(queries, deadline=deadline)
     results = {r.query.key: r for r in fetched}
     points = window.points
-    first = judged_from(request, config, window, mode, results, points, specs)
-    over = (first >= points and mode == "sequential" and request.window.start is None
-            and current_start(canary_activity(results, points, specs, window.step),
-                              max_gap(window.step)) == points)
-    return Fetched(window, queries, results, first, fetched, over=over)
+    begun = found_start(request, window, mode, results, points, specs)
+    first = first_judged(begun, warmup_steps(request, config, window.step), points)
+    return Fetched(window, queries, results, first, fetched,
+                   over=begun is not None and begun >= points)
 
 
 def traffic_parts(queries: Sequence[RangeQuery | PlannedQuery], specs: list[MetricSpec],

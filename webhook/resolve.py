@@ -127,7 +127,7 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
     Aligning the default end to the step makes two calls within one step judge exactly the
     same data, which keeps repeated measurements of a controller reproducible. In sequential
     mode without a start, the window reaches back far enough to find where the canary's traffic
-    began (`judged_from`); `lookback` then bounds that search.
+    began (`rollout.found_start`); `lookback` then bounds that search.
     """
     w = request.window
     step = resolve_step(request, config, policy)

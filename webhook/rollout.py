@@ -16,16 +16,16 @@ from webhook.resolve import ResolvedWindow
 from webhook.sources.base import QueryKey, QueryResult, Series
 
 
-def judged_from(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,
-                mode: str, results: Mapping[QueryKey, QueryResult], points: int,
-                specs: list[MetricSpec]) -> int:
-    """The first judged step of the fetched window: where the canary's latest run of traffic
-    began (sequential mode without an explicit start), plus the warmup."""
-    begun = None
-    if mode == "sequential" and request.window.start is None:
-        begun = current_start(canary_activity(results, points, specs, window.step),
-                              max_gap=max_gap(window.step))
-    return first_judged(begun, warmup_steps(request, config, window.step), points)
+def found_start(request: AnalysisRequest, window: ResolvedWindow, mode: str,
+                results: Mapping[QueryKey, QueryResult], points: int,
+                specs: list[MetricSpec]) -> int | None:
+    """Where the canary's latest run of traffic began in the fetched window (`current_start`:
+    the window's length when that run is over), in sequential mode without an explicit start;
+    None otherwise."""
+    if mode != "sequential" or request.window.start is not None:
+        return None
+    return current_start(canary_activity(results, points, specs, window.step),
+                         max_gap=max_gap(window.step))
 
 
 def first_judged(begun: int | None, warmup: int, points: int) -> int:
