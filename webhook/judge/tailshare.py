@@ -41,8 +41,13 @@ DEFAULT_MAX_SHARE = 0.01
 
 def _bound_index(hist: Histogram, bound: float) -> int | None:
     """Index of `bound` among the histogram's bounds (numerically equal), or None."""
+    return _index_in(hist.bounds, bound)
+
+
+def _index_in(bounds: np.ndarray, bound: float) -> int | None:
+    """Index of `bound` among `bounds` (numerically equal), or None."""
     # np.isclose(bounds, bound, rtol=1e-9, atol=0) for a finite bound, without its overhead
-    hits = (np.abs(hist.bounds - bound) <= 1e-9 * abs(bound)).nonzero()[0]
+    hits = (np.abs(bounds - bound) <= 1e-9 * abs(bound)).nonzero()[0]
     return int(hits[0]) if hits.size else None
 
 
@@ -54,17 +59,13 @@ def choose_bound(reference: Histogram, max_share: float,
     total = reference.total
     finite = np.flatnonzero(np.isfinite(reference.bounds))
     if among is not None:
-        finite = finite[[_among(float(reference.bounds[j]), among) for j in finite]]
+        finite = finite[[_index_in(among, float(reference.bounds[j])) is not None
+                         for j in finite]]
     if total <= 0 or not finite.size:
         return None
     above = (total - reference.cumulative[finite]) / total
     ok = finite[above <= max_share]
     return float(reference.bounds[ok[0] if ok.size else finite[-1]])
-
-
-def _among(bound: float, bounds: np.ndarray) -> bool:
-    """Whether `bound` is one of `bounds` (numerically equal, as `_bound_index` finds it)."""
-    return bool((np.abs(bounds - bound) <= 1e-9 * abs(bound)).any())
 
 
 def _per_step_above(hist: Histogram, j: int) -> tuple[np.ndarray, np.ndarray]:
