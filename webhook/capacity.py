@@ -40,13 +40,9 @@ def shared_store_bytes(environ: Mapping[str, str] | None = None) -> int:
     they count against the pod's memory limit as the workers' own memory does. A value the
     settings will refuse counts as the default: the workers then fail at start with the
     settings' own message."""
-    env = os.environ if environ is None else environ
-    if not shared_dir.wanted(env):
+    if not shared_dir.wanted(environ):
         return 0
-    try:
-        mb = float(env.get(shared_dir.SIZE_ENV) or shared_dir.DEFAULT_MB)
-    except ValueError:
-        mb = shared_dir.DEFAULT_MB
+    mb = shared_dir.size_mb(environ)
     if not mb <= shared_dir.MAX_MB:  # more than the settings accept
         mb = shared_dir.DEFAULT_MB
     return int(mb * 2**20)

@@ -41,11 +41,17 @@ def wanted(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the operator left the shared store on (`CANARY_JUDGE_SHARED_CACHE_MB` unset or
     above 0). A value the workers' settings will refuse still gets a directory: they fail at
     start with the settings' own message, which says more than the master could."""
+    return size_mb(environ) > 0
+
+
+def size_mb(environ: Mapping[str, str] | None = None) -> float:
+    """The store's bound in MB as the master reads it, before the workers' settings check it:
+    the operator's value, the default when it is not a number."""
     env = os.environ if environ is None else environ
     try:
-        return float(env.get(SIZE_ENV) or DEFAULT_MB) > 0
+        return float(env.get(SIZE_ENV) or DEFAULT_MB)
     except ValueError:
-        return True
+        return DEFAULT_MB
 
 
 LOCK = "owner.lock"
