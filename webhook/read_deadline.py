@@ -26,12 +26,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 READ_SECONDS_ENV = "CANARY_JUDGE_REQUEST_READ_SECONDS"
 DEFAULT_READ_SECONDS = 10.0
 _TICK_SECONDS = 0.25
-_DEFAULT_LIMIT = 256 * 1024
 
 
 class ReadDeadlines:
@@ -93,11 +95,11 @@ class ReadDeadlines:
         return len(late)
 
 
-def wrap_app(app: Callable[..., Iterable[bytes]], deadlines: ReadDeadlines,
-             ) -> Callable[..., Iterable[bytes]]:
+def wrap_app(app: Flask, deadlines: ReadDeadlines) -> Callable[..., Iterable[bytes]]:
     """`app` with the request's body read first, under the calling thread's deadline, which is
-    lifted while `app` runs and set again for writing its answer."""
-    limit = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") or _DEFAULT_LIMIT
+    lifted while `app` runs and set again for writing its answer; at most the app's own
+    `MAX_CONTENT_LENGTH` is read (`webhook.app` sets it)."""
+    limit = app.config["MAX_CONTENT_LENGTH"]
 
     def read_then_run(environ: dict[str, Any], start_response: Callable[..., Any],
                       ) -> Iterable[bytes]:
