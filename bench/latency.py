@@ -174,12 +174,19 @@ class Direct:
         self.threads = ThreadPoolExecutor(concurrency)
 
     def one(self, q: RangeQuery) -> None:
+        self.answer(q)
+
+    def answer(self, q: RangeQuery, stats: bool = False) -> dict:
+        """The query's parsed answer; `stats`: with Prometheus' own timings (`stats=all`)."""
+        fields = {"query": q.expr, "start": str(q.start), "end": str(q.end), "step": str(q.step)}
+        if stats:
+            fields["stats"] = "all"
         r = self.pool.request("POST", self.path, encode_multipart=False,
-                              headers={"Accept-Encoding": "identity"},
-                              fields={"query": q.expr, "start": str(q.start),
-                                      "end": str(q.end), "step": str(q.step)})
-        if r.status != 200 or json.loads(r.data)["status"] != "success":
+                              headers={"Accept-Encoding": "identity"}, fields=fields)
+        answer = json.loads(r.data)
+        if r.status != 200 or answer["status"] != "success":
             raise RuntimeError(r.data[:200].decode(errors="replace"))
+        return answer
 
     def concurrent(self, queries: Sequence[RangeQuery]) -> None:
         list(self.threads.map(self.one, queries))
@@ -570,30 +577,20 @@ def union(prom: str, runs: int) -> dict:
     queries = query_set(body(fresh_hash(0)), time.time())
     end, step = queries[0].end, queries[0].step
     start = end - (UNION_STEPS - 1) * step
-    exprs = [q.expr for q in queries]
-    one = promql.tagged_union(exprs, combine.PART_LABEL)
-    halves = [promql.tagged_union(exprs[:4], combine.PART_LABEL),
-              promql.tagged_union(exprs[4:], combine.PART_LABEL)]
-    parts = urllib3.util.parse_url(prom)
-    pool = urllib3.HTTPConnectionPool(parts.host, parts.port, maxsize=8, block=False,
-                                      timeout=urllib3.Timeout(10))
-    threads = ThreadPoolExecutor(len(exprs))
 
-    def ask(expr: str, stats: bool = False) -> dict:
-        fields = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
-        if stats:
-            fields["stats"] = "all"
-        r = pool.request("POST", "/api/v1/query_range", encode_multipart=False,
-                         headers={"Accept-Encoding": "identity"}, fields=fields)
-        answer = json.loads(r.data)
-        if r.status != 200 or answer["status"] != "success":
-            raise RuntimeError(r.data[:200].decode(errors="replace"))
-        return answer
+    def over_the_poll(exprs: Sequence[str]) -> RangeQuery:
+        expr = exprs[0] if len(exprs) == 1 else promql.tagged_union(exprs, combine.PART_LABEL)
+        return RangeQuery(None, expr, start, end, step, "union")
 
+    parts = [over_the_poll([q.expr]) for q in queries]
+    one = over_the_poll([q.expr for q in queries])
+    halves = [over_the_poll([q.expr for q in queries[:4]]),
+              over_the_poll([q.expr for q in queries[4:]])]
+    direct = Direct(prom, concurrency=len(parts))
     ways: dict[str, Callable[[], object]] = {
-        "one_union": lambda: ask(one),
-        "six_at_once": lambda: list(threads.map(ask, exprs)),
-        "two_unions_at_once": lambda: list(threads.map(ask, halves)),
+        "one_union": lambda: direct.one(one),
+        "six_at_once": lambda: direct.concurrent(parts),
+        "two_unions_at_once": lambda: direct.concurrent(halves),
     }
     for fn in ways.values():
         timed(fn, max(runs // 10, 3))  # warm up
@@ -604,21 +601,22 @@ def union(prom: str, runs: int) -> dict:
             fn()
             took[name].append((time.perf_counter() - began, time.process_time() - cpu))
 
-    def evaluation(expr: str) -> float:
+    def evaluation(q: RangeQuery) -> float:
         """Median of Prometheus' evalTotalTime over a few asks, in ms."""
-        seen = [ask(expr, stats=True)["data"]["stats"]["timings"]["evalTotalTime"]
+        seen = [direct.answer(q, stats=True)["data"]["stats"]["timings"]["evalTotalTime"]
                 for _ in range(max(runs // 10, 3))]
         return round(statistics.median(seen) * 1000, 3)
 
-    out: dict = {"steps": UNION_STEPS, "queries": len(exprs)}
+    out: dict = {"steps": UNION_STEPS, "queries": len(parts)}
     for name, samples in took.items():
         out[name] = {"p50_ms": round(statistics.median(t for t, _ in samples) * 1000, 2),
                      "client_cpu_ms": round(statistics.mean(c for _, c in samples) * 1000, 2)}
     out["one_union"]["evaluation_ms"] = evaluation(one)
-    out["six_at_once"]["evaluation_ms_summed"] = round(sum(map(evaluation, exprs)), 3)
+    out["six_at_once"]["evaluation_ms_summed"] = round(sum(map(evaluation, parts)), 3)
+    empty = over_the_poll(["vector(1)"])
     out["empty_query_p50_ms"] = round(statistics.median(
-        timed(lambda: ask("vector(1)"), runs)) * 1000, 2)
-    threads.shutdown()
+        timed(lambda: direct.one(empty), runs)) * 1000, 2)
+    direct.threads.shutdown()
     return out
 
 
