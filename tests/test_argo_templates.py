@@ -117,6 +117,31 @@ def test_a_healthy_canary_is_never_failed(label, metric):
         assert run_metric(limits, runs["never enough data"])[0] == INCONCLUSIVE
 
 
+# Argo retries a measurement Error every 10 s whatever the metric's interval.
+ERROR_RETRY_SECONDS = 10
+# How long a judge that cannot see (Prometheus restarting and replaying its WAL, the judge
+# unreachable or refusing 503 busy) may hold each domain's rollouts before Argo aborts them:
+# http rides out a Prometheus restart, where aborting would send every rollout in flight back to
+# stable at once; trading and healthcare go back to stable within Argo's default ~40 s rather
+# than leave a canary serving unjudged.
+OUTAGE_HELD_SECONDS = {"http": 300, "trading": 40, "healthcare": 40}
+
+
+@pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
+def test_an_outage_holds_the_rollout_for_its_domain_s_time_then_aborts(label, metric):
+    limits = MetricLimits.of(metric)
+    n = _length(limits)
+    held = OUTAGE_HELD_SECONDS[label.split("/")[0]]
+    # an outage `held` s long fails the measurements at 0, 10, ... s before it ends
+    errors = -(-held // ERROR_RETRY_SECONDS)
+    ridden_out = [SUCCESSFUL, *[ERROR] * errors, *[SUCCESSFUL] * (n - 1)]
+    assert run_metric(limits, ridden_out, terminating=True)[0] == SUCCESSFUL, (label, limits)
+    # one retry more and the rollout is aborted: a source that stays down never holds it forever
+    phase, taken = run_metric(limits, [SUCCESSFUL, *[ERROR] * (errors + 1)])
+    assert phase == ERROR and ROLLOUT_ACTION[phase] == "abort", (label, limits, phase)
+    assert (taken - 2) * ERROR_RETRY_SECONDS == held  # aborted `held` s into the outage
+
+
 def test_the_assessment_rules_themselves():
     """Argo's rules as read from its source, on settings where the outcome is known."""
     step = MetricLimits(count=5, failure_limit=1, inconclusive_limit=3,
