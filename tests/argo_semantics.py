@@ -66,7 +66,7 @@ def json_path(data: Any, expression: str) -> Any:
     return data
 
 
-CONDITION = re.compile(r"^\s*result\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
+CONDITION = re.compile(r"^\s*result\s*(==|!=|>=|<=|>|<|startsWith)\s*(.+?)\s*$")
 
 
 def kind(value: Any) -> str:
@@ -91,6 +91,10 @@ def eval_condition(result: Any, condition: str) -> bool:
         raise ArgoError(f"{condition}: cannot compare {kind(result)} with {kind(literal)}")
     if op in ("==", "!="):
         return (result == literal) == (op == "==")
+    if op == "startsWith":
+        if kind(result) != "string":
+            raise ArgoError(f"{condition}: startsWith needs strings")
+        return result.startswith(literal)
     if kind(result) != "number":
         raise ArgoError(f"{condition}: {op} needs numbers")
     return {">=": result >= literal, "<=": result <= literal, ">": result > literal,

@@ -59,7 +59,8 @@ TARGETS = {"pass": "podinfo", "fail": "badinfo", "inconclusive": FLAGGER_NEW}
 
 def test_readme_documents_what_argo_makes_of_every_verdict(client):
     readings = documented_readings()
-    assert {r["jsonPath"] for r in readings} >= {"{$.verdict}", "{$.score}", "{$.pass}"}
+    assert {r["jsonPath"] for r in readings} >= {"{$.reason}", "{$.verdict}", "{$.score}",
+                                                   "{$.pass}"}
     for verdict, target in TARGETS.items():
         body = {"config": "http", "canary": {"app": target, "namespace": NAMESPACE},
                 "stable": {"app": f"{target}-primary", "namespace": NAMESPACE},
@@ -77,7 +78,8 @@ def test_readme_documents_what_argo_makes_of_every_verdict(client):
 
 
 def test_a_reading_that_fails_thin_data_is_never_shipped():
-    """The shipped templates read `verdict` or `score`: low data pauses, never aborts."""
+    """The shipped templates read `reason`, `verdict` or `score`: low data pauses, never
+    aborts."""
     aborting = {r["jsonPath"] for r in documented_readings() if r["inconclusive"] == FAILED}
     for path in sorted((README.parent / "analysis_templates").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):

@@ -305,6 +305,22 @@ def test_combined_verdict_and_score_bands_agree():
     assert critical.critical_failure and critical.reason.startswith("fail: fail [critical]")
 
 
+def test_the_reason_always_begins_with_the_verdict():
+    """The shipped Argo templates read `reason` (`result startsWith "pass:"`): a reason that
+    did not begin with its verdict would pause a passing rollout, or only pause a failing one
+    instead of aborting it. Every combination of check verdicts, blocking or not, none at all."""
+    from dataclasses import replace
+    from itertools import product
+
+    kinds = [check("pass"), check("fail"), check("inconclusive"), check("fail", critical=True),
+             replace(check("inconclusive"), blocking=False)]
+    sets = [list(c) for n in range(4) for c in product(kinds, repeat=n)]
+    assert len(sets) == 1 + 5 + 25 + 125
+    for checks in sets:
+        combined = combine(checks)
+        assert combined.reason.startswith(f"{combined.verdict}: "), (checks, combined.reason)
+
+
 # --- sequential mode under polling: the controller asks every 30 s, 20 times -------------------
 
 def poll_until_fail(p_canary: float, mode: str, seed: int, alpha: float = 0.05,

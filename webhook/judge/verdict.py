@@ -62,7 +62,7 @@ def _overall_share(checks: Sequence[CheckResult],
 def combine(checks: Sequence[CheckResult],
             group_weights: Mapping[str, float] | None = None) -> Verdict:
     if not checks:
-        return Verdict("inconclusive", 50.0, "no checks to judge", False)
+        return Verdict("inconclusive", 50.0, "inconclusive: no checks to judge", False)
     failed = [c for c in checks if c.verdict == "fail"]
     unsure = [c for c in checks if c.verdict == "inconclusive" and c.blocking]
     share = _overall_share(checks, group_weights)
