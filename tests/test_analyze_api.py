@@ -33,7 +33,8 @@ def assert_argo_typed(answer: dict) -> None:
     assert answer["verdict"] in ("pass", "fail", "inconclusive")
     assert answer["pass"] is (answer["verdict"] == "pass")
     assert 0 <= answer["score"] <= 100
-    assert set(answer["window"]) == {"start", "end", "step"}
+    assert set(answer["window"]) == {"start", "end", "step", "note"}
+    assert isinstance(answer["window"]["note"], str)
 
 
 def test_healthy_canary_passes(client, lab):
@@ -233,3 +234,32 @@ def test_inline_queries_are_refused_when_disabled(lab):
     r = client.post("/v1/analyze", json=payload)
     assert r.status_code == 403
     assert "inline queries are disabled" in r.json["message"]
+
+
+def test_not_before_bounds_the_judged_start_and_says_so(client, lab):
+    """`window.not_before` (a Flagger hook's bound after a revision change, carried by its
+    report link) judges only the steps that began after it; one before the window changes
+    nothing."""
+    window = lab.window(60)
+    canary = argo_hash("errors3x")
+    plain = client.post("/v1/analyze", json=body(lab, canary)).json
+    assert plain["window"]["note"] == ""
+    early = client.post("/v1/analyze", json=body(
+        lab, canary, window={**window, "not_before": window["start"] - 600})).json
+    assert early["window"] == plain["window"] and early["checks"] == plain["checks"]
+    bound = window["end"] - 570  # inside a step: that step may hold another revision's data
+    for answer in (
+            client.post("/v1/analyze", json=body(lab, canary,
+                                                 window={**window, "not_before": bound})).json,
+            client.get("/v1/analyze/http", query_string={
+                "canary.rollouts_pod_template_hash": canary,
+                "stable.rollouts_pod_template_hash": ARGO_STABLE, "start": window["start"],
+                "end": window["end"], "not_before": bound}).json):
+        start = datetime.fromtimestamp(window["end"] - 540, UTC)
+        assert answer["window"]["start"] == start.isoformat().replace("+00:00", "Z")
+        assert answer["window"]["note"] == (
+            f"judged from {start:%H:%M:%S}Z, not before "
+            f"{datetime.fromtimestamp(bound, UTC):%H:%M:%S}Z (window.not_before)")
+        ratio = next(c for c in answer["checks"] if c["name"] == "error_ratio")
+        assert ratio["canary"]["n"] < 0.2 * next(
+            c for c in plain["checks"] if c["name"] == "error_ratio")["canary"]["n"]

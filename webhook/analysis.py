@@ -16,7 +16,8 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from webhook.configs import AnalysisConfig, ConfigRegistry, MetricSpec
 from webhook.fetching import Plan, StartCache, fetch_window, plan_window
@@ -65,6 +66,9 @@ class AnalysisResult:
     query_count: int = 0
     query_seconds: float = 0.0
     seconds: float = 0.0
+    # why the judged window starts where it does, when the data alone did not decide it
+    # (the request's `window.not_before` held it back); "" otherwise
+    note: str = ""
 
 
 def lookup_config(request: AnalysisRequest, registry: ConfigRegistry) -> AnalysisConfig:
@@ -147,9 +151,19 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                       data_end=data_end(got.results) if _counts_silence(specs) else None)
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
-    return _finish(request, config, checks, vars_, window,
-                   fetched.start + got.first * window.step, mode, now, level, gate_action,
-                   began, got.upstream)
+    judged_start = fetched.start + got.first * window.step
+    result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
+                     gate_action, began, got.upstream)
+    if got.held and request.window.not_before is not None:
+        result = replace(result, note=f"judged from {clock(judged_start)}, not before "
+                         f"{clock(request.window.not_before)} (window.not_before)")
+    return result
+
+
+def clock(ts: float) -> str:
+    """A time of day in UTC for notes a person reads (`10:47:31Z`); the window's start and
+    end beside them carry the date."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%SZ")
 
 
 def _counts_silence(specs: list[MetricSpec]) -> bool:

@@ -46,9 +46,11 @@ from webhook.models import AnalysisRequest
 from webhook.plan import PlannedQuery, over, plan_exprs
 from webhook.resolve import ResolvedWindow
 from webhook.rollout import (
+    bounded_first,
     canary_activity,
     current_start,
     first_judged,
+    floor_step,
     found_start,
     mark_traffic,
     max_gap,
@@ -79,6 +81,9 @@ class Fetched:
     # the canary's latest run of traffic is over (`current_start`): nothing of the current
     # rollout is judged
     over: bool = False
+    # the request's `window.not_before` moved the first judged step later than the data's
+    # start (and warmup) would have it
+    held: bool = False
 
     @property
     def points(self) -> int:
@@ -253,9 +258,12 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         answers = source.query_range_many(cut_queries, deadline=deadline)
         upstream += answers
         results = {r.query.key: r for r in answers}
-    first = first_judged(begun, warmup, points) - keep
-    return Fetched(cut, cut_queries, results, first, upstream,
-                   over=begun is not None and begun >= points)
+    # the request's lower bound moves only the first judged step: the cut (the stable's
+    # history before it included) is the data start's, so a bound costs no other query
+    first, held = bounded_first(begun, floor_step(request.window.not_before, window, points),
+                                warmup, points)
+    return Fetched(cut, cut_queries, results, first - keep, upstream,
+                   over=begun is not None and begun >= points, held=held)
 
 
 def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpec],
@@ -286,9 +294,10 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     results = {r.query.key: r for r in fetched}
     points = window.points
     begun = found_start(request, window, mode, results, points, specs)
-    first = first_judged(begun, warmup_steps(request, config, window.step), points)
+    first, held = bounded_first(begun, floor_step(request.window.not_before, window, points),
+                                warmup_steps(request, config, window.step), points)
     return Fetched(window, queries, results, first, fetched,
-                   over=begun is not None and begun >= points)
+                   over=begun is not None and begun >= points, held=held)
 
 
 def traffic_parts(queries: Sequence[RangeQuery | PlannedQuery], specs: list[MetricSpec],

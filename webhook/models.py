@@ -92,8 +92,11 @@ class Window(BaseModel):
     lookback: float | None = None
     step: float | None = None
     warmup: float | None = None
+    # A time the judged part may not begin before (Flagger's hooks set it when this pod saw a
+    # new revision replace the one it judged: the data alone cannot tell that from a blip).
+    not_before: float | None = None
 
-    @field_validator("start", "end", mode="before")
+    @field_validator("start", "end", "not_before", mode="before")
     @classmethod
     def _time(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_time(value)
@@ -218,6 +221,9 @@ class WindowModel(BaseModel):
     start: str
     end: str
     step: float
+    note: str = Field("", description="Why the judged window starts where it does when the "
+                      "data alone did not decide it (window.not_before; a Flagger hook: this "
+                      "replica saw a new revision replace the one it judged); else empty.")
 
 
 class VerdictModel(BaseModel):

@@ -22,6 +22,7 @@ def verdict_text(body: dict[str, Any]) -> str:
         f"config: {body['config']}   mode: {body['mode']}",
         f"window:  {window['start']} .. {window['end']} (step {window['step']:g}s)   "
         f"id: {body['analysis_id']}",
+        *([f"note:    {window['note']}"] if window.get("note") else []),
         f"reason:  {body['reason']}",
         "",
     ]

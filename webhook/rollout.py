@@ -34,6 +34,29 @@ def first_judged(begun: int | None, warmup: int, points: int) -> int:
     return min((begun or 0) + warmup, points)
 
 
+def floor_step(not_before: float | None, window: ResolvedWindow, points: int) -> int | None:
+    """The first step of `window` whose data all come after `not_before` (None: no bound).
+
+    Step i holds what happened in (start + i·step, start + (i+1)·step]: a step that began
+    before the bound may hold another revision's requests, so it is not judged."""
+    if not_before is None:
+        return None
+    index = math.ceil((not_before - window.start) / window.step - 1e-9)
+    return min(max(index, 0), max(points, 0))
+
+
+def bounded_first(begun: int | None, floor: int | None, warmup: int,
+                  points: int) -> tuple[int, bool]:
+    """`first_judged`, with the rollout's start moved to `floor` if that is later (the warmup
+    then counts from there: the traffic judged begins there), and whether it moved the first
+    judged step. A bound only ever shortens the judged part, never lengthens it."""
+    first = first_judged(begun, warmup, points)
+    if floor is None:
+        return first, False
+    bounded = first_judged(max(begun or 0, floor), warmup, points)
+    return bounded, bounded > first
+
+
 def warmup_steps(request: AnalysisRequest, config: AnalysisConfig, step: float) -> int:
     """The warmup in steps: the request's, else the config's."""
     warmup = request.window.warmup

@@ -35,7 +35,7 @@ from webhook.sources import SourceError
 
 bp = Blueprint("analyze", __name__)
 
-_WINDOW_PARAMS = ("start", "end", "lookback", "step", "warmup")
+_WINDOW_PARAMS = ("start", "end", "lookback", "step", "warmup", "not_before")
 _SCALAR_PARAMS = ("mode", "alpha", "provider", "revision")
 
 
@@ -176,7 +176,7 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
         raise AnalysisRequestError(
             f"unknown query parameter(s) {', '.join(sorted(unknown))}; use canary, stable, "
             "canary.<label>, stable.<label>, vars.<name>, start, end, lookback, step, warmup, "
-            "mode, alpha, provider, revision, metrics (JSON), format", unknown[0])
+            "not_before, mode, alpha, provider, revision, metrics (JSON), format", unknown[0])
     return AnalysisRequest.model_validate(data)
 
 

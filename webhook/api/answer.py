@@ -26,8 +26,10 @@ def iso(ts: float) -> str:
 
 
 def window_body(result: AnalysisResult) -> dict[str, Any]:
-    """The judged window: from the analysis start (rollout start + warmup) to the end."""
-    return {"start": iso(result.start), "end": iso(result.end), "step": float(result.step)}
+    """The judged window: from the analysis start (rollout start + warmup) to the end, and
+    why it starts there when the data alone did not decide it."""
+    return {"start": iso(result.start), "end": iso(result.end), "step": float(result.step),
+            "note": str(result.note)}
 
 
 def _verdict(value: str) -> str:

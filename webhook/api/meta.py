@@ -169,6 +169,8 @@ def openapi_document() -> dict[str, Any]:
             ("start", "RFC 3339 or unix seconds"), ("end", "RFC 3339 or unix seconds"),
             ("lookback", "Duration, e.g. 10m"), ("step", "Duration, e.g. 60s"),
             ("warmup", "Duration left out at the start, e.g. 2m"),
+            ("not_before", "RFC 3339 or unix seconds the judged part may not begin before "
+                           "(a Flagger hook's report link carries it)"),
             ("mode", "sequential (the config's default) or fixed"),
             ("alpha", "False-failure rate, e.g. 0.05"),
             ("provider", "app, istio, linkerd or pod: a mesh's own metric names"),

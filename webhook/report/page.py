@@ -173,7 +173,10 @@ def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
         f'<p class="reason" id="reason">{escape(body["reason"])}</p>'
         f'<p class="meta">mode {escape(body["mode"])} · judged window {escape(window["start"])}'
         f' … {escape(window["end"])} (step {window["step"]:g}s) · {len(checks)} checks · '
-        f'analysis {escape(body["analysis_id"])}</p></div>'
+        f'analysis {escape(body["analysis_id"])}</p>'
+        + (f'<p class="meta" id="note">{escape(window["note"])}</p>'
+           if window.get("note") else "")
+        + '</div>'
         + (f'<nav>same analysis as {nav}</nav>' if nav else "")
         + f'<h2>checks</h2>{_table(checks, anchors)}'
         + _sections(checks, anchors)

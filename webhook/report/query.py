@@ -33,7 +33,7 @@ def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
             params += [(f"{side}.{label}", v) for label, v in value.items()]
     params += [(f"vars.{k}", v) for k, v in request.vars.items()]
     w = request.window
-    for name in ("start", "lookback", "step", "warmup"):
+    for name in ("start", "lookback", "step", "warmup", "not_before"):
         value = getattr(w, name)
         if value is not None:
             params.append((name, _seconds(value)))
