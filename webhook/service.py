@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
+from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, clock, run_analysis
 from webhook.api.answer import window_body
 from webhook.configs import ConfigRegistry
 from webhook.models import AnalysisRequest
@@ -25,9 +25,11 @@ from webhook.observability import (
     UPSTREAM_QUERIES,
     audit,
 )
+from webhook.revisions import Change, Revisions
 from webhook.settings import Settings
 from webhook.slots import FairSlots
 from webhook.sources import MetricsSource, QueryLanguage, SourceError, query_language
+from webhook.sources.shared_steps import open_store
 
 
 @lru_cache(maxsize=1024)
@@ -55,6 +57,9 @@ class Service:
     language: QueryLanguage = field(default_factory=query_language)
     slots: FairSlots = field(init=False)
     admitted: threading.BoundedSemaphore = field(init=False)
+    # the Flagger canaries' revisions this pod saw (`webhook.revisions`), shared with the
+    # pod's other workers through the store their master made, when there is one
+    revisions: Revisions = field(init=False)
     # the metrics source answered a readiness probe of this process (`/readyz?source=once`)
     source_answered: bool = field(default=False, init=False)
 
@@ -65,6 +70,8 @@ class Service:
         threads = max(self.settings.threads - 1, 1)
         self.slots = FairSlots(min(self.settings.analysis_slots, threads))
         self.admitted = threading.BoundedSemaphore(threads)
+        self.revisions = Revisions(self.policy.sequential_max_lookback,
+                                   shared=open_store(self.settings.shared_cache_mb))
 
     def _acquire(self, deadline: float) -> bool:
         """A slot, waiting at most `slot_wait_seconds` and never past half the deadline's
@@ -79,9 +86,11 @@ class Service:
 
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
                 audit_extra: dict[str, Any] | None = None,
-                gate_action: str | None = None, traces: bool = False) -> AnalysisResult:
+                gate_action: str | None = None, traces: bool = False,
+                change: Change | None = None) -> AnalysisResult:
         """Run one analysis within the deadline and leave the audit line and metrics behind,
-        whatever happens."""
+        whatever happens. `change`: the revision change that set the request's
+        `window.not_before`, named in the window's note when that bound held the start."""
         began = time.perf_counter()
         deadline = time.monotonic() + self.settings.analysis_deadline_seconds
         record: dict[str, Any] = {
@@ -97,13 +106,14 @@ class Service:
             audit(record)
             raise exc
         try:
-            return self._analyze(req, record, began, deadline, gate_action, traces)
+            return self._analyze(req, record, began, deadline, gate_action, traces, change)
         finally:
             self.slots.release()
             self.admitted.release()
 
     def _analyze(self, req: AnalysisRequest, record: dict[str, Any], began: float,
-                 deadline: float, gate_action: str | None, traces: bool) -> AnalysisResult:
+                 deadline: float, gate_action: str | None, traces: bool,
+                 change: Change | None = None) -> AnalysisResult:
         caller = record["caller"]
         try:
             result = run_analysis(req, self.registry, self.source, self.policy,
@@ -126,6 +136,8 @@ class Service:
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
             raise
+        if change is not None and result.note:
+            result = replace(result, note=change.note(clock(result.start)))
         _child(ANALYSES, result.config, caller, result.verdict).inc()
         _child(ANALYSIS_SECONDS, caller).observe(result.seconds)
         UPSTREAM_QUERIES.inc(result.query_count)

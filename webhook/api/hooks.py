@@ -15,6 +15,10 @@ body becomes the reason in Kubernetes Events. The hook type is not in the payloa
 | post-rollout, event | always, at once | - |
 
 Failures of the judge itself are 5xx: Flagger discards their body and may retry.
+
+A hook whose `checksum` replaced the one this pod saw before for the canary (Flagger restarted
+the analysis for a new revision) is judged only from when this pod first saw it
+(`webhook.revisions`); its answer says so.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
 from webhook.report.query import report_url
+from webhook.revisions import Change
 from webhook.sources import QueryLanguageError, SourceError
 from webhook.sources.prometheus.selectors import pod_selectors
 
@@ -159,7 +164,9 @@ def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
 def _decide(hook: str, result: AnalysisResult, meta: dict[str, str],
             report: str = "") -> tuple[int, str]:
     verdict = result.verdict
-    tail = (f" [analysis {result.analysis_id}, score {result.score:g}"
+    # why the window starts late (a new revision replaced the judged one), before the tail
+    tail = (f"{'; ' + result.note if result.note else ''}"
+            f" [analysis {result.analysis_id}, score {result.score:g}"
             f"{', report ' + report if report else ''}]")
     # Flagger shows the answer in the Canary's events: keep the link whole within one line.
     reason = result.reason[:max(_MAX_LINE - len(tail) - 40, 200)]
@@ -208,8 +215,11 @@ def flagger_hook(hook: str) -> Response:
             return _text(412, hook, typo)
         if hook == "confirm-rollout":
             return _confirm_rollout(hook, req, service, who)
+        req, change = _after_revision_change(req, payload, service)
+        if change is not None:
+            who = {**who, "replaced_checksum": change.old, "not_before": change.since}
         result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",
-                                 audit_extra=who,
+                                 audit_extra=who, change=change,
                                  gate_action="promote" if hook == "confirm-promotion" else None)
     except AnalysisRequestError as exc:
         return _text(exc.status, hook, exc.message)
@@ -219,3 +229,16 @@ def flagger_hook(hook: str) -> Response:
                          req.config, service.settings)
     status, line = _decide(hook, result, meta, report)
     return _text(status, hook, line)
+
+
+def _after_revision_change(req: AnalysisRequest, p: FlaggerPayload, service: Any
+                           ) -> tuple[AnalysisRequest, Change | None]:
+    """The request judged only after the moment this pod first saw the payload's checksum
+    replace the one it saw before for this canary (`webhook.revisions`: Flagger restarted the
+    analysis for a new revision), and that change; unchanged when this pod saw none. Confirm-
+    rollout is not recorded: Flagger calls it with the previous rollout's checksum."""
+    change = service.revisions.observe(p.namespace, p.name, p.checksum)
+    if change is None:
+        return req, None
+    window = req.window.model_copy(update={"not_before": change.since})
+    return req.model_copy(update={"window": window}), change

@@ -9,6 +9,8 @@ worker of a pod also leaves what it read in a directory the master made
 
 - One file per step-cache key (expression, step, grid phase) and per start-cache key (start
   query, step), named by a hash of the key; the file carries the key too, checked on read.
+  Small JSON records (`read_record`: the Flagger canaries' revisions, `webhook.revisions`)
+  live beside them, one file per key, pruned with them.
 - No pickle: a file is one line of JSON (key, start, step, size, final_end, label sets,
   dtype and shape), then the raw bytes of `values` (float64) and `present` (one byte each).
   A file that is short, garbled or holds another key is a miss and is removed: it can cost a
@@ -157,6 +159,44 @@ class SharedSteps:
             return False
         return self._write(_name("start", key), blob, math.nan, math.nan)
 
+    # -- small records (`webhook.revisions`) ------------------------------------------------
+
+    def read_record(self, kind: str, key: Sequence[str]) -> tuple[dict[str, object], float] | None:
+        """The record a worker left for `key` (a JSON object) and when it was last written or
+        `touch`ed (the file's mtime), or None. A garbled file or one of another key is a miss
+        and is removed."""
+        name = _name(kind, key)
+        path = os.path.join(self.path, name)
+        got = self._read(path)
+        if got is None:
+            return None
+        data, sig = got
+        value = _decode_record(data, kind, key)
+        if value is None:
+            self._discard(name, path, sig)
+            return None
+        return value, sig[0] / 1e9
+
+    def write_record(self, kind: str, key: Sequence[str], value: Mapping[str, object],
+                     at: float) -> bool:
+        """Leave `value` for `key` (replacing any), stamped `at` (the writer's clock)."""
+        header = {"v": _VERSION, "kind": kind, "key": list(key), "value": dict(value)}
+        try:
+            blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        except (ValueError, TypeError):
+            return False
+        name = _name(kind, key)
+        if not self._write(name, blob, math.nan, math.nan):
+            return False
+        self.touch_record(kind, key, at)
+        return True
+
+    def touch_record(self, kind: str, key: Sequence[str], at: float) -> None:
+        """Mark `key`'s record as used `at`: pruning removes the oldest-written files first,
+        and a record in use must outlive step data nobody asks for any more."""
+        with contextlib.suppress(OSError, ValueError, OverflowError):
+            os.utime(os.path.join(self.path, _name(kind, key)), ns=(int(at * 1e9),) * 2)
+
     # -- files ---------------------------------------------------------------------------
 
     def _read(self, path: str) -> tuple[bytes, Signature] | None:
@@ -220,7 +260,7 @@ class SharedSteps:
                         with contextlib.suppress(OSError):
                             os.unlink(item.path)
                         continue
-                    if temporary or item.name.endswith((".steps", ".start")):
+                    if temporary or item.name.endswith((".steps", ".start", ".revision")):
                         files.append((st.st_mtime_ns, footprint(st), item.path))
                         total += files[-1][1]
             if total <= self.prune_to:
@@ -382,3 +422,15 @@ def _decode_start(data: bytes, key: StartKey) -> tuple[bool, float | str | None]
     if value is None or value == REJECTED or _finite(value):
         return True, float(value) if _finite(value) else value
     return False, None
+
+
+def _decode_record(data: bytes, kind: str, key: Sequence[str]) -> dict[str, object] | None:
+    try:
+        header = json.loads(data) if data.endswith(b"\n") else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(header, dict) or header.get("v") != _VERSION or \
+            header.get("kind") != kind or header.get("key") != list(key):
+        return None
+    value = header.get("value")
+    return value if isinstance(value, dict) else None
