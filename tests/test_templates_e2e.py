@@ -516,8 +516,13 @@ def config_vars(config) -> set[str]:
     return known
 
 
+# The Canary's checksum in every hook of these tests: one revision throughout (a hook with
+# another checksum for the same canary is a new revision, judged from when it arrived).
+REVISION = "5d8f7b6c4"
+
+
 def post_hook(client, kind: str, name: str, metadata: dict[str, str],
-              checksum: str = "5d8f7b6c4"):
+              checksum: str = REVISION):
     payload = {"name": name, "namespace": NAMESPACE, "phase": "Progressing",
                "checksum": checksum, "metadata": metadata}
     # Flagger sends only Content-Type: no token, no other header.
@@ -626,13 +631,13 @@ def test_flagger_market_hours_gate(judge, lab, label, canary, webhook):
                                  and "session open" in text), text
         assert status == 412 or text.startswith("promote"), text
     critical = {**meta, "risk_tolerance": "critical"}
-    status, text = post_hook(client, kind, name, critical, "rev-7")
+    status, text = post_hook(client, kind, name, critical, REVISION)
     assert status == 412 and "approved_revision" in text, text
     status, text = post_hook(client, kind, name, {**critical, "approved_revision": "rev-6"},
-                             "rev-7")
+                             REVISION)
     assert status == 412 and "approved_revision" in text, text
-    status, text = post_hook(client, kind, name, {**critical, "approved_revision": "rev-7"},
-                             "rev-7")
+    status, text = post_hook(client, kind, name, {**critical, "approved_revision": REVISION},
+                             REVISION)
     assert status == 200 or (status == 412 and "session open" in text), text
 
 
@@ -652,14 +657,14 @@ def test_flagger_safety_level_critical_needs_approval(judge, lab, label, canary,
     critical = {**meta, "safety_level": "critical"}
     for approval in ({}, {"approved_revision": "ehr-6"}):  # none, or the previous revision's
         status, text = post_hook(client, "confirm-promotion", name, {**critical, **approval},
-                                 "ehr-7")
-        assert status == 412 and "approve revision ehr-7" in text, text
+                                 REVISION)
+        assert status == 412 and f"approve revision {REVISION}" in text, text
     status, text = post_hook(client, "confirm-promotion", name,
-                             {**critical, "approved_revision": "ehr-7"}, "ehr-7")
+                             {**critical, "approved_revision": REVISION}, REVISION)
     assert status == 200, text
     # An approval is no waiver: the adverse event still rolls the approved revision back.
     adverse = {**critical, **planted_selectors("healthcare", "adverse"),
-               "approved_revision": "ehr-7"}
-    assert post_hook(client, "confirm-promotion", name, adverse, "ehr-7")[0] == 412
-    status, text = post_hook(client, "rollback", name, adverse, "ehr-7")
+               "approved_revision": REVISION}
+    assert post_hook(client, "confirm-promotion", name, adverse, REVISION)[0] == 412
+    status, text = post_hook(client, "rollback", name, adverse, REVISION)
     assert status == 200 and "adverse_events" in text, text
