@@ -371,3 +371,25 @@ def test_domain_configs_draw_one_valid_chart_per_check(client, lab, config, vers
     cohorts = {c["cohort"] for c in answer["checks"] if c["cohort"]}
     for cohort in cohorts:
         assert f'<h3 class="cohort">cohort {cohort}</h3>' in html
+
+
+def test_a_window_of_days_dates_the_time_axis(client, lab):
+    """Over two days the same hour comes round twice: a bare "09:13" on the axis, or "judged
+    from 09:13 to 09:13" in the text alternative, would name two instants. The chart says
+    the dates, as the JSON's window does."""
+    end = int(lab.window(60)["end"])
+    url = query(lab, ROLLOUTS["fail"], start=end - 2 * 86400, end=end, step="600")
+    answer = client.get(url).json
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    start_day, end_day = answer["window"]["start"][:10], answer["window"]["end"][:10]
+    assert start_day != end_day
+    for svg in _svgs(html):
+        axis = svg.find(f"{SVG_NS}line[@class='axis']").get("y1")
+        ticks = [t.text for t in svg.iter(f"{SVG_NS}text")
+                 if t.get("class") == "tick" and t.get("text-anchor") == "middle"
+                 and float(t.get("y")) == float(axis) + 14]
+        assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
+        assert ticks[0].startswith(start_day) and all(re.match(r"\d{4}-\d\d-\d\d ", t)
+                                                      for t in ticks), ticks
+        desc = svg.find(f"{SVG_NS}desc").text
+        assert f"from {start_day} " in desc and f"to {end_day} " in desc, desc

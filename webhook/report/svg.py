@@ -23,12 +23,16 @@ EVIDENCE_HEIGHT = 110
 TOP = 26
 GAP = 44
 BOTTOM = 30
+DAY = 86400.0
 CANARY, STABLE, BAND, LIMIT, EVIDENCE, FAIL_LINE = (
     "#d9480f", "#1864ab", "#74c0fc", "#495057", "#6741d9", "#c92a2a")
 
 
-def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
+def _clock(ts: float, trace: Trace | None = None) -> str:
+    """UTC wall-clock time of `ts`; with the date too when `trace`'s window is a day or longer,
+    where the same hour comes round again and a bare "09:13" names two instants."""
+    dated = trace is not None and len(trace.canary) * trace.step >= DAY
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M" if dated else "%H:%M")
 
 
 def power_of_ten(exponent: float, digits: int = 3) -> str:
@@ -149,11 +153,12 @@ def _legend(items: Sequence[tuple[str, str, str]], y: float) -> list[str]:
 def _x_axis(panel: _Panel, trace: Trace, y: float) -> list[str]:
     out = [f'<line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" class="axis"/>']
     n = panel.steps
-    every = max(1, math.ceil(n / 8))
+    # dated labels are twice as wide: fewer of them, so they do not run into each other
+    every = max(1, math.ceil(n / (5 if len(trace.canary) * trace.step >= DAY else 8)))
     for i in range(0, n, every):
         t = trace.first_time + i * trace.step
         out.append(f'<text x="{panel.x(i):.1f}" y="{y + 14}" class="tick" '
-                   f'text-anchor="middle">{_clock(t)}</text>')
+                   f'text-anchor="middle">{_clock(t, trace)}</text>')
     return out
 
 
@@ -199,10 +204,10 @@ def describe(check: CheckResult) -> str:
             f"evidence of a regression beyond tolerance peaked at {peak} against the "
             f"fail line {level} (1/alpha)" + (
                 f", first reached at step {crossed + 1} "
-                f"({_clock(trace.first_time + crossed * trace.step)} UTC)"
+                f"({_clock(trace.first_time + crossed * trace.step, trace)} UTC)"
                 if crossed is not None else ", never reached"))
-    start = _clock(trace.first_time - trace.step)
-    end = _clock(trace.first_time + (len(trace.canary) - 1) * trace.step)
+    start = _clock(trace.first_time - trace.step, trace)
+    end = _clock(trace.first_time + (len(trace.canary) - 1) * trace.step, trace)
     return (f"{check.name}, judged from {start} to {end} UTC in {len(trace.canary)} steps: "
             + "; ".join(parts) + f". Verdict {check.verdict}.")
 
@@ -289,7 +294,7 @@ def _evidence(trace: Trace, top: float, steps: int) -> list[str]:
     crossed = trace.crossed
     if crossed is not None:
         x = panel.x(crossed)
-        when = _clock(trace.first_time + crossed * trace.step)
+        when = _clock(trace.first_time + crossed * trace.step, trace)
         anchor = "end" if x > WIDTH * 0.6 else "start"
         dx = -5 if anchor == "end" else 5
         out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + EVIDENCE_HEIGHT}" '
