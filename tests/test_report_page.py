@@ -176,6 +176,21 @@ def test_browser_accept_header_gets_html_and_curl_gets_json(client, lab):
     assert client.get(url).mimetype == "application/json"
 
 
+def test_no_cache_keeps_an_answer_or_mixes_up_its_formats(client, lab):
+    """The same GET gives the page to a browser and the JSON to curl, and "up to now" gives
+    a new verdict at every poll: a cache in between (an Ingress's, the browser's) must keep
+    none of them, and must not answer curl with a page a browser got."""
+    url = query(lab, ROLLOUTS["pass"])
+    answers = [client.get(url, headers={"Accept": "text/html"}), client.get(url),
+               client.get(url + "&step=never"),
+               client.post("/v1/analyze", json={"config": "http", "canary": "a=\"b\"",
+                                                "stable": "a=\"c\""})]
+    assert [a.mimetype for a in answers[:2]] == ["text/html", "application/json"]
+    for answer in answers:
+        assert answer.headers["Cache-Control"] == "no-store", answer.headers
+        assert "Accept" in answer.vary, answer.headers
+
+
 def test_label_values_cannot_inject_markup(client, lab):
     nasty = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
     r = client.get(query(lab, nasty, format="html"))

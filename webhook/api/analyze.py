@@ -105,6 +105,18 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     return jsonify(body)
 
 
+@bp.after_request
+def _not_stored(response: Response) -> Response:
+    """Every answer is the verdict as of its own request: a "now" window judges new data at
+    each poll, and a signed report link's page is for whoever holds that link. So no cache
+    (an Ingress's, a browser's) may keep one and hand it out again; and since the format
+    follows the Accept header, a cache that stored one anyway must not give the page to curl
+    or the JSON to a browser."""
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Accept")
+    return response
+
+
 @bp.post("/v1/analyze")
 def analyze_post() -> Response:
     if not bearer_ok(get_service().settings):
