@@ -87,3 +87,16 @@ def test_cli_analyze_exit_codes_follow_the_verdict(lab):
     assert '"verdict": "fail"' in bad.stdout
     broken = run_cli(lab, "healthy", "--step", "never")
     assert broken.returncode == 3 and "step" in broken.stderr
+
+
+def test_cli_a_command_line_it_cannot_read_is_could_not_judge(lab):
+    """A CI job gates on the exit code: 2 is "inconclusive" and 1 "fail", so a missing flag
+    (argparse's own 2) or a --var without "=" (a traceback's 1) read as judged."""
+    missing = subprocess.run([sys.executable, "-m", "webhook", "analyze", "--canary", "a=\"b\""],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 3 and "--stable" in missing.stderr
+    no_value = run_cli(lab, "healthy", "--var", "namespace")
+    assert no_value.returncode == 3
+    assert "--var: 'namespace' is not NAME=VALUE" in no_value.stderr
+    assert "Traceback" not in no_value.stderr
+    assert run_cli(lab, "healthy", "--var", "namespace=shop").returncode == 0

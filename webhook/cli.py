@@ -1,6 +1,7 @@
 """`canary-judge`: serve the webhook, or judge one canary from a terminal.
 
-`analyze` exits 0 on pass, 1 on fail, 2 on inconclusive and 3 when it could not judge, so it can
+`analyze` exits 0 on pass, 1 on fail, 2 on inconclusive and 3 when it could not judge (a command
+line it cannot read included), so it can
 gate a CI job or a script as well as a rollout.
 """
 
@@ -11,9 +12,26 @@ import json
 import os
 import sys
 from importlib import resources
+from typing import NoReturn
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
 EXIT_ERROR = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a command line it cannot read exits EXIT_ERROR: its own status 2 is
+    `analyze`'s "inconclusive", which a script gating on the exit code would take as judged."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE (e.g. namespace=shop)")
+    return name, value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -58,7 +76,7 @@ def _analyze(args: argparse.Namespace) -> int:
     body: dict[str, object] = {
         "config": args.config, "canary": _labels_or_matchers(args.canary),
         "stable": _labels_or_matchers(args.stable),
-        "vars": dict(v.split("=", 1) for v in args.var),
+        "vars": dict(args.var),
         "window": {k: getattr(args, k) for k in ("start", "end", "lookback", "step")
                    if getattr(args, k) is not None},
     }
@@ -83,8 +101,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="canary-judge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="canary-judge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = sub.add_parser("serve", help="run the HTTP service under gunicorn")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
@@ -97,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--canary", required=True,
                          help='matchers, e.g. rollouts_pod_template_hash="7d9f", or JSON labels')
     analyze.add_argument("--stable", required=True)
-    analyze.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    analyze.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                         type=_name_value)
     analyze.add_argument("--start")
     analyze.add_argument("--end")
     analyze.add_argument("--lookback")
