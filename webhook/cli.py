@@ -1,8 +1,7 @@
 """`canary-judge`: serve the webhook, or judge one canary from a terminal.
 
 `analyze` exits 0 on pass, 1 on fail, 2 on inconclusive and 3 when it could not judge (a command
-line it cannot read included), so it can
-gate a CI job or a script as well as a rollout.
+line it cannot read included), so it can gate a CI job or a script as well as a rollout.
 """
 
 from __future__ import annotations
