@@ -100,3 +100,15 @@ def test_cli_a_command_line_it_cannot_read_is_could_not_judge(lab):
     assert "--var: 'namespace' is not NAME=VALUE" in no_value.stderr
     assert "Traceback" not in no_value.stderr
     assert run_cli(lab, "healthy", "--var", "namespace=shop").returncode == 0
+
+
+def test_cli_errors_name_the_flag_and_the_fix(lab):
+    """The HTTP API says `window.step: 'never' is not a duration; use e.g. 30s …`; the CLI
+    printed pydantic's `('window', 'step'): Value error, …`. It names the flag typed too."""
+    step = run_cli(lab, "healthy", "--step", "never")
+    assert step.returncode == 3
+    assert step.stderr.strip().splitlines()[-1] == (
+        "error: --step: window.step: 'never' is not a duration; use e.g. 30s, 10m, 1h30m or "
+        "seconds")
+    alpha = run_cli(lab, "healthy", "--alpha", "2")
+    assert alpha.returncode == 3 and "error: --alpha: alpha: " in alpha.stderr

@@ -56,11 +56,25 @@ def _labels_or_matchers(value: str) -> object:
     return text
 
 
+_FLAGS = {"window.start": "--start", "window.end": "--end", "window.lookback": "--lookback",
+          "window.step": "--step", "mode": "--mode", "alpha": "--alpha", "config": "--config"}
+
+
+def _flag(field: str) -> str:
+    """The option a request field came from, as a prefix: the person typed `--step`, and the
+    message names `window.step` as the HTTP API does."""
+    side = field.partition(".")[0]
+    flag = _FLAGS.get(field) or ({"canary": "--canary", "stable": "--stable",
+                                  "vars": "--var"}.get(side))
+    return f"{flag}: " if flag else ""
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from webhook.analysis import AnalysisRequestError, Policy, run_analysis
     from webhook.api.answer import answer_body
+    from webhook.api.common import validation_message
     from webhook.configs import load_registry
     from webhook.models import AnalysisRequest
     from webhook.render import verdict_text
@@ -89,7 +103,8 @@ def _analyze(args: argparse.Namespace) -> int:
         result = run_analysis(request, registry, make_source(settings, cached=False), policy,
                               language=query_language(settings.metrics_source))
     except ValidationError as exc:
-        print(f"error: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        message, field = validation_message(exc)
+        print(f"error: {_flag(field)}{message}", file=sys.stderr)
         return EXIT_ERROR
     except (AnalysisRequestError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
