@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
+from html import unescape as html_unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -174,6 +175,22 @@ def test_browser_accept_header_gets_html_and_curl_gets_json(client, lab):
     assert client.get(url, headers={"Accept": browser_accept}).mimetype == "text/html"
     assert client.get(url, headers={"Accept": "*/*"}).mimetype == "application/json"
     assert client.get(url).mimetype == "application/json"
+
+
+def test_the_table_says_what_each_interval_is_of(client, lab):
+    """Next to an error ratio's effect of +200 % (relative) its interval reads 1.6% … 2.4%:
+    that is canary - stable in points, as the JSON's `of` says, not the effect's interval.
+    Each row names what its bounds are of and their level."""
+    url = query(lab, ROLLOUTS["fail"])
+    answer = client.get(url).json
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-check="([^"]*)"[^>]*>(.*?)</tr>', html))
+    assert set(rows) == {c["name"] for c in answer["checks"]}
+    for check in answer["checks"]:
+        interval = check["interval"]
+        cell = re.findall(r"<td[^>]*>(.*?)</td>", rows[check["name"]])[7]
+        assert f'{interval["of"]}, {interval["level"]:.0%}' in html_unescape(cell), cell
+    assert answer["checks"][0]["interval"]["of"] == "canary - stable"
 
 
 def test_no_cache_keeps_an_answer_or_mixes_up_its_formats(client, lab):

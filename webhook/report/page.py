@@ -44,6 +44,7 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line
          vertical-align: top; }
 th { background: #f1f3f5; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num small.of { display: block; color: var(--muted); white-space: normal; }
 td:first-child { overflow-wrap: anywhere; }
 .table-wrap { overflow-x: auto; }
 .checks { display: grid; grid-template-columns: 1fr; gap: 18px; }
@@ -105,6 +106,10 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
         bound_unit = "%" if in_pct else unit
         interval = "–" if low is None else (
             f"{_num(low, bound_unit)} … {_num(high, bound_unit)}")
+        # what the bounds are of, as the JSON's `of` and `level` say: beside a relative effect
+        # (+202%) an error ratio's interval is of canary - stable (1.6% … 2.4%, in points)
+        of = "" if low is None else escape(check.interval_of) + (
+            "" if check.interval_level is None else f", {check.interval_level:.0%}")
         rows.append(
             f'<tr data-check={quoteattr(check.name)} data-verdict="{check.verdict}">'
             f'<td><a href="#{anchor}">{escape(check.name)}</a>'
@@ -114,7 +119,8 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
             f'<td class="num">{_num(check.stable.value, unit)}</td>'
             f'<td class="num">{_count(check.canary.n)}</td>'
             f'<td class="num">{_count(check.stable.n)}</td>'
-            f'<td class="num">{effect}</td><td class="num">{escape(interval)}</td>'
+            f'<td class="num">{effect}</td><td class="num">{escape(interval)}'
+            f'{f"<small class=of>{of}</small>" if of else ""}</td>'
             f'<td class="num">{_num(check.p_value)}</td></tr>')
     return ('<div class="table-wrap"><table class="checks-table"><thead><tr><th>check</th>'
             '<th>verdict</th><th>canary</th><th>stable</th><th>n canary</th><th>n stable</th>'
