@@ -177,6 +177,25 @@ def test_browser_accept_header_gets_html_and_curl_gets_json(client, lab):
     assert client.get(url).mimetype == "application/json"
 
 
+def test_a_quantile_chart_shows_the_buckets_its_values_are_interpolated_in(client, lab):
+    """The p99 check is inconclusive because "both p99 lie in 400ms–500ms": the buckets
+    cannot say where inside. Its chart drew 401.5ms vs 408.6ms per step as if measured; it
+    must draw the bucket bounds the values lie between and say the values are interpolated."""
+    url = query(lab, ROLLOUTS["fail"])
+    answer = client.get(url).json
+    p99 = next(c for c in answer["checks"] if c["name"] == "latency_p99")
+    assert p99["verdict"] == "inconclusive"
+    low, high = re.search(r"both p99 lie in (\S+)–(\S+):", p99["reason"]).groups()
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    svg = next(s for s in _svgs(html) if s.get("id", "").endswith("latency_p99-chart"))
+    texts = [t.text for t in svg.iter(f"{SVG_NS}text")]
+    assert f"bucket le {low}" in texts and f"bucket le {high}" in texts, texts
+    assert len(svg.findall(f"{SVG_NS}line[@class='bucket-bound']")) >= 2
+    assert any(t and t.startswith("p99") and "interpolated" in t for t in texts), texts
+    desc = svg.find(f"{SVG_NS}desc").text
+    assert "interpolated inside histogram buckets" in desc and low in desc and high in desc
+
+
 def test_the_table_says_what_each_interval_is_of(client, lab):
     """Next to an error ratio's effect of +200 % (relative) its interval reads 1.6% … 2.4%:
     that is canary - stable in points, as the JSON's `of` says, not the effect's interval.

@@ -31,6 +31,9 @@ class Trace:
     band_low: tuple[float, ...] = ()  # the canary's tolerated range around the stable
     band_high: tuple[float, ...] = ()
     limits: tuple[float, ...] = ()  # fixed bounds (threshold, allowed events)
+    # a quantile's histogram bucket bounds: the buckets place each step's quantile between
+    # two of them, and the drawn value is interpolated in between
+    bucket_bounds: tuple[float, ...] = ()
     value_label: str = ""  # what the values are ("error ratio", "p99 latency", ...)
     unit: str = ""  # "%", "s" or "" (fmt_value's units)
     evidence: tuple[float, ...] = ()  # log of the test martingale after each step

@@ -81,8 +81,11 @@ def quantile_trace(canary: Buckets, stable: Buckets, q: float, points: int, rel:
         up = np.maximum(s * (1 + rel), s + abs_)
         down = np.clip(np.minimum(s / (1 + rel), s - abs_), 0, None)
     low, high = _band(s, direction, up, down)
+    bounds = sorted({b for side in (canary, stable) for le, _ in side
+                     if math.isfinite(b := float(le))})
     return Trace(canary=_tuple(c), stable=_tuple(s), band_low=low, band_high=high,
-                 value_label=f"p{q * 100:g} per step", unit=unit)
+                 bucket_bounds=tuple(bounds),
+                 value_label=f"p{q * 100:g} per step (interpolated)", unit=unit)
 
 
 def series_trace(canary: np.ndarray, stable: np.ndarray, allowed: float | None,

@@ -124,12 +124,29 @@ def _band_polygons(panel: _Panel, trace: Trace) -> list[str]:
     return polys
 
 
+def _bounds_around(trace: Trace) -> list[float]:
+    """A quantile's bucket bounds from the one at or below its lowest value to the one at or
+    above its highest: all the buckets say of where the values lie."""
+    seen = _finite([*trace.canary, *trace.stable])
+    if not trace.bucket_bounds or not seen:
+        return []
+    bounds = trace.bucket_bounds
+    low = max((b for b in bounds if b <= min(seen)), default=min(seen))
+    high = min((b for b in bounds if b >= max(seen)), default=max(seen))
+    return [b for b in bounds if low <= b <= high]
+
+
 def _value_range(trace: Trace) -> tuple[float, float]:
     values = _finite([*trace.canary, *trace.stable, *trace.band_high, *trace.band_low,
                       *trace.limits])
     if not values:
         return 0.0, 1.0
     low, high = min(values), max(values)
+    # a quantile's scale reaches the bucket bounds around its values: the buckets place it
+    # only between them, and the chart shows how wide that is
+    around = _bounds_around(trace)
+    if around:
+        low, high = min(low, around[0]), max(high, around[-1])
     low = min(low, 0.0) if low >= 0 and low < 0.5 * high else low
     pad = (high - low) * 0.08 or abs(high) * 0.1 or 1.0
     return (low if low == 0 else low - pad), high + pad
@@ -142,7 +159,8 @@ def _legend(items: Sequence[tuple[str, str, str]], y: float) -> list[str]:
             out.append(f'<rect x="{x}" y="{y - 8}" width="18" height="10" fill="{color}" '
                        'fill-opacity="0.35"/>')
         else:
-            dash = ' stroke-dasharray="5 3"' if kind == "dash" else ""
+            dash = {"dash": ' stroke-dasharray="5 3"',
+                    "dot": ' stroke-dasharray="1 3"'}.get(kind, "")
             out.append(f'<line x1="{x}" y1="{y - 3}" x2="{x + 18}" y2="{y - 3}" '
                        f'stroke="{color}" stroke-width="2.5"{dash}/>')
         out.append(f'<text x="{x + 23}" y="{y}" class="legend">{escape(label)}</text>')
@@ -196,6 +214,11 @@ def describe(check: CheckResult) -> str:
                      f"(window value {fmt_value(summary.value, unit)})")
     if trace.limits:
         parts.append("limit " + " and ".join(fmt_value(v, unit) for v in trace.limits))
+    around = _bounds_around(trace)
+    if around:
+        parts.append("the values are interpolated inside histogram buckets, which place them "
+                     "only between bucket bounds (here " + ", ".join(
+                         fmt_value(b, unit) for b in around) + ")")
     if trace.evidence:
         level = power_of_ten((trace.evidence_level or 0.0) / math.log(10))
         peak = power_of_ten(max(trace.evidence) / math.log(10))
@@ -249,6 +272,16 @@ def chart(check: CheckResult, ident: str) -> str:
                     f'text-anchor="end">limit {escape(fmt_value(limit, unit))}</text>')
     if trace.limits:
         legend.append(("limit", LIMIT, "dash"))
+    drawn = [b for b in trace.bucket_bounds if panel.low <= b <= panel.high]
+    for bound in drawn:
+        y = panel.y(bound)
+        body.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
+                    f'stroke="{LIMIT}" stroke-width="1" stroke-dasharray="1 3" '
+                    'class="bucket-bound"/>')
+        body.append(f'<text x="{LEFT + 4}" y="{y - 3:.1f}" class="tick">bucket le '
+                    f'{escape(fmt_value(bound, unit))}</text>')
+    if drawn:
+        legend.append(("bucket bounds", LIMIT, "dot"))
     if trace.stable:
         body.append(f'<path d="{_path(panel, trace.stable)}" fill="none" stroke="{STABLE}" '
                     'stroke-width="1.8" class="stable"/>')
