@@ -196,6 +196,22 @@ def test_a_quantile_chart_shows_the_buckets_its_values_are_interpolated_in(clien
     assert "interpolated inside histogram buckets" in desc and low in desc and high in desc
 
 
+def test_the_tail_share_chart_names_its_bound(client, lab):
+    """The tail share's axis read "share of requests above the tail bound": which bound, the
+    chart did not say (the JSON does: "share above 500ms"), and at 39 characters the label
+    ran past its 190-pixel panel and was cut off."""
+    url = query(lab, ROLLOUTS["fail"])
+    tail = next(c for c in client.get(url).json["checks"] if c["name"] == "latency_tail")
+    bound = re.match(r"share above (\S+):", tail["interval"]["of"]).group(1)
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    svg = next(s for s in _svgs(html) if s.get("id", "").endswith("latency_tail-chart"))
+    label = svg.find(f"{SVG_NS}text[@class='axis-label']").text
+    assert label == f"share above {bound} per step"
+    # 11px text is ~6.5px a character: the label fits beside the values' panel
+    assert len(label) * 6.5 < 190
+    assert f"share above {bound} per step from" in svg.find(f"{SVG_NS}desc").text
+
+
 def test_the_table_says_what_each_interval_is_of(client, lab):
     """Next to an error ratio's effect of +200 % (relative) its interval reads 1.6% … 2.4%:
     that is canary - stable in points, as the JSON's `of` says, not the effect's interval.

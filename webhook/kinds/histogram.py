@@ -17,7 +17,7 @@ from webhook.configs import HistogramMetric
 from webhook.judge import CheckResult
 from webhook.judge.histogram import Histogram, judge_quantiles
 from webhook.judge.tailshare import auto_bound, judge_tail_share, tail_counts
-from webhook.judge.types import Trace
+from webhook.judge.types import Trace, fmt_value
 from webhook.kinds.base import Buckets, KindContext, MetricData, buckets, with_steps
 from webhook.report import steps
 
@@ -90,8 +90,9 @@ def _tail_trace(spec: HistogramMetric, canary: Buckets, stable: Buckets,
     if counts is None:  # no canary buckets (or no such bound): the stable's share alone
         alone = tail_counts(hs, hs, bound)
         if alone is None:
-            return Trace(value_label="share of requests above the tail bound", unit="%")
+            return Trace(value_label="share above the tail bound", unit="%")
         missing = np.full(alone[2].size, np.nan)
         counts = (missing, missing, alone[2], alone[3], None)
+    # the bound as the check's interval names it; short enough for the chart's axis
     return replace(steps.ratio_trace(*counts[:4], allowed, spec.direction),
-                   value_label="share of requests above the tail bound")
+                   value_label=f"share above {fmt_value(bound, spec.unit)} per step")
