@@ -243,6 +243,20 @@ def test_no_cache_keeps_an_answer_or_mixes_up_its_formats(client, lab):
         assert "Accept" in answer.vary, answer.headers
 
 
+def test_label_values_cannot_drive_the_on_calls_terminal(client, lab):
+    """The text table goes to a terminal: a label value's escape sequences (ESC [2J clears the
+    screen, CSI in its one-byte form, BEL) printed raw could wipe the verdict line and draw
+    another. They are shown as \\xNN escapes, and the table's own lines stay the only ones."""
+    nasty = "x\x1b[2J\x9b1A\x07verdict: PASS"
+    r = client.get(query(lab, nasty, format="text"))
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    text = r.get_data(as_text=True)
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), repr(text)
+    assert "x\\x1b[2J\\x9b1A\\x07verdict: PASS" in text
+    assert text.startswith("verdict: INCONCLUSIVE")
+    assert not any(line.startswith("verdict: PASS") for line in text.splitlines())
+
+
 def test_label_values_cannot_inject_markup(client, lab):
     nasty = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
     r = client.get(query(lab, nasty, format="html"))

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# C0 and C1 control characters and DEL: a label value (the request's, or a cohort's from the
+# data) could otherwise reach the on-call's terminal as an escape sequence that clears the
+# screen or moves the cursor over the verdict line, or as a line break that forges one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _safe(text: Any) -> str:
+    """`text` with every control character shown as its \\xNN escape, so it prints as what it
+    is and the table's lines stay the only lines."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 def _num(value: Any, pct: bool = False) -> str:
@@ -19,18 +31,18 @@ def verdict_text(body: dict[str, Any]) -> str:
     window = body["window"]
     lines = [
         f"verdict: {body['verdict'].upper()}   score: {body['score']:g}   "
-        f"config: {body['config']}   mode: {body['mode']}",
+        f"config: {_safe(body['config'])}   mode: {body['mode']}",
         f"window:  {window['start']} .. {window['end']} (step {window['step']:g}s)   "
         f"id: {body['analysis_id']}",
-        *([f"note:    {window['note']}"] if window.get("note") else []),
-        f"reason:  {body['reason']}",
+        *([f"note:    {_safe(window['note'])}"] if window.get("note") else []),
+        f"reason:  {_safe(body['reason'])}",
         "",
     ]
     header = ("check", "verdict", "canary", "stable", "n canary", "n stable", "effect", "p")
     rows = [header]
     for c in body["checks"]:
         rows.append((
-            c["name"] + (" (critical)" if c["critical"] else ""), c["verdict"],
+            _safe(c["name"]) + (" (critical)" if c["critical"] else ""), c["verdict"],
             _num(c["canary"]["value"]), _num(c["stable"]["value"]),
             _num(c["canary"]["n"] and round(c["canary"]["n"])),
             _num(c["stable"]["n"] and round(c["stable"]["n"])),
@@ -41,7 +53,7 @@ def verdict_text(body: dict[str, Any]) -> str:
         lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     lines.append("")
     for c in body["checks"]:
-        lines.append(f"- {c['reason']}")
+        lines.append(f"- {_safe(c['reason'])}")
     if body.get("report"):
-        lines += ["", f"report:  {body['report']}"]
+        lines += ["", f"report:  {_safe(body['report'])}"]
     return "\n".join(lines) + "\n"
