@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -132,6 +133,23 @@ def test_text_format_is_a_table_for_people(client, lab):
     r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy")),
                     headers={"Accept": "text/plain"})
     assert r.get_data(as_text=True).startswith("verdict: PASS")
+
+
+def test_text_table_values_read_as_their_reasons_do(client, lab):
+    """The table printed 0.03009 and 0.2705 under reasons that say 3.01% and 270.5ms (the
+    report page's table says it that way too): a number without its unit, a second reading
+    of the same value."""
+    r = client.post("/v1/analyze?format=text", json=body(lab, argo_hash("errors3x")))
+    answer = client.post("/v1/analyze", json=body(lab, argo_hash("errors3x"))).json
+    rows = {line.split()[0]: line.split() for line in r.get_data(as_text=True).splitlines()
+            if line.startswith(("error_ratio", "latency_p95"))}
+    for name in ("error_ratio", "latency_p95"):
+        check = next(c for c in answer["checks"] if c["name"] == name)
+        said = re.search(r"canary (\S+?)(?: of [\d,]+)? vs stable (\S+?)(?: of [\d,]+)?[ :]",
+                         check["reason"]).groups()
+        cells = [c for c in rows[name][1:] if c != "(critical)"][1:]  # after the verdict
+        assert tuple(cells[:2]) == said, (cells, check["reason"])
+        assert cells[2] == f"{check['canary']['n']:,.0f}"
 
 
 def test_default_sequential_window_starts_where_the_canary_traffic_began(client, lab):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -82,6 +83,9 @@ def test_cli_analyze_exit_codes_follow_the_verdict(lab):
     ok = run_cli(lab, "healthy")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("verdict: PASS")
+    # the table's values carry their units, as the reasons under it do
+    assert re.search(r"^error_ratio \(critical\)\s+pass\s+[\d.]+%\s+[\d.]+%\s+[\d,]+ ",
+                     ok.stdout, flags=re.M), ok.stdout
     bad = run_cli(lab, "slow", "--json")
     assert bad.returncode == 1
     assert '"verdict": "fail"' in bad.stdout

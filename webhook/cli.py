@@ -101,7 +101,8 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         request = AnalysisRequest.model_validate(body)
         result = run_analysis(request, registry, make_source(settings, cached=False), policy,
-                              language=query_language(settings.metrics_source))
+                              language=query_language(settings.metrics_source),
+                              traces=not args.json)  # the table's units
     except ValidationError as exc:
         message, field = validation_message(exc)
         print(f"error: {_flag(field)}{message}", file=sys.stderr)
@@ -110,7 +111,8 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     verdict = answer_body(result)
-    print(json.dumps(verdict, indent=2) if args.json else verdict_text(verdict), end="")
+    text = json.dumps(verdict, indent=2) if args.json else verdict_text(verdict, result.checks)
+    print(text, end="")
     return EXIT_CODES[str(verdict["verdict"])]
 
 

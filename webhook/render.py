@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from webhook.judge.types import CheckResult, fmt_count, fmt_value
 
 # C0 and C1 control characters and DEL: a label value (the request's, or a cohort's from the
 # data) could otherwise reach the on-call's terminal as an escape sequence that clears the
@@ -27,8 +30,21 @@ def _num(value: Any, pct: bool = False) -> str:
     return str(value)
 
 
-def verdict_text(body: dict[str, Any]) -> str:
+def _value(value: Any, unit: str) -> str:
+    return "-" if value is None else fmt_value(float(value), unit)
+
+
+def _n(value: Any) -> str:
+    return "-" if value is None else fmt_count(float(value))
+
+
+def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = ()) -> str:
+    """The table for `body` (the JSON answer); `checks` (its results, traced) give each value
+    its unit, so the table reads 3.01% and 270.5ms as the reasons under it and the report page
+    do, not 0.03009 and 0.2705."""
     window = body["window"]
+    units = [c.trace.unit if c.trace is not None else "" for c in checks]
+    units += [""] * (len(body["checks"]) - len(units))
     lines = [
         f"verdict: {body['verdict'].upper()}   score: {body['score']:g}   "
         f"config: {_safe(body['config'])}   mode: {body['mode']}",
@@ -40,12 +56,11 @@ def verdict_text(body: dict[str, Any]) -> str:
     ]
     header = ("check", "verdict", "canary", "stable", "n canary", "n stable", "effect", "p")
     rows = [header]
-    for c in body["checks"]:
+    for c, unit in zip(body["checks"], units, strict=True):
         rows.append((
             _safe(c["name"]) + (" (critical)" if c["critical"] else ""), c["verdict"],
-            _num(c["canary"]["value"]), _num(c["stable"]["value"]),
-            _num(c["canary"]["n"] and round(c["canary"]["n"])),
-            _num(c["stable"]["n"] and round(c["stable"]["n"])),
+            _value(c["canary"]["value"], unit), _value(c["stable"]["value"], unit),
+            _n(c["canary"]["n"]), _n(c["stable"]["n"]),
             _num(c["effect"], pct=True), _num(c["p_value"]),
         ))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]

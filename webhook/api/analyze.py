@@ -79,7 +79,7 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     try:
         # Argo's analysis decides promotion: deployment gates (market hours, approvals) apply.
         result = service.analyze(req, caller=_caller(), route=route, gate_action="promote",
-                                 traces=wanted == "html")
+                                 traces=wanted != "json")
     except AnalysisRequestError as exc:
         return error_response(exc.status, exc.message, exc.field)
     except SourceError as exc:
@@ -92,7 +92,7 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     base = settings.public_url or ""
     body["report"] = report_link(report_url(req, end, base), req.config, settings)
     if wanted == "text":
-        return Response(verdict_text(body), mimetype="text/plain")
+        return Response(verdict_text(body, result.checks), mimetype="text/plain")
     if wanted == "html":
         links = {fmt: report_link(report_url(req, end, base, fmt), req.config, settings)
                  for fmt in ("json", "text")}
