@@ -7,6 +7,7 @@ a screenshot and a PDF print of each in an artifact directory that the test prin
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -175,6 +176,29 @@ def test_browser_accept_header_gets_html_and_curl_gets_json(client, lab):
     assert client.get(url, headers={"Accept": browser_accept}).mimetype == "text/html"
     assert client.get(url, headers={"Accept": "*/*"}).mimetype == "application/json"
     assert client.get(url).mimetype == "application/json"
+
+
+def test_evidence_over_the_line_is_drawn_as_a_failure_only_on_a_failed_check(client, lab):
+    """A tail share (judged like a ratio) fails when its evidence against the relative
+    tolerance reaches 1/alpha AND the difference is beyond the absolute tolerance. With a 5
+    point tolerance the slow canary's 2.2% vs 0.36% passes, while its evidence passes the line
+    at once: the chart drew "crossed at 08:14" on the fail line of a passing check."""
+    metrics = json.dumps([{"name": "latency",
+                           "tail": {"tolerance": {"relative": 0.2, "absolute": 0.05}}}])
+    url = query(lab, argo_hash("slow"), metrics=metrics)
+    checks = {c["name"]: c for c in client.get(url).json["checks"]}
+    assert checks["latency_tail"]["verdict"] == "pass", checks["latency_tail"]["reason"]
+    assert checks["latency_p95"]["verdict"] == "fail"
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    svgs = {s.get("id").split("-", 1)[1].removesuffix("-chart"): s for s in _svgs(html)}
+    tail = svgs["latency_tail"]
+    texts = " ".join(t.text or "" for t in tail.iter(f"{SVG_NS}text"))
+    assert tail.find(f"{SVG_NS}line[@class='reached']") is not None  # it did reach the line
+    assert tail.find(f"{SVG_NS}line[@class='crossed']") is None and "crossed at" not in texts
+    assert "did not fail" in texts and "did not fail" in tail.find(f"{SVG_NS}desc").text
+    failed = svgs["latency_p95"]  # a failed check keeps its crossing
+    assert failed.find(f"{SVG_NS}line[@class='crossed']") is not None
+    assert "did not fail" not in failed.find(f"{SVG_NS}desc").text
 
 
 def test_a_quantile_chart_shows_the_buckets_its_values_are_interpolated_in(client, lab):

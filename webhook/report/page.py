@@ -189,8 +189,9 @@ def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
         + '<footer>Recomputed from this page\'s query on every load; the server keeps no '
         'state. Charts: values per step (a gap is a step without data); the shaded band is '
         'how far the canary may move from the stable without failing; "evidence" is the '
-        'sequential test\'s likelihood ratio against "within tolerance", which fails the '
-        'check once it reaches 1/α (anytime-valid, so polling often does not inflate false '
+        'sequential test\'s likelihood ratio against "within the relative tolerance", which '
+        'fails the check once it reaches 1/α and the canary\'s difference is beyond the '
+        'check\'s tolerance (anytime-valid, so polling often does not inflate false '
         'failures). The evidence is drawn as this load computes it over the steps so far; '
         'its estimate of how clumped errors are uses the whole window, so a poll made '
         'earlier may have seen slightly different values.</footer></body></html>')

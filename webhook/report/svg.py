@@ -228,7 +228,9 @@ def describe(check: CheckResult) -> str:
             f"fail line {level} (1/alpha)" + (
                 f", first reached at step {crossed + 1} "
                 f"({_clock(trace.first_time + crossed * trace.step, trace)} UTC)"
-                if crossed is not None else ", never reached"))
+                if crossed is not None else ", never reached") + (
+                ", yet the check did not fail (its reason says why)"
+                if crossed is not None and check.verdict != "fail" else ""))
     start = _clock(trace.first_time - trace.step, trace)
     end = _clock(trace.first_time + (len(trace.canary) - 1) * trace.step, trace)
     return (f"{check.name}, judged from {start} to {end} UTC in {len(trace.canary)} steps: "
@@ -292,14 +294,18 @@ def chart(check: CheckResult, ident: str) -> str:
                     f'class="empty" text-anchor="middle" fill="{CANARY}">no canary data in '
                     'this window</text>')
     if has_evidence:
-        body += _evidence(trace, TOP + VALUES_HEIGHT + GAP, steps)
+        body += _evidence(trace, TOP + VALUES_HEIGHT + GAP, steps, check.verdict == "fail")
         legend.append(("evidence", EVIDENCE, "line"))
     body = _legend(legend, 14) + body
     return _svg(ident, height, head, body)
 
 
-def _evidence(trace: Trace, top: float, steps: int) -> list[str]:
-    """log10 of the test martingale per step, the 1/alpha line, and where it was crossed."""
+def _evidence(trace: Trace, top: float, steps: int, failed: bool) -> list[str]:
+    """log10 of the test martingale per step, the 1/alpha line, and where it was crossed.
+
+    A ratio's evidence is against the relative tolerance alone, and the check fails only when
+    the canary's difference is also beyond the absolute tolerance: evidence over the line on a
+    check that did not fail is marked as such, never as the failure it was not."""
     level = (trace.evidence_level or 0.0) / math.log(10)
     values = [v / math.log(10) for v in trace.evidence]
     peak = max(_finite(values), default=0.0)
@@ -330,12 +336,16 @@ def _evidence(trace: Trace, top: float, steps: int) -> list[str]:
         when = _clock(trace.first_time + crossed * trace.step, trace)
         anchor = "end" if x > WIDTH * 0.6 else "start"
         dx = -5 if anchor == "end" else 5
+        color, kind, dash = (FAIL_LINE, "crossed", "") if failed else (
+            LIMIT, "reached", ' stroke-dasharray="3 3"')
+        label = (f"crossed at {when} (step {crossed + 1})" if failed else
+                 f"over the line from {when}, yet the check did not fail (see its reason)")
         out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + EVIDENCE_HEIGHT}" '
-                   f'stroke="{FAIL_LINE}" stroke-width="1.5" class="crossed"/>')
+                   f'stroke="{color}" stroke-width="1.5"{dash} class="{kind}"/>')
         out.append(f'<circle cx="{x:.1f}" cy="{panel.y(values[crossed]):.1f}" r="4" '
-                   f'fill="{FAIL_LINE}"/>')
-        out.append(f'<text x="{x + dx:.1f}" y="{top + 26}" class="tick" fill="{FAIL_LINE}" '
-                   f'text-anchor="{anchor}">crossed at {when} (step {crossed + 1})</text>')
+                   f'fill="{color}"/>')
+        out.append(f'<text x="{x + dx:.1f}" y="{top + 26}" class="tick" fill="{color}" '
+                   f'text-anchor="{anchor}">{escape(label)}</text>')
     return out
 
 
