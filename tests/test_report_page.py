@@ -170,6 +170,17 @@ def test_report_link_carries_per_request_overrides(client, lab):
     assert again["checks"] == answer["checks"]
 
 
+def test_a_format_it_does_not_have_is_a_400_naming_it(client, lab):
+    """`?format=txt` answered the JSON without a word, as if the parameter were not there;
+    every other query parameter it does not know is a 400 naming it."""
+    for url in (query(lab, ROLLOUTS["pass"], format="txt"), "/v1/analyze?format=htm"):
+        r = (client.get(url) if url.startswith("/v1/analyze/") else
+             client.post(url, json={"config": "http", "canary": "a=\"b\"", "stable": "a=\"c\""}))
+        assert r.status_code == 400, r.get_data(as_text=True)[:200]
+        assert r.json["field"] == "format"
+        assert "use json, text, html" in r.json["message"]
+
+
 def test_browser_accept_header_gets_html_and_curl_gets_json(client, lab):
     url = query(lab, ROLLOUTS["pass"])
     browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

@@ -49,11 +49,15 @@ _JSON_ACCEPTS = frozenset(("", "*/*", "application/json"))
 
 def _wanted_format() -> str:
     """`?format=` wins; else the Accept header, JSON unless text or HTML is preferred to it
-    (Argo and curl send no preference or */*; a browser prefers text/html)."""
+    (Argo and curl send no preference or */*; a browser prefers text/html). A format it does
+    not have is an AnalysisRequestError: `format=txt` answered JSON without a word."""
     environ = request.environ  # read directly: Argo's polls send no query and no preference
     asked = request.args.get("format") if environ.get("QUERY_STRING") else None
     if asked in _FORMATS:
         return asked
+    if asked is not None:
+        raise AnalysisRequestError(f"format: {asked[:40]!r} is not a format; use "
+                                   f"{', '.join(_FORMATS)}", "format")
     if environ.get("HTTP_ACCEPT", "*/*") in _JSON_ACCEPTS:  # Argo, Flagger, curl: at once
         return "json"
     accept = request.accept_mimetypes
@@ -75,7 +79,10 @@ def _caller() -> str:
 
 def _respond(req: AnalysisRequest, route: str) -> Response:
     service = get_service()
-    wanted = _wanted_format()
+    try:
+        wanted = _wanted_format()
+    except AnalysisRequestError as exc:
+        return error_response(400, exc.message, exc.field)
     try:
         # Argo's analysis decides promotion: deployment gates (market hours, approvals) apply.
         result = service.analyze(req, caller=_caller(), route=route, gate_action="promote",
