@@ -212,6 +212,25 @@ def test_evidence_over_the_line_is_drawn_as_a_failure_only_on_a_failed_check(cli
     assert "did not fail" not in failed.find(f"{SVG_NS}desc").text
 
 
+def test_the_fail_line_is_labelled_with_the_alpha_it_stands_for(client, lab):
+    """A check that fails either way tests each direction at alpha/2: its line is at 40 for
+    alpha 0.05, and the chart labelled that "1/α = 40"."""
+    ratio = {"kind": "ratio", "tolerance": {"relative": 0.2, "absolute": 0.002},
+             "bad": 'sum(increase(http_requests_total{ {{selector}}, code=~"5.." }[{{step}}]))',
+             "total": "sum(increase(http_requests_total{ {{selector}} }[{{step}}]))"}
+    metrics = json.dumps([{**ratio, "name": "errors_either", "direction": "either"},
+                          {**ratio, "name": "errors_up", "direction": "increase"}])
+    html = client.get(query(lab, ROLLOUTS["fail"], metrics=metrics, format="html"))
+    svgs = {s.get("id").split("-", 1)[1].removesuffix("-chart"): s
+            for s in _svgs(html.get_data(as_text=True))}
+    for name, label, level in (("errors_either", "1/(α/2)", "40"), ("errors_up", "1/α", "20"),
+                               ("latency_p95", "1/α", "20")):
+        texts = [t.text for t in svgs[name].iter(f"{SVG_NS}text")]
+        assert f"fail line {label} = {level}" in texts, (name, texts)
+        desc = svgs[name].find(f"{SVG_NS}desc").text
+        assert f"fail line {level} ({label.replace('α', 'alpha')})" in desc, desc
+
+
 def test_a_quantile_chart_shows_the_buckets_its_values_are_interpolated_in(client, lab):
     """The p99 check is inconclusive because "both p99 lie in 400ms–500ms": the buckets
     cannot say where inside. Its chart drew 401.5ms vs 408.6ms per step as if measured; it

@@ -610,7 +610,8 @@ def judge_quantile(
         p_up, p_down = (min(1.0, math.exp(-logs[side])) for side in (True, False))
         shown_path = np.maximum.reduce(paths_by_side) if paths_by_side else np.zeros(0)
         trace = Trace(evidence=tuple(np.maximum.accumulate(shown_path).tolist())
-                      if shown_path.size else (), evidence_level=level)
+                      if shown_path.size else (), evidence_level=level,
+                      evidence_line="1/alpha" if direction != "either" else "1/(alpha/2)")
     if not all(math.isfinite(b) for b in (c_low, c_high, s_low, s_high)):
         within = False  # a bound in the +Inf bucket: too coarse a histogram to clear anyone
     elif direction == "increase":

@@ -291,5 +291,6 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
         effect=effect, interval=(lc - us, uc - ls), interval_of="canary - stable",
         interval_level=1 - alpha, p_value=min(1.0, math.exp(-fail_e)), allowed=allowed,
-        trace=Trace(evidence=tuple(fail_path.tolist()), evidence_level=math.log(1 / a)),
+        trace=Trace(evidence=tuple(fail_path.tolist()), evidence_level=math.log(1 / a),
+                    evidence_line="1/alpha" if a == alpha else "1/(alpha/2)"),
         **{**base, "test": SEQUENTIAL_TEST_NAME})

@@ -38,6 +38,9 @@ class Trace:
     unit: str = ""  # "%", "s" or "" (fmt_value's units)
     evidence: tuple[float, ...] = ()  # log of the test martingale after each step
     evidence_level: float | None = None  # log(1/alpha): the evidence needed to fail
+    # what the level is of alpha: "1/(alpha/2)" for a check that fails either way, where
+    # each direction's test has half of alpha
+    evidence_line: str = "1/alpha"
     first_time: float = 0.0  # unix time of the end of the first judged step
     step: float = 0.0
 

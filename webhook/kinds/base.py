@@ -165,4 +165,5 @@ def with_steps(check: CheckResult, shown: Callable[[], Trace], ctx: KindContext)
         return check
     judged = check.trace or Trace()
     return replace(check, trace=replace(shown(), evidence=judged.evidence,
-                                        evidence_level=judged.evidence_level))
+                                        evidence_level=judged.evidence_level,
+                                        evidence_line=judged.evidence_line))

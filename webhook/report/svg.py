@@ -225,7 +225,7 @@ def describe(check: CheckResult) -> str:
         crossed = trace.crossed
         parts.append(
             f"evidence of a regression beyond tolerance peaked at {peak} against the "
-            f"fail line {level} (1/alpha)" + (
+            f"fail line {level} ({trace.evidence_line})" + (
                 f", first reached at step {crossed + 1} "
                 f"({_clock(trace.first_time + crossed * trace.step, trace)} UTC)"
                 if crossed is not None else ", never reached") + (
@@ -326,8 +326,10 @@ def _evidence(trace: Trace, top: float, steps: int, failed: bool) -> list[str]:
     out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
                f'stroke="{FAIL_LINE}" stroke-width="1.5" stroke-dasharray="6 3" '
                'class="fail-line"/>')
+    line = escape(trace.evidence_line.replace("alpha", "α"))
     out.append(f'<text x="{WIDTH - RIGHT - 4}" y="{y - 4:.1f}" class="tick" '
-               f'fill="{FAIL_LINE}" text-anchor="end">fail line 1/α = {power_of_ten(level)}</text>')
+               f'fill="{FAIL_LINE}" text-anchor="end">fail line {line} = '
+               f'{power_of_ten(level)}</text>')
     out.append(f'<path d="{_path(panel, values)}" fill="none" stroke="{EVIDENCE}" '
                'stroke-width="2" class="evidence"/>')
     crossed = trace.crossed
