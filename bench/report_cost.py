@@ -25,6 +25,9 @@ from urllib.parse import urlencode
 import requests
 from flask import json as flask_json
 
+if __package__ in (None, ""):  # `python bench/report_cost.py`: only bench/ is on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.latency import summary, timed
 from webhook.analysis import Policy, run_analysis
 from webhook.api.answer import answer_body
