@@ -508,6 +508,18 @@ def test_domain_configs_draw_one_valid_chart_per_check(client, lab, config, vers
         assert f'<h3 class="cohort">cohort {cohort}</h3>' in html
 
 
+def test_every_time_axis_says_its_clock_is_utc(client, lab):
+    """The page gives the window as 2026-…T08:13:00Z; the charts' axes read a bare 08:14,
+    which a reader in New York takes for local time."""
+    html = client.get(query(lab, ROLLOUTS["fail"], format="html")).get_data(as_text=True)
+    for svg in _svgs(html):
+        axes = svg.findall(f"{SVG_NS}line[@class='axis']")
+        zones = [t for t in svg.iter(f"{SVG_NS}text") if t.text == "UTC"]
+        assert axes and len(zones) == len(axes), svg.get("id")
+        for axis, zone in zip(axes, zones, strict=True):  # on the axis' row of labels
+            assert float(zone.get("y")) == float(axis.get("y1")) + 14
+
+
 def test_a_window_of_days_dates_the_time_axis(client, lab):
     """Over two days the same hour comes round twice: a bare "09:13" on the axis, or "judged
     from 09:13 to 09:13" in the text alternative, would name two instants. The chart says

@@ -169,7 +169,11 @@ def _legend(items: Sequence[tuple[str, str, str]], y: float) -> list[str]:
 
 
 def _x_axis(panel: _Panel, trace: Trace, y: float) -> list[str]:
-    out = [f'<line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" class="axis"/>']
+    # the clock's zone heads the time labels: the page's times are UTC ("…Z"), and a bare
+    # "08:14" reads as the reader's own local time
+    out = [f'<line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" class="axis"/>',
+           f'<text x="{LEFT - 6}" y="{y + 14}" class="tick time-zone" '
+           'text-anchor="end">UTC</text>']
     n = panel.steps
     # dated labels are twice as wide: fewer of them, so they do not run into each other
     every = max(1, math.ceil(n / (5 if len(trace.canary) * trace.step >= DAY else 8)))
