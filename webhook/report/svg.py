@@ -177,7 +177,8 @@ def _x_axis(panel: _Panel, trace: Trace, y: float) -> list[str]:
     n = panel.steps
     # dated labels are twice as wide: fewer of them, so they do not run into each other
     every = max(1, math.ceil(n / (5 if len(trace.canary) * trace.step >= DAY else 8)))
-    for i in range(0, n, every):
+    # from half a spacing in, so neither end's label runs past the panel (into "UTC")
+    for i in range(every // 2, n, every):
         t = trace.first_time + i * trace.step
         out.append(f'<text x="{panel.x(i):.1f}" y="{y + 14}" class="tick" '
                    f'text-anchor="middle">{_clock(t, trace)}</text>')
@@ -278,7 +279,7 @@ def chart(check: CheckResult, ident: str) -> str:
                     f'text-anchor="end">limit {escape(fmt_value(limit, unit))}</text>')
     if trace.limits:
         legend.append(("limit", LIMIT, "dash"))
-    drawn = [b for b in trace.bucket_bounds if panel.low <= b <= panel.high]
+    drawn = _bounds_around(trace)  # not every bound down to 0: those would pile up
     for bound in drawn:
         y = panel.y(bound)
         body.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
