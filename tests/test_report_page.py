@@ -282,6 +282,22 @@ def test_the_table_says_what_each_interval_is_of(client, lab):
     assert answer["checks"][0]["interval"]["of"] == "canary - stable"
 
 
+def test_checks_that_do_not_hold_the_verdict_say_so_as_the_json_does(client, lab):
+    """The JSON marks the p99 its buckets cannot resolve `"blocking": false` (the tail share
+    decides); the table and the text table showed an orange INCONCLUSIVE like any other, so
+    the reader had to find "informational" deep in its reason."""
+    url = query(lab, ROLLOUTS["fail"])
+    answer = client.get(url).json
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-check="([^"]*)"[^>]*>(.*?)</tr>', html))
+    text = client.get(url + "&format=text").get_data(as_text=True).splitlines()
+    assert any(not c["blocking"] for c in answer["checks"])
+    for check in answer["checks"]:
+        line = next(x for x in text if x.split()[:1] == [check["name"]])
+        said = "(informational)" in rows[check["name"]], "(informational)" in line
+        assert said == (not check["blocking"],) * 2, (check["name"], said)
+
+
 def test_no_cache_keeps_an_answer_or_mixes_up_its_formats(client, lab):
     """The same GET gives the page to a browser and the JSON to curl, and "up to now" gives
     a new verdict at every poll: a cache in between (an Ingress's, the browser's) must keep

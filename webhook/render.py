@@ -58,7 +58,8 @@ def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = ()) -> st
     rows = [header]
     for c, unit in zip(body["checks"], units, strict=True):
         rows.append((
-            _safe(c["name"]) + (" (critical)" if c["critical"] else ""), c["verdict"],
+            _safe(c["name"]) + (" (critical)" if c["critical"] else "")
+            + ("" if c["blocking"] else " (informational)"), c["verdict"],
             _value(c["canary"]["value"], unit), _value(c["stable"]["value"], unit),
             _n(c["canary"]["n"]), _n(c["stable"]["n"]),
             _num(c["effect"], pct=True), _num(c["p_value"]),

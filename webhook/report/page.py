@@ -113,7 +113,8 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
         rows.append(
             f'<tr data-check={quoteattr(check.name)} data-verdict="{check.verdict}">'
             f'<td><a href="#{anchor}">{escape(check.name)}</a>'
-            f'{" <small>(critical)</small>" if check.critical else ""}</td>'
+            f'{" <small>(critical)</small>" if check.critical else ""}'
+            f'{" <small>(informational)</small>" if not check.blocking else ""}</td>'
             f'<td><span class="chip {check.verdict}">{check.verdict}</span></td>'
             f'<td class="num">{_num(check.canary.value, unit)}</td>'
             f'<td class="num">{_num(check.stable.value, unit)}</td>'
@@ -133,7 +134,8 @@ def _figure(check: CheckResult, anchor: str) -> str:
     return (f'<figure class="check" id="{anchor}" data-check={quoteattr(check.name)} '
             f'data-verdict="{check.verdict}"><figcaption>'
             f'<h3>{escape(check.name)} <span class="chip {check.verdict}">{check.verdict}'
-            f'</span>{" <small>critical</small>" if check.critical else ""}</h3>'
+            f'</span>{" <small>critical</small>" if check.critical else ""}'
+            f'{" <small>informational</small>" if not check.blocking else ""}</h3>'
             f'<p>{escape(check.reason)}</p>'
             f'<p class="test">{escape(check.kind)} · {escape(check.test)}</p></figcaption>'
             f'{chart(check, anchor + "-chart")}</figure>')
