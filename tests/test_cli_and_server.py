@@ -116,3 +116,17 @@ def test_cli_errors_name_the_flag_and_the_fix(lab):
         "seconds")
     alpha = run_cli(lab, "healthy", "--alpha", "2")
     assert alpha.returncode == 3 and "error: --alpha: alpha: " in alpha.stderr
+
+
+def test_cli_an_unreachable_prometheus_names_where_it_looked(lab):
+    """From a terminal the fix is nearly always the URL: the message said "Prometheus
+    unreachable" without which one (the default is localhost:9090), nor how to give another.
+    Credentials in the URL are not printed."""
+    run = subprocess.run(
+        [sys.executable, "-m", "webhook", "analyze", "--prometheus-url",
+         "http://judge:s3cret@127.0.0.1:9/prometheus", "--canary", 'a="b"', "--stable", 'a="c"'],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3
+    assert "unreachable" in run.stderr and "at http://127.0.0.1:9/prometheus;" in run.stderr
+    assert "--prometheus-url or CANARY_JUDGE_PROMETHEUS_URL" in run.stderr
+    assert "s3cret" not in run.stderr

@@ -12,6 +12,7 @@ import os
 import sys
 from importlib import resources
 from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
 EXIT_ERROR = 3
@@ -69,6 +70,12 @@ def _flag(field: str) -> str:
     return f"{flag}: " if flag else ""
 
 
+def _without_userinfo(url: str) -> str:
+    """`url` without a user:password@ it may carry, fit to print."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -79,7 +86,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from webhook.models import AnalysisRequest
     from webhook.render import verdict_text
     from webhook.settings import load_settings
-    from webhook.sources import SourceError, make_source, query_language
+    from webhook.sources import SourceError, SourceUnavailable, make_source, query_language
 
     overrides = {"prometheus_url": args.prometheus_url} if args.prometheus_url else {}
     settings = load_settings(**overrides, allow_inline_queries=True)
@@ -106,6 +113,11 @@ def _analyze(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         message, field = validation_message(exc)
         print(f"error: {_flag(field)}{message}", file=sys.stderr)
+        return EXIT_ERROR
+    except SourceUnavailable as exc:
+        # the one thing to fix from a terminal is usually where it looked
+        print(f"error: {exc} at {_without_userinfo(settings.prometheus_url)}; give the right "
+              "one with --prometheus-url or CANARY_JUDGE_PROMETHEUS_URL", file=sys.stderr)
         return EXIT_ERROR
     except (AnalysisRequestError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
