@@ -281,3 +281,15 @@ def test_not_before_bounds_the_judged_start_and_says_so(client, lab):
         ratio = next(c for c in answer["checks"] if c["name"] == "error_ratio")
         assert ratio["canary"]["n"] < 0.2 * next(
             c for c in plain["checks"] if c["name"] == "error_ratio")["canary"]["n"]
+
+
+def test_a_get_of_the_post_route_says_what_to_do(client, lab):
+    """`curl '…/v1/analyze?canary=…'` is the first thing a person tries: the 405 said only
+    "GET is not allowed here", not that the analysis is a POST or a GET naming the config."""
+    r = client.get("/v1/analyze?canary.rollouts_pod_template_hash=x")
+    assert r.status_code == 405 and r.headers["Allow"] == "OPTIONS, POST"
+    assert r.json["message"] == ("GET is not allowed here; use POST; or GET "
+                                 "/v1/analyze/<config>?canary=…&stable=…")
+    put = client.put("/v1/analyze/http")
+    assert put.status_code == 405
+    assert put.json["message"] == "PUT is not allowed here; use GET or HEAD"

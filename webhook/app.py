@@ -66,13 +66,18 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
+        valid = getattr(exc, "valid_methods", None)
         message = {
             404: "no such route; see /openapi.json",
-            405: f"{request.method} is not allowed here",
+            405: f"{request.method} is not allowed here"
+                 + (f"; use {' or '.join(m for m in sorted(valid) if m != 'OPTIONS')}"
+                    if valid else "")
+                 # curl's first try at the analysis: the GET form names the config
+                 + ("; or GET /v1/analyze/<config>?canary=…&stable=…"
+                    if request.path.rstrip("/") == "/v1/analyze" else ""),
             413: "request body too large (max 256 KiB)",
         }.get(status, exc.description or "error")
         response = error_response(status, message)
-        valid = getattr(exc, "valid_methods", None)
         if status == 405 and valid:
             response.headers["Allow"] = ", ".join(sorted(valid))
         _count_hook(status)
