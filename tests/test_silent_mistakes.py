@@ -72,12 +72,21 @@ def test_a_window_shorter_than_one_step_is_inconclusive_not_an_error(client, lab
         r = client.post("/v1/analyze", json={**body(lab, "errors3x"), "window": window})
         assert r.status_code == 200, r.json
         assert r.json["verdict"] == "inconclusive" and r.json["pass"] is False
-        assert "too little data yet" in r.json["reason"] and "one step" in r.json["reason"]
+        assert "too little data: " in r.json["reason"] and "one step" in r.json["reason"]
         assert {c["verdict"] for c in r.json["checks"]} == {"inconclusive"}
+        # a fixed window stays this short: waiting does not help, a longer window does
+        assert "ask again later" not in r.json["reason"]
+        assert "give a longer window (lookback, or start and end" in r.json["reason"]
+    # `lookback=5` (5 s, where 5m was meant) is as fixed: no "ask again later"
+    r = client.get("/v1/analyze/http?canary.app=a&stable.app=b&lookback=5")
+    assert r.status_code == 200 and "give a longer window" in r.json["reason"], r.json
+    assert "bare numbers are seconds" in r.json["reason"]
     # A controller's first poll: an explicit start a moment ago, no end. "now" aligned down
-    # to the step may even lie before the start: still a question asked too early.
+    # to the step may even lie before the start: still a question asked too early, and one
+    # that time answers.
     r = client.post("/v1/analyze", json={**body(lab), "window": {"start": time.time() - 5}})
     assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
+    assert "too little data yet" in r.json["reason"] and "ask again later" in r.json["reason"]
     # An explicit end before the start stays a mistake.
     r = client.post("/v1/analyze", json={**body(lab), "window": {"start": end, "end": end - 60}})
     assert r.status_code == 400 and r.json["field"] == "window.end"

@@ -132,10 +132,16 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     window = resolve_window(request, config, policy, now, mode == "sequential")
     if window.too_short:
         seconds = max(window.end - window.start, 0.0)
+        # only a window with no end or lookback grows as time passes: a fixed one (lookback=5,
+        # read as seconds, where 5m was meant) stays too short however long one waits
+        grows = request.window.end is None and request.window.lookback is None
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
                             gate_action, began, [], window.start, (
-                                f"too little data yet: the window is {seconds:g}s, shorter "
-                                f"than one step ({window.step:g}s); ask again later"))
+                                f"too little data{' yet' if grows else ''}: the window is "
+                                f"{seconds:g}s, shorter than one step ({window.step:g}s); "
+                                + ("ask again later" if grows else
+                                   "give a longer window (lookback, or start and end; bare "
+                                   "numbers are seconds) or a shorter step")))
     got = fetch_window(request, config, specs, selectors, vars_, window, mode, source, language,
                        deadline, starts, resolved.plan(window.step, language))
     if got.over:
