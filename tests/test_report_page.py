@@ -334,6 +334,12 @@ def test_label_values_cannot_inject_markup(client, lab):
     html = r.get_data(as_text=True)
     assert "<script" not in html and "<img" not in html
     assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    # the text and JSON answers carry the label value as sent: no browser may sniff them
+    # into a page (a signed link opens them in one)
+    for fmt, mimetype in (("text", "text/plain"), ("json", "application/json")):
+        other = client.get(query(lab, nasty, format=fmt))
+        assert other.mimetype == mimetype and "<script>" in other.get_data(as_text=True)
+        assert other.headers["X-Content-Type-Options"] == "nosniff"
     for svg in _svgs(html):  # still well-formed
         assert svg.tag == SVG_NS + "svg"
 

@@ -118,8 +118,11 @@ def _not_stored(response: Response) -> Response:
     each poll, and a signed report link's page is for whoever holds that link. So no cache
     (an Ingress's, a browser's) may keep one and hand it out again; and since the format
     follows the Accept header, a cache that stored one anyway must not give the page to curl
-    or the JSON to a browser."""
+    or the JSON to a browser. The text and JSON answers repeat label values as sent
+    (`"><script>…`), and a signed link opens them in a browser too: `nosniff` keeps a browser
+    to the type given, so neither is ever read as a page (only the page has a CSP)."""
     response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     response.vary.add("Accept")
     return response
 
