@@ -130,3 +130,20 @@ def test_cli_an_unreachable_prometheus_names_where_it_looked(lab):
     assert "unreachable" in run.stderr and "at http://127.0.0.1:9/prometheus;" in run.stderr
     assert "--prometheus-url or CANARY_JUDGE_PROMETHEUS_URL" in run.stderr
     assert "s3cret" not in run.stderr
+
+
+def test_cli_asks_what_a_report_link_asks(lab):
+    """A report link can name a mesh (provider=istio) and a warm-up; the CLI had neither, so
+    a Flagger rollout on Istio could not be re-judged from a terminal: the plain metric names
+    found no series and the answer was inconclusive instead of the link's fail."""
+    w = lab.window(60)
+    base = [sys.executable, "-m", "webhook", "analyze", "--prometheus-url", lab.url,
+            "--canary", 'destination_workload="badinfo"',
+            "--stable", 'destination_workload="badinfo-primary"',
+            "--start", str(w["start"]), "--end", str(w["end"])]
+    run = subprocess.run([*base, "--provider", "istio", "--warmup", "2m"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 1, run.stdout + run.stderr  # fail: 3x the errors
+    assert run.stdout.startswith("verdict: FAIL") and "error_ratio" in run.stdout
+    bad = subprocess.run([*base, "--warmup", "soon"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 3 and "--warmup: window.warmup: " in bad.stderr

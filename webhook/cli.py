@@ -58,7 +58,8 @@ def _labels_or_matchers(value: str) -> object:
 
 
 _FLAGS = {"window.start": "--start", "window.end": "--end", "window.lookback": "--lookback",
-          "window.step": "--step", "mode": "--mode", "alpha": "--alpha", "config": "--config"}
+          "window.step": "--step", "window.warmup": "--warmup", "mode": "--mode",
+          "alpha": "--alpha", "config": "--config", "provider": "--provider"}
 
 
 def _flag(field: str) -> str:
@@ -97,13 +98,15 @@ def _analyze(args: argparse.Namespace) -> int:
         "config": args.config, "canary": _labels_or_matchers(args.canary),
         "stable": _labels_or_matchers(args.stable),
         "vars": dict(args.var),
-        "window": {k: getattr(args, k) for k in ("start", "end", "lookback", "step")
+        "window": {k: getattr(args, k) for k in ("start", "end", "lookback", "step", "warmup")
                    if getattr(args, k) is not None},
     }
     if args.mode:
         body["mode"] = args.mode
     if args.alpha:
         body["alpha"] = args.alpha
+    if args.provider:
+        body["provider"] = args.provider
     policy = Policy.from_settings(settings)
     try:
         request = AnalysisRequest.model_validate(body)
@@ -149,8 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--end")
     analyze.add_argument("--lookback")
     analyze.add_argument("--step")
+    analyze.add_argument("--warmup", help="left out at the start of a found rollout, e.g. 2m")
     analyze.add_argument("--mode", choices=["fixed", "sequential"])
     analyze.add_argument("--alpha")
+    analyze.add_argument("--provider", choices=["app", "istio", "linkerd", "pod"],
+                         help="a mesh's own metric names, as a report link's provider=")
     analyze.add_argument("--prometheus-url", help="default: $CANARY_JUDGE_PROMETHEUS_URL")
     analyze.add_argument("--json", action="store_true", help="print the JSON verdict")
     analyze.set_defaults(func=_analyze)
