@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -122,3 +123,17 @@ def test_hook_type_comes_from_the_path_not_the_payload(client):
                "metadata": {"lookback": "60m"}}
     assert client.post("/v1/hooks/rollback", json=payload).status_code == 200
     assert client.post("/v1/hooks/confirm-promotion", json=payload).status_code == 412
+
+
+def test_a_hook_answer_shows_escape_sequences_and_does_not_obey_them(client):
+    """Flagger copies the answer into the Canary's events and `kubectl describe` prints them to
+    the on-call's terminal: ESC [2J from a selector (or a cohort's label value) cleared it."""
+    payload = {"name": "podinfo", "namespace": NAMESPACE, "phase": "Progressing",
+               "metadata": {"provider": "app", "lookback": "60m",
+                            "canary_selector": 'app="x\x1b[2J\x9b1A"',
+                            "stable_selector": 'app="podinfo-primary"'}}
+    r = client.post("/v1/hooks/rollout", json=payload)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 200 and text.count("\n") == 1
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), repr(text)
+    assert 'app="x\\x1b[2J\\x9b1A"' in text

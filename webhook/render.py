@@ -14,7 +14,7 @@ from webhook.judge.types import CheckResult, fmt_count, fmt_value
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _safe(text: Any) -> str:
+def printable(text: Any) -> str:
     """`text` with every control character shown as its \\xNN escape, so it prints as what it
     is and the table's lines stay the only lines."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
@@ -47,18 +47,18 @@ def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = ()) -> st
     units += [""] * (len(body["checks"]) - len(units))
     lines = [
         f"verdict: {body['verdict'].upper()}   score: {body['score']:g}   "
-        f"config: {_safe(body['config'])}   mode: {body['mode']}",
+        f"config: {printable(body['config'])}   mode: {body['mode']}",
         f"window:  {window['start']} .. {window['end']} (step {window['step']:g}s)   "
         f"id: {body['analysis_id']}",
-        *([f"note:    {_safe(window['note'])}"] if window.get("note") else []),
-        f"reason:  {_safe(body['reason'])}",
+        *([f"note:    {printable(window['note'])}"] if window.get("note") else []),
+        f"reason:  {printable(body['reason'])}",
         "",
     ]
     header = ("check", "verdict", "canary", "stable", "n canary", "n stable", "effect", "p")
     rows = [header]
     for c, unit in zip(body["checks"], units, strict=True):
         rows.append((
-            _safe(c["name"]) + (" (critical)" if c["critical"] else "")
+            printable(c["name"]) + (" (critical)" if c["critical"] else "")
             + ("" if c["blocking"] else " (informational)"), c["verdict"],
             _value(c["canary"]["value"], unit), _value(c["stable"]["value"], unit),
             _n(c["canary"]["n"]), _n(c["stable"]["n"]),
@@ -69,7 +69,7 @@ def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = ()) -> st
         lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     lines.append("")
     for c in body["checks"]:
-        lines.append(f"- {_safe(c['reason'])}")
+        lines.append(f"- {printable(c['reason'])}")
     if body.get("report"):
-        lines += ["", f"report:  {_safe(body['report'])}"]
+        lines += ["", f"report:  {printable(body['report'])}"]
     return "\n".join(lines) + "\n"

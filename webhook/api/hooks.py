@@ -36,6 +36,7 @@ from webhook.api.common import get_service, report_link, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
+from webhook.render import printable
 from webhook.report.query import report_url
 from webhook.revisions import Change
 from webhook.sources import QueryLanguageError, SourceError
@@ -67,7 +68,9 @@ _MAX_LINE = 1000
 
 def _text(status: int, hook: str, line: str) -> Response:
     HOOK_RESPONSES.labels(hook, str(status)).inc()
-    one_line = " ".join(line.split())[:_MAX_LINE]
+    # Flagger copies it into the Canary's events, which `kubectl describe` prints to a
+    # terminal: a label value's escape sequences are shown, not obeyed
+    one_line = printable(" ".join(line.split()))[:_MAX_LINE]
     return Response(one_line + "\n", status=status, mimetype="text/plain")
 
 
