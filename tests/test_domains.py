@@ -415,3 +415,66 @@ def test_fifty_orders_per_second_healthy_passes_and_slippage_fails_within_minute
     assert "fail" not in healthy and "pass" in healthy, healthy
     slipped = polled(client, lab, "fastslip", 5)
     assert "fail" in slipped, slipped
+
+
+# -- 6. zero tolerance sees every event, wherever the step points fall between scrapes ----------
+#
+# Prometheus scrapes each target at its own offset, never on the judge's step points. Counted
+# per step with increase(…[step]), the increment between the last scrape of one step and the
+# first of the next belongs to neither: one single event in four (15 s scrapes, 60 s steps)
+# was never counted, and one adverse event on the canary passed. The planted event falls
+# between two scrapes that straddle a step point for some of these shifts.
+
+SHIFTS = [-12, -8, -3, 0, 3, 7, 12]
+
+
+def shifted(lab, seconds: float) -> dict[str, float]:
+    w = lab.window(60)
+    return {"start": w["start"] + seconds, "end": w["end"] + seconds, "step": 60}
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_one_adverse_event_fails_wherever_the_step_points_fall(client, lab, shift):
+    answer, checks = analyze(client, "healthcare", healthcare_hash("adverse"),
+                             HEALTHCARE_STABLE, shifted(lab, shift))
+    adverse = checks["adverse_events"]
+    assert adverse["verdict"] == "fail" and adverse["critical"], adverse["reason"]
+    assert adverse["canary"]["value"] == 1  # one event counted once: a count, not a rate
+    assert answer["verdict"] == "fail" and "adverse_events" in answer["reason"]
+
+
+def test_an_adverse_event_between_step_points_fires_the_rollback_hook(client, lab):
+    status, text = hook(client, "rollback", "healthcare", healthcare_hash("adverse"),
+                        HEALTHCARE_STABLE, shifted(lab, -8))
+    assert status == 200 and "adverse_events" in text, text
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_one_compliance_breach_fails_wherever_the_step_points_fall(client, lab, shift):
+    answer, checks = analyze(client, "trading", trading_hash("breach"), TRADING_STABLE,
+                             shifted(lab, shift), risk_tolerance="low")
+    breach = checks["compliance_violations"]
+    assert breach["verdict"] == "fail" and breach["critical"], breach["reason"]
+    assert breach["canary"]["value"] == 1
+    assert answer["verdict"] == "fail" and "compliance_violations" in answer["reason"]
+
+
+@pytest.mark.parametrize("shift", [0, 7])
+def test_a_counter_created_at_its_first_error_counts_that_error(client, lab, shift):
+    """Client libraries create a labelled counter's series at its first increment, already at
+    1: increase() has no earlier sample to count it from."""
+    answer, checks = analyze(client, "healthcare", healthcare_hash("lazymed"),
+                             HEALTHCARE_STABLE, shifted(lab, shift))
+    errors = checks["medication_errors"]
+    assert errors["verdict"] == "fail" and errors["canary"]["value"] == 1, errors["reason"]
+    assert answer["verdict"] == "fail"
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_no_event_is_no_event_wherever_the_step_points_fall(client, lab, shift):
+    answer, checks = analyze(client, "healthcare", healthcare_hash("healthy"),
+                             HEALTHCARE_STABLE, shifted(lab, shift))
+    for name in ("adverse_events", "medication_errors", "data_integrity_errors",
+                 "phi_audit_failures"):
+        assert checks[name]["verdict"] == "pass" and checks[name]["canary"]["value"] == 0
+    assert answer["verdict"] == "pass", answer["reason"]

@@ -222,7 +222,10 @@ class EventsMetric(_MetricBase):
     """A zero-tolerance counter (adverse events, compliance violations): per-step counts."""
 
     kind: Literal["events"]
-    query: str = Field(description="PromQL: per-step count of events, `sum(increase(…))`.")
+    query: str = Field(description="PromQL: per-step count of events, each counted once: the "
+                       "change of the counter's last sample since the step before, as the "
+                       "built-in configs write it; `increase(…[{{step}}])` misses what changed "
+                       "between the last scrape of one step and the first of the next.")
     total: str | None = Field(None, description="PromQL: per-step requests, so that zero "
                               "events on zero traffic stays inconclusive.")
     allowed: float = Field(0, ge=0)

@@ -199,6 +199,9 @@ TRADING_CANARIES = {
 }
 # The stable of the "fast" canaries: two instances at 50 orders/s each.
 FAST_STABLE = "tfstable"
+# A healthy canary with one compliance breach, 15 s after a whole minute of the planted data:
+# between two step points of a window whose steps are not on the scrapes' grid.
+TRADING_BREACH_AT = 5415.0
 # The "fast" rollouts begin this long before the session's anchor time (their polls end
 # within ten minutes, inside the planted past).
 TRADING_ROLLOUT_START = 1800
@@ -216,6 +219,9 @@ HEALTHCARE_CANARIES = {
     # One scrape of clinical alerting never arrived (up before and after).
     "gap30": {"alerting_gap_at": 5430.0},
     "gap0": {"alerting_gap_at": 5400.0},
+    # Medication errors counted by a counter created at its first error (a labelled counter's
+    # child, as client libraries create them): no series before, 1 from 90 min in on.
+    "lazymed": {"medication_created_at": 5415.0},
 }
 # Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
 WORKFLOW_SUCCESS = 0.996
@@ -249,7 +255,9 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
     discovery gives both), except on the `nopod` version, which has `instance` only.
     """
     sides, extra = [], []
-    versions = {"stable": {"pods": 2}, **TRADING_CANARIES, "fstable": {"pods": 2, "rate": 50.0}}
+    # `breach` after `fstable`: each version's seed is its place in this order
+    versions = {"stable": {"pods": 2}, **TRADING_CANARIES, "fstable": {"pods": 2, "rate": 50.0},
+                "breach": {"compliance_at": TRADING_BREACH_AT}}
     for seed, (version, diff) in enumerate(versions.items()):
         hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,
@@ -275,8 +283,9 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
                                  _ar1_gauge(1.0, seed=400 + seed, noise=500.0)))
         extra.append(ExtraSeries("market_impact_bps", labels, "gauge",
                                  _ar1_gauge(2.0, seed=500 + seed, noise=0.1, phi=0.5)))
+        breach = diff.get("compliance_at")
         extra.append(ExtraSeries("compliance_violations_total", labels, "counter",
-                                 _constant(0.0)))
+                                 _constant(0.0) if breach is None else _events_at((breach,))))
     return sides, extra
 
 
@@ -304,8 +313,12 @@ def healthcare_series() -> list[ExtraSeries]:
                   "rollouts_pod_template_hash": healthcare_hash(version)}
         adverse = (diff["adverse_at"],) if "adverse_at" in diff else ()
         extra.append(ExtraSeries("adverse_events_total", labels, "counter", _events_at(adverse)))
-        for name in ("medication_errors_total", "data_integrity_errors_total",
-                     "phi_audit_write_failures_total"):
+        created = diff.get("medication_created_at")
+        extra.append(ExtraSeries("medication_errors_total", labels, "counter", _constant(0.0))
+                     if created is None else  # absent until its first error, then at 1
+                     ExtraSeries("medication_errors_total", labels, "counter", _constant(1.0),
+                                 gaps=_before(float(created))))  # type: ignore[arg-type]
+        for name in ("data_integrity_errors_total", "phi_audit_write_failures_total"):
             extra.append(ExtraSeries(name, labels, "counter", _constant(0.0)))
         down = diff.get("alerting_down_at")
         gap = diff.get("alerting_gap_at")
@@ -329,6 +342,11 @@ def healthcare_series() -> list[ExtraSeries]:
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "failure"},
                                          "counter", _failures(rate, s, success)))
     return extra
+
+
+def _before(offset: float, scrape: float = 15.0) -> tuple[float, ...]:
+    """Every scrape offset before `offset`: a series that does not exist until then."""
+    return tuple(float(t) for t in np.arange(0.0, offset, scrape))
 
 
 def _failures(rate: float, seed: int, success: float):
