@@ -52,9 +52,25 @@ def test_defaults_follow_product_md() -> None:
     weekdays = [0, 1, 2, 3, 4]
     assert hours == {
         "New York": ("America/New_York", time(9, 30), time(16), weekdays),
-        "Frankfurt": ("Europe/Berlin", time(8), time(16, 30), weekdays),
-        "Tokyo": ("Asia/Tokyo", time(9), time(15), weekdays),
+        "Frankfurt": ("Europe/Berlin", time(9), time(17, 30), weekdays),
+        "Tokyo": ("Asia/Tokyo", time(9), time(15, 30), weekdays),
     }
+
+
+def test_default_sessions_hold_medium_until_the_real_close() -> None:
+    """A config that lists no sessions gets the exchanges' real hours: with Tokyo's old 15:00
+    close a medium change was promoted during the TSE's last half hour (New York and Frankfurt
+    closed), and Frankfurt's 16:30 called Xetra's last hour closed."""
+    at = utc("2026-03-10T06:15")  # Tuesday 15:15 JST, 07:15 CET, 02:15 EDT
+    decision = decide(DEFAULT, "medium", "promote", at)
+    assert not decision.allowed and names(DEFAULT, at) == ["Tokyo"]
+    assert "Tokyo session open (09:00–15:30 Asia/Tokyo" in decision.reason
+    assert decision.next_window == utc("2026-03-10T06:30")
+
+    frankfurt = MarketHoursConfig(sessions=[s for s in DEFAULT.sessions if s.name == "Frankfurt"])
+    assert names(frankfurt, utc("2026-03-09T16:15")) == ["Frankfurt"]  # 17:15 CET
+    assert names(frankfurt, utc("2026-07-06T15:29")) == ["Frankfurt"]  # 17:29 CEST
+    assert names(frankfurt, utc("2026-07-06T15:30")) == []
 
 
 def test_new_york_open_in_us_dst_change_week_blocks_medium_and_names_the_session() -> None:
@@ -101,10 +117,10 @@ def test_new_york_wall_clock_hours_follow_dst(day: str, opens_utc: str, closes_u
 
 def test_tokyo_has_no_dst() -> None:
     tokyo = MarketHoursConfig(sessions=[s for s in DEFAULT.sessions if s.name == "Tokyo"])
-    for day in ("2026-01-07", "2026-07-01"):  # 09:00–15:00 JST is 00:00–06:00Z all year
+    for day in ("2026-01-07", "2026-07-01"):  # 09:00–15:30 JST is 00:00–06:30Z all year
         assert names(tokyo, utc(f"{day}T00:00")) == ["Tokyo"]
-        assert names(tokyo, utc(f"{day}T05:59")) == ["Tokyo"]
-        assert names(tokyo, utc(f"{day}T06:00")) == []
+        assert names(tokyo, utc(f"{day}T06:29")) == ["Tokyo"]
+        assert names(tokyo, utc(f"{day}T06:30")) == []
 
 
 @pytest.mark.parametrize(
@@ -125,7 +141,7 @@ def test_weekend_and_gaps_between_sessions_allow_medium(instant: str) -> None:
 
 
 def test_holiday_closes_the_exchange_all_day() -> None:
-    at = utc("2026-07-03T15:00")  # Friday 11:00 EDT; Frankfurt 17:00 CEST and Tokyo are closed
+    at = utc("2026-07-03T16:00")  # Friday 12:00 EDT; Frankfurt 18:00 CEST and Tokyo are closed
     observed_independence_day = new_york(holidays=["2026-07-03"])
     config = MarketHoursConfig(
         sessions=[observed_independence_day, *DEFAULT.sessions[1:]],

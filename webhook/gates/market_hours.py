@@ -170,18 +170,20 @@ def _default_sessions() -> list[ExchangeSession]:
         ExchangeSession(
             name="New York", timezone="America/New_York", open=time(9, 30), close=time(16)
         ),
+        # Xetra's continuous trading, and the Tokyo Stock Exchange's session since its close
+        # moved to 15:30 in November 2024 (lunch break included: open either side of it)
         ExchangeSession(
-            name="Frankfurt", timezone="Europe/Berlin", open=time(8), close=time(16, 30)
+            name="Frankfurt", timezone="Europe/Berlin", open=time(9), close=time(17, 30)
         ),
-        ExchangeSession(name="Tokyo", timezone="Asia/Tokyo", open=time(9), close=time(15)),
+        ExchangeSession(name="Tokyo", timezone="Asia/Tokyo", open=time(9), close=time(15, 30)),
     ]
 
 
 class MarketHoursConfig(BaseModel):
     """The exchanges whose sessions block risky rollouts.
 
-    Defaults are the regular sessions (New York 09:30–16:00, Frankfurt 08:00–16:30, Tokyo
-    09:00–15:00, Monday–Friday) with **no holidays or half days**: those differ per exchange
+    Defaults are the regular sessions (New York 09:30–16:00, Frankfurt/Xetra 09:00–17:30,
+    Tokyo 09:00–15:30, Monday–Friday) with **no holidays or half days**: those differ per exchange
     and year, so a real deployment must configure its exchanges' calendars, or the gate will
     call a market open on its holidays (safe, but blocks needlessly) and closed after a half
     day's early close only if told so.
