@@ -478,3 +478,18 @@ def test_no_event_is_no_event_wherever_the_step_points_fall(client, lab, shift):
                  "phi_audit_failures"):
         assert checks[name]["verdict"] == "pass" and checks[name]["canary"]["value"] == 0
     assert answer["verdict"] == "pass", answer["reason"]
+
+
+def test_a_canary_without_the_compliance_counter_is_inconclusive_naming_it(client, lab):
+    """A new version that stopped exporting (or renamed) its compliance counter has not shown
+    zero breaches: the zero-tolerance check must not pass on a metric that is not there."""
+    answer, checks = analyze(client, "trading", trading_hash("nocomply"), TRADING_STABLE,
+                             lab.window(60), risk_tolerance="low")
+    check = checks["compliance_violations"]
+    assert check["verdict"] == "inconclusive", check["reason"]
+    assert "compliance_violations_total" in check["reason"]  # what was queried, and where
+    assert answer["verdict"] == "inconclusive" and "compliance_violations" in answer["reason"]
+    # every other check passes: it is the missing counter alone that holds the verdict
+    assert {c["verdict"] for n, c in checks.items()
+            if n != "compliance_violations" and c["blocking"]} == {"pass"}
+

@@ -192,7 +192,10 @@ def test_threshold_bounds_the_canary_alone():
 
 def test_events_are_zero_tolerance_and_need_traffic_to_pass():
     assert judge_events("adverse", np.array([0, 1.0, 0])).verdict == "fail"
-    assert judge_events("adverse", np.array([np.nan, np.nan])).verdict == "pass"
+    # no series of the counter at all: not "no events" (a renamed or dropped counter)
+    absent = judge_events("adverse", np.array([np.nan, np.nan]))
+    assert absent.verdict == "inconclusive" and "no series" in absent.reason
+    assert judge_events("adverse", np.array([np.nan, 0.0])).verdict == "pass"
     thin = judge_events("adverse", np.zeros(3), canary_total=np.array([5.0, 5, 5]),
                         min_total=100)
     assert thin.verdict == "inconclusive"

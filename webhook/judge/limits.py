@@ -122,9 +122,12 @@ def judge_events(
 ) -> CheckResult:
     """More than `allowed` events on the canary fails, whatever the statistics say.
 
-    An event counter that never fired has no series at all, so absent steps count as zero
-    events. To pass, the canary must have shown it served (`canary_total` ≥ `min_total`) when
-    a traffic query is configured: zero events on zero traffic proves nothing.
+    Steps without a sample (a pod not scraped yet) count as zero events, but a canary with no
+    sample of the counter in the whole window is inconclusive: zero events cannot be told from
+    a counter the new version no longer exports (renamed, dropped, or created only at its
+    first event), and a zero-tolerance check must not pass on a metric that is not there. To
+    pass, the canary must also have shown it served (`canary_total` ≥ `min_total`) when a
+    traffic query is configured: zero events on zero traffic proves nothing.
     """
     events = np.asarray(canary_events, dtype=float)
     for side, role, arr in (("canary", "events", canary_events), ("canary", "total", canary_total),
@@ -161,6 +164,12 @@ def judge_events(
         return CheckResult(verdict="fail", reason=(
             f"{name}: {count:.0f} on the canary, more than the {fmt_count(allowed)} allowed"),
             **base)
+    if not np.isfinite(events).any():
+        return CheckResult(verdict="inconclusive", reason=(
+            f"{name}: the canary reports no series of this counter in the window: zero "
+            "events cannot be told from a counter it does not export (renamed, dropped, or "
+            "created only at its first event); export it at 0 from the start"),
+            **{**base, "canary": Summary(0.0, None)})
     if served is not None and not served < MAX_COUNT:
         # no real window serves 1e15 requests (sequential.MAX_COUNT): a total that large, or
         # finite steps summing beyond float's range, is a broken series, and "no events on

@@ -257,7 +257,9 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
     sides, extra = [], []
     # `breach` after `fstable`: each version's seed is its place in this order
     versions = {"stable": {"pods": 2}, **TRADING_CANARIES, "fstable": {"pods": 2, "rate": 50.0},
-                "breach": {"compliance_at": TRADING_BREACH_AT}}
+                "breach": {"compliance_at": TRADING_BREACH_AT},
+                # a healthy canary that no longer exports compliance_violations_total
+                "nocomply": {"no_compliance": True}}
     for seed, (version, diff) in enumerate(versions.items()):
         hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,
@@ -284,8 +286,9 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
         extra.append(ExtraSeries("market_impact_bps", labels, "gauge",
                                  _ar1_gauge(2.0, seed=500 + seed, noise=0.1, phi=0.5)))
         breach = diff.get("compliance_at")
-        extra.append(ExtraSeries("compliance_violations_total", labels, "counter",
-                                 _constant(0.0) if breach is None else _events_at((breach,))))
+        if not diff.get("no_compliance"):
+            extra.append(ExtraSeries("compliance_violations_total", labels, "counter",
+                                     _constant(0.0) if breach is None else _events_at((breach,))))
     return sides, extra
 
 
