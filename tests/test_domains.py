@@ -27,11 +27,13 @@ from webhook.configs import ThresholdMetric, load_registry
 from webhook.judge.limits import judge_proportion_limit, scrape_gaps
 from webhook.judge.ratio import judge_ratio
 from webhook.lab.rollouts import (
+    ARGO_STABLE,
     FAST_STABLE,
     HEALTHCARE_STABLE,
     NAMESPACE,
     TRADING_ROLLOUT_START,
     TRADING_STABLE,
+    argo_hash,
     healthcare_hash,
     trading_hash,
 )
@@ -493,3 +495,15 @@ def test_a_canary_without_the_compliance_counter_is_inconclusive_naming_it(clien
     assert {c["verdict"] for n, c in checks.items()
             if n != "compliance_violations" and c["blocking"]} == {"pass"}
 
+
+def test_a_pnl_breach_reads_in_whole_dollars(client, lab):
+    """What the trading desk reads when the P&L limit rolls a release back: amounts as
+    written on the desk, not in scientific notation."""
+    _, checks = analyze(client, "trading", argo_hash("errors3x"), ARGO_STABLE,
+                        lab.window(60), risk_tolerance="low")
+    pnl = checks["pnl_impact_usd"]
+    assert pnl["verdict"] == "fail" and pnl["critical"], pnl["reason"]
+    assert "|value| 25,000 is above the limit (≤ 10,000)" in pnl["reason"]
+    status, text = hook(client, "rollback", "trading", argo_hash("errors3x"), ARGO_STABLE,
+                        lab.window(60), risk_tolerance="low")
+    assert status == 200 and "25,000" in text and "e+0" not in text, text

@@ -119,6 +119,9 @@ def fmt_value(value: float | None, unit: str = "") -> str:
         return f"{value * 1000:.4g}ms" if abs(value) < 1 else f"{value:.4g}s"
     if unit == "ms":
         return f"{value:.4g}ms" if abs(value) < 1000 else f"{value / 1000:.4g}s"
+    if 1e4 <= abs(value) < 1e15:
+        # dollars, orders, bytes: "25,000" above "≤ 10,000", not "2.5e+04" above "≤ 1e+04"
+        return f"{value:,.0f}"
     return f"{value:.4g}"
 
 
