@@ -507,3 +507,18 @@ def test_a_pnl_breach_reads_in_whole_dollars(client, lab):
     status, text = hook(client, "rollback", "trading", argo_hash("errors3x"), ARGO_STABLE,
                         lab.window(60), risk_tolerance="low")
     assert status == 200 and "25,000" in text and "e+0" not in text, text
+
+
+def test_a_pnl_excursion_between_step_points_fails(client, lab):
+    """"Beyond ±$10,000 at any point of the window": one scrape at -$12,000 between two step
+    points is such a point; read at step points only, the gauge showed a quiet canary."""
+    answer, checks = analyze(client, "trading", trading_hash("pnlspike"), TRADING_STABLE,
+                             lab.window(60), risk_tolerance="low")
+    pnl = checks["pnl_impact_usd"]
+    assert pnl["verdict"] == "fail" and pnl["critical"], pnl["reason"]
+    assert pnl["canary"]["value"] == 12_000
+    assert answer["verdict"] == "fail" and "pnl_impact_usd" in answer["reason"]
+    status, text = hook(client, "rollback", "trading", trading_hash("pnlspike"), TRADING_STABLE,
+                        lab.window(60), risk_tolerance="low")
+    assert status == 200 and "pnl_impact_usd" in text, text
+

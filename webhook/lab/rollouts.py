@@ -259,7 +259,10 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
     versions = {"stable": {"pods": 2}, **TRADING_CANARIES, "fstable": {"pods": 2, "rate": 50.0},
                 "breach": {"compliance_at": TRADING_BREACH_AT},
                 # a healthy canary that no longer exports compliance_violations_total
-                "nocomply": {"no_compliance": True}}
+                "nocomply": {"no_compliance": True},
+                # a healthy canary whose P&L impact is -$12,000 for one scrape, between two
+                # step points (15 s after a whole minute)
+                "pnlspike": {"pnl_spike_at": TRADING_BREACH_AT}}
     for seed, (version, diff) in enumerate(versions.items()):
         hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,
@@ -282,7 +285,8 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
                                  _ar1_gauge(1.0 + diff.get("slippage", 0.0), seed=300 + seed,
                                             noise=0.3, phi=0.5)))
         extra.append(ExtraSeries("pnl_impact_usd", labels, "gauge",
-                                 _ar1_gauge(1.0, seed=400 + seed, noise=500.0)))
+                                 _spike(_ar1_gauge(1.0, seed=400 + seed, noise=500.0),
+                                        diff.get("pnl_spike_at"), -12_000.0)))
         extra.append(ExtraSeries("market_impact_bps", labels, "gauge",
                                  _ar1_gauge(2.0, seed=500 + seed, noise=0.1, phi=0.5)))
         breach = diff.get("compliance_at")
@@ -345,6 +349,13 @@ def healthcare_series() -> list[ExtraSeries]:
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "failure"},
                                          "counter", _failures(rate, s, success)))
     return extra
+
+
+def _spike(values, offset: float | None, level: float):
+    """`values` with the one sample `offset` seconds after the first at `level`."""
+    if offset is None:
+        return values
+    return lambda ts: np.where(np.isclose(ts - ts[0], offset), level, values(ts))
 
 
 def _before(offset: float, scrape: float = 15.0) -> tuple[float, ...]:
