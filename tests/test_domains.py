@@ -5,6 +5,7 @@ per-instance throughput needs its instance label (issue: domain profiles' safety
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -522,3 +523,40 @@ def test_a_pnl_excursion_between_step_points_fails(client, lab):
                         lab.window(60), risk_tolerance="low")
     assert status == 200 and "pnl_impact_usd" in text, text
 
+
+# -- 7. what the docs and templates tell a team to send is accepted -----------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "profiles.md"
+# "e.g. name: value", possibly across a YAML comment's line break
+VAR_EXAMPLE = re.compile(r"e\.g\.\s+(?:#\s+)?`?([a-z_]+): ([a-z_]+)`?")
+
+
+def test_the_documented_request_overrides_are_accepted(client, lab):
+    """docs/profiles.md's "Overriding defaults" examples, sent as a trading request. A
+    locked var or a loosened locked check answers 403: as Argo Error measurements, that
+    aborts the rollout, and Flagger counts it as a failed check."""
+    text = DOCS.read_text()
+    section = text[text.index("## Overriding defaults"):text.index("\n## Trading")]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    assert [set(b) for b in blocks] == [{"vars"}, {"metrics"}]
+    for block in blocks:
+        r = client.post("/v1/analyze", json={
+            "config": "trading", "canary": {"rollouts_pod_template_hash": trading_hash("healthy")},
+            "stable": {"rollouts_pod_template_hash": TRADING_STABLE}, "window": lab.window(60),
+            "vars": {"risk_tolerance": "low"}, **block})
+        assert r.status_code == 200, (block, r.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("profile", ["trading", "healthcare"])
+def test_the_var_examples_in_the_domain_templates_are_accepted(client, lab, profile):
+    """"Metric names can be changed here too, e.g. …": each such example, sent as the template
+    sends vars (Argo jsonBody.vars, Flagger metadata), must not be refused."""
+    examples = {m for path in (TEMPLATES / profile).glob("*.yaml")
+                for m in VAR_EXAMPLE.findall(path.read_text())}
+    assert examples or profile == "healthcare"  # healthcare's metric names are all locked
+    hash_of = trading_hash if profile == "trading" else healthcare_hash
+    stable = TRADING_STABLE if profile == "trading" else HEALTHCARE_STABLE
+    for name, value in examples:
+        status, text = hook(client, "rollout", profile, hash_of("healthy"), stable,
+                            lab.window(60), **{name: value})
+        assert status == 200, (name, value, text)
