@@ -25,7 +25,7 @@ from argo_semantics import (
 
 from webhook.app import create_app
 from webhook.configs import ThresholdMetric, load_registry
-from webhook.judge.limits import judge_proportion_limit, scrape_gaps
+from webhook.judge.limits import judge_proportion_limit, judge_threshold, scrape_gaps
 from webhook.judge.ratio import judge_ratio
 from webhook.lab.rollouts import (
     ARGO_STABLE,
@@ -146,6 +146,23 @@ def test_healthy_alerting_passes(client, lab):
     assert checks["clinical_alerting"]["verdict"] == "pass", checks["clinical_alerting"]
 
 
+@pytest.mark.parametrize("window", ["fixed", "polled"])
+def test_alerting_that_reports_only_after_the_canary_began_serving_fails(client, lab, window):
+    """"Up all window" holds from the canary's first traffic on: an alerting gauge that first
+    reports 30 minutes into the window (or 90 minutes into the rollout, polled as Argo does,
+    from the canary's first traffic) was silent while clinicians relied on the canary."""
+    w = lab.window(60) if window == "fixed" else {"end": lab.window(60)["end"], "step": 60}
+    answer, checks = analyze(client, "healthcare", healthcare_hash("latealert"),
+                             HEALTHCARE_STABLE, w)
+    alerting = checks["clinical_alerting"]
+    assert alerting["verdict"] == "fail" and alerting["critical"], alerting["reason"]
+    assert "served without reporting" in alerting["reason"]
+    assert answer["verdict"] == "fail" and "clinical_alerting" in answer["reason"]
+    status, text = hook(client, "rollback", "healthcare", healthcare_hash("latealert"),
+                        HEALTHCARE_STABLE, lab.window(60))
+    assert status == 200 and "clinical_alerting" in text, text
+
+
 def test_scrape_gaps_spare_pods_that_start_or_stop_mid_window():
     nan = np.nan
     counts = np.array([
@@ -155,6 +172,22 @@ def test_scrape_gaps_spare_pods_that_start_or_stop_mid_window():
         [5, 5, nan, 5, 5, 5, 5],    # a whole step without a sample
     ])
     assert scrape_gaps(counts).tolist() == [False, False, True, True, False, False, False]
+
+
+def test_a_gauge_absent_while_the_canary_served_is_missing_but_for_its_first_step():
+    nan = np.nan
+    late = judge_threshold("alerting", np.array([nan, nan, nan, 1.0]), minimum=1,
+                           how="min", max_missing=0, served=np.array([True] * 4))
+    assert late.verdict == "fail" and "served without reporting in 2 steps" in late.reason
+    # a pod that starts mid-step: its first step of traffic may lack the gauge's first scrape
+    started = judge_threshold("alerting", np.array([nan, nan, 1.0, 1.0]), minimum=1,
+                              how="min", max_missing=0,
+                              served=np.array([False, True, True, True]))
+    assert started.verdict == "pass", started.reason
+    # steps without traffic before the gauge's first sample are not the canary's
+    quiet = judge_threshold("alerting", np.array([nan, nan, 1.0]), minimum=1, how="min",
+                            max_missing=0, served=np.array([False, False, True]))
+    assert quiet.verdict == "pass", quiet.reason
 
 
 def test_threshold_with_max_missing_must_read_every_sample():

@@ -39,7 +39,7 @@ from webhook.resolve import (
     resolve_window,
     side_selectors,
 )
-from webhook.rollout import max_gap
+from webhook.rollout import canary_activity, max_gap
 from webhook.sources import query_language
 from webhook.sources.base import MetricsSource, QueryLanguage, QueryResult
 
@@ -152,9 +152,12 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 "that splits two rollouts): its last run is over and the "
                                 "next has not begun; nothing to judge yet"))
     fetched = got.window
+    silence = _counts_silence(specs)
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
                       first=got.first, origin=fetched.start + window.step, traces=traces,
-                      data_end=data_end(got.results) if _counts_silence(specs) else None)
+                      data_end=data_end(got.results) if silence else None,
+                      served=canary_activity(got.results, got.points, specs, window.step)[
+                          got.first:] if silence else None)
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
     judged_start = fetched.start + got.first * window.step
@@ -174,7 +177,8 @@ def clock(ts: float) -> str:
 
 def _counts_silence(specs: list[MetricSpec]) -> bool:
     """Whether a check counts steps without samples (`max_missing`): only those read where
-    the data end (`judging.data_end`), so other analyses skip the scan."""
+    the data end (`judging.data_end`) and where the canary served (`rollout.canary_activity`),
+    so other analyses skip the scans."""
     return any(getattr(spec, "max_missing", None) is not None for spec in specs)
 
 

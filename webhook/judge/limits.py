@@ -43,6 +43,7 @@ def judge_threshold(
     min_points: int = 1,
     max_missing: int | None = None,
     gaps: np.ndarray | None = None,
+    served: np.ndarray | None = None,
     stable: np.ndarray | None = None,
     critical: bool = False,
     weight: float = 1.0,
@@ -50,9 +51,12 @@ def judge_threshold(
     """Fail when the canary's aggregated value leaves [minimum, maximum].
 
     `absolute` bounds |value| (P&L impact either way). `max_missing` counts steps without a
-    sample after the first one, and steps flagged in `gaps` (a missed scrape, see
-    `scrape_gaps`): an availability gauge that stops reporting is not "up". The stable side,
-    when given, is shown for context only.
+    sample after the first one, steps flagged in `gaps` (a missed scrape, see `scrape_gaps`),
+    and, with `served` (per step, whether the canary had traffic), the steps without a sample
+    before the first one in which the canary already served, but for its first step of
+    traffic (a pod that starts mid-step): an availability gauge that stops reporting, or only
+    begins after the canary does, is not "up". The stable side, when given, is shown for
+    context only.
     """
     values = np.asarray(canary, dtype=float)
     bad = first_corrupt(values, counts=False)
@@ -84,14 +88,19 @@ def judge_threshold(
     if max_missing is not None:
         seen = np.flatnonzero(np.isfinite(values))
         silent = np.zeros(values.size, dtype=bool)
+        late = np.zeros(values.size, dtype=bool)
         if seen.size:
             silent[seen[0]:] = ~np.isfinite(values[seen[0]:])
+            if served is not None and np.asarray(served).size == values.size:
+                serving = np.flatnonzero(np.asarray(served, dtype=bool)[:seen[0]])
+                late[serving[1:]] = True  # the first step of traffic may be a partial one
         missed = np.zeros(values.size, dtype=bool)
         if gaps is not None and np.asarray(gaps).size == values.size:
             missed = np.asarray(gaps, dtype=bool) & ~silent
-        missing = int(silent.sum() + missed.sum())
+        missing = int(late.sum() + silent.sum() + missed.sum())
         if missing > max_missing:
             what = " and ".join(text for text in (
+                f"served without reporting in {int(late.sum())} steps" if late.any() else "",
                 f"stopped reporting for {int(silent.sum())} steps" if silent.any() else "",
                 f"missed scrapes in {int(missed.sum())} steps" if missed.any() else "") if text)
             return CheckResult(verdict="fail", reason=(

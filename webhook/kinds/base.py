@@ -46,6 +46,9 @@ class KindContext:
     # the stable side has data; None: no such reference. Steps after it have no data anywhere
     # yet (a metrics source lagging behind, or a clock ahead of it).
     data_end: float | None = None
+    # Per step from `first` on, whether the canary had traffic (`rollout.canary_activity`),
+    # for the checks that count steps without samples (`max_missing`); None otherwise.
+    served: np.ndarray | None = None
 
     def through(self) -> int | None:
         """How many steps from `first` on lie at or before `data_end` (None: all of them)."""

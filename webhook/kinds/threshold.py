@@ -28,6 +28,7 @@ def level_updates(spec: ThresholdMetric, min_data_factor: float) -> dict[str, ob
 def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     canary = combined(data.series("canary", "values"), ctx)
     missed = gaps(data.series("canary", "samples"), ctx)
+    served = ctx.served if spec.max_missing is not None else None
     through = ctx.through() if spec.max_missing is not None else None
     if through is not None:
         # steps no query of the analysis has data for yet (the stable's neither) are not the
@@ -35,9 +36,10 @@ def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[Che
         # "up all window" check. They are judged once their data arrive.
         canary = canary[:through]
         missed = None if missed is None else missed[:through]
+        served = None if served is None else served[:through]
     check = judge_threshold(
         spec.name, canary, minimum=spec.min, maximum=spec.max, how=spec.aggregate,
         absolute=spec.absolute, min_points=spec.min_points, max_missing=spec.max_missing,
-        gaps=missed)
+        gaps=missed, served=served)
     return [with_steps(check, lambda: steps.threshold_trace(
         canary, spec.min, spec.max, spec.absolute), ctx)]

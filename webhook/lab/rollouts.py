@@ -222,6 +222,9 @@ HEALTHCARE_CANARIES = {
     # Medication errors counted by a counter created at its first error (a labelled counter's
     # child, as client libraries create them): no series before, 1 from 90 min in on.
     "lazymed": {"medication_created_at": 5415.0},
+    # Clinical alerting that reports nothing for the first 90 min of the canary's traffic
+    # (a component that starts late), then 1.
+    "latealert": {"alerting_from": 5400.0},
 }
 # Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
 WORKFLOW_SUCCESS = 0.996
@@ -329,10 +332,12 @@ def healthcare_series() -> list[ExtraSeries]:
             extra.append(ExtraSeries(name, labels, "counter", _constant(0.0)))
         down = diff.get("alerting_down_at")
         gap = diff.get("alerting_gap_at")
+        late = diff.get("alerting_from")
         extra.append(ExtraSeries(
             "clinical_alerting_up", labels, "gauge",
             _constant(1.0) if down is None else _dip_at(float(down)),  # type: ignore[arg-type]
-            gaps=() if gap is None else (float(gap),)))  # type: ignore[arg-type]
+            gaps=(() if gap is None else (float(gap),))  # type: ignore[arg-type]
+            + (() if late is None else _before(float(late)))))  # type: ignore[arg-type]
         rate = 16.0 if version == "stable" else 8.0
         for f, facility in enumerate(FACILITIES):
             for w, workflow in enumerate(WORKFLOWS):
