@@ -562,3 +562,18 @@ def test_a_window_of_days_dates_the_time_axis(client, lab):
                                                       for t in ticks), ticks
         desc = svg.find(f"{SVG_NS}desc").text
         assert f"from {start_day} " in desc and f"to {end_day} " in desc, desc
+
+
+def test_the_page_and_the_table_say_what_was_compared(client, lab):
+    """A report link opened from a Canary's event or an AnalysisRun: the page and the text
+    table name the canary's and the stable's selectors, not only the URL does."""
+    canary = ROLLOUTS["fail"]
+    html = client.get(query(lab, canary, format="html")).get_data(as_text=True)
+    compared = re.search(r'<p class="meta" id="sides">(.*?)</p>', html)
+    assert compared, html[:2000]
+    shown = html_unescape(re.sub(r"<[^>]+>", "", compared.group(1)))
+    assert shown == (f'canary {{rollouts_pod_template_hash="{canary}"}} vs '
+                     f'stable {{rollouts_pod_template_hash="{ARGO_STABLE}"}}')
+    text = client.get(query(lab, canary, format="text")).get_data(as_text=True)
+    assert (f'canary:  {{rollouts_pod_template_hash="{canary}"}}   '
+            f'stable: {{rollouts_pod_template_hash="{ARGO_STABLE}"}}') in text.splitlines()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webhook.judge.types import CheckResult, fmt_count, fmt_value
@@ -38,10 +38,12 @@ def _n(value: Any) -> str:
     return "-" if value is None else fmt_count(float(value))
 
 
-def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = ()) -> str:
+def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = (),
+                 sides: Mapping[str, str] | None = None) -> str:
     """The table for `body` (the JSON answer); `checks` (its results, traced) give each value
     its unit, so the table reads 3.01% and 270.5ms as the reasons under it and the report page
-    do, not 0.03009 and 0.2705."""
+    do, not 0.03009 and 0.2705; `sides`, the canary's and the stable's selectors, say what was
+    compared."""
     window = body["window"]
     units = [c.trace.unit if c.trace is not None else "" for c in checks]
     units += [""] * (len(body["checks"]) - len(units))
@@ -51,6 +53,8 @@ def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = ()) -> st
         f"window:  {window['start']} .. {window['end']} (step {window['step']:g}s)   "
         f"id: {body['analysis_id']}",
         *([f"note:    {printable(window['note'])}"] if window.get("note") else []),
+        *([f"canary:  {{{printable(sides['canary'])}}}   stable: {{{printable(sides['stable'])}}}"]
+          if sides else []),
         f"reason:  {printable(body['reason'])}",
         "",
     ]

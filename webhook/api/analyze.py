@@ -31,6 +31,7 @@ from webhook.render import verdict_text
 from webhook.report import signing
 from webhook.report.page import report_html
 from webhook.report.query import report_url
+from webhook.resolve import side_selectors
 from webhook.sources import SourceError
 
 bp = Blueprint("analyze", __name__)
@@ -98,12 +99,16 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     settings = service.settings
     base = settings.public_url or ""
     body["report"] = report_link(report_url(req, end, base), req.config, settings)
+    # what was compared, as the source was asked: the on-call opening a link from an event
+    # sees which versions the verdict is about without reading the URL
+    sides = side_selectors(req, service.language)
     if wanted == "text":
-        return Response(verdict_text(body, result.checks), mimetype="text/plain")
+        return Response(verdict_text(body, result.checks, sides), mimetype="text/plain")
     if wanted == "html":
         links = {fmt: report_link(report_url(req, end, base, fmt), req.config, settings)
                  for fmt in ("json", "text")}
-        response = Response(report_html(body, result.checks, links), mimetype="text/html")
+        response = Response(report_html(body, result.checks, links, sides),
+                            mimetype="text/html")
         # Inline styles and SVG only: nothing may load or run, whatever a label value holds.
         response.headers["Content-Security-Policy"] = (
             "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -161,9 +161,11 @@ def _sections(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
 
 
 def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
-                links: dict[str, str] | None = None) -> str:
+                links: dict[str, str] | None = None,
+                sides: Mapping[str, str] | None = None) -> str:
     """The whole page for one analysis: `body` is the JSON answer, `checks` its results with
-    their per-step traces, `links` other formats of the same query (label → URL)."""
+    their per-step traces, `links` other formats of the same query (label → URL), `sides` the
+    canary's and the stable's selectors (what was compared)."""
     verdict = body["verdict"]
     window = body["window"]
     anchors = [_anchor(c.name, i) for i, c in enumerate(checks)]
@@ -184,6 +186,8 @@ def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
         f'analysis {escape(body["analysis_id"])}</p>'
         + (f'<p class="meta" id="note">{escape(window["note"])}</p>'
            if window.get("note") else "")
+        + (f'<p class="meta" id="sides">canary <code>{{{escape(sides["canary"])}}}</code> vs '
+           f'stable <code>{{{escape(sides["stable"])}}}</code></p>' if sides else "")
         + '</div>'
         + (f'<nav>same analysis as {nav}</nav>' if nav else "")
         + f'<h2>checks</h2>{_table(checks, anchors)}'
