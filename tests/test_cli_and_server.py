@@ -86,6 +86,9 @@ def test_cli_analyze_exit_codes_follow_the_verdict(lab):
     # the table's values carry their units, as the reasons under it do
     assert re.search(r"^error_ratio \(critical\)\s+pass\s+[\d.]+%\s+[\d.]+%\s+[\d,]+ ",
                      ok.stdout, flags=re.M), ok.stdout
+    # and name what was compared, as the report page does
+    assert (f'canary:  {{rollouts_pod_template_hash="{argo_hash("healthy")}"}}   '
+            f'stable: {{rollouts_pod_template_hash="{ARGO_STABLE}"}}') in ok.stdout.splitlines()
     bad = run_cli(lab, "slow", "--json")
     assert bad.returncode == 1
     assert '"verdict": "fail"' in bad.stdout

@@ -86,6 +86,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from webhook.configs import load_registry
     from webhook.models import AnalysisRequest
     from webhook.render import verdict_text
+    from webhook.resolve import side_selectors
     from webhook.settings import load_settings
     from webhook.sources import SourceError, SourceUnavailable, make_source, query_language
 
@@ -110,9 +111,9 @@ def _analyze(args: argparse.Namespace) -> int:
     policy = Policy.from_settings(settings)
     try:
         request = AnalysisRequest.model_validate(body)
+        language = query_language(settings.metrics_source)
         result = run_analysis(request, registry, make_source(settings, cached=False), policy,
-                              language=query_language(settings.metrics_source),
-                              traces=not args.json)  # the table's units
+                              language=language, traces=not args.json)  # the table's units
     except ValidationError as exc:
         message, field = validation_message(exc)
         print(f"error: {_flag(field)}{message}", file=sys.stderr)
@@ -126,7 +127,8 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     verdict = answer_body(result)
-    text = json.dumps(verdict, indent=2) if args.json else verdict_text(verdict, result.checks)
+    text = (json.dumps(verdict, indent=2) if args.json else
+            verdict_text(verdict, result.checks, side_selectors(request, language)))
     print(text, end="")
     return EXIT_CODES[str(verdict["verdict"])]
 
