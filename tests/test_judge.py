@@ -305,6 +305,22 @@ def test_combined_verdict_and_score_bands_agree():
     assert critical.critical_failure and critical.reason.startswith("fail: fail [critical]")
 
 
+def test_a_held_gate_leads_an_inconclusive_reason():
+    """A closed market or a missing approval is what a person can act on; checks short of
+    data can be many, and a Flagger event's line is cut at its end."""
+    from dataclasses import replace
+
+    gate = replace(check("inconclusive"), name="market_hours", kind="gate",
+                   reason="market_hours: New York is open")
+    thin = [replace(check("inconclusive"), name=f"m{i}", reason=f"m{i}: too little data")
+            for i in range(3)]
+    combined = combine([*thin, gate])
+    assert combined.reason.startswith("inconclusive: market_hours: New York is open; m0: "), \
+        combined.reason
+    assert combine(thin).reason == "inconclusive: m0: too little data; m1: too little data; " \
+        "m2: too little data"  # the checks' own order otherwise
+
+
 def test_the_reason_always_begins_with_the_verdict():
     """The shipped Argo templates read `reason` (`result startsWith "pass:"`): a reason that
     did not begin with its verdict would pause a passing rollout, or only pause a failing one

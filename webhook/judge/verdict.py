@@ -73,7 +73,9 @@ def combine(checks: Sequence[CheckResult],
             (c.reason + (" [critical]" if c.critical else "")) for c in ordered)
         return Verdict("fail", round(49.0 * share, 1), f"fail: {reason}", critical)
     if unsure:
-        reason = "; ".join(c.reason for c in unsure)
+        # a held gate (market hours, a missing approval) first: it is what a person can act
+        # on, and a long reason is cut at its end (a Flagger event's line)
+        reason = "; ".join(c.reason for c in sorted(unsure, key=lambda c: c.kind != "gate"))
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        f"inconclusive: {reason}", False)
     passed = [c.name for c in checks if c.verdict == "pass"]
