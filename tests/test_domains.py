@@ -163,6 +163,48 @@ def test_alerting_that_reports_only_after_the_canary_began_serving_fails(client,
     assert status == 200 and "clinical_alerting" in text, text
 
 
+@pytest.mark.parametrize("step", [5, 10, 20, 40])
+def test_a_step_off_the_scrape_interval_is_no_outage(client, lab, step):
+    """A step shorter than the 15 s scrapes leaves two 5 s steps in three without a sample,
+    and a 20 s step holds two samples but one in every three steps: the grid's rhythm, not
+    missed scrapes. Both failed a healthy canary's critical check, firing Flagger's rollback."""
+    w = {**lab.window(60), "step": step}
+    answer, checks = analyze(client, "healthcare", healthcare_hash("healthy"), HEALTHCARE_STABLE,
+                             w)
+    alerting = checks["clinical_alerting"]
+    assert alerting["verdict"] == "pass", alerting["reason"]
+    assert answer["verdict"] != "fail", answer["reason"]
+    status, text = hook(client, "rollback", "healthcare", healthcare_hash("healthy"),
+                        HEALTHCARE_STABLE, w, step=f"{step}s")
+    assert status != 200, text
+
+
+@pytest.mark.parametrize("step", [5, 10, 20, 40])
+def test_a_missed_scrape_still_fails_whatever_the_step(client, lab, step):
+    w = {**lab.window(60), "step": step}
+    _, checks = analyze(client, "healthcare", healthcare_hash("gap30"), HEALTHCARE_STABLE, w)
+    alerting = checks["clinical_alerting"]
+    assert alerting["verdict"] == "fail" and alerting["canary"]["value"] == 1, alerting["reason"]
+
+
+def test_scrape_gaps_tell_the_steps_rhythm_from_a_missed_scrape():
+    nan = np.nan
+    beat = np.array([[2, 2, 1] * 6])                # 20 s steps over 15 s scrapes
+    assert not scrape_gaps(beat).any()
+    sparse = np.array([[1, nan, nan] * 6])          # 5 s steps over 15 s scrapes
+    assert not scrape_gaps(sparse).any()
+    missed = np.array([[2, 2, 1, 2, 2, 1, 2, 1, 1, 2, 2, 1]])  # step 7 lost a scrape
+    assert scrape_gaps(missed)[7]
+    assert scrape_gaps(np.array([[4, 4, 4, 3, 4, 4, 4, 4]])).tolist() == [
+        False, False, False, True, False, False, False, False]
+    sparse_values = np.array([1.0, nan, nan] * 6)
+    assert judge_threshold("alerting", sparse_values, minimum=1, how="min",
+                           max_missing=0).verdict == "pass"
+    silent = np.array([1.0, nan, nan] * 3 + [nan] * 9)
+    assert judge_threshold("alerting", silent, minimum=1, how="min",
+                           max_missing=0).verdict == "fail"
+
+
 def test_scrape_gaps_spare_pods_that_start_or_stop_mid_window():
     nan = np.nan
     counts = np.array([

@@ -55,8 +55,9 @@ def judge_threshold(
     and, with `served` (per step, whether the canary had traffic), the steps without a sample
     before the first one in which the canary already served, but for its first step of
     traffic (a pod that starts mid-step): an availability gauge that stops reporting, or only
-    begins after the canary does, is not "up". The stable side, when given, is shown for
-    context only.
+    begins after the canary does, is not "up". Steps without a sample at a regular beat
+    (`beat_period`: a step shorter than the scrape interval) are not gaps. The stable side,
+    when given, is shown for context only.
     """
     values = np.asarray(canary, dtype=float)
     bad = first_corrupt(values, counts=False)
@@ -91,6 +92,11 @@ def judge_threshold(
         late = np.zeros(values.size, dtype=bool)
         if seen.size:
             silent[seen[0]:] = ~np.isfinite(values[seen[0]:])
+            # a step shorter than the scrape interval: steps without a sample at a regular
+            # beat (and fewer than one beat of them at the end) are between two scrapes
+            period = beat_period(silent[seen[0]:seen[-1] + 1])
+            if period is not None and values.size - 1 - seen[-1] < period:
+                silent[:] = False
             if served is not None and np.asarray(served).size == values.size:
                 serving = np.flatnonzero(np.asarray(served, dtype=bool)[:seen[0]])
                 late[serving[1:]] = True  # the first step of traffic may be a partial one
@@ -195,6 +201,24 @@ def judge_events(
         f"{name}: {count:.0f} on the canary (allowed {fmt_count(allowed)})"), **base)
 
 
+def beat_period(mask: np.ndarray, longest: int = 16) -> int | None:
+    """The period (2 to `longest` steps) with which `mask` repeats exactly, when it holds some
+    but not all steps and spans at least two periods; None otherwise.
+
+    A step that is not a whole multiple of the scrape interval holds one sample fewer (or
+    none) at regular steps: with 15 s scrapes, every third 20 s step holds one sample where the
+    others hold two, and two 5 s steps in three hold none. That is the grid beating against
+    the scrapes, not scrapes going missing; a missed scrape breaks the pattern.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any() or mask.all():
+        return None
+    for period in range(2, min(longest, mask.size // 2) + 1):
+        if np.array_equal(mask[:-period], mask[period:]):
+            return period
+    return None
+
+
 def scrape_gaps(counts: np.ndarray) -> np.ndarray:
     """Per step, whether any series missed a scrape; `counts` is samples per (series, step)
     from `count_over_time(…[step])`, NaN where a series has none.
@@ -203,6 +227,9 @@ def scrape_gaps(counts: np.ndarray) -> np.ndarray:
     the steps it reported in) stands for "every scrape arrived"; a step with fewer samples, or
     none, between the series' first and last step with data missed one. A series' first and
     last step are not judged: a pod that starts or stops mid-step fills them only partly.
+    Fewer samples at regular steps (`beat_period`: a step that is not a whole multiple of the
+    scrape interval) are the step's own rhythm, not gaps: a 20 s step over 15 s scrapes failed
+    every healthy canary's "up at every scrape" check.
     """
     counts = np.atleast_2d(np.asarray(counts, dtype=float))
     gaps = np.zeros(counts.shape[1], dtype=bool)
@@ -211,8 +238,10 @@ def scrape_gaps(counts: np.ndarray) -> np.ndarray:
         if seen.size < 3:
             continue
         usual = float(np.floor(np.median(row[seen])))
-        inner = row[seen[0] + 1:seen[-1]]
-        gaps[seen[0] + 1:seen[-1]] |= ~np.isfinite(inner) | (inner < usual)
+        inner = np.where(np.isfinite(row[seen[0] + 1:seen[-1]]), row[seen[0] + 1:seen[-1]], 0.0)
+        if beat_period(inner < usual) is not None and inner.min() == usual - 1:
+            usual -= 1
+        gaps[seen[0] + 1:seen[-1]] |= inner < usual
     return gaps
 
 
