@@ -25,6 +25,7 @@ from webhook.lab import (
     TrafficSide,
     render_openmetrics,
 )
+from webhook.lab.scrapes import increase
 
 needs_prometheus = pytest.mark.skipif(
     not PrometheusLab.available(),
@@ -256,3 +257,34 @@ def test_plant_reports_promtool_error(tmp_path: Path) -> None:
     with PrometheusLab(tmp_path) as lab, pytest.raises(RuntimeError, match=r"could not plant.*EOF"):
         lab.plant("# TYPE x gauge\nx 1 1700000000\n")  # no final "# EOF"
     assert (tmp_path / "plant-1.om").exists()  # a workdir the caller gave is left alone
+
+
+@needs_prometheus
+@pytest.mark.parametrize("width", [60, 30])
+def test_off_grid_scrapes_and_their_increase_model(width: int) -> None:
+    """A target scraped at its own phase, with jitter: Prometheus' `increase(…[step])` sees
+    the intervals inside each step only and extrapolates them, and `webhook.lab.scrapes`
+    (which the detection benchmark judges off-grid counts with) gives the same numbers."""
+    side = TrafficSide({"app": "x", "rollouts_pod_template_hash": "offgrid"}, rps=40,
+                       scrape_offset=7.3)
+    text = render_openmetrics([side], START, END, scrape_interval=15, seed=5, jitter=0.4)
+    planted = samples(text)
+    ok = next(s for s in planted if s.startswith(REQ + "{") and 'code="200"' in s)
+    ts = np.array([t for t, _ in planted[ok]])
+    assert ts[0] == pytest.approx(START + 7.3, abs=0.4)
+    assert np.all(np.diff(ts) > 14) and not np.allclose((ts - START) % 15, 0, atol=0.01)
+    values = np.array([float(v) for _, v in planted[ok]])
+    with PrometheusLab() as lab, requests.Session() as session:
+        lab.plant(text)
+        url = lab.start()
+        r = session.get(f"{url}/api/v1/query_range", params={
+            "query": f"increase({ok}[{width}s])", "start": START + 300, "end": END,
+            "step": width})
+        got = np.array([[float(t), float(v)] for t, v in r.json()["data"]["result"][0]["values"]])
+    model = increase(ts, values, got[:, 0], width)
+    assert model == pytest.approx(got[:, 1], rel=1e-6)  # timestamps: float s vs int ms
+    # each step misses the interval between its first scrape and the step before's last one,
+    # and scales up the rest: not whole requests, yet the window's total is about right
+    assert not np.allclose(got[:, 1], np.round(got[:, 1]))
+    truth = np.interp(got[-1, 0], ts, values) - np.interp(got[0, 0] - width, ts, values)
+    assert got[:, 1].sum() == pytest.approx(truth, rel=0.03)

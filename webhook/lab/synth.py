@@ -68,6 +68,10 @@ class TrafficSide:
     # (Linkerd: classification="success" / "failure").
     ok_labels: Mapping[str, str] = field(default_factory=dict)
     error_labels: Mapping[str, str] = field(default_factory=dict)
+    # Seconds after `start` of this target's first scrape. A real target is scraped at its own
+    # phase, not on the judge's step grid: an `increase(…[step])` then sees one interval fewer
+    # than the step holds and extrapolates the rest (see `webhook.lab.scrapes`).
+    scrape_offset: float = 0.0
 
     def __post_init__(self) -> None:
         _check_labels(self.labels, reserved=(self.code_label, "le", *self.ok_labels,
@@ -84,6 +88,8 @@ class TrafficSide:
             raise ValueError("ok_labels and error_labels must name the same labels")
         if not (self.latency_unit > 0 and math.isfinite(self.latency_unit)):
             raise ValueError(f"latency_unit must be finite and > 0, got {self.latency_unit}")
+        if not (self.scrape_offset >= 0 and math.isfinite(self.scrape_offset)):
+            raise ValueError(f"scrape_offset must be finite and >= 0, got {self.scrape_offset}")
         if not (self.latency_median_s > 0 and self.latency_sigma > 0 and self.latency_scale > 0):
             raise ValueError("latency_median_s, latency_sigma and latency_scale must be > 0")
         b = np.asarray(self.buckets, dtype=float)
@@ -122,16 +128,22 @@ def render_openmetrics(
     scrape_interval: float = 15.0,
     seed: int = 0,
     extra: Sequence[ExtraSeries] = (),
+    jitter: float = 0.0,
 ) -> str:
     """Render ``sides`` and ``extra`` sampled every ``scrape_interval`` from ``start`` to ``end``.
 
-    Counters are 0 at ``start`` so the final sample of a series is the planted total. Each side
-    draws from its own child of ``seed``, so adding a side does not change the others' data.
+    Counters are 0 at ``start`` (a side's first scrape, ``start + scrape_offset``) so the final
+    sample of a series is the planted total. Each side draws from its own child of ``seed``, so
+    adding a side does not change the others' data. ``jitter`` moves each of a side's scrapes
+    by up to that many seconds either way (uniform; ``extra`` series stay on the grid), as a
+    loaded scraper does.
     """
     if not (scrape_interval > 0 and math.isfinite(scrape_interval)):
         raise ValueError(f"scrape_interval must be > 0, got {scrape_interval}")
     if not end >= start:
         raise ValueError(f"end ({end}) must not be before start ({start})")
+    if not 0 <= jitter < scrape_interval / 2:
+        raise ValueError(f"jitter must be in [0, scrape_interval / 2), got {jitter}")
     n = math.floor((end - start) / scrape_interval + 1e-9) + 1
     ts = start + np.arange(n, dtype=float) * scrape_interval
     ts_text = [_fmt_ts(t) for t in ts.tolist()]
@@ -139,6 +151,16 @@ def render_openmetrics(
     out = _Families()
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(sides))]
     for side, rng in zip(sides, rngs, strict=True):
+        if side.scrape_offset or jitter:
+            own = math.floor((end - start - side.scrape_offset) / scrape_interval + 1e-9) + 1
+            at = start + side.scrape_offset + np.arange(own, dtype=float) * scrape_interval
+            if jitter:  # drawn after the side's traffic, so jitter does not change it
+                at = at + np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]).uniform(
+                    -jitter, jitter, size=own)
+                at = np.clip(at, start, end)
+            _render_side(out, side, rng, own, [_fmt_ts(t) for t in at.tolist()],
+                         scrape_interval)
+            continue
         _render_side(out, side, rng, n, ts_text, scrape_interval)
     for ex in extra:
         _render_extra(out, ex, ts, ts_text)

@@ -1,0 +1,54 @@
+"""What `increase(counter[range])` returns for a counter scraped off the judge's step grid.
+
+Real targets are scraped at their own phase. A step's range then holds the samples of that
+step only: the increments between the previous step's last scrape and this step's first are
+seen by neither step, and Prometheus extrapolates what the range does hold to its whole width
+(promql/functions.go, `extrapolatedRate`, as of Prometheus 2.42). With 15 s scrapes and 60 s
+steps each step sees three intervals of four, scaled by 4/3: per-step counts are not integers
+and vary a third more than the requests did. The lab plants samples on the grid unless told
+otherwise (`TrafficSide.scrape_offset`), which hides this; the detection benchmark uses
+`increase` below to judge the counts a real Prometheus gives (`tests/test_lab.py` checks it
+against one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def increase(ts: np.ndarray, values: np.ndarray, ends: np.ndarray, width: float,
+             left_open: bool = False) -> np.ndarray:
+    """`increase(series[width])` evaluated at each of `ends` (seconds), NaN where the range
+    holds fewer than two samples, as Prometheus gives no point there.
+
+    `ts` and `values` are one counter's samples in time order; resets are handled as
+    Prometheus does (a drop adds the value before it). Prometheus 2 selects samples in
+    [end − width, end]; `left_open` selects (end − width, end] as Prometheus 3 does.
+    """
+    ts = np.asarray(ts, dtype=float)
+    values = np.asarray(values, dtype=float)
+    ends = np.asarray(ends, dtype=float)
+    # the counter with resets undone: each drop adds the value before it
+    drops = np.concatenate([[0.0], np.where(np.diff(values) < 0, values[:-1], 0.0)])
+    corrected = values + np.cumsum(drops)
+    starts = ends - width
+    lo = np.searchsorted(ts, starts, side="right" if left_open else "left")
+    hi = np.searchsorted(ts, ends, side="right") - 1
+    out = np.full(ends.size, np.nan)
+    ok = hi - lo >= 1
+    lo, hi = lo[ok], hi[ok]
+    first_t, last_t = ts[lo], ts[hi]
+    result = corrected[hi] - corrected[lo]
+    sampled = last_t - first_t
+    to_start = first_t - starts[ok]
+    to_end = ends[ok] - last_t
+    average = sampled / (hi - lo)
+    first_v = values[lo]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_zero = np.where((result > 0) & (first_v >= 0), sampled * first_v / result, np.inf)
+    to_start = np.minimum(to_start, to_zero)
+    threshold = average * 1.1
+    interval = (sampled + np.where(to_start < threshold, to_start, average / 2)
+                + np.where(to_end < threshold, to_end, average / 2))
+    out[ok] = result * interval / sampled
+    return out
