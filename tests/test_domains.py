@@ -30,7 +30,9 @@ from webhook.judge.ratio import judge_ratio
 from webhook.lab.rollouts import (
     ARGO_STABLE,
     FAST_STABLE,
+    HEALTHCARE_CANARIES,
     HEALTHCARE_STABLE,
+    HISTORY_SECONDS,
     NAMESPACE,
     TRADING_ROLLOUT_START,
     TRADING_STABLE,
@@ -185,6 +187,27 @@ def test_a_missed_scrape_still_fails_whatever_the_step(client, lab, step):
     _, checks = analyze(client, "healthcare", healthcare_hash("gap30"), HEALTHCARE_STABLE, w)
     alerting = checks["clinical_alerting"]
     assert alerting["verdict"] == "fail" and alerting["canary"]["value"] == 1, alerting["reason"]
+
+
+@pytest.mark.parametrize("step", [5, 10, 60])
+def test_an_event_before_the_window_is_not_counted_at_any_step(client, lab, step):
+    """At a step shorter than the 15 s scrapes most steps hold no sample, so "the change since
+    the step before" read the counter's whole value at each scrape: a canary whose one adverse
+    event came before the window failed its critical check with 92 events."""
+    after = lab.anchor - HISTORY_SECONDS + HEALTHCARE_CANARIES["adverse"]["adverse_at"] + 120
+    w = {"start": after, "end": lab.window(60)["end"], "step": step}
+    answer, checks = analyze(client, "healthcare", healthcare_hash("adverse"), HEALTHCARE_STABLE,
+                             w)
+    assert checks["adverse_events"]["verdict"] != "fail", checks["adverse_events"]["reason"]
+    assert answer["verdict"] != "fail", answer["reason"]
+
+
+@pytest.mark.parametrize("step", [5, 10, 20, 60])
+def test_an_event_in_the_window_counts_once_at_any_step(client, lab, step):
+    w = {**lab.window(60), "step": step}
+    _, checks = analyze(client, "healthcare", healthcare_hash("adverse"), HEALTHCARE_STABLE, w)
+    adverse = checks["adverse_events"]
+    assert adverse["verdict"] == "fail" and adverse["canary"]["value"] == 1, adverse["reason"]
 
 
 def test_scrape_gaps_tell_the_steps_rhythm_from_a_missed_scrape():
