@@ -30,18 +30,29 @@ Per step and side (canary, stable):
   process and the same gauge process (continuing into the rollout): what the service sees of
   the stable before the analysis start (its sequential lookback) and uses to calibrate how
   clumped errors are, where the tail-share bound lies, and how the gauge wanders.
+
+The counts above are exact per step, as samples planted on the step grid give them. A scenario
+with `scrape` set instead judges what Prometheus returns for a target scraped every `scrape`
+seconds at its own random phase (one target per side, scrapes moved by up to `scrape_jitter`
+s): each counter series (successes, errors, each cumulative bucket) sampled at those times,
+the requests of a step spread uniformly over it, and each step's count the
+`increase(…[30s])` of that series (`webhook.lab.scrapes.increase`, Prometheus 2's closed
+range; NaN where a step holds fewer than two samples). The canary's counters start at 0 at the
+analysis start (new pods); the stable's run on from its history.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 from scipy import special
+
+from webhook.lab.scrapes import increase
 
 STEP_SECONDS = 30.0
 POLL_SECONDS = 30.0
@@ -87,7 +98,14 @@ class Scenario:
     tail_share: float = 0.0  # share of canary requests made `tail_factor` times slower
     tail_factor: float = 1.0
     gauge_phi: float = GAUGE_PHI
+    scrape: float | None = None  # scrape interval (s) off the step grid; None: exact counts
+    scrape_jitter: float = 0.0
     tags: tuple[str, ...] = field(default=())
+    same_as: str | None = None  # draw the exact counts of this scenario id's rollouts
+
+    def __post_init__(self) -> None:
+        if self.scrape is not None and not 0 <= self.scrape_jitter < self.scrape / 2:
+            raise ValueError("scrape_jitter must be in [0, scrape / 2)")
 
     @property
     def healthy(self) -> bool:
@@ -95,7 +113,7 @@ class Scenario:
 
     def seed(self, rollout: int) -> list[int]:
         """Seed of one rollout: fixed per scenario id and index, independent of chunking."""
-        return [BASE_SEED, zlib.crc32(self.id.encode()), rollout]
+        return [BASE_SEED, zlib.crc32((self.same_as or self.id).encode()), rollout]
 
 
 @dataclass(frozen=True)
@@ -246,7 +264,44 @@ def simulate(sc: Scenario, rollout: int) -> Rollout:
     w = np.array(WEIGHTS)
     canary = _side(rng, sc, w, canary=True)
     stable = _side(rng, sc, 1 - w, canary=False)
+    if sc.scrape is not None:  # drawn after the exact counts, which stay the same
+        canary = _scraped(rng, canary, sc.scrape, sc.scrape_jitter)
+        stable = _scraped(rng, stable, sc.scrape, sc.scrape_jitter)
     return Rollout(canary=canary, stable=stable, gauge_only="gauge" in sc.tags)
+
+
+SLOTS = int(STEP_SECONDS)  # 1 s resolution of when a step's requests happen
+
+
+def _scraped(rng: np.random.Generator, side: Side, interval: float, jitter: float) -> Side:
+    """`side` as Prometheus' increase() returns it when the target is scraped off the grid."""
+    h = side.history_requests.size
+    requests = np.concatenate([side.history_requests, side.requests])
+    errors = np.concatenate([side.history_errors, side.errors])
+    buckets = np.vstack([side.history_buckets, side.buckets])
+    steps, span = requests.size, STEP_SECONDS * requests.size
+    # every series' increments spread over its steps' slots, then the counters over time
+    counts = np.column_stack([requests - errors, errors, buckets]).astype(np.int64)
+    per_slot = rng.multinomial(counts.ravel(), np.full(SLOTS, 1.0 / SLOTS))
+    per_slot = per_slot.reshape(steps, counts.shape[1], SLOTS).transpose(0, 2, 1)
+    per_slot = np.vstack([per_slot.reshape(-1, counts.shape[1]), np.zeros((1, counts.shape[1]),
+                                                                         np.int64)])
+    counters = np.vstack([np.zeros((1, counts.shape[1])), np.cumsum(per_slot[:-1], axis=0)])
+    at = rng.uniform(0.0, interval) + np.arange(0.0, span, interval)
+    at = np.clip(at + rng.uniform(-jitter, jitter, size=at.size), 0.0, span)
+    # each counter when scraped: its slot's requests fall uniformly in it, before the scrape
+    # or after it
+    slot = np.floor(at).astype(int)
+    values = counters[slot] + rng.binomial(per_slot[slot], (at - slot)[:, None])
+    values[:, 2:] = np.cumsum(values[:, 2:], axis=1)  # buckets: ≤ le
+    ends = STEP_SECONDS * np.arange(1, steps + 1, dtype=float)
+    seen = np.column_stack([increase(at, values[:, j], ends, STEP_SECONDS)
+                            for j in range(counts.shape[1])])
+    total = seen[:, 0] + seen[:, 1]
+    per_bucket = np.diff(np.column_stack([np.zeros(steps), seen[:, 2:]]), axis=1)
+    return replace(side, requests=total[h:], errors=seen[h:, 1], buckets=per_bucket[h:],
+                   history_requests=total[:h], history_errors=seen[:h, 1],
+                   history_buckets=per_bucket[:h])
 
 
 def scenarios(levels: int, others: int, regressions: int,
@@ -314,6 +369,15 @@ def scenarios(levels: int, others: int, regressions: int,
                  "tolerance)", rollouts=regressions, target="latency", tail_share=0.01,
                  tail_factor=4.0, latency_median=0.08, tags=("beyond",), **c20),
     ]
+    # The same rollouts (`same_as`: the same requests) as a real Prometheus returns them for
+    # targets scraped every 15 s at their own phase, 0.5 s jitter: each 30 s step sees one
+    # scrape interval of two, doubled (`Scenario.scrape`).
+    for base in ("aa_20rps", "aa_200rps", "aa_canary20", "aa_canary20_m80", "err_x2_canary20",
+                 "p99_+25pct_canary20", "p99_+25pct_canary20_m80", "tail_3pct_x4_canary20_m80"):
+        (like,) = [sc for sc in out if sc.id == base]
+        out.append(replace(like, id=f"{base}_scrape15", title=f"{like.title}, scraped off-grid",
+                           scrape=15.0, scrape_jitter=0.5, same_as=base,
+                           tags=(*like.tags, "scrape")))
     # Gauges alone (the other checks are not judged in these): A/A at several φ per 15 s
     # point, a 5 sd shift, and a shift of 1.2 × the gauge check's tolerance.
     gauge = ("gauge",)
