@@ -48,11 +48,13 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
         if not spec.cohort_label:
             checks.extend(judge_spec(spec, FetchedData(by_parts, spec.name), own))
             continue
-        for cohort in _cohorts(spec, results):
+        cohorts = _cohorts(spec, results)
+        shared, note = _split_alpha(spec, own, len(cohorts))
+        for cohort in cohorts:
             data = FetchedData(by_parts, spec.name, spec.cohort_label, cohort)
-            for check in judge_spec(spec, data, own):
+            for check in judge_spec(shared, data, own):
                 name = f"{check.name}[{spec.cohort_label}={cohort}]"
-                checks.append(evolve(check, name=name, cohort=cohort,
+                checks.append(evolve(check, name=name, cohort=cohort, test=check.test + note,
                                      reason=check.reason.replace(check.name, name, 1)))
     # the report page's charts start at the analysis start
     start = ctx.origin + ctx.first * ctx.step
@@ -97,6 +99,25 @@ def _on_own_grid(spec: MetricSpec, ctx: KindContext) -> KindContext:
     points = math.floor(ctx.points * ctx.step / own + 1e-9)
     first = min(math.floor(ctx.first * ctx.step / own + 1e-9), points)
     return replace(ctx, step=own, points=points, first=first, origin=ctx.origin - ctx.step + own)
+
+
+def _split_alpha(spec: MetricSpec, ctx: KindContext, cohorts: int) -> tuple[MetricSpec, str]:
+    """The metric as judged in each of its `cohorts`: at alpha / cohorts (Bonferroni), and the
+    note its checks' `test` carries.
+
+    Each cohort's test keeps its own false-failure rate at the alpha it is given, and one
+    failing cohort fails the verdict: at the full alpha, eight facilities sitting at a limit
+    would fail a healthy canary up to eight times as often as alpha says. Split, the chance
+    that any cohort of the metric ever fails stays at alpha whatever the number of cohorts
+    (the union bound), for the price of a slightly higher bar per cohort (log(k / alpha)
+    instead of log(1 / alpha) of evidence). The cohorts are counted on both sides over the
+    stable's history too, so a facility known to stable has its share from the first poll."""
+    if cohorts <= 1:
+        return spec, ""
+    alpha = spec.alpha or ctx.alpha
+    shared = alpha / cohorts
+    return (spec.model_copy(update={"alpha": shared}),
+            f" (alpha {shared:.3g} = {alpha:g} / {cohorts} {spec.cohort_label} cohorts)")
 
 
 def _cohorts(spec: MetricSpec, results: Mapping[QueryKey, QueryResult]) -> list[str]:
