@@ -47,12 +47,15 @@ def test_the_split_is_named_in_each_cohort_check_and_one_cohort_keeps_all_of_alp
                 assert check.test.endswith(note), check.test
 
 
-def test_one_facility_tripling_its_admission_failures_is_still_caught():
-    # The documented regression (failures x3 at one hospital, 99.5 % -> 98.5 %) at the
-    # default level, among three facilities: the split costs a little evidence per cohort,
-    # not the catch.
+def test_one_facility_whose_admissions_fail_ten_times_as_often_is_still_caught():
+    # The documented case (admissions at one hospital from 99.5 % to 90 % success) at the
+    # default level among three facilities: every rollout fails as soon as that facility has
+    # its 200 canary runs (poll 8 to 10 at 24 admissions a minute), naming only it. The
+    # split costs a little evidence per cohort (log(3 / alpha) instead of log(1 / alpha)),
+    # not the catch: the same polls as at the full alpha.
     specs, alpha = vf.healthcare_workflows("high")
     out = vf.run(level="high", facilities=3, runs=30, specs=specs, alpha=alpha,
-                 regression=vf.Regression("admission", 0, 0.015), seed=3)
-    assert out.failed >= 0.8 * out.runs
+                 regression=vf.Regression("admission", 0, 0.1), seed=3)
+    assert out.failed == out.runs
+    assert max(out.first_polls) <= 12, out.first_polls
     assert all(name.endswith("[facility=F0]") for name in out.checks), out.checks
