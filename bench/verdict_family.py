@@ -8,7 +8,9 @@ Every check of a sequential analysis keeps its own chance of ever failing a heal
 the alpha it is judged at (Ville's inequality). The verdict fails if any check fails, so a
 family of k checks can fail up to k times as often (the union bound); the healthcare config
 judges five workflows per facility, each against stable and against the 99 % success floor.
-This simulates A/A rollouts of those checks and counts the rollouts whose verdict ever failed.
+A metric's facilities share its alpha (alpha / k each, Bonferroni: `judging._split_alpha`).
+This simulates A/A rollouts of those checks and counts the rollouts whose verdict ever failed;
+docs/profiles.md ("Cohorts") has the figures, tests/test_verdict_family.py pins them.
 
 The simulation: `judging.judge_metrics`, as the analysis calls it, on the healthcare config's
 `ratio` metrics at a `safety_level` (the other checks are zero-tolerance rules that a canary
