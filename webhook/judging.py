@@ -49,7 +49,7 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
             checks.extend(judge_spec(spec, FetchedData(by_parts, spec.name), own))
             continue
         cohorts = _cohorts(spec, results)
-        shared, note = _split_alpha(spec, own, len(cohorts))
+        shared, note = _split_alpha(spec, own, _read_cohorts(spec, results, own))
         for cohort in cohorts:
             data = FetchedData(by_parts, spec.name, spec.cohort_label, cohort)
             for check in judge_spec(shared, data, own):
@@ -118,6 +118,27 @@ def _split_alpha(spec: MetricSpec, ctx: KindContext, cohorts: int) -> tuple[Metr
     shared = alpha / cohorts
     return (spec.model_copy(update={"alpha": shared}),
             f" (alpha {shared:.3g} = {alpha:g} / {cohorts} {spec.cohort_label} cohorts)")
+
+
+def _read_cohorts(spec: MetricSpec, results: Mapping[QueryKey, QueryResult],
+                  ctx: KindContext) -> int:
+    """How many cohorts have a sample where the judges read (from the stable's history before
+    the analysis start on): the divisor of `_split_alpha`. A cohort seen only before that
+    is judged (inconclusive, `_cohorts`) but can never fail, and the window fetched without
+    it (`fetching`) must split alpha the same way."""
+    history = ctx.history
+    begin = history.start if history is not None else ctx.first
+    seen = set()
+    for key, result in results.items():
+        if key.metric != spec.name:
+            continue
+        for x in result.series:
+            present = (np.isfinite(x.values[begin:]) if x.present is None
+                       else np.asarray(x.present[begin:], dtype=bool))
+            if present.any():
+                seen.add(x.labels.get(spec.cohort_label or "", ""))
+    seen.discard("")
+    return len(seen)
 
 
 def _cohorts(spec: MetricSpec, results: Mapping[QueryKey, QueryResult]) -> list[str]:
