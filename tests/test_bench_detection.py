@@ -4,22 +4,18 @@ sample of the benchmark (the Kayenta baseline itself: tests/test_kayenta.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_runs import run_bench
 
-ROOT = Path(__file__).resolve().parents[1]
 # Benchmark runs: statistical simulations of whole rollouts.
 pytestmark = pytest.mark.slow
 
 
 def test_quick_run_writes_results(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench.detection", "--quick", "--out",
-                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_bench("-m", "bench.detection", "--quick", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "results.json").read_text())
     assert set(doc) == {"meta", "scenarios", "methods", "results", "targets"}

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_runs import run_bench
 
 
 def test_short_run_writes_a_well_formed_report(tmp_path):
     out = tmp_path / "judging.json"
-    run = subprocess.run([sys.executable, "bench/judging_cost.py", "--runs", "2", "--out",
-                          str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         check=False)
+    run = run_bench("bench/judging_cost.py", "--runs", "2", "--out", str(out))
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report["configs"]) == {"http", "trading", "healthcare"}

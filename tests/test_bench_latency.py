@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_runs import run_bench
 
 
 def _number(x: object) -> bool:
@@ -19,8 +16,7 @@ def _number(x: object) -> bool:
 
 def test_tiny_run_writes_a_well_formed_report(tmp_path):
     out = tmp_path / "latency.json"
-    run = subprocess.run([sys.executable, "bench/latency.py", "--tiny", "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    run = run_bench("bench/latency.py", "--tiny", "--out", str(out))
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
 
@@ -82,8 +78,8 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
         assert all(_number(v) for v in judges[name].values())
     # the README table is generated from the report
     assert "| one analysis, sequential, no window" in run.stdout
-    table = subprocess.run([sys.executable, "bench/latency.py", "--table", str(out)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    table = run_bench("bench/latency.py", "--table", str(out), timeout=60)
+    assert table.returncode == 0, table.stderr[-2000:]
     assert table.stdout.count("\n") >= 8 and "samples read per poll" in table.stdout
     assert "a new connection per poll (Flagger)" in table.stdout
     assert "Prometheus alone: one poll's 6 queries" in table.stdout

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_runs import run_bench
 
 
 def test_the_documented_command_writes_a_well_formed_report(tmp_path):
     out = tmp_path / "report_cost.json"
-    run = subprocess.run([sys.executable, "bench/report_cost.py", "--runs", "2", "--out",
-                          str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         check=False)
+    run = run_bench("bench/report_cost.py", "--runs", "2", "--out", str(out))
     # 1 is the bench's own verdict (the page over 2x the JSON answer), not a crash
     assert run.returncode in (0, 1) and "Traceback" not in run.stderr, run.stderr[-2000:]
     report = json.loads(out.read_text())
