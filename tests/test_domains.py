@@ -658,3 +658,4 @@ def test_the_var_examples_in_the_domain_templates_are_accepted(client, lab, prof
         status, text = hook(client, "rollout", profile, hash_of("healthy"), stable,
                             lab.window(60), **{name: value})
         assert status == 200, (name, value, text)
+

@@ -283,3 +283,33 @@ def test_kayenta_mode_reproduces_kayenta_including_its_flaw():
                                    direction="increase", relative_tolerance=0.1)
     assert shifted.verdict == "fail" and "High" in shifted.reason
     assert judge_series_kayenta("cpu", np.array([]), np.ones(5)).verdict == "inconclusive"
+
+
+def test_reasons_count_what_a_domain_counts():
+    """Trading's totals are orders and healthcare's workflow runs: a reason asking for more
+    data says so ("the canary has 60 orders, needs 200"), where it said requests (or runs)."""
+    from webhook.configs import load_registry
+    from webhook.judge import judge_ratio
+    from webhook.judge.limits import judge_proportion_limit
+
+    few = np.array([0.0, 1, 0]), np.array([20.0, 20, 20])
+    for mode in ("fixed", "sequential"):
+        thin = judge_ratio("fills", *few, np.array([1.0] * 3), np.array([900.0] * 3),
+                           min_total=200, mode=mode, total_name="orders")
+        assert thin.verdict == "inconclusive" and "canary has 60 orders, needs 200" in thin.reason
+        unsure = judge_ratio("fills", np.array([10.0] * 3), np.array([300.0] * 3),
+                             np.array([10.0] * 3), np.array([300.0] * 3), min_total=200,
+                             mode=mode, total_name="orders")
+        assert unsure.verdict == "inconclusive" and "more orders will decide" in unsure.reason
+    floor = judge_proportion_limit("admission", *few, maximum=0.01, min_total=100,
+                                   total_name="workflow runs")
+    assert "the canary has 60 workflow runs, needs 100" in floor.reason
+    events = judge_events("adverse", np.zeros(3), canary_total=few[1], min_total=100,
+                          total_name="workflow runs")
+    assert "60 of the 100 workflow runs needed" in events.reason
+    # the domain configs name what their totals count; the generic one keeps requests
+    registry = load_registry(None)
+    named = {c: {getattr(m, "total_name", None) for m in registry.get(c).metrics} - {None}
+             for c in ("http", "trading", "healthcare")}
+    assert named == {"http": {"requests"}, "trading": {"orders"},
+                     "healthcare": {"workflow runs"}}

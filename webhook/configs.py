@@ -79,6 +79,9 @@ class RatioMetric(_MetricBase):
     bad: str | None = Field(None, description="PromQL: per-step count of bad events.")
     good: str | None = Field(None, description="PromQL: per-step count of good events.")
     total: str = Field(description="PromQL: per-step count of all events.")
+    total_name: str = Field("requests", min_length=1, max_length=40, pattern=r"^[a-z][a-z ]*$",
+                            description="What `total` counts, plural, as reasons name it "
+                            "(requests, orders, workflow runs).")
     max_ratio: float | None = Field(
         None, gt=0, lt=1, description="Canary-only limit on the ratio itself (numerator / "
         "total), judged on the window's counts, as the extra check `<name>_limit`: e.g. 0.01 "
@@ -228,6 +231,9 @@ class EventsMetric(_MetricBase):
                        "between the last scrape of one step and the first of the next.")
     total: str | None = Field(None, description="PromQL: per-step requests, so that zero "
                               "events on zero traffic stays inconclusive.")
+    total_name: str = Field("requests", min_length=1, max_length=40, pattern=r"^[a-z][a-z ]*$",
+                            description="What `total` counts, plural, as reasons name it "
+                            "(requests, orders, workflow runs).")
     allowed: float = Field(0, ge=0)
     critical: bool = True
     min_total: float = Field(0, ge=0)

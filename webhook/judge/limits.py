@@ -134,6 +134,7 @@ def judge_events(
     stable_events: np.ndarray | None = None,
     critical: bool = True,
     weight: float = 1.0,
+    total_name: str = "requests",
 ) -> CheckResult:
     """More than `allowed` events on the canary fails, whatever the statistics say.
 
@@ -190,13 +191,13 @@ def judge_events(
         # finite steps summing beyond float's range, is a broken series, and "no events on
         # enough traffic" cannot rest on it (the ratio and histogram judges say the same)
         return CheckResult(verdict="inconclusive", reason=(
-            f"{name}: none so far, but the canary's request count is implausibly large "
+            f"{name}: none so far, but the canary's count of {total_name} is implausibly large "
             "(1e15 or more: an overflowing or corrupt series), so it cannot vouch for the "
             "canary"), **base)
     if served is not None and served < min_total:
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: none so far, but the canary has served {fmt_count(served)} of the "
-            f"{fmt_count(min_total)} requests needed to vouch for it"), **base)
+            f"{fmt_count(min_total)} {total_name} needed to vouch for it"), **base)
     return CheckResult(verdict="pass", reason=(
         f"{name}: {count:.0f} on the canary (allowed {fmt_count(allowed)})"), **base)
 
@@ -262,6 +263,7 @@ def judge_proportion_limit(
     mode: str = "fixed",
     critical: bool = False,
     weight: float = 1.0,
+    total_name: str = "runs",
 ) -> CheckResult:
     """The canary's own proportion against a limit a person can state ("failures never above
     1 %", i.e. success never below 99 %), whatever stable does.
@@ -286,7 +288,7 @@ def judge_proportion_limit(
                 allowed=maximum if maximum is not None else minimum)
     if n < min_total or value is None:
         return CheckResult(verdict="inconclusive", reason=(
-            f"{name}: too little data: the canary has {fmt_count(n)} runs, needs "
+            f"{name}: too little data: the canary has {fmt_count(n)} {total_name}, needs "
             f"{fmt_count(min_total)}"), **base)
     sides = sum(b is not None for b in (minimum, maximum))
     a = alpha / max(sides, 1)

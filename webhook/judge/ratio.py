@@ -94,8 +94,10 @@ def judge_ratio(
     weight: float = 1.0,
     mode: str = "fixed",
     stable_history: tuple[np.ndarray, np.ndarray] | None = None,
+    total_name: str = "requests",
 ) -> CheckResult:
     """Judge canary vs stable proportions from per-step counts (NaN = no sample that step).
+    `total_name` is what the totals count, as the reasons name it (orders, workflow runs).
 
     `mode="sequential"` judges the same steps with the anytime-valid test of `sequential.py`,
     so polling [start, now] again and again keeps the false-failure rate ≤ alpha.
@@ -142,7 +144,8 @@ def judge_ratio(
             minutes = (min_total - n) / rate / 60 if rate > 0 else math.inf
             wait = (f", about {math.ceil(minutes)} more min at its current rate"
                     if minutes < 1e6 else ", and it has sent (almost) none")
-            parts.append(f"{label} has {fmt_count(n)} requests, needs {fmt_count(min_total)}{wait}")
+            parts.append(f"{label} has {fmt_count(n)} {total_name}, needs "
+                         f"{fmt_count(min_total)}{wait}")
         return CheckResult(verdict="inconclusive", reason=f"{name}: too little data: "
                            + "; ".join(parts), canary=canary, stable=stable, **base)
 
@@ -153,7 +156,7 @@ def judge_ratio(
     if mode == "sequential":
         return _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
                                  absolute_tolerance, alpha, base, stable_history,
-                                 (k_c, n_c, k_s, n_s))
+                                 (k_c, n_c, k_s, n_s), total_name)
     p_c, p_s = k_c / n_c, k_s / n_s
     allowed = max(relative_tolerance * p_s, absolute_tolerance)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
@@ -178,7 +181,7 @@ def judge_ratio(
     }[direction]
     verdict, why = tri_state(
         "higher" if up else "lower" if down else None, within, margin,
-        f"difference between {fmt_value(low, '%')} and {fmt_value(high, '%')}")
+        f"difference between {fmt_value(low, '%')} and {fmt_value(high, '%')}", more=total_name)
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
         effect=effect, interval=(low, high), interval_of="canary - stable",
@@ -231,7 +234,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                       stable: Summary, direction: str, rel: float, abs_: float, alpha: float,
                       base: dict,
                       history: tuple[np.ndarray, np.ndarray] | None = None,
-                      sums: tuple[float, float, float, float] | None = None) -> CheckResult:
+                      sums: tuple[float, float, float, float] | None = None,
+                      total_name: str = "requests") -> CheckResult:
     """Anytime-valid version: mixture martingales on the rate ratio of harmful events.
 
     Harmful events are the numerator when an increase is worse, and its complement (total −
@@ -286,7 +290,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     margin = f"tolerance ±{fmt_value(allowed, '%')}"
     verdict, why = tri_state(
         None if not sign_failed else "higher" if sign_failed > 0 else "lower", pass_all, margin,
-        f"difference between {fmt_value(lc - us, '%')} and {fmt_value(uc - ls, '%')}")
+        f"difference between {fmt_value(lc - us, '%')} and {fmt_value(uc - ls, '%')}",
+        more=total_name)
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", canary=canary, stable=stable,
         effect=effect, interval=(lc - us, uc - ls), interval_of="canary - stable",

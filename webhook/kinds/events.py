@@ -32,6 +32,6 @@ def judge(spec: EventsMetric, data: MetricData, ctx: KindContext) -> list[CheckR
     check = judge_events(
         spec.name, events, allowed=spec.allowed,
         canary_total=combined(data.series("canary", "total"), ctx) if spec.total else None,
-        min_total=spec.min_total, stable_events=stable_events)
+        min_total=spec.min_total, stable_events=stable_events, total_name=spec.total_name)
     return [with_steps(check, lambda: steps.events_trace(
         events, stable_events, spec.allowed), ctx)]

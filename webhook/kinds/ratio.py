@@ -40,14 +40,15 @@ def judge(spec: RatioMetric, data: MetricData, ctx: KindContext) -> list[CheckRe
         absolute_tolerance=spec.tolerance.absolute, alpha=ctx.alpha, min_total=spec.min_total,
         step_seconds=ctx.step, mode=ctx.mode, stable_history=None if history is None else (
             combined(data.series("stable", "numerator"), ctx, 0)[history],
-            combined(data.series("stable", "total"), ctx, 0)[history]))
+            combined(data.series("stable", "total"), ctx, 0)[history]),
+        total_name=spec.total_name)
     checks = [with_steps(ratio, lambda: steps.ratio_trace(
         *counts, ratio.allowed, spec.direction), ctx)]
     if spec.max_ratio is not None or spec.min_ratio is not None:
         limit = judge_proportion_limit(
             f"{spec.name}_limit", counts[0], counts[1],
             maximum=spec.max_ratio, minimum=spec.min_ratio, alpha=ctx.alpha,
-            min_total=spec.min_total, mode=ctx.mode)
+            min_total=spec.min_total, mode=ctx.mode, total_name=spec.total_name)
         # stable's ratio, for context only (the limit is the canary's alone)
         limits = tuple(x for x in (spec.min_ratio, spec.max_ratio) if x is not None)
         checks.append(with_steps(evolve(limit, stable=ratio.stable), lambda: replace(
