@@ -163,7 +163,7 @@ def test_no_events_on_an_implausible_request_count_is_inconclusive(corrupt, lab,
     assert body["verdict"] == "inconclusive" and not body["pass"]
     check = _check(body, "adverse_events")
     assert check["verdict"] == "inconclusive"
-    assert "request count is implausibly large" in check["reason"]
+    assert "count of requests is implausibly large" in check["reason"]
 
 
 def test_corrupt_data_never_fires_or_passes_flagger_hooks(corrupt, lab):
