@@ -31,8 +31,13 @@ CANARY, STABLE, BAND, LIMIT, EVIDENCE, FAIL_LINE = (
 def _clock(ts: float, trace: Trace | None = None) -> str:
     """UTC wall-clock time of `ts`; with the date too when `trace`'s window is a day or longer,
     where the same hour comes round again and a bare "09:13" names two instants."""
-    dated = trace is not None and len(trace.canary) * trace.step >= DAY
+    dated = trace is not None and _spans_days(trace)
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M" if dated else "%H:%M")
+
+
+def _spans_days(trace: Trace) -> bool:
+    """Whether `trace`'s window is a day or longer: its time labels then carry the date."""
+    return len(trace.canary) * trace.step >= DAY
 
 
 def power_of_ten(exponent: float, digits: int = 3) -> str:
@@ -176,7 +181,7 @@ def _x_axis(panel: _Panel, trace: Trace, y: float) -> list[str]:
            'text-anchor="end">UTC</text>']
     n = panel.steps
     # dated labels are twice as wide: fewer of them, so they do not run into each other
-    every = max(1, math.ceil(n / (5 if len(trace.canary) * trace.step >= DAY else 8)))
+    every = max(1, math.ceil(n / (5 if _spans_days(trace) else 8)))
     # from half a spacing in, so neither end's label runs past the panel (into "UTC")
     for i in range(every // 2, n, every):
         t = trace.first_time + i * trace.step
