@@ -307,6 +307,19 @@ def test_reasons_count_what_a_domain_counts():
     events = judge_events("adverse", np.zeros(3), canary_total=few[1], min_total=100,
                           total_name="workflow runs")
     assert "60 of the 100 workflow runs needed" in events.reason
+    # a histogram's totals too: trading's order latency counts orders
+    from webhook.judge.histogram import Histogram, judge_quantile
+    from webhook.judge.tailshare import judge_tail_share
+
+    bounds = np.array([0.005, 0.01, 0.05, np.inf])
+    few_orders = Histogram(bounds, np.array([30.0, 50, 60, 60]))
+    many = Histogram(bounds, np.array([3000.0, 5000, 5900, 6000]))
+    latency = judge_quantile("order_latency_p99", few_orders, many, 0.99, min_total=200,
+                             total_name="orders")
+    assert "canary has 60 orders" in latency.reason, latency.reason
+    tail = judge_tail_share("order_latency_tail", many, many, bound=0.01,
+                            relative_tolerance=0.5, total_name="orders")
+    assert tail.reason.startswith("order_latency_tail: orders over"), tail.reason
     # the domain configs name what their totals count; the generic one keeps requests
     registry = load_registry(None)
     named = {c: {getattr(m, "total_name", None) for m in registry.get(c).metrics} - {None}

@@ -72,6 +72,13 @@ class _MetricBase(BaseModel):
     alpha: float | None = Field(None, gt=0, lt=0.5)
 
 
+# What a metric's totals count, plural, as the reasons asking for more data name it: a trading
+# canary short of data has too few orders, not requests.
+TotalName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z ]*$",
+                                 description="What the totals count, plural, as reasons name "
+                                 "it (requests, orders, workflow runs).")]
+
+
 class RatioMetric(_MetricBase):
     """Two counters, judged as a proportion of requests (error ratio, fill rate)."""
 
@@ -79,9 +86,7 @@ class RatioMetric(_MetricBase):
     bad: str | None = Field(None, description="PromQL: per-step count of bad events.")
     good: str | None = Field(None, description="PromQL: per-step count of good events.")
     total: str = Field(description="PromQL: per-step count of all events.")
-    total_name: str = Field("requests", min_length=1, max_length=40, pattern=r"^[a-z][a-z ]*$",
-                            description="What `total` counts, plural, as reasons name it "
-                            "(requests, orders, workflow runs).")
+    total_name: TotalName = "requests"
     max_ratio: float | None = Field(
         None, gt=0, lt=1, description="Canary-only limit on the ratio itself (numerator / "
         "total), judged on the window's counts, as the extra check `<name>_limit`: e.g. 0.01 "
@@ -143,6 +148,7 @@ class HistogramMetric(_MetricBase):
         None, description="Also judge the share of requests above a bucket bound (check "
         "`<name>_tail`). With it, a quantile the bucket layout cannot resolve is reported as "
         "informational instead of holding the verdict.")
+    total_name: TotalName = "requests"
 
     @model_validator(mode="after")
     def _quantiles_in_range(self) -> HistogramMetric:
@@ -231,9 +237,7 @@ class EventsMetric(_MetricBase):
                        "between the last scrape of one step and the first of the next.")
     total: str | None = Field(None, description="PromQL: per-step requests, so that zero "
                               "events on zero traffic stays inconclusive.")
-    total_name: str = Field("requests", min_length=1, max_length=40, pattern=r"^[a-z][a-z ]*$",
-                            description="What `total` counts, plural, as reasons name it "
-                            "(requests, orders, workflow runs).")
+    total_name: TotalName = "requests"
     allowed: float = Field(0, ge=0)
     critical: bool = True
     min_total: float = Field(0, ge=0)

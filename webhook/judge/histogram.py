@@ -500,14 +500,14 @@ def _p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float, up
 
 
 def _exceedance_text(e_c: np.ndarray, t_c: np.ndarray, e_s: np.ndarray, t_s: np.ndarray,
-                     slower: bool) -> str:
+                     slower: bool, total_name: str = "requests") -> str:
     """Why the sequential test failed, in the counts it compared."""
     share_c = float(e_c.sum()) / max(float(t_c.sum()), 1.0)
     share_s = float(e_s.sum()) / max(float(t_s.sum()), 1.0)
     where = "beyond the stable's quantile + tolerance" if slower else (
         "above the stable's quantile − tolerance")
-    return (f" ({fmt_value(share_c * 100)}% of canary requests {where} vs "
-            f"{fmt_value(share_s * 100)}% of stable requests above its quantile)")
+    return (f" ({fmt_value(share_c * 100)}% of canary {total_name} {where} vs "
+            f"{fmt_value(share_s * 100)}% of stable {total_name} above its quantile)")
 
 
 def judge_quantile(
@@ -529,6 +529,7 @@ def judge_quantile(
     unit: str = "s",
     decided_by: str | None = None,
     evidence_paths: _QuantileEvidence | None = None,
+    total_name: str = "requests",
 ) -> CheckResult:
     """Judge one quantile of canary vs stable latency.
 
@@ -570,7 +571,7 @@ def judge_quantile(
         return CheckResult(verdict="inconclusive", canary=summary_c, stable=summary_s,
                            reason=f"{name}: bucket counts are not finite or implausibly large "
                                   "(corrupt series)", **base)
-    short = [f"{label} has {fmt_count(n)} requests" for label, n in
+    short = [f"{label} has {fmt_count(n)} {total_name}" for label, n in
              (("canary", n_c), ("stable", n_s)) if n < need]
     if short:
         return CheckResult(
@@ -605,7 +606,7 @@ def judge_quantile(
             logs[slower] = float(path.max()) if path.size else 0.0
             paths_by_side.append(path)
             if logs[slower] >= level:
-                evidence = _exceedance_text(*counts, slower)
+                evidence = _exceedance_text(*counts, slower, total_name)
         up, down = logs[True] >= level, logs[False] >= level
         p_up, p_down = (min(1.0, math.exp(-logs[side])) for side in (True, False))
         shown_path = np.maximum.reduce(paths_by_side) if paths_by_side else np.zeros(0)

@@ -141,6 +141,7 @@ def judge_tail_share(
     mode: str = "fixed",
     stable_history: Histogram | None = None,
     unit: str = "s",
+    total_name: str = "requests",
 ) -> CheckResult:
     """Judge the share of requests above `bound` (None: chosen, see the module docstring);
     `unit` is the bounds' unit (Istio and Linkerd export milliseconds), for the reason only.
@@ -162,12 +163,12 @@ def judge_tail_share(
         both = ("" if np.array_equal(canary.bounds, stable.bounds)
                 else "bound of both sides' buckets ")
         chosen = (f" (bound: the smallest {both}the stable exceeded in ≤ "
-                  f"{max_share * 100:g}% of requests "
+                  f"{max_share * 100:g}% of {total_name} "
                   f"{'before the rollout' if history_ok else 'in this window'})")
     counts = tail_counts(canary, stable, bound, stable_history)
     if bound is None or counts is None:
         known = ", ".join(fmt_value(b, unit) for b in stable.bounds if math.isfinite(b))
-        what = "no bound to judge yet (no stable requests)" if bound is None else (
+        what = f"no bound to judge yet (no stable {total_name})" if bound is None else (
             f"{fmt_value(bound, unit)} is not a finite bucket bound of both sides")
         return CheckResult(verdict="inconclusive", test=TEST_NAME.rstrip(": "),
                            canary=Summary(canary.total, None), stable=Summary(stable.total, None),
@@ -178,11 +179,12 @@ def judge_tail_share(
                          relative_tolerance=relative_tolerance,
                          absolute_tolerance=absolute_tolerance, alpha=alpha,
                          min_total=min_total, step_seconds=step_seconds, critical=critical,
-                         weight=weight, mode=mode, stable_history=history)
+                         weight=weight, mode=mode, stable_history=history,
+                         total_name=total_name)
     # judge_ratio's reason is "name: canary x% of n vs stable y% of m: why" once it judged;
     # the clause after the numbers is kept, the numbers are said the SLO way.
     rest = judged.reason.removeprefix(f"{name}: ")
-    over = f"{name}: requests over {fmt_value(bound, unit)}: "
+    over = f"{name}: {total_name} over {fmt_value(bound, unit)}: "
     if rest.startswith("canary ") and ": " in rest:
         shares = " vs ".join(f"{label} {value * 100:.2f}%" if value is not None else
                              f"{label} n/a" for label, value in

@@ -66,6 +66,7 @@ def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha
         direction=spec.direction, relative_tolerance=spec.tolerance.relative,
         absolute_tolerance=spec.tolerance.absolute, alpha=alpha, min_total=spec.min_total,
         min_tail=spec.min_tail, weight=share, mode=mode, stable_history=before, unit=spec.unit,
+        total_name=spec.total_name,
         decided_by=tail_name)
     if spec.tail is not None and tail_name is not None:
         bound = None if spec.tail.bound == "auto" else float(spec.tail.bound)
@@ -74,7 +75,7 @@ def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha
             direction=spec.direction, relative_tolerance=spec.tail.tolerance.relative,
             absolute_tolerance=spec.tail.tolerance.absolute, alpha=alpha,
             min_total=spec.min_total, step_seconds=step, weight=share,
-            mode=mode, stable_history=before, unit=spec.unit))
+            mode=mode, stable_history=before, unit=spec.unit, total_name=spec.total_name))
     return checks
 
 
