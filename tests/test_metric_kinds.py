@@ -190,6 +190,37 @@ def test_threshold_bounds_the_canary_alone():
     assert low.verdict == "fail" and "below" in low.reason
 
 
+def test_a_breach_fails_before_min_points_and_only_a_pass_waits_for_them():
+    """`min_points` is what it takes to vouch for a pass. A max already above its limit (a
+    min below its limit) stays there whatever points follow, so the breach fails at once; it
+    read "too little data" until `min_points` samples had come in."""
+    blown = judge_threshold("pnl", np.array([100.0, -12_000.0]), maximum=10_000,
+                            absolute=True, min_points=5)
+    assert blown.verdict == "fail" and "above the limit" in blown.reason
+    down = judge_threshold("alerting", np.array([1.0, 0.0]), minimum=1, how="min",
+                           min_points=4)
+    assert down.verdict == "fail" and "below the limit" in down.reason
+    # within the limit, or an aggregate more points can move back: too little data still
+    assert judge_threshold("pnl", np.array([100.0, -900.0]), maximum=10_000, absolute=True,
+                           min_points=5).verdict == "inconclusive"
+    assert judge_threshold("fill", np.array([0.90, 0.92]), minimum=0.95, how="mean",
+                           min_points=5).verdict == "inconclusive"
+
+
+def test_the_safety_level_scales_a_threshold_s_min_points():
+    """"min_data_factor multiplies every minimum of data": a threshold's `min_points` too
+    (it was left at the config's value at every level)."""
+    from webhook.configs import load_registry
+    from webhook.profiles import apply_level
+
+    config = load_registry(None).get("healthcare")
+    specs = [spec.model_copy(update={"min_points": 3}) if spec.kind == "threshold" else spec
+             for spec in config.metrics]
+    for level, points in (("low", 2), ("high", 6), ("critical", 12)):
+        scaled, _ = apply_level(config, specs, {"safety_level": level})
+        assert {s.min_points for s in scaled if s.kind == "threshold"} == {points}, level
+
+
 def test_events_are_zero_tolerance_and_need_traffic_to_pass():
     assert judge_events("adverse", np.array([0, 1.0, 0])).verdict == "fail"
     # no series of the counter at all: not "no events" (a renamed or dropped counter)

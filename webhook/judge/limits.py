@@ -83,7 +83,12 @@ def judge_threshold(
     base = dict(name=name, kind="threshold", test=f"canary {what} must be {bound_text}",
                 critical=critical, weight=weight, canary=Summary(float(points), value),
                 stable=Summary(float(stable_points), stable_value))
-    if value is None or points < min_points:
+    # a max already above its maximum (a min below its minimum) stays beyond it whatever
+    # points come next: `min_points` is what it takes to vouch for a pass, not to see a breach
+    settled = value is not None and (
+        (how == "max" and maximum is not None and value > maximum)
+        or (how == "min" and minimum is not None and value < minimum))
+    if value is None or (points < min_points and not settled):
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: too little data: {points} canary samples, needs {min_points}"), **base)
     if max_missing is not None:

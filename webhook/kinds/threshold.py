@@ -22,7 +22,7 @@ def sides(spec: ThresholdMetric) -> tuple[str, ...]:
 
 
 def level_updates(spec: ThresholdMetric, min_data_factor: float) -> dict[str, object]:
-    return {}
+    return {"min_points": max(1, round(spec.min_points * min_data_factor))}
 
 
 def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
