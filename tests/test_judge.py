@@ -79,6 +79,11 @@ def test_thin_data_says_how_much_more_is_needed():
                     np.array([900, 900.0]), min_total=200)
     assert r.verdict == "inconclusive"
     assert "canary has 60 requests, needs 200, about 5 more min" in r.reason
+    # a side with no traffic at all is only too little data, in either mode
+    for mode in ("fixed", "sequential"):
+        none = judge_ratio("e", np.zeros(3), np.zeros(3), np.ones(3), np.full(3, 900.0),
+                           min_total=200, mode=mode)
+        assert none.verdict == "inconclusive" and "sent (almost) none" in none.reason
 
 
 @pytest.mark.slow
@@ -341,11 +346,13 @@ def test_the_reason_always_begins_with_the_verdict():
 
 def poll_until_fail(p_canary: float, mode: str, seed: int, alpha: float = 0.05,
                     rel: float = 0.2, abs_: float = 0.002, concentration: float | None = None,
-                    polls: int = 20) -> int | None:
+                    polls: int = 20, rates: tuple[float, float] = (20, 80),
+                    min_total: float = 100) -> int | None:
     """Poll index (1-based) of the first fail over [start, now], or None: 20 req/s canary,
-    80 req/s stable, 1 % stable errors; optional Beta-distributed per-step error rates."""
+    80 req/s stable (`rates`), 1 % stable errors; optional Beta-distributed per-step error
+    rates."""
     rng = np.random.default_rng(seed)
-    n_c, n_s = rng.poisson(20 * 30, polls), rng.poisson(80 * 30, polls)
+    n_c, n_s = rng.poisson(rates[0] * 30, polls), rng.poisson(rates[1] * 30, polls)
     p_c, p_s = p_canary, 0.01
     if concentration:
         p_c = rng.beta(p_canary * concentration, (1 - p_canary) * concentration, polls)
@@ -353,7 +360,8 @@ def poll_until_fail(p_canary: float, mode: str, seed: int, alpha: float = 0.05,
     k_c, k_s = rng.binomial(n_c, p_c), rng.binomial(n_s, p_s)
     for t in range(1, polls + 1):
         verdict = judge_ratio("e", k_c[:t], n_c[:t], k_s[:t], n_s[:t], alpha=alpha, mode=mode,
-                              relative_tolerance=rel, absolute_tolerance=abs_).verdict
+                              relative_tolerance=rel, absolute_tolerance=abs_,
+                              min_total=min_total).verdict
         if verdict == "fail":
             return t
     return None
@@ -384,6 +392,27 @@ def test_sequential_ratio_power_doubled_and_five_fold_errors():
     assert sum(t is not None for t in doubled) / runs >= 0.95
     five = [poll_until_fail(0.05, "sequential", s) for s in range(runs)]
     assert all(t is not None and t <= 2 for t in five)
+
+
+@pytest.mark.slow
+def test_a_low_traffic_canary_failing_its_requests_fails_before_min_total():
+    """A canary at 0.2 req/s serves 120 requests in 20 polls, never the 200 the http config
+    asks before it vouches for a pass. Failing half of them read "too little data" at every
+    poll; the anytime-valid test holds its false-failure rate at any count, so the fail is
+    decided on the evidence, and healthy canaries still fail at most alpha of the time."""
+    runs = 150
+    low = {"rates": (0.2, 20.0), "min_total": 200}
+    half = [poll_until_fail(0.5, "sequential", s, **low) for s in range(runs)]
+    assert all(t is not None and t <= 4 for t in half), half
+    tenth = [poll_until_fail(0.1, "sequential", s, **low) for s in range(runs)]
+    assert sum(t is not None for t in tenth) / runs >= 0.9
+    alpha = 0.05
+    healthy = sum(poll_until_fail(0.01, "sequential", s, alpha=alpha, rel=0, abs_=0, **low)
+                  is not None for s in range(runs))
+    assert healthy / runs <= alpha + 2.5 * math.sqrt(alpha * (1 - alpha) / runs)
+    # fixed mode keeps the minimum for both verdicts: its one-shot interval is not valid at
+    # every count, and re-asked at every poll it would peek
+    assert poll_until_fail(0.5, "fixed", 0, **low) is None
 
 
 @pytest.mark.slow

@@ -322,6 +322,12 @@ def scenarios(levels: int, others: int, regressions: int,
         Scenario("aa_20rps_bursts", "A/A 20 rps bursts", 20.0, others, burst_prob=0.02,
                  burst_error_ratio=0.10, tags=noisy),
         Scenario("aa_1rps", "A/A 1 rps", 1.0, others, tags=("aa", "low")),
+        # A low-traffic service: the canary serves 0.05-0.5 req/s, never the error check's
+        # 200 requests in a 10-minute rollout, yet one failing 10 % or half of them is harmful.
+        Scenario("err_x10_1rps", "errors ×10 at 1 rps", 1.0, regressions, target="error_ratio",
+                 error_factor=10.0, tags=("low",)),
+        Scenario("err_x50_1rps", "errors ×50 at 1 rps", 1.0, regressions, target="error_ratio",
+                 error_factor=50.0, tags=("low",)),
     ]
     for rps in (20.0, 200.0):
         r = f"{rps:g}rps"

@@ -137,6 +137,17 @@ def judge_ratio(
 
     short = [(label, n, sec) for label, n, sec in (("canary", n_c, sec_c), ("stable", n_s, sec_s))
              if n < min_total]
+    finite = all(math.isfinite(x) and x < seq.MAX_COUNT for x in (k_c, n_c, k_s, n_s))
+    if short and mode == "sequential" and finite and n_c > 0 and n_s > 0:
+        # `min_total` is what it takes to vouch for a pass. The anytime-valid test holds its
+        # false-failure rate at any number of requests, so a canary failing most of a
+        # low-traffic service's requests fails now, not when (if ever) it has served
+        # `min_total` of them.
+        early = _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
+                                  absolute_tolerance, alpha, base, stable_history,
+                                  (k_c, n_c, k_s, n_s), total_name)
+        if early.verdict == "fail":
+            return early
     if short:
         parts = []
         for label, n, sec in short:
@@ -149,7 +160,7 @@ def judge_ratio(
         return CheckResult(verdict="inconclusive", reason=f"{name}: too little data: "
                            + "; ".join(parts), canary=canary, stable=stable, **base)
 
-    if not all(math.isfinite(x) and x < seq.MAX_COUNT for x in (k_c, n_c, k_s, n_s)):
+    if not finite:
         return CheckResult(verdict="inconclusive", reason=f"{name}: counts are not finite or "
                            "implausibly large (overflowing or corrupt series)", canary=canary,
                            stable=stable, **base)
