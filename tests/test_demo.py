@@ -8,6 +8,8 @@ gone afterwards. Each run gets its own TMPDIR, so whatever a run leaves behind i
 
 from __future__ import annotations
 
+import calendar
+import json
 import os
 import re
 import signal
@@ -54,6 +56,49 @@ def test_demo_output_redirected_to_a_file_is_readable(tmp_path):
     assert run.returncode == 0, text
     assert "Done: one pass and one fail" in text
     assert sorted(p.name for p in tmp.iterdir()) == []  # Prometheus', the judge's, metrics
+    _check_readme_sample(text)
+
+
+def _answer(lines: list[str], first: str) -> list[str]:
+    """The text answer that begins with the line `first`, up to its `report:` line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(first))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("report:"))
+    return lines[start:end + 1]
+
+
+def _check_readme_sample(log: str) -> None:
+    """The README shows the demo's failing answer: the same request and, line for line, the
+    answer the service gave it (the window's times, the analysis id and the report link's end
+    differ from run to run). The demo plants its data relative to the minute it starts in, so
+    its numbers are the README's when that minute has not passed before the judge answered;
+    otherwise only the words are compared, the numbers masked."""
+    readme = (ROOT / "README.md").read_text().split("\n## Two commands on a fresh machine\n")[1]
+    sample = re.search(r"\n```\n(\$ curl .*?)```", readme.split("\n## ", 1)[0], re.S)
+    assert sample, "README's demo sample not found"
+    shown = sample.group(1).splitlines()
+    answer_at = next(i for i, line in enumerate(shown) if line.startswith("verdict:"))
+    command = " ".join(line.strip().rstrip("\\") for line in shown[:answer_at])
+    sent = [line for line in log.splitlines() if line.startswith("$ curl") and "analyze" in line]
+    bodies = [json.loads(re.search(r"-d '(.*?)'", line).group(1)) for line in sent]
+    assert json.loads(re.search(r"-d '(.*?)'", command).group(1)) in bodies, (command, sent)
+
+    got = _answer(log.splitlines(), "verdict: FAIL")
+    want = _answer(shown, "verdict: FAIL")
+    window = re.search(r"window:\s+(\S+) \.\. (\S+) ", got[1])
+    assert window, got[1]
+    span = [calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) for t in window.groups()]
+
+    def masked(lines: list[str], digits: bool) -> list[str]:
+        out = [re.sub(r"\d{4}-\d\d-\d\dT\S+Z", "<time>", line) for line in lines]
+        out = [re.sub(r"(id: |end=)\w+", r"\1<x>", line) for line in out]
+        if not digits:
+            return out
+        # numbers of another width move the table's columns: compare words and numbers' places
+        return [" ".join(re.sub(r"[+-]?\d[\d.,]*(e[+-]?\d+)?", "#", line).split())
+                for line in out]
+
+    exact = span[1] - span[0] == 7200  # the demo plants two hours of the canary
+    assert masked(got, not exact) == masked(want, not exact)
 
 
 def _children(pid: int) -> set[int]:
