@@ -129,3 +129,22 @@ def test_every_query_parameter_the_readme_names_is_accepted(client):
     for name in names:
         answer = client.get(f"/v1/analyze/http?canary.app=a&stable.app=b&{name}=x")
         assert "unknown query parameter" not in answer.get_data(as_text=True), name
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_section_of_the_docs_lands_on_a_heading():
+    """A person sent to `docs/kubernetes.md#alerts` from an alert or the README must find the
+    section: a renamed heading would leave the link at the top of a long page."""
+    anchors = {doc: {_slug(h) for h in re.findall(r"^#+ (.+)$", (ROOT / doc).read_text(), re.M)}
+               for doc in DOCS}
+    links = []
+    for doc in DOCS:
+        for target, anchor in re.findall(r"\]\(([\w./-]*)#([\w-]+)\)", (ROOT / doc).read_text()):
+            path = (ROOT / doc).parent / target if target else ROOT / doc
+            links.append((doc, str(path.resolve().relative_to(ROOT)), anchor))
+    assert ("README.md", "docs/kubernetes.md", "why-did-a-rollout-stop") in links
+    assert [link for link in links if link[2] not in anchors[link[1]]] == []
