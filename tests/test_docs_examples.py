@@ -9,6 +9,7 @@ shows), and the GET route's row must name every query parameter the service acce
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,24 @@ def test_every_link_to_a_section_of_the_docs_lands_on_a_heading():
             links.append((doc, str(path.resolve().relative_to(ROOT)), anchor))
     assert ("README.md", "docs/kubernetes.md", "why-did-a-rollout-stop") in links
     assert [link for link in links if link[2] not in anchors[link[1]]] == []
+
+
+def test_the_readme_command_line_shows_every_option_of_the_cli():
+    """The README's usage is what an operator at a terminal reads first: each option the CLI
+    takes is in it (an option missing there is one nobody finds), and it shows none the CLI
+    would refuse."""
+    from webhook.cli import build_parser
+
+    section = (ROOT / "README.md").read_text().split("\n## Command line\n", 1)[1]
+    usage = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    # each command's part of the usage: from `canary-judge <name>` to the next command
+    parts = re.split(r"canary-judge (\w+)", usage)
+    shown = {name: set(re.findall(r"--[a-z-]+", text))
+             for name, text in zip(parts[1::2], parts[2::2], strict=True)}
+    subparsers = next(a for a in build_parser()._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    for name, command in subparsers.choices.items():
+        options = {flag for action in command._actions for flag in action.option_strings
+                   if flag.startswith("--") and flag != "--help"}
+        assert options - shown[name] == set(), f"canary-judge {name}: left out of the README"
+        assert shown[name] - options == set(), f"canary-judge {name}: the README's, unknown"
