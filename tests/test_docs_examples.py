@@ -170,3 +170,22 @@ def test_the_readme_command_line_shows_every_option_of_the_cli():
                    if flag.startswith("--") and flag != "--help"}
         assert options - shown[name] == set(), f"canary-judge {name}: left out of the README"
         assert shown[name] - options == set(), f"canary-judge {name}: the README's, unknown"
+
+
+def test_install_steps_create_the_tokens_secret_before_the_pods_start():
+    """The Deployment reads canary-judge-secrets into its environment (optional: true), which
+    a pod reads only when it starts: a Secret created after `kubectl apply -k` leaves the
+    running judge without its API tokens, open to anyone, until it is restarted."""
+    deployment = (ROOT / "manifests/base/deployment.yaml").read_text()
+    assert "name: canary-judge-secrets" in deployment and "optional: true" in deployment
+    seen = 0
+    for doc in DOCS:
+        for block in re.findall(r"```sh\n(.*?)```", (ROOT / doc).read_text(), re.S):
+            lines = block.splitlines()
+            secret = [i for i, line in enumerate(lines) if "secret generic canary-judge-secrets"
+                      in line]
+            applied = [i for i, line in enumerate(lines) if re.search(r"kubectl apply -k", line)]
+            if secret and applied:
+                seen += 1
+                assert secret[0] < applied[0], f"{doc}: {block}"
+    assert seen >= 1  # the README's install
