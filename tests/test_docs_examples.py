@@ -189,3 +189,17 @@ def test_install_steps_create_the_tokens_secret_before_the_pods_start():
                 seen += 1
                 assert secret[0] < applied[0], f"{doc}: {block}"
     assert seen >= 1  # the README's install
+
+
+def test_the_readme_layout_names_every_module_of_the_package():
+    """README's Development layout is a newcomer's map of webhook/: a module missing from it
+    is one they do not know exists (each top-level module and subpackage, by name)."""
+    readme = (ROOT / "README.md").read_text().split("\n## Development\n", 1)[1]
+    layout = readme.split("```", 2)[1]
+    named = set(re.findall(r"[\w-]+(?:\.py|/)", layout))
+    package = ROOT / "webhook"
+    modules = {p.name for p in package.glob("*.py") if not p.name.startswith("__")}
+    packages = {p.name + "/" for p in package.iterdir()
+                if p.is_dir() and (p / "__init__.py").exists()}
+    assert len(modules) > 20 and len(packages) > 5
+    assert sorted((modules | packages) - named) == []
