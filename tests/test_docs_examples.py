@@ -203,3 +203,27 @@ def test_the_readme_layout_names_every_module_of_the_package():
                 if p.is_dir() and (p / "__init__.py").exists()}
     assert len(modules) > 20 and len(packages) > 5
     assert sorted((modules | packages) - named) == []
+
+
+def test_every_value_the_docs_show_for_a_locked_var_is_one_the_service_takes(client):
+    """An example that sets a locked var (`requests_metric: myapp_requests_total`) to a value
+    its lock refuses is a 403 to whoever copies it into a template: each example of a locked
+    var in the docs, the templates' and configs' comments must be one the service accepts."""
+    texts = {path: path.read_text() for path in [
+        *(ROOT / doc for doc in DOCS), *(ROOT / "analysis_templates").rglob("*.yaml"),
+        *(ROOT / "webhook" / "configs").glob("*.yaml"), *(ROOT / "manifests").rglob("*.yaml")]}
+    checked = 0
+    for config in ("http", "trading", "healthcare"):
+        locked = client.get(f"/v1/configs/{config}").json["locks"]["vars"]
+        for var in locked:
+            for path, text in texts.items():
+                # not `vars.<var>: …`: a field named in an error message the docs quote
+                for value in re.findall(rf"(?<![\w.]){var}[\"']?\s*[:=]\s*[\"']?([A-Za-z_][\w.]*)",
+                                        text):
+                    answer = client.post("/v1/analyze", json={
+                        "config": config, "canary": {"app": "a"}, "stable": {"app": "b"},
+                        "vars": {var: value}, "window": {"lookback": "5m"}})
+                    assert answer.status_code != 403, (path.relative_to(ROOT), var, value,
+                                                       answer.json)
+                    checked += 1
+    assert checked >= 5
