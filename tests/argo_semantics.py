@@ -7,7 +7,19 @@ Read from Argo Rollouts' source (master 9f8d111, v1.10.0-rc1-70; the same rules 
   compared with the conditions under expr-lang typing (analysis/ and metricproviders/webmetric);
 - a metric's measurements → its phase (analysis/analysis.go: assessMetricStatus,
   assessMetricFailureInconclusiveOrError; pkg/apis/.../analysis_types.go: EffectiveCount;
-  utils/defaults: consecutiveErrorLimit defaults to 4).
+  utils/defaults: consecutiveErrorLimit defaults to 4);
+- `consecutiveSuccessLimit` (since v1.8.0, argoproj/argo-rollouts#3970): runMeasurements in
+  analysis/analysis.go adds one to MetricResult.ConsecutiveSuccess per Successful measurement
+  and zeroes it on a Failed, Inconclusive or Error one. assessMetricStatus checks the failure,
+  inconclusive and error limits first, then ends the metric Successful as soon as the streak
+  reaches the limit, before `count` is reached; at `count` without the streak the metric is
+  Inconclusive (Failed when failureLimit is -1); a metric without a count ends only by the
+  streak or a limit, or Successful when the run is terminated;
+- which settings an AnalysisRun may have at all (utils/analysis/factory.go: ValidateMetric,
+  called on the resolved metrics when a run starts): see validate_metric;
+- a controller older than v1.8 has no such field: its CRD's structural schema drops it when
+  the template is stored (or, with strict field validation, refuses the template), and its
+  Metric type would ignore it anyway; MetricLimits.of(metric, argo=(1, 7)) reads it that way.
 
 The templates' tests use this so that a template setting (count, failureLimit, ...) is judged
 by what Argo would do with it, not by what its comment says.
@@ -141,6 +153,44 @@ def int_value(value: Any) -> int:
         return 0
 
 
+# The Argo Rollouts release that reads `consecutiveSuccessLimit`; the newest we model.
+CONSECUTIVE_SUCCESS_SINCE = (1, 8)
+LATEST = (1, 10)
+_LIMIT_KEYS = ("count", "failureLimit", "inconclusiveLimit", "consecutiveErrorLimit",
+               "consecutiveSuccessLimit")
+
+
+def validate_metric(metric: dict[str, Any]) -> None:
+    """Argo's ValidateMetric on a resolved metric: an AnalysisRun whose metric breaks one of
+    these rules errors when it starts (and a Rollout whose step template does is InvalidSpec).
+    Raises ArgoError with Argo's reason."""
+    count = int_value(metric.get("count"))
+    failure = int_value(metric.get("failureLimit"))
+    success = int_value(metric.get("consecutiveSuccessLimit"))
+    inconclusive = int_value(metric.get("inconclusiveLimit"))
+    if success < 0:
+        raise ArgoError("consecutiveSuccessLimit must be >= 0")
+    if failure < -1:
+        raise ArgoError("failureLimit must be >= 0, or -1 to be disabled")
+    if success == 0 and failure == -1:
+        raise ArgoError("failureLimit and consecutiveSuccessLimit cannot both be disabled")
+    if inconclusive < 0:
+        raise ArgoError("inconclusiveLimit must be >= 0")
+    if metric.get("consecutiveErrorLimit") is not None and \
+            int_value(metric["consecutiveErrorLimit"]) < 0:
+        raise ArgoError("consecutiveErrorLimit must be >= 0")
+    if count > 0:
+        if failure >= 0 and count < failure + success:
+            raise ArgoError(f"count ({count}) must be >= failureLimit + consecutiveSuccessLimit "
+                            f"({failure} + {success}) if both >= 0")
+        if failure < 0 and count < success:
+            raise ArgoError("count must be >= consecutiveSuccessLimit")
+        if count < inconclusive:
+            raise ArgoError("count must be >= inconclusiveLimit")
+    if count > 1 and not metric.get("interval"):
+        raise ArgoError("interval must be specified when count > 1")
+
+
 @dataclass(frozen=True)
 class MetricLimits:
     """The settings of one metric that decide its phase, with Argo's defaults applied."""
@@ -152,11 +202,14 @@ class MetricLimits:
     consecutive_success_limit: int  # 0: not used
 
     @classmethod
-    def of(cls, metric: dict[str, Any]) -> MetricLimits:
-        """From a metric whose args are resolved (count: "5", not "{{args.count}}")."""
-        for key in ("count", "failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"):
+    def of(cls, metric: dict[str, Any], argo: tuple[int, int] = LATEST) -> MetricLimits:
+        """From a metric whose args are resolved (count: "5", not "{{args.count}}"), as a
+        controller of release `argo` (major, minor) reads it."""
+        for key in _LIMIT_KEYS:
             if isinstance(metric.get(key), str) and ARG.search(metric[key]):
                 raise AssertionError(f"{key}: resolve the args first (resolve_args)")
+        if argo < CONSECUTIVE_SUCCESS_SINCE:
+            metric = {k: v for k, v in metric.items() if k != "consecutiveSuccessLimit"}
         # EffectiveCount: count unset or 0 runs forever with an interval, once without one.
         count: int | None = int_value(metric.get("count"))
         if not count:
