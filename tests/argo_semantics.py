@@ -191,6 +191,15 @@ def validate_metric(metric: dict[str, Any]) -> None:
         raise ArgoError("interval must be specified when count > 1")
 
 
+def with_arg_defaults(metric: dict[str, Any], args: list[dict[str, Any]],
+                      **values: str) -> dict[str, Any]:
+    """The metric with its limit settings resolved from the template's arg defaults and
+    `values` (e.g. count="5"), the rest as written: a template read directly, as an analysis
+    step that passes no such args runs it."""
+    defaults = {a["name"]: str(a["value"]) for a in args if "value" in a} | values
+    return {k: resolve_args(v, defaults) if k in _LIMIT_KEYS else v for k, v in metric.items()}
+
+
 @dataclass(frozen=True)
 class MetricLimits:
     """The settings of one metric that decide its phase, with Argo's defaults applied."""

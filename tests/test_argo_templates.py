@@ -1,30 +1,36 @@
 """The shipped templates' analysis settings, judged by Argo's own metric-assessment rules.
 
-A template's `count`, `failureLimit`, `inconclusiveLimit` and `consecutiveErrorLimit` decide
-what Argo does with the judge's answers. These tests run Argo's rules (tests/argo_semantics.py)
-over every analysis the example Rollouts run, with the args those Rollouts pass:
+A template's `count`, `failureLimit`, `inconclusiveLimit`, `consecutiveErrorLimit` and
+`consecutiveSuccessLimit` decide what Argo does with the judge's answers. These tests run Argo's
+rules (tests/argo_semantics.py) over every analysis the example Rollouts run, with the args those
+Rollouts pass, as Argo Rollouts >= 1.8 reads them and as an older controller does (no streak):
 - a regression first seen at the last measurement must fail the run (abort), never promote;
-- a healthy canary (passes, some early low-data answers, an outage blip) must never fail.
+- a healthy canary (passes, some early low-data answers, an outage blip) must never fail;
+- a step must not promote on passes its latest answers no longer give (Argo >= 1.8).
 Flagger Canaries get the same two questions through their `threshold` and hooks.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from argo_semantics import (
+    CONSECUTIVE_SUCCESS_SINCE,
     ERROR,
     FAILED,
     INCONCLUSIVE,
+    LATEST,
     ROLLOUT_ACTION,
     RUNNING,
     SUCCESSFUL,
     MetricLimits,
     resolve_args,
     run_metric,
+    validate_metric,
 )
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "analysis_templates"
@@ -81,12 +87,32 @@ def _length(limits: MetricLimits) -> int:
     return limits.count if limits.count is not None else BACKGROUND_MEASUREMENTS
 
 
+# The releases the templates must be safe on: the streak is read from 1.8 on; before, the field
+# is refused or dropped and count and inconclusiveLimit alone decide.
+RELEASES = {"argo>=1.8": LATEST, "argo<1.8": (1, CONSECUTIVE_SUCCESS_SINCE[1] - 1)}
+RELEASE = pytest.mark.parametrize("argo", list(RELEASES.values()), ids=list(RELEASES))
+
+
+def without_a_streak(length: int, streak: int) -> list[str]:
+    """Passes broken by low-data answers often enough that `streak` passes never run in a row."""
+    if streak <= 0:
+        return [SUCCESSFUL] * length
+    return (([SUCCESSFUL] * (streak - 1) + [INCONCLUSIVE]) * length)[:length]
+
+
+@RELEASE
 @pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
-def test_a_regression_first_failing_at_the_last_measurement_aborts(label, metric):
-    limits = MetricLimits.of(metric)
+def test_a_regression_first_failing_at_the_last_measurement_aborts(label, metric, argo):
+    limits = MetricLimits.of(metric, argo)
     n = _length(limits)
+    k = limits.consecutive_success_limit
     early = min(limits.inconclusive_limit, n - 1)  # low data at first, then passes
-    for lead in ([SUCCESSFUL] * (n - 1), [INCONCLUSIVE] * early + [SUCCESSFUL] * (n - 1 - early)):
+    leads = [without_a_streak(n - 1, k),
+             [INCONCLUSIVE] * early + without_a_streak(n - 1 - early, k)]
+    # The ways a step reaches its last measurement without a failure: the metric still runs.
+    leads = [lead for lead in leads if run_metric(limits, lead)[0] == RUNNING]
+    assert leads, (label, limits)
+    for lead in leads:
         phases = [*lead, FAILED]
         phase, taken = run_metric(limits, phases, terminating=True)
         assert phase == FAILED and taken == n, (label, limits, phases, phase)
@@ -95,9 +121,10 @@ def test_a_regression_first_failing_at_the_last_measurement_aborts(label, metric
     assert run_metric(limits, [FAILED, *[SUCCESSFUL] * n]) == (FAILED, 1)
 
 
+@RELEASE
 @pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
-def test_a_healthy_canary_is_never_failed(label, metric):
-    limits = MetricLimits.of(metric)
+def test_a_healthy_canary_is_never_failed(label, metric, argo):
+    limits = MetricLimits.of(metric, argo)
     n = _length(limits)
     early = min(limits.inconclusive_limit, n - 1)
     blip = [ERROR] * limits.consecutive_error_limit  # judge or Prometheus briefly down
@@ -127,9 +154,10 @@ ERROR_RETRY_SECONDS = 10
 OUTAGE_HELD_SECONDS = {"http": 300, "trading": 40, "healthcare": 40}
 
 
+@RELEASE
 @pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
-def test_an_outage_holds_the_rollout_for_its_domain_s_time_then_aborts(label, metric):
-    limits = MetricLimits.of(metric)
+def test_an_outage_holds_the_rollout_for_its_domain_s_time_then_aborts(label, metric, argo):
+    limits = MetricLimits.of(metric, argo)
     n = _length(limits)
     held = OUTAGE_HELD_SECONDS[label.split("/")[0]]
     # an outage `held` s long fails the measurements at 0, 10, ... s before it ends
@@ -140,6 +168,63 @@ def test_an_outage_holds_the_rollout_for_its_domain_s_time_then_aborts(label, me
     phase, taken = run_metric(limits, [SUCCESSFUL, *[ERROR] * (errors + 1)])
     assert phase == ERROR and ROLLOUT_ACTION[phase] == "abort", (label, limits, phase)
     assert (taken - 2) * ERROR_RETRY_SECONDS == held  # aborted `held` s into the outage
+
+
+# The judge's metric of every analysis step (a `gates` metric has inconclusiveLimit 0: any held
+# gate pauses, tests/test_gates_metric.py).
+STEPS = [a for a in ANALYSES if "/step" in a[0] and a[1]["name"] != "gates"]
+STEP_IDS = [label for label, _ in STEPS]
+S, INC = SUCCESSFUL, INCONCLUSIVE
+
+
+@pytest.mark.parametrize(("label", "metric"), STEPS, ids=STEP_IDS)
+def test_a_step_never_promotes_on_passes_its_latest_answers_no_longer_give(label, metric):
+    """The judge answers inconclusive when it cannot see (the canary's data stopped, traffic
+    gone): passes before that are stale. On count and inconclusiveLimit alone Argo promoted
+    pass, pass, inconclusive x3; with the streak a step ends Successful only on two passes in
+    a row, and reaching count without them pauses the rollout."""
+    limits = MetricLimits.of(metric)
+    n = limits.count
+    assert n is not None
+    named = {  # answers of one step -> (Argo's phase, measurements Argo took)
+        "pass, pass, then the data stops": ([S, S, INC, INC, INC], (SUCCESSFUL, 2)),
+        "passes broken by low data, then it stops": ([S, INC, S, INC, INC], (INCONCLUSIVE, 5)),
+        "low data, one pass at the end": ([INC, INC, S, INC, S], (INCONCLUSIVE, 5)),
+        "low data, then two passes": ([INC, INC, INC, S, S], (SUCCESSFUL, 5)),
+    }
+    for name, (phases, expected) in named.items():
+        assert run_metric(limits, phases[:n]) == expected, (label, name)
+    # Every sequence of passes and low-data answers, Errors between them included: a step is
+    # Successful only on an answer that is a pass, after one more pass.
+    for phases in itertools.product([S, INC, ERROR], repeat=n):
+        phase, taken = run_metric(limits, phases)
+        if phase == SUCCESSFUL:
+            answers = [p for p in phases[:taken] if p != ERROR]
+            assert answers[-2:] == [S, S], (label, phases, taken)
+
+
+@pytest.mark.parametrize(("label", "metric"), STEPS, ids=STEP_IDS)
+def test_before_argo_1_8_a_step_ends_as_it_did(label, metric):
+    """What an older controller does with the same templates: no streak, count and
+    inconclusiveLimit alone (the stale passes promote there, as they did everywhere before)."""
+    old = MetricLimits.of(metric, RELEASES["argo<1.8"])
+    assert old == MetricLimits.of({k: v for k, v in metric.items()
+                                   if k != "consecutiveSuccessLimit"})
+    assert run_metric(old, [S, S, INC, INC, INC]) == (SUCCESSFUL, 5)
+    assert run_metric(old, [S] * old.count) == (SUCCESSFUL, old.count)
+
+
+@pytest.mark.parametrize(("label", "metric"), ANALYSES, ids=IDS)
+def test_argo_accepts_every_analysis_and_background_analysis_never_ends_on_passes(label, metric):
+    """An AnalysisRun whose metric Argo's validation refuses never starts; and a streak would
+    end a background analysis Successful, after which nothing watches the rest of the rollout."""
+    validate_metric(metric)
+    limits = MetricLimits.of(metric)
+    if "/background/" in label:
+        assert limits.count is None and limits.consecutive_success_limit == 0, label
+        assert run_metric(limits, [SUCCESSFUL] * 50) == (RUNNING, 50)
+    elif metric["name"] != "gates":
+        assert limits.consecutive_success_limit >= 2, label
 
 
 def test_the_assessment_rules_themselves():

@@ -150,3 +150,29 @@ def test_crd_validation_catches_mistakes():
     rollout["spec"]["strategy"]["canary"]["analysis"]["args"][0]["valueFrom"] = {
         "podTemplateHash": "Latest"}
     assert any("podTemplateHash" in e for e in crd_errors(rollout))
+
+
+def test_before_argo_1_8_the_templates_streak_is_refused_or_dropped():
+    """docs/kubernetes.md: on an Argo Rollouts CRD from before 1.8 (its metric schema has no
+    `consecutiveSuccessLimit`; v1.7.2's, structural, keeps no unknown fields there) kubectl's
+    strict field validation refuses the shipped templates naming the field, and with
+    --validate=warn the API server drops it and stores an object that validates."""
+    schema = copy.deepcopy(_template_crd_schema())
+    metric = schema["properties"]["spec"]["properties"]["metrics"]["items"]
+    assert metric["properties"].pop("consecutiveSuccessLimit")
+    old = jsonschema.Draft7Validator(_strict(schema))
+    templates = objects_of("AnalysisTemplate") + objects_of("ClusterAnalysisTemplate")
+    assert templates
+    for path, doc in templates:
+        doc = copy.deepcopy(doc)
+        refused = [e.message for e in old.iter_errors(doc)]
+        assert any("consecutiveSuccessLimit" in m for m in refused), path
+        for m in doc["spec"]["metrics"]:
+            m.pop("consecutiveSuccessLimit", None)
+        assert not list(old.iter_errors(doc)), path
+
+
+def _template_crd_schema() -> dict[str, Any]:
+    (crd,) = load_docs(CRD_DIR / "argo-rollouts" / "analysis-template-crd.yaml")
+    (version,) = crd["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"]

@@ -21,6 +21,7 @@ from argo_semantics import (
     MetricLimits,
     argo_phase,
     run_metric,
+    with_arg_defaults,
 )
 
 from webhook.app import create_app
@@ -86,10 +87,9 @@ def hook(client, kind: str, config: str, canary: str, stable: str, window: dict[
 def template_metric(profile: str = "trading") -> dict[str, Any]:
     """The shipped AnalysisTemplate's web metric, as an AnalysisRun of an analysis step gets it
     (count "5"): its conditions and limits decide what Argo does with our answers."""
-    path = TEMPLATES / profile / "analysis-template.yaml"
-    (metric,) = [m for m in yaml.safe_load(path.read_text())["spec"]["metrics"]
-                 if m["name"] != "gates"]
-    return {**metric, "count": "5"}
+    template = yaml.safe_load((TEMPLATES / profile / "analysis-template.yaml").read_text())
+    (metric,) = [m for m in template["spec"]["metrics"] if m["name"] != "gates"]
+    return with_arg_defaults(metric, template["spec"]["args"], count="5")
 
 
 def argo_run(metric: dict[str, Any], answers: list[Any]) -> tuple[list[str], str]:

@@ -22,6 +22,7 @@ from argo_semantics import (
     argo_phase,
     json_path,
     run_metric,
+    with_arg_defaults,
 )
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "analysis_templates"
@@ -35,7 +36,8 @@ NY_OPEN = datetime(2026, 11, 30, 15, 0, tzinfo=UTC).timestamp()  # Monday 10:00 
 def template_metrics(profile: str, kind: str = "analysis-template") -> dict[str, dict[str, Any]]:
     """The shipped template's metrics by name, as a step analysis gets them (count "5")."""
     doc = yaml.safe_load((TEMPLATES / profile / f"{kind}.yaml").read_text())
-    return {m["name"]: {**m, "count": "5"} for m in doc["spec"]["metrics"]}
+    return {m["name"]: with_arg_defaults(m, doc["spec"]["args"], count="5")
+            for m in doc["spec"]["metrics"]}
 
 
 @pytest.fixture(scope="module")
