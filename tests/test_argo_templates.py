@@ -227,6 +227,22 @@ def test_argo_accepts_every_analysis_and_background_analysis_never_ends_on_passe
         assert limits.consecutive_success_limit >= 2, label
 
 
+@pytest.mark.parametrize("path", sorted(TEMPLATES.rglob("*analysis-template.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_rollout_written_before_the_streak_arg_runs_as_it_did(path):
+    """A Rollout that passes no `consecutive-successes` (written for the templates before it)
+    gets the template's default: no streak. Its background analysis (count "0") keeps
+    watching however many passes come, instead of ending Successful after two; its steps end
+    as before."""
+    for template in yaml.safe_load_all(path.read_text()):
+        args = template["spec"]["args"]
+        values = {a["name"]: str(a.get("value", "x")) for a in args}
+        for metric in template["spec"]["metrics"]:
+            background = MetricLimits.of(resolve_args(metric, values | {"count": "0"}))
+            assert background.consecutive_success_limit == 0, (path, metric["name"])
+            assert run_metric(background, [SUCCESSFUL] * 50) == (RUNNING, 50)
+
+
 def test_the_assessment_rules_themselves():
     """Argo's rules as read from its source, on settings where the outcome is known."""
     step = MetricLimits(count=5, failure_limit=1, inconclusive_limit=3,
