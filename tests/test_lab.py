@@ -25,7 +25,7 @@ from webhook.lab import (
     TrafficSide,
     render_openmetrics,
 )
-from webhook.lab.scrapes import increase
+from webhook.lab.scrapes import exact, increase
 
 needs_prometheus = pytest.mark.skipif(
     not PrometheusLab.available(),
@@ -288,3 +288,34 @@ def test_off_grid_scrapes_and_their_increase_model(width: int) -> None:
     assert not np.allclose(got[:, 1], np.round(got[:, 1]))
     truth = np.interp(got[-1, 0], ts, values) - np.interp(got[0, 0] - width, ts, values)
     assert got[:, 1].sum() == pytest.approx(truth, rel=0.03)
+
+
+@needs_prometheus
+@pytest.mark.parametrize("width", [60, 20, 5])
+def test_exact_counts_and_their_model(width: int) -> None:
+    """The built-in configs' per-step count, the change of the last sample since the step
+    before's, in a real Prometheus: `webhook.lab.scrapes.exact` (the detection benchmark's
+    model of it) gives the same numbers, whole requests, and the steps add up to the planted
+    total over the range, at steps longer and shorter than the scrape interval."""
+    side = TrafficSide({"app": "x", "rollouts_pod_template_hash": "offgrid"}, rps=40,
+                       scrape_offset=7.3)
+    text = render_openmetrics([side], START, END, scrape_interval=15, seed=5, jitter=0.4)
+    planted = samples(text)
+    ok = next(s for s in planted if s.startswith(REQ + "{") and 'code="200"' in s)
+    ts = np.array([t for t, _ in planted[ok]])
+    values = np.array([float(v) for _, v in planted[ok]])
+    query = (f"((last_over_time({ok}[{width}s]) - last_over_time({ok}[5m] offset {width}s))"
+             f" >= 0) or last_over_time({ok}[{width}s])")
+    with PrometheusLab() as lab, requests.Session() as session:
+        lab.plant(text)
+        url = lab.start()
+        r = session.get(f"{url}/api/v1/query_range", params={
+            "query": query, "start": START + 300, "end": END, "step": width})
+        got = np.array([[float(t), float(v)] for t, v in r.json()["data"]["result"][0]["values"]])
+    ends = START + 300 + width * np.arange(round((END - START - 300) / width) + 1)
+    model = exact(ts, values, ends, width)
+    assert np.array_equal(ends[np.isfinite(model)], got[:, 0])  # the steps with a sample
+    assert model[np.isfinite(model)] == pytest.approx(got[:, 1], abs=1e-9)
+    assert np.array_equal(got[:, 1], np.round(got[:, 1]))
+    truth = values[ts <= END][-1] - values[ts <= START + 300 - width][-1]
+    assert got[:, 1].sum() == truth

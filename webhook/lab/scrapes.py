@@ -1,4 +1,5 @@
-"""What `increase(counter[range])` returns for a counter scraped off the judge's step grid.
+"""What `increase(counter[range])`, and the exact per-step count the built-in configs use
+instead, return for a counter scraped off the judge's step grid.
 
 Real targets are scraped at their own phase. A step's range then holds the samples of that
 step only: the increments between the previous step's last scrape and this step's first are
@@ -9,6 +10,10 @@ and vary a third more than the requests did. The lab plants samples on the grid 
 otherwise (`TrafficSide.scrape_offset`), which hides this; the detection benchmark uses
 `increase` below to judge the counts a real Prometheus gives (`tests/test_lab.py` checks it
 against one).
+
+`exact` is the count the built-in configs now query (`docs/profiles.md`, "Counting a counter
+per step"): the change of the series' last sample since the step before's last one, which
+telescopes to the true total and is never extrapolated.
 """
 
 from __future__ import annotations
@@ -51,4 +56,36 @@ def increase(ts: np.ndarray, values: np.ndarray, ends: np.ndarray, width: float,
     interval = (sampled + np.where(to_start < threshold, to_start, average / 2)
                 + np.where(to_end < threshold, to_end, average / 2))
     out[ok] = result * interval / sampled
+    return out
+
+
+LOOKBACK = 300.0  # seconds: how far back `exact`'s query looks for the step before's last sample
+
+
+def exact(ts: np.ndarray, values: np.ndarray, ends: np.ndarray, width: float,
+          lookback: float = LOOKBACK) -> np.ndarray:
+    """What the exact per-step count returns at each of `ends`:
+    `((last_over_time(x[width]) - last_over_time(x[lookback] offset width)) >= 0)
+    or last_over_time(x[width])`, NaN where the step holds no sample (Prometheus 2's closed
+    ranges, as in `increase`).
+
+    The step before's last sample is looked for up to `lookback` seconds back, so a step
+    shorter than the scrape interval counts the change since the previous scrape; a series
+    without one there (new, or back after a longer gap) counts its whole value, and so does
+    one whose value fell (a reset counts from 0).
+    """
+    ts = np.asarray(ts, dtype=float)
+    values = np.asarray(values, dtype=float)
+    ends = np.asarray(ends, dtype=float)
+    out = np.full(ends.size, np.nan)
+    if not ts.size:
+        return out
+    last = np.searchsorted(ts, ends, side="right") - 1
+    before = np.searchsorted(ts, ends - width, side="right") - 1
+    has = (last >= 0) & (ts[np.maximum(last, 0)] >= ends - width)
+    had = (before >= 0) & (ts[np.maximum(before, 0)] >= ends - width - lookback)
+    now = values[np.maximum(last, 0)]
+    change = now - values[np.maximum(before, 0)]
+    counted = np.where(had & (change >= 0), change, now)
+    out[has] = counted[has]
     return out
