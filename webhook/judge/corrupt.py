@@ -2,11 +2,14 @@
 
 An absent series is normal (a 5xx counter that never fired has none) and the judges read it as
 zero events or as no data. A *present* sample that is NaN or ±Inf (a division by zero, an
-overflow, a broken exporter or recording rule), or a negative count (`increase()` already
-handles counter resets, so a count below zero is never real), is neither: reading it as zero,
-or skipping it, once let a canary with three times the errors pass. Such a check is
-inconclusive, and its reason names the metric, the side and the bad value so that a person can
-find the broken series.
+overflow, a broken exporter or recording rule), or a negative count (`increase()` and the
+built-in configs' exact counts already handle counter resets, so a count below zero is never
+real), is neither: reading it as zero, or skipping it, once let a canary with three times the
+errors pass. Such a check is inconclusive, and its reason names the metric, the side and the
+bad value so that a person can find the broken series. A count that is merely large is data
+below 1e15 (the judges' implausible-count check, `sequential.MAX_COUNT`): the whole value an
+exact count gives a series back after a scrape gap longer than its lookback (README
+"Counting a counter per step") is not flagged.
 
 Pure functions on arrays: the analysis calls them with the mask of steps that had a sample (the
 only way to tell a NaN sample from a missing one); the judges call them on the arrays they get,

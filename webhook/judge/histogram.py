@@ -119,9 +119,9 @@ class Histogram:
 
         Series whose `le` spells the same bound differently ("0.2", "2e-1", "2.0e-1": two
         targets, two client libraries) arrive separately from `sum by (le)`; they are one bucket
-        and are added up. Counter extrapolation in `increase()` can make a bucket look
-        fractionally larger than the next; cumulative counts are forced monotone so ranks stay
-        meaningful.
+        and are added up. Counter extrapolation in `increase()` (a config of one's own may
+        count with it) can make a bucket look fractionally larger than the next; cumulative
+        counts are forced monotone so ranks stay meaningful.
         """
         merged: dict[float, np.ndarray] = {}
         for le, v in buckets:

@@ -164,7 +164,7 @@ def extra_series() -> list[ExtraSeries]:
     `process_cpu_ratio`: AR(1) gauge, 0.5 on every version but `slow` (0.65, +30 %).
     `pnl_impact_usd`: a gauge near 0 on every version, -25,000 on `errors3x`.
     `adverse_events_total`: a counter at 0 everywhere, stepping to 2 on `errors3x`
-    (initialised at 0, as a counter must be for increase() to see its first event).
+    (initialised at 0, as a client library exports a counter without labels).
     """
     out = []
     versions = {"stable": ARGO_STABLE, **{v: argo_hash(v) for v in ARGO_CANARIES}}

@@ -16,8 +16,11 @@ keeps its own cache, and a cold one simply reads everything, so two replicas ans
 The gunicorn workers of one pod also share what they read (`shared_steps`): a query this
 process lacks, or holds with fewer settled steps, is taken from the pod's store when that holds
 its first step, and an entry whose settled steps advanced is left there for the others. Counter
-resets need nothing special: `increase()`/`rate()` are evaluated by Prometheus per step, so a
-step's value never depends on steps read later.
+resets need nothing special: Prometheus evaluates each step on its own, from samples at or
+before its time only (`increase()`/`rate()` the step's, the built-in configs' exact counts the
+change since the last sample up to 5 minutes before the step), so a step's value never depends
+on steps read later. A late sample changes its own step and the next step holding a sample of
+that series, which is later still: never a step settled before it.
 
 One key (expression, step, grid phase) serves every window on that grid: Argo's sequential
 poll and a fixed poll of the same question ask for windows that end together but start apart.
