@@ -82,3 +82,24 @@ def test_issue_targets_hold_on_a_small_sample_of_the_benchmark() -> None:
     for r in rows("p99_+25pct_canary20_m80"):
         for q in ("latency_p95", "latency_p99"):
             assert not (r[f"{judge.key}:{q}"] == PASS).any()
+
+
+def test_off_grid_scenarios_count_whole_requests_as_the_http_config_does() -> None:
+    """The `*_scrape15` scenarios judge what the http config's queries return for targets
+    scraped off the step grid: its exact per-step counts are whole requests and add up to the
+    rollout's, but those after each counter's last scrape (at most the last step's; the
+    stable's first step also counts the requests of its history after the last scrape before
+    the rollout); the increase() it used to count with gave fractions that did not add up."""
+    from bench.detection.simulate import scenarios, simulate
+
+    scs = {sc.id: sc for sc in scenarios(1, 1, 1)}
+    for rollout in range(3):
+        on = simulate(scs["aa_canary20"], rollout)
+        off = simulate(scs["aa_canary20_scrape15"], rollout)
+        for got, planted, before in (
+                (off.canary.requests, on.canary.requests, 0.0),
+                (off.canary.errors, on.canary.errors, 0.0),
+                (off.stable.requests, on.stable.requests, on.stable.history_requests[-1])):
+            assert np.array_equal(got, np.round(got))
+            assert -before <= planted.sum() - got.sum() <= planted[-1]
+        assert not np.array_equal(off.canary.requests, on.canary.requests)  # spread otherwise
