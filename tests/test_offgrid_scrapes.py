@@ -211,3 +211,23 @@ def test_a_scrape_gap_is_counted_once_unless_longer_than_the_lookback(offgrid):
     before = max(v for t, v in series[next(s for s in series if '"gap6m"' in s)]
                  if t < end - 1200 + 12)
     assert n == planted(series, "gap6m", end - HOUR, end) + before
+
+
+@pytest.mark.parametrize("name", ["http", "trading", "healthcare"])
+def test_every_built_in_count_is_exact(name):
+    """Every count a built-in config judges (ratio numerators and totals, histogram buckets,
+    events and their traffic), in every provider's variant, is the exact per-step count pinned
+    above: none extrapolates with increase()."""
+    from webhook.configs import load_registry
+
+    config = load_registry(None).get(name)
+    assert config is not None
+    variants = [config, *(config.for_provider(p) for p in config.providers)]
+    counts = [(spec.name, role, query) for variant in variants for spec in variant.metrics
+              if spec.kind in ("ratio", "histogram", "events")
+              for role, query in spec.queries().items() if role != "samples"]
+    assert counts
+    for metric, role, query in counts:
+        assert "increase(" not in query, (metric, role)
+        assert "[5m] offset {{step}}" in query and ">= 0) or last_over_time(" in query, (
+            metric, role)
