@@ -77,3 +77,14 @@ def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = (),
     if body.get("report"):
         lines += ["", f"report:  {printable(body['report'])}"]
     return "\n".join(lines) + "\n"
+
+
+def error_text(status: str, message: str, field: str | None = None) -> str:
+    """An error answer as lines for a person, as `verdict_text` is for a verdict: what went
+    wrong and which field to fix, control characters shown as escapes (a message quotes the
+    caller's values)."""
+    lines = [f"error:   {printable(status)}"]
+    if field:
+        lines.append(f"field:   {printable(field)}")
+    lines.append(f"message: {printable(message)}")
+    return "\n".join(lines) + "\n"

@@ -27,9 +27,9 @@ from webhook.api.common import (
     validation_message,
 )
 from webhook.models import AnalysisRequest, parse_time
-from webhook.render import verdict_text
+from webhook.render import error_text, verdict_text
 from webhook.report import signing
-from webhook.report.page import report_html
+from webhook.report.page import error_html, report_html
 from webhook.report.query import report_url
 from webhook.resolve import side_selectors
 from webhook.sources import SourceError
@@ -46,6 +46,9 @@ _WHAT = "a JSON object (the analysis request)"
 
 _FORMATS = {"json": "application/json", "text": "text/plain", "html": "text/html"}
 _JSON_ACCEPTS = frozenset(("", "*/*", "application/json"))
+# Inline styles and SVG only: nothing may load or run, whatever a label value holds.
+_PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+             "frame-ancestors 'none'")
 
 
 def _wanted_format() -> str:
@@ -109,12 +112,33 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
                  for fmt in ("json", "text")}
         response = Response(report_html(body, result.checks, links, sides),
                             mimetype="text/html")
-        # Inline styles and SVG only: nothing may load or run, whatever a label value holds.
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-            "frame-ancestors 'none'")
+        response.headers["Content-Security-Policy"] = _PAGE_CSP
         return response
     return jsonify(body)
+
+
+def _error_as_asked(response: Response) -> Response:
+    """An error answer in the format the caller asked for: the on-call running
+    `curl '…?format=text'` reads a few lines, a browser opening a report link reads a page;
+    Argo and Flagger never ask either and keep the JSON (and its status code, which is what
+    makes their measurement an Error). A `format` this route does not have stays JSON: the
+    400 saying so is about the format itself."""
+    try:
+        wanted = _wanted_format()
+    except AnalysisRequestError:
+        return response
+    body = response.get_json(silent=True) if wanted != "json" else None
+    if not isinstance(body, dict) or "message" not in body:
+        return response
+    status = f"{response.status_code} {body.get('error', 'error')}"
+    if wanted == "text":
+        response.set_data(error_text(status, str(body["message"]), body.get("field")))
+        response.mimetype = "text/plain"
+    else:
+        response.set_data(error_html(status, str(body["message"]), body.get("field")))
+        response.mimetype = "text/html"
+        response.headers["Content-Security-Policy"] = _PAGE_CSP
+    return response
 
 
 @bp.after_request
@@ -126,6 +150,8 @@ def _not_stored(response: Response) -> Response:
     or the JSON to a browser. The text and JSON answers repeat label values as sent
     (`"><script>…`), and a signed link opens them in a browser too: `nosniff` keeps a browser
     to the type given, so neither is ever read as a page (only the page has a CSP)."""
+    if response.status_code >= 400 and response.mimetype == "application/json":
+        response = _error_as_asked(response)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.vary.add("Accept")

@@ -201,3 +201,21 @@ def report_html(body: dict[str, Any], checks: Sequence[CheckResult],
         'failures). The evidence is drawn as this load computes it over the steps so far; '
         'its estimate of how clumped errors are uses the whole window, so a poll made '
         'earlier may have seen slightly different values.</footer></body></html>')
+
+
+def error_html(status: str, message: str, field: str | None = None) -> str:
+    """An error answer as a page, for a browser that opened a report link: the status, the
+    field to fix and the message, escaped (it quotes the caller's values), in the report's
+    own style and with nothing to load or run."""
+    named = (f'<p class="meta" id="field">field <code>{escape(field)}</code></p>'
+             if field else "")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(status)}: canary analysis</title>'
+        f'<style>{_CSS}</style></head><body>'
+        '<h1>canary-judge</h1>'
+        '<div class="banner fail" role="alert">'
+        f'<p class="verdict" id="error">{escape(status)}</p>'
+        f'<p class="reason" id="message">{escape(message)}</p>{named}</div>'
+        '</body></html>')
