@@ -10,6 +10,7 @@ import pytest
 
 from webhook.api.hooks import FlaggerPayload, _selectors
 from webhook.app import create_app
+from webhook.configs import AnalysisConfig, Locks, load_registry
 from webhook.lab.rollouts import ARGO_STABLE, argo_hash
 from webhook.settings import load_settings
 
@@ -196,6 +197,62 @@ def test_a_regex_prometheus_cannot_compile_is_the_callers_400(client, lab, patte
                                      "[a{1001}]|.+", "\\{1001}|.+"])
 def test_regexes_python_refuses_but_prometheus_takes_still_reach_it(client, lab, pattern):
     """The check refuses only what Prometheus refuses too: Go's syntax is not Python's."""
+    matcher = f'rollouts_pod_template_hash=~"{pattern.replace(chr(92), chr(92) * 2)}"'
+    r = client.post("/v1/analyze", json={**GOOD, "stable": matcher, "window": lab.window(30)})
+    assert r.status_code == 200, r.json
+
+
+GO_ONLY_BAD = ["web-(?!canary)", "(?<=a)b", "(web)\\1", "web\\Z", "(?x)web", "\\u0077eb",
+               "[[:word2:]]", "(a{100}){20}", "((web){10}){101}", "\\x4", "[\\b]", "\\p{Foo}"]
+
+
+@pytest.mark.parametrize("pattern", GO_ONLY_BAD)
+def test_a_regex_only_go_refuses_is_the_callers_400(client, lab, pattern):
+    """Python compiles these and Go's regexp does not: Prometheus refused the query and the
+    caller got 502 metrics_source_rejected (Argo: Error, blaming the source for a typo). Now
+    Prometheus' own refusal, quoting the part it could not compile, names the matcher."""
+    matcher = f'pod=~"{pattern.replace(chr(92), chr(92) * 2)}"'
+    r = client.post("/v1/analyze", json={**GOOD, "stable": matcher, "window": lab.window(30)})
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == "stable.pod"
+    assert "not a valid regular expression for Prometheus" in r.json["message"]
+    r = client.post("/v1/hooks/rollback", json={
+        "name": "podinfo", "namespace": "shop",
+        "metadata": {"canary_selector": matcher, "stable_selector": 'app="podinfo"'}})
+    assert r.status_code == 400 and "canary.pod" in r.get_data(as_text=True)
+
+
+def test_a_regex_in_a_var_only_go_refuses_is_the_callers_400(lab):
+    """A config may place a var in a regex matcher (`code=~"{{error_codes}}"`); unlocked, a
+    caller's lookahead there is the caller's 400 naming the var, not the source's 502."""
+    registry = load_registry(None)
+    http = registry.configs["http"]
+    registry.configs["http"] = http.model_copy(update={"locks": Locks()})
+    client = create_app(load_settings(prometheus_url=lab.url), registry=registry).test_client()
+    r = client.post("/v1/analyze", json={**GOOD, "window": lab.window(30),
+                                         "vars": {"error_codes": "5(?!03).."}})
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == "vars.error_codes"
+
+
+def test_a_config_regex_prometheus_refuses_stays_the_sources_502(lab):
+    """The config's own broken regex is not the caller's mistake: the 502 stands, naming the
+    metric, even when the caller's matchers are regexes too."""
+    registry = load_registry(None)
+    data = registry.configs["http"].model_dump()
+    data["metrics"][0]["bad"] = data["metrics"][0]["bad"].replace("{{error_codes}}", "5(?!03)..")
+    registry.configs["http"] = AnalysisConfig.model_validate(data)
+    client = create_app(load_settings(prometheus_url=lab.url), registry=registry).test_client()
+    r = client.post("/v1/analyze", json={**GOOD, "window": lab.window(30),
+                                         "stable": 'rollouts_pod_template_hash=~"6d5f.*"'})
+    assert r.status_code == 502, r.json
+    assert "error_ratio" in r.json["message"]
+
+
+@pytest.mark.parametrize("pattern", ["^*web.*", "web.*$+", "[\\d-z]+|.+", "\\b?.+"])
+def test_regexes_go_takes_are_not_refused_for_pythons_errors(client, lab, pattern):
+    """Python says "nothing to repeat" for a repeated assertion and "bad character range" for
+    `[\\d-z]`; Go compiles both, so they reach Prometheus (they were a 400)."""
     matcher = f'rollouts_pod_template_hash=~"{pattern.replace(chr(92), chr(92) * 2)}"'
     r = client.post("/v1/analyze", json={**GOOD, "stable": matcher, "window": lab.window(30)})
     assert r.status_code == 200, r.json

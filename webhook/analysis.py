@@ -41,7 +41,7 @@ from webhook.resolve import (
 )
 from webhook.rollout import canary_activity, max_gap
 from webhook.sources import query_language
-from webhook.sources.base import MetricsSource, QueryLanguage, QueryResult
+from webhook.sources.base import MetricsSource, QueryLanguage, QueryRejected, QueryResult
 
 # plan_queries, resolve_metrics, resolve_window: re-exported for bench/latency.py
 __all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "evaluate_gates",
@@ -142,8 +142,17 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 + ("ask again later" if grows else
                                    "give a longer window (lookback, or start and end; bare "
                                    "numbers are seconds) or a shorter step")))
-    got = fetch_window(request, config, specs, selectors, vars_, window, mode, source, language,
-                       deadline, starts, resolved.plan(window.step, language))
+    try:
+        got = fetch_window(request, config, specs, selectors, vars_, window, mode, source,
+                           language, deadline, starts, resolved.plan(window.step, language))
+    except QueryRejected as exc:
+        # a regex only Prometheus' compile refuses is the caller's typo, not a broken source
+        mistake = language.callers_mistake(exc.message, {"canary": request.canary,
+                                                          "stable": request.stable},
+                                           request.vars)
+        if mistake is None:
+            raise
+        raise AnalysisRequestError(mistake.message, mistake.field) from exc
     if got.over:
         quiet = max_gap(window.step) * window.step
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,

@@ -156,6 +156,13 @@ class QueryLanguage(Protocol):
         """The series a query asked for on one side, for an inconclusive check's reason."""
         ...
 
+    def callers_mistake(self, rejection: str, sides: Mapping[str, Mapping[str, str] | str],
+                        vars_: Mapping[str, str]) -> QueryLanguageError | None:
+        """The caller's value a source's refusal (`rejection`, its error text) is about, as the
+        400 naming its field (`canary.pod`, `vars.x`), or None when the refusal is not about
+        anything the caller sent (a config's query: the source's 502 stands)."""
+        ...
+
     def activity(self, parts: Sequence[tuple[str, bool]]) -> str | None:
         """One query whose answer is a single series with a sample exactly at the steps where
         any of `parts` (rendered queries) has a finite sample that is above 0 (`True`: a

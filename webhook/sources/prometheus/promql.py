@@ -146,12 +146,25 @@ def _check_regex(value: str, field: str, name: str) -> None:
         try:
             re.compile(value)
         except re.error as exc:
-            if exc.msg.startswith(_REGEX_ERRORS):
+            if exc.msg.startswith(_REGEX_ERRORS) and not _go_takes(value, exc):
                 raise refuse(exc.msg) from None
         except (RecursionError, OverflowError):  # nested past Python's limits, and Go's
             raise refuse("nested too deeply") from None
     if why := _not_go(value):
         raise refuse(why)
+
+
+_ASSERTIONS = ("^", "$", "\\b", "\\B", "\\A")
+_CLASS_ESCAPE = re.compile(r"bad character range \\[dDsSwW]-")
+
+
+def _go_takes(value: str, exc: re.error) -> bool:
+    """The few Python errors of `_REGEX_ERRORS` Go does not share: Go repeats an assertion
+    (`^*`, `$+`, `\\b?`) and reads `[\\d-z]` as a class, `-` and `z` (Python: "nothing to
+    repeat", "bad character range")."""
+    if exc.msg.startswith("nothing to repeat") and exc.pos is not None:
+        return value[:exc.pos].endswith(_ASSERTIONS)
+    return _CLASS_ESCAPE.match(exc.msg) is not None
 
 
 def _not_go(value: str) -> str | None:
@@ -184,6 +197,51 @@ def _not_go(value: str) -> str | None:
         elif ch == "}" and value[i + 1:i + 2] == "+" and _COUNT_ENDS.search(value, 0, i + 1):
             return "possessive quantifier }+ is not Go syntax"
         i += 1
+    return None
+
+
+# Go's regexp/syntax error as Prometheus passes it on: "…error parsing regexp: <what>: `<the
+# part>`" (the part may be cut short by the error text's trim).
+_GO_REGEX_ERROR = re.compile(r"error parsing regexp: ([^`]*?):? `(.*?)(?:`|…)?$")
+_ANCHORED = re.compile(r"^\^\(\?:(.*)\)\$$", re.DOTALL)
+
+
+def rejected_regex(rejection: str, sides: Mapping[str, Mapping[str, str] | str],
+                   vars_: Mapping[str, str]) -> PromQLError | None:
+    """The caller's regex Prometheus refused to compile, as the 400 naming it.
+
+    `_check_regex` refuses what Python's `re` and Go's regexp/syntax both refuse before
+    anything is sent; Go refuses more (lookarounds, backreferences, `\\Z`, `(?x)`, nested
+    counts above 1000 copies, unknown classes), and only Prometheus' own compile knows all of
+    it. Its error quotes the offending part: the first of the caller's regex matcher values
+    (then vars, which a config may place in a regex) holding that part is the one to fix. A
+    part found in none of them is a config's regex, and its 502 stands."""
+    found = _GO_REGEX_ERROR.search(rejection)
+    if found is None:
+        return None
+    why, part = found.group(1), found.group(2)
+    if anchored := _ANCHORED.match(part):  # Prometheus compiles ^(?:<value>)$
+        part = anchored.group(1)
+    if not part:
+        return None
+    candidates: list[tuple[str, str]] = []
+    for side, given in sides.items():
+        if isinstance(given, str):
+            try:
+                matchers = parse_matchers(given, side)
+            except PromQLError:
+                continue
+            candidates += [(f"{side}.{m.name}", m.value) for m in matchers
+                           if m.op in ("=~", "!~")]
+    candidates += [(f"vars.{name}", str(value)) for name, value in vars_.items()]
+    # a part at the value's end may carry the `)` that closes Prometheus' anchor group
+    trimmed = part.removesuffix(")$").removesuffix(")") or part
+    for field, value in candidates:
+        if part in value or trimmed in value:
+            return PromQLError(
+                f"{field}: {value[:60]!r} is not a valid regular expression for Prometheus "
+                f"({why}: {part[:40]!r}); escape characters meant literally, e.g. \\(, and "
+                "use RE2 syntax (no lookarounds or backreferences)", field)
     return None
 
 

@@ -67,6 +67,10 @@ class PromQL:
         series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(expr)))
         return f"{series}{{{selector}}}"
 
+    def callers_mistake(self, rejection: str, sides: Mapping[str, Mapping[str, str] | str],
+                        vars_: Mapping[str, str]) -> promql.PromQLError | None:
+        return promql.rejected_regex(rejection, sides, vars_)
+
     def activity(self, parts: Sequence[tuple[str, bool]]) -> str | None:
         return promql.activity(parts)
 
