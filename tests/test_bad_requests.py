@@ -20,6 +20,9 @@ GOOD = {"canary": {"rollouts_pod_template_hash": "a1"},
     ({**GOOD, "window": {"not_before": "after lunch"}}, "window.not_before", "RFC 3339"),
     ({**GOOD, "window": {"start": 2000, "end": 1000}}, "window.end", "after window.start"),
     ({**GOOD, "window": {"start": 0, "end": 86400 * 30, "step": 1}}, "window.step", "at most"),
+    ({**GOOD, "window": {"start": 0, "end": 10800, "step": 1}}, "window.step",
+     "1s over 3h is 10,800 steps per query; at most 2,000 (CANARY_JUDGE_MAX_WINDOW_POINTS); "
+     "use step >= 6s or a shorter window"),
     ({**GOOD, "alpha": "0.9"}, "alpha", "less than 0.5"),
     ({**GOOD, "mode": "yolo"}, "mode", "fixed"),
     ({**GOOD, "canary": 'app="x"} or vector(1) #'}, "canary", "label matchers"),
@@ -65,3 +68,47 @@ def test_unknown_routes_and_methods_are_never_200(client, method, path, status):
 def test_huge_body_is_rejected(client):
     r = client.post("/v1/analyze", data="x" * (300 * 1024), content_type="application/json")
     assert r.status_code == 413 and r.is_json
+
+
+T = {"config": "trading", "canary": {"rollouts_pod_template_hash": "thealthy"},
+     "stable": {"rollouts_pod_template_hash": "t0stable"}}
+
+
+@pytest.mark.parametrize(("payload", "field", "hint"), [
+    # each quantile is a check with sequential tests over every step: 20,000 held a worker
+    # 85 s and 2.3 GB
+    ({**GOOD, "metrics": {"latency": {"quantiles": [0.5 + i / 100 for i in range(11)]}}},
+     "metrics.latency.quantiles", "11 quantiles; at most 10 per metric"),
+    ({**GOOD, "metrics": [{"name": "latency", "quantiles": [0.99, 0.99]}]},
+     "metrics.latency.quantiles", "each quantile at most once"),
+    # 500 inline metrics took 8 s of judging past the 8 s deadline
+    ({**GOOD, "metrics": [{"name": f"m{i}", "weight": 1} for i in range(33)]}, "metrics",
+     "33 entries; at most 32"),
+    ({**GOOD, "canary": {"pod": "w" * 1025}}, "canary.pod", "1,025 characters; at most 1,024"),
+    ({**GOOD, "vars": {"requests_metric": "m" * 2000}}, "vars.requests_metric",
+     "2,000 characters; at most 1,024"),
+    ({**GOOD, "stable": 'pod=~"' + "w|" * 2100 + '"'}, "stable",
+     "4,207 characters of matchers; at most 4,096"),
+    ({**GOOD, "canary": {f"l{i}": "x" for i in range(33)}}, "canary", "33 entries; at most 32"),
+    # a metric's own step that Prometheus refuses to answer (past 11,000 points) was its 502
+    ({**T, "window": {"start": 0, "end": 600, "step": 60},
+      "metrics": {"slippage_bps": {"step": "1ms"}}}, "metrics.slippage_bps.step",
+     "1ms over 10m is 600,000 points per query; Prometheus answers at most 11,000; "
+     "use step >= 1s"),
+    # read on every analysis: a 500 each time
+    ({**T, "metrics": {"slippage_bps": {"step": "0s"}}}, "metrics.slippage_bps.step",
+     "duration must be positive"),
+    ({**T, "metrics": {"market_impact": {"step": "99999999999h"}}}, "metrics.market_impact.step",
+     "not a duration up to 10 years"),
+])
+def test_requests_past_the_work_budget_are_400_naming_field_limit_and_fix(client, lab, payload,
+                                                                          field, hint):
+    window = payload.get("window")
+    if window is not None and window.get("start") == 0:  # inside the planted data
+        end = lab.anchor - 300
+        window = {**window, "start": end - window["end"], "end": end}
+    r = client.post("/v1/analyze", json={**payload, "window": window or lab.window(30)})
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert r.json["field"] == field, r.json
+    assert hint in r.json["message"], r.json
+    assert r.json["message"].startswith(field + ": ")

@@ -32,6 +32,7 @@ from webhook.resolve import (
     AnalysisRequestError,
     Policy,
     ResolvedWindow,
+    check_metric_steps,
     resolve_alpha,
     resolve_metrics,
     resolve_specs,
@@ -130,6 +131,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     specs = list(resolved.specs)
     mode = request.mode or config.defaults.mode
     window = resolve_window(request, config, policy, now, mode == "sequential")
+    check_metric_steps(specs, window)
     if window.too_short:
         seconds = max(window.end - window.start, 0.0)
         # only a window with no end or lookback grows as time passes: a fixed one (lookback=5,

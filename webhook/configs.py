@@ -42,6 +42,9 @@ Provider = Literal["app", "istio", "linkerd", "pod"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 
+MAX_QUANTILES = 10
+
+
 class Tolerance(BaseModel):
     """A change smaller than this does not matter in practice, however significant it is.
 
@@ -156,6 +159,19 @@ class HistogramMetric(_MetricBase):
             raise ValueError("quantiles must be strictly between 0 and 1, e.g. 0.99")
         return self
 
+    @field_validator("quantiles")
+    @classmethod
+    def _few_quantiles(cls, quantiles: list[float]) -> list[float]:
+        """Each quantile is a check with its own sequential tests over every step: 20,000 of
+        them (a request's override) held a worker 85 s and 2.3 GB; a repeated one is the same
+        check twice."""
+        if len(quantiles) > MAX_QUANTILES:
+            raise ValueError(f"{len(quantiles):,} quantiles; at most {MAX_QUANTILES} per "
+                             "metric (judge the ones you act on, e.g. [0.95, 0.99])")
+        if len(set(quantiles)) < len(quantiles):
+            raise ValueError("each quantile at most once")
+        return quantiles
+
     def queries(self) -> dict[str, str]:
         return {"buckets": self.query}
 
@@ -179,6 +195,17 @@ class SeriesMetric(_MetricBase):
         None, pattern=r"^[0-9]+(ms|s|m|h)$", description="Query step for this metric alone "
         "(e.g. the scrape interval, 15s), so a gauge gets more points than the window's step "
         "gives; default: the window's step.")
+
+    @field_validator("step")
+    @classmethod
+    def _a_step(cls, value: str | None) -> str | None:
+        """Read as every analysis reads it: `0s` or `99999999999h` (a request's override)
+        was a 500 on every analysis instead of a 400 naming it."""
+        if value is not None:
+            from webhook.models import parse_duration  # models imports this module
+
+            parse_duration(value)
+        return value
 
     def queries(self) -> dict[str, str]:
         return {"values": self.query}

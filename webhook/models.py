@@ -14,7 +14,8 @@ import time
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from webhook.configs import Mode, Provider, Tolerance
 
@@ -22,6 +23,14 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LATEST_TIME = 4102444800.0  # 2100-01-01: beyond it a time is a typo, and dates stop printing
 _LONGEST_DURATION = 10 * 365 * 86400.0
+# What one request may name: label values, vars and raw matchers are names, hashes and short
+# regexes (a Kubernetes name is at most 253 characters).
+MAX_VALUE_CHARS = 1024
+MAX_LABELS = 32
+MAX_MATCHERS_CHARS = 4096
+# Overrides (and, where allowed, inline metrics) per request: each metric is two or more
+# queries and a check per side; the built-in configs have at most 10 metrics.
+MAX_METRIC_OVERRIDES = 32
 
 
 def _as_float(value: float | int) -> float:
@@ -52,6 +61,14 @@ def parse_duration(value: str | float | int) -> float:
     if not seconds > 0:
         raise ValueError("duration must be positive")
     return seconds
+
+
+def _too_long(where: str, size: int, limit: int, what: str, fix: str) -> PydanticCustomError:
+    """A size refusal naming the exact field (`canary.pod`, not just `canary`), the size, the
+    limit and the fix; `validation_message` reads `where`."""
+    return PydanticCustomError("too_long", "{size} {what}; at most {limit} ({fix})",
+                               {"where": where, "size": f"{size:,}", "limit": f"{limit:,}",
+                                "what": what, "fix": fix})
 
 
 def _finite_time(value: float, text: object) -> float:
@@ -176,6 +193,34 @@ class AnalysisRequest(BaseModel):
     @classmethod
     def _window_none(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _few_metrics(cls, value: Any) -> Any:
+        if isinstance(value, list | dict) and len(value) > MAX_METRIC_OVERRIDES:
+            raise ValueError(f"{len(value):,} entries; at most {MAX_METRIC_OVERRIDES} (override "
+                             "only the metrics you change)")
+        return value
+
+    @field_validator("canary", "stable", "vars")
+    @classmethod
+    def _bounded(cls, value: Labels | str, info: ValidationInfo) -> Labels | str:
+        """Sides and vars reach every query, the audit line and the answer's reasons; a
+        256 KiB label value made Prometheus, the judge's own text scans and every log line pay
+        for it on each query. Real ones are names, hashes and short regexes."""
+        side = str(info.field_name)
+        if isinstance(value, str):
+            if len(value) > MAX_MATCHERS_CHARS:
+                raise _too_long(side, len(value), MAX_MATCHERS_CHARS, "characters of matchers",
+                                "select by fewer or shorter values")
+            return value
+        if len(value) > MAX_LABELS:
+            raise _too_long(side, len(value), MAX_LABELS, "entries", "send only what differs")
+        for name, text in value.items():
+            if len(name) > MAX_VALUE_CHARS or len(text) > MAX_VALUE_CHARS:
+                raise _too_long(f"{side}.{name[:40]}", max(len(name), len(text)),
+                                MAX_VALUE_CHARS, "characters", "use a shorter value or a regex")
+        return value
 
     @property
     def derived(self) -> Derived:

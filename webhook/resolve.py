@@ -150,9 +150,47 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
         raise AnalysisRequestError("window.end is in the future", "window.end")
     if (end - start) / step > policy.max_points:
         raise AnalysisRequestError(
-            f"window has {int((end - start) / step)} steps; at most {policy.max_points} "
-            "(use a larger window.step)", "window.step")
+            f"window.step: {duration_text(step)} over {duration_text(end - start)} is "
+            f"{int((end - start) / step):,} steps per query; at most {policy.max_points:,} "
+            f"(CANARY_JUDGE_MAX_WINDOW_POINTS); use step >= "
+            f"{duration_text(math.ceil((end - start) / policy.max_points))} or a shorter "
+            "window", "window.step")
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
+
+
+# Prometheus answers at most 11,000 points per series and query (Thanos and Mimir the same);
+# past it the query is refused, and the caller's choice of step came back as the source's 502.
+MAX_QUERY_POINTS = 11_000
+
+
+def check_metric_steps(specs: list[MetricSpec], window: ResolvedWindow) -> None:
+    """A metric's own finer step (`step: 15s`, a request's override) multiplies its points
+    over the window: each of its queries must stay within what Prometheus answers."""
+    span = window.end - window.start
+    for spec in specs:
+        own = kinds.metric_step(spec, window.step)
+        if own < window.step and span / own > MAX_QUERY_POINTS:
+            raise AnalysisRequestError(
+                f"metrics.{spec.name}.step: {duration_text(own)} over {duration_text(span)} "
+                f"is {int(span / own):,} points per query; Prometheus answers at most "
+                f"{MAX_QUERY_POINTS:,}; use step >= "
+                f"{duration_text(math.ceil(span / MAX_QUERY_POINTS))} or a shorter window",
+                f"metrics.{spec.name}.step")
+
+
+def duration_text(seconds: float) -> str:
+    """`90` → `1m30s`, `0.5` → `500ms`, as a person reads (and `window` fields accept) it."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    whole, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    rest = whole + (seconds - int(seconds))
+    if rest or not parts:
+        parts.append(f"{rest:g}s")
+    return "".join(parts)
 
 
 def side_selectors(request: AnalysisRequest, language: QueryLanguage) -> dict[str, str]:
@@ -247,7 +285,8 @@ def _validate_spec(fields: dict[str, Any], name: str) -> MetricSpec:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if p not in METRIC_KINDS)
         raise AnalysisRequestError(
-            f"metrics.{name}{'.' + where if where else ''}: {first['msg']}",
+            f"metrics.{name}{'.' + where if where else ''}: "
+            f"{first['msg'].removeprefix('Value error, ')}",
             f"metrics.{name}{'.' + where if where else ''}") from exc
 
 

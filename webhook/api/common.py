@@ -45,6 +45,9 @@ def validation_message(exc: ValidationError, prefix: str = "") -> tuple[str, str
     first = next((e for e in errors if e["type"] not in shape), errors[0])
     loc = [str(p) for p in first["loc"]
            if not str(p).startswith(("function-", "str", "dict[", "list["))]
+    where = (first.get("ctx") or {}).get("where")
+    if isinstance(where, str):  # a check that names a field below its own (canary.pod)
+        loc = [*loc[:-1], *where.split(".")] if loc else where.split(".")
     field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "body")
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
