@@ -271,3 +271,24 @@ def test_a_long_label_value_without_series_is_answered_at_once(client, lab):
     assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
     assert "no series: canary queried http_requests_total{" in r.json["reason"]
     assert elapsed < 1.0, elapsed
+
+
+@pytest.mark.parametrize("route", ["/v1/analyze", "/v1/hooks/rollback"])
+def test_a_key_sent_twice_is_400_naming_it(client, route):
+    """`"alpha": 0.01, "alpha": 0.3`: Python kept the last without a word (a proxy or policy
+    check in front of the judge may read the first)."""
+    raw = ('{"canary": {"app": "a"}, "stable": {"app": "b"}, "name": "a", "namespace": "b", '
+           '"metadata": {"alpha": "0.01", "alpha": "0.3"}, "alpha": 0.01, "alpha": 0.3}')
+    r = client.post(route, data=raw, content_type="application/json")
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert "key 'alpha' appears twice in one object" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("change", [{"alpha": 5e-324}, {"alpha": "1e-13"},
+                                    {"metrics": {"latency": {"alpha": 5e-324}}}])
+def test_a_vanishing_alpha_is_400_not_500(client, lab, change):
+    """alpha 5e-324 passed `> 0` and then alpha / 2 was 0: a ZeroDivisionError, a 500."""
+    r = client.post("/v1/analyze", json={**GOOD, "window": lab.window(30), **change})
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert r.json["field"] in ("alpha", "metrics.latency.alpha")
+    assert "greater than or equal to 0.000000000001" in r.json["message"]

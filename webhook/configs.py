@@ -43,6 +43,10 @@ PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 
 MAX_QUANTILES = 10
+# The smallest alpha a check may be judged at: below it the judges' 1/alpha and alpha/2 leave
+# the floats (alpha 5e-324 was a ZeroDivisionError, a 500 on every analysis), and no data
+# could ever reach such evidence anyway.
+MIN_ALPHA = 1e-12
 
 
 class Tolerance(BaseModel):
@@ -72,7 +76,7 @@ class _MetricBase(BaseModel):
         "queries must keep it, e.g. `sum by (facility) (…)`.")
     min_total: float = Field(100, ge=1, description="Fewer requests than this on either side: "
                              "inconclusive.")
-    alpha: float | None = Field(None, gt=0, lt=0.5)
+    alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
 
 
 # What a metric's totals count, plural, as the reasons asking for more data name it: a trading
@@ -289,7 +293,7 @@ class ConfigDefaults(BaseModel):
     """Defaults for the request fields. Unset alpha: the server's CANARY_JUDGE_DEFAULT_ALPHA."""
 
     model_config = ConfigDict(extra="forbid")
-    alpha: float | None = Field(None, gt=0, lt=0.5)
+    alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
     mode: Mode = "sequential"
     lookback: str | None = None
     warmup: str | None = Field(None, description="Skip this long after the canary's first "
@@ -325,7 +329,7 @@ class Level(BaseModel):
     """How strict one level (e.g. safety_level=high) makes the judge."""
 
     model_config = ConfigDict(extra="forbid")
-    alpha: float | None = Field(None, gt=0, lt=0.5)
+    alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
     tolerance_factor: float = Field(1.0, gt=0, description="Multiplies every tolerance.")
     min_data_factor: float = Field(1.0, gt=0, description="Multiplies every minimum of data.")
     promotion_needs_approval: bool = False

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from webhook.configs import Mode, Provider, Tolerance
+from webhook.configs import MIN_ALPHA, Mode, Provider, Tolerance
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -141,7 +141,7 @@ class MetricOverride(BaseModel):
     critical: bool | None = None
     weight: float | None = Field(None, ge=0)
     min_total: float | None = Field(None, ge=1)
-    alpha: float | None = Field(None, gt=0, lt=0.5)
+    alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
     direction: Literal["increase", "decrease", "either"] | None = None
     enabled: bool = True
 
@@ -181,7 +181,7 @@ class AnalysisRequest(BaseModel):
     window: Window = Field(default_factory=Window)
     metrics: list[MetricOverride] | dict[str, MetricOverride] | None = None
     mode: Mode | None = None
-    alpha: float | None = Field(None, gt=0, lt=0.5)
+    alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
     provider: Provider | None = Field(
         None, description="Where the metrics come from (istio, linkerd: the mesh's own metric "
         "names and units, when the config has a section for it); Flagger: metadata.provider.")

@@ -59,6 +59,23 @@ def _reject_constant(name: str) -> Any:
     raise BodyError(f"body: {name} is not JSON; send numbers as finite numbers or strings")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming a key twice (`"alpha": 0.01, "alpha": 0.3`) is ambiguous: JSON leaves
+    it to the reader, Python's keeps the last silently, and a proxy or policy check in front of
+    the judge may read the first. Refused, naming the key."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                break
+            seen.add(key)
+        shown = key[:40].encode("utf-8", "backslashreplace").decode()
+        raise BodyError(f"body: key {shown!r} appears twice in one object; send it once",
+                        shown or "body")
+    return obj
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -143,7 +160,8 @@ def json_object(raw: bytes, what: str = "a JSON object") -> dict[str, Any]:
     if _too_deep(raw):
         raise BodyError(f"body: JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                             object_pairs_hook=_unique_keys)
     except BodyError:
         raise
     except (ValueError, RecursionError) as exc:
