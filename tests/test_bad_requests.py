@@ -112,3 +112,13 @@ def test_requests_past_the_work_budget_are_400_naming_field_limit_and_fix(client
     assert r.json["field"] == field, r.json
     assert hint in r.json["message"], r.json
     assert r.json["message"].startswith(field + ": ")
+
+
+def test_a_get_parameter_given_twice_is_named(client, lab):
+    """The first of `alpha=0.01&alpha=0.3` was used without a word."""
+    r = client.get("/v1/analyze/http?canary.rollouts_pod_template_hash=a1"
+                   f"&stable.rollouts_pod_template_hash={ARGO_STABLE}&alpha=0.01&alpha=0.3")
+    assert r.status_code == 400 and r.json["field"] == "alpha"
+    assert r.json["message"] == "alpha: given 2 times; give it once"
+    r = client.get(f"/v1/analyze/http?canary.app=a&canary.app=b&stable.app={ARGO_STABLE}")
+    assert r.status_code == 400 and r.json["field"] == "canary.app"

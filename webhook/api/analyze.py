@@ -199,6 +199,10 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
     unknown = []
     for key in args:
         value = args.get(key)
+        if len(given := args.getlist(key)) > 1:
+            # `alpha=0.01&alpha=0.3`: the first was used without a word, where a proxy or a
+            # person reading the link may take the last
+            raise AnalysisRequestError(f"{key}: given {len(given)} times; give it once", key)
         if key == "format" or key in signing.PARAMS:  # the signed link's proof, checked apart
             continue
         if key in ("canary", "stable"):
