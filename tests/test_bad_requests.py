@@ -122,3 +122,17 @@ def test_a_get_parameter_given_twice_is_named(client, lab):
     assert r.json["message"] == "alpha: given 2 times; give it once"
     r = client.get(f"/v1/analyze/http?canary.app=a&canary.app=b&stable.app={ARGO_STABLE}")
     assert r.status_code == 400 and r.json["field"] == "canary.app"
+
+
+@pytest.mark.parametrize(("metrics", "hint"), [
+    ("[" * 3000 + "]" * 3000, "metrics: JSON nested deeper than 32 levels"),  # was a 500
+    ('{"latency": {"weight": 1}, "latency": {"weight": 9}}',
+     "metrics: key 'latency' appears twice in one object"),
+    ('[{"name": "latency", "weight": NaN}]', "metrics: NaN is not JSON"),
+    ("[{", "metrics: not valid JSON"),
+])
+def test_the_get_forms_metrics_are_read_as_strictly_as_a_body(client, metrics, hint):
+    r = client.get("/v1/analyze/http", query_string={
+        "canary.app": "a", "stable.app": "b", "metrics": metrics})
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert r.json["field"] == "metrics" and r.json["message"].startswith(hint), r.json

@@ -7,7 +7,6 @@ wrong; 502/503/504 mean the metrics source failed.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 
 from webhook.analysis import AnalysisRequestError
 from webhook.api.answer import answer_body
-from webhook.api.body import BodyError, json_object, read_body
+from webhook.api.body import BodyError, json_object, json_value, read_body
 from webhook.api.common import (
     bearer_ok,
     error_response,
@@ -222,11 +221,11 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
             data[key] = value
         elif key == "metrics":
             try:
-                data["metrics"] = json.loads(value)
-            except ValueError as exc:
-                raise AnalysisRequestError(f"metrics: not JSON ({exc.msg}); give the same list "
-                                           "or object as the POST body's metrics", "metrics") \
-                    from exc
+                data["metrics"] = json_value(value.encode("utf-8", "surrogatepass"),
+                                             "the same list or object as the POST body's metrics")
+            except BodyError as exc:
+                raise AnalysisRequestError(f"metrics: {exc.message.removeprefix('body: ')}",
+                                           "metrics") from exc
         else:
             unknown.append(key)
     if unknown:

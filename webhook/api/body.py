@@ -153,6 +153,15 @@ def read_body(request: Request) -> bytes:
 def json_object(raw: bytes, what: str = "a JSON object") -> dict[str, Any]:
     """A raw body as a dict, or BodyError: a pure function of the bytes (callers may remember
     its result per body)."""
+    payload = json_value(raw, what)
+    if not isinstance(payload, dict):
+        raise BodyError(f"body: expected {what}")
+    return payload
+
+
+def json_value(raw: bytes, what: str = "a JSON object") -> Any:
+    """Any JSON value read as strictly as a body (the GET form's `metrics` parameter too: a
+    few thousand `[` there crashed the parser's recursion, a 500), or BodyError."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -167,8 +176,6 @@ def json_object(raw: bytes, what: str = "a JSON object") -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable"
         raise BodyError(f"body: not valid JSON ({detail}); expected {what}") from None
-    if not isinstance(payload, dict):
-        raise BodyError(f"body: expected {what}")
     if b"\\u" in raw:  # strictly decoded UTF-8 holds no surrogate: only a \u escape can
         _check_strings(payload, "")
     return payload
