@@ -87,6 +87,14 @@ def test_a_window_shorter_than_one_step_is_inconclusive_not_an_error(client, lab
     r = client.post("/v1/analyze", json={**body(lab), "window": {"start": time.time() - 5}})
     assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
     assert "too little data yet" in r.json["reason"] and "ask again later" in r.json["reason"]
+    # A step longer than the window a request without start or lookback gets (sequential:
+    # its 3 h search for the rollout's start) never fits it: it said "ask again later".
+    for extra in ({}, {"mode": "fixed"}):
+        r = client.post("/v1/analyze", json={**body(lab), **extra, "window": {"step": "4h"}})
+        assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
+        assert "ask again later" not in r.json["reason"] and "too little data yet" not in \
+            r.json["reason"]
+        assert "or a shorter step" in r.json["reason"]
     # An explicit end before the start stays a mistake.
     r = client.post("/v1/analyze", json={**body(lab), "window": {"start": end, "end": end - 60}})
     assert r.status_code == 400 and r.json["field"] == "window.end"

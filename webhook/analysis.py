@@ -134,9 +134,12 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     check_metric_steps(specs, window)
     if window.too_short:
         seconds = max(window.end - window.start, 0.0)
-        # only a window with no end or lookback grows as time passes: a fixed one (lookback=5,
-        # read as seconds, where 5m was meant) stays too short however long one waits
-        grows = request.window.end is None and request.window.lookback is None
+        # only a window from a given start with no end or lookback grows as time passes: a
+        # fixed one (lookback=5, read as seconds, where 5m was meant) stays too short however
+        # long one waits, and so does the default one (`step: 4h` against sequential mode's
+        # 3 h search, which said "ask again later" for ever)
+        grows = (request.window.start is not None and request.window.end is None
+                 and request.window.lookback is None)
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
                             gate_action, began, [], window.start, (
                                 f"too little data{' yet' if grows else ''}: the window is "
