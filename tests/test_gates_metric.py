@@ -8,6 +8,7 @@ Successful; the separate gates metric, with inconclusiveLimit 0, is what holds i
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,20 @@ def test_a_config_without_gates_is_open_and_bad_calls_are_refused(client):
     # Flagger's confirm-rollout asks "may it start": the same gate, action start.
     assert gates(client, "trading", NY_OPEN, action="start",
                  risk_tolerance="medium").json["gate"] == "closed"
+
+
+def test_a_gate_is_not_read_at_a_future_instant(client):
+    """`window.end` replays a decision made; one still to come (the next Saturday) opened the
+    market-hours gate while New York trades now. Refused like an analysis' future end; the
+    hook asking "may it start" refuses it too, and never answers 200 for it."""
+    saturday = SATURDAY
+    while saturday < time.time() + 86400:
+        saturday += 7 * 86400
+    r = gates(client, "trading", saturday, risk_tolerance="medium")
+    assert r.status_code == 400 and r.json["field"] == "window.end", r.json
+    assert "in the future" in r.json["message"]
+    hook = client.post("/v1/hooks/confirm-rollout", json={
+        "name": "orders", "namespace": "shop", "metadata": {
+            "config": "trading", "risk_tolerance": "medium",
+            "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(saturday))}})
+    assert hook.status_code == 400, hook.get_data(as_text=True)

@@ -29,6 +29,7 @@ from webhook.models import AnalysisRequest
 from webhook.plan import plan_queries
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
 from webhook.resolve import (
+    FUTURE_SLACK,
     AnalysisRequestError,
     Policy,
     ResolvedWindow,
@@ -99,7 +100,13 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
     """The config's gates alone (Flagger's confirm-rollout: may a rollout start now?)."""
     config = lookup_config(request, registry)
     vars_ = resolve_vars(request, config)
-    at = request.window.end if request.window.end is not None else (now or time.time())
+    now = now or time.time()
+    at = request.window.end if request.window.end is not None else now
+    if at > now + FUTURE_SLACK:
+        # an end replays a decision made; one in the future (a Saturday to come) opened the
+        # market-hours gate today, where an analysis' own window refuses such an end
+        raise AnalysisRequestError("window.end is in the future; give a time that has passed "
+                                   "(a decision to replay), or none for now", "window.end")
     try:
         _, level = apply_level(config, [], vars_)
         return gate_checks(config, vars_, action, at, canary_revision(request), level)

@@ -36,6 +36,10 @@ class AnalysisRequestError(ValueError):
         self.status = status
 
 
+# How far past now an end may lie (clocks of callers and server disagree a little).
+FUTURE_SLACK = 300.0
+
+
 @dataclass(frozen=True)
 class Policy:
     """Server-side limits and defaults that requests cannot change."""
@@ -146,7 +150,7 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
         return ResolvedWindow(start, start, step, too_short=True)
     if end <= start:
         raise AnalysisRequestError("window.end must be after window.start", "window.end")
-    if end > now + 300:
+    if end > now + FUTURE_SLACK:
         raise AnalysisRequestError("window.end is in the future", "window.end")
     if (end - start) / step > policy.max_points:
         raise AnalysisRequestError(
