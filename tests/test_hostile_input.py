@@ -292,3 +292,18 @@ def test_a_vanishing_alpha_is_400_not_500(client, lab, change):
     assert r.status_code == 400, r.get_data(as_text=True)
     assert r.json["field"] in ("alpha", "metrics.latency.alpha")
     assert "greater than or equal to 0.000000000001" in r.json["message"]
+
+
+def test_an_error_quotes_a_huge_name_short(client, capsys):
+    """A 100 KB unknown key (or metric name) came back two or three times over in the answer
+    and the audit line: 300 KB for one body. Now each long run is cut, the explanation kept."""
+    r = client.post("/v1/analyze", json={**GOOD, "k" * 100_000: 1})
+    assert r.status_code == 400 and len(r.get_data()) < 2000
+    assert r.json["message"].endswith("unknown field; check its spelling against /openapi.json")
+    capsys.readouterr()
+    r = client.post("/v1/analyze", json={**GOOD, "metrics": {"m" * 100_000: {"weight": 1}}})
+    assert r.status_code == 400 and len(r.get_data()) < 2000
+    assert "config 'http' has no metric" in r.json["message"]
+    assert "(it has error_ratio, latency)" in r.json["message"]
+    logged = [x for x in capsys.readouterr().out.splitlines() if '"event":"analysis"' in x]
+    assert len(logged) == 1 and len(logged[0]) < 2000

@@ -20,6 +20,26 @@ def printable(text: Any) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+# An error names what to fix in a line, quoting the caller's names and values: a 100 KB
+# unknown key came back two or three times over (300 KB answers and log lines for one body).
+MAX_WORD = 200
+MAX_MESSAGE = 1000
+_LONG_WORD = re.compile(rf"\S{{{MAX_WORD + 1},}}")
+
+
+def _clipped(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
+def readable(message: str) -> str:
+    """`message` with every run of more than MAX_WORD characters without a space (a name or
+    value the caller sent) cut short, so the explanation after it survives; then at most
+    MAX_MESSAGE characters."""
+    if len(message) > MAX_WORD:
+        message = _LONG_WORD.sub(lambda m: _clipped(m.group(), MAX_WORD), message)
+    return _clipped(message, MAX_MESSAGE)
+
+
 def _num(value: Any, pct: bool = False) -> str:
     if value is None:
         return "-"

@@ -25,6 +25,7 @@ from webhook.observability import (
     UPSTREAM_QUERIES,
     audit,
 )
+from webhook.render import readable
 from webhook.revisions import Change, Revisions
 from webhook.settings import Settings
 from webhook.slots import FairSlots
@@ -126,7 +127,7 @@ class Service:
             audit(record)
             raise
         except AnalysisRequestError as exc:
-            record.update(verdict="error", status=exc.status, reason=exc.message,
+            record.update(verdict="error", status=exc.status, reason=readable(exc.message),
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
             raise

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from pydantic import ValidationError
 
+from webhook.render import readable
 from webhook.report import signing
 from webhook.service import Service
 from webhook.settings import Settings
@@ -28,9 +29,10 @@ _KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 
 def error_response(status: int, message: str, field: str | None = None,
                    kind: str | None = None) -> Response:
-    body: dict[str, Any] = {"error": kind or _KINDS.get(status, "error"), "message": message}
+    body: dict[str, Any] = {"error": kind or _KINDS.get(status, "error"),
+                            "message": readable(message)}
     if field:
-        body["field"] = field
+        body["field"] = readable(field)
     response = jsonify(body)
     response.status_code = status
     return response
