@@ -210,6 +210,23 @@ def test_per_request_tolerance_override(client, lab):
     assert r.json["verdict"] == "pass"
 
 
+def test_an_override_changes_only_the_fields_it_names(client, lab):
+    """{"tolerance": {"relative": 0.1}} tightens the relative part and keeps the config's
+    absolute floor of 0.2 points: it used to drop it to 0, so a stable at ~1 % errors let the
+    canary 0.1 points more instead of 0.2."""
+    tight = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), metrics=[
+        {"name": "error_ratio", "tolerance": {"relative": 0.1}}]))
+    assert tight.status_code == 200, tight.json
+    ratio = next(c for c in tight.json["checks"] if c["name"] == "error_ratio")
+    assert ratio["stable"]["value"] * 0.1 < 0.002
+    assert ratio["allowed"] == pytest.approx(0.002)
+    # naming the floor changes it too
+    none = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), metrics=[
+        {"name": "error_ratio", "tolerance": {"relative": 0.1, "absolute": 0}}]))
+    ratio = next(c for c in none.json["checks"] if c["name"] == "error_ratio")
+    assert ratio["allowed"] == pytest.approx(ratio["stable"]["value"] * 0.1)
+
+
 def test_disabled_metric_is_left_out(client, lab):
     payload = body(lab, argo_hash("slow"), metrics={"latency": {"enabled": "false"}})
     r = client.post("/v1/analyze", json=payload)

@@ -253,8 +253,10 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest, policy: Po
         if not override.enabled:
             _locked(locks.check_disable, config, metric.name)
             continue
-        merged = metric.model_dump()
-        merged.update(override.model_dump(exclude_none=True, exclude={"enabled"}))
+        # what the request names, field by field: {"tolerance": {"relative": 0.3}} keeps the
+        # config's absolute floor (it read 0), {"tail": {"tolerance": …}} its bound
+        merged = _merged(metric.model_dump(), override.model_dump(
+            exclude_none=True, exclude_unset=True, exclude={"enabled"}))
         merged["name"] = metric.name
         spec = _validate_spec(merged, metric.name)
         _locked(locks.check_override, config, metric, spec,
@@ -272,6 +274,15 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest, policy: Po
     if not specs:
         raise AnalysisRequestError("metrics: every metric is disabled; nothing to judge", "metrics")
     return specs
+
+
+def _merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `change` laid over it; nested objects merged key by key, lists replaced."""
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = (_merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
 
 
 def _locked(check: Any, *args: Any) -> None:
