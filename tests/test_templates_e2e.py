@@ -14,6 +14,7 @@ import copy
 import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -607,29 +608,43 @@ def test_flagger_market_hours_gate(judge, lab, label, canary, webhook):
     assert "approved_revision" not in meta, "approvals are per revision, never in the manifest"
     client = judge.test_client()
     name = canary["metadata"]["name"]
+    service = judge.extensions["canary_judge"]
+
+    def at(instant: str, hook_meta: dict[str, str], checksum: str = REVISION):
+        """The hook's answer with the server's clock at `instant`: a hook's gates read it,
+        and its metadata cannot set it."""
+        service.clock = lambda: datetime.fromisoformat(instant).timestamp()
+        try:
+            return post_hook(client, kind, name, hook_meta, checksum)
+        finally:
+            service.clock = time.time
+
     if kind == "confirm-rollout":
-        # Nothing is queried: the gate alone decides, at the instant given as `end`.
+        # Nothing is queried: the gate alone decides.
         for risk, answers in START_ALLOWED.items():
             for instant, state in GATE_INSTANTS.items():
-                status, text = post_hook(client, kind, name,
-                                         {**meta, "risk_tolerance": risk, "end": instant})
+                status, text = at(instant, {**meta, "risk_tolerance": risk})
                 assert (status == 200) == (answers[state] == PASS), (risk, instant, text)
                 if risk in ("medium", "high") and state == "open":
                     assert status == 412 and "New York session open" in text, text
         approved = {**meta, "risk_tolerance": "critical", "approved_revision": "rev-7"}
         closed, opened = sorted(GATE_INSTANTS, key=lambda t: GATE_INSTANTS[t])
-        assert post_hook(client, kind, name, {**approved, "end": closed}, "rev-7")[0] == 200
-        assert post_hook(client, kind, name, {**approved, "end": opened}, "rev-7")[0] == 412
-        assert post_hook(client, kind, name, {**approved, "end": closed}, "rev-8")[0] == 412
+        assert at(closed, approved, "rev-7")[0] == 200
+        assert at(opened, approved, "rev-7")[0] == 412
+        assert at(closed, approved, "rev-8")[0] == 412
+        # a past end in the metadata (a closed Saturday) does not move the gate's clock
+        assert at(opened, {**meta, "risk_tolerance": "medium", "end": closed})[0] == 412
         return
     # confirm-promotion judges the metrics and the gate now: a healthy canary is promoted, or
     # held by the market-hours gate alone (412 naming it), whatever the hour of the test run.
     meta.update(planted_end(lab, meta), **planted_selectors("trading", "healthy"))
     for risk in ("medium", "high"):
-        status, text = post_hook(client, kind, name, {**meta, "risk_tolerance": risk})
-        assert status == 200 or (status == 412 and "market_hours" in text
-                                 and "session open" in text), text
-        assert status == 412 or text.startswith("promote"), text
+        for instant, state in GATE_INSTANTS.items():
+            status, text = at(instant, {**meta, "risk_tolerance": risk})
+            if state == "open":
+                assert status == 412 and "market_hours" in text and "session open" in text, text
+            else:
+                assert status == 200 and text.startswith("promote"), text
     critical = {**meta, "risk_tolerance": "critical"}
     status, text = post_hook(client, kind, name, critical, REVISION)
     assert status == 412 and "approved_revision" in text, text

@@ -96,13 +96,17 @@ def canary_revision(request: AnalysisRequest) -> str | None:
 
 
 def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: str,
-                   now: float | None = None) -> list[CheckResult]:
-    """The config's gates alone (Flagger's confirm-rollout: may a rollout start now?)."""
+                   now: float | None = None, at: float | None = None) -> list[CheckResult]:
+    """The config's gates alone (Flagger's confirm-rollout: may a rollout start now?), read
+    at `window.end` when the request gives one, else now; `at`: at that instant, whatever
+    the request says (a hook's)."""
     config = lookup_config(request, registry)
     vars_ = resolve_vars(request, config)
     now = now or time.time()
-    at = request.window.end if request.window.end is not None else now
-    if at > now + FUTURE_SLACK:
+    given = request.window.end
+    if at is None:
+        at = given if given is not None else now
+    if given is not None and given > now + FUTURE_SLACK:
         # an end replays a decision made; one in the future (a Saturday to come) opened the
         # market-hours gate today, where an analysis' own window refuses such an end
         raise AnalysisRequestError("window.end is in the future; give a time that has passed "
@@ -119,7 +123,8 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                  gate_action: str | None = None, traces: bool = False,
                  deadline: float | None = None,
                  language: QueryLanguage | None = None,
-                 starts: StartCache | None = None) -> AnalysisResult:
+                 starts: StartCache | None = None,
+                 gate_at: float | None = None) -> AnalysisResult:
     """Run one analysis. Raises AnalysisRequestError (400) or a SourceError (5xx).
 
     `gate_action` ("start" or "promote") adds the config's gates as checks: the Argo analysis
@@ -128,6 +133,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     `deadline` (time.monotonic()) bounds everything the source does for this analysis.
     `language` is the source's query language (default: the Prometheus source's).
     `starts` remembers rollout starts between polls (default: this process' `STARTS`).
+    `gate_at`: the instant the gates are read at, whatever the window (a hook decides now).
     """
     began = time.perf_counter()
     language = language or query_language()
@@ -148,7 +154,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         grows = (request.window.start is not None and request.window.end is None
                  and request.window.lookback is None)
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, [], window.start, (
+                            gate_action, began, [], window.start, gate_at, (
                                 f"too little data{' yet' if grows else ''}: the window is "
                                 f"{seconds:g}s, shorter than one step ({window.step:g}s); "
                                 + ("ask again later" if grows else
@@ -168,7 +174,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     if got.over:
         quiet = max_gap(window.step) * window.step
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, (
+                            gate_action, began, got.upstream, window.end, gate_at, (
                                 f"no canary traffic for more than {quiet:g}s (the pause "
                                 "that splits two rollouts): its last run is over and the "
                                 "next has not begun; nothing to judge yet"))
@@ -183,7 +189,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 got.results, selectors, language)
     judged_start = fetched.start + got.first * window.step
     result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                     gate_action, began, got.upstream)
+                     gate_action, began, got.upstream, gate_at)
     if got.held and request.window.not_before is not None:
         result = replace(result, note=f"judged from {clock(judged_start)}, not before "
                          f"{clock(request.window.not_before)} (window.not_before)")
@@ -248,7 +254,8 @@ def _resolve(request: AnalysisRequest, registry: ConfigRegistry, policy: Policy,
 def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
                  vars_: Mapping[str, str], window: ResolvedWindow, mode: str, now: float,
                  level: AppliedLevel | None, gate_action: str | None, began: float,
-                 fetched: list[QueryResult], judged_start: float, why: str) -> AnalysisResult:
+                 fetched: list[QueryResult], judged_start: float, gate_at: float | None,
+                 why: str) -> AnalysisResult:
     """No step of the window belongs to what is asked (a window shorter than one step, or a
     canary whose last run of traffic is over): every check inconclusive saying `why`, not an
     error, and not the judges' "too little data", which would blame the stable too."""
@@ -258,16 +265,18 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         canary=Summary(0.0, None), stable=Summary(0.0, None), critical=spec.critical,
         weight=spec.weight, group=spec.group) for spec in specs]
     return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                   gate_action, began, fetched)
+                   gate_action, began, fetched, gate_at)
 
 
 def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[CheckResult],
             vars_: Mapping[str, str], window: ResolvedWindow, judged_start: float, mode: str,
             now: float, level: AppliedLevel | None, gate_action: str | None, began: float,
-            fetched: list[QueryResult]) -> AnalysisResult:
-    """Add the config's gates, combine the checks and shape the verdict."""
+            fetched: list[QueryResult], gate_at: float | None = None) -> AnalysisResult:
+    """Add the config's gates (read at `gate_at`, else at the window's given end, else now),
+    combine the checks and shape the verdict."""
     if gate_action:
-        at = window.end if request.window.end is not None else now
+        at = (gate_at if gate_at is not None else
+              window.end if request.window.end is not None else now)
         try:
             checks += gate_checks(config, vars_, gate_action, at, canary_revision(request), level)
         except ProfileError as exc:

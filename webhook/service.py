@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -63,6 +64,8 @@ class Service:
     revisions: Revisions = field(init=False)
     # the metrics source answered a readiness probe of this process (`/readyz?source=once`)
     source_answered: bool = field(default=False, init=False)
+    # what a hook's gates read as now (a test sets the hour; a hook's metadata cannot)
+    clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
         # Analyses running at once (CPU-bound under the GIL: more only adds latency), and
@@ -88,7 +91,7 @@ class Service:
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
                 audit_extra: dict[str, Any] | None = None,
                 gate_action: str | None = None, traces: bool = False,
-                change: Change | None = None) -> AnalysisResult:
+                change: Change | None = None, gate_at: float | None = None) -> AnalysisResult:
         """Run one analysis within the deadline and leave the audit line and metrics behind,
         whatever happens. `change`: the revision change that set the request's
         `window.not_before`, named in the window's note when that bound held the start."""
@@ -107,19 +110,20 @@ class Service:
             audit(record)
             raise exc
         try:
-            return self._analyze(req, record, began, deadline, gate_action, traces, change)
+            return self._analyze(req, record, began, deadline, gate_action, traces, change,
+                                 gate_at)
         finally:
             self.slots.release()
             self.admitted.release()
 
     def _analyze(self, req: AnalysisRequest, record: dict[str, Any], began: float,
                  deadline: float, gate_action: str | None, traces: bool,
-                 change: Change | None = None) -> AnalysisResult:
+                 change: Change | None = None, gate_at: float | None = None) -> AnalysisResult:
         caller = record["caller"]
         try:
             result = run_analysis(req, self.registry, self.source, self.policy,
                                   gate_action=gate_action, traces=traces, deadline=deadline,
-                                  language=self.language)
+                                  language=self.language, gate_at=gate_at)
         except SourceError as exc:
             UPSTREAM_ERRORS.labels(exc.kind).inc()
             record.update(verdict="error", status=exc.status, reason=exc.message,

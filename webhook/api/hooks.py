@@ -153,7 +153,9 @@ def unknown_metadata(meta: dict[str, str], req: AnalysisRequest,
 def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
                      who: dict[str, str]) -> Response:
     """May a rollout start now? Only the config's gates decide; no metrics are queried."""
-    checks = evaluate_gates(req, service.registry, "start")
+    # The gates read the server's clock: metadata is the app team's own, and `end: <last
+    # Saturday>` opened the market-hours gate while the exchange traded.
+    checks = evaluate_gates(req, service.registry, "start", at=service.clock())
     blocking = [c for c in checks if c.verdict != "pass"]
     audit({**who, "event": "flagger_gate", "config": req.config,
            "verdict": "closed" if blocking else "open",
@@ -223,7 +225,8 @@ def flagger_hook(hook: str) -> Response:
             who = {**who, "replaced_checksum": change.old, "not_before": change.since}
         result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",
                                  audit_extra=who, change=change,
-                                 gate_action="promote" if hook == "confirm-promotion" else None)
+                                 gate_action="promote" if hook == "confirm-promotion" else None,
+                                 gate_at=service.clock())
     except AnalysisRequestError as exc:
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
