@@ -370,5 +370,8 @@ def test_low_always_allowed_and_medium_blocked_exactly_while_open(
         assert at < window <= at + HORIZON
         assert open_sessions(config, window) == ()
         assert open_sessions(config, window - timedelta(microseconds=1)) != ()
-        between = min(at + (window - at) * fraction, window - timedelta(microseconds=1))
+        # in UTC: adding to a local time is wall-clock arithmetic, which drops `fold` (the
+        # second 01:00 of a DST fall-back plus a minute read as the first 01:01, an hour early)
+        since = at.astimezone(UTC)
+        between = min(since + (window - since) * fraction, window - timedelta(microseconds=1))
         assert open_sessions(config, between) != ()

@@ -3,6 +3,9 @@ market-hours gate and the approval path."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import pytest
 
 from webhook.lab.rollouts import (
@@ -57,14 +60,20 @@ def test_slippage_three_bps_higher_fails(client, lab):
 
 
 def flagger(client, kind: str, config: str, end: str | None = None, **meta):
+    """A Flagger hook with the server's clock at `end` (a hook's gates read that clock; its
+    metadata cannot set it)."""
     metadata = {"config": config, "canary_selector": 'app="orders", rollouts_pod_template_hash='
                 f'"{trading_hash("healthy")}"', "stable_selector":
                 f'app="orders", rollouts_pod_template_hash="{TRADING_STABLE}"', **meta}
+    service = client.application.extensions["canary_judge"]
     if end:
-        metadata["end"] = end
-    return client.post(f"/v1/hooks/{kind}", json={
-        "name": "orders", "namespace": NAMESPACE, "phase": "Progressing",
-        "checksum": "rev-42", "metadata": metadata})
+        service.clock = lambda: datetime.fromisoformat(end).timestamp()
+    try:
+        return client.post(f"/v1/hooks/{kind}", json={
+            "name": "orders", "namespace": NAMESPACE, "phase": "Progressing",
+            "checksum": "rev-42", "metadata": metadata})
+    finally:
+        service.clock = time.time
 
 
 @pytest.mark.parametrize(("instant", "status", "words"), [

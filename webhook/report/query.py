@@ -46,7 +46,8 @@ def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
         if value is not None:
             params.append((name, str(value)))
     if request.metrics is not None:
-        dumped = _METRICS.dump_python(request.metrics, mode="json", exclude_none=True)
+        dumped = _METRICS.dump_python(request.metrics, mode="json", exclude_none=True,
+                                     exclude_unset=True)
         params.append(("metrics", json.dumps(dumped, separators=(",", ":"), sort_keys=True)))
     return params
 
