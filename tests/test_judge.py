@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from webhook.judge import combine, judge_quantile, judge_ratio
@@ -258,14 +258,19 @@ arrays = st.lists(finite_or_not, min_size=0, max_size=12).map(np.array)
 
 @settings(max_examples=150, deadline=None)
 @given(arrays, arrays, arrays, arrays)
+# a denormal total: its rate's "minutes to go" overflowed with numpy's warning (an error here)
+@example(np.array([]), np.array([]), np.array([]), np.array([2.22507386e-313]))
 def test_ratio_never_crashes_and_never_passes_without_data(bc, tc, bs, ts):
+    """Short of `min_total` a check never passes; only the sequential test may fail there, on
+    its evidence (`test_a_low_traffic_canary_failing_its_requests_fails_before_min_total`)."""
     n = max(len(bc), len(tc), len(bs), len(ts), 1)
     pad = [np.resize(a, n) if a.size else np.full(n, np.nan) for a in (bc, tc, bs, ts)]
     for mode in ("fixed", "sequential"):
         r = judge_ratio("e", *pad, min_total=100, mode=mode)
         assert r.verdict in ("pass", "fail", "inconclusive")
         if r.canary.n < 100 or r.stable.n < 100:
-            assert r.verdict == "inconclusive"
+            assert r.verdict == ("inconclusive" if mode == "fixed" else r.verdict)
+            assert r.verdict != "pass"
 
 
 @settings(max_examples=100, deadline=None)

@@ -151,8 +151,9 @@ def judge_ratio(
     if short:
         parts = []
         for label, n, sec in short:
-            rate = _rate_per_second(n, sec)
-            minutes = (min_total - n) / rate / 60 if rate > 0 else math.inf
+            # Python floats: a rate of a denormal total overflows to inf without numpy's warning
+            rate = float(_rate_per_second(n, sec))
+            minutes = (float(min_total) - n) / rate / 60 if rate > 0 else math.inf
             wait = (f", about {math.ceil(minutes)} more min at its current rate"
                     if minutes < 1e6 else ", and it has sent (almost) none")
             parts.append(f"{label} has {fmt_count(n)} {total_name}, needs "
