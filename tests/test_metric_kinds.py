@@ -357,3 +357,33 @@ def test_reasons_count_what_a_domain_counts():
              for c in ("http", "trading", "healthcare")}
     assert named == {"http": {"requests"}, "trading": {"orders"},
                      "healthcare": {"workflow runs"}}
+
+
+def _ar1_unit(rng, n: int, phi: float) -> np.ndarray:
+    """An AR(1) gauge centred on 0 with unit marginal sd (slippage against the arrival price)."""
+    x = np.empty(n)
+    x[0] = rng.normal()
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + rng.normal() * math.sqrt(1 - phi * phi)
+    return x
+
+
+@pytest.mark.parametrize("history", [False, True])
+def test_series_canary_below_stable_never_fails_as_higher_whatever_the_tolerance(history):
+    """A canary whose gauge runs below stable's is never "higher beyond tolerance". When the
+    tolerance is small next to the standard error (8 to 9 of them) and the variance has few
+    degrees of freedom (an autocorrelated gauge), the sequential boundary is the Student t
+    quantile of a tail near 1e-290, which scipy returns as -inf: the interval read
+    (inf, -inf) and the check failed as higher, once in a rollout as the standard error
+    shrank through that band."""
+    rng = np.random.default_rng(40)
+    stable_all = _ar1_unit(rng, 60 + 12, 0.8)
+    canary = _ar1_unit(rng, 12, 0.8) - 1.0
+    before, stable = (stable_all[:60], stable_all[60:]) if history else (None, stable_all[60:])
+    checks = [judge_series("slippage", canary, stable, direction="increase",
+                           absolute_tolerance=tol, alpha=0.01, min_points=5,
+                           mode="sequential", stable_history=before)
+              for tol in np.geomspace(1e-3, 1.0, 400)]
+    assert float(np.mean(canary - stable)) < 0
+    assert [c.reason for c in checks if c.verdict == "fail"] == []
+    assert all(c.interval[0] <= c.interval[1] for c in checks)
