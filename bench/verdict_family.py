@@ -10,7 +10,8 @@ family of k checks can fail up to k times as often (the union bound); the health
 judges five workflows per facility, each against stable and against the 99 % success floor.
 A metric's facilities share its alpha (alpha / k each, Bonferroni: `judging._split_alpha`).
 This simulates A/A rollouts of those checks and counts the rollouts whose verdict ever failed;
-docs/profiles.md ("Cohorts") has the figures, tests/test_verdict_family.py pins them.
+docs/profiles.md ("Cohorts") has the figures, tests/test_verdict_family.py pins them. The
+polling (`poll_checks`, `window`) and `upper_bound` serve bench/trading_family.py too.
 
 The simulation: `judging.judge_metrics`, as the analysis calls it, on the healthcare config's
 `ratio` metrics at a `safety_level` (the other checks are zero-tolerance rules that a canary
@@ -30,12 +31,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from webhook.configs import MetricSpec, load_registry
+from webhook.judge.types import CheckResult
 from webhook.judging import judge_metrics
 from webhook.kinds import KindContext
 from webhook.profiles import apply_level
@@ -103,18 +105,36 @@ def simulate(rng: np.random.Generator, specs: Sequence[MetricSpec], facilities: 
     return results
 
 
+def window(results: Mapping[QueryKey, QueryResult], points: int,
+           step: float = STEP) -> dict[QueryKey, QueryResult]:
+    """What a poll whose window holds `points` steps of `step` fetched: each result cut to the
+    same span on its own grid (a gauge queried at its own, finer step has more points)."""
+    out = {}
+    for key, r in results.items():
+        own = math.floor(points * step / r.query.step + 1e-9) if r.query.step else points
+        out[key] = QueryResult(r.query, tuple(Series(s.labels, s.values[:own])
+                                              for s in r.series))
+    return out
+
+
+def poll_checks(specs: Sequence[MetricSpec], alpha: float,
+                results: Mapping[QueryKey, QueryResult], polls: int, history: int = HISTORY,
+                step: float = STEP, delay: int = 0) -> Iterator[tuple[int, list[CheckResult]]]:
+    """Each poll's checks as an analysis judges them: poll p (1-based) judges the first
+    `delay` + p steps after the stable's `history`, [start, now], one step later each time
+    (Argo's `interval`; `delay` steps of its `initialDelay` before the first)."""
+    for poll in range(1, polls + 1):
+        points = history + delay + poll
+        ctx = KindContext(alpha=alpha, mode="sequential", step=step, points=points,
+                          first=history)
+        yield poll, judge_metrics(list(specs), window(results, points, step), ctx)
+
+
 def first_failure(specs: Sequence[MetricSpec], alpha: float,
                   results: dict[QueryKey, QueryResult], polls: int) -> tuple[int | None, list[str]]:
     """The first poll (1-based) whose analysis has a failing check, and those checks."""
-    for poll in range(1, polls + 1):
-        points = HISTORY + poll
-        window = {key: QueryResult(r.query, tuple(Series(s.labels, s.values[:points])
-                                                  for s in r.series))
-                  for key, r in results.items()}
-        ctx = KindContext(alpha=alpha, mode="sequential", step=STEP, points=points,
-                          first=HISTORY)
-        failed = [c.name for c in judge_metrics(list(specs), window, ctx)
-                  if c.verdict == "fail"]
+    for poll, checks in poll_checks(specs, alpha, results, polls):
+        failed = [c.name for c in checks if c.verdict == "fail"]
         if failed:
             return poll, failed
     return None, []
