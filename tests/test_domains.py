@@ -353,7 +353,11 @@ def test_unfilled_rate_catches_what_the_fill_rate_rule_lets_through():
 
 
 def test_trading_fill_drop_fails_both_views_and_healthy_passes_both(client, lab):
-    _, bad = trading(client, lab, "fills")  # 89.3 % filled vs 95 %: unfilled x2.1
+    # 89.3 % filled vs 95 %: unfilled x2.1, where the 5 % tolerance on the fill rate allows
+    # x1.95 (5 % -> 9.75 %); so close to the tolerance, an hour of 20 orders/s does not yet
+    # show it beyond reasonable doubt, 110 minutes do
+    _, bad = analyze(client, "trading", trading_hash("fills"), TRADING_STABLE, lab.window(110),
+                     risk_tolerance="low")
     assert bad["order_fill_rate"]["verdict"] == "fail"
     assert bad["order_unfilled_rate"]["verdict"] != "pass"
     _, good = trading(client, lab, "healthy")
@@ -442,13 +446,13 @@ def test_a_missing_approval_holds_on_both_controllers(gated, client, lab):
 
 def test_a_failing_canary_still_fails_under_a_closed_gate(gated, lab):
     r = post_analysis(gated, "trading-open", trading_hash("fills"), TRADING_STABLE,
-                      lab.window(60), risk_tolerance="medium")
+                      lab.window(110), risk_tolerance="medium")  # as above: 110 minutes
     checks = {c["name"]: c for c in r.json["checks"]}
     assert r.json["verdict"] == "fail" and checks["market_hours"]["verdict"] == "inconclusive"
     phases, run = argo_run(template_metric(), [r])
     assert phases == [FAILED] and run == FAILED and ROLLOUT_ACTION[run] == "abort"
     status, text = hook(gated, "rollback", "trading-open", trading_hash("fills"),
-                        TRADING_STABLE, lab.window(60), risk_tolerance="medium")
+                        TRADING_STABLE, lab.window(110), risk_tolerance="medium")
     assert status == 200 and "order_fill_rate" in text and "market_hours" not in text, text
 
 

@@ -549,3 +549,33 @@ def test_stable_history_lets_the_first_step_be_judged():
     kw = dict(relative_tolerance=0.2, mode="sequential", min_total=100)
     assert judge_quantile("p95", hc, hs, 0.95, **kw).verdict != "fail"
     assert judge_quantile("p95", hc, hs, 0.95, stable_history=before, **kw).verdict == "fail"
+
+
+def _fill_rollout(rng, fill_canary: float, polls: int = 20) -> int | None:
+    """First failing poll of a fill rate (good counts, direction decrease, 5 % of stable's
+    rate tolerated) polled every minute: 1,200 canary and 4,800 stable orders a minute,
+    stable filling 95 %."""
+    n_c, n_s = rng.poisson(1200, polls), rng.poisson(4800, polls)
+    good_c, good_s = rng.binomial(n_c, fill_canary), rng.binomial(n_s, 0.95)
+    for t in range(2, polls + 1):
+        check = judge_ratio("fill", good_c[:t], n_c[:t], good_s[:t], n_s[:t],
+                            direction="decrease", relative_tolerance=0.05, alpha=0.01,
+                            min_total=200, mode="sequential", total_name="orders")
+        if check.verdict == "fail":
+            return t
+    return None
+
+
+@pytest.mark.slow
+def test_a_fill_rate_at_its_tolerance_fails_no_more_often_than_alpha():
+    """95 % -> 90.25 % is exactly the 5 % drop a fill rate may take; its unfilled orders go
+    from 5 % to 9.75 %, a ratio of 1.95. The martingale on the unfilled orders tested 1.05
+    (1 + the relative tolerance, which is of the fill rate, not of what is left unfilled), so
+    only the observed drop held a failure back: 80 % of these rollouts failed at alpha 0.01.
+    A 10 % drop (twice the tolerance) still fails every rollout, within 5 to 10 polls."""
+    rng = np.random.default_rng(61)
+    runs = 60
+    at_limit = [_fill_rollout(rng, 0.95 * 0.95) for _ in range(runs)]
+    assert sum(t is not None for t in at_limit) <= 3, at_limit
+    twice = [_fill_rollout(rng, 0.95 * 0.90) for _ in range(20)]
+    assert all(t is not None and t <= 12 for t in twice), twice

@@ -242,6 +242,24 @@ def _history_prior(numerator: np.ndarray, total: np.ndarray,
     return seq.history_dispersion(events if increase else totals - events, totals)
 
 
+def _complement_ratio(allowed: float, harm_s: float, n_s: float, alpha: float) -> float:
+    """The ratio of harmful-event rates (canary / stable) that a tolerance of `allowed` on the
+    good rate allows, when harm is its complement: 1 + allowed / (stable's harmful rate).
+
+    A fill rate may drop by 5 % of stable's (95 % -> 90.25 %): its unfilled orders may rise
+    from 5 % to 9.75 %, a ratio of 1.95, not the 1.05 that `1 + relative tolerance` says of
+    the unfilled rate itself. Tested against 1.05, a canary exactly at the tolerance had
+    overwhelming evidence against the null, and only the observed difference (beyond the
+    tolerance at some poll, half the time at each) held the failure back: 80 % of such
+    rollouts failed at alpha 0.01, and canaries within the tolerance but near it failed too.
+    A stable without any harmful event yet has its rate bounded by its confidence sequence's
+    upper end, so the ratio stays finite."""
+    rate = harm_s / n_s if n_s > 0 else 0.0
+    if rate <= 0:
+        rate = seq.proportion_cs(0.0, n_s, alpha)[1]
+    return 1 + allowed / rate if rate > 0 else math.inf
+
+
 def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], canary: Summary,
                       stable: Summary, direction: str, rel: float, abs_: float, alpha: float,
                       base: dict,
@@ -252,8 +270,10 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
 
     Harmful events are the numerator when an increase is worse, and its complement (total −
     numerator) when a decrease is worse. Fail needs the evidence M ≥ 1/alpha against "not worse
-    than 1 + relative tolerance" and an observed difference beyond the tolerance (a filter
-    that can only lower the false-failure rate). Pass needs the mirrored evidence, or
+    than the tolerance" (a rate ratio of 1 + relative tolerance of the harmful events
+    themselves; of their complement, the ratio the good rate's tolerance allows:
+    `_complement_ratio`) and an observed difference beyond the tolerance (a filter that can
+    only lower the false-failure rate). Pass needs the mirrored evidence, or
     confidence sequences showing the difference is within the absolute tolerance.
     `sums` are the window's (canary events, canary total, stable events, stable total) when
     the caller has them.
@@ -282,7 +302,9 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                                                          float(np.add.reduce(harm_s)))
         _, high = newcombe_interval(harm_sum_c, sum_n_c, harm_sum_s, sum_n_s, norm_isf(a))
         need_pass = pass_all and not high <= allowed
-        path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, 1 + rel,
+        rho0 = 1 + rel if sign > 0 else _complement_ratio(allowed, sum_n_s - sum_ev_s, sum_n_s,
+                                                           alpha)
+        path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, rho0,
                                                           dispersion_prior=prior,
                                                           passing=need_pass)
         log_fail = float(path[-1]) if path.size else 0.0
