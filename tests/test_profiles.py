@@ -17,12 +17,12 @@ from webhook.lab.rollouts import (
 )
 
 
-def trading(client, lab, version: str, **vars_):
+def trading(client, lab, version: str, minutes: int = 60, **vars_):
     r = client.post("/v1/analyze", json={
         "config": "trading",
         "canary": {"rollouts_pod_template_hash": trading_hash(version)},
         "stable": {"rollouts_pod_template_hash": TRADING_STABLE},
-        "window": lab.window(60), "vars": {"risk_tolerance": "low", **vars_}})
+        "window": lab.window(minutes), "vars": {"risk_tolerance": "low", **vars_}})
     assert r.status_code == 200, r.json
     return r.json, {c["name"]: c for c in r.json["checks"]}
 
@@ -47,7 +47,9 @@ def test_trading_healthy_canary_passes_every_check(client, lab):
 
 
 def test_fill_rate_six_percent_lower_fails(client, lab):
-    answer, checks = trading(client, lab, "fills")
+    # unfilled x2.1 where the 5 % tolerance allows x1.95: 110 minutes of 20 orders/s show it
+    # beyond reasonable doubt, one hour does not yet (test_domains.py, the fill drop)
+    answer, checks = trading(client, lab, "fills", minutes=110)
     assert answer["verdict"] == "fail"
     assert checks["order_fill_rate"]["verdict"] == "fail"
     assert checks["order_fill_rate"]["effect"] == pytest.approx(-0.06, abs=0.015)
