@@ -327,11 +327,14 @@ def first_verdicts(p_canary: float, p_stable: float, rollouts: int, seed: int,
 @pytest.mark.slow
 def test_failure_rate_rule_a_a_and_power():
     """A/A at 99.6 % never fails here (the martingale bounds it at alpha = 1 %); 98.5 % vs
-    99.6 % fails within the hour at 2 runs/s. Figures for more rollouts: docs/profiles.md."""
+    99.6 % fails within the hour at 2 runs/s in most rollouts: 167 of 200 polled every 5
+    minutes (187 while the test's null was x1.75 alone, stricter than the tolerance's
+    "x1.75 and +0.375 points", which is x1.94 at 0.4 %). Figures for more rollouts polled
+    every minute: docs/profiles.md."""
     healthy = first_verdicts(0.004, 0.004, rollouts=40, seed=1)
     assert healthy.count("fail") == 0
     worse = first_verdicts(0.015, 0.004, rollouts=20, seed=2)
-    assert worse.count("fail") >= 18
+    assert worse.count("fail") >= 15
 
 
 def test_unfilled_rate_catches_what_the_fill_rate_rule_lets_through():

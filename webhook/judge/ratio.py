@@ -244,7 +244,8 @@ def _history_prior(numerator: np.ndarray, total: np.ndarray,
 
 def _complement_ratio(allowed: float, harm_s: float, n_s: float, alpha: float) -> float:
     """The ratio of harmful-event rates (canary / stable) that a tolerance of `allowed` on the
-    good rate allows, when harm is its complement: 1 + allowed / (stable's harmful rate).
+    good rate allows, when harm is its complement: 1 + allowed / (stable's harmful rate); and
+    what an absolute tolerance on the harmful rate itself allows.
 
     A fill rate may drop by 5 % of stable's (95 % -> 90.25 %): its unfilled orders may rise
     from 5 % to 9.75 %, a ratio of 1.95, not the 1.05 that `1 + relative tolerance` says of
@@ -302,8 +303,12 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                                                          float(np.add.reduce(harm_s)))
         _, high = newcombe_interval(harm_sum_c, sum_n_c, harm_sum_s, sum_n_s, norm_isf(a))
         need_pass = pass_all and not high <= allowed
-        rho0 = 1 + rel if sign > 0 else _complement_ratio(allowed, sum_n_s - sum_ev_s, sum_n_s,
-                                                           alpha)
+        # the rate ratio the tolerance allows: when the absolute part decides (a stable at
+        # 0.1 % errors may rise by 0.2 points: x3, not x1.2), testing 1 + relative held a
+        # canary within tolerance to a stricter null, and only the observed difference (past
+        # the tolerance at some poll) held its failure back
+        rho0 = (max(1 + rel, _complement_ratio(allowed, sum_ev_s, sum_n_s, alpha)) if sign > 0
+                else _complement_ratio(allowed, sum_n_s - sum_ev_s, sum_n_s, alpha))
         path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, rho0,
                                                           dispersion_prior=prior,
                                                           passing=need_pass)
