@@ -259,21 +259,27 @@ def test_plant_reports_promtool_error(tmp_path: Path) -> None:
     assert (tmp_path / "plant-1.om").exists()  # a workdir the caller gave is left alone
 
 
+def _offgrid_counter() -> tuple[str, str, np.ndarray, np.ndarray]:
+    """One target scraped every 15 s at its own phase (7.3 s, 0.4 s jitter): its planted
+    text, its 200s counter's series and that counter's sample times and values."""
+    side = TrafficSide({"app": "x", "rollouts_pod_template_hash": "offgrid"}, rps=40,
+                       scrape_offset=7.3)
+    text = render_openmetrics([side], START, END, scrape_interval=15, seed=5, jitter=0.4)
+    planted = samples(text)
+    ok = next(s for s in planted if s.startswith(REQ + "{") and 'code="200"' in s)
+    return (text, ok, np.array([t for t, _ in planted[ok]]),
+            np.array([float(v) for _, v in planted[ok]]))
+
+
 @needs_prometheus
 @pytest.mark.parametrize("width", [60, 30])
 def test_off_grid_scrapes_and_their_increase_model(width: int) -> None:
     """A target scraped at its own phase, with jitter: Prometheus' `increase(…[step])` sees
     the intervals inside each step only and extrapolates them, and `webhook.lab.scrapes`
     (which the detection benchmark judges off-grid counts with) gives the same numbers."""
-    side = TrafficSide({"app": "x", "rollouts_pod_template_hash": "offgrid"}, rps=40,
-                       scrape_offset=7.3)
-    text = render_openmetrics([side], START, END, scrape_interval=15, seed=5, jitter=0.4)
-    planted = samples(text)
-    ok = next(s for s in planted if s.startswith(REQ + "{") and 'code="200"' in s)
-    ts = np.array([t for t, _ in planted[ok]])
+    text, ok, ts, values = _offgrid_counter()
     assert ts[0] == pytest.approx(START + 7.3, abs=0.4)
     assert np.all(np.diff(ts) > 14) and not np.allclose((ts - START) % 15, 0, atol=0.01)
-    values = np.array([float(v) for _, v in planted[ok]])
     with PrometheusLab() as lab, requests.Session() as session:
         lab.plant(text)
         url = lab.start()
@@ -297,13 +303,7 @@ def test_exact_counts_and_their_model(width: int) -> None:
     before's, in a real Prometheus: `webhook.lab.scrapes.exact` (the detection benchmark's
     model of it) gives the same numbers, whole requests, and the steps add up to the planted
     total over the range, at steps longer and shorter than the scrape interval."""
-    side = TrafficSide({"app": "x", "rollouts_pod_template_hash": "offgrid"}, rps=40,
-                       scrape_offset=7.3)
-    text = render_openmetrics([side], START, END, scrape_interval=15, seed=5, jitter=0.4)
-    planted = samples(text)
-    ok = next(s for s in planted if s.startswith(REQ + "{") and 'code="200"' in s)
-    ts = np.array([t for t, _ in planted[ok]])
-    values = np.array([float(v) for _, v in planted[ok]])
+    text, ok, ts, values = _offgrid_counter()
     query = (f"((last_over_time({ok}[{width}s]) - last_over_time({ok}[5m] offset {width}s))"
              f" >= 0) or last_over_time({ok}[{width}s])")
     with PrometheusLab() as lab, requests.Session() as session:
