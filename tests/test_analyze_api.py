@@ -298,6 +298,19 @@ def test_not_before_bounds_the_judged_start_and_says_so(client, lab):
         ratio = next(c for c in answer["checks"] if c["name"] == "error_ratio")
         assert ratio["canary"]["n"] < 0.2 * next(
             c for c in plain["checks"] if c["name"] == "error_ratio")["canary"]["n"]
+    # a bound inside the window's last step leaves no whole step: nothing judged yet, said so
+    # (it read "the canary has 0 requests, and it has sent (almost) none", and the note
+    # "judged from 13:25:00Z, not before 13:25:30Z")
+    for bound in (window["end"] - 15, window["end"] + 30):
+        answer = client.post("/v1/analyze", json=body(
+            lab, canary, window={**window, "not_before": bound})).json
+        assert answer["verdict"] == "inconclusive" and answer["window"]["note"] == ""
+        since = datetime.fromtimestamp(bound, UTC)
+        for check in answer["checks"]:
+            assert check["reason"].endswith(
+                f"nothing to judge yet: no whole step has ended since {since:%H:%M:%S}Z "
+                "(window.not_before, where a new revision's data begin); ask again after the "
+                "next step"), check["reason"]
 
 
 def test_a_get_of_the_post_route_says_what_to_do(client, lab):

@@ -179,6 +179,17 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 "that splits two rollouts): its last run is over and the "
                                 "next has not begun; nothing to judge yet"))
     fetched = got.window
+    if got.held and request.window.not_before is not None and (
+            fetched.start + got.first * window.step >= window.end):
+        # the bound left no whole step (a revision seen replacing another within the last
+        # step): every count would read "0 requests, sent (almost) none", which blames the
+        # canary, and the note said "judged from" a step it had not judged
+        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
+                            gate_action, began, got.upstream, window.end, gate_at, (
+                                "nothing to judge yet: no whole step has ended since "
+                                f"{clock(request.window.not_before)} (window.not_before, "
+                                "where a new revision's data begin); ask again after the "
+                                "next step"))
     silence = _counts_silence(specs)
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
                       first=got.first, origin=fetched.start + window.step, traces=traces,
