@@ -104,8 +104,7 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
     vars_ = resolve_vars(request, config)
     now = now or time.time()
     given = request.window.end
-    if at is None:
-        at = given if given is not None else now
+    at = _gate_instant(request, at, now)
     if given is not None and given > now + FUTURE_SLACK:
         # an end replays a decision made; one in the future (a Saturday to come) opened the
         # market-hours gate today, where an analysis' own window refuses such an end
@@ -116,6 +115,14 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
         return gate_checks(config, vars_, action, at, canary_revision(request), level)
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
+
+
+def _gate_instant(request: AnalysisRequest, at: float | None, now: float) -> float:
+    """When the gates are read: at `at` when the caller fixes it (a hook: the server's clock),
+    else at the request's `window.end` (a decision replayed), else now."""
+    if at is not None:
+        return at
+    return request.window.end if request.window.end is not None else now
 
 
 def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: MetricsSource,
@@ -179,8 +186,8 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 "that splits two rollouts): its last run is over and the "
                                 "next has not begun; nothing to judge yet"))
     fetched = got.window
-    if got.held and request.window.not_before is not None and (
-            fetched.start + got.first * window.step >= window.end):
+    judged_start = fetched.start + got.first * window.step
+    if got.held and request.window.not_before is not None and judged_start >= window.end:
         # the bound left no whole step (a revision seen replacing another within the last
         # step): every count would read "0 requests, sent (almost) none", which blames the
         # canary, and the note said "judged from" a step it had not judged
@@ -198,7 +205,6 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                           got.first:] if silence else None)
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
-    judged_start = fetched.start + got.first * window.step
     result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
                      gate_action, began, got.upstream, gate_at)
     if got.held and request.window.not_before is not None:
@@ -286,8 +292,7 @@ def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[Check
     """Add the config's gates (read at `gate_at`, else at the window's given end, else now),
     combine the checks and shape the verdict."""
     if gate_action:
-        at = (gate_at if gate_at is not None else
-              window.end if request.window.end is not None else now)
+        at = _gate_instant(request, gate_at, now)
         try:
             checks += gate_checks(config, vars_, gate_action, at, canary_revision(request), level)
         except ProfileError as exc:

@@ -138,16 +138,16 @@ def judge_ratio(
     short = [(label, n, sec) for label, n, sec in (("canary", n_c, sec_c), ("stable", n_s, sec_s))
              if n < min_total]
     finite = all(math.isfinite(x) and x < seq.MAX_COUNT for x in (k_c, n_c, k_s, n_s))
-    if short and mode == "sequential" and finite and n_c > 0 and n_s > 0:
+    if mode == "sequential" and finite and (not short or (n_c > 0 and n_s > 0)):
+        judged = _judge_sequential(name, per_step, canary, stable, direction,
+                                   relative_tolerance, absolute_tolerance, alpha, base,
+                                   stable_history, (k_c, n_c, k_s, n_s), total_name)
         # `min_total` is what it takes to vouch for a pass. The anytime-valid test holds its
         # false-failure rate at any number of requests, so a canary failing most of a
         # low-traffic service's requests fails now, not when (if ever) it has served
         # `min_total` of them.
-        early = _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
-                                  absolute_tolerance, alpha, base, stable_history,
-                                  (k_c, n_c, k_s, n_s), total_name)
-        if early.verdict == "fail":
-            return early
+        if not short or judged.verdict == "fail":
+            return judged
     if short:
         parts = []
         for label, n, sec in short:
@@ -165,10 +165,6 @@ def judge_ratio(
         return CheckResult(verdict="inconclusive", reason=f"{name}: counts are not finite or "
                            "implausibly large (overflowing or corrupt series)", canary=canary,
                            stable=stable, **base)
-    if mode == "sequential":
-        return _judge_sequential(name, per_step, canary, stable, direction, relative_tolerance,
-                                 absolute_tolerance, alpha, base, stable_history,
-                                 (k_c, n_c, k_s, n_s), total_name)
     p_c, p_s = k_c / n_c, k_s / n_s
     allowed = max(relative_tolerance * p_s, absolute_tolerance)
     effect = p_c / p_s - 1 if p_s > 0 else (0.0 if p_c == 0 else math.inf)
@@ -242,10 +238,10 @@ def _history_prior(numerator: np.ndarray, total: np.ndarray,
     return seq.history_dispersion(events if increase else totals - events, totals)
 
 
-def _complement_ratio(allowed: float, harm_s: float, n_s: float, alpha: float) -> float:
-    """The ratio of harmful-event rates (canary / stable) that a tolerance of `allowed` on the
-    good rate allows, when harm is its complement: 1 + allowed / (stable's harmful rate); and
-    what an absolute tolerance on the harmful rate itself allows.
+def _tolerated_ratio(allowed: float, harm_s: float, n_s: float, alpha: float) -> float:
+    """The ratio of harmful-event rates (canary / stable) that a difference of `allowed` in
+    the rates allows: 1 + allowed / (stable's harmful rate). For a good rate's tolerance, harm
+    is its complement; for the harmful rate itself, it is what the absolute part allows.
 
     A fill rate may drop by 5 % of stable's (95 % -> 90.25 %): its unfilled orders may rise
     from 5 % to 9.75 %, a ratio of 1.95, not the 1.05 that `1 + relative tolerance` says of
@@ -273,7 +269,7 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     numerator) when a decrease is worse. Fail needs the evidence M ≥ 1/alpha against "not worse
     than the tolerance" (a rate ratio of 1 + relative tolerance of the harmful events
     themselves; of their complement, the ratio the good rate's tolerance allows:
-    `_complement_ratio`) and an observed difference beyond the tolerance (a filter that can
+    `_tolerated_ratio`) and an observed difference beyond the tolerance (a filter that can
     only lower the false-failure rate). Pass needs the mirrored evidence, or
     confidence sequences showing the difference is within the absolute tolerance.
     `sums` are the window's (canary events, canary total, stable events, stable total) when
@@ -307,8 +303,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         # 0.1 % errors may rise by 0.2 points: x3, not x1.2), testing 1 + relative held a
         # canary within tolerance to a stricter null, and only the observed difference (past
         # the tolerance at some poll) held its failure back
-        rho0 = (max(1 + rel, _complement_ratio(allowed, sum_ev_s, sum_n_s, alpha)) if sign > 0
-                else _complement_ratio(allowed, sum_n_s - sum_ev_s, sum_n_s, alpha))
+        rho0 = (max(1 + rel, _tolerated_ratio(allowed, sum_ev_s, sum_n_s, alpha)) if sign > 0
+                else _tolerated_ratio(allowed, sum_n_s - sum_ev_s, sum_n_s, alpha))
         path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, rho0,
                                                           dispersion_prior=prior,
                                                           passing=need_pass)
