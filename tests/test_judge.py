@@ -260,6 +260,8 @@ arrays = st.lists(finite_or_not, min_size=0, max_size=12).map(np.array)
 @given(arrays, arrays, arrays, arrays)
 # a denormal total: its rate's "minutes to go" overflowed with numpy's warning (an error here)
 @example(np.array([]), np.array([]), np.array([]), np.array([2.22507386e-313]))
+# a denormal canary total beside a whole stable: the early sequential test divided by 0
+@example(np.array([]), np.array([2.22507386e-311]), np.array([]), np.array([1.0]))
 def test_ratio_never_crashes_and_never_passes_without_data(bc, tc, bs, ts):
     """Short of `min_total` a check never passes; only the sequential test may fail there, on
     its evidence (`test_a_low_traffic_canary_failing_its_requests_fails_before_min_total`)."""

@@ -138,7 +138,9 @@ def judge_ratio(
     short = [(label, n, sec) for label, n, sec in (("canary", n_c, sec_c), ("stable", n_s, sec_s))
              if n < min_total]
     finite = all(math.isfinite(x) and x < seq.MAX_COUNT for x in (k_c, n_c, k_s, n_s))
-    if mode == "sequential" and finite and (not short or (n_c > 0 and n_s > 0)):
+    # a side short of one whole request has no traffic to judge (a denormal total's square
+    # underflowed to 0 in the interval: a ZeroDivisionError)
+    if mode == "sequential" and finite and (not short or (n_c >= 1 and n_s >= 1)):
         judged = _judge_sequential(name, per_step, canary, stable, direction,
                                    relative_tolerance, absolute_tolerance, alpha, base,
                                    stable_history, (k_c, n_c, k_s, n_s), total_name)
