@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -234,15 +235,61 @@ def test_disabled_metric_is_left_out(client, lab):
     assert r.json["verdict"] == "pass"
 
 
-def test_bad_promql_in_an_inline_metric_is_502_naming_metric_and_prometheus_error(client, lab):
+def test_bad_promql_in_an_inline_metric_is_the_callers_400_naming_query_and_error(client, lab):
+    """The caller wrote the query Prometheus cannot parse: it was 502 metrics_source_rejected
+    (Argo: Error, counted against the source); now 400 naming the metric's query field, with
+    Prometheus' own error text."""
     payload = body(lab, argo_hash("healthy"), metrics=[{
         "name": "broken", "kind": "ratio",
         "bad": "sum(rate(http_requests_total{ {{selector}} }[{{step}}])",
         "total": "sum(increase(http_requests_total{ {{selector}} }[{{step}}]))"}])
     r = client.post("/v1/analyze", json=payload)
-    assert r.status_code == 502
-    assert "broken" in r.json["message"]
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == "metrics.broken.bad"
+    assert r.json["message"].startswith("metrics.broken.bad: the metrics source rejected")
     assert "bad_data" in r.json["message"] and "parse error" in r.json["message"]
+    # the GET form reads the same `metrics` and answers the same
+    r = client.get("/v1/analyze/http", query_string={
+        "canary.rollouts_pod_template_hash": argo_hash("healthy"),
+        "stable.rollouts_pod_template_hash": ARGO_STABLE, **lab.window(60),
+        "metrics": json.dumps(payload["metrics"])})
+    assert r.status_code == 400 and r.json["field"] == "metrics.broken.bad", r.json
+
+
+def _unlocked_client(lab, bad_suffix: str = ""):
+    """A client over the http config without its locks (an operator's own config), whose
+    `error_ratio.bad` loses `bad_suffix` (a config query Prometheus cannot parse)."""
+    from webhook.app import create_app
+    from webhook.configs import AnalysisConfig, Locks, load_registry
+    from webhook.settings import load_settings
+
+    registry = load_registry(None)
+    data = registry.configs["http"].model_dump()
+    data["metrics"][0]["bad"] = data["metrics"][0]["bad"].removesuffix(bad_suffix)
+    registry.configs["http"] = AnalysisConfig.model_validate(data).model_copy(
+        update={"locks": Locks()})
+    return create_app(load_settings(prometheus_url=lab.url, allow_inline_queries=True),
+                      registry=registry).test_client()
+
+
+def test_a_callers_query_replacing_a_config_ones_is_named_when_rejected(lab):
+    """An override may replace one query of a config metric: the one replaced is named."""
+    client = _unlocked_client(lab)
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), metrics={
+        "error_ratio": {"total": "sum(increase(http_requests_total{ {{selector}} }[{{step}}])"}}))
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == "metrics.error_ratio.total" and "parse error" in r.json["message"]
+
+
+def test_a_config_query_prometheus_cannot_parse_stays_the_sources_502(lab):
+    """The config's own query is the server's bug, even when the caller replaced another
+    query of the same metric: 502, naming the metric and Prometheus' error."""
+    client = _unlocked_client(lab, bad_suffix=")")
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), metrics={
+        "error_ratio": {"total": "sum(increase(http_requests_total{ {{selector}} }[{{step}}]))"}}))
+    assert r.status_code == 502, r.json
+    assert r.json["error"] == "metrics_source_rejected" and "field" not in r.json
+    assert "'error_ratio'" in r.json["message"] and "parse error" in r.json["message"]
 
 
 @pytest.mark.parametrize("pin", ["@ start()", "@end()"])

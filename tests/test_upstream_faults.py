@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from webhook.app import create_app
+from webhook.configs import Locks, load_registry
 from webhook.lab.judge import served_judge
 from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash
 from webhook.settings import load_settings
@@ -269,12 +270,39 @@ def test_upstream_quoting_our_basic_credentials_leaks_nothing(proxy, lab, how, c
 
 
 def test_prometheus_error_field_is_passed_on_short(client):
-    """Prometheus' own `error` names the problem in a broken config: it is kept, trimmed."""
+    """Prometheus' own `error` names the problem in a broken query: it is kept, trimmed
+    (the caller's inline query here, so the caller's 400 naming it)."""
     r = client.post("/v1/analyze", json={
         "canary": {"app": "a"}, "stable": {"app": "b"},
         "metrics": [{"name": "bad", "kind": "series",
                      "query": "rate(up{ {{selector}} }[1m]) + on(" + "x" * 400 + ")"}]})
-    assert r.status_code == 502, r.json
+    assert r.status_code == 400, r.json
     message = r.json["message"]
-    assert "Prometheus rejected the query: bad_data: " in message
+    assert r.json["field"] == "metrics.bad.query"
+    assert "rejected this query: bad_data: " in message
     assert len(message) < 300
+
+
+def test_a_callers_rejected_query_quoting_our_headers_leaks_nothing(proxy, lab, capsys):
+    """The caller's own query, refused with an error text that quotes our credentials: the
+    caller's 400 names the query and withholds the text."""
+    registry = load_registry(None)
+    registry.configs["http"] = registry.configs["http"].model_copy(update={"locks": Locks()})
+    client = create_app(load_settings(prometheus_url=proxy.url, prometheus_bearer_token=SECRET,
+                                      prometheus_org_id=ORG, allow_inline_queries=True),
+                        registry=registry).test_client()
+    proxy.mode = "echo_json"
+    try:
+        capsys.readouterr()
+        r = client.post("/v1/analyze", json={
+            "canary": {"app": "a"}, "stable": {"app": "b"}, "mode": "fixed",
+            "metrics": {"error_ratio": {"enabled": False}, "latency": {"enabled": False},
+                        "mine": {"kind": "series", "query": "up{ {{selector}} }"}}})
+        logged = capsys.readouterr()
+    finally:
+        proxy.mode = "pass"
+    assert r.status_code == 400 and r.json["field"] == "metrics.mine.query", r.json
+    assert "withheld" in r.json["message"]
+    for text in (r.get_data(as_text=True), logged.out, logged.err):
+        for secret in (SECRET, ORG, "X-Scope-OrgID"):
+            assert secret not in text

@@ -33,6 +33,7 @@ from webhook.resolve import (
     AnalysisRequestError,
     Policy,
     ResolvedWindow,
+    callers_query,
     check_metric_steps,
     resolve_alpha,
     resolve_metrics,
@@ -175,9 +176,15 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         mistake = language.callers_mistake(exc.message, {"canary": request.canary,
                                                           "stable": request.stable},
                                            request.vars)
-        if mistake is None:
+        if mistake is not None:
+            raise AnalysisRequestError(mistake.message, mistake.field) from exc
+        # a query the caller wrote (an inline metric) that the source cannot parse is the
+        # caller's to fix, not a broken source (Argo: Error; Flagger: a failed check either way)
+        field = callers_query(request, specs, exc.key) if exc.malformed else None
+        if field is None:
             raise
-        raise AnalysisRequestError(mistake.message, mistake.field) from exc
+        raise AnalysisRequestError(f"{field}: the metrics source rejected this query: "
+                                   f"{exc.detail}", field) from exc
     if got.over:
         quiet = max_gap(window.step) * window.step
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,

@@ -8,7 +8,7 @@ Each is decided in one function here, and `run_analysis` calls them once, at its
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from webhook.models import AnalysisRequest, MetricOverride, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level
 from webhook.settings import Settings
 from webhook.sources import query_language
-from webhook.sources.base import QueryLanguage, QueryLanguageError, grid_size
+from webhook.sources.base import QueryKey, QueryLanguage, QueryLanguageError, grid_size
 
 _QUERY_FIELDS = {"bad", "good", "total", "query"}
 _SPEC_ADAPTER: TypeAdapter[MetricSpec] = TypeAdapter(MetricSpec)
@@ -222,6 +222,23 @@ def _overrides(request: AnalysisRequest) -> dict[str, MetricOverride]:
                                        f"metrics[{i}].name")
         out[override.name] = override
     return out
+
+
+def callers_query(request: AnalysisRequest, specs: list[MetricSpec],
+                  key: Hashable) -> str | None:
+    """The field (`metrics.<name>.<field>`) holding the query the caller wrote that `key` (a
+    rejected query's `QueryKey`) names, or None: a config's own query (its rejection is the
+    server's bug, not the caller's)."""
+    if not isinstance(key, QueryKey):
+        return None
+    override = _overrides(request).get(key.metric)
+    spec = next((s for s in specs if s.name == key.metric), None)
+    if override is None or spec is None:
+        return None
+    template = kinds.queries(spec).get(key.role)
+    sent = override.model_dump(exclude_none=True)
+    return next((f"metrics.{key.metric}.{field}" for field in sorted(_QUERY_FIELDS)
+                 if template is not None and sent.get(field) == template), None)
 
 
 def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest, policy: Policy,

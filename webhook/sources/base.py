@@ -93,10 +93,22 @@ class SourceTimeout(SourceError):
 
 
 class QueryRejected(SourceError):
-    """The source answered 4xx: the query itself is wrong (a config bug), not the canary."""
+    """The source answered 4xx: the query itself is wrong, not the canary.
+
+    A config's query is a server-side bug (502); one the caller wrote (an inline metric) is
+    the caller's to fix, which the analysis can tell only with `key` (the rejected query's
+    `RangeQuery.key`), `malformed` (the source said the query text itself is bad, not that
+    running it failed) and `detail` (the source's own error text, scrubbed of credentials)."""
 
     status = 502
     kind = "rejected"
+
+    def __init__(self, message: str, metric: str = "", key: Hashable = None,
+                 detail: str = "", malformed: bool = False) -> None:
+        super().__init__(message, metric)
+        self.key = key
+        self.detail = detail
+        self.malformed = malformed
 
 
 class MetricsSource(Protocol):

@@ -299,7 +299,11 @@ class PrometheusSource:
     def _query_range(self, query: RangeQuery, deadline: float,
                      stop: threading.Event) -> QueryResult:
         began = time.perf_counter()
-        data = self._matrix(query, deadline, stop)
+        try:
+            data = self._matrix(query, deadline, stop)
+        except QueryRejected as exc:  # which query: the analysis tells the caller's apart
+            exc.key = query.key
+            raise
         series = tuple(matrix.parse(data, query)[1])
         return QueryResult(query, series, time.perf_counter() - began)
 
@@ -385,7 +389,10 @@ class PrometheusSource:
         error_text = _error_text(payload, status,
                                  [*self._secrets, *(v.split(" ", 1)[-1] for v in sent.values())])
         if 400 <= status < 500 and status not in (401, 403, 429):
-            raise QueryRejected(f"{what}Prometheus rejected the query: {error_text}", metric)
+            raise QueryRejected(
+                f"{what}Prometheus rejected the query: {error_text}", metric,
+                detail=error_text, malformed=status == 400 and isinstance(payload, dict)
+                and payload.get("errorType") == "bad_data")
         if status in (401, 403):
             raise SourceUnavailable(
                 f"{what}Prometheus refused our credentials (HTTP {status})", metric)
