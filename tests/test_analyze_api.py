@@ -318,6 +318,43 @@ def test_inline_queries_are_refused_when_disabled(lab):
     assert "inline queries are disabled" in r.json["message"]
 
 
+def test_a_threshold_samples_query_is_an_inline_query_refused_when_disabled(lab):
+    """`samples` (a threshold's count of scrapes) is PromQL like `query`: with inline queries
+    off, an unlocked threshold's `samples` was replaced by the caller's without a word."""
+    from webhook.app import create_app
+    from webhook.configs import Locks, load_registry
+    from webhook.settings import load_settings
+
+    registry = load_registry(None)
+    registry.configs["healthcare"] = registry.configs["healthcare"].model_copy(
+        update={"locks": Locks()})
+    client = create_app(load_settings(prometheus_url=lab.url),
+                        registry=registry).test_client()
+    r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), config="healthcare",
+                                             metrics={"clinical_alerting": {
+                                                 "samples": "vector(1) + 0*up{ {{selector}} }"}}))
+    assert r.status_code == 403, r.json
+    assert r.json["field"] == "metrics.clinical_alerting"
+    assert "inline queries are disabled" in r.json["message"]
+
+
+def test_every_query_of_every_kind_is_a_field_the_inline_gate_knows():
+    """The gate above reads a fixed set of field names: a kind whose query lives in another
+    field would let a caller replace it with inline queries off."""
+    from webhook.configs import load_registry
+    from webhook.kinds import queries
+    from webhook.resolve import QUERY_FIELDS
+
+    seen = 0
+    for config in load_registry(None).configs.values():
+        for spec in config.metrics:
+            fields = spec.model_dump()
+            for template in queries(spec).values():
+                assert any(fields.get(f) == template for f in QUERY_FIELDS), (spec.name, template)
+                seen += 1
+    assert seen > 20
+
+
 def test_not_before_bounds_the_judged_start_and_says_so(client, lab):
     """`window.not_before` (a Flagger hook's bound after a revision change, carried by its
     report link) judges only the steps that began after it; one before the window changes

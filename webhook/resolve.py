@@ -22,7 +22,8 @@ from webhook.settings import Settings
 from webhook.sources import query_language
 from webhook.sources.base import QueryKey, QueryLanguage, QueryLanguageError, grid_size
 
-_QUERY_FIELDS = {"bad", "good", "total", "query"}
+# Every field of a metric that holds a query (tests pin that each kind's queries are among them)
+QUERY_FIELDS = frozenset({"bad", "good", "total", "query", "samples"})
 _SPEC_ADAPTER: TypeAdapter[MetricSpec] = TypeAdapter(MetricSpec)
 
 
@@ -237,7 +238,7 @@ def callers_query(request: AnalysisRequest, specs: list[MetricSpec],
         return None
     template = kinds.queries(spec).get(key.role)
     sent = override.model_dump(exclude_none=True)
-    return next((f"metrics.{key.metric}.{field}" for field in sorted(_QUERY_FIELDS)
+    return next((f"metrics.{key.metric}.{field}" for field in sorted(QUERY_FIELDS)
                  if template is not None and sent.get(field) == template), None)
 
 
@@ -251,7 +252,7 @@ def resolve_metrics(config: AnalysisConfig, request: AnalysisRequest, policy: Po
     for name, override in overrides.items():
         fields = override.model_dump(exclude_none=True, exclude={"enabled"})
         fields["name"] = name
-        if _QUERY_FIELDS & fields.keys() and not policy.allow_inline_queries:
+        if QUERY_FIELDS & fields.keys() and not policy.allow_inline_queries:
             raise AnalysisRequestError(
                 f"metrics.{name}: inline queries are disabled on this server "
                 "(CANARY_JUDGE_ALLOW_INLINE_QUERIES); change tolerances, not queries",
