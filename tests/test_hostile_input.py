@@ -294,6 +294,29 @@ def test_a_vanishing_alpha_is_400_not_500(client, lab, change):
     assert "greater than or equal to 0.000000000001" in r.json["message"]
 
 
+def test_the_server_config_and_request_share_one_alpha_floor():
+    """The floor was written twice (the settings repeated the configs' literal); one
+    definition now, and the server's default, a config's alpha and a request's meet it alike."""
+    from pydantic import ValidationError
+
+    from webhook.bounds import MIN_ALPHA
+    from webhook.models import AnalysisRequest
+
+    registry = load_registry(None)
+    data = registry.configs["http"].model_dump()
+    for alpha, ok in ((MIN_ALPHA, True), (MIN_ALPHA * 0.999, False)):
+        tries = ((load_settings, {"default_alpha": alpha}),
+                 (AnalysisConfig.model_validate,
+                  {"obj": {**data, "defaults": {**data["defaults"], "alpha": alpha}}}),
+                 (AnalysisRequest.model_validate, {"obj": {**GOOD, "alpha": alpha}}))
+        for build, given in tries:
+            if ok:
+                build(**given)
+            else:
+                with pytest.raises(ValidationError):
+                    build(**given)
+
+
 def test_an_error_quotes_a_huge_name_short(client, capsys):
     """A 100 KB unknown key (or metric name) came back two or three times over in the answer
     and the audit line: 300 KB for one body. Now each long run is cut, the explanation kept."""

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from webhook.bounds import MIN_ALPHA
 from webhook.gates.market_hours import MarketHoursConfig
 from webhook.sources import QueryLanguageError, query_language
 
@@ -43,10 +44,6 @@ PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 
 MAX_QUANTILES = 10
-# The smallest alpha a check may be judged at: below it the judges' 1/alpha and alpha/2 leave
-# the floats (alpha 5e-324 was a ZeroDivisionError, a 500 on every analysis), and no data
-# could ever reach such evidence anyway.
-MIN_ALPHA = 1e-12
 
 
 class Tolerance(BaseModel):

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from webhook.bounds import MIN_ALPHA
 from webhook.shared_dir import DEFAULT_MB, MAX_MB
 
 
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
     sequential_max_lookback: str = Field(
         "3h", description="Sequential mode: how far back to look for the start of the canary's "
         "traffic when a request gives no start.")
-    default_alpha: float = Field(0.05, ge=1e-12, lt=0.5)  # configs.MIN_ALPHA
+    default_alpha: float = Field(0.05, ge=MIN_ALPHA, lt=0.5)
     max_window_points: int = Field(2000, ge=10, le=11000)
     public_url: str | None = Field(
         None, description="Base URL people reach the judge at (e.g. an Ingress); prefixes the "

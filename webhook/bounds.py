@@ -1,0 +1,12 @@
+"""Bounds shared by the settings and the configs and requests: its own module, free of every
+other import, because `webhook.configs` imports the query language and so the settings (an
+import of `webhook.configs` from `webhook.settings` is a cycle).
+"""
+
+from __future__ import annotations
+
+# The smallest alpha a check may be judged at (a server's default, a config's, a request's):
+# below it the judges' 1/alpha and alpha/2 leave the floats (alpha 5e-324 was a
+# ZeroDivisionError, a 500 on every analysis), and no data could ever reach such evidence
+# anyway.
+MIN_ALPHA = 1e-12
