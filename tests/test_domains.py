@@ -292,6 +292,23 @@ def test_the_floor_is_a_limit_on_the_canary_alone():
     assert thin.verdict == "inconclusive" and "too little data" in thin.reason
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_denormal_limit_is_judged_without_a_nan():
+    """`max_ratio: 5e-324` centred the sequential prior at weight 1/5e-324 = inf: inf - inf,
+    a RuntimeWarning, and a NaN interval read as a point at the estimate, so a canary with no
+    failure at all failed, and one with no success passed `min_ratio: 5e-324`."""
+    runs = np.full(10, 100.0)
+
+    def verdict(events: float, **limit: float) -> str:
+        return judge_proportion_limit("floor", np.full(10, events), runs, mode="sequential",
+                                      **limit).verdict
+
+    assert verdict(0.0, maximum=5e-324) == "inconclusive"
+    assert verdict(0.5, maximum=5e-324) == "fail"  # 5 failures: above any denormal limit
+    assert verdict(0.0, minimum=5e-324) == "inconclusive"
+    assert verdict(0.5, minimum=5e-324) == "pass"
+
+
 def failure_config():
     """The shipped healthcare workflow rule at safety_level high (tolerances x0.75)."""
     spec = load_registry(None).get("healthcare").metrics

@@ -16,6 +16,12 @@ from webhook.judge.tails import norm_isf
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
 AGGREGATES = ("max", "min", "mean", "last", "p95", "p99")
+# How close to 0 or 1 the sequential limit's prior may be centred. Its weight is 1/centre: at a
+# denormal limit (5e-324) that was inf, and inf - inf a NaN interval (a RuntimeWarning, and a
+# fail with no event at all); past ~1e15 the counts vanish in `weight + n` by rounding. A limit
+# beyond the edge gets the prior centred at the edge: still fixed before any data (the
+# sequence stays valid), only less tight at the limit itself.
+_PRIOR_EDGE = 1e-12
 
 
 def aggregate(values: np.ndarray, how: str) -> float:
@@ -302,7 +308,8 @@ def judge_proportion_limit(
         # holds): the sequence is tightest where the decision is made.
         limit = maximum if maximum is not None else minimum
         assert limit is not None
-        prior = (1.0, (1 - limit) / limit) if limit <= 0.5 else (limit / (1 - limit), 1.0)
+        centre = min(max(limit, _PRIOR_EDGE), 1 - _PRIOR_EDGE)
+        prior = (1.0, (1 - centre) / centre) if centre <= 0.5 else (centre / (1 - centre), 1.0)
         low, high = proportion_cs(k, n, 2 * a, *prior)  # two-sided at 2a: each side at a
     else:
         low, high = wilson_interval(k, n, norm_isf(a))
