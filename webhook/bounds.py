@@ -1,6 +1,7 @@
-"""Bounds shared by the settings and the configs and requests: its own module, free of every
-other import, because `webhook.configs` imports the query language and so the settings (an
-import of `webhook.configs` from `webhook.settings` is a cycle).
+"""Bounds shared by the settings, the configs, the requests and their schema: its own module,
+free of every other import, because `webhook.configs` imports the query language and so the
+settings (an import of `webhook.configs` from `webhook.settings` is a cycle), and the request
+models that show a bound in /openapi.json cannot import the analysis that enforces it.
 """
 
 from __future__ import annotations
@@ -10,3 +11,7 @@ from __future__ import annotations
 # ZeroDivisionError, a 500 on every analysis), and no data could ever reach such evidence
 # anyway.
 MIN_ALPHA = 1e-12
+
+# Prometheus answers at most 11,000 points per series and query (Thanos and Mimir the same);
+# past it the query is refused, and the caller's choice of step came back as the source's 502.
+MAX_QUERY_POINTS = 11_000

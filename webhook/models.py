@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from webhook.bounds import MIN_ALPHA
-from webhook.configs import Mode, Provider, Tolerance
+from webhook.bounds import MAX_QUERY_POINTS, MIN_ALPHA
+from webhook.configs import MAX_QUANTILES, Mode, Provider, Tolerance
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -132,11 +132,28 @@ class Window(BaseModel):
         return parse_duration(value)
 
 
+def _override_schema(schema: dict[str, Any]) -> None:
+    """The bounded fields of an inline metric, for /openapi.json: a metric's kind (its config
+    class) validates them when the request is resolved, not this model, which allows any."""
+    schema["properties"].update({
+        "quantiles": {
+            "type": "array", "minItems": 1, "maxItems": MAX_QUANTILES, "uniqueItems": True,
+            "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "description": "histogram: the quantiles judged, each a check (e.g. [0.95, 0.99])."},
+        "step": {
+            "type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$",
+            "x-max-points-per-query": MAX_QUERY_POINTS,
+            "description": "series: the metric's own query step (e.g. 15s); the "
+            f"window over it at most {MAX_QUERY_POINTS:,} points per query (Prometheus' "
+            "limit)."},
+    })
+
+
 class MetricOverride(BaseModel):
     """Per-request changes to a config metric (or, when allowed, a whole inline metric)."""
 
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, allow_inf_nan=False,
-                              frozen=True)
+                              frozen=True, json_schema_extra=_override_schema)
     name: str | None = None
     tolerance: Tolerance | None = None
     critical: bool | None = None
@@ -148,6 +165,27 @@ class MetricOverride(BaseModel):
 
 
 Labels = dict[str, str]
+
+
+def _labels_schema(schema: dict[str, Any]) -> None:
+    """The bounds `AnalysisRequest._bounded` enforces (with its own messages, which name the
+    fix), shown in /openapi.json: a label map's size and lengths, a matcher string's length."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch["maxLength"] = MAX_MATCHERS_CHARS
+        elif branch.get("type") == "object":
+            branch.update(maxProperties=MAX_LABELS,
+                          propertyNames={"maxLength": MAX_VALUE_CHARS},
+                          additionalProperties={"type": "string", "maxLength": MAX_VALUE_CHARS})
+
+
+def _metrics_schema(schema: dict[str, Any]) -> None:
+    """`AnalysisRequest._few_metrics`' bound, shown in /openapi.json."""
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") == "array":
+            branch["maxItems"] = MAX_METRIC_OVERRIDES
+        elif branch.get("type") == "object":
+            branch["maxProperties"] = MAX_METRIC_OVERRIDES
 
 
 class Derived(dict[Any, Any]):
@@ -176,11 +214,13 @@ class AnalysisRequest(BaseModel):
     _derived: Derived = PrivateAttr(default_factory=Derived)
     config: str = Field("http", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     canary: Labels | str = Field(
-        description='Label matchers: {"rollouts_pod_template_hash": "7d9f"} or \'app="web"\'.')
-    stable: Labels | str
-    vars: dict[str, str] = Field(default_factory=dict)
+        description='Label matchers: {"rollouts_pod_template_hash": "7d9f"} or \'app="web"\'.',
+        json_schema_extra=_labels_schema)
+    stable: Labels | str = Field(json_schema_extra=_labels_schema)
+    vars: dict[str, str] = Field(default_factory=dict, json_schema_extra=_labels_schema)
     window: Window = Field(default_factory=Window)
-    metrics: list[MetricOverride] | dict[str, MetricOverride] | None = None
+    metrics: list[MetricOverride] | dict[str, MetricOverride] | None = Field(
+        None, json_schema_extra=_metrics_schema)
     mode: Mode | None = None
     alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
     provider: Provider | None = Field(

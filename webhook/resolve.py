@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from webhook import kinds, locks
+from webhook.bounds import MAX_QUERY_POINTS
 from webhook.configs import METRIC_KINDS, AnalysisConfig, MetricSpec
 from webhook.models import AnalysisRequest, MetricOverride, parse_duration
 from webhook.profiles import AppliedLevel, ProfileError, apply_level
@@ -161,11 +162,6 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
             f"{duration_text(math.ceil((end - start) / policy.max_points))} or a shorter "
             "window", "window.step")
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
-
-
-# Prometheus answers at most 11,000 points per series and query (Thanos and Mimir the same);
-# past it the query is refused, and the caller's choice of step came back as the source's 502.
-MAX_QUERY_POINTS = 11_000
 
 
 def check_metric_steps(specs: list[MetricSpec], window: ResolvedWindow) -> None:
