@@ -145,6 +145,9 @@ def registry(tmp_path_factory):
                            ("gauges45", "step: 45s", UP), ("gauges15up", "step: 15s", UP)):
         (folder / f"{name}.yaml").write_text(GAUGES.format(name=name, step=step, up=up))
     (folder / "cohorts.yaml").write_text(COHORTS)
+    # a threshold counting steps without samples: the judges read where the canary served
+    (folder / "gaugesgaps.yaml").write_text(GAUGES.format(name="gaugesgaps", step="",
+                                                          up=UP + "    max_missing: 2\n"))
     registry = load_registry(folder)
     assert not registry.errors and not registry.broken, (registry.errors, registry.broken)
     return registry
@@ -287,6 +290,39 @@ def test_a_repeated_poll_is_one_round_trip_and_a_new_rollout_two(prom, registry)
     starts.put(query, END - 40 * MIN)
     assert poll(28, 100) == (3, 1)
     assert poll(27, 100) == (1, 0)
+
+
+@pytest.mark.parametrize("hash_", ["g-gap", "g-blip", "never"])
+def test_the_canarys_activity_is_scanned_once_per_analysis(prom, registry, hash_, monkeypatch):
+    """Where the canary served is read off the data for the start and again for a check that
+    counts steps without samples (`max_missing`): the same scan of the same results, twice
+    per analysis. Now the start's is passed on; the answers are the old way's."""
+    from webhook import analysis, fetching, rollout
+
+    scans = []
+    real = rollout.canary_activity
+
+    def counted(*args, **kwargs):
+        scans.append(1)
+        return real(*args, **kwargs)
+
+    for module in (analysis, fetching, rollout):
+        monkeypatch.setattr(module, "canary_activity", counted)
+    source = PrometheusSource(load_settings(prometheus_url=prom))
+    policy, warm = Policy(), StartCache()
+    for minutes_ago in (60, 7, 0):
+        now = END - minutes_ago * MIN + 7
+        for window in ({}, {"lookback": "150m"}, {"start": END - 200 * MIN}):
+            request = _request("gaugesgaps", hash_, **window)
+            scans.clear()
+            old = run_analysis(request, registry, source, policy, now=now,
+                               language=OldLanguage())
+            assert len(scans) == 1
+            for starts in (StartCache(), warm):
+                scans.clear()
+                new = run_analysis(request, registry, source, policy, now=now, starts=starts)
+                assert len(scans) <= 1 and _answer(new) == _answer(old)
+            assert any(c.name == "up" for c in old.checks)
 
 
 def test_poll_one_reads_what_the_rollouts_age_needs(prom, registry):

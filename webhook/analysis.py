@@ -204,12 +204,14 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 f"{clock(request.window.not_before)} (window.not_before, "
                                 "where a new revision's data begin); ask again after the "
                                 "next step"))
-    silence = _counts_silence(specs)
+    served = None
+    if _counts_silence(specs):  # the start's scan of the data, unless none was read
+        served = (got.activity if got.activity is not None else
+                  canary_activity(got.results, got.points, specs, window.step))[got.first:]
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
                       first=got.first, origin=fetched.start + window.step, traces=traces,
-                      data_end=data_end(got.results) if silence else None,
-                      served=canary_activity(got.results, got.points, specs, window.step)[
-                          got.first:] if silence else None)
+                      data_end=data_end(got.results) if served is not None else None,
+                      served=served)
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
     result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,

@@ -84,6 +84,9 @@ class Fetched:
     # the request's `window.not_before` moved the first judged step later than the data's
     # start (and warmup) would have it
     held: bool = False
+    # `canary_activity` over `window`, when the start was read off these results (None: it
+    # was not, and whoever needs it computes it)
+    activity: np.ndarray | None = None
 
     @property
     def points(self) -> int:
@@ -221,6 +224,7 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     upstream: list[QueryResult] = []
     # answers fetched, by key, and their cut
     held: tuple[int, dict[QueryKey, QueryResult]] | None = None
+    seen: np.ndarray | None = None  # canary_activity of `held`'s results, if read
     begun: int | None = None
     if start_q is not None:
         known, guess = starts.get(start_q)
@@ -238,8 +242,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
             if along:
                 settled, begun = True, current_start(activity_of(got[0], points), gap)
             else:
-                settled, begun = settled_start(held[1], specs, points - keep, window.step,
-                                               keep)
+                settled, begun, seen = settled_start(held[1], specs, points - keep,
+                                                     window.step, keep)
         if not settled:  # cold here, or the window cannot tell: ask the start query
             try:
                 got = source.query_range_many([start_q], deadline=deadline)
@@ -258,18 +262,21 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         answers = source.query_range_many(cut_queries, deadline=deadline)
         upstream += answers
         results = {r.query.key: r for r in answers}
+        seen = None
     # the request's lower bound moves only the first judged step: the cut (the stable's
     # history before it included) is the data start's, so a bound costs no other query
-    first, held = bounded_first(begun, floor_step(request.window.not_before, window, points),
-                                warmup, points)
+    first, bounded = bounded_first(begun, floor_step(request.window.not_before, window,
+                                                     points), warmup, points)
     return Fetched(cut, cut_queries, results, first - keep, upstream,
-                   over=begun is not None and begun >= points, held=held)
+                   over=begun is not None and begun >= points, held=bounded, activity=seen)
 
 
 def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpec],
-                  points: int, step: float, keep: int) -> tuple[bool, int | None]:
-    """Whether the window's data from step `keep` on settle the rollout start, and the start
-    (a step of the whole window, None: no traffic) if they do.
+                  points: int, step: float, keep: int
+                  ) -> tuple[bool, int | None, np.ndarray]:
+    """Whether the window's data from step `keep` on settle the rollout start, the start
+    (a step of the whole window, None: no traffic) if they do, and the cut window's
+    `canary_activity` it was read off (the judges reuse it).
 
     The start is the first step of the latest run of canary traffic, runs split by more than
     `max_gap` quiet steps. Read off the cut window (`canary_activity`, the start query's
@@ -278,12 +285,13 @@ def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpe
     to join its run.
     """
     gap = max_gap(step)
-    begun = current_start(canary_activity(results, points, specs, step), gap)
+    activity = canary_activity(results, points, specs, step)
+    begun = current_start(activity, gap)
     if keep == 0:
-        return True, begun
+        return True, begun, activity
     if begun is not None and begun >= gap + 1:
-        return True, begun + keep
-    return False, None
+        return True, begun + keep, activity
+    return False, None, activity
 
 
 def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
@@ -293,11 +301,11 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     fetched = source.query_range_many(queries, deadline=deadline)
     results = {r.query.key: r for r in fetched}
     points = window.points
-    begun = found_start(request, window, mode, results, points, specs)
+    begun, activity = found_start(request, window, mode, results, points, specs)
     first, held = bounded_first(begun, floor_step(request.window.not_before, window, points),
                                 warmup_steps(request, config, window.step), points)
     return Fetched(window, queries, results, first, fetched,
-                   over=begun is not None and begun >= points, held=held)
+                   over=begun is not None and begun >= points, held=held, activity=activity)
 
 
 def traffic_parts(queries: Sequence[RangeQuery | PlannedQuery], specs: list[MetricSpec],

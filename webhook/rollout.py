@@ -18,14 +18,15 @@ from webhook.sources.base import QueryKey, QueryResult, Series
 
 def found_start(request: AnalysisRequest, window: ResolvedWindow, mode: str,
                 results: Mapping[QueryKey, QueryResult], points: int,
-                specs: list[MetricSpec]) -> int | None:
+                specs: list[MetricSpec]) -> tuple[int | None, np.ndarray | None]:
     """Where the canary's latest run of traffic began in the fetched window (`current_start`:
     the window's length when that run is over), in sequential mode without an explicit start;
-    None otherwise."""
+    None otherwise. With it the `canary_activity` it was read off (None when not read), which
+    the judges reuse instead of scanning the data again."""
     if mode != "sequential" or request.window.start is not None:
-        return None
-    return current_start(canary_activity(results, points, specs, window.step),
-                         max_gap=max_gap(window.step))
+        return None, None
+    activity = canary_activity(results, points, specs, window.step)
+    return current_start(activity, max_gap=max_gap(window.step)), activity
 
 
 def first_judged(begun: int | None, warmup: int, points: int) -> int:
