@@ -314,6 +314,25 @@ def test_checks_that_do_not_hold_the_verdict_say_so_as_the_json_does(client, lab
         assert said == (not check["blocking"],) * 2, (check["name"], said)
 
 
+@pytest.mark.parametrize("rollout", ["fail", "pass"])
+def test_the_text_table_and_the_page_print_each_number_alike(client, lab, rollout):
+    """One set of formatters for both tables (they were twins, one per module): a check's
+    values, counts, effect and p-value read the same in a terminal and on the page, a
+    missing one `-` there and `–` here."""
+    url = query(lab, ROLLOUTS[rollout])
+    answer = client.get(url).json
+    html = client.get(url + "&format=html").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-check="([^"]*)"[^>]*>(.*?)</tr>', html))
+    text = client.get(url + "&format=text").get_data(as_text=True).splitlines()
+    for check in answer["checks"]:
+        line = next(x for x in text if x.split()[:1] == [check["name"]])
+        printed = re.split(r"\s{2,}", line)[2:8]  # canary … p, past the name and verdict
+        cells = [html_unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>",
+                                                      rows[check["name"]])]
+        shown = cells[2:7] + cells[8:9]  # canary … effect, then p (the interval between)
+        assert [p.replace("-", "–") if p == "-" else p for p in printed] == shown, check["name"]
+
+
 def test_no_cache_keeps_an_answer_or_mixes_up_its_formats(client, lab):
     """The same GET gives the page to a browser and the JSON to curl, and "up to now" gives
     a new verdict at every poll: a cache in between (an Ingress's, the browser's) must keep

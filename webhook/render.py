@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,22 +41,21 @@ def readable(message: str) -> str:
     return _clipped(message, MAX_MESSAGE)
 
 
-def _num(value: Any, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    if pct:
-        return f"{value * 100:+.1f}%"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+# The checks table's cells, in the text table and on the report page alike (a missing number
+# is `-` in a terminal, `–` on the page): the numbers as the reasons under them print them.
+def value_text(value: float | None, unit: str = "", missing: str = "-") -> str:
+    """A value in its unit (`fmt_value`: 3.01%, 270.5ms; a p-value as 0.0123)."""
+    return missing if value is None else fmt_value(float(value), unit)
 
 
-def _value(value: Any, unit: str) -> str:
-    return "-" if value is None else fmt_value(float(value), unit)
+def count_text(n: float | None, missing: str = "-") -> str:
+    """A count of requests (or runs, events) with thousands separators."""
+    return missing if n is None or not math.isfinite(n) else fmt_count(float(n))
 
 
-def _n(value: Any) -> str:
-    return "-" if value is None else fmt_count(float(value))
+def effect_text(effect: float | None, missing: str = "-") -> str:
+    """A relative change as a signed percentage (+202.0%)."""
+    return missing if effect is None else f"{effect * 100:+.1f}%"
 
 
 def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = (),
@@ -84,9 +84,9 @@ def verdict_text(body: dict[str, Any], checks: Sequence[CheckResult] = (),
         rows.append((
             printable(c["name"]) + (" (critical)" if c["critical"] else "")
             + ("" if c["blocking"] else " (informational)"), c["verdict"],
-            _value(c["canary"]["value"], unit), _value(c["stable"]["value"], unit),
-            _n(c["canary"]["n"]), _n(c["stable"]["n"]),
-            _num(c["effect"], pct=True), _num(c["p_value"]),
+            value_text(c["canary"]["value"], unit), value_text(c["stable"]["value"], unit),
+            count_text(c["canary"]["n"]), count_text(c["stable"]["n"]),
+            effect_text(c["effect"]), value_text(c["p_value"]),
         ))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     for row in rows:

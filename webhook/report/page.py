@@ -7,13 +7,13 @@ file, and on paper. Nothing is stored: the page is recomputed from the query eac
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from webhook.judge.types import CheckResult, fmt_count, fmt_value
+from webhook.judge.types import CheckResult
+from webhook.render import count_text, effect_text, value_text
 from webhook.report.svg import chart
 
 _CSS = """
@@ -77,14 +77,11 @@ footer { margin-top: 28px; color: var(--muted); font-size: .8rem; }
 """
 
 
-def _num(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "–"
-    return fmt_value(float(value), unit)
+_DASH = "–"  # a missing number (the text table's `-`)
 
 
-def _count(n: float | None) -> str:
-    return "–" if n is None or not math.isfinite(n) else fmt_count(n)
+def _num(value: float | None, unit: str = "") -> str:
+    return value_text(value, unit, _DASH)
 
 
 def _unit(check: CheckResult) -> str:
@@ -99,7 +96,7 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
     rows = []
     for check, anchor in zip(checks, anchors, strict=True):
         unit = _unit(check)
-        effect = "–" if check.effect is None else f"{check.effect * 100:+.1f}%"
+        effect = effect_text(check.effect, _DASH)
         low, high = check.interval or (None, None)
         # relative intervals (canary / stable - 1) and proportions read as percentages
         in_pct = "/" in check.interval_of or check.kind == "ratio"
@@ -118,8 +115,8 @@ def _table(checks: Sequence[CheckResult], anchors: Sequence[str]) -> str:
             f'<td><span class="chip {check.verdict}">{check.verdict}</span></td>'
             f'<td class="num">{_num(check.canary.value, unit)}</td>'
             f'<td class="num">{_num(check.stable.value, unit)}</td>'
-            f'<td class="num">{_count(check.canary.n)}</td>'
-            f'<td class="num">{_count(check.stable.n)}</td>'
+            f'<td class="num">{count_text(check.canary.n, _DASH)}</td>'
+            f'<td class="num">{count_text(check.stable.n, _DASH)}</td>'
             f'<td class="num">{effect}</td><td class="num">{escape(interval)}'
             f'{f"<small class=of>{of}</small>" if of else ""}</td>'
             f'<td class="num">{_num(check.p_value)}</td></tr>')
