@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from openapi_spec_validator import validate as validate_openapi
 
@@ -170,6 +171,43 @@ def test_openapi_shows_each_request_bound_the_judge_enforces(client, lab):
     r = client.post("/v1/analyze", json={**payload(lab), "window": window, "metrics": {"g": {
         "kind": "series", "query": "x{ {{selector}} }", "step": "1s"}}})
     assert r.status_code == 200, r.json
+
+
+def _request_validator(doc: dict):
+    """A JSON Schema validator of /openapi.json's AnalysisRequest, its refs resolved in the
+    document (as a generated client would check a body before sending it)."""
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    registry = Registry().with_resource("doc", Resource.from_contents(
+        doc, default_specification=DRAFT202012))
+    schema = {"$ref": "doc#/components/schemas/AnalysisRequest"}
+    return jsonschema.Draft202012Validator(
+        schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_openapi_accepts_the_windows_callers_send(client, lab):
+    """The window's times and durations were `number` in /openapi.json, though the README and
+    every example send `"10m"` and RFC 3339 times: a client generated from the document refused
+    them before sending. Each form the judge accepts is one the document accepts."""
+    validator = _request_validator(client.get("/openapi.json").json)
+    end = lab.window(60)["end"]
+    rfc3339 = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    windows = [{"lookback": "10m", "step": "60s"}, {"lookback": "1h30m", "step": 60},
+               {"end": rfc3339, "lookback": 600}, {"end": str(end), "lookback": "600"},
+               {"start": end - 600, "end": end, "step": "1m", "warmup": "2m"},
+               {"end": rfc3339, "lookback": "10m", "warmup": 0, "not_before": end - 300}]
+    for window in windows:
+        body = {**payload(lab), "window": window}
+        assert not list(validator.iter_errors(body)), window
+        r = client.post("/v1/analyze", json=body)
+        assert r.status_code == 200, (window, r.json)
+    # what the judge refuses as a duration or a time, the document refuses too
+    for window in ({"lookback": "10 minutes"}, {"end": "yesterday"}, {"step": -60}):
+        body = {**payload(lab), "window": window}
+        assert list(validator.iter_errors(body)), window
+        assert client.post("/v1/analyze", json=body).status_code == 400, window
 
 
 class _BrokenAdapter:

@@ -12,9 +12,17 @@ import math
 import re
 import time
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from webhook.bounds import MAX_QUERY_POINTS, MIN_ALPHA
@@ -101,18 +109,36 @@ def parse_time(value: str | float | int) -> float:
     return _finite_time(parsed.timestamp(), text)
 
 
+# What a window's times and durations accept, as /openapi.json shows them: the fields hold
+# seconds once validated, but callers send `"10m"` and RFC 3339 times, and a client generated
+# from a schema that said `number` refused every such request before sending it.
+_TIME_SCHEMA = {"anyOf": [
+    {"type": "string", "format": "date-time", "description": "RFC 3339, with a time zone"},
+    {"type": "number", "minimum": 0, "description": "unix seconds"},
+    {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "description": "unix seconds"},
+    {"type": "null"}]}
+_DURATION_SCHEMA = {"anyOf": [
+    {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$|^[0-9]+(\.[0-9]+)?$",
+     "description": "30s, 10m, 1h30m, or seconds"},
+    {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+    {"type": "null"}]}
+Time = Annotated[float | None, WithJsonSchema(_TIME_SCHEMA)]
+Duration = Annotated[float | None, WithJsonSchema(_DURATION_SCHEMA)]
+
+
 class Window(BaseModel):
     """The time range judged. All optional: the default ends now and looks back a while."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
-    start: float | None = None
-    end: float | None = None
-    lookback: float | None = None
-    step: float | None = None
-    warmup: float | None = None
+    start: Time = None
+    end: Time = None
+    lookback: Duration = None
+    step: Duration = None
+    warmup: Annotated[float | None, WithJsonSchema({"anyOf": [
+        *_DURATION_SCHEMA["anyOf"][:2], {"const": 0}, {"type": "null"}]})] = None
     # A time the judged part may not begin before (Flagger's hooks set it when this pod saw a
     # new revision replace the one it judged: the data alone cannot tell that from a blip).
-    not_before: float | None = None
+    not_before: Time = None
 
     @field_validator("start", "end", "not_before", mode="before")
     @classmethod
