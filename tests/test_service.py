@@ -210,6 +210,19 @@ def test_openapi_accepts_the_windows_callers_send(client, lab):
         assert client.post("/v1/analyze", json=body).status_code == 400, window
 
 
+def test_every_shipped_template_body_is_a_request_the_document_accepts(client):
+    """What Argo sends from each shipped AnalysisTemplate (its jsonBody, args unresolved: they
+    are strings either way) is a valid AnalysisRequest by /openapi.json."""
+    from k8s_files import web_metrics
+
+    validator = _request_validator(client.get("/openapi.json").json)
+    metrics = web_metrics()
+    assert len(metrics) >= 6
+    for label, metric in metrics:
+        body = metric["provider"]["web"]["jsonBody"]
+        assert not [e.message for e in validator.iter_errors(body)], label
+
+
 class _BrokenAdapter:
     """A metrics-source adapter with a defect: it raises what no SourceError wraps."""
 
