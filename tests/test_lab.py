@@ -304,7 +304,7 @@ def test_exact_counts_and_their_model(width: int) -> None:
     model of it) gives the same numbers, whole requests, and the steps add up to the planted
     total over the range, at steps longer and shorter than the scrape interval."""
     text, ok, ts, values = _offgrid_counter()
-    query = (f"((last_over_time({ok}[{width}s]) - last_over_time({ok}[5m] offset {width}s))"
+    query = (f"((last_over_time({ok}[{width}s]) - last_over_time({ok}[1h] offset {width}s))"
              f" >= 0) or last_over_time({ok}[{width}s])")
     with PrometheusLab() as lab, requests.Session() as session:
         lab.plant(text)
@@ -319,3 +319,57 @@ def test_exact_counts_and_their_model(width: int) -> None:
     assert np.array_equal(got[:, 1], np.round(got[:, 1]))
     truth = values[ts <= END][-1] - values[ts <= START + 300 - width][-1]
     assert got[:, 1].sum() == truth
+
+
+def _without(text: str, holes: list[tuple[float, float]]) -> str:
+    """`text` without the samples whose time falls in one of `holes` ([since, until)): a
+    target not scraped then, or a Prometheus that was down."""
+    def kept(line: str) -> bool:
+        if line.startswith("#"):
+            return True
+        t = float(line.rsplit(" ", 1)[1])
+        return not any(since <= t < until for since, until in holes)
+    return "\n".join(line for line in text.splitlines() if kept(line)) + "\n"
+
+
+@needs_prometheus
+def test_exact_counts_after_scrape_gaps_and_their_model() -> None:
+    """A target not scraped for 6, 40 and 70 minutes (unreachable, or Prometheus down): with
+    the built-in configs' hour-long lookback the step after a gap counts the gap's increments
+    once, so the steps still add up to the planted total (with the 5-minute lookback they
+    had before, the 6- and 40-minute gaps counted the whole value again); after a gap longer
+    than the hour, the series has no earlier sample and counts its whole value again. In a
+    real Prometheus and in `exact` alike."""
+    span = 4 * 3600
+    side = TrafficSide({"app": "x", "rollouts_pod_template_hash": "gaps"}, rps=40,
+                       scrape_offset=7.3)
+    full = render_openmetrics([side], START, START + span, scrape_interval=15, seed=5,
+                              jitter=0.4)
+    holes = [(START + 1800, START + 1800 + 360), (START + 3600, START + 3600 + 2400),
+             (START + 7800, START + 7800 + 4200)]
+    text = _without(full, holes)
+    planted = samples(text)
+    ok = next(s for s in planted if s.startswith(REQ + "{") and 'code="200"' in s)
+    ts = np.array([t for t, _ in planted[ok]])
+    values = np.array([float(v) for _, v in planted[ok]])
+    assert len(planted[ok]) < len(samples(full)[ok])
+    query = (f"sum(((last_over_time({ok}[60s]) - last_over_time({ok}[1h] offset 60s))"
+             f" >= 0) or last_over_time({ok}[60s]))")  # as the configs sum their series
+    first = START + 600
+    with PrometheusLab() as lab, requests.Session() as session:
+        lab.plant(text)
+        url = lab.start()
+        r = session.get(f"{url}/api/v1/query_range", params={
+            "query": query, "start": first, "end": START + span, "step": 60})
+        got = np.array([[float(t), float(v)] for t, v in r.json()["data"]["result"][0]["values"]])
+    ends = first + 60 * np.arange(round((span - 600) / 60) + 1)
+    model = exact(ts, values, ends, 60)
+    assert np.array_equal(ends[np.isfinite(model)], got[:, 0])
+    assert model[np.isfinite(model)] == pytest.approx(got[:, 1], abs=1e-9)
+    truth = values[-1] - values[ts <= first - 60][-1]
+    before_long_gap = values[ts < holes[2][0]][-1]  # what the series had counted by then
+    assert got[:, 1].sum() == truth + before_long_gap
+    # the 6- and 40-minute gaps alone: every step up to the long gap adds up exactly
+    upto = got[:, 0] < holes[2][0]
+    last = got[upto, 0][-1]
+    assert got[upto, 1].sum() == values[ts <= last][-1] - values[ts <= first - 60][-1]

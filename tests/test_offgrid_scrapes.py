@@ -9,8 +9,9 @@ scenarios, README "Detection benchmark").
 
 Also pinned here, on hand-written series: a new pod's requests before its first scrape and a
 labelled child created at its first error are counted (increase() never counts a series' first
-value), a restart counts from 0, and a series back after a scrape gap longer than the 5-minute
-lookback counts its whole value again (the documented cost of that lookback)."""
+value), a restart counts from 0, and a series back after a scrape gap counts the gap's requests
+once, unless the gap is longer than the hour-long lookback: then it counts its whole value
+again (the documented limit of that lookback)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,13 @@ import pytest
 
 from webhook.app import create_app
 from webhook.lab import PrometheusLab, TrafficSide, render_openmetrics
+from webhook.lab.scrapes import LOOKBACK
 from webhook.settings import load_settings
 
 PAIRS = 6
+# hand-written pods away from their scrapes: (seconds before the end it went, seconds away)
+GAPS = {"gap4m": (1200, 240), "gap6m": (1200, 360), "gap40m": (3000, 2400),
+        "gap70m": (6000, 4200)}
 HOUR = 3600
 REQ = "http_requests_total"
 
@@ -44,8 +49,10 @@ def hand_written(end: float) -> tuple[str, dict[str, list[tuple[float, float]]]]
       scrape; its 5xx child is created at its first error (at 1), a second follows;
     - restart: a pod restarted 25 minutes before `end`, 45 requests served before the first
       scrape after it;
-    - gap4m / gap6m: a pod not scraped for 4 minutes and for 6 minutes (longer than the
-      lookback) from 20 minutes before `end`.
+    - gap4m / gap6m: a pod not scraped for 4 minutes and for 6 minutes (longer than
+      Prometheus' 5-minute staleness horizon) from 20 minutes before `end`; gap40m: for 40
+      minutes from 50 minutes before `end`; gap70m: for 70 minutes (longer than the
+      configs' hour-long lookback) from 100 minutes before `end`.
     """
     series: dict[str, list[tuple[float, float]]] = {}
 
@@ -63,8 +70,8 @@ def hand_written(end: float) -> tuple[str, dict[str, list[tuple[float, float]]]]
     old, restarted = end - 2 * HOUR + 4.1, end - 1500 + 4.1
     add("restart", "200", [(t, 150.0 * k) for k, t in enumerate(every(old, restarted - 15))]
         + [(t, 45.0 + 150.0 * k) for k, t in enumerate(every(restarted, end))])
-    for hash_, hole in (("gap4m", 240), ("gap6m", 360)):
-        away = end - 1200 + 11.6
+    for hash_, (away, hole) in GAPS.items():
+        away = end - away + 11.6
         add(hash_, "200", [(t, 150.0 * k) for k, t in enumerate(every(old, end))
                            if not away < t < away + hole + 1])
     lines = ["# TYPE http_requests counter"]
@@ -201,16 +208,20 @@ def test_a_restart_counts_from_zero(offgrid):
 
 
 def test_a_scrape_gap_is_counted_once_unless_longer_than_the_lookback(offgrid):
-    """A series not scraped for 4 minutes counts the gap's requests in the step after it; one
-    away longer than the 5-minute lookback has no sample to count from and counts its whole
-    value, as a new series does: its earlier requests twice (what the lookback costs)."""
+    """A series not scraped for 4, 6 or 40 minutes (unreachable, or Prometheus down) counts
+    the gap's requests once, in the step after it: the step before's last sample is looked
+    for up to an hour back. With the 5-minute lookback the configs had before, the 6- and
+    40-minute gaps counted the pod's whole value, its requests of the hours before as if they
+    were the window's. One away longer than the hour has no sample to count from and counts
+    its whole value, as a new series does (the documented limit of the lookback)."""
     client, end, series = offgrid
-    n, _ = counted(verdict(client, end, "gap4m", "stable0", mode="fixed"))
-    assert n == planted(series, "gap4m", end - HOUR, end)
-    n, _ = counted(verdict(client, end, "gap6m", "stable0", mode="fixed"))
-    before = max(v for t, v in series[next(s for s in series if '"gap6m"' in s)]
-                 if t < end - 1200 + 12)
-    assert n == planted(series, "gap6m", end - HOUR, end) + before
+    for hash_ in ("gap4m", "gap6m", "gap40m"):
+        n, _ = counted(verdict(client, end, hash_, "stable0", mode="fixed"))
+        assert n == planted(series, hash_, end - HOUR, end), hash_
+    n, _ = counted(verdict(client, end, "gap70m", "stable0", mode="fixed"))
+    before = max(v for t, v in series[next(s for s in series if '"gap70m"' in s)]
+                 if t < end - GAPS["gap70m"][0] + 12)
+    assert n == planted(series, "gap70m", end - HOUR, end) + before
 
 
 @pytest.mark.parametrize("name", ["http", "trading", "healthcare"])
@@ -229,5 +240,7 @@ def test_every_built_in_count_is_exact(name):
     assert counts
     for metric, role, query in counts:
         assert "increase(" not in query, (metric, role)
-        assert "[5m] offset {{step}}" in query and ">= 0) or last_over_time(" in query, (
+        assert "[1h] offset {{step}}" in query and ">= 0) or last_over_time(" in query, (
             metric, role)
+        assert "[5m] offset" not in query, (metric, role)  # a longer gap counted twice
+    assert LOOKBACK == 3600  # the lab's model of these counts looks as far back

@@ -59,7 +59,7 @@ def increase(ts: np.ndarray, values: np.ndarray, ends: np.ndarray, width: float,
     return out
 
 
-LOOKBACK = 300.0  # seconds: how far back `exact`'s query looks for the step before's last sample
+LOOKBACK = 3600.0  # seconds: how far back `exact`'s query looks for the step before's last sample
 
 
 def exact(ts: np.ndarray, values: np.ndarray, ends: np.ndarray, width: float,
@@ -69,10 +69,11 @@ def exact(ts: np.ndarray, values: np.ndarray, ends: np.ndarray, width: float,
     or last_over_time(x[width])`, NaN where the step holds no sample (Prometheus 2's closed
     ranges, as in `increase`).
 
-    The step before's last sample is looked for up to `lookback` seconds back, so a step
-    shorter than the scrape interval counts the change since the previous scrape; a series
-    without one there (new, or back after a longer gap) counts its whole value, and so does
-    one whose value fell (a reset counts from 0).
+    The step before's last sample is looked for up to `lookback` seconds back (the built-in
+    configs' `[1h]`), so a step shorter than the scrape interval counts the change since the
+    previous scrape and a series back after a scrape gap counts the gap's increments once; a
+    series without one there (new, or back after a gap longer than the lookback) counts its
+    whole value, and so does one whose value fell (a reset counts from 0).
     """
     ts = np.asarray(ts, dtype=float)
     values = np.asarray(values, dtype=float)
