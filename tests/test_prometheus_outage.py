@@ -127,7 +127,9 @@ def outage() -> Iterator[tuple[Any, float, dict[str, dict[str, list[tuple[float,
         prom.plant(openmetrics(planted))
         url = prom.start()
         app = create_app(load_settings(prometheus_url=url, config_dir=None))
-        yield app.test_client(), end, planted
+        client = app.test_client()
+        client.prometheus_url = url  # for a cold app's answers (test_polls_…)
+        yield client, end, planted
 
 
 def in_window(points: list[tuple[float, float]], since: float, until: float) -> float:
@@ -145,11 +147,12 @@ def planted_count(series: dict[str, list[tuple[float, float]]], side: str, end: 
                and all(h in name for h in having))
 
 
-def judge(client: Any, config: str, end: float, mode: str, **vars_: str) -> dict[str, Any]:
+def judge(client: Any, config: str, end: float, mode: str, start: float | None = None,
+          **vars_: str) -> dict[str, Any]:
     r = client.post("/v1/analyze", json={
         "config": config, "canary": {"rollouts_pod_template_hash": CANARY},
         "stable": {"rollouts_pod_template_hash": STABLE}, "mode": mode, "vars": vars_,
-        "window": {"start": end - HOUR, "end": end, "step": 60}})
+        "window": {"start": end - HOUR if start is None else start, "end": end, "step": 60}})
     assert r.status_code == 200, r.get_data(as_text=True)
     return {c["name"]: c for c in r.json["checks"]}
 
@@ -196,3 +199,30 @@ def test_healthcare_admissions_after_an_outage_are_the_rollouts(outage, mode):
     for side in (CANARY, STABLE):
         assert n(check, ROLE[side]) == planted_count(
             planted["clinical_workflow"], side, end, 'workflow="admission"'), side
+
+
+def test_polls_across_an_outage_count_what_one_read_counts(outage):
+    """Argo polls every minute and the step cache reads only the steps that are new (a poll's
+    queries on one grid as one union): polls before, during and after the outage count what
+    one cold read of each window counts, and the last poll the planted requests."""
+    client, end, planted = outage
+    start = end - HOUR
+    cached = steps_from_cache(client)
+    for poll_end in (end - 40 * 60, end - 30 * 60, end - 20 * 60, end - 14 * 60,
+                     end - 10 * 60, end):
+        warm = judge(client, "http", poll_end, "sequential", start=start)["error_ratio"]
+        cold_client = create_app(load_settings(prometheus_url=client.prometheus_url,
+                                               config_dir=None)).test_client()
+        cold = judge(cold_client, "http", poll_end, "sequential", start=start)["error_ratio"]
+        for side in ROLE.values():
+            assert n(warm, side) == n(cold, side), (poll_end - end, side)
+    assert steps_from_cache(client) > cached  # the warm app's polls read cached steps
+    for side in (CANARY, STABLE):
+        assert n(warm, ROLE[side]) == planted_count(planted["http_requests"], side, end), side
+
+
+def steps_from_cache(client: Any) -> float:
+    """Samples the step caches of this process have answered from so far."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('canary_judge_step_cache_samples_total{read_from="cache"}'))

@@ -18,7 +18,7 @@ process lacks, or holds with fewer settled steps, is taken from the pod's store 
 its first step, and an entry whose settled steps advanced is left there for the others. Counter
 resets need nothing special: Prometheus evaluates each step on its own, from samples at or
 before its time only (`increase()`/`rate()` the step's, the built-in configs' exact counts the
-change since the last sample up to 5 minutes before the step), so a step's value never depends
+change since the last sample up to an hour before the step), so a step's value never depends
 on steps read later. A late sample changes its own step and the next step holding a sample of
 that series, which is later still: never a step settled before it.
 
