@@ -15,8 +15,10 @@ size: a window worth few independent samples has a large variance and few degree
 so only a large shift can fail it (and only a window worth at most one sample is inconclusive
 outright). In sequential mode the stable's values before the analysis start, which the
 sequential lookback fetches anyway, pin down the autocorrelation and the spread
-(`mean_variance`), so a 5 sd shift of an i.i.d. or mildly autocorrelated gauge fails within
-about 20 points (5 minutes at a 15 s `step`) while A/A stays below alpha at φ up to 0.95.
+(`mean_variance`; for per-instance series, the stable's instances against each other, which
+cancel a market or a traffic wave both sides share as d does), so a 5 sd shift of an i.i.d.
+or mildly autocorrelated gauge fails within about 20 points (5 minutes at a 15 s `step`)
+while A/A stays below alpha at φ up to 0.95.
 
 Tolerance and tri-state decision as for the other kinds. In sequential mode the fail side uses
 the normal-mixture SPRT on the mean difference with the same variance, its boundary moved to
@@ -178,8 +180,52 @@ def msprt_half_width(variance: float, scale: float, alpha: float) -> float:
 HISTORY_MIN_POINTS = 20
 
 
-def mean_variance(d: np.ndarray, miss: float,
-                  history: np.ndarray | None = None) -> tuple[float, float, float] | None:
+def instance_noise(instances: np.ndarray, miss: float) -> tuple[float, float, float] | None:
+    """(variance σ² of one instance's own part, its degrees of freedom, upper bound φ⁺ of its
+    lag-1 autocorrelation) from the stable's instances against each other, or None when fewer
+    than HISTORY_MIN_POINTS steps have two instances or more.
+
+    Why instances against each other: under the null the canary is one more instance of the
+    same service, so what both sides share (the market, a traffic wave) cancels in d, and
+    what is left is the instances' own parts, σ² (1/k_canary + 1/k_stable) a step. The
+    stable's level carries the shared part, its swings and its slow autocorrelation; its
+    instances' deviations from their step's mean do not, and they are an A/A difference
+    of the same kind as d. Per step, Σ_j (x_j − x̄)² / (k − 1) estimates σ² (k − 1 degrees of
+    freedom); the deviations, rescaled by sqrt(k/(k − 1)) to σ² each, give φ about a known
+    mean of 0, not each instance's own time mean: an instance that stays apart from the
+    others (uneven load) then reads as persistent, which errs on the cautious side.
+    """
+    x = np.asarray(instances, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2:
+        return None
+    present = np.isfinite(x)
+    k = present.sum(axis=0)
+    usable = k >= 2
+    if int(usable.sum()) < HISTORY_MIN_POINTS:
+        return None
+    zeroed = np.where(present, x, 0.0)
+    mean = zeroed.sum(axis=0) / np.maximum(k, 1)
+    deviations = np.where(present & usable, zeroed - mean, 0.0)
+    dims = float((k[usable] - 1).sum())
+    sigma2 = float((deviations * deviations).sum()) / dims
+    if not sigma2 > 0 or not math.isfinite(sigma2):
+        return None
+    u = deviations * np.sqrt(k / np.maximum(k - 1, 1))
+    both = (present & usable)[:, 1:] & (present & usable)[:, :-1]
+    lagged = float(np.where(both, u[:, 1:] * u[:, :-1], 0.0).sum())
+    squares = float(np.where(both, (u[:, 1:] ** 2 + u[:, :-1] ** 2) / 2, 0.0).sum())
+    m = int(usable.sum())
+    raw = lagged / squares if squares > 0 else 0.0
+    # Kendall's correction for an estimated mean over-corrects a known one: cautious.
+    corrected = min(max((m * raw + 1) / (m - 3), -PHI_MAX), PHI_MAX)
+    phi = min(max(corrected + norm_isf(miss) * math.sqrt((1 - corrected * corrected) / dims),
+                  0.0), PHI_MAX)
+    return sigma2, max(dims * (1 - phi * phi) / (1 + phi * phi), 1.0), phi
+
+
+def mean_variance(d: np.ndarray, miss: float, history: np.ndarray | None = None,
+                  instances: tuple[np.ndarray, float, float] | None = None
+                  ) -> tuple[float, float, float] | None:
     """(variance of the mean of `d`, its degrees of freedom, effective sample size), or None
     when the window alone is worth at most one independent sample.
 
@@ -197,15 +243,87 @@ def mean_variance(d: np.ndarray, miss: float,
     and its degrees of freedom, no floor. This assumes the canary's gauge wanders like the
     stable's, which holds under the null of an unchanged canary; a noisier canary still
     raises the pooled variance through its own window. A slow wave shared by both sides makes
-    the stable look more autocorrelated than d, which errs on the cautious side.
+    the stable look more autocorrelated than d, which errs on the cautious side, but so far
+    that a healthy canary could not pass while a market moved.
+
+    With the stable's instances (`instances`: their values over the history and the window,
+    one row each, and the mean over the window's steps of 1/k_canary + 1/k_stable), φ⁺ and
+    the spread come from the instances against each other (`instance_noise`), which cancel
+    the shared swings as d does: σ² times that mean is d's marginal variance under the null,
+    pooled with the window's as above. Fewer than two stable instances, or too few steps with
+    two: the stable's history as above.
+
+    A relative tolerance is a share of stable's window mean, which does carry the shared
+    swings: a canary exactly at it is judged on canary − (1 + share) × stable, which keeps
+    share × the market. So with instances and a relative tolerance, share² × the variance of
+    the mean of the stable's level (its own φ⁺ and spread, `_level_mean_variance`) is added,
+    the degrees of freedom by Welch-Satterthwaite. Without it 11 % of the trading bench's
+    canaries at every tolerance at the open failed, on market impact (tolerance ×1.5).
     """
     with np.errstate(over="ignore", invalid="ignore"):  # a corrupt series: caught by the caller
-        return _mean_variance(d, miss, history)
+        return _mean_variance(d, miss, history, instances)
 
 
-def _mean_variance(d: np.ndarray, miss: float,
-                   history: np.ndarray | None) -> tuple[float, float, float] | None:
+def _pooled(d: np.ndarray, phi: float, prior: tuple[float, float]
+            ) -> tuple[float, float, float]:
+    """The variance of d's mean at φ, its marginal variance pooled from `prior` (degrees of
+    freedom, variance) and the window's own, corrected at φ (`mean_variance`)."""
     n = d.size
+    parts = [prior]
+    n_eff = ar1_effective_size(n, phi)
+    if n >= 2 and n_eff > 1:
+        parts.append((variance_df(n, phi), float(d.var(ddof=1)) * (n - 1) / (n - n / n_eff)))
+    df = sum(w for w, _ in parts)
+    marginal = sum(w * v for w, v in parts) / df
+    return marginal / n_eff, df, n_eff
+
+
+def _level_mean_variance(instances: np.ndarray, n: int, miss: float
+                         ) -> tuple[float, float] | None:
+    """(variance of the mean of n steps of the stable's level, its degrees of freedom), the
+    level being the mean of `instances` per step, or None when it is worth at most one
+    independent sample. The level carries what both sides share (the market), with its
+    autocorrelation: this is what a tolerance in proportion to stable's mean inherits."""
+    present = np.isfinite(instances)
+    count = present.sum(axis=0)
+    level = (np.where(present, instances, 0.0).sum(axis=0) / np.maximum(count, 1))[count > 0]
+    m = level.size
+    if m < HISTORY_MIN_POINTS or not np.ptp(level) > 0:
+        return (0.0, 1.0) if m >= HISTORY_MIN_POINTS else None
+    phi = autocorrelation_upper_bound(level, miss)
+    m_eff = ar1_effective_size(m, phi)
+    if m_eff <= 1:
+        return None
+    marginal = float(level.var(ddof=1)) * (m - 1) / (m - m / m_eff)
+    return marginal / ar1_effective_size(n, phi), variance_df(m, phi)
+
+
+def _welch(own: tuple[float, float, float], margin: tuple[float, float]
+           ) -> tuple[float, float, float]:
+    """`own` (variance, df, effective size) plus an independent variance with its df, the
+    degrees of freedom of the sum by Welch-Satterthwaite."""
+    v1, df1, n_eff = own
+    v2, df2 = margin
+    total = v1 + v2
+    if v2 <= 0 or total <= 0:
+        return own
+    return total, total * total / (v1 * v1 / df1 + v2 * v2 / df2), n_eff
+
+
+def _mean_variance(d: np.ndarray, miss: float, history: np.ndarray | None,
+                   instances: tuple[np.ndarray, float, float] | None
+                   ) -> tuple[float, float, float] | None:
+    n = d.size
+    if instances is not None and (noise := instance_noise(instances[0], miss)) is not None:
+        sigma2, df_noise, phi = noise
+        own = _pooled(d, phi, (df_noise, sigma2 * instances[1]))
+        share = instances[2]
+        if share <= 0:
+            return own
+        margin = _level_mean_variance(instances[0], n, miss)
+        if margin is None:
+            return None
+        return _welch(own, (share * share * margin[0], margin[1]))
     h = np.asarray(history, dtype=float) if history is not None else np.zeros(0)
     h = h[np.isfinite(h)]
     if h.size < HISTORY_MIN_POINTS or not np.ptp(h) > 0:
@@ -221,13 +339,30 @@ def _mean_variance(d: np.ndarray, miss: float,
     if m_eff <= 1:
         return None
     stable_var = float(h.var(ddof=1)) * (m - 1) / (m - m / m_eff)
-    parts = [(variance_df(m, phi), 2.0 * stable_var)]
-    n_eff = ar1_effective_size(n, phi)
-    if n >= 2 and n_eff > 1:
-        parts.append((variance_df(n, phi), float(d.var(ddof=1)) * (n - 1) / (n - n / n_eff)))
-    df = sum(w for w, _ in parts)
-    marginal = sum(w * v for w, v in parts) / df
-    return marginal / n_eff, df, n_eff
+    return _pooled(d, phi, (variance_df(m, phi), 2.0 * stable_var))
+
+
+def _instance_null(stable: np.ndarray | None, canary: np.ndarray | None, both: np.ndarray,
+                   share: float = 0.0) -> tuple[np.ndarray, float, float] | None:
+    """For `mean_variance`: the stable's instances, the variance of one step of the judged
+    contrast in units of one instance's own variance, and `share`; None without instances.
+
+    The judged contrast is c − λ s against 0, λ = 1 ± `share` (the tolerance's share of
+    stable's mean, 0 for an absolute one): per step its instances' own parts have variance
+    σ² (1/k_canary + λ²/k_stable), taken at λ = 1 + share whatever the direction (the larger;
+    the decrease's 1 − share would be looser)."""
+    if stable is None or canary is None:
+        return None
+    s, c = np.atleast_2d(np.asarray(stable, dtype=float)), np.atleast_2d(
+        np.asarray(canary, dtype=float))
+    steps = both.size
+    if s.shape[1] < steps or c.shape[1] != steps or not both.any():
+        return None
+    k_s = np.isfinite(s[:, -steps:]).sum(axis=0)[both]
+    k_c = np.isfinite(c).sum(axis=0)[both]
+    if (k_s < 1).any() or (k_c < 1).any():
+        return None
+    return s, float(np.mean(1.0 / k_c + (1.0 + share) ** 2 / k_s)), share
 
 
 # A corrupt gauge (values near float's range) overflows the means, squares and differences
@@ -248,6 +383,8 @@ def judge_series(
     weight: float = 1.0,
     mode: str = "fixed",
     stable_history: np.ndarray | None = None,
+    stable_instances: np.ndarray | None = None,
+    canary_instances: np.ndarray | None = None,
 ) -> CheckResult:
     """Judge two per-step series on a shared grid (NaN = no sample that step).
 
@@ -255,6 +392,12 @@ def judge_series(
     how the gauge wanders (`mean_variance`): with it a short window is judged at the
     autocorrelation and spread the stable has shown for an hour, not at the worst the few
     points of the window cannot rule out.
+
+    When the sides are means over instances (`canary` and `stable` per step), the instances
+    themselves tell it better: `stable_instances`, one row per stable instance over the history
+    and then the window (its last columns aligned with `stable`), and `canary_instances`, one
+    row per canary instance over the window, give the spread and autocorrelation of what d
+    keeps under the null, without the swings both sides share (`instance_noise`).
     """
     c = np.asarray(canary, dtype=float)
     s = np.asarray(stable, dtype=float)
@@ -274,7 +417,13 @@ def judge_series(
     a = alpha / 2 if two_sided else alpha
     miss = min(BOUND_MISS_PER_ALPHA["fixed" if mode == "fixed" else "sequential"] * a,
                BOUND_MISS_MAX)
-    judged = mean_variance(d, miss, stable_history)
+    stable_mean = float(s[both].mean())
+    # How much of the tolerance is a share of stable's own mean (`_instance_null`): 0 when
+    # the absolute one is the wider.
+    share = relative_tolerance if (relative_tolerance > 0 and relative_tolerance * abs(
+        stable_mean) >= absolute_tolerance) else 0.0
+    judged = mean_variance(d, miss, stable_history,
+                           _instance_null(stable_instances, canary_instances, both, share))
     if judged is None:
         n_eff = ar1_effective_size(paired, autocorrelation_upper_bound(d, miss))
         return CheckResult(verdict="inconclusive", reason=(
@@ -283,7 +432,6 @@ def judge_series(
     variance, df, n_eff = judged
     mean_d = float(d.mean())
     se = math.sqrt(variance)
-    stable_mean = float(s[both].mean())
     # Beyond 1e100 squares overflow; no real gauge gets there, a corrupt series may.
     if not all(math.isfinite(x) and abs(x) < 1e100 for x in (mean_d, se, stable_mean)):
         return CheckResult(verdict="inconclusive", reason=(

@@ -7,12 +7,17 @@ sequential normal-mixture SPRT; or Kayenta's classification for migrating config
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from webhook.configs import SeriesMetric
 from webhook.judge import CheckResult
 from webhook.judge.series import judge_series, judge_series_kayenta
 from webhook.judge.types import Summary
 from webhook.kinds.base import KindContext, MetricData, combined, instance_mean, with_steps
 from webhook.report import steps
+from webhook.sources.base import Series
 
 KIND = "series"
 SPEC = SeriesMetric
@@ -40,16 +45,26 @@ def judge(spec: SeriesMetric, data: MetricData, ctx: KindContext) -> list[CheckR
             relative_tolerance=spec.tolerance.relative, min_points=spec.min_points)
         allowed = None
     else:
+        history = ctx.history
+        stable_rows = canary_rows = None
+        if label and history is not None:  # the instances calibrate the null (judge_series)
+            stable_rows = _rows(data.series("stable", "values"), history.start)
+            canary_rows = _rows(data.series("canary", "values"), ctx.first)
         check = judge_series(
             spec.name, canary, stable,
             direction=spec.direction, relative_tolerance=spec.tolerance.relative,
             absolute_tolerance=spec.tolerance.absolute, alpha=ctx.alpha,
             min_points=spec.min_points, mode=ctx.mode, stable_history=None
-            if ctx.history is None else values(data.series("stable", "values"), ctx, 0)[
-                ctx.history])
+            if history is None else values(data.series("stable", "values"), ctx, 0)[history],
+            stable_instances=stable_rows, canary_instances=canary_rows)
         allowed = check.allowed
     return [with_steps(check, lambda: steps.series_trace(
         canary, stable, allowed, spec.direction), ctx)]
+
+
+def _rows(series: Sequence[Series], first: int) -> np.ndarray | None:
+    """One row per instance from step `first` on (None: no series)."""
+    return np.vstack([s.values[first:] for s in series]) if series else None
 
 
 def _unlabelled_sides(data: MetricData, label: str) -> list[str]:
