@@ -23,7 +23,7 @@ The simulation (one rollout, one-minute window steps, the stable's HISTORY minut
   `scrape` seconds: a market part shared by every instance plus the instance's own average
   of its last minute of orders (per-order sd 6 and 2 bps over the orders it had), both AR(1)
   with lag-one autocorrelation `phi` per scrape; the config reads them every 15 s (`step`),
-  the latest scrape each time, averaged over the instances;
+  the latest scrape each time, per instance (`pod`), as it reads throughput;
 - P&L impact is the canary's summed gauge (AR(1), sd $1,500 per instance), its largest |value|
   per minute (the config's max_over_time(abs(...)[step:5s]) sees every scrape); compliance
   violations are 0 on a healthy canary.
@@ -225,10 +225,12 @@ def simulate(rng: np.random.Generator, sc: Scenario, polls: int = POLLS
         for side, pods in (("stable", sc.stable_pods), ("canary", sc.canary_pods)):
             base = level * (sc.on_canary(kind) if side == "canary" else 1.0)
             own = _ar1(rng, (pods, scrapes), sc.phi, own_sd)
-            gauge = (base + market + own.mean(axis=0))[at]
+            gauges = (base + market + own)[:, at]
             if side == "canary":
-                gauge = np.where(live_q, gauge, np.nan)
-            results.update([_result(metric, side, "values", [Series({}, gauge)], GAUGE_STEP)])
+                gauges = np.where(live_q, gauges, np.nan)
+            results.update([_result(metric, side, "values",
+                                    [Series({"pod": f"{side}-{k}"}, gauges[k])
+                                     for k in range(pods)], GAUGE_STEP)])
     pnl = _ar1(rng, (sc.canary_pods, scrapes), sc.phi, PNL_SD).sum(axis=0)
     if what == "pnl":
         pnl[int((onset * STEP + rng.uniform(0, STEP)) // sc.scrape)] = PNL_EXCURSION

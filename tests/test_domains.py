@@ -490,10 +490,13 @@ def test_stable_without_pod_label_is_inconclusive_naming_it(client, lab):
 
 
 def test_canary_without_pod_label_is_inconclusive_naming_it(client, lab):
+    # slippage and market impact are per-instance gauges too: without the label the
+    # stable's instances cannot be told apart to calibrate them
     _, checks = trading(client, lab, "nopod")
-    check = checks["throughput"]
-    assert check["verdict"] == "inconclusive" and "canary" in check["reason"]
-    assert "`pod`" in check["reason"]
+    for name in ("throughput", "slippage_bps", "market_impact"):
+        check = checks[name]
+        assert check["verdict"] == "inconclusive" and "canary" in check["reason"], name
+        assert "`pod`" in check["reason"], name
 
 
 def test_instance_label_var_judges_per_instance(client, lab):

@@ -61,9 +61,20 @@ def test_a_fill_rate_at_its_tolerance_does_not_fail_the_verdict():
 
 def test_slippage_half_again_at_the_open_is_caught_and_never_passed():
     # 8 bps -> 12 bps (+4 bps, twice the 2 bps tolerance): most rollouts fail within the
-    # 20 polls (measured 53 % at 100 rollouts); none passes with it.
+    # 20 polls (measured 100 % of 40, 53 % before slippage was judged per instance); none
+    # passes with it.
     out = tf.run(_scenario("slippage1.5-open"), runs=12, seed=7)
     assert out.failed >= 3 and out.passed == 0, out.summary()
+    assert set(out.checks) == {"slippage_bps"}, out.checks
+
+
+def test_slippage_just_beyond_its_tolerance_is_caught_at_the_open():
+    # 8 bps -> 10.4 bps (+2.4 against 2): judged per instance, the stable's instances against
+    # each other show how little canary - stable moves once the market cancels, and most
+    # rollouts fail (measured 97.5 % of 40); averaged over the instances and calibrated on
+    # the stable's level, which wanders with the market, none of 40 did.
+    out = tf.run(_scenario("slippage1.3-open"), runs=10, seed=9)
+    assert out.failed >= 7 and out.passed == 0, out.summary()
     assert set(out.checks) == {"slippage_bps"}, out.checks
 
 

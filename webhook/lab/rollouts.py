@@ -254,8 +254,9 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
     """Orders, fills, order latency, slippage, P&L and market impact for each version.
 
     Stable runs two pods at 20 orders/s each, every canary one pod at 20/s, so per-instance
-    throughput is equal. Order series carry `pod` and `instance` (as Kubernetes service
-    discovery gives both), except on the `nopod` version, which has `instance` only.
+    throughput is equal. Order series and the slippage and market impact gauges are each
+    instance's and carry `pod` and `instance` (as Kubernetes service discovery gives both),
+    except on the `nopod` version, which has `instance` only.
     """
     sides, extra = [], []
     # `breach` after `fstable`: each version's seed is its place in this order
@@ -284,14 +285,18 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
             extra.append(ExtraSeries("orders_total", pod_labels, "counter", _counter(rate, s)))
             extra.append(ExtraSeries("orders_filled_total", pod_labels, "counter",
                                      _counter(rate, s, keep=diff.get("fill", 0.95))))
-        extra.append(ExtraSeries("order_slippage_bps", labels, "gauge",
-                                 _ar1_gauge(1.0 + diff.get("slippage", 0.0), seed=300 + seed,
-                                            noise=0.3, phi=0.5)))
+            # each instance's own averages (the config judges them per instance); the first
+            # instance keeps the seeds the versions had with one gauge each
+            extra.append(ExtraSeries("order_slippage_bps", pod_labels, "gauge",
+                                     _ar1_gauge(1.0 + diff.get("slippage", 0.0),
+                                                seed=300 + seed if pod == 0 else 3000 + s,
+                                                noise=0.3, phi=0.5)))
+            extra.append(ExtraSeries("market_impact_bps", pod_labels, "gauge",
+                                     _ar1_gauge(2.0, seed=500 + seed if pod == 0 else 5000 + s,
+                                                noise=0.1, phi=0.5)))
         extra.append(ExtraSeries("pnl_impact_usd", labels, "gauge",
                                  _spike(_ar1_gauge(1.0, seed=400 + seed, noise=500.0),
                                         diff.get("pnl_spike_at"), -12_000.0)))
-        extra.append(ExtraSeries("market_impact_bps", labels, "gauge",
-                                 _ar1_gauge(2.0, seed=500 + seed, noise=0.1, phi=0.5)))
         breach = diff.get("compliance_at")
         if not diff.get("no_compliance"):
             extra.append(ExtraSeries("compliance_violations_total", labels, "counter",
