@@ -188,9 +188,10 @@ def judge_instances(stable_all: np.ndarray, canary_all: np.ndarray, n: int, hist
                     **kw) -> object:
     """The series judge as the `series` kind calls it for per-instance series: the means of
     the instances on each side, the stable's hour, and the instances themselves."""
-    stable = stable_all[:, history:history + n].mean(axis=0)
+    stable = np.nanmean(stable_all[:, history:history + n], axis=0)
     return judge_series("throughput", canary_all[:, :n].mean(axis=0), stable,
-                        mode="sequential", stable_history=stable_all[:, :history].mean(axis=0),
+                        mode="sequential",
+                        stable_history=np.nanmean(stable_all[:, :history], axis=0),
                         stable_instances=stable_all[:, :history + n],
                         canary_instances=canary_all[:, :n], **kw)
 
@@ -210,6 +211,28 @@ def test_series_instances_aa_with_a_common_market_holds_over_polls(phi, stable_p
                     for n in range(10, 41, 2))
                 for s, c in zip(stable, canary, strict=True))
     assert fails <= binomial_ceiling(runs, alpha)
+
+
+def test_series_instances_replaced_midway_still_calibrate_and_hold():
+    """Pods come and go: two of the stable's four are replaced halfway through its hour (each
+    row present for half the steps), so the steps have three, four or two instances. The
+    per-step counts scale the instances' variance to d's; healthy canaries fail at most alpha
+    of the time over the polls, and a canary 5 instance sds lower still fails."""
+    rng = np.random.default_rng(41)
+    runs, alpha = 200, 0.05
+    stable, canary = market_instances(rng, runs, 40, 0.5, stable_pods=6)
+    stable[:, 2, :30] = np.nan  # the first pair's replacements start late
+    stable[:, 3, :50] = np.nan
+    stable[:, 4, 30:] = np.nan  # the first pair stops
+    stable[:, 5, 50:] = np.nan
+    fails = sum(any(judge_instances(s, c, n, alpha=alpha).verdict == "fail"
+                    for n in range(10, 41, 2))
+                for s, c in zip(stable, canary, strict=True))
+    assert fails <= binomial_ceiling(runs, alpha)
+    caught = sum(judge_instances(s, c - 5.0, 40, alpha=alpha, direction="decrease",
+                                 absolute_tolerance=2.0).verdict == "fail"
+                 for s, c in zip(stable[:40], canary[:40], strict=True))
+    assert caught >= 32
 
 
 @pytest.mark.parametrize("phi", [0.5, 0.9])
