@@ -12,7 +12,7 @@ import pytest
 from scipy import special, stats
 
 from webhook.judge import histogram as hist
-from webhook.judge import tails
+from webhook.judge import tails, tailshare
 from webhook.judge.corrupt import first_corrupt, first_corrupt_of, none_corrupt
 from webhook.judge.histogram import Histogram
 from webhook.kinds.base import KindContext, combined
@@ -477,3 +477,33 @@ def test_snap_rounds_each_value_its_own_way(seed):
     for direction in (True, False):
         np.testing.assert_array_equal(hist._snap(bounds, x, direction),
                                       [_snapped(bounds, xi, direction) for xi in x])
+
+
+def reference_choose_bound(reference: Histogram, max_share: float, among):
+    """tailshare.choose_bound before it matched every bound against `among` at once."""
+    total = reference.total
+    finite = np.flatnonzero(np.isfinite(reference.bounds))
+    if among is not None:
+        finite = finite[[tailshare._index_in(among, float(reference.bounds[j])) is not None
+                         for j in finite]]
+    if total <= 0 or not finite.size:
+        return None
+    above = (total - reference.cumulative[finite]) / total
+    ok = finite[above <= max_share]
+    return float(reference.bounds[ok[0] if ok.size else finite[-1]])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_choose_bound_among_the_canarys_layout_equals_the_reference(seed):
+    """The canary's layout: the same bounds, a subset, the same bounds spelled a hair apart
+    (within the 1e-9 match), a different layout, one without +Inf, or none in common."""
+    rng = np.random.default_rng(seed)
+    stable = Histogram.from_steps(random_buckets(rng))
+    bounds = stable.bounds
+    layouts = [bounds, bounds[::2], bounds * (1 + 1e-10), bounds * (1 + 1e-7),
+               np.array([0.05, 0.3, 2.0, math.inf]), bounds[np.isfinite(bounds)],
+               np.array([123.0, math.inf]), np.array([]), None]
+    for among in layouts:
+        for share in (0.0, 0.01, 0.2, 1.0):
+            assert (tailshare.choose_bound(stable, share, among)
+                    == reference_choose_bound(stable, share, among)), (among, share)
