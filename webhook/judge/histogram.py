@@ -123,6 +123,10 @@ class Histogram:
         count with it) can make a bucket look fractionally larger than the next; cumulative
         counts are forced monotone so ranks stay meaningful.
         """
+        fast = cls._one_grid(buckets)
+        if fast is not None:
+            bounds, by_bound = fast
+            return cls._from_grid(bounds, by_bound)
         merged: dict[float, np.ndarray] = {}
         for le, v in buckets:
             bound = float(le)
@@ -147,19 +151,52 @@ class Histogram:
         arrays = [merged[b] for b in ordered]
         bounds = np.array(ordered)
         sizes = {x.size for x in arrays}
-        # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
-        monotone = False
         if len(sizes) == 1:  # one grid (always, from a query): at once
-            by_bound = np.concatenate(arrays).reshape(len(arrays), sizes.pop())
-            np.fmax(by_bound, 0.0, out=by_bound)
-            rows = np.ascontiguousarray(by_bound.T)
-            # usually every step's counts already grow with the bound: then forcing them
-            # monotone (a serial running maximum per step) would change nothing
-            monotone = not np.less(by_bound[1:], by_bound[:-1]).any()
-        else:
-            rows = np.zeros((max(sizes), bounds.size))
-            for j, values in enumerate(arrays):
-                rows[:values.size, j] = np.fmax(values, 0.0)
+            return cls._from_grid(bounds, np.concatenate(arrays).reshape(len(arrays),
+                                                                        sizes.pop()))
+        # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
+        rows = np.zeros((max(sizes), bounds.size))
+        for j, values in enumerate(arrays):
+            rows[:values.size, j] = np.fmax(values, 0.0)
+        return cls._from_rows(bounds, rows, False)
+
+    @staticmethod
+    def _one_grid(buckets: Sequence[tuple[float, np.ndarray]]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted bounds, their increments as a fresh bounds × steps array) when no bound is
+        NaN or spelled twice and every series has one value per step of one grid (every
+        answer of a query): `from_steps`' merge without its Python work per bucket (a third
+        of building a histogram of 23 buckets); None otherwise (the merge decides)."""
+        if len(buckets) < 2:
+            return None
+        try:
+            bounds = np.array([float(le) for le, _ in buckets])
+            # the values as the merge reads them (np.asarray(v, dtype=float)), one row each
+            grid = np.array([v for _, v in buckets], dtype=float)
+        except (TypeError, ValueError):  # ragged series: not one grid
+            return None
+        if grid.ndim != 2 or not grid.shape[1]:
+            return None
+        order = bounds.argsort()
+        bounds = bounds[order]
+        # sorted, distinct and no NaN (NaN sorts last and compares false): else merge them
+        if not np.less(bounds[:-1], bounds[1:]).all() or bounds[-1] != bounds[-1]:
+            return None
+        return bounds, grid[order]
+
+    @classmethod
+    def _from_grid(cls, bounds: np.ndarray, by_bound: np.ndarray) -> Histogram:
+        """The histogram of one grid's increments (bounds × steps, changed in place)."""
+        # absent (NaN) and negative increments count as none: fmax(NaN, 0) is 0
+        np.fmax(by_bound, 0.0, out=by_bound)
+        rows = np.ascontiguousarray(by_bound.T)
+        # usually every step's counts already grow with the bound: then forcing them
+        # monotone (a serial running maximum per step) would change nothing
+        monotone = not np.less(by_bound[1:], by_bound[:-1]).any()
+        return cls._from_rows(bounds, rows, monotone)
+
+    @classmethod
+    def _from_rows(cls, bounds: np.ndarray, rows: np.ndarray, monotone: bool) -> Histogram:
         with np.errstate(over="ignore", invalid="ignore"):
             steps = rows if monotone else np.maximum.accumulate(rows, axis=1)
             cumulative = np.maximum.accumulate(rows.sum(axis=0))
