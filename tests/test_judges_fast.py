@@ -507,3 +507,52 @@ def test_choose_bound_among_the_canarys_layout_equals_the_reference(seed):
         for share in (0.0, 0.01, 0.2, 1.0):
             assert (tailshare.choose_bound(stable, share, among)
                     == reference_choose_bound(stable, share, among)), (among, share)
+
+
+def _busy_buckets(rng: np.random.Generator, steps: int,
+                  scale: float) -> list[tuple[float, np.ndarray]]:
+    """A few hundred requests a step, log-normal latencies `scale` times the usual."""
+    bounds = np.asarray([*DEFAULT_BUCKETS, math.inf])
+    latencies = np.exp(rng.normal(math.log(0.1 * scale), 0.6, (steps, 300)))
+    counts = (latencies[:, :, None] <= bounds).sum(axis=1).astype(float)
+    return [(float(le), counts[:, i]) for i, le in enumerate(bounds)]
+
+
+def reference_p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float,
+                      up: bool) -> float:
+    """histogram._p_value before its looks computed one bound of each side."""
+    def fails(alpha: float) -> bool:
+        c_low, c_high = hc.quantile_bounds(q, alpha / 2)
+        s_low, s_high = hs.quantile_bounds(q, alpha / 2)
+        if up:
+            return hist._beyond(c_low, s_high, rel, abs_)
+        return hist._beyond(s_low, c_high, rel, abs_)
+
+    if not fails(1.0):
+        return 1.0
+    lo, hi = 1e-12, 1.0
+    if fails(lo):
+        return lo
+    for _ in range(24):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if fails(mid) else (mid, hi)
+    return hi
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_one_quantile_bound_and_the_p_value_equal_both_bounds(seed):
+    """A slower or faster canary than the stable, few or many requests, both directions."""
+    rng = np.random.default_rng(900 + seed)
+    stable, canary = (Histogram.from_steps(_busy_buckets(rng, steps, scale))
+                      for steps, scale in ((30, 1.0), (int(rng.integers(1, 12)),
+                                                       float(rng.choice([0.3, 1.0, 2.0])))))
+    for q in (0.5, 0.95, 0.99):
+        for a in (1e-13, 0.0125, 0.25, 0.5):
+            for h in (stable, canary):
+                low, high = h.quantile_bounds(q, a)
+                np.testing.assert_equal((h.quantile_bound(q, a, False),
+                                         h.quantile_bound(q, a, True)), (low, high))
+        for up in (True, False):
+            for one, other in ((canary, stable), (stable, canary)):
+                assert (hist._p_value(one, other, q, 0.2, 0.005, up)
+                        == reference_p_value(one, other, q, 0.2, 0.005, up))

@@ -79,6 +79,15 @@ def _binom_ppf(a: float, n: int, q: float) -> np.ndarray:
     return _binom_ppf_ufunc(np.array([a, 1 - a]), float(n), q)  # float64 already
 
 
+def _binom_rank(a: float, n: int, q: float, upper: bool) -> float:
+    """One of `_binom_ppf(a, n, q)`'s two numbers (the second when `upper`), the same float:
+    the ufunc is elementwise, and each element costs a few µs of its search (the fixed-mode
+    p-value's bisection wants one rank per side and look)."""
+    if _binom_ppf_ufunc is None or not (0 < a < 1 and 0 < q < 1 and n >= 0):
+        return float(_binom_ppf(a, n, q)[1 if upper else 0])
+    return float(_binom_ppf_ufunc(1 - a if upper else a, float(n), q))
+
+
 class Histogram:
     """A cumulative histogram: upper bounds (ending in +Inf when present) and counts ≤ bound.
 
@@ -271,10 +280,22 @@ class Histogram:
         if n <= 0:
             return math.nan, math.nan
         low_rank, high_rank = _binom_ppf(a, n, q).tolist()
-        high_rank += 1
-        low = self.edges(self.bucket_of_rank(low_rank))[0] if low_rank >= 1 else 0.0
-        high = self.edges(self.bucket_of_rank(high_rank))[1] if high_rank <= n else math.inf
-        return low, high
+        return self._low_edge(low_rank), self._high_edge(high_rank + 1, n)
+
+    def quantile_bound(self, q: float, a: float, upper: bool) -> float:
+        """`quantile_bounds(q, a)`'s upper bound (`upper`) or lower one alone, the same number
+        for half the binomial quantiles."""
+        n = round(self.total)
+        if n <= 0:
+            return math.nan
+        rank = _binom_rank(a, n, q, upper)
+        return self._high_edge(rank + 1, n) if upper else self._low_edge(rank)
+
+    def _low_edge(self, rank: float) -> float:
+        return self.edges(self.bucket_of_rank(rank))[0] if rank >= 1 else 0.0
+
+    def _high_edge(self, rank: float, n: int) -> float:
+        return self.edges(self.bucket_of_rank(rank))[1] if rank <= n else math.inf
 
 
 def _rows_quantile(rows: np.ndarray, bounds: np.ndarray, q: float | np.ndarray) -> np.ndarray:
@@ -518,12 +539,12 @@ def _beyond(canary_low: float, stable_high: float, rel: float, abs_: float) -> b
 
 def _p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float, up: bool) -> float:
     """Smallest alpha at which the fail condition holds (bisection; it is monotone in alpha)."""
+    low, high = (hc, hs) if up else (hs, hc)
+
     def fails(alpha: float) -> bool:
-        c_low, c_high = hc.quantile_bounds(q, alpha / 2)
-        s_low, s_high = hs.quantile_bounds(q, alpha / 2)
-        if up:
-            return _beyond(c_low, s_high, rel, abs_)
-        return _beyond(s_low, c_high, rel, abs_)
+        # one bound of each side decides: the other two binomial quantiles are not computed
+        return _beyond(low.quantile_bound(q, alpha / 2, False),
+                       high.quantile_bound(q, alpha / 2, True), rel, abs_)
 
     if not fails(1.0):
         return 1.0
