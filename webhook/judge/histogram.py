@@ -132,6 +132,8 @@ class Histogram:
         count with it) can make a bucket look fractionally larger than the next; cumulative
         counts are forced monotone so ranks stay meaningful.
         """
+        if not isinstance(buckets, list | tuple):  # read twice below: an iterator once
+            buckets = list(buckets)
         fast = cls._one_grid(buckets)
         if fast is not None:
             bounds, by_bound = fast
