@@ -20,7 +20,8 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
   `canary_judge_upstream_queries_total`: queries on one grid go as one request).
 - concurrent: 8 and 32 callers, each polling its own rollout (a canary of its own, begun ~10
   minutes before the run) as Argo does, vs Prometheus answering the same judged windows'
-  query sets directly with the same number of perfect clients: rate, p50, p99, errors.
+  query sets directly with the same number of perfect clients: rate, p50, p99, errors; the
+  two take turns in `SLICES` slices each, so drift on the machine falls on both.
 - soak: resident memory of the gunicorn workers while 8 callers poll for `--soak` seconds.
 - polls: samples read from Prometheus per poll at poll 1, 20 and 200 of a long rollout polled
   every minute from its start (sequential, no window: a 3 h lookback to find the start), with
@@ -50,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -275,7 +276,18 @@ def single(prom: str, judge: str, runs: int) -> dict:
     return out
 
 
-def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
+@dataclass
+class Driven:
+    """What `drive` saw: each answered call's latency, the failed calls, the first few
+    errors as they read, and the wall time."""
+
+    latencies: list[float]
+    errors: int
+    shown: list[str]
+    wall: float
+
+
+def drive(callers: int, seconds: float, call: Callable[[int], None]) -> Driven:
     """`callers` threads each calling `call(i)` back to back for `seconds`."""
     latencies: list[list[float]] = [[] for _ in range(callers)]
     errors = [0] * callers
@@ -300,13 +312,32 @@ def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - began
-    flat = [x for lat in latencies for x in lat]
-    out = {**summary(flat or [0.0]), "rate_per_s": round(len(flat) / wall, 1),
-           "errors": sum(errors)}
+    return Driven([x for lat in latencies for x in lat], sum(errors), shown,
+                  time.perf_counter() - began)
+
+
+def summed(runs: Sequence[Driven]) -> dict:
+    """Latency summary, rate (answers over the runs' summed wall time) and errors."""
+    flat = [x for run in runs for x in run.latencies]
+    out = {**summary(flat or [0.0]),
+           "rate_per_s": round(len(flat) / sum(run.wall for run in runs), 1),
+           "errors": sum(run.errors for run in runs)}
+    shown = [text for run in runs for text in run.shown][:5]
     if shown:
         out["first_errors"] = shown
     return out
+
+
+def load(callers: int, seconds: float, call: Callable[[int], None]) -> dict:
+    """`callers` threads each calling `call(i)` back to back for `seconds`: `summed`."""
+    return summed([drive(callers, seconds, call)])
+
+
+# The judge's and Prometheus' turns in `concurrent` alternate in this many slices each, so a
+# drift of the shared machine (another process, Prometheus' compactions and GC) falls on both
+# alike, as `single` interleaves its calls; one turn each, judge first, left the ratio to
+# whatever the machine did in the second half.
+SLICES = 3
 
 
 def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
@@ -326,11 +357,16 @@ def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
     def direct_call(i: int) -> None:
         directs[i].concurrent(sets[i])
 
-    load(callers, min(2.0, seconds / 4), judge_call)  # warm up
+    for call in (judge_call, direct_call):  # warm up: connections, caches, both sides
+        load(callers, min(2.0, seconds / 4), call)
+    turns: dict[str, list[Driven]] = {"judge": [], "prometheus_direct": []}
     sent = upstream_requests(judge)
-    result = {"judge": load(callers, seconds, judge_call)}
-    sent = upstream_requests(judge) - sent
-    result["prometheus_direct"] = load(callers, seconds, direct_call)
+    for _ in range(SLICES):
+        for name, call in (("judge", judge_call), ("prometheus_direct", direct_call)):
+            turns[name].append(drive(callers, seconds / SLICES, call))
+    sent = upstream_requests(judge) - sent  # only the judge's turns send it anything
+    result = {name: summed(runs) for name, runs in turns.items()}
+    result["slices"] = SLICES
     j, p = result["judge"], result["prometheus_direct"]
     result["judge_upstream_requests_per_analysis"] = round(sent / max(j["n"], 1), 2)
     result["direct_requests_per_set"] = len(sets[0])

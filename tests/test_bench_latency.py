@@ -41,6 +41,7 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
         assert _number(part["rate_ratio"]) and _number(part["judge_p99_over_p50"])
         assert part["prometheus_p99_over_p50"] >= 1  # the reference's own tail, beside ours
         assert 0 < part["judge_upstream_requests_per_analysis"] < part["direct_requests_per_set"]
+        assert part["slices"] == 3  # the judge's and Prometheus' turns alternate
     soak = report["soak"]
     assert soak["errors"] == 0 and soak["rss_mb_first"] > 10 and _number(soak["rss_mb_max"])
     polls = report["polls"]
