@@ -264,6 +264,25 @@ def mean_variance(d: np.ndarray, miss: float, history: np.ndarray | None = None,
         return _mean_variance(d, miss, history, instances)
 
 
+def _marginal_variance(x: np.ndarray, n_eff: float) -> float:
+    """σ² of n autocorrelated points worth n_eff independent ones, from their s² (ddof 1),
+    which is biased low by (n − n/n_eff)/(n − 1) (`variance_divisor`)."""
+    n = x.size
+    return float(x.var(ddof=1)) * (n - 1) / (n - n / n_eff)
+
+
+def _at_bound(series: np.ndarray, miss: float) -> tuple[float, float, float] | None:
+    """A long series' (the stable's history, its level) marginal variance at the upper bound
+    φ⁺ of its autocorrelation, φ⁺, and that variance's degrees of freedom; None when the series
+    is worth at most one independent sample."""
+    m = series.size
+    phi = autocorrelation_upper_bound(series, miss)
+    m_eff = ar1_effective_size(m, phi)
+    if m_eff <= 1:
+        return None
+    return _marginal_variance(series, m_eff), phi, variance_df(m, phi)
+
+
 def _pooled(d: np.ndarray, phi: float, prior: tuple[float, float]
             ) -> tuple[float, float, float]:
     """The variance of d's mean at φ, its marginal variance pooled from `prior` (degrees of
@@ -272,7 +291,7 @@ def _pooled(d: np.ndarray, phi: float, prior: tuple[float, float]
     parts = [prior]
     n_eff = ar1_effective_size(n, phi)
     if n >= 2 and n_eff > 1:
-        parts.append((variance_df(n, phi), float(d.var(ddof=1)) * (n - 1) / (n - n / n_eff)))
+        parts.append((variance_df(n, phi), _marginal_variance(d, n_eff)))
     df = sum(w for w, _ in parts)
     marginal = sum(w * v for w, v in parts) / df
     return marginal / n_eff, df, n_eff
@@ -290,12 +309,11 @@ def _level_mean_variance(instances: np.ndarray, n: int, miss: float
     m = level.size
     if m < HISTORY_MIN_POINTS or not np.ptp(level) > 0:
         return (0.0, 1.0) if m >= HISTORY_MIN_POINTS else None
-    phi = autocorrelation_upper_bound(level, miss)
-    m_eff = ar1_effective_size(m, phi)
-    if m_eff <= 1:
+    fitted = _at_bound(level, miss)
+    if fitted is None:
         return None
-    marginal = float(level.var(ddof=1)) * (m - 1) / (m - m / m_eff)
-    return marginal / ar1_effective_size(n, phi), variance_df(m, phi)
+    marginal, phi, df = fitted
+    return marginal / ar1_effective_size(n, phi), df
 
 
 def _welch(own: tuple[float, float, float], margin: tuple[float, float]
@@ -333,13 +351,11 @@ def _mean_variance(d: np.ndarray, miss: float, history: np.ndarray | None,
         if divisor <= 0:
             return None
         return float(d.var(ddof=1)) / divisor, variance_df(n, phi), n_eff
-    phi = autocorrelation_upper_bound(h, miss)
-    m = h.size
-    m_eff = ar1_effective_size(m, phi)
-    if m_eff <= 1:
+    fitted = _at_bound(h, miss)
+    if fitted is None:
         return None
-    stable_var = float(h.var(ddof=1)) * (m - 1) / (m - m / m_eff)
-    return _pooled(d, phi, (variance_df(m, phi), 2.0 * stable_var))
+    stable_var, phi, df = fitted
+    return _pooled(d, phi, (df, 2.0 * stable_var))
 
 
 def _instance_null(stable: np.ndarray | None, canary: np.ndarray | None, both: np.ndarray,
