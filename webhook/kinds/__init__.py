@@ -103,16 +103,12 @@ def _all_plain(read: list[tuple[str, str, Sequence[Series]]], begin: int) -> boo
     present: list[np.ndarray | None] = []
     gauges: list[np.ndarray] = []
     for _, role, found in read:
-        if not begin:  # the usual window (the fetch starts where the judges read): no views
-            if role not in COUNT_ROLES:
-                gauges += [s.values for s in found]
-                continue
-            counts += [s.values for s in found]
-            present += [s.present for s in found]
-            continue
+        # the usual window (the fetch starts where the judges read) takes no views
+        values = [s.values[begin:] for s in found] if begin else [s.values for s in found]
         if role not in COUNT_ROLES:
-            gauges += [s.values[begin:] for s in found]
+            gauges += values
             continue
-        counts += [s.values[begin:] for s in found]
-        present += [None if s.present is None else s.present[begin:] for s in found]
+        counts += values
+        present += ([None if s.present is None else s.present[begin:] for s in found]
+                    if begin else [s.present for s in found])
     return none_corrupt(counts, gauges, present)
