@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from counters import count_between, counters_text
 
 from webhook.app import create_app
 from webhook.lab import PrometheusLab, TrafficSide, render_openmetrics
@@ -74,23 +75,7 @@ def hand_written(end: float) -> tuple[str, dict[str, list[tuple[float, float]]]]
         away = end - away + 11.6
         add(hash_, "200", [(t, 150.0 * k) for k, t in enumerate(every(old, end))
                            if not away < t < away + hole + 1])
-    lines = ["# TYPE http_requests counter"]
-    for name, points in series.items():
-        lines += [f"{name} {v:.0f} {t:.3f}" for t, v in points]
-    return "\n".join([*lines, "# EOF\n"]), series
-
-
-def count_between(points: list[tuple[float, float]], since: float, until: float) -> float:
-    """What a series counted in (since, until]: its last sample at or before `until` minus its
-    last one at or before `since` (0: none yet), a drop counted from 0 (a restart)."""
-    counted, previous = 0.0, None
-    for t, v in points:
-        if t > until:
-            break
-        if t > since:
-            counted += v - previous if previous is not None and v >= previous else v
-        previous = v
-    return counted
+    return counters_text({"http_requests": series}), series
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from counters import count_between, counters_text
 
 from webhook.app import create_app
 from webhook.lab import PrometheusLab
@@ -108,15 +109,6 @@ def families(end: float) -> dict[str, dict[str, list[tuple[float, float]]]]:
     return out
 
 
-def openmetrics(planted: dict[str, dict[str, list[tuple[float, float]]]]) -> str:
-    lines: list[str] = []
-    for family, series in planted.items():
-        lines.append(f"# TYPE {family} counter")
-        for name, points in series.items():
-            lines += [f"{name} {v:.0f} {t:.3f}" for t, v in points]
-    return "\n".join([*lines, "# EOF\n"])
-
-
 @pytest.fixture(scope="module")
 def outage() -> Iterator[tuple[Any, float, dict[str, dict[str, list[tuple[float, float]]]]]]:
     if not PrometheusLab.available():
@@ -124,7 +116,7 @@ def outage() -> Iterator[tuple[Any, float, dict[str, dict[str, list[tuple[float,
     end = math.floor(time.time() / 60) * 60 - 600
     planted = families(end)
     with PrometheusLab() as prom:
-        prom.plant(openmetrics(planted))
+        prom.plant(counters_text(planted))
         url = prom.start()
         app = create_app(load_settings(prometheus_url=url, config_dir=None))
         client = app.test_client()
@@ -132,17 +124,9 @@ def outage() -> Iterator[tuple[Any, float, dict[str, dict[str, list[tuple[float,
         yield client, end, planted
 
 
-def in_window(points: list[tuple[float, float]], since: float, until: float) -> float:
-    """What one series counted in (since, until]: its last value at or before `until` minus
-    its last one at or before `since` (0 if none: a pod born in the window)."""
-    before = [v for t, v in points if t <= since]
-    upto = [v for t, v in points if t <= until]
-    return (upto[-1] if upto else 0.0) - (before[-1] if before else 0.0)
-
-
 def planted_count(series: dict[str, list[tuple[float, float]]], side: str, end: float,
                   *having: str) -> float:
-    return sum(in_window(points, end - HOUR, end) for name, points in series.items()
+    return sum(count_between(points, end - HOUR, end) for name, points in series.items()
                if f'rollouts_pod_template_hash="{side}"' in name
                and all(h in name for h in having))
 
