@@ -101,19 +101,18 @@ def _respond(req: AnalysisRequest, route: str) -> Response:
     settings = service.settings
     base = settings.public_url or ""
     body["report"] = report_link(report_url(req, end, base), req.config, settings)
+    if wanted == "json":  # Argo's and Flagger's polls: the body is the whole answer
+        return jsonify(body)
     # what was compared, as the source was asked: the on-call opening a link from an event
     # sees which versions the verdict is about without reading the URL
     sides = side_selectors(req, service.language)
     if wanted == "text":
         return Response(verdict_text(body, result.checks, sides), mimetype="text/plain")
-    if wanted == "html":
-        links = {fmt: report_link(report_url(req, end, base, fmt), req.config, settings)
-                 for fmt in ("json", "text")}
-        response = Response(report_html(body, result.checks, links, sides),
-                            mimetype="text/html")
-        response.headers["Content-Security-Policy"] = _PAGE_CSP
-        return response
-    return jsonify(body)
+    links = {fmt: report_link(report_url(req, end, base, fmt), req.config, settings)
+             for fmt in ("json", "text")}
+    response = Response(report_html(body, result.checks, links, sides), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = _PAGE_CSP
+    return response
 
 
 def _error_as_asked(response: Response) -> Response:
