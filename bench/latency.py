@@ -1,6 +1,6 @@
 """What the judge costs next to what Prometheus costs for the same questions, in one run.
 
-    python bench/latency.py [--runs 200] [--soak 60] [--out bench/results/latency.json]
+    python bench/latency.py [--runs 200] [--soak 60] [--out REPORT]
     python bench/latency.py --soak 600          # the 10-minute memory soak
     python bench/latency.py --tiny              # seconds: CI checks the report's shape
     python bench/latency.py --table FILE.json   # print the README table of a report
@@ -808,6 +808,11 @@ def table(report: dict) -> str:
     return "\n".join(rows)
 
 
+# The report the README "Capacity" table is generated from, and the parts that table needs.
+FULL_REPORT = "bench/results/latency.json"
+TABLE_PARTS = frozenset({"single", "concurrent", "soak", "polls", "flagger", "judges"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -818,7 +823,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", default="bench/results/latency.json")
+    parser.add_argument("--out", help=f"where to write the report (default: {FULL_REPORT} "
+                        "for a full run; a partial or --tiny run only prints its report)")
     parser.add_argument("--only", default="single,concurrent,soak,polls,flagger,union,judges",
                         help="comma-separated parts to run (the table needs all but union; "
                         "`idle`, ~2 min, runs only when named)")
@@ -865,11 +871,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["idle"] = idle(prom, 1 if args.tiny else 5, args.workers, args.threads)
     if "judges" in parts:
         report["judges"] = judges(sizes, 3 if args.tiny else 9)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    full = parts >= TABLE_PARTS
+    out = args.out or (FULL_REPORT if full and not args.tiny else None)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    if parts >= {"single", "concurrent", "soak", "polls", "flagger", "judges"}:
+    if full:
         print(table(report))
+    if not out:  # the committed report is the README table's source: a part does not replace it
+        print(f"not written: a partial or --tiny run writes only with --out (a full run: "
+              f"{FULL_REPORT})", file=sys.stderr)
     return 0
 
 

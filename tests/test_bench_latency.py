@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 
-from bench_runs import run_bench
+from bench_runs import ROOT, run_bench
 
 
 def _number(x: object) -> bool:
@@ -84,3 +84,15 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     assert table.stdout.count("\n") >= 8 and "samples read per poll" in table.stdout
     assert "a new connection per poll (Flagger)" in table.stdout
     assert "Prometheus alone: one poll's 6 queries" in table.stdout
+
+
+def test_a_partial_run_leaves_the_committed_report_alone():
+    """`--only judges` (or --tiny) without --out used to overwrite bench/results/latency.json,
+    the README table's source, with a report missing most of its parts."""
+    committed = ROOT / "bench" / "results" / "latency.json"
+    before = committed.read_bytes()
+    run = run_bench("bench/latency.py", "--tiny", "--only", "judges")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert committed.read_bytes() == before
+    assert "judges" in json.loads(run.stdout)  # the report is printed all the same
+    assert "not written" in run.stderr and "--out" in run.stderr
