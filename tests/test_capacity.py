@@ -109,12 +109,8 @@ import gc, os, runpy
 conf = runpy.run_path(__import__("webhook.gunicorn_conf", fromlist=["x"]).__file__)
 import webhook.wsgi
 conf["post_worker_init"](None)
-# a poll's worth of short-lived containers (a parsed Prometheus answer), freed at the end
-before = sum(s["collections"] for s in gc.get_stats())
-held = [[float(i), str(i)] for i in range(5_000)]
-del held
 print(len(os.listdir("/proc/self/task")), gc.get_freeze_count(), len(gc.get_objects()),
-      os.environ["OPENBLAS_NUM_THREADS"], sum(s["collections"] for s in gc.get_stats()) - before)
+      os.environ["OPENBLAS_NUM_THREADS"])
 """
 
 
@@ -127,18 +123,15 @@ def _worker(extra: dict[str, str]) -> list[str]:
 
 
 def test_a_worker_runs_no_blas_threads_and_keeps_the_app_out_of_the_collector() -> None:
-    threads, frozen, tracked, blas, collections = _worker({})
+    threads, frozen, tracked, blas = _worker({})
     # numpy's and scipy's OpenBLAS would each start a thread per CPU of the node
     assert blas == "1" and int(threads) == 1
     # the loaded app (~100,000 objects) is frozen: a full collection no longer walks it
     assert int(frozen) > 50_000 and int(tracked) < 1_000
-    # and a poll's few thousand short-lived objects, freed by the poll itself, do not stop
-    # the worker for a collection (at Python's default threshold of 700: 7 of them)
-    assert int(collections) == 0
 
 
 def test_the_operator_sets_blas_threads() -> None:
-    threads, _, _, blas, _ = _worker({"OPENBLAS_NUM_THREADS": "2"})
+    threads, _, _, blas = _worker({"OPENBLAS_NUM_THREADS": "2"})
     assert blas == "2"
     if machine_cpus() >= 2:
         assert int(threads) > 1

@@ -91,25 +91,14 @@ def on_exit(server):
         shared_dir.remove(_steps_dir)
 
 
-# Young objects (gen 0) allocated and still alive before the collector runs; Python's default
-# is 700. An analysis holds a few thousand at once while it reads Prometheus' answer, and
-# frees them itself: it leaves ~8 objects in cycles per request (werkzeug's router). At 700 a
-# collection ran in about one poll in seven, found nothing to free and cost ~0.35 ms each
-# (0.045 ms of CPU per analysis, on the benchmark's poll); at 10,000 none ran in 300 polls.
-# What is not freed waits for at most this many objects more (a few MB at worst).
-GC_YOUNG_OBJECTS = 10_000
-
-
 def post_worker_init(worker):
     """Move everything the worker holds once its app is loaded (~100,000 objects: numpy,
     scipy, pydantic, flask, the configs) out of the garbage collector's reach. A full
     collection otherwise walks them all, ~30 ms with the GIL held (every analysis of the worker
     waits), each time the caches' growth triggers one; frozen, it walks only what analyses
-    left behind. Measured in process: a full collection 31-37 ms before, < 0.1 ms after.
-    Then the young generation's threshold is raised (`GC_YOUNG_OBJECTS`)."""
+    left behind. Measured in process: a full collection 31-37 ms before, < 0.1 ms after."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_OBJECTS, *gc.get_threshold()[1:])
     worker_boot.mark_booted(os.getpid())
 
 
