@@ -597,3 +597,15 @@ def test_a_fill_rate_at_its_tolerance_fails_no_more_often_than_alpha():
     assert sum(t is not None for t in at_limit) <= 3, at_limit
     twice = [_fill_rollout(rng, 0.95 * 0.90) for _ in range(20)]
     assert all(t is not None and t <= 12 for t in twice), twice
+
+
+def test_a_quantile_reason_shows_the_effect_as_the_table_does():
+    """The reason printed "(-0.5082%)" under a table reading -0.5%: one change, two precisions.
+    It now shows the table's signed percentage with one decimal."""
+    from webhook.render import effect_text
+
+    rng = np.random.default_rng(3)
+    r = judge_quantile("latency_p95", histogram(rng, 20_000, 1.013), histogram(rng, 40_000),
+                       0.95, relative_tolerance=0.2)
+    assert r.effect is not None and abs(r.effect * 100 - round(r.effect * 100, 1)) > 1e-6
+    assert f"({effect_text(r.effect)})" in r.reason, r.reason

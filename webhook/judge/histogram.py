@@ -690,7 +690,7 @@ def judge_quantile(
     effect = v_c / v_s - 1 if v_s and v_s > 0 else math.nan
 
     shown = (f"canary {fmt_value(v_c, unit)} vs stable {fmt_value(v_s, unit)} "
-             f"({'+' if effect >= 0 else ''}{fmt_value(effect * 100)}%)"
+             f"({effect * 100:+.1f}%)"
              if math.isfinite(effect) else f"canary {fmt_value(v_c, unit)} vs stable "
              f"{fmt_value(v_s, unit)}")
     margin = f"tolerance +{rel * 100:g}% or {fmt_value(abs_, unit)}"
