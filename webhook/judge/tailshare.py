@@ -46,9 +46,15 @@ def _bound_index(hist: Histogram, bound: float) -> int | None:
 
 def _index_in(bounds: np.ndarray, bound: float) -> int | None:
     """Index of `bound` among `bounds` (numerically equal), or None."""
-    # np.isclose(bounds, bound, rtol=1e-9, atol=0) for a finite bound, without its overhead
-    hits = (np.abs(bounds - bound) <= 1e-9 * abs(bound)).nonzero()[0]
+    hits = _same_as(bounds, bound).nonzero()[0]
     return int(hits[0]) if hits.size else None
+
+
+def _same_as(bounds: np.ndarray, bound: float | np.ndarray) -> np.ndarray:
+    """Which of `bounds` equal `bound` numerically; `bound` a column of several bounds (and
+    `bounds` a row) gives one row per bound."""
+    # np.isclose(bounds, bound, rtol=1e-9, atol=0) for finite bounds, without its overhead
+    return np.abs(bounds - bound) <= 1e-9 * np.abs(bound)
 
 
 def choose_bound(reference: Histogram, max_share: float,
@@ -60,12 +66,9 @@ def choose_bound(reference: Histogram, max_share: float,
     finite = np.flatnonzero(np.isfinite(reference.bounds))
     if among is not None and not (among.shape == reference.bounds.shape
                                   and bool((among == reference.bounds).all())):
-        # `_index_in` of every finite bound at once (the same comparisons): one numpy call
-        # per bound cost a fixed-mode analysis a tenth of its judging
-        bounds = reference.bounds[finite]
-        found = (np.abs(among[None, :] - bounds[:, None])
-                 <= 1e-9 * np.abs(bounds)[:, None]).any(axis=1)
-        finite = finite[found]
+        # `_index_in` of every finite bound at once: one numpy call per bound cost a
+        # fixed-mode analysis a tenth of its judging
+        finite = finite[_same_as(among[None, :], reference.bounds[finite][:, None]).any(axis=1)]
     if total <= 0 or not finite.size:
         return None
     above = (total - reference.cumulative[finite]) / total
