@@ -37,8 +37,8 @@ def judge(spec: SeriesMetric, data: MetricData, ctx: KindContext) -> list[CheckR
     if label and (unlabelled := _unlabelled_sides(data, label)):
         return [_missing_label_check(spec, label, unlabelled)]
     values = instance_mean if label else combined
-    canary = values(data.series("canary", "values"), ctx)
-    stable = values(data.series("stable", "values"), ctx)
+    canary_series, stable_series = data.series("canary", "values"), data.series("stable", "values")
+    canary, stable = values(canary_series, ctx), values(stable_series, ctx)
     if spec.test == "kayenta":
         check = judge_series_kayenta(
             spec.name, canary, stable, direction=spec.direction,
@@ -48,14 +48,14 @@ def judge(spec: SeriesMetric, data: MetricData, ctx: KindContext) -> list[CheckR
         history = ctx.history
         stable_rows = canary_rows = None
         if label and history is not None:  # the instances calibrate the null (judge_series)
-            stable_rows = _rows(data.series("stable", "values"), history.start)
-            canary_rows = _rows(data.series("canary", "values"), ctx.first)
+            stable_rows = _rows(stable_series, history.start)
+            canary_rows = _rows(canary_series, ctx.first)
         check = judge_series(
             spec.name, canary, stable,
             direction=spec.direction, relative_tolerance=spec.tolerance.relative,
             absolute_tolerance=spec.tolerance.absolute, alpha=ctx.alpha,
             min_points=spec.min_points, mode=ctx.mode, stable_history=None
-            if history is None else values(data.series("stable", "values"), ctx, 0)[history],
+            if history is None else values(stable_series, ctx, 0)[history],
             stable_instances=stable_rows, canary_instances=canary_rows)
         allowed = check.allowed
     return [with_steps(check, lambda: steps.series_trace(
