@@ -198,13 +198,10 @@ def instance_noise(instances: np.ndarray, miss: float) -> tuple[float, float, fl
     x = np.asarray(instances, dtype=float)
     if x.ndim != 2 or x.shape[0] < 2:
         return None
-    present = np.isfinite(x)
-    k = present.sum(axis=0)
+    present, k, zeroed, mean = _per_step(x)
     usable = k >= 2
     if int(usable.sum()) < HISTORY_MIN_POINTS:
         return None
-    zeroed = np.where(present, x, 0.0)
-    mean = zeroed.sum(axis=0) / np.maximum(k, 1)
     deviations = np.where(present & usable, zeroed - mean, 0.0)
     dims = float((k[usable] - 1).sum())
     sigma2 = float((deviations * deviations).sum()) / dims
@@ -221,6 +218,16 @@ def instance_noise(instances: np.ndarray, miss: float) -> tuple[float, float, fl
     phi = min(max(corrected + norm_isf(miss) * math.sqrt((1 - corrected * corrected) / dims),
                   0.0), PHI_MAX)
     return sigma2, max(dims * (1 - phi * phi) / (1 + phi * phi), 1.0), phi
+
+
+def _per_step(instances: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per step of one row per instance (NaN: no sample): which are present, how many, the
+    values with absent ones as 0, and the present ones' mean (0 where none is)."""
+    present = np.isfinite(instances)
+    count = present.sum(axis=0)
+    zeroed = np.where(present, instances, 0.0)
+    return present, count, zeroed, zeroed.sum(axis=0) / np.maximum(count, 1)
 
 
 def mean_variance(d: np.ndarray, miss: float, history: np.ndarray | None = None,
@@ -303,9 +310,8 @@ def _level_mean_variance(instances: np.ndarray, n: int, miss: float
     level being the mean of `instances` per step, or None when it is worth at most one
     independent sample. The level carries what both sides share (the market), with its
     autocorrelation: this is what a tolerance in proportion to stable's mean inherits."""
-    present = np.isfinite(instances)
-    count = present.sum(axis=0)
-    level = (np.where(present, instances, 0.0).sum(axis=0) / np.maximum(count, 1))[count > 0]
+    _, count, _, mean = _per_step(instances)
+    level = mean[count > 0]
     m = level.size
     if m < HISTORY_MIN_POINTS or not np.ptp(level) > 0:
         return (0.0, 1.0) if m >= HISTORY_MIN_POINTS else None
