@@ -94,6 +94,22 @@ def test_missing_canary_series_is_inconclusive_never_pass(client, lab):
         assert check["canary"]["n"] == 0
 
 
+def test_a_canary_without_series_reads_as_no_data_in_every_check(client, lab):
+    """A typo in the canary's hash found no series: the latency checks said "cannot read the
+    histogram: canary has a single bucket ... check the query keeps `le`", sending an operator
+    to debug a query that was fine. Each check now says what is true: no data, and the
+    stable's own figures stay in the table."""
+    answer = client.post("/v1/analyze", json=body(lab, ARGO_MISSING)).json
+    for check in answer["checks"]:
+        assert check["reason"].startswith(f"{check['name']}: too little data: canary has 0 "
+                                          "requests"), check["reason"]
+        assert "bucket" not in check["reason"].split(" (no series:")[0], check["reason"]
+        assert "no series: canary queried" in check["reason"], check["reason"]
+        assert check["stable"]["n"] > 0, check
+    quantiles = [c for c in answer["checks"] if c["name"].startswith("latency_p")]
+    assert quantiles and all(c["stable"]["value"] > 0.1 for c in quantiles), quantiles
+
+
 def test_argo_string_scalars_are_accepted(client, lab):
     """Argo sends templated jsonBody leaves as strings."""
     w = lab.window(60)

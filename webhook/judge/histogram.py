@@ -220,7 +220,9 @@ class Histogram:
         """Why these buckets cannot be read at all, or None: without a `+Inf` bucket the
         count of all requests is unknown (a rank cannot be placed), and a single bucket says
         nothing about where requests lie."""
-        if self.bounds.size < 2:
+        if self.bounds.size == 0:
+            return "no buckets"
+        if self.bounds.size == 1:
             return "a single bucket"
         if not math.isinf(self.bounds[-1]):
             return "no +Inf bucket"
@@ -617,6 +619,15 @@ def judge_quantile(
     base = dict(name=name, kind="histogram", test=test, critical=critical, weight=weight)
     n_c, n_s = canary.total, stable.total
     need = max(min_total, min_tail / (1 - q))
+    if not (canary.bounds.size and stable.bounds.size):  # no series: no data, not a bad layout
+        return CheckResult(
+            verdict="inconclusive", canary=_readable_summary(canary, q),
+            stable=_readable_summary(stable, q),
+            reason=f"{name}: too little data: " + " and ".join(
+                f"{label} has 0 {total_name}" for label, h in (("canary", canary),
+                                                               ("stable", stable))
+                if not h.bounds.size) + f"; p{q * 100:g} needs {fmt_count(need)} per side",
+            **base)
     layout = [f"{label} has {problem}" for label, problem in
               (("canary", canary.layout_problem), ("stable", stable.layout_problem)) if problem]
     if layout:
@@ -778,6 +789,12 @@ class _QuantileEvidence:
                         else np.zeros(0))
                 done[q_i] = (on_stable, path)
         return self._done[slower][q]
+
+
+def _readable_summary(h: Histogram, q: float) -> Summary:
+    """A side's count and its quantile where its buckets can place one (None otherwise)."""
+    readable = h.total > 0 and h.layout_problem is None
+    return Summary(h.total, h.quantile(q) if readable else None)
 
 
 def _span(edges: tuple[float, float], unit: str) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 from webhook.judge.histogram import Histogram
 from webhook.judge.memo import HISTORY
 from webhook.judge.ratio import judge_ratio
-from webhook.judge.types import CheckResult, Summary, fmt_value
+from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
 
 TEST_NAME = "share of requests above a bucket bound, judged as a ratio: "
 DEFAULT_MAX_SHARE = 0.01
@@ -158,6 +158,13 @@ def judge_tail_share(
     stable's by more than the tolerance (`max(relative × stable share, absolute)`).
     """
     base = dict(name=name, kind="histogram", critical=critical, weight=weight)
+    if not (canary.bounds.size and stable.bounds.size):  # no series: no data, not a bad layout
+        return CheckResult(verdict="inconclusive", test=TEST_NAME.rstrip(": "),
+                           canary=Summary(canary.total, None), stable=Summary(stable.total, None),
+                           reason=f"{name}: too little data: " + " and ".join(
+                               f"{label} has 0 {total_name}" for label, h in
+                               (("canary", canary), ("stable", stable)) if not h.bounds.size)
+                           + f", needs {fmt_count(min_total)}", **base)
     problems = [f"{label} has {p}" for label, p in
                 (("canary", canary.layout_problem), ("stable", stable.layout_problem)) if p]
     if problems:
