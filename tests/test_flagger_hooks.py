@@ -137,3 +137,18 @@ def test_a_hook_answer_shows_escape_sequences_and_does_not_obey_them(client):
     assert r.status_code == 200 and text.count("\n") == 1
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), repr(text)
     assert 'app="x\\x1b[2J\\x9b1A"' in text
+
+
+@pytest.mark.parametrize("value", ["Fail", "true", "fail "])
+def test_an_inconclusive_option_other_than_pass_or_fail_is_400_naming_it(client, value):
+    """`inconclusive: Fail` (or `"true"`) was read as the default `pass`: a canary with no data
+    kept answering 200 where the operator had asked for failed checks, and nothing said why."""
+    r = hook(client, "rollout", FLAGGER_NEW, inconclusive=value)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 400, text
+    assert text.startswith("metadata.inconclusive:") and repr(value) in text
+    assert "'pass' or 'fail'" in text
+    # the two values it knows keep their meaning
+    assert hook(client, "rollout", FLAGGER_NEW, inconclusive="fail").status_code == 412
+    assert hook(client, "rollout", FLAGGER_NEW, inconclusive="pass").status_code == 200
+

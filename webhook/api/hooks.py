@@ -109,6 +109,13 @@ def _selectors(p: FlaggerPayload, meta: dict[str, str]) -> tuple[dict[str, str] 
 
 def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     meta = p.metadata or {}
+    # Any other value (`Fail`, `"true"`) used to read as the default: a canary with no data
+    # answered 200 where the operator had asked for failed checks, silently.
+    if meta.get("inconclusive", "pass") not in ("pass", "fail"):
+        raise AnalysisRequestError(
+            f"metadata.inconclusive: {meta['inconclusive']!r} is not 'pass' or 'fail'; 'fail' "
+            "answers an inconclusive analysis 412 (a failed check), 'pass' (the default) 200",
+            "metadata.inconclusive")
     canary, stable = _selectors(p, meta)
     vars_ = {k: v for k, v in meta.items() if k not in _METADATA_KEYS}
     vars_.setdefault("namespace", p.namespace)
