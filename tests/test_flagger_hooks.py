@@ -152,3 +152,14 @@ def test_an_inconclusive_option_other_than_pass_or_fail_is_400_naming_it(client,
     assert hook(client, "rollout", FLAGGER_NEW, inconclusive="fail").status_code == 412
     assert hook(client, "rollout", FLAGGER_NEW, inconclusive="pass").status_code == 200
 
+
+@pytest.mark.parametrize("key", ["app_label", "namespace_label"])
+def test_a_label_name_prometheus_cannot_hold_is_named_by_its_metadata_key(client, key):
+    """`app_label: app.kubernetes.io/name` (the Kubernetes label as written on the pod) was
+    answered `canary: 'app.kubernetes.io/name' is not a valid Prometheus label name`: no
+    metadata key is called `canary`, and the name Prometheus stores was not given."""
+    r = hook(client, "rollout", "podinfo", **{key: "app.kubernetes.io/name"})
+    text = r.get_data(as_text=True)
+    assert r.status_code == 400, text
+    assert text.startswith(f"metadata.{key}: 'app.kubernetes.io/name'"), text
+    assert "app_kubernetes_io_name" in text

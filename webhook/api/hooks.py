@@ -39,7 +39,7 @@ from webhook.observability import HOOK_RESPONSES, audit
 from webhook.render import printable
 from webhook.report.query import report_url
 from webhook.revisions import Change
-from webhook.sources import QueryLanguageError, SourceError
+from webhook.sources import QueryLanguageError, SourceError, query_language
 from webhook.sources.prometheus.selectors import pod_selectors
 
 bp = Blueprint("hooks", __name__)
@@ -50,6 +50,7 @@ _METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_sel
                   "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup",
                   "mode", "alpha", "inconclusive"}
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_LANGUAGE = query_language()
 
 
 class FlaggerPayload(BaseModel):
@@ -91,6 +92,8 @@ def _selectors(p: FlaggerPayload, meta: dict[str, str]) -> tuple[dict[str, str] 
         raise AnalysisRequestError(f"metadata.target: {target!r} is not a Kubernetes name",
                                    "metadata.target")
     ns_label = meta.get("namespace_label", "namespace")
+    if ns_label and provider != "istio":
+        _label_name(ns_label, "namespace_label")
     ns = {ns_label: p.namespace} if ns_label else {}
     if provider == "istio":
         return ({"destination_workload": target, "destination_workload_namespace": p.namespace},
@@ -103,8 +106,22 @@ def _selectors(p: FlaggerPayload, meta: dict[str, str]) -> tuple[dict[str, str] 
             return pod_selectors(target, ns, "metadata.namespace_label")
         except QueryLanguageError as exc:
             raise AnalysisRequestError(exc.message, exc.field) from exc
-    label = meta.get("app_label", "app")
+    label = _label_name(meta.get("app_label", "app"), "app_label")
     return {label: target, **ns}, {label: f"{target}-primary", **ns}
+
+
+def _label_name(name: str, key: str) -> str:
+    """`name` when Prometheus can hold it as a label name. Checked here so that the answer
+    names the metadata key: the selectors' own check said `canary: ...`, a key no Canary has,
+    for the pod label as Kubernetes writes it (`app.kubernetes.io/name`)."""
+    if _LANGUAGE.label_name_ok(name):
+        return name
+    stored = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    hint = (f"; give the name Prometheus stores, e.g. {stored!r} (Kubernetes service "
+            "discovery writes a pod label app.kubernetes.io/name as app_kubernetes_io_name)"
+            if stored and not stored[0].isdigit() else "")
+    raise AnalysisRequestError(f"metadata.{key}: {name!r} is not a Prometheus label name "
+                               f"(letters, digits and _, no digit first){hint}", f"metadata.{key}")
 
 
 def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
