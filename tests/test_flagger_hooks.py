@@ -163,3 +163,29 @@ def test_a_label_name_prometheus_cannot_hold_is_named_by_its_metadata_key(client
     assert r.status_code == 400, text
     assert text.startswith(f"metadata.{key}: 'app.kubernetes.io/name'"), text
     assert "app_kubernetes_io_name" in text
+
+
+@pytest.mark.parametrize(("kind", "meta", "status", "words"), [
+    # the approver's typo: confirm-promotion stays closed, and Flagger drops its answer
+    ("confirm-promotion", {"config": "trading", "risk_tolerance": "critical",
+                           "aproved_revision": "abc123"}, 412, "metadata.aproved_revision"),
+    ("confirm-rollout", {"config": "trading", "risk_tolerance": "Low"}, 400,
+     "risk_tolerance"),
+    ("confirm-rollout", {"config": "htp"}, 400, "unknown config 'htp'"),
+    ("rollout", {"alpha": "high"}, 400, "metadata.alpha"),
+])
+def test_a_refused_hook_call_leaves_its_audit_line(client, capsys, kind, meta, status, words):
+    """Flagger keeps no answer of a confirm-* hook (its event says only "waiting for
+    approval"), and docs/kubernetes.md sends the operator to the audit log, "one line per hook
+    call": a call refused for its metadata wrote none, so a held rollout had no reason
+    anywhere."""
+    capsys.readouterr()
+    r = hook(client, kind, "orders", **meta)
+    assert r.status_code == status, r.get_data(as_text=True)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
+    assert len(lines) == 1, lines
+    assert lines[0]["hook"] == kind and lines[0]["checksum"] == "abc123"
+    assert lines[0]["status"] == status and lines[0]["verdict"] == "error"
+    assert words in lines[0]["reason"]
+

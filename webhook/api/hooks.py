@@ -36,7 +36,7 @@ from webhook.api.common import get_service, report_link, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
 from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
-from webhook.render import printable
+from webhook.render import printable, readable
 from webhook.report.query import report_url
 from webhook.revisions import Change
 from webhook.sources import QueryLanguageError, SourceError, query_language
@@ -241,9 +241,15 @@ def flagger_hook(hook: str) -> Response:
     try:
         req = analysis_request(payload)
         if typo := unknown_metadata(meta, req, service.registry):
-            return _text(412, hook, typo)
+            raise AnalysisRequestError(typo, "metadata", status=412)
         if hook == "confirm-rollout":
             return _confirm_rollout(hook, req, service, who)
+    except AnalysisRequestError as exc:
+        _audit_refusal(hook, who, meta, exc)
+        return _text(exc.status, hook, exc.message)
+    except SourceError as exc:
+        return _text(exc.status, hook, exc.message)
+    try:
         req, change = _after_revision_change(req, payload, service)
         if change is not None:
             who = {**who, "replaced_checksum": change.old, "not_before": change.since}
@@ -259,6 +265,18 @@ def flagger_hook(hook: str) -> Response:
                          req.config, service.settings)
     status, line = _decide(hook, result, meta, report)
     return _text(status, hook, line)
+
+
+def _audit_refusal(hook: str, who: dict[str, str], meta: dict[str, str],
+                   exc: AnalysisRequestError) -> None:
+    """The audit line of a call refused for its metadata before any analysis ran (an
+    analysis writes its own). Flagger keeps no answer of a confirm-* hook, only "waiting for
+    approval", and docs/kubernetes.md sends the operator to this log for the reason: a typo in
+    `approved_revision` held a promotion with no reason anywhere."""
+    audit({**who, "event": "flagger_gate" if hook == "confirm-rollout" else "analysis",
+           "caller": "flagger", "route": f"POST /v1/hooks/{hook}",
+           "config": meta.get("config", "http")[:100], "verdict": "error",
+           "status": exc.status, "reason": readable(exc.message)})
 
 
 def _after_revision_change(req: AnalysisRequest, p: FlaggerPayload, service: Any
