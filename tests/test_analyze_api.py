@@ -195,6 +195,44 @@ def test_warmup_is_left_out_of_the_judged_window(client, lab):
     assert 40 * 60 * 20 * 0.9 < ratio["canary"]["n"] < 40 * 60 * 20 * 1.1
 
 
+def test_a_warmup_that_covers_the_window_says_so_not_that_the_canary_sent_nothing(client, lab):
+    """A warmup as long as the canary's traffic so far (Argo's first poll two minutes in,
+    `warmup: 2m`) leaves no step to judge. Every check said "canary has 0 requests … and it
+    has sent (almost) none; stable has 0 requests": a canary that served 2,400 requests read
+    as one that sent nothing, and nothing named the warmup."""
+    from webhook.lab.rollouts import HISTORY_SECONDS
+    began = lab.anchor - HISTORY_SECONDS  # where the planted canary's traffic begins
+    cases = (
+        # sequential, the canary found two minutes in: the warmup ends with the window
+        ({"end": began + 120, "warmup": "2m"}, {}, "from 00:00:00Z (where the canary's "
+         "traffic began)", "give a later window.end or a shorter window.warmup"),
+        # fixed: the warmup counts from the window's start and covers all ten minutes
+        ({"end": began + 1800, "lookback": "10m", "warmup": "10m"}, {"mode": "fixed"},
+         "from 00:20:00Z (the window's start)",
+         "give a longer window or a shorter window.warmup"),
+    )
+    for window, extra, since, fix in cases:
+        r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), window=window,
+                                                 **extra))
+        assert r.status_code == 200, r.json
+        assert r.json["verdict"] == "inconclusive", r.json["reason"]
+        assert "sent (almost) none" not in r.json["reason"], r.json["reason"]
+        day = datetime.fromtimestamp(began, UTC)
+        since = since.replace("00:00:00Z", f"{day:%H:%M:%S}Z").replace(
+            "00:20:00Z", f"{datetime.fromtimestamp(began + 1200, UTC):%H:%M:%S}Z")
+        for check in r.json["checks"]:
+            assert f"window.warmup ({window['warmup']}) leaves out every step {since}" \
+                in check["reason"], check["reason"]
+            assert check["reason"].endswith(fix), check["reason"]
+    # a canary that never served, searched for over the whole default window: its "no
+    # series" stands, whatever the warmup
+    r = client.post("/v1/analyze", json={**body(lab, ARGO_MISSING), "window": {
+        "end": lab.anchor - 300, "warmup": "4h"}})
+    assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
+    assert "window.warmup" not in r.json["reason"], r.json["reason"]
+    assert "no series: canary queried" in r.json["reason"], r.json["reason"]
+
+
 def test_fixed_mode_default_window_is_the_last_lookback(client, lab):
     payload = body(lab, argo_hash("errors3x"), mode="fixed")
     del payload["window"]

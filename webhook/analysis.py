@@ -35,6 +35,7 @@ from webhook.resolve import (
     ResolvedWindow,
     callers_query,
     check_metric_steps,
+    duration_text,
     resolve_alpha,
     resolve_metrics,
     resolve_specs,
@@ -42,7 +43,7 @@ from webhook.resolve import (
     resolve_window,
     side_selectors,
 )
-from webhook.rollout import canary_activity, max_gap
+from webhook.rollout import canary_activity, max_gap, warmup_steps
 from webhook.sources import query_language
 from webhook.sources.base import MetricsSource, QueryLanguage, QueryRejected, QueryResult
 
@@ -204,6 +205,15 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                 f"{clock(request.window.not_before)} (window.not_before, "
                                 "where a new revision's data begin); ask again after the "
                                 "next step"))
+    warmup = warmup_steps(request, config, window.step)
+    searched = mode == "sequential" and request.window.start is None
+    if warmup and judged_start >= window.end and not (searched and got.begun is None):
+        # the warmup left no whole step: every count would read "0 requests, sent (almost)
+        # none" on both sides, which blames a canary that served and never names the warmup
+        # (a canary whose traffic was searched for and not found has sent none: that stands)
+        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
+                            gate_action, began, got.upstream, window.end, gate_at,
+                            _warmup_covers(request, config, window, got.begun, warmup))
     served = None
     if _counts_silence(specs):  # the start's scan of the data, unless none was read
         served = (got.activity if got.activity is not None else
@@ -220,6 +230,29 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         result = replace(result, note=f"judged from {clock(judged_start)}, not before "
                          f"{clock(request.window.not_before)} (window.not_before)")
     return result
+
+
+def _warmup_covers(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,
+                   begun: int | None, warmup: int) -> str:
+    """Why nothing is judged when the warmup (`warmup` steps) reaches the window's end, and
+    what to change: waiting helps only a window that ends now and a found rollout start (the
+    warmup counts from it); a fixed window or a given end needs a longer window or a shorter
+    warmup, which "too little data" never said."""
+    given = request.window.warmup
+    name = "window.warmup" if given is not None else f"the warmup of config {config.name!r}"
+    seconds = given if given is not None else config.defaults.seconds("warmup") or 0.0
+    found = begun is not None
+    since = window.start + (begun or 0) * window.step
+    origin = "where the canary's traffic began" if found else "the window's start"
+    later = found and request.window.end is None
+    text = (f"nothing to judge{' yet' if later else ''}: {name} ({duration_text(seconds)}) "
+            f"leaves out every step from {clock(since)} ({origin}) to the window's end at "
+            f"{clock(window.end)}; ")
+    if not found:
+        return text + "give a longer window or a shorter window.warmup"
+    if request.window.end is not None:
+        return text + "give a later window.end or a shorter window.warmup"
+    return text + f"ask again after {clock(since + (warmup + 1) * window.step)}"
 
 
 def clock(ts: float) -> str:

@@ -87,6 +87,9 @@ class Fetched:
     # `canary_activity` over `window`, when the start was read off these results (None: it
     # was not, and whoever needs it computes it)
     activity: np.ndarray | None = None
+    # the step of the resolved window (not of `window`, which may start later) where the
+    # canary's latest run of traffic began; None when no start was looked for or found
+    begun: int | None = None
 
     @property
     def points(self) -> int:
@@ -268,7 +271,8 @@ def fetch_window(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     first, bounded = bounded_first(begun, floor_step(request.window.not_before, window,
                                                      points), warmup, points)
     return Fetched(cut, cut_queries, results, first - keep, upstream,
-                   over=begun is not None and begun >= points, held=bounded, activity=seen)
+                   over=begun is not None and begun >= points, held=bounded, activity=seen,
+                   begun=begun)
 
 
 def settled_start(results: Mapping[QueryKey, QueryResult], specs: list[MetricSpec],
@@ -305,7 +309,8 @@ def _whole(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricS
     first, held = bounded_first(begun, floor_step(request.window.not_before, window, points),
                                 warmup_steps(request, config, window.step), points)
     return Fetched(window, queries, results, first, fetched,
-                   over=begun is not None and begun >= points, held=held, activity=activity)
+                   over=begun is not None and begun >= points, held=held, activity=activity,
+                   begun=begun)
 
 
 def traffic_parts(queries: Sequence[RangeQuery | PlannedQuery], specs: list[MetricSpec],
