@@ -136,3 +136,28 @@ def test_the_get_forms_metrics_are_read_as_strictly_as_a_body(client, metrics, h
         "canary.app": "a", "stable.app": "b", "metrics": metrics})
     assert r.status_code == 400, r.get_data(as_text=True)
     assert r.json["field"] == "metrics" and r.json["message"].startswith(hint), r.json
+
+
+def test_a_kubernetes_label_name_gets_its_prometheus_spelling(client):
+    """Argo's pods carry `rollouts-pod-template-hash`; Prometheus' Kubernetes discovery
+    stores it as `rollouts_pod_template_hash`. The label map said only "is not a valid
+    Prometheus label name", the raw matcher only "could not parse near
+    'rollouts-pod-template-hash=\\"7f'": neither named the spelling that works."""
+    fix = ("in Prometheus, Kubernetes' label rollouts-pod-template-hash is "
+           "rollouts_pod_template_hash (every character but letters, digits and _ becomes _)")
+    stable = {"rollouts_pod_template_hash": ARGO_STABLE}
+    for r in (
+            client.post("/v1/analyze", json={"config": "http", "stable": stable, "canary": {
+                "rollouts-pod-template-hash": "7f9c4d2b1"}}),
+            client.post("/v1/analyze", json={"config": "http", "stable": stable, "canary":
+                                             'rollouts-pod-template-hash="7f9c4d2b1"'}),
+            client.post("/v1/analyze", json={"config": "http", "stable": stable, "canary":
+                                             'namespace="shop", rollouts-pod-template-hash'
+                                             '=~"7f9c.*"'}),
+            client.get("/v1/analyze/http", query_string={
+                "canary.rollouts-pod-template-hash": "7f9c4d2b1",
+                "stable.rollouts_pod_template_hash": ARGO_STABLE, "format": "text"})):
+        assert r.status_code == 400, r.get_data(as_text=True)
+        text = r.get_data(as_text=True)
+        assert "'rollouts-pod-template-hash' is not a valid Prometheus label name" in text, text
+        assert fix in text, text

@@ -23,6 +23,9 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 _MATCHER = re.compile(
     r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*(,|$)')
 _OPS = ("=", "!=", "=~", "!~")
+# what a caller meant as a matcher's label name, valid or not: up to its operator
+_NAMED = re.compile(r'\s*([^\s=!~",{}]+)\s*(?:=~|!~|!=|=)')
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_]")
 # Words the PromQL lexer reads as keywords or numbers, never as a metric name: a var set to one
 # of them would make Prometheus reject the query, which is the caller's mistake (400), not ours.
 KEYWORDS = frozenset({
@@ -76,6 +79,8 @@ def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
     while pos < len(body) and body[pos:].strip():
         match = _MATCHER.match(body, pos)
         if match is None:
+            if (named := _NAMED.match(body, pos)) and not LABEL_NAME.fullmatch(named[1]):
+                raise _invalid_name(named[1], field)
             raise PromQLError(
                 f"{field}: expected label matchers like app=\"web\" or pod=~\"web-.*\", "
                 f"could not parse near {body[pos:pos + 30]!r}", field)
@@ -100,7 +105,7 @@ def matchers_from_labels(labels: Mapping[str, object], field: str) -> tuple[Matc
     out = []
     for name, value in labels.items():
         if not LABEL_NAME.fullmatch(str(name)):
-            raise PromQLError(f"{field}: {name!r} is not a valid Prometheus label name", field)
+            raise _invalid_name(str(name), field)
         _check_label_name(str(name), field)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise PromQLError(f"{field}.{name}: label value must be a string", field)
@@ -108,6 +113,20 @@ def matchers_from_labels(labels: Mapping[str, object], field: str) -> tuple[Matc
             raise _empty_value(field, str(name))
         out.append(Matcher(str(name), "=", str(value)))
     return tuple(out)
+
+
+def _invalid_name(name: str, field: str) -> PromQLError:
+    """A label name Prometheus cannot hold, most often a Kubernetes label as the pod carries it
+    (`rollouts-pod-template-hash`, `app.kubernetes.io/name`): Prometheus' Kubernetes discovery
+    stores it with every other character turned into `_`, and that spelling is the fix."""
+    message = f"{field}: {name!r} is not a valid Prometheus label name"
+    fixed = _NOT_IN_NAME.sub("_", name)
+    if fixed != name and LABEL_NAME.fullmatch(fixed):
+        message += (f"; in Prometheus, Kubernetes' label {name} is {fixed} (every character "
+                    "but letters, digits and _ becomes _)")
+    else:
+        message += " (letters, digits and _, not starting with a digit)"
+    return PromQLError(message, field)
 
 
 def _empty_value(field: str, name: str) -> PromQLError:
