@@ -233,6 +233,26 @@ def test_a_warmup_that_covers_the_window_says_so_not_that_the_canary_sent_nothin
     assert "no series: canary queried" in r.json["reason"], r.json["reason"]
 
 
+def test_a_step_that_does_not_divide_the_window_still_judges_up_to_its_end(client, lab):
+    """`start`/`end` 10 minutes apart with `step: 7m`: the steps were laid from the start, so
+    the one judged was the first seven minutes and the last three, up to the `end` asked
+    for, were never read, while the answer's window still said start..end. Three minutes
+    into the canary's traffic that judged "canary has 0 requests" over a window holding
+    3,600 of them. The steps now end at `end`, and the window says where they begin."""
+    from webhook.lab.rollouts import HISTORY_SECONDS
+    began = lab.anchor - HISTORY_SECONDS  # both sides' traffic begins here
+    end = began + 180
+    for step, judged in ((420, 420), ("4m", 480), (45, 585)):
+        r = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"), mode="fixed",
+                                                 window={"start": end - 600, "end": end,
+                                                         "step": step}))
+        assert r.status_code == 200, r.json
+        ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
+        assert 3_000 < ratio["canary"]["n"] < 4_200, (step, ratio["reason"])  # 3 min at 20/s
+        assert r.json["window"]["end"] == _iso(end), r.json["window"]
+        assert r.json["window"]["start"] == _iso(end - judged), r.json["window"]
+
+
 def test_fixed_mode_default_window_is_the_last_lookback(client, lab):
     payload = body(lab, argo_hash("errors3x"), mode="fixed")
     del payload["window"]

@@ -164,7 +164,8 @@ def test_openapi_shows_each_request_bound_the_judge_enforces(client, lab):
     too_many = [round(0.5 + i / 100, 2) for i in range(quantiles["maxItems"] + 1)]
     refused({"metrics": {"h": {**histogram, "quantiles": too_many}}}, "metrics.h.quantiles")
     points = step["x-max-points-per-query"]
-    window = {"end": lab.window(60)["end"], "lookback": points + 1, "step": 60}
+    # a whole step past the bound: the judged window is whole steps ending at `end`
+    window = {"end": lab.window(60)["end"], "lookback": points + 60, "step": 60}
     refused({"window": window, "metrics": {"g": {
         "kind": "series", "query": "x{ {{selector}} }", "step": "1s"}}}, "metrics.g.step")
     window["lookback"] = points  # at the bound: no 400 (and no series: inconclusive)

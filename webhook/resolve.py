@@ -161,6 +161,11 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
             f"(CANARY_JUDGE_MAX_WINDOW_POINTS); use step >= "
             f"{duration_text(math.ceil((end - start) / policy.max_points))} or a shorter "
             "window", "window.step")
+    if end - start >= step:
+        # the steps end at `end`: laid from the start, a step that does not divide the window
+        # left its newest part, up to the `end` asked for, unread while the answer still said
+        # start..end; now the partial step is the oldest one, and the window says so
+        start = end - math.floor((end - start) / step + 1e-9) * step
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
 
 
