@@ -622,6 +622,40 @@ def test_a_canary_without_the_compliance_counter_is_inconclusive_naming_it(clien
             if n != "compliance_violations" and c["blocking"]} == {"pass"}
 
 
+WORKFLOW_METRICS = ("admission_failures", "medication_ordering_failures", "lab_results_failures",
+                    "discharge_failures", "emergency_response_failures")
+
+
+def test_workflows_without_the_facility_label_hold_the_verdict_naming_it(client, lab):
+    """An application whose workflow counter carries no `facility` label (on both versions)
+    had every workflow check vanish from the answer: the canary passed, and Flagger promoted
+    it, on the safety counters alone, whatever its workflows' failure rate."""
+    answer, checks = analyze(client, "healthcare", healthcare_hash("nofac"),
+                             healthcare_hash("nofacold"), lab.window(60))
+    for name in WORKFLOW_METRICS:
+        check = checks[name]
+        assert check["verdict"] == "inconclusive", check["reason"]
+        assert "`facility` label" in check["reason"] and "add" in check["reason"]
+    assert answer["verdict"] == "inconclusive" and "facility" in answer["reason"]
+    status, text = hook(client, "confirm-promotion", "healthcare", healthcare_hash("nofac"),
+                        healthcare_hash("nofacold"), lab.window(60))
+    assert status == 412, text
+
+
+def test_a_canary_without_the_facility_label_is_told_so_not_that_it_ran_nothing(client, lab):
+    """The canary ran thousands of workflows, none with a `facility` label: each facility's
+    check said it had run none ("it has sent (almost) none"), which sends a person looking
+    for missing traffic instead of the missing label."""
+    answer, checks = analyze(client, "healthcare", healthcare_hash("nofac"), HEALTHCARE_STABLE,
+                             lab.window(60))
+    for name in WORKFLOW_METRICS:
+        check = checks[name]
+        assert check["verdict"] == "inconclusive", check["reason"]
+        assert "canary series carry no `facility` label" in check["reason"], check["reason"]
+    assert not any(n.startswith(WORKFLOW_METRICS) and "[" in n for n in checks), list(checks)
+    assert answer["verdict"] == "inconclusive"
+
+
 def test_a_pnl_breach_reads_in_whole_dollars(client, lab):
     """What the trading desk reads when the P&L limit rolls a release back: amounts as
     written on the desk, not in scientific notation."""

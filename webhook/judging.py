@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from webhook.configs import MetricSpec
-from webhook.judge.types import CheckResult, evolve
+from webhook.judge.types import CheckResult, Summary, evolve
 from webhook.kinds import KindContext, judge_spec, metric_step
 from webhook.sources.base import QueryKey, QueryLanguage, QueryResult, RangeQuery, Series
 
@@ -49,6 +49,10 @@ def judge_metrics(specs: list[MetricSpec], results: Mapping[QueryKey, QueryResul
             checks.extend(judge_spec(spec, FetchedData(by_parts, spec.name), own))
             continue
         cohorts = _cohorts(spec, results)
+        unlabelled = _unlabelled_sides(spec, results)
+        if unlabelled or not cohorts:
+            checks.append(_uncohorted_check(spec, unlabelled))
+            continue
         shared, note = _split_alpha(spec, own, _read_cohorts(spec, results, own))
         for cohort in cohorts:
             data = FetchedData(by_parts, spec.name, spec.cohort_label, cohort)
@@ -149,6 +153,34 @@ def _cohorts(spec: MetricSpec, results: Mapping[QueryKey, QueryResult]) -> list[
         if key.metric == spec.name:
             values.update(x.labels.get(spec.cohort_label or "", "") for x in result.series)
     return sorted(v for v in values if v)
+
+
+def _unlabelled_sides(spec: MetricSpec, results: Mapping[QueryKey, QueryResult]) -> list[str]:
+    """Sides with a series of the metric that carries no `cohort_label`: its counts belong to
+    no cohort, so they would be left out of every cohort's check unseen."""
+    found = {key.side for key, result in results.items()
+             if key.metric == spec.name
+             and any(not x.labels.get(spec.cohort_label or "") for x in result.series)}
+    return [side for side in ("canary", "stable") if side in found]
+
+
+def _uncohorted_check(spec: MetricSpec, unlabelled: list[str]) -> CheckResult:
+    """The one check of a per-cohort metric whose series cannot be split into cohorts: some
+    carry no cohort label, or none came back. Inconclusive, never pass: without it a metric
+    whose series all lacked the label vanished from the answer, and the verdict passed on the
+    other checks alone (healthcare's workflows, with no `facility` label)."""
+    label = spec.cohort_label
+    if unlabelled:
+        reason = (f"{spec.name}: judged per `{label}`, but the {' and '.join(unlabelled)} "
+                  f"series carry no `{label}` label, so their counts belong to no cohort; add "
+                  f"`{label}` to the series (relabelling), or judge the metric as a whole "
+                  "(drop its cohort_label in a copied config)")
+    else:
+        reason = f"{spec.name}: judged per `{label}`, but no series of it came back"
+    return CheckResult(name=spec.name, kind=spec.kind, verdict="inconclusive",
+                       test=f"one check per value of label {label}", reason=reason,
+                       canary=Summary(0.0, None), stable=Summary(0.0, None),
+                       critical=spec.critical, weight=spec.weight, group=spec.group)
 
 
 def name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],

@@ -225,6 +225,10 @@ HEALTHCARE_CANARIES = {
     # Clinical alerting that reports nothing for the first 90 min of the canary's traffic
     # (a component that starts late), then 1.
     "latealert": {"alerting_from": 5400.0},
+    # Workflow runs counted without the `facility` label (an application that does not set
+    # it): a healthy canary, and a second version to stand as its stable.
+    "nofac": {"no_facility": True},
+    "nofacold": {"no_facility": True},
 }
 # Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
 WORKFLOW_SUCCESS = 0.996
@@ -344,7 +348,8 @@ def healthcare_series() -> list[ExtraSeries]:
             gaps=(() if gap is None else (float(gap),))  # type: ignore[arg-type]
             + (() if late is None else _before(float(late)))))  # type: ignore[arg-type]
         rate = 16.0 if version == "stable" else 8.0
-        for f, facility in enumerate(FACILITIES):
+        # without the label, one facility's runs (three would be the same series)
+        for f, facility in enumerate(FACILITIES[:1] if diff.get("no_facility") else FACILITIES):
             for w, workflow in enumerate(WORKFLOWS):
                 success = WORKFLOW_SUCCESS
                 if workflow == "admission" and facility == "B":
@@ -353,7 +358,8 @@ def healthcare_series() -> list[ExtraSeries]:
                 if changed is not None and changed[0] == workflow:  # type: ignore[index]
                     success = changed[1]  # type: ignore[index]
                 s = 2000 + 100 * seed + 10 * f + w
-                base = {**labels, "facility": facility, "workflow": workflow}
+                base = {**labels, "workflow": workflow} if diff.get("no_facility") else \
+                    {**labels, "facility": facility, "workflow": workflow}
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "success"},
                                          "counter", _counter(rate, s, keep=success)))
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "failure"},
