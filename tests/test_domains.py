@@ -656,6 +656,21 @@ def test_a_canary_without_the_facility_label_is_told_so_not_that_it_ran_nothing(
     assert answer["verdict"] == "inconclusive"
 
 
+def test_a_workflow_label_the_config_does_not_match_is_named_with_the_query(client, lab):
+    """A canary whose workflow label reads `ADMISSION`: "no series: canary queried
+    clinical_workflow_total{rollouts_pod_template_hash=...}" left out the config's own
+    `workflow="admission"`, so the query the reason showed found thousands of series and the
+    person reading it could not see what was missing."""
+    answer, checks = analyze(client, "healthcare", healthcare_hash("wfupper"),
+                             HEALTHCARE_STABLE, lab.window(60))
+    check = checks["admission_failures[facility=A]"]
+    assert check["verdict"] == "inconclusive", check["reason"]
+    selector = f'rollouts_pod_template_hash="{healthcare_hash("wfupper")}"'
+    assert (f'canary queried clinical_workflow_total{{{selector}, workflow="admission"}}'
+            in check["reason"]), check["reason"]
+    assert answer["verdict"] == "inconclusive"
+
+
 def test_a_pnl_breach_reads_in_whole_dollars(client, lab):
     """What the trading desk reads when the P&L limit rolls a release back: amounts as
     written on the desk, not in scientific notation."""

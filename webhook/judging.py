@@ -205,9 +205,20 @@ def name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
                 if q.key.metric != spec_name or q.key.side != side or (result and result.series):
                     continue
                 shown.append(f"{side} queried {language.describe(q.expr, selectors[side])}")
-        text = "; ".join(dict.fromkeys(shown))
+        text = "; ".join(_broadest(list(dict.fromkeys(shown))))
         out.append(replace(check, reason=f"{check.reason} (no series: {text})") if text
                    else check)
     return out
+
+
+def _broadest(shown: list[str]) -> list[str]:
+    """`shown` without a query another one implies: when `x{sel, workflow="a"}` found
+    nothing, `x{sel, workflow="a", outcome="failure"}` cannot have found anything either, and
+    naming both doubled the reason of every workflow check. Only single-selector texts are
+    dropped (one listing several series is kept whole)."""
+    return [text for text in shown
+            if "}, " in text or not any(other != text and other.endswith("}")
+                                        and text.startswith(other[:-1] + ",")
+                                        for other in shown)]
 
 

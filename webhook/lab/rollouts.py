@@ -229,6 +229,9 @@ HEALTHCARE_CANARIES = {
     # it): a healthy canary, and a second version to stand as its stable.
     "nofac": {"no_facility": True},
     "nofacold": {"no_facility": True},
+    # A new version that writes its workflow label in capitals (`ADMISSION`): the config's
+    # `workflow="admission"` finds none of its runs.
+    "wfupper": {"upper_workflows": True},
 }
 # Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
 WORKFLOW_SUCCESS = 0.996
@@ -358,8 +361,9 @@ def healthcare_series() -> list[ExtraSeries]:
                 if changed is not None and changed[0] == workflow:  # type: ignore[index]
                     success = changed[1]  # type: ignore[index]
                 s = 2000 + 100 * seed + 10 * f + w
-                base = {**labels, "workflow": workflow} if diff.get("no_facility") else \
-                    {**labels, "facility": facility, "workflow": workflow}
+                named = workflow.upper() if diff.get("upper_workflows") else workflow
+                base = {**labels, "workflow": named} if diff.get("no_facility") else \
+                    {**labels, "facility": facility, "workflow": named}
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "success"},
                                          "counter", _counter(rate, s, keep=success)))
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "failure"},

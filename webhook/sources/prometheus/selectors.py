@@ -16,6 +16,10 @@ from webhook.sources.prometheus import promql
 # of a long run of name characters not followed by `{` (a caller's label value, a var), the
 # scan was quadratic, and a 200 KB label value held a worker for hours.
 _METRIC_NAME = re.compile(r"(?<![a-zA-Z0-9_:])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
+# Inside a selector's braces: what ends it, or opens a quoted label value; inside a quoted
+# value, what ends it or escapes the next character.
+_BRACE_STOP = re.compile(r"[}\"'`]")
+_QUOTE_STOP = {q: re.compile(rf"[{q}\\]") for q in "\"'"}
 
 
 def step_text(step: float) -> str:
@@ -67,6 +71,9 @@ class PromQL:
         return promql.LABEL_NAME.fullmatch(name) is not None
 
     def describe(self, expr: str, selector: str) -> str:
+        shown = _selectors(expr, selector)
+        if shown:
+            return ", ".join(shown)
         series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(expr)))
         return f"{series}{{{selector}}}"
 
@@ -79,3 +86,47 @@ class PromQL:
 
 
 PROMQL = PromQL()
+
+
+def _selectors(expr: str, selector: str) -> list[str]:
+    """Each distinct `name{matchers}` of a rendered query that holds the side's `selector`,
+    with the config's own matchers beside it (`workflow="admission"`): the query a person can
+    run to see what is missing. Without them the reason showed a query that found series,
+    and a label value the application spells otherwise stayed invisible.
+
+    One pass over `expr` (a 200 KB label value must not make it quadratic): each selector is
+    scanned once, quoted values (which may hold braces) skipped whole."""
+    shown: dict[str, None] = {}
+    pos = 0
+    while (found := _METRIC_NAME.search(expr, pos)) is not None:
+        end = _closing_brace(expr, found.end())
+        if end is None:
+            break
+        matchers = expr[found.end():end].strip()
+        if selector in matchers:
+            shown[f"{found.group(1)}{{{matchers}}}"] = None
+        pos = end + 1
+    return list(shown)
+
+
+def _closing_brace(expr: str, pos: int) -> int | None:
+    """The index of the `}` closing the selector whose body starts at `pos`; None if none."""
+    while (stop := _BRACE_STOP.search(expr, pos)) is not None:
+        char = stop.group()
+        if char == "}":
+            return stop.start()
+        pos = stop.end()
+        if char == "`":  # raw string: no escapes
+            close = expr.find("`", pos)
+            if close < 0:
+                return None
+            pos = close + 1
+            continue
+        while (inner := _QUOTE_STOP[char].search(expr, pos)) is not None:
+            pos = inner.end()
+            if inner.group() == char:
+                break
+            pos += 1  # a backslash escapes the next character
+        else:
+            return None
+    return None
