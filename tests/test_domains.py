@@ -671,6 +671,34 @@ def test_a_workflow_label_the_config_does_not_match_is_named_with_the_query(clie
     assert answer["verdict"] == "inconclusive"
 
 
+def test_a_canary_without_the_pnl_gauge_is_told_to_export_it_not_to_wait(client, lab):
+    """A healthy canary that does not export pnl_impact_usd: the critical check said "too
+    little data: 0 canary samples, needs 1", as if a minute more would do; no wait will."""
+    answer, checks = analyze(client, "trading", trading_hash("nopnl"), TRADING_STABLE,
+                             lab.window(60), risk_tolerance="low")
+    pnl = checks["pnl_impact_usd"]
+    assert pnl["verdict"] == "inconclusive" and pnl["critical"], pnl["reason"]
+    assert "too little data" not in pnl["reason"], pnl["reason"]
+    assert "export" in pnl["reason"] and "pnl_impact_usd{" in pnl["reason"], pnl["reason"]
+    assert answer["verdict"] == "inconclusive" and "pnl_impact_usd" in answer["reason"]
+    status, _ = hook(client, "rollback", "trading", trading_hash("nopnl"), TRADING_STABLE,
+                     lab.window(60), risk_tolerance="low")
+    assert status == 412
+
+
+def test_a_serving_canary_without_the_alerting_gauge_is_told_to_export_it(client, lab):
+    """The canary ran clinical workflows the whole window without ever reporting
+    clinical_alerting_up: "too little data: 0 canary samples, needs 2" sent a person to wait
+    for data that will never come."""
+    answer, checks = healthcare(client, lab, "noalert")
+    alerting = checks["clinical_alerting"]
+    assert alerting["verdict"] == "inconclusive" and alerting["critical"], alerting["reason"]
+    assert "too little data" not in alerting["reason"], alerting["reason"]
+    assert "served" in alerting["reason"] and "export" in alerting["reason"], alerting["reason"]
+    assert "clinical_alerting_up{" in alerting["reason"], alerting["reason"]
+    assert answer["verdict"] == "inconclusive"
+
+
 def test_a_pnl_breach_reads_in_whole_dollars(client, lab):
     """What the trading desk reads when the P&L limit rolls a release back: amounts as
     written on the desk, not in scientific notation."""

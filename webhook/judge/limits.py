@@ -94,7 +94,19 @@ def judge_threshold(
     settled = value is not None and (
         (how == "max" and maximum is not None and value > maximum)
         or (how == "min" and minimum is not None and value < minimum))
-    if value is None or (points < min_points and not settled):
+    if value is None:
+        # no sample at all is not "too little data": waiting will not bring a metric the
+        # canary does not export, and a person must be told to export it (its name and
+        # labels are named after this reason, `judging.name_empty_queries`)
+        serving = (int(np.asarray(served, dtype=bool).sum())
+                   if served is not None and np.asarray(served).size == values.size else 0)
+        reason = (f"{name}: the canary served in {serving} steps without reporting any "
+                  "sample of it: export it from the process' start, under the name and "
+                  "labels queried" if serving else
+                  f"{name}: no canary sample in the window: export it under the name and "
+                  "labels queried, or wait for the canary's first scrapes")
+        return CheckResult(verdict="inconclusive", reason=reason, **base)
+    if points < min_points and not settled:
         return CheckResult(verdict="inconclusive", reason=(
             f"{name}: too little data: {points} canary samples, needs {min_points}"), **base)
     if max_missing is not None:

@@ -232,6 +232,8 @@ HEALTHCARE_CANARIES = {
     # A new version that writes its workflow label in capitals (`ADMISSION`): the config's
     # `workflow="admission"` finds none of its runs.
     "wfupper": {"upper_workflows": True},
+    # A canary that serves without exporting clinical_alerting_up at all.
+    "noalert": {"no_alerting": True},
 }
 # Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
 WORKFLOW_SUCCESS = 0.996
@@ -273,7 +275,9 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
                 "nocomply": {"no_compliance": True},
                 # a healthy canary whose P&L impact is -$12,000 for one scrape, between two
                 # step points (15 s after a whole minute)
-                "pnlspike": {"pnl_spike_at": TRADING_BREACH_AT}}
+                "pnlspike": {"pnl_spike_at": TRADING_BREACH_AT},
+                # a healthy canary that does not export pnl_impact_usd
+                "nopnl": {"no_pnl": True}}
     for seed, (version, diff) in enumerate(versions.items()):
         hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,
@@ -301,9 +305,10 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
             extra.append(ExtraSeries("market_impact_bps", pod_labels, "gauge",
                                      _ar1_gauge(2.0, seed=500 + seed if pod == 0 else 5000 + s,
                                                 noise=0.1, phi=0.5)))
-        extra.append(ExtraSeries("pnl_impact_usd", labels, "gauge",
-                                 _spike(_ar1_gauge(1.0, seed=400 + seed, noise=500.0),
-                                        diff.get("pnl_spike_at"), -12_000.0)))
+        if not diff.get("no_pnl"):
+            extra.append(ExtraSeries("pnl_impact_usd", labels, "gauge",
+                                     _spike(_ar1_gauge(1.0, seed=400 + seed, noise=500.0),
+                                            diff.get("pnl_spike_at"), -12_000.0)))
         breach = diff.get("compliance_at")
         if not diff.get("no_compliance"):
             extra.append(ExtraSeries("compliance_violations_total", labels, "counter",
@@ -345,11 +350,12 @@ def healthcare_series() -> list[ExtraSeries]:
         down = diff.get("alerting_down_at")
         gap = diff.get("alerting_gap_at")
         late = diff.get("alerting_from")
-        extra.append(ExtraSeries(
-            "clinical_alerting_up", labels, "gauge",
-            _constant(1.0) if down is None else _dip_at(float(down)),  # type: ignore[arg-type]
-            gaps=(() if gap is None else (float(gap),))  # type: ignore[arg-type]
-            + (() if late is None else _before(float(late)))))  # type: ignore[arg-type]
+        if not diff.get("no_alerting"):
+            extra.append(ExtraSeries(
+                "clinical_alerting_up", labels, "gauge",
+                _constant(1.0) if down is None else _dip_at(float(down)),  # type: ignore[arg-type]
+                gaps=(() if gap is None else (float(gap),))  # type: ignore[arg-type]
+                + (() if late is None else _before(float(late)))))  # type: ignore[arg-type]
         rate = 16.0 if version == "stable" else 8.0
         # without the label, one facility's runs (three would be the same series)
         for f, facility in enumerate(FACILITIES[:1] if diff.get("no_facility") else FACILITIES):
