@@ -280,6 +280,22 @@ def test_medication_ordering_at_98_5_vs_99_6_fails_in_every_facility(client, lab
     assert checks["admission_failures[facility=A]"]["verdict"] == "pass"
 
 
+def test_failures_under_another_outcome_value_still_fail_the_canary(client, lab):
+    """A new version that exports its failed runs as `outcome="error"`: the config counted only
+    `outcome="failure"`, read none, and passed medication ordering at 98.5 % success (the
+    "medorder" canary, failing everywhere, with its failures spelled otherwise)."""
+    answer, checks = healthcare(client, lab, "wferror")
+    assert answer["verdict"] == "fail", answer["reason"]
+    for facility in "ABC":
+        check = checks[f"medication_ordering_failures[facility={facility}]"]
+        assert check["verdict"] == "fail", check["reason"]
+        assert check["canary"]["value"] == pytest.approx(0.015, abs=0.003)
+    assert checks["admission_failures[facility=A]"]["verdict"] == "pass"
+    status, text = hook(client, "confirm-promotion", "healthcare", healthcare_hash("wferror"),
+                        HEALTHCARE_STABLE, lab.window(60))
+    assert status == 412, text
+
+
 def test_the_floor_is_a_limit_on_the_canary_alone():
     runs = np.full(60, 120.0)
     at = {name: np.full(60, 120.0 * p) for name, p in (("ok", 0.004), ("bad", 0.015),

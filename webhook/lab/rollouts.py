@@ -234,6 +234,9 @@ HEALTHCARE_CANARIES = {
     "wfupper": {"upper_workflows": True},
     # A canary that serves without exporting clinical_alerting_up at all.
     "noalert": {"no_alerting": True},
+    # Medication ordering failing as often as "medorder", its failures exported under
+    # `outcome="error"` (a new version that renamed its failure outcome).
+    "wferror": {"workflow": ("medication_ordering", 0.985), "failure_outcome": "error"},
 }
 # Clinical workflows succeed 99.6 % of the time on stable and healthy canaries.
 WORKFLOW_SUCCESS = 0.996
@@ -372,7 +375,8 @@ def healthcare_series() -> list[ExtraSeries]:
                     {**labels, "facility": facility, "workflow": named}
                 extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "success"},
                                          "counter", _counter(rate, s, keep=success)))
-                extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": "failure"},
+                failed = str(diff.get("failure_outcome", "failure"))
+                extra.append(ExtraSeries("clinical_workflow_total", {**base, "outcome": failed},
                                          "counter", _failures(rate, s, success)))
     return extra
 
