@@ -685,6 +685,10 @@ def test_a_workflow_label_the_config_does_not_match_is_named_with_the_query(clie
     assert (f'canary queried clinical_workflow_total{{{selector}, workflow="admission"}}'
             in check["reason"]), check["reason"]
     assert answer["verdict"] == "inconclusive"
+    # the reason Argo records says it once per workflow and limit, not once per facility
+    assert answer["reason"].count("admission_failures[facility=A,B,C]: too little data") == 1
+    assert "facility=A]" not in answer["reason"] and len(answer["reason"]) < 3000, \
+        answer["reason"]
 
 
 def test_a_canary_without_the_pnl_gauge_is_told_to_export_it_not_to_wait(client, lab):

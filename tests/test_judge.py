@@ -349,6 +349,33 @@ def test_the_reason_always_begins_with_the_verdict():
         assert combined.reason.startswith(f"{combined.verdict}: "), (checks, combined.reason)
 
 
+def test_cohorts_that_say_the_same_are_one_reason_and_one_name():
+    """Healthcare judges five workflows and their limits per facility: a workflow label the
+    config did not match gave thirty near-copies (7 KB) in the reason Argo records at every
+    poll, and a pass listed 35 names. Cohorts saying the same thing are one line; a cohort
+    that differs (its own counts) keeps its own, and no check is lost."""
+    from dataclasses import replace
+
+    def cohort(name, facility, verdict, text, critical=False):
+        full = f"{name}[facility={facility}]"
+        return replace(check(verdict, critical), name=full, reason=f"{full}: {text}")
+
+    thin = [cohort(n, f, "inconclusive", "too little data: canary has 0 runs")
+            for n in ("w", "w_limit") for f in "ABC"]
+    assert combine([check("pass"), *thin]).reason == (
+        "inconclusive: w[facility=A,B,C]: too little data: canary has 0 runs; "
+        "w_limit[facility=A,B,C]: too little data: canary has 0 runs")
+    failed = combine([cohort("w", "A", "fail", "canary 2%", True), cohort("w", "B", "pass", "ok"),
+                      cohort("w", "C", "fail", "canary 2%", True),
+                      cohort("w", "D", "fail", "canary 3%", True)])
+    assert failed.reason == ("fail: w[facility=A,C]: canary 2% [critical]; "
+                             "w[facility=D]: canary 3% [critical]")
+    passed = combine([replace(check("pass"), name="adverse_events"),
+                      *[cohort(n, f, "pass", "ok") for n in ("w", "w_limit") for f in "AB"]])
+    assert passed.reason == ("pass: all 5 checks within tolerance "
+                             "(adverse_events, w[facility=A,B], w_limit[facility=A,B])")
+
+
 # --- sequential mode under polling: the controller asks every 30 s, 20 times -------------------
 
 def poll_until_fail(p_canary: float, mode: str, seed: int, alpha: float = 0.05,

@@ -19,10 +19,14 @@ much looked fine".
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from webhook.judge.types import CheckResult, Outcome
+
+# a per-cohort check's name: `admission_failures[facility=B]`
+_COHORT = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<label>[^=\[\]]+)=(?P<value>[^\[\]]*)\]$")
 
 
 @dataclass(frozen=True)
@@ -69,17 +73,16 @@ def combine(checks: Sequence[CheckResult],
     critical = any(c.critical for c in failed)
     if failed:
         ordered = sorted(failed, key=lambda c: not c.critical)
-        reason = "; ".join(
-            (c.reason + (" [critical]" if c.critical else "")) for c in ordered)
+        reason = "; ".join(_cohorts_together(ordered, critical_mark=True))
         return Verdict("fail", round(49.0 * share, 1), f"fail: {reason}", critical)
     if unsure:
         # a held gate (market hours, a missing approval) first: it is what a person can act
         # on, and a long reason is cut at its end (a Flagger event's line)
-        reason = "; ".join(c.reason for c in sorted(unsure, key=lambda c: c.kind != "gate"))
+        reason = "; ".join(_cohorts_together(sorted(unsure, key=lambda c: c.kind != "gate")))
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        f"inconclusive: {reason}", False)
-    passed = [c.name for c in checks if c.verdict == "pass"]
-    shown = [c.name for c in checks if c.verdict != "pass"]
+    passed = _names_together([c.name for c in checks if c.verdict == "pass"])
+    shown = _names_together([c.name for c in checks if c.verdict != "pass"])
     if not passed:
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        "inconclusive: no check could decide", False)
@@ -89,3 +92,38 @@ def combine(checks: Sequence[CheckResult],
     return Verdict("pass", 100.0, f"pass: {len(passed)} checks within tolerance "
                    f"({', '.join(passed)}); not resolvable by the buckets, informational: "
                    f"{', '.join(shown)}", False)
+
+
+def _names_together(names: Sequence[str]) -> list[str]:
+    """`names` with the cohorts of one metric as one name, `x[facility=A,B,C]`, where the
+    first of them stood: healthcare's pass listed 35 names, 30 of them five workflows (and
+    their limits) three facilities over, in a reason Argo records at every poll."""
+    groups: dict[tuple[str, str] | str, list[str]] = {}
+    for name in names:
+        cohort = _COHORT.match(name)
+        key = (cohort["base"], cohort["label"]) if cohort else name
+        groups.setdefault(key, []).append(cohort["value"] if cohort else name)
+    return [key if isinstance(key, str) else f"{key[0]}[{key[1]}={','.join(values)}]"
+            for key, values in groups.items()]
+
+
+def _cohorts_together(checks: Sequence[CheckResult], critical_mark: bool = False) -> list[str]:
+    """Each check's reason, a metric's cohorts that say the same thing as one reason
+    (`x[facility=A,B,C]: too little data: ...`), where the first of them stood. A workflow
+    label the config does not match gave one line per workflow, limit and facility, thirty
+    copies of six texts (7 KB); cohorts that differ in anything (their counts) stay apart."""
+    lines: list[str | list[str]] = []  # a reason, or [base, label, text, *values]
+    at: dict[tuple[str, str, str], list[str]] = {}
+    for check in checks:
+        cohort = _COHORT.match(check.name)
+        mark = " [critical]" if critical_mark and check.critical else ""
+        if not (cohort and check.reason.startswith(check.name + ":")):
+            lines.append(check.reason + mark)
+            continue
+        key = (cohort["base"], cohort["label"], check.reason[len(check.name):] + mark)
+        if key not in at:
+            at[key] = [*key]
+            lines.append(at[key])
+        at[key].append(cohort["value"])
+    return [line if isinstance(line, str) else
+            f"{line[0]}[{line[1]}={','.join(line[3:])}]{line[2]}" for line in lines]
