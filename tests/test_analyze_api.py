@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -131,6 +131,27 @@ def test_rfc3339_window_and_get_route_with_query_parameters(client, lab):
     assert r.status_code == 200, r.json
     assert r.json["verdict"] == "fail"
     assert r.json["window"]["start"] == iso["start"]
+
+
+def test_an_unencoded_plus_in_a_query_time_offset_is_read_as_the_offset(client, lab):
+    """`start=2026-12-03T10:00:00+00:00` pasted into a URL arrives as `10:00:00 00:00` (a `+`
+    in a query string is a space): it was a 400 "is not a time", which the time plainly was."""
+    w = lab.window(60)
+    start = datetime.fromtimestamp(w["start"], UTC)
+    end = datetime.fromtimestamp(w["end"], timezone(timedelta(hours=1)))
+    url = (f"/v1/analyze/http?canary.rollouts_pod_template_hash={argo_hash('errors3x')}"
+           f"&stable.rollouts_pod_template_hash={ARGO_STABLE}"
+           f"&start={start:%Y-%m-%dT%H:%M:%S}+00:00&end={end:%Y-%m-%dT%H:%M:%S}+0100&step=1m")
+    r = client.get(url)
+    assert r.status_code == 200, r.json
+    assert r.json["window"]["start"] == _iso(w["start"])
+    assert r.json["window"]["end"] == _iso(w["end"])
+    # a space that is no offset stays a 400, saying how to write the time in a URL
+    bad = client.get(url.replace("+00:00&", "+5&"))
+    assert bad.status_code == 400 and bad.json["field"] == "window.start"
+    assert bad.json["message"] == (
+        f"window.start: '{start:%Y-%m-%dT%H:%M:%S} 5' is not a time; in a URL write Z "
+        "(2026-11-22T10:00:00Z) or encode + as %2B (a + in a query string arrives as a space)")
 
 
 def test_same_answer_for_the_same_explicit_window(client, lab):

@@ -109,6 +109,31 @@ def parse_time(value: str | float | int) -> float:
     return _finite_time(parsed.timestamp(), text)
 
 
+# `+01:00` written unencoded in a URL's query string arrives as ` 01:00` (a `+` there means a
+# space): only that shape, a space then HH:MM or HHMM ending an ISO date and time.
+_OFFSET_AS_SPACE = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:?\d{2})")
+
+
+def query_time(text: str) -> str:
+    """A time as a URL's query string delivered it, with the `+` of its offset put back.
+
+    Argo's web provider and a person's curl paste `start=2026-12-03T10:00:00+00:00` into the
+    URL unencoded, and the offset's `+` arrives as a space: that exact shape is read as the
+    offset it was. Any other time with a space in it is a ValueError saying how to write a
+    time in a URL, since "is not a time" alone sent people looking at a time that was fine."""
+    if (match := _OFFSET_AS_SPACE.fullmatch(text)) is not None:
+        return f"{match[1]}+{match[2]}"
+    if " " in text.strip():
+        try:
+            parse_time(text)
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a time; in a URL write Z "
+                             "(2026-11-22T10:00:00Z) or encode + as %2B (a + in a query "
+                             "string arrives as a space)") from None
+    return text
+
+
 # What a window's times and durations accept, as /openapi.json shows them: the fields hold
 # seconds once validated, but callers send `"10m"` and RFC 3339 times, and a client generated
 # from a schema that said `number` refused every such request before sending it.

@@ -25,7 +25,7 @@ from webhook.api.common import (
     unauthorized,
     validation_message,
 )
-from webhook.models import AnalysisRequest, parse_time
+from webhook.models import AnalysisRequest, parse_time, query_time
 from webhook.render import error_text, verdict_text
 from webhook.report import signing
 from webhook.report.page import error_html, report_html
@@ -36,6 +36,7 @@ from webhook.sources import SourceError
 bp = Blueprint("analyze", __name__)
 
 _WINDOW_PARAMS = ("start", "end", "lookback", "step", "warmup", "not_before")
+_TIME_PARAMS = ("start", "end", "not_before")
 _SCALAR_PARAMS = ("mode", "alpha", "provider", "revision")
 
 
@@ -214,6 +215,11 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
             existing[label] = value
         elif key.startswith("vars."):
             data["vars"][key[5:]] = value
+        elif key in _TIME_PARAMS:
+            try:
+                data["window"][key] = query_time(value)
+            except ValueError as exc:
+                raise AnalysisRequestError(f"window.{key}: {exc}", f"window.{key}") from exc
         elif key in _WINDOW_PARAMS:
             data["window"][key] = value
         elif key in _SCALAR_PARAMS:
