@@ -500,5 +500,26 @@ def test_a_get_of_the_post_route_says_what_to_do(client, lab):
     assert r.json["message"] == ("GET is not allowed here; use POST; or GET "
                                  "/v1/analyze/<config>?canary=…&stable=…")
     put = client.put("/v1/analyze/http")
-    assert put.status_code == 405
-    assert put.json["message"] == "PUT is not allowed here; use GET or HEAD"
+    assert put.status_code == 405 and put.json["message"].startswith("PUT /v1/analyze/http: ")
+
+
+def test_the_config_in_a_posts_path_or_a_wrong_path_says_which_call_to_make(client, lab):
+    """`POST /v1/analyze/http` (the config in the path, as the GET has it) answered "POST is
+    not allowed here; use GET or HEAD", and `/v1/analyze/http/x` "no such route": neither said
+    that the POST takes the config in its body."""
+    post = client.post("/v1/analyze/http", json=body(lab, argo_hash("healthy")))
+    assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert post.json["message"] == (
+        'POST /v1/analyze/http: the config goes in the body: POST /v1/analyze with '
+        '{"config": "http", "canary": …, "stable": …}, or GET /v1/analyze/http?canary=…&stable=…')
+    for path in ("/v1/analyze/http/x", "/v1/analyze/"):
+        lost = client.post(path, json=body(lab, argo_hash("healthy")))
+        assert lost.status_code == 404 and lost.mimetype == "application/json"
+        assert lost.json["message"] == (
+            f'POST {path}: no such route; use POST /v1/analyze with {{"config": …, '
+            '"canary": …, "stable": …}, or GET /v1/analyze/<config>?canary=…&stable=…')
+    # the config as a query parameter of the POST route names it in the GET form shown
+    get = client.get("/v1/analyze?config=http&canary.rollouts_pod_template_hash=x")
+    assert get.status_code == 405
+    assert get.json["message"] == ("GET is not allowed here; use POST; or GET "
+                                   "/v1/analyze/http?canary=…&stable=…")

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.analysis import Policy
 from webhook.api.analyze import bp as analyze_bp
+from webhook.api.analyze import wrong_route_message
 from webhook.api.common import error_response
 from webhook.api.gates import bp as gates_bp
 from webhook.api.hooks import HOOK_TYPES
@@ -67,14 +68,14 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         valid = getattr(exc, "valid_methods", None)
-        message = {
+        # curl's first tries at the analysis mix its two forms: say which call works
+        analyze = (wrong_route_message(request.method, request.path, request.args.get("config"))
+                   if status in (404, 405) else None)
+        message = analyze or {
             404: "no such route; see /openapi.json",
             405: f"{request.method} is not allowed here"
                  + (f"; use {' or '.join(m for m in sorted(valid) if m != 'OPTIONS')}"
-                    if valid else "")
-                 # curl's first try at the analysis: the GET form names the config
-                 + ("; or GET /v1/analyze/<config>?canary=…&stable=…"
-                    if request.path.rstrip("/") == "/v1/analyze" else ""),
+                    if valid else ""),
             413: "request body too large (max 256 KiB)",
         }.get(status, exc.description or "error")
         response = error_response(status, message)

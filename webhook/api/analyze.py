@@ -7,6 +7,7 @@ wrong; 502/503/504 mean the metrics source failed.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +27,7 @@ from webhook.api.common import (
     validation_message,
 )
 from webhook.models import AnalysisRequest, parse_time, query_time
-from webhook.render import error_text, verdict_text
+from webhook.render import error_text, printable, verdict_text
 from webhook.report import signing
 from webhook.report.page import error_html, report_html
 from webhook.report.query import report_url
@@ -155,6 +156,32 @@ def _not_stored(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.vary.add("Accept")
     return response
+
+
+_CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_BODY_SHAPE = '"canary": …, "stable": …}'
+
+
+def wrong_route_message(method: str, path: str, config: str | None) -> str | None:
+    """What a 404 or 405 under /v1/analyze says, or None elsewhere (the generic answer).
+
+    The two forms differ in where the config goes (the POST's body, the GET's path), and
+    people mix them: `POST /v1/analyze/http` was told only "use GET or HEAD", a path below
+    that only "no such route". Each now names the call that works; a config name is repeated
+    only when it is one (the path is the caller's text)."""
+    if path == "/v1/analyze":
+        named = config if config and _CONFIG_NAME.fullmatch(config) else "<config>"
+        return (f"{method} is not allowed here; use POST; or GET "
+                f"/v1/analyze/{named}?canary=…&stable=…")
+    if not path.startswith("/v1/analyze/"):
+        return None
+    rest = path.removeprefix("/v1/analyze/")
+    shown = printable(path[:120])
+    if _CONFIG_NAME.fullmatch(rest):
+        return (f"{method} {shown}: the config goes in the body: POST /v1/analyze with "
+                f'{{"config": "{rest}", {_BODY_SHAPE}, or GET {shown}?canary=…&stable=…')
+    return (f'{method} {shown}: no such route; use POST /v1/analyze with {{"config": …, '
+            f"{_BODY_SHAPE}, or GET /v1/analyze/<config>?canary=…&stable=…")
 
 
 @bp.post("/v1/analyze")
