@@ -3,6 +3,11 @@ stray 200 (a 200 on Flagger's rollback hook rolls a canary back)."""
 
 from __future__ import annotations
 
+import math
+import re
+import time
+from datetime import UTC, datetime
+
 import pytest
 
 from webhook.lab.rollouts import ARGO_STABLE
@@ -39,6 +44,20 @@ def test_bad_body_is_400_naming_the_field(client, payload, field, hint):
     assert r.json["field"] == field
     assert hint in r.json["message"]
     assert r.json["message"].startswith(field.split(".")[0])
+
+
+def test_a_start_in_the_future_is_named_with_the_time_it_is_now(client):
+    """A start an hour ahead (a wrong time zone, a templated date) was refused as
+    "window.end must be after window.start", blaming the end nobody had given."""
+    start = math.floor(time.time()) + 3600
+    for window in ({"start": start}, {"start": start, "end": start + 600}):
+        r = client.post("/v1/analyze", json={**GOOD, "window": window})
+        assert r.status_code == 400 and r.json["field"] == "window.start", r.json
+        shown = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert re.fullmatch(
+            rf"window\.start: {shown} is in the future \(it is now \d{{4}}-\d\d-\d\dT"
+            r"\d\d:\d\d:\d\dZ\); give a time before now, or leave start out",
+            r.json["message"]), r.json["message"]
 
 
 def test_non_json_body_is_400(client):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -150,6 +151,12 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
     if end <= start and w.end is None and w.start is not None and w.start <= now + 300:
         # "now", aligned down to the step, is not yet past a start given a moment ago
         return ResolvedWindow(start, start, step, too_short=True)
+    if w.start is not None and w.start > now + FUTURE_SLACK:
+        # checked before the end, which follows from it: an hour-ahead start (a time zone
+        # written wrong) was told "window.end must be after window.start", with no end given
+        raise AnalysisRequestError(
+            f"window.start: {_utc(w.start)} is in the future (it is now {_utc(now)}); give a "
+            "time before now, or leave start out", "window.start")
     if end <= start:
         raise AnalysisRequestError("window.end must be after window.start", "window.end")
     if end > now + FUTURE_SLACK:
@@ -167,6 +174,11 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
         # start..end; now the partial step is the oldest one, and the window says so
         start = end - math.floor((end - start) / step + 1e-9) * step
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
+
+
+def _utc(ts: float) -> str:
+    """A time as RFC 3339 in UTC to the second, as a person compares it with a clock."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_metric_steps(specs: list[MetricSpec], window: ResolvedWindow) -> None:
