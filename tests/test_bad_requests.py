@@ -60,6 +60,15 @@ def test_a_start_in_the_future_is_named_with_the_time_it_is_now(client):
             r.json["message"]), r.json["message"]
 
 
+def test_a_request_without_either_side_names_both(client):
+    """`GET /v1/analyze/http` with no selector said "canary: required field is missing (and
+    1 more)": the person added canary and was refused again for stable."""
+    for r in (client.get("/v1/analyze/http?start=1000&end=2000"),
+              client.post("/v1/analyze", json={"config": "http"})):
+        assert r.status_code == 400 and r.json["field"] == "canary", r.json
+        assert r.json["message"] == "canary, stable: required fields are missing"
+
+
 def test_non_json_body_is_400(client):
     r = client.post("/v1/analyze", data="not json", content_type="application/json")
     assert r.status_code == 400 and r.json["field"] == "body"

@@ -45,19 +45,32 @@ def validation_message(exc: ValidationError, prefix: str = "") -> tuple[str, str
     # branch; the branch of the type the caller sent is the one that explains the problem.
     shape = ("list_type", "dict_type", "string_type", "model_type")
     first = next((e for e in errors if e["type"] not in shape), errors[0])
-    loc = [str(p) for p in first["loc"]
-           if not str(p).startswith(("function-", "str", "dict[", "list["))]
-    where = (first.get("ctx") or {}).get("where")
-    if isinstance(where, str):  # a check that names a field below its own (canary.pod)
-        loc = [*loc[:-1], *where.split(".")] if loc else where.split(".")
-    field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "body")
+    field = _error_field(first, prefix)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field; check its spelling against /openapi.json"
     elif first["type"] == "missing":
-        msg = "required field is missing"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{field}: {msg}{more}", field
+        # every field missing beside it at once: "canary: required (and 1 more)" was fixed
+        # and refused again for stable
+        missing = [_error_field(e, prefix) for e in errors if e["type"] == "missing"
+                   and e["loc"][:-1] == first["loc"][:-1]]
+        msg = "required field is missing" if len(missing) == 1 else "required fields are missing"
+        return _with_more(f"{', '.join(missing)}: {msg}", len(errors) - len(missing)), field
+    return _with_more(f"{field}: {msg}", len(errors) - 1), field
+
+
+def _error_field(error: Any, prefix: str) -> str:
+    """The field one pydantic error is about, as the caller spells it (`canary.pod`)."""
+    loc = [str(p) for p in error["loc"]
+           if not str(p).startswith(("function-", "str", "dict[", "list["))]
+    where = (error.get("ctx") or {}).get("where")
+    if isinstance(where, str):  # a check that names a field below its own (canary.pod)
+        loc = [*loc[:-1], *where.split(".")] if loc else where.split(".")
+    return prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "body")
+
+
+def _with_more(message: str, more: int) -> str:
+    return f"{message} (and {more} more)" if more > 0 else message
 
 
 def bearer_ok(settings: Settings) -> bool:
