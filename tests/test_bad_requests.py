@@ -69,6 +69,17 @@ def test_a_request_without_either_side_names_both(client):
         assert r.json["message"] == "canary, stable: required fields are missing"
 
 
+def test_promqls_double_equals_in_a_selector_says_to_use_a_single_one(client):
+    """`app=="web"` (PromQL's comparison, written as a matcher) was "expected label matchers
+    like app="web" …, could not parse near 'app=="web"'", which did not say what was wrong."""
+    want = 'canary.app: use = (or =~), not ==, in a label matcher: app="web"'
+    r = client.post("/v1/analyze", json={**GOOD, "canary": 'namespace="shop", app == "web"'})
+    assert r.status_code == 400 and r.json["field"] == "canary.app", r.json
+    assert r.json["message"] == want
+    r = client.get('/v1/analyze/http?canary=app=="web"&stable.app=b')
+    assert r.status_code == 400 and r.json["message"] == want, r.json
+
+
 def test_non_json_body_is_400(client):
     r = client.post("/v1/analyze", data="not json", content_type="application/json")
     assert r.status_code == 400 and r.json["field"] == "body"

@@ -26,6 +26,8 @@ _OPS = ("=", "!=", "=~", "!~")
 # what a caller meant as a matcher's label name, valid or not: up to its operator
 _NAMED = re.compile(r'\s*([^\s=!~",{}]+)\s*(?:=~|!~|!=|=)')
 _NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_]")
+# PromQL's comparison operator written as a matcher's: `app=="web"`
+_DOUBLE_EQUALS = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*==\s*("(?:[^"\\\n]|\\.)*")?')
 # Words the PromQL lexer reads as keywords or numbers, never as a metric name: a var set to one
 # of them would make Prometheus reject the query, which is the caller's mistake (400), not ours.
 KEYWORDS = frozenset({
@@ -81,6 +83,8 @@ def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
         if match is None:
             if (named := _NAMED.match(body, pos)) and not LABEL_NAME.fullmatch(named[1]):
                 raise _invalid_name(named[1], field)
+            if (doubled := _DOUBLE_EQUALS.match(body, pos)) is not None:
+                raise _double_equals(doubled[1], doubled[2], field)
             raise PromQLError(
                 f"{field}: expected label matchers like app=\"web\" or pod=~\"web-.*\", "
                 f"could not parse near {body[pos:pos + 30]!r}", field)
@@ -127,6 +131,14 @@ def _invalid_name(name: str, field: str) -> PromQLError:
     else:
         message += " (letters, digits and _, not starting with a digit)"
     return PromQLError(message, field)
+
+
+def _double_equals(name: str, quoted: str | None, field: str) -> PromQLError:
+    """`app=="web"`: `==` compares values in PromQL, and people who write queries type it as
+    a matcher too. "could not parse" left them staring at a selector that looked right."""
+    example = f"{name}={quoted}" if quoted else f'{name}="…"'
+    return PromQLError(f"{field}.{name}: use = (or =~), not ==, in a label matcher: {example}",
+                       f"{field}.{name}")
 
 
 def _empty_value(field: str, name: str) -> PromQLError:
