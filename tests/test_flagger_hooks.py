@@ -165,6 +165,28 @@ def test_a_label_name_prometheus_cannot_hold_is_named_by_its_metadata_key(client
     assert "app_kubernetes_io_name" in text
 
 
+@pytest.mark.parametrize(("kind", "meta", "status", "start"), [
+    ("confirm-rollout", {"config": "trading", "risk_tolerance": "Low"}, 400,
+     "metadata.risk_tolerance: 'Low' is not one of low, medium, high, critical"),
+    ("rollout", {"requests_metric": "other_requests_total"}, 403,
+     "metadata.requests_metric: locked by config 'http' (allowed: 'http_requests_total', "),
+    ("rollout", {"error_codes": "5..|429"}, 403,
+     "metadata.error_codes: locked by config 'http' (it is fixed; leave it out)"),
+])
+def test_a_refused_var_is_named_by_its_metadata_key(client, capsys, kind, meta, status, start):
+    """A var set in the Canary's metadata was refused as `vars.risk_tolerance`, the Argo and
+    POST spelling: no Canary has a `vars` key, and the operator searched its YAML for one."""
+    capsys.readouterr()
+    r = hook(client, kind, "orders", **meta)
+    text = r.get_data(as_text=True)
+    assert r.status_code == status and text.startswith(start), text
+    assert "vars." not in text and "in Flagger metadata the key is" not in text
+    # the audit line the operator is sent to says it the same way
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
+    assert [line["reason"][:len(start)] for line in lines] == [start]
+
+
 @pytest.mark.parametrize(("kind", "meta", "status", "words"), [
     # the approver's typo: confirm-promotion stays closed, and Flagger drops its answer
     ("confirm-promotion", {"config": "trading", "risk_tolerance": "critical",

@@ -56,7 +56,7 @@ def test_locked_var_via_get_and_flagger_metadata(client, lab):
             "metadata": {"lookback": "60m", "code_label": "le"}})
         # non-2xx: Flagger shows the 4xx body as the reason; a rollback is never triggered
         assert r.status_code == 403, (hook, r.get_data(as_text=True))
-        assert "vars.code_label: locked by config 'http'" in r.get_data(as_text=True)
+        assert "metadata.code_label: locked by config 'http'" in r.get_data(as_text=True)
 
 
 def test_tightening_and_unlocked_changes_stay_allowed(client, lab):

@@ -91,10 +91,14 @@ class Service:
     def analyze(self, req: AnalysisRequest, caller: str, route: str,
                 audit_extra: dict[str, Any] | None = None,
                 gate_action: str | None = None, traces: bool = False,
-                change: Change | None = None, gate_at: float | None = None) -> AnalysisResult:
+                change: Change | None = None, gate_at: float | None = None,
+                spelling: Callable[[AnalysisRequestError], AnalysisRequestError] | None = None,
+                ) -> AnalysisResult:
         """Run one analysis within the deadline and leave the audit line and metrics behind,
         whatever happens. `change`: the revision change that set the request's
-        `window.not_before`, named in the window's note when that bound held the start."""
+        `window.not_before`, named in the window's note when that bound held the start.
+        `spelling`: a refusal as the caller's own request names its fields (a Flagger hook:
+        `metadata.<key>`), for the answer and the audit line alike."""
         began = time.perf_counter()
         deadline = time.monotonic() + self.settings.analysis_deadline_seconds
         record: dict[str, Any] = {
@@ -111,14 +115,16 @@ class Service:
             raise exc
         try:
             return self._analyze(req, record, began, deadline, gate_action, traces, change,
-                                 gate_at)
+                                 gate_at, spelling)
         finally:
             self.slots.release()
             self.admitted.release()
 
     def _analyze(self, req: AnalysisRequest, record: dict[str, Any], began: float,
                  deadline: float, gate_action: str | None, traces: bool,
-                 change: Change | None = None, gate_at: float | None = None) -> AnalysisResult:
+                 change: Change | None = None, gate_at: float | None = None,
+                 spelling: Callable[[AnalysisRequestError], AnalysisRequestError] | None = None,
+                 ) -> AnalysisResult:
         caller = record["caller"]
         try:
             result = run_analysis(req, self.registry, self.source, self.policy,
@@ -131,10 +137,13 @@ class Service:
             audit(record)
             raise
         except AnalysisRequestError as exc:
-            record.update(verdict="error", status=exc.status, reason=readable(exc.message),
+            told = spelling(exc) if spelling is not None else exc
+            record.update(verdict="error", status=told.status, reason=readable(told.message),
                           duration_s=round(time.perf_counter() - began, 4))
             audit(record)
-            raise
+            if told is exc:
+                raise
+            raise told from exc
         except Exception as exc:
             record.update(verdict="error", status=500, reason=f"internal error "
                           f"({type(exc).__name__}); see the service log",

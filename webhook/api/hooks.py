@@ -124,6 +124,22 @@ def _label_name(name: str, key: str) -> str:
                                f"(letters, digits and _, no digit first){hint}", f"metadata.{key}")
 
 
+def metadata_spelling(exc: AnalysisRequestError) -> AnalysisRequestError:
+    """A refusal of a var as the Canary names it: `metadata.<key>`, not `vars.<key>`.
+
+    Every metadata key that is not a hook option is a var of the analysis, and the analysis
+    names vars as the POST body and Argo's args spell them; a Canary has no `vars` key, and
+    the operator searched its YAML for one. Other refusals are returned unchanged."""
+    field = exc.field.removeprefix("metadata.")
+    if not field.startswith("vars."):
+        return exc
+    key = field.removeprefix("vars.")
+    message = (exc.message.replace(f"; in Flagger metadata the key is {key}", "")
+               .replace(f"metadata.vars.{key}", f"metadata.{key}"))
+    message = re.sub(rf"(?<![\w.])vars\.{re.escape(key)}\b", f"metadata.{key}", message)
+    return AnalysisRequestError(message, f"metadata.{key}", exc.status)
+
+
 def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     meta = p.metadata or {}
     # Any other value (`Fail`, `"true"`) used to read as the default: a canary with no data
@@ -245,6 +261,7 @@ def flagger_hook(hook: str) -> Response:
         if hook == "confirm-rollout":
             return _confirm_rollout(hook, req, service, who)
     except AnalysisRequestError as exc:
+        exc = metadata_spelling(exc)
         _audit_refusal(hook, who, meta, exc)
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
@@ -256,7 +273,7 @@ def flagger_hook(hook: str) -> Response:
         result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",
                                  audit_extra=who, change=change,
                                  gate_action="promote" if hook == "confirm-promotion" else None,
-                                 gate_at=service.clock())
+                                 gate_at=service.clock(), spelling=metadata_spelling)
     except AnalysisRequestError as exc:
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
