@@ -523,3 +523,17 @@ def test_the_config_in_a_posts_path_or_a_wrong_path_says_which_call_to_make(clie
     assert get.status_code == 405
     assert get.json["message"] == ("GET is not allowed here; use POST; or GET "
                                    "/v1/analyze/http?canary=…&stable=…")
+
+
+def test_selectors_in_single_quotes_or_backticks_judge_as_double_quoted_ones(client, lab):
+    """`stable: "rollouts_pod_template_hash='…'"` is PromQL Prometheus runs, copied from a
+    dashboard; it was a 400 "expected label matchers". It now judges the same series."""
+    answers = []
+    for quote in ('"', "'", "`"):
+        payload = body(lab, argo_hash("errors3x"),
+                       stable=f"rollouts_pod_template_hash={quote}{ARGO_STABLE}{quote}")
+        r = client.post("/v1/analyze", json=payload)
+        assert r.status_code == 200, r.json
+        answers.append({k: v for k, v in r.json.items() if k not in ("analysis_id", "report")})
+    assert answers[0]["verdict"] == "fail"
+    assert answers[1] == answers[0] and answers[2] == answers[0]

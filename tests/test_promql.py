@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webhook.sources.prometheus import promql
+from webhook.sources.prometheus.selectors import PROMQL
 
 
 @given(st.text(min_size=1, max_size=40))
@@ -73,3 +74,50 @@ def test_range_pins_are_found_outside_string_literals_and_comments():
     for fine in ('x{a="@ start()"}', "x # not @ start()\n+ 1", "rate(x[5m] @ 1700000000)",
                  "rate(x[5m])"):
         assert promql.range_pin(fine) is None, fine
+
+
+@pytest.mark.parametrize(("single", "backtick"), [
+    ("app='web', pod=~'web-.*'", "app=`web`, pod=~`web-.*`"),
+    ("{code!='5..', x!~'y\"z'}", "{code!=`5..`, x!~`y\"z`}"),
+])
+def test_single_quotes_and_backticks_are_read_as_prometheus_reads_them(single, backtick):
+    """`app='web'` and app=`web` are PromQL Prometheus runs; they were a 400 "expected label
+    matchers". Each is now the same matcher as its double-quoted spelling, so the query sent
+    is the same, character for character."""
+    double = single.replace("'", '"').replace('"y"z"', '"y\\"z"')
+    expected = promql.parse_matchers(double, "canary")
+    template = 'sum(rate(http_requests_total{ {{selector}} }[{{step}}]))'
+    sent = {PROMQL.render(template, {}, PROMQL.selector(text, "canary"), 60.0, "query")
+            for text in (double, single, backtick)}
+    assert promql.parse_matchers(single, "canary") == expected
+    assert promql.parse_matchers(backtick, "canary") == expected
+    assert len(sent) == 1, sent
+
+
+def test_single_quoted_and_raw_values_cannot_break_out_of_their_matcher():
+    """A quote inside the value stays part of the value: `\\'` escapes in single quotes, a
+    backslash is literal in backticks, and what follows a closing quote must be a matcher."""
+    (single,) = promql.parse_matchers("app='x\\'} or vector(1) #'", "canary")
+    assert single.value == "x'} or vector(1) #"
+    assert single.render() == "app=\"x'} or vector(1) #\""
+    (raw,) = promql.parse_matchers('app=`x"} or vector(1) or up{a="\\`', "canary")
+    assert raw.value == 'x"} or vector(1) or up{a="\\'
+    assert raw.render() == 'app="x\\"} or vector(1) or up{a=\\"\\\\"'
+    for text in ("app='x'} or vector(1)", "app=`x`} or vector(1)", "app='x\\'",
+                 "app=`x\\``", "app='x\"", "app=`x'", "app='a\n'"):
+        with pytest.raises(promql.PromQLError):
+            promql.parse_matchers(text, "canary")
+
+
+@pytest.mark.parametrize("text", ["hash=''", "hash=``", "hash=~''"])
+def test_an_empty_value_in_any_quotes_is_refused(text):
+    with pytest.raises(promql.PromQLError) as info:
+        promql.parse_matchers(text, "stable")
+    assert info.value.field == "stable.hash" and "empty value" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["pod=~'web-('", "pod=~`web-(`"])
+def test_a_bad_regex_in_any_quotes_is_refused_naming_the_matcher(text):
+    with pytest.raises(promql.PromQLError) as info:
+        promql.parse_matchers(text, "canary")
+    assert info.value.field == "canary.pod" and "regular expression" in str(info.value)

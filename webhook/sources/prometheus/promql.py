@@ -20,11 +20,14 @@ LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+# A matcher's value in any of PromQL's three string literals: "…" and '…' with backslash
+# escapes, `…` raw (no escapes, newlines allowed). Exactly one of the three value groups is set.
 _MATCHER = re.compile(
-    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*(,|$)')
+    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*'
+    r'(?:"((?:[^"\\\n]|\\.)*)"|\'((?:[^\'\\\n]|\\.)*)\'|`([^`]*)`)\s*(,|$)')
 _OPS = ("=", "!=", "=~", "!~")
 # what a caller meant as a matcher's label name, valid or not: up to its operator
-_NAMED = re.compile(r'\s*([^\s=!~",{}]+)\s*(?:=~|!~|!=|=)')
+_NAMED = re.compile(r"""\s*([^\s=!~"'`,{}]+)\s*(?:=~|!~|!=|=)""")
 _NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_]")
 # PromQL's comparison operator written as a matcher's: `app=="web"`
 _DOUBLE_EQUALS = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*==\s*("(?:[^"\\\n]|\\.)*")?')
@@ -72,7 +75,11 @@ def _unescape(body: str) -> str:
 
 
 def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
-    """Parse `a="x", b=~"y.*"` (braces optional) into matchers, rejecting anything else."""
+    """Parse `a="x", b=~"y.*"` (braces optional) into matchers, rejecting anything else.
+
+    Values may be quoted as Prometheus allows: "x", 'x' (same escapes) or `x` (raw), since
+    callers copy selectors from PromQL they already run. Every spelling becomes the same
+    Matcher, so rendering (always double-quoted) and every check below see no difference."""
     body = text.strip()
     if body.startswith("{") and body.endswith("}"):
         body = body[1:-1]
@@ -88,9 +95,10 @@ def parse_matchers(text: str, field: str) -> tuple[Matcher, ...]:
             raise PromQLError(
                 f"{field}: expected label matchers like app=\"web\" or pod=~\"web-.*\", "
                 f"could not parse near {body[pos:pos + 30]!r}", field)
-        name, op, raw, _ = match.groups()
+        name, op, double, single, backtick, _ = match.groups()
         _check_label_name(name, field)
-        value = _unescape(raw)
+        value = backtick if backtick is not None else _unescape(
+            double if double is not None else single)
         if op in ("=", "=~") and value == "":
             raise _empty_value(field, name)
         if op in ("=~", "!~"):
