@@ -4,7 +4,8 @@
   that label: now 400 naming the label;
 - a typo in Flagger metadata became an unused query var: now 412 naming the key;
 - a window shorter than one step (a first poll with an explicit start) was a 400: it is a valid
-  question with too little data yet, so 200 inconclusive;
+  question with too little data yet, so 200 inconclusive; one that stays shorter (start and
+  end, a lookback) answered 200 inconclusive for ever: now 400 naming window.step;
 - CANARY_JUDGE_DEFAULT_ALPHA never applied (the config's implicit default won);
 - a config field that cannot be parsed (`step: "1 minute"`) loaded, then every analysis was a
   500: now a load error on /v1/configs and /readyz, and a 503 naming it for its requests.
@@ -65,42 +66,59 @@ def test_a_typo_in_flagger_metadata_is_412_naming_the_key(client, hook):
     assert status == 412 and "metadata.code_label" in text and "provider istio" in text
 
 
-def test_a_window_shorter_than_one_step_is_inconclusive_not_an_error(client, lab):
-    end = lab.anchor - 300
-    for window in ({"start": end - 30, "end": end, "step": 60},
-                   {"start": end - 59.5, "end": end}):
-        r = client.post("/v1/analyze", json={**body(lab, "errors3x"), "window": window})
-        assert r.status_code == 200, r.json
-        assert r.json["verdict"] == "inconclusive" and r.json["pass"] is False
-        assert "too little data: " in r.json["reason"] and "one step" in r.json["reason"]
-        assert {c["verdict"] for c in r.json["checks"]} == {"inconclusive"}
-        # a fixed window stays this short: waiting does not help, a longer window does
-        assert "ask again later" not in r.json["reason"]
-        assert "give a longer window (lookback, or start and end" in r.json["reason"]
-    # `lookback=5` (5 s, where 5m was meant) is as fixed: no "ask again later"
-    r = client.get("/v1/analyze/http?canary.app=a&stable.app=b&lookback=5")
-    assert r.status_code == 200 and "give a longer window" in r.json["reason"], r.json
-    assert "bare numbers are seconds" in r.json["reason"]
-    # A controller's first poll: an explicit start a moment ago, no end. "now" aligned down
-    # to the step may even lie before the start: still a question asked too early, and one
-    # that time answers.
+def test_a_window_shorter_than_one_step_is_inconclusive_while_it_grows(client, lab):
+    """A controller's first poll: an explicit start a moment ago, no end. "now" aligned down
+    to the step may even lie before the start: a question asked too early, which time
+    answers."""
     r = client.post("/v1/analyze", json={**body(lab), "window": {"start": time.time() - 5}})
     assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
+    assert {c["verdict"] for c in r.json["checks"]} == {"inconclusive"}
     assert "too little data yet" in r.json["reason"] and "ask again later" in r.json["reason"]
-    # A step longer than the window a request without start or lookback gets (sequential:
-    # its 3 h search for the rollout's start) never fits it: it said "ask again later".
-    for extra in ({}, {"mode": "fixed"}):
-        r = client.post("/v1/analyze", json={**body(lab), **extra, "window": {"step": "4h"}})
-        assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
-        assert "ask again later" not in r.json["reason"] and "too little data yet" not in \
-            r.json["reason"]
-        assert "or a shorter step" in r.json["reason"]
-    # An explicit end before the start stays a mistake.
-    r = client.post("/v1/analyze", json={**body(lab), "window": {"start": end, "end": end - 60}})
-    assert r.status_code == 400 and r.json["field"] == "window.end"
     # Flagger's hooks: inconclusive is not a failed check.
     status, text = flagger(client, "rollout", start=str(time.time() - 5), lookback=None)
     assert status == 200 and "too little data yet" in text
+
+
+def test_a_window_that_stays_shorter_than_one_step_is_a_400_naming_step_and_fix(client, lab):
+    """A window whose length is fixed (start and end, a lookback, the default one) holds no
+    step now and never will: it answered 200 "too little data" at every poll until the
+    controller gave up. It is now a 400 naming window.step, where the length came from and
+    the fix."""
+    end = lab.anchor - 300
+    cases = (
+        ({"start": end - 30, "end": end, "step": 60}, {},
+         "window.step: 1m is longer than the window (30s: window.start to window.end)",
+         "give a step of at most 30s or a longer window"),
+        ({"start": end - 59.5, "end": end}, {}, "(59.5s: window.start to window.end)",
+         "give a step of at most 59.5s or a longer window"),
+        ({"start": end - 100, "lookback": 30}, {"mode": "fixed"},
+         "(30s: window.lookback; bare numbers are seconds)", "at most 30s or a longer window"),
+        ({"end": end, "start": end - 0.5}, {}, "(500ms: window.start to window.end)",
+         "no step of it can be judged; give a longer window"),
+        # a step longer than the window a request without start or lookback gets: it said
+        # "ask again later" for ever once
+        ({"step": "4h"}, {"mode": "fixed"}, "window.step: 4h is longer than the window (10m: "
+         "CANARY_JUDGE_DEFAULT_LOOKBACK)", "give a step of at most 10m or a longer window"),
+        ({"step": "4h"}, {}, "(3h: sequential mode's search for the rollout's start, "
+         "CANARY_JUDGE_SEQUENTIAL_MAX_LOOKBACK)", "at most 3h or a longer window"),
+    )
+    for window, extra, named, fix in cases:
+        r = client.post("/v1/analyze", json={**body(lab, "errors3x"), **extra,
+                                             "window": window})
+        assert r.status_code == 400, (window, r.json)
+        assert r.json["field"] == "window.step", r.json
+        assert named in r.json["message"] and r.json["message"].endswith(fix), r.json["message"]
+    # `lookback=5` (5 s, where 5m was meant), in the GET form, in fixed and sequential mode
+    for mode in ("fixed", "sequential"):
+        r = client.get(f"/v1/analyze/http?canary.app=a&stable.app=b&lookback=5&mode={mode}")
+        assert r.status_code == 400 and r.json["field"] == "window.step", r.json
+        assert "(5s: window.lookback; bare numbers are seconds)" in r.json["message"]
+    # An explicit end before the start stays its own mistake.
+    r = client.post("/v1/analyze", json={**body(lab), "window": {"start": end, "end": end - 60}})
+    assert r.status_code == 400 and r.json["field"] == "window.end"
+    # Flagger's hooks: the same 400, with the message, not a silent inconclusive
+    status, text = flagger(client, "rollout", start=str(end - 30), end=str(end), lookback=None)
+    assert status == 400 and "window.step" in text, text
 
 
 def error_ratio_level(client, payload) -> float:

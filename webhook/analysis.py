@@ -155,20 +155,14 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     window = resolve_window(request, config, policy, now, mode == "sequential")
     check_metric_steps(specs, window)
     if window.too_short:
+        # only a window from a given start to now is too short here: it grows as time
+        # passes (`resolve_window` refuses one that never would, lookback=5 read as seconds
+        # where 5m was meant, or `step: 4h` against sequential mode's 3 h search)
         seconds = max(window.end - window.start, 0.0)
-        # only a window from a given start with no end or lookback grows as time passes: a
-        # fixed one (lookback=5, read as seconds, where 5m was meant) stays too short however
-        # long one waits, and so does the default one (`step: 4h` against sequential mode's
-        # 3 h search, which said "ask again later" for ever)
-        grows = (request.window.start is not None and request.window.end is None
-                 and request.window.lookback is None)
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
                             gate_action, began, [], window.start, gate_at, (
-                                f"too little data{' yet' if grows else ''}: the window is "
-                                f"{seconds:g}s, shorter than one step ({window.step:g}s); "
-                                + ("ask again later" if grows else
-                                   "give a longer window (lookback, or start and end; bare "
-                                   "numbers are seconds) or a shorter step")))
+                                f"too little data yet: the window is {seconds:g}s, shorter "
+                                f"than one step ({window.step:g}s); ask again later"))
     try:
         got = fetch_window(request, config, specs, selectors, vars_, window, mode, source,
                            language, deadline, starts, resolved.plan(window.step, language))

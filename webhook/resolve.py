@@ -72,8 +72,9 @@ class ResolvedWindow:
     start: float
     end: float
     step: float
-    # An explicit start less than one step ago (a controller's first poll): a valid question
-    # with too little data yet, answered inconclusive without querying.
+    # An explicit start less than one step ago, with no end or lookback (a controller's first
+    # poll): a valid question with too little data yet, answered inconclusive without
+    # querying. A window that stays shorter than a step is refused instead (`_never_judged`).
     too_short: bool = False
 
     @property
@@ -173,12 +174,41 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
         # left its newest part, up to the `end` asked for, unread while the answer still said
         # start..end; now the partial step is the oldest one, and the window says so
         start = end - math.floor((end - start) / step + 1e-9) * step
+    elif not (w.start is not None and w.end is None and w.lookback is None):
+        raise _never_judged(request, config, policy, step, end - start, sequential)
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
 
 
 def _utc(ts: float) -> str:
     """A time as RFC 3339 in UTC to the second, as a person compares it with a clock."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _never_judged(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,
+                  step: float, seconds: float, sequential: bool) -> AnalysisRequestError:
+    """A window shorter than its step whose length is fixed (start and end, start and
+    lookback, a lookback, or the default one) holds no step now and never will: it answered
+    200 inconclusive at every poll until the controller gave up, so it is the caller's 400,
+    naming where the length came from and the fix. Only a window from a given start to now
+    grows, and stays a 200 that says to ask again later."""
+    w = request.window
+    if w.start is not None and w.end is not None:
+        source = "window.start to window.end"
+    elif w.lookback is not None:
+        source = "window.lookback; bare numbers are seconds"
+    elif sequential:
+        source = ("sequential mode's search for the rollout's start, "
+                  "CANARY_JUDGE_SEQUENTIAL_MAX_LOOKBACK")
+    elif config.defaults.seconds("lookback"):
+        source = f"the lookback of config {config.name!r}"
+    else:
+        source = "CANARY_JUDGE_DEFAULT_LOOKBACK"
+    fix = (f"give a step of at most {duration_text(seconds)} or a longer window"
+           if seconds >= 1 else "give a longer window")
+    return AnalysisRequestError(
+        f"window.step: {duration_text(step)} is longer than the window "
+        f"({duration_text(seconds)}: {source}), so no step of it can be judged; {fix}",
+        "window.step")
 
 
 def check_metric_steps(specs: list[MetricSpec], window: ResolvedWindow) -> None:
