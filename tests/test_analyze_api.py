@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -537,3 +538,28 @@ def test_selectors_in_single_quotes_or_backticks_judge_as_double_quoted_ones(cli
         answers.append({k: v for k, v in r.json.items() if k not in ("analysis_id", "report")})
     assert answers[0]["verdict"] == "fail"
     assert answers[1] == answers[0] and answers[2] == answers[0]
+
+
+def test_an_answer_that_judged_nothing_names_only_checks_it_has(client, lab):
+    """Warmup, window.not_before or a first poll leaving no step to judge: the answer listed a
+    check `latency` and reasons "latency: nothing to judge …", a name no judged answer of the
+    config has (its checks are latency_p95, latency_p99, latency_tail), and the same sentence
+    once per metric. Now it lists the judged answer's checks, and the reason, which is about
+    the whole window, names no metric and is said once."""
+    from webhook.lab.rollouts import HISTORY_SECONDS
+    began = lab.anchor - HISTORY_SECONDS
+    past = lab.window(60)
+    judged = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"))).json
+    names = [c["name"] for c in judged["checks"]]
+    for window, why in (
+            ({"end": began + 120, "warmup": "2m"}, "nothing to judge: window.warmup (2m)"),
+            ({**past, "not_before": past["end"] - 15},
+             "nothing to judge yet: no whole step has ended since"),
+            ({"start": time.time() - 5}, "too little data yet: the window is")):
+        answer = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"),
+                                                      window=window)).json
+        assert answer["verdict"] == "inconclusive", answer
+        assert [c["name"] for c in answer["checks"]] == names, answer["checks"]
+        reasons = {c["reason"] for c in answer["checks"]}
+        assert len(reasons) == 1 and reasons.pop().startswith(why), answer["checks"]
+        assert answer["reason"] == f"inconclusive: {answer['checks'][0]['reason']}"

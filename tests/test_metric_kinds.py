@@ -492,3 +492,22 @@ def test_series_canary_below_stable_never_fails_as_higher_whatever_the_tolerance
     assert float(np.mean(canary - stable)) < 0
     assert [c.reason for c in checks if c.verdict == "fail"] == []
     assert all(c.interval[0] <= c.interval[1] for c in checks)
+
+
+def test_every_kind_names_the_checks_its_judgement_makes():
+    """`check_shares` is what an answer that judged nothing lists (warmup, not_before, a
+    first poll): the same names, and shares of the metric's weight, as the judged checks."""
+    from webhook.configs import load_registry
+    from webhook.kinds import ArrayData, KindContext, check_shares, judge_spec
+
+    ctx = KindContext(alpha=0.05, mode="fixed", step=60.0, points=10)
+    registry = load_registry(None)
+    specs = [spec for config in registry.configs.values() for spec in config.metrics]
+    assert {spec.kind for spec in specs} >= {"ratio", "histogram", "series", "threshold",
+                                              "events"}
+    for spec in specs:
+        judged = judge_spec(spec, ArrayData({}), ctx)
+        shares = check_shares(spec)
+        assert [c.name for c in judged] == [name for name, _ in shares], spec.name
+        assert [c.weight for c in judged] == pytest.approx(
+            [spec.weight * share for _, share in shares]), spec.name

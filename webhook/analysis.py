@@ -24,7 +24,7 @@ from webhook.fetching import Plan, StartCache, fetch_window, plan_window
 from webhook.judge import CheckResult, combine
 from webhook.judge.types import Summary
 from webhook.judging import data_end, judge_metrics, name_empty_queries
-from webhook.kinds import KindContext
+from webhook.kinds import KindContext, check_shares
 from webhook.models import AnalysisRequest
 from webhook.plan import plan_queries
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
@@ -309,14 +309,19 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                  level: AppliedLevel | None, gate_action: str | None, began: float,
                  fetched: list[QueryResult], judged_start: float, gate_at: float | None,
                  why: str) -> AnalysisResult:
-    """No step of the window belongs to what is asked (a window shorter than one step, or a
-    canary whose last run of traffic is over): every check inconclusive saying `why`, not an
-    error, and not the judges' "too little data", which would blame the stable too."""
+    """No step of the window belongs to what is asked (a window shorter than one step, the
+    warmup or window.not_before leaving none, or a canary whose last run of traffic is over):
+    every check inconclusive saying `why`, not an error, and not the judges' "too little
+    data", which would blame the stable too.
+
+    The checks are the ones a judged answer has (`latency_p95`, not the metric `latency`), so
+    each poll lists the same names; `why` is about the whole window, not one metric, so it
+    carries no metric's name, and the answer's reason says it once."""
     checks = [CheckResult(
-        name=spec.name, kind=spec.kind, verdict="inconclusive", test="none",
-        reason=f"{spec.name}: {why}",
+        name=name, kind=spec.kind, verdict="inconclusive", test="none", reason=why,
         canary=Summary(0.0, None), stable=Summary(0.0, None), critical=spec.critical,
-        weight=spec.weight, group=spec.group) for spec in specs]
+        weight=spec.weight * share, group=spec.group)
+        for spec in specs for name, share in check_shares(spec)]
     return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
                    gate_action, began, fetched, gate_at)
 

@@ -77,8 +77,10 @@ def combine(checks: Sequence[CheckResult],
         return Verdict("fail", round(49.0 * share, 1), f"fail: {reason}", critical)
     if unsure:
         # a held gate (market hours, a missing approval) first: it is what a person can act
-        # on, and a long reason is cut at its end (a Flagger event's line)
-        reason = "; ".join(_cohorts_together(sorted(unsure, key=lambda c: c.kind != "gate")))
+        # on, and a long reason is cut at its end (a Flagger event's line); a reason several
+        # checks share (a window that left nothing to judge) is said once
+        reason = "; ".join(dict.fromkeys(
+            _cohorts_together(sorted(unsure, key=lambda c: c.kind != "gate"))))
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        f"inconclusive: {reason}", False)
     passed = _names_together([c.name for c in checks if c.verdict == "pass"])

@@ -32,7 +32,7 @@ KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
                           for m in (ratio, histogram, series, threshold, events)}
 assert set(KINDS) == set(METRIC_KINDS), "every config class needs its kind module"
 
-__all__ = ["KINDS", "ArrayData", "Kind", "KindContext", "MetricData", "judge_spec",
+__all__ = ["KINDS", "ArrayData", "Kind", "KindContext", "MetricData", "check_shares", "judge_spec",
            "kind_of", "metric_step", "queries", "sides"]
 
 
@@ -43,6 +43,11 @@ def kind_of(spec: MetricSpec) -> Kind:
 def queries(spec: MetricSpec) -> dict[str, str]:
     """The metric's query templates by role: its config class owns them."""
     return spec.queries()
+
+
+def check_shares(spec: MetricSpec) -> tuple[tuple[str, float], ...]:
+    """The checks judging `spec` makes, by name, with their shares of its weight."""
+    return kind_of(spec).check_shares(spec)
 
 
 def sides(spec: MetricSpec) -> tuple[str, ...]:

@@ -111,6 +111,11 @@ class Kind(Protocol):
         its share of the metric's weight (1 for a single check)."""
         ...
 
+    def check_shares(self, spec: Any) -> tuple[tuple[str, float], ...]:
+        """The checks `judge` makes, by name, each with its share of the metric's weight: an
+        answer that judged nothing lists the same checks as one that did."""
+        ...
+
 
 def combined(series: Sequence[Series], ctx: KindContext, first: int | None = None) -> np.ndarray:
     """One array per query from step `first` (default: the analysis start) on: several series

@@ -26,6 +26,10 @@ def level_updates(spec: EventsMetric, min_data_factor: float) -> dict[str, objec
     return {}
 
 
+def check_shares(spec: EventsMetric) -> tuple[tuple[str, float], ...]:
+    return ((spec.name, 1.0),)
+
+
 def judge(spec: EventsMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     events = combined(data.series("canary", "events"), ctx)
     stable_events = combined(data.series("stable", "events"), ctx)

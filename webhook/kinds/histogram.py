@@ -34,6 +34,13 @@ def level_updates(spec: HistogramMetric, min_data_factor: float) -> dict[str, ob
     return {"min_tail": spec.min_tail * min_data_factor}
 
 
+def check_shares(spec: HistogramMetric) -> tuple[tuple[str, float], ...]:
+    names = [f"{spec.name}_p{q * 100:g}" for q in spec.quantiles]
+    if spec.tail is not None:
+        names.append(f"{spec.name}_tail")
+    return tuple((name, 1 / len(names)) for name in names)
+
+
 def judge(spec: HistogramMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     stable_all = data.series("stable", "buckets")
     before = ctx.history

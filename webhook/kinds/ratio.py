@@ -30,6 +30,11 @@ def level_updates(spec: RatioMetric, min_data_factor: float) -> dict[str, object
     return {}
 
 
+def check_shares(spec: RatioMetric) -> tuple[tuple[str, float], ...]:
+    limit = spec.max_ratio is not None or spec.min_ratio is not None
+    return ((spec.name, 1.0),) + (((f"{spec.name}_limit", 1.0),) if limit else ())
+
+
 def judge(spec: RatioMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     counts = [combined(data.series(side, role), ctx)
               for side in ("canary", "stable") for role in ("numerator", "total")]

@@ -32,6 +32,10 @@ def level_updates(spec: SeriesMetric, min_data_factor: float) -> dict[str, objec
     return {"min_points": max(2, round(spec.min_points * min_data_factor))}
 
 
+def check_shares(spec: SeriesMetric) -> tuple[tuple[str, float], ...]:
+    return ((spec.name, 1.0),)
+
+
 def judge(spec: SeriesMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     label = spec.instance_label
     if label and (unlabelled := _unlabelled_sides(data, label)):

@@ -25,6 +25,10 @@ def level_updates(spec: ThresholdMetric, min_data_factor: float) -> dict[str, ob
     return {"min_points": max(1, round(spec.min_points * min_data_factor))}
 
 
+def check_shares(spec: ThresholdMetric) -> tuple[tuple[str, float], ...]:
+    return ((spec.name, 1.0),)
+
+
 def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     canary = combined(data.series("canary", "values"), ctx)
     missed = gaps(data.series("canary", "samples"), ctx)
