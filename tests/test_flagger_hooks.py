@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -111,7 +112,7 @@ def test_bad_payload_is_400_never_200(client, payload):
 
 def test_bad_metadata_is_400(client):
     r = hook(client, "rollback", "podinfo", provider="app", lookback="forever")
-    assert r.status_code == 400 and "metadata.window.lookback" in r.get_data(as_text=True)
+    assert r.status_code == 400 and "metadata.lookback" in r.get_data(as_text=True)
     r = client.post("/v1/hooks/rollout", json={"name": "podinfo", "namespace": NAMESPACE,
                                                "metadata": {"provider": "consul"}})
     assert r.status_code == 400 and "provider" in r.get_data(as_text=True)
@@ -211,3 +212,37 @@ def test_a_refused_hook_call_leaves_its_audit_line(client, capsys, kind, meta, s
     assert lines[0]["status"] == status and lines[0]["verdict"] == "error"
     assert words in lines[0]["reason"]
 
+
+
+HOUR_AHEAD = "hour ahead"  # replaced by the time an hour from now when the test runs
+
+
+@pytest.mark.parametrize(("kind", "meta", "start"), [
+    ("rollout", {"lookback": "ten minutes"}, "metadata.lookback: 'ten minutes' is not a duration"),
+    ("rollout", {"step": "0s"}, "metadata.step: duration must be positive"),
+    ("confirm-rollout", {"warmup": "x"}, "metadata.warmup: 'x' is not a duration"),
+    ("rollout", {"start": "yesterday"}, "metadata.start: 'yesterday' is not a time"),
+    ("rollout", {"end": "nope"}, "metadata.end: 'nope' is not a time"),
+    ("rollout", {"start": HOUR_AHEAD}, "metadata.start: "),
+    ("rollout", {"end": HOUR_AHEAD}, "metadata.end is in the future"),
+    ("confirm-rollout", {"end": HOUR_AHEAD}, "metadata.end is in the future"),
+    ("rollout", {"start": "1700003600", "end": "1700000000", "lookback": ""},
+     "metadata.end must be after metadata.start"),
+    ("rollout", {"start": "1700000000", "end": "1700003600"},
+     "metadata: give start and end, or lookback"),
+    ("rollout", {"step": "1s", "lookback": "5h"}, "metadata.step: 1s over 5h is 18,000 steps"),
+])
+def test_a_bad_window_key_is_named_as_the_canary_writes_it(client, capsys, kind, meta, start):
+    """`lookback: "ten minutes"` in a Canary's metadata was refused as
+    `metadata.window.lookback` (`window.start` for a start in the future): the analysis'
+    spelling, where the Canary has `metadata.lookback` and no `window` key to search for."""
+    ahead = str(time.time() + 3600)
+    meta = {k: ahead if v == HOUR_AHEAD else v for k, v in meta.items()}
+    capsys.readouterr()
+    r = hook(client, kind, "orders", **meta)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 400 and text.startswith(start), text
+    assert not re.search(r"window[.:]", text), text
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
+    assert [line["reason"][:len(start)] for line in lines] == [start]

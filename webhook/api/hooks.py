@@ -49,6 +49,7 @@ HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-incr
 _METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
                   "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup",
                   "mode", "alpha", "inconclusive"}
+_WINDOW_KEYS = ("start", "end", "lookback", "step", "warmup")  # the request's `window`, flat
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LANGUAGE = query_language()
 
@@ -124,13 +125,20 @@ def _label_name(name: str, key: str) -> str:
                                f"(letters, digits and _, no digit first){hint}", f"metadata.{key}")
 
 
-def metadata_spelling(exc: AnalysisRequestError) -> AnalysisRequestError:
-    """A refusal of a var as the Canary names it: `metadata.<key>`, not `vars.<key>`.
+_WINDOW_FIELD = re.compile(rf"(?<![\w.])(?:metadata\.)?window\.({'|'.join(_WINDOW_KEYS)})\b")
 
-    Every metadata key that is not a hook option is a var of the analysis, and the analysis
-    names vars as the POST body and Argo's args spell them; a Canary has no `vars` key, and
-    the operator searched its YAML for one. Other refusals are returned unchanged."""
+
+def metadata_spelling(exc: AnalysisRequestError) -> AnalysisRequestError:
+    """A refusal as the Canary names the key: `metadata.<key>`, not `vars.<key>` or
+    `window.<key>`.
+
+    Every metadata key that is not a hook option is a var of the analysis, and the window's
+    keys are its `window`'s; the analysis names both as the POST body and Argo's args spell
+    them, but a Canary has neither a `vars` nor a `window` key, and the operator searched its
+    YAML for one. Other refusals are returned unchanged."""
     field = exc.field.removeprefix("metadata.")
+    if field == "window" or field.removeprefix("window.") in _WINDOW_KEYS:
+        return _window_spelling(exc, field)
     if not field.startswith("vars."):
         return exc
     key = field.removeprefix("vars.")
@@ -138,6 +146,15 @@ def metadata_spelling(exc: AnalysisRequestError) -> AnalysisRequestError:
                .replace(f"metadata.vars.{key}", f"metadata.{key}"))
     message = re.sub(rf"(?<![\w.])vars\.{re.escape(key)}\b", f"metadata.{key}", message)
     return AnalysisRequestError(message, f"metadata.{key}", exc.status)
+
+
+def _window_spelling(exc: AnalysisRequestError, field: str) -> AnalysisRequestError:
+    """A window key's refusal as `metadata.lookback` (the metadata holds start, end, lookback,
+    step and warmup flat); `window: give start and end, or lookback…` as `metadata: …`."""
+    message = _WINDOW_FIELD.sub(r"metadata.\1", exc.message)
+    message = re.sub(r"^(?:metadata\.)?window:", "metadata:", message)
+    key = field.removeprefix("window").removeprefix(".")
+    return AnalysisRequestError(message, f"metadata.{key}" if key else "metadata", exc.status)
 
 
 def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
@@ -156,8 +173,7 @@ def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     vars_.setdefault("target", meta.get("target") or p.name)
     data: dict[str, Any] = {
         "config": meta.get("config", "http"), "canary": canary, "stable": stable, "vars": vars_,
-        "window": {k: meta[k] for k in ("start", "end", "lookback", "step", "warmup")
-                   if k in meta},
+        "window": {k: meta[k] for k in _WINDOW_KEYS if k in meta},
     }
     for key in ("mode", "alpha", "provider"):
         if key in meta:
