@@ -246,3 +246,27 @@ def test_a_bad_window_key_is_named_as_the_canary_writes_it(client, capsys, kind,
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
              if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
     assert [line["reason"][:len(start)] for line in lines] == [start]
+
+
+@pytest.mark.parametrize(("canary", "stable", "start"), [
+    ('app=="orders"', 'app="orders-primary"',
+     "metadata.canary_selector, label app: use = (or =~), not ==, in a label matcher"),
+    ('app="orders"', 'app=~"("',
+     "metadata.stable_selector, label app: '(' is not a valid regular expression"),
+    ('{app="orders"', 'app="orders-primary"',
+     "metadata.canary_selector: expected label matchers like app=\"web\""),
+    ('app="orders"', '1app="orders-primary"',
+     "metadata.stable_selector: '1app' is not a valid Prometheus label name"),
+    ('app="orders"', "app=" + "x" * 5000,
+     "metadata.stable_selector: 5,004 characters of matchers; at most 4,096"),
+])
+def test_a_bad_raw_selector_is_named_by_its_metadata_key(client, capsys, canary, stable, start):
+    """`canary_selector: app=="orders"` was refused as `canary.app: use = …`: the analysis'
+    field, where the Canary's key is `canary_selector`, so the operator found nothing to fix."""
+    capsys.readouterr()
+    r = hook(client, "rollout", "orders", canary_selector=canary, stable_selector=stable)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 400 and text.startswith(start), text
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
+    assert [line["reason"][:len(start)] for line in lines] == [start]

@@ -24,6 +24,8 @@ the analysis for a new revision) is judged only from when this pod first saw it
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response
@@ -128,17 +130,22 @@ def _label_name(name: str, key: str) -> str:
 _WINDOW_FIELD = re.compile(rf"(?<![\w.])(?:metadata\.)?window\.({'|'.join(_WINDOW_KEYS)})\b")
 
 
-def metadata_spelling(exc: AnalysisRequestError) -> AnalysisRequestError:
-    """A refusal as the Canary names the key: `metadata.<key>`, not `vars.<key>` or
-    `window.<key>`.
+def metadata_spelling(exc: AnalysisRequestError,
+                      meta: Mapping[str, str] | None = None) -> AnalysisRequestError:
+    """A refusal as the Canary names the key: `metadata.<key>`, not `vars.<key>`,
+    `window.<key>` or (a raw selector in `meta`) `canary.<label>`.
 
-    Every metadata key that is not a hook option is a var of the analysis, and the window's
-    keys are its `window`'s; the analysis names both as the POST body and Argo's args spell
-    them, but a Canary has neither a `vars` nor a `window` key, and the operator searched its
-    YAML for one. Other refusals are returned unchanged."""
+    Every metadata key that is not a hook option is a var of the analysis, the window's keys
+    are its `window`'s and `canary_selector` / `stable_selector` its `canary` / `stable`; the
+    analysis names them as the POST body and Argo's args spell them, but a Canary has none of
+    those keys, and the operator searched its YAML for one. Other refusals are returned
+    unchanged."""
     field = exc.field.removeprefix("metadata.")
     if field == "window" or field.removeprefix("window.") in _WINDOW_KEYS:
         return _window_spelling(exc, field)
+    side = field.partition(".")[0]
+    if side in ("canary", "stable") and f"{side}_selector" in (meta or {}):
+        return _selector_spelling(exc, side)
     if not field.startswith("vars."):
         return exc
     key = field.removeprefix("vars.")
@@ -155,6 +162,15 @@ def _window_spelling(exc: AnalysisRequestError, field: str) -> AnalysisRequestEr
     message = re.sub(r"^(?:metadata\.)?window:", "metadata:", message)
     key = field.removeprefix("window").removeprefix(".")
     return AnalysisRequestError(message, f"metadata.{key}" if key else "metadata", exc.status)
+
+
+def _selector_spelling(exc: AnalysisRequestError, side: str) -> AnalysisRequestError:
+    """A raw selector's refusal as `metadata.canary_selector, label app: …` (`canary.app: …`
+    in the analysis): the label a matcher error is about stays named."""
+    key = f"metadata.{side}_selector"
+    message = re.sub(rf"^(?:metadata\.)?{side}(?:\.([^:\s]+))?:",
+                     lambda m: f"{key}, label {m[1]}:" if m[1] else f"{key}:", exc.message)
+    return AnalysisRequestError(message, key, exc.status)
 
 
 def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
@@ -277,7 +293,7 @@ def flagger_hook(hook: str) -> Response:
         if hook == "confirm-rollout":
             return _confirm_rollout(hook, req, service, who)
     except AnalysisRequestError as exc:
-        exc = metadata_spelling(exc)
+        exc = metadata_spelling(exc, meta)
         _audit_refusal(hook, who, meta, exc)
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
@@ -289,7 +305,8 @@ def flagger_hook(hook: str) -> Response:
         result = service.analyze(req, caller="flagger", route=f"POST /v1/hooks/{hook}",
                                  audit_extra=who, change=change,
                                  gate_action="promote" if hook == "confirm-promotion" else None,
-                                 gate_at=service.clock(), spelling=metadata_spelling)
+                                 gate_at=service.clock(),
+                                 spelling=partial(metadata_spelling, meta=meta))
     except AnalysisRequestError as exc:
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
