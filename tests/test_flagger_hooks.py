@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from webhook.lab.rollouts import FLAGGER_NEW, NAMESPACE, SCHEME_VARS
+from webhook.lab.rollouts import (
+    FLAGGER_NEW,
+    NAMESPACE,
+    SCHEME_VARS,
+    TRADING_STABLE,
+    trading_hash,
+)
 
 ANALYSIS_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase")
 
@@ -270,3 +276,23 @@ def test_a_bad_raw_selector_is_named_by_its_metadata_key(client, capsys, canary,
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
              if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
     assert [line["reason"][:len(start)] for line in lines] == [start]
+
+
+def test_a_missing_instance_label_names_the_canary_key_that_sets_it(client, lab):
+    """A trading canary whose series lack `pod` was told to set `vars.instance_label`: the
+    request's spelling, where a Canary sets it as `metadata.instance_label`."""
+    window = lab.window(60)
+    r = hook(client, "rollout", "orders", config="trading", risk_tolerance="low",
+             canary_selector=f'rollouts_pod_template_hash="{trading_hash("nopod")}"',
+             stable_selector=f'rollouts_pod_template_hash="{TRADING_STABLE}"',
+             start=str(window["start"]), end=str(window["end"]), lookback="")
+    text = r.get_data(as_text=True)
+    assert r.status_code == 200 and "carry no `pod` label" in text, text
+    assert "metadata.instance_label" in text, text
+    # the request's own spelling stays in /v1/analyze's answer, for Argo and curl
+    r = client.post("/v1/analyze", json={
+        "config": "trading", "canary": f'rollouts_pod_template_hash="{trading_hash("nopod")}"',
+        "stable": f'rollouts_pod_template_hash="{TRADING_STABLE}"', "window": window,
+        "vars": {"risk_tolerance": "low"}})
+    (check,) = [c for c in r.json["checks"] if c["name"] == "throughput"]
+    assert "vars.instance_label" in check["reason"], check["reason"]

@@ -79,7 +79,10 @@ def _unlabelled_sides(data: MetricData, label: str) -> list[str]:
 
 
 def _missing_label_check(spec: SeriesMetric, label: str, sides: list[str]) -> CheckResult:
-    """Inconclusive, never fail: the data cannot say how many instances served it."""
+    """Inconclusive, never fail: the data cannot say how many instances served it.
+
+    The reason names the var in both spellings: the same check answers a request (`vars.`)
+    and a Flagger hook (the Canary's `metadata.`), and its report page and audit line too."""
     which = " and ".join(sides)
     return CheckResult(
         name=spec.name, kind="series", verdict="inconclusive",
@@ -88,4 +91,5 @@ def _missing_label_check(spec: SeriesMetric, label: str, sides: list[str]) -> Ch
         reason=(f"{spec.name}: the {which} series carry no `{label}` label, so instances "
                 f"cannot be told apart; add `{label}` to the series (relabelling) or name a "
                 "label they carry in the config's instance-label var (trading: "
-                "vars.instance_label)"))
+                "vars.instance_label in a request, metadata.instance_label in a Flagger "
+                "Canary)"))
