@@ -563,3 +563,27 @@ def test_an_answer_that_judged_nothing_names_only_checks_it_has(client, lab):
         reasons = {c["reason"] for c in answer["checks"]}
         assert len(reasons) == 1 and reasons.pop().startswith(why), answer["checks"]
         assert answer["reason"] == f"inconclusive: {answer['checks'][0]['reason']}"
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/analyze", 405), ("DELETE", "/v1/analyze", 405),
+    ("POST", "/v1/analyze/http", 405), ("GET", "/v1/analyze/http/x", 404),
+])
+def test_a_wrong_route_under_analyze_answers_as_its_other_errors(client, method, path, status):
+    """A 404 or 405 under /v1/analyze came from the app's own error handler: JSON to
+    `?format=text`, without the `no-store` and `nosniff` every other answer of /v1/analyze
+    carries (the README says every answer, errors too)."""
+    r = client.open(f"{path}?format=text", method=method)
+    text = r.get_data(as_text=True)
+    assert r.status_code == status and r.mimetype == "text/plain", text
+    kind = {404: "not_found", 405: "method_not_allowed"}[status]
+    assert text.splitlines()[0] == f"error:   {status} {kind}", text
+    assert f"message: {method} " in text, text
+    plain = client.open(path, method=method)
+    assert plain.is_json and plain.json["error"] == kind  # asked for nothing: JSON, as ever
+    for answer in (r, plain):
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Accept" in answer.headers["Vary"]
+    # elsewhere the generic answer stays as it was
+    assert client.get("/v1/analyzex?format=text").is_json

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.analysis import Policy
 from webhook.api.analyze import bp as analyze_bp
-from webhook.api.analyze import wrong_route_message
+from webhook.api.analyze import not_stored, wrong_route_message
 from webhook.api.common import error_response
 from webhook.api.gates import bp as gates_bp
 from webhook.api.hooks import HOOK_TYPES
@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None, source: MetricsSource | None = 
         response = error_response(status, message)
         if status == 405 and valid:
             response.headers["Allow"] = ", ".join(sorted(valid))
+        if analyze is not None:  # its headers and `?format=text`, as its own errors have
+            response = not_stored(response)
         _count_hook(status)
         return response
 

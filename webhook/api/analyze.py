@@ -142,14 +142,17 @@ def _error_as_asked(response: Response) -> Response:
 
 
 @bp.after_request
-def _not_stored(response: Response) -> Response:
+def not_stored(response: Response) -> Response:
     """Every answer is the verdict as of its own request: a "now" window judges new data at
     each poll, and a signed report link's page is for whoever holds that link. So no cache
     (an Ingress's, a browser's) may keep one and hand it out again; and since the format
     follows the Accept header, a cache that stored one anyway must not give the page to curl
     or the JSON to a browser. The text and JSON answers repeat label values as sent
     (`"><script>…`), and a signed link opens them in a browser too: `nosniff` keeps a browser
-    to the type given, so neither is ever read as a page (only the page has a CSP)."""
+    to the type given, so neither is ever read as a page (only the page has a CSP).
+
+    Also applied by the app's error handler to a 404 or 405 under /v1/analyze, which no
+    route of this blueprint answers: they are /v1/analyze's answers all the same."""
     if response.status_code >= 400 and response.mimetype == "application/json":
         response = _error_as_asked(response)
     response.headers["Cache-Control"] = "no-store"
