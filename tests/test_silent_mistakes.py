@@ -116,9 +116,11 @@ def test_a_window_that_stays_shorter_than_one_step_is_a_400_naming_step_and_fix(
     # An explicit end before the start stays its own mistake.
     r = client.post("/v1/analyze", json={**body(lab), "window": {"start": end, "end": end - 60}})
     assert r.status_code == 400 and r.json["field"] == "window.end"
-    # Flagger's hooks: the same 400, with the message, not a silent inconclusive
+    # Flagger's hooks: the same 400, with the message, not a silent inconclusive, naming the
+    # keys as the Canary's metadata spells them
     status, text = flagger(client, "rollout", start=str(end - 30), end=str(end), lookback=None)
-    assert status == 400 and "window.step" in text, text
+    assert status == 400 and text.startswith("metadata.step: 1m is longer than the window "
+                                             "(30s: metadata.start to metadata.end)"), text
 
 
 def error_ratio_level(client, payload) -> float:
