@@ -78,9 +78,10 @@ HEALTHY = [_counter("canary_judge_upstream_queries_total", 60, 40),
 
 
 def _case(name: str, series: list[dict[str, str]],
-          fires: dict[str, tuple[int, int]]) -> dict:
+          fires: dict[str, tuple[int, int]], by: dict[str, str] | None = None) -> dict:
     """One promtool test: `fires` maps each alert to the first and last minute at which it
-    fires; it is checked quiet the minute before and after, every other alert quiet then too."""
+    fires; it is checked quiet the minute before and after, every other alert quiet then too.
+    `by`: the labels a firing alert keeps from its expression's `sum by`."""
     minutes = sorted({0, 39, *(m for first, last in fires.values()
                                for m in (first - 1, first, last, last + 1) if 0 <= m <= 39)})
 
@@ -90,9 +91,12 @@ def _case(name: str, series: list[dict[str, str]],
 
     return {"name": name, "interval": "1m", "input_series": series, "alert_rule_test": [
         {"eval_time": f"{m}m", "alertname": alert,
-         "exp_alerts": [{"exp_labels": alerts()[alert]["labels"]}] if firing(alert, m) else []}
+         "exp_alerts": [{"exp_labels": {**alerts()[alert]["labels"], **(by or {})}}]
+         if firing(alert, m) else []}
         for m in minutes for alert in alerts()]}
 
+
+FIRST_UNMATCHED = 18  # polled from minute 5: 3 in 15 minutes at minute 8, then 10 minutes of it
 
 CASES = [
     _case("a healthy judge", HEALTHY, {}),
@@ -129,6 +133,16 @@ CASES = [
     _case("an internal error", [*HEALTHY, {"series": "canary_judge_internal_errors_total",
                                            "values": "0x20 1x20"}],
           {"CanaryJudgeInternalErrors": (21, 30)}),
+    # a Flagger Canary whose label scheme matches no stable series, polled every minute from
+    # minute 5 on, against one curl with a typo
+    _case("a stable selector matching nothing", [*HEALTHY, {
+        "series": 'canary_judge_unmatched_selectors_total{config="http",caller="flagger",'
+                  'side="stable"}', "values": "_x5 0+1x35"}],
+          {"CanaryJudgeSelectorMatchesNothing": (FIRST_UNMATCHED, 39)},
+          by={"config": "http", "caller": "flagger", "side": "stable"}),
+    _case("one typo", [*HEALTHY, {
+        "series": 'canary_judge_unmatched_selectors_total{config="http",caller="api",'
+                  'side="canary"}', "values": "_x5 0x5 1x30"}], {}),
 ]
 
 
@@ -158,4 +172,4 @@ def test_every_metric_the_rules_read_is_exported(lab) -> None:
                               re.M))
     read = {m.removesuffix("_bucket") for r in alerts().values()
             for m in re.findall(r"\bcanary_judge_\w+", r["expr"])}
-    assert len(read) == 6 and read <= exported, read - exported
+    assert len(read) == 7 and read <= exported, read - exported

@@ -58,6 +58,47 @@ def test_own_metrics_count_verdicts_and_upstream_errors(client, lab):
     assert "canary_judge_upstream_queries_total" in text
 
 
+def _unmatched(client, caller: str, side: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    name = (f'canary_judge_unmatched_selectors_total{{caller="{caller}",config="http",'
+            f'side="{side}"}} ')
+    return next((float(x.removeprefix(name)) for x in text.splitlines()
+                 if x.startswith(name)), 0.0)
+
+
+def test_a_selector_that_matches_nothing_is_counted_and_logged(client, lab, capsys):
+    """A Flagger Canary whose label scheme is not the data's (`provider: app` for pods
+    labelled otherwise) finds no series on either side: inconclusive, which Flagger's rollout
+    hook answers 200, so Flagger shifts weight up to maxWeight with nothing judged. The
+    verdict cannot say more; the judge counts such analyses (an alert of the manifests warns
+    when it lasts) and its audit line says which side matched nothing."""
+    before = {side: _unmatched(client, "flagger", side) for side in ("canary", "stable")}
+    capsys.readouterr()
+    r = client.post("/v1/hooks/rollout", json={
+        "name": "nosuch", "namespace": "shop", "phase": "Progressing",
+        "metadata": {"config": "http", "start": str(lab.window(60)["start"]),
+                     "end": str(lab.window(60)["end"])}})
+    assert r.status_code == 200 and r.get_data(as_text=True).startswith("inconclusive")
+    for side in ("canary", "stable"):
+        assert _unmatched(client, "flagger", side) == before[side] + 1, side
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()
+               if '"event":"analysis"' in x]
+    assert line["unmatched"] == ["canary", "stable"] and line["verdict"] == "inconclusive"
+    # a stable that matches nothing beside a canary that does: only the stable is counted
+    was = {side: _unmatched(client, "api", side) for side in ("canary", "stable")}
+    wrong = {**payload(lab), "stable": {"rollouts_pod_template_hash": "nosuch"}}
+    assert client.post("/v1/analyze", json=wrong).json["verdict"] == "inconclusive"
+    assert _unmatched(client, "api", "stable") == was["stable"] + 1
+    assert _unmatched(client, "api", "canary") == was["canary"]
+    # a judged analysis counts nothing and its audit line has no `unmatched`
+    capsys.readouterr()
+    assert client.post("/v1/analyze", json=payload(lab)).json["verdict"] == "pass"
+    assert _unmatched(client, "api", "stable") == was["stable"] + 1
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()
+               if '"event":"analysis"' in x]
+    assert "unmatched" not in line
+
+
 def test_readiness_follows_the_metrics_source(client, lab):
     assert client.get("/healthz").status_code == 200
     r = client.get("/readyz")

@@ -45,7 +45,13 @@ from webhook.resolve import (
 )
 from webhook.rollout import canary_activity, max_gap, warmup_steps
 from webhook.sources import query_language
-from webhook.sources.base import MetricsSource, QueryLanguage, QueryRejected, QueryResult
+from webhook.sources.base import (
+    MetricsSource,
+    QueryKey,
+    QueryLanguage,
+    QueryRejected,
+    QueryResult,
+)
 
 # plan_queries, resolve_metrics, resolve_window: re-exported for bench/latency.py
 __all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "evaluate_gates",
@@ -73,6 +79,9 @@ class AnalysisResult:
     # why the judged window starts where it does, when the data alone did not decide it
     # (the request's `window.not_before` held it back); "" otherwise
     note: str = ""
+    # the sides whose every query came back without a series: their selector matches
+    # nothing (a label scheme that is not the data's, or a side not scraped)
+    unmatched: tuple[str, ...] = ()
 
 
 def lookup_config(request: AnalysisRequest, registry: ConfigRegistry) -> AnalysisConfig:
@@ -219,7 +228,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
     result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                     gate_action, began, got.upstream, gate_at)
+                     gate_action, began, got.upstream, gate_at, unmatched_sides(got.results))
     if got.held and request.window.not_before is not None:
         result = replace(result, note=f"judged from {clock(judged_start)}, not before "
                          f"{clock(request.window.not_before)} (window.not_before)")
@@ -329,7 +338,8 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
 def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[CheckResult],
             vars_: Mapping[str, str], window: ResolvedWindow, judged_start: float, mode: str,
             now: float, level: AppliedLevel | None, gate_action: str | None, began: float,
-            fetched: list[QueryResult], gate_at: float | None = None) -> AnalysisResult:
+            fetched: list[QueryResult], gate_at: float | None = None,
+            unmatched: tuple[str, ...] = ()) -> AnalysisResult:
     """Add the config's gates (read at `gate_at`, else at the window's given end, else now),
     combine the checks and shape the verdict."""
     if gate_action:
@@ -346,4 +356,19 @@ def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[Check
         analysis_id=secrets.token_hex(8), checks=checks,
         query_count=sum(r.requests for r in fetched),  # HTTP requests sent
         query_seconds=sum(r.seconds for r in fetched),
-        seconds=time.perf_counter() - began)
+        seconds=time.perf_counter() - began, unmatched=unmatched)
+
+
+def unmatched_sides(results: Mapping[QueryKey, QueryResult]) -> tuple[str, ...]:
+    """The sides whose every query came back without a series.
+
+    Not thin data but a selector that matches nothing: a Canary's label scheme (provider,
+    app_label, namespace_label) or a template's args that are not how the series are
+    labelled, or a side that is not scraped. Each such analysis is inconclusive, which Argo
+    pauses on, but Flagger's rollout hook answers 200 and Flagger keeps shifting weight, up to
+    maxWeight with nothing judged. The verdict cannot say more than inconclusive (a stable
+    with no data is "missing data"), so the judge counts these analyses for an alert."""
+    found: dict[str, bool] = {}
+    for key, result in results.items():
+        found[key.side] = found.get(key.side, False) or bool(result.series)
+    return tuple(side for side in ("canary", "stable") if found.get(side) is False)

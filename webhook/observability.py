@@ -49,6 +49,13 @@ BUSY_REFUSALS = Counter("canary_judge_busy_refusals_total",
 INTERNAL_ERRORS = Counter("canary_judge_internal_errors_total",
                           "Requests answered 500: an error of the judge itself (the service "
                           "log has the traceback).")
+# Analyses in which a side's selector matched no series at all (`analysis.unmatched_sides`):
+# inconclusive every time, and under Flagger a canary walked to maxWeight judged by nothing;
+# the alerts of manifests/components/alerts warn when it lasts.
+UNMATCHED = Counter("canary_judge_unmatched_selectors_total",
+                    "Analyses in which every query of one side (canary or stable) came back "
+                    "without a series: its selector matches nothing.",
+                    ["config", "caller", "side"])
 HOOK_RESPONSES = Counter("canary_judge_hook_responses_total",
                          "Flagger webhook answers, by hook type and HTTP status.",
                          ["hook", "status"])

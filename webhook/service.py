@@ -22,6 +22,7 @@ from webhook.observability import (
     ANALYSES,
     ANALYSIS_SECONDS,
     BUSY_REFUSALS,
+    UNMATCHED,
     UPSTREAM_ERRORS,
     UPSTREAM_QUERIES,
     audit,
@@ -155,10 +156,14 @@ class Service:
         _child(ANALYSES, result.config, caller, result.verdict).inc()
         _child(ANALYSIS_SECONDS, caller).observe(result.seconds)
         UPSTREAM_QUERIES.inc(result.query_count)
+        for side in result.unmatched:
+            _child(UNMATCHED, result.config, caller, side).inc()
         record.update(
             analysis_id=result.analysis_id, mode=result.mode, window=window_body(result),
             verdict=result.verdict, score=result.score, reason=result.reason, status=200,
             duration_s=round(result.seconds, 4), queries=result.query_count,
             query_seconds=round(result.query_seconds, 4))
+        if result.unmatched:
+            record["unmatched"] = list(result.unmatched)
         audit(record)
         return result
