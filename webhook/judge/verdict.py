@@ -100,13 +100,7 @@ def _names_together(names: Sequence[str]) -> list[str]:
     """`names` with the cohorts of one metric as one name, `x[facility=A,B,C]`, where the
     first of them stood: healthcare's pass listed 35 names, 30 of them five workflows (and
     their limits) three facilities over, in a reason Argo records at every poll."""
-    groups: dict[tuple[str, str] | str, list[str]] = {}
-    for name in names:
-        cohort = _COHORT.match(name)
-        key = (cohort["base"], cohort["label"]) if cohort else name
-        groups.setdefault(key, []).append(cohort["value"] if cohort else name)
-    return [key if isinstance(key, str) else f"{key[0]}[{key[1]}={','.join(values)}]"
-            for key, values in groups.items()]
+    return _together([(name, "") for name in names])
 
 
 def _cohorts_together(checks: Sequence[CheckResult], critical_mark: bool = False) -> list[str]:
@@ -114,18 +108,31 @@ def _cohorts_together(checks: Sequence[CheckResult], critical_mark: bool = False
     (`x[facility=A,B,C]: too little data: ...`), where the first of them stood. A workflow
     label the config does not match gave one line per workflow, limit and facility, thirty
     copies of six texts (7 KB); cohorts that differ in anything (their counts) stay apart."""
-    lines: list[str | list[str]] = []  # a reason, or [base, label, text, *values]
-    at: dict[tuple[str, str, str], list[str]] = {}
+    lines: list[tuple[str, str | None]] = []
     for check in checks:
-        cohort = _COHORT.match(check.name)
         mark = " [critical]" if critical_mark and check.critical else ""
-        if not (cohort and check.reason.startswith(check.name + ":")):
-            lines.append(check.reason + mark)
+        if check.reason.startswith(check.name + ":"):
+            lines.append((check.name, check.reason[len(check.name):] + mark))
+        else:
+            lines.append((check.reason + mark, None))
+    return _together(lines)
+
+
+def _together(lines: Sequence[tuple[str, str | None]]) -> list[str]:
+    """`name + text` for each line, the lines of one metric's cohorts with the same text as
+    one, `x[label=A,B,C]` + text, where the first of them stood. A line whose text is None is
+    kept as its name alone, never merged."""
+    out: list[str | list[str]] = []  # a line, or [base, label, text, *values]
+    at: dict[tuple[str, str, str], list[str]] = {}
+    for name, text in lines:
+        cohort = _COHORT.match(name) if text is not None else None
+        if cohort is None:
+            out.append(name + (text or ""))
             continue
-        key = (cohort["base"], cohort["label"], check.reason[len(check.name):] + mark)
+        key = (cohort["base"], cohort["label"], text or "")
         if key not in at:
             at[key] = [*key]
-            lines.append(at[key])
+            out.append(at[key])
         at[key].append(cohort["value"])
     return [line if isinstance(line, str) else
-            f"{line[0]}[{line[1]}={','.join(line[3:])}]{line[2]}" for line in lines]
+            f"{line[0]}[{line[1]}={','.join(line[3:])}]{line[2]}" for line in out]
