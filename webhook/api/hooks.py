@@ -42,6 +42,7 @@ from webhook.render import printable, readable
 from webhook.report.query import report_url
 from webhook.revisions import Change
 from webhook.sources import QueryLanguageError, SourceError, query_language
+from webhook.sources.prometheus.promql import stored_label_name
 from webhook.sources.prometheus.selectors import pod_selectors
 
 bp = Blueprint("hooks", __name__)
@@ -119,10 +120,10 @@ def _label_name(name: str, key: str) -> str:
     for the pod label as Kubernetes writes it (`app.kubernetes.io/name`)."""
     if _LANGUAGE.label_name_ok(name):
         return name
-    stored = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    stored = stored_label_name(name)
     hint = (f"; give the name Prometheus stores, e.g. {stored!r} (Kubernetes service "
             "discovery writes a pod label app.kubernetes.io/name as app_kubernetes_io_name)"
-            if stored and not stored[0].isdigit() else "")
+            if stored else "")
     raise AnalysisRequestError(f"metadata.{key}: {name!r} is not a Prometheus label name "
                                f"(letters, digits and _, no digit first){hint}", f"metadata.{key}")
 

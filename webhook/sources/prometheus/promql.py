@@ -127,13 +127,20 @@ def matchers_from_labels(labels: Mapping[str, object], field: str) -> tuple[Matc
     return tuple(out)
 
 
+def stored_label_name(name: str) -> str | None:
+    """The name Prometheus' Kubernetes discovery stores for a label it cannot hold as written
+    (`rollouts-pod-template-hash` as `rollouts_pod_template_hash`: every other character
+    turned into `_`), or None when `name` needs no change or no change makes it valid."""
+    fixed = _NOT_IN_NAME.sub("_", name)
+    return fixed if fixed != name and LABEL_NAME.fullmatch(fixed) else None
+
+
 def _invalid_name(name: str, field: str) -> PromQLError:
     """A label name Prometheus cannot hold, most often a Kubernetes label as the pod carries it
-    (`rollouts-pod-template-hash`, `app.kubernetes.io/name`): Prometheus' Kubernetes discovery
-    stores it with every other character turned into `_`, and that spelling is the fix."""
+    (`rollouts-pod-template-hash`, `app.kubernetes.io/name`): the name Prometheus stores for
+    it is the fix."""
     message = f"{field}: {name!r} is not a valid Prometheus label name"
-    fixed = _NOT_IN_NAME.sub("_", name)
-    if fixed != name and LABEL_NAME.fullmatch(fixed):
+    if fixed := stored_label_name(name):
         message += (f"; in Prometheus, Kubernetes' label {name} is {fixed} (every character "
                     "but letters, digits and _ becomes _)")
     else:
