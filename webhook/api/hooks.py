@@ -49,10 +49,9 @@ bp = Blueprint("hooks", __name__)
 
 HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
               "confirm-promotion", "rollback", "post-rollout", "event")
-_METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
-                  "namespace_label", "app_label", "start", "end", "lookback", "step", "warmup",
-                  "mode", "alpha", "inconclusive"}
 _WINDOW_KEYS = ("start", "end", "lookback", "step", "warmup")  # the request's `window`, flat
+_METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
+                  "namespace_label", "app_label", *_WINDOW_KEYS, "mode", "alpha", "inconclusive"}
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LANGUAGE = query_language()
 
