@@ -43,7 +43,7 @@ from webhook.resolve import (
     resolve_window,
     side_selectors,
 )
-from webhook.rollout import canary_activity, max_gap, warmup_steps
+from webhook.rollout import canary_activity, max_gap, warmup_seconds, warmup_steps
 from webhook.sources import query_language
 from webhook.sources.base import (
     MetricsSource,
@@ -241,9 +241,9 @@ def _warmup_covers(request: AnalysisRequest, config: AnalysisConfig, window: Res
     what to change: waiting helps only a window that ends now and a found rollout start (the
     warmup counts from it); a fixed window or a given end needs a longer window or a shorter
     warmup, which "too little data" never said."""
-    given = request.window.warmup
-    name = "window.warmup" if given is not None else f"the warmup of config {config.name!r}"
-    seconds = given if given is not None else config.defaults.seconds("warmup") or 0.0
+    name = ("window.warmup" if request.window.warmup is not None
+            else f"the warmup of config {config.name!r}")
+    seconds = warmup_seconds(request, config)
     found = begun is not None
     since = window.start + (begun or 0) * window.step
     origin = "where the canary's traffic began" if found else "the window's start"

@@ -58,12 +58,17 @@ def bounded_first(begun: int | None, floor: int | None, warmup: int,
     return bounded, bounded > first
 
 
-def warmup_steps(request: AnalysisRequest, config: AnalysisConfig, step: float) -> int:
-    """The warmup in steps: the request's, else the config's."""
+def warmup_seconds(request: AnalysisRequest, config: AnalysisConfig) -> float:
+    """The warmup: the request's, else the config's, else none."""
     warmup = request.window.warmup
     if warmup is None:
         warmup = config.defaults.seconds("warmup")
-    return math.ceil((warmup or 0.0) / step)
+    return warmup or 0.0
+
+
+def warmup_steps(request: AnalysisRequest, config: AnalysisConfig, step: float) -> int:
+    """The warmup in steps."""
+    return math.ceil(warmup_seconds(request, config) / step)
 
 
 def max_gap(step: float) -> int:
