@@ -296,3 +296,58 @@ def test_a_missing_instance_label_names_the_canary_key_that_sets_it(client, lab)
         "vars": {"risk_tolerance": "low"}})
     (check,) = [c for c in r.json["checks"] if c["name"] == "throughput"]
     assert "vars.instance_label" in check["reason"], check["reason"]
+
+
+@pytest.mark.parametrize(("meta", "start"), [
+    ({"start": "1700003600", "end": "1700000000", "lookback": ""},
+     "metadata.end must be after metadata.start"),
+    ({"start": "1700000000", "end": "1700003600"},
+     "metadata: give start and end, or lookback (with an optional end), not all three"),
+    ({"step": "4h"}, "metadata.step: 4h is longer than the window (1h: metadata.lookback"),
+    ({"lookback": "5"}, "metadata.step: 1m is longer than the window (5s: metadata.lookback"),
+    ({"step": "1s", "lookback": "5h"}, "metadata.step: 1s over 5h is 18,000 steps per query"),
+    ({"start": HOUR_AHEAD, "lookback": ""}, "metadata.start: "),
+    ({"canary_selector": 'app="orders"', "stable_selector": 'app="orders"'},
+     "metadata.stable_selector: canary and stable select the same series"),
+    ({"canary_selector": 'app=="orders"', "stable_selector": 'app="orders-primary"'},
+     "metadata.canary_selector, label app: use = (or =~), not =="),
+])
+def test_confirm_rollout_refuses_metadata_every_later_hook_refuses(client, capsys, meta, start):
+    """confirm-rollout answered 200 "rollout may start" to window metadata or selectors the
+    analysis refuses: Flagger scaled the canary up, moved traffic, and its first rollout hook
+    failed with 400 at every tick, each a failed check towards a rollback. It now gives the
+    rollout hook's own 400, so Flagger waits with the reason in its events and the audit log."""
+    ahead = str(time.time() + 3600)
+    meta = {k: ahead if v == HOUR_AHEAD else v for k, v in meta.items()}
+    capsys.readouterr()
+    r = hook(client, "confirm-rollout", "orders", **meta)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 400 and text.startswith(start), text
+    assert not re.search(r"window[.:]", text), text
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if f'"flagger_canary":"{NAMESPACE}/orders"' in line]
+    assert [(line["hook"], line["reason"][:len(start)]) for line in lines] == \
+        [("confirm-rollout", start)]
+    # word for word what the rollout hook answers (the clock in a future start's aside)
+    later = hook(client, "rollout", "orders", **meta)
+    assert later.status_code == 400
+    same = re.compile(r"it is now \S+")
+    assert same.sub("", later.get_data(as_text=True)) == same.sub("", text)
+
+
+def test_confirm_rollout_stays_data_free_for_metadata_an_analysis_takes(lab):
+    """Checking the metadata reads nothing: with Prometheus unreachable, confirm-rollout
+    still opens for metadata the rollout hooks take (a start a moment ago too: the first hook
+    answers "too little data yet", a 200) and refuses the rest, where an analysis is a 5xx."""
+    from webhook.app import create_app
+    from webhook.settings import load_settings
+    down = create_app(load_settings(prometheus_url="http://127.0.0.1:9",
+                                    config_dir=None)).test_client()
+    for meta in ({}, {"start": str(time.time() - 5), "lookback": ""},
+                 {"step": "30s", "lookback": "10m", "warmup": "2m", "mode": "fixed"}):
+        r = hook(down, "confirm-rollout", "podinfo", **meta)
+        assert r.status_code == 200, (meta, r.get_data(as_text=True))
+        assert r.get_data(as_text=True).startswith("rollout may start")
+    r = hook(down, "confirm-rollout", "podinfo", step="4h")
+    assert r.status_code == 400 and r.get_data(as_text=True).startswith("metadata.step: 4h")
+    assert hook(down, "rollout", "podinfo").status_code >= 500

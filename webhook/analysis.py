@@ -54,8 +54,9 @@ from webhook.sources.base import (
 )
 
 # plan_queries, resolve_metrics, resolve_window: re-exported for bench/latency.py
-__all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "evaluate_gates",
-           "lookup_config", "plan_queries", "resolve_metrics", "resolve_window", "run_analysis"]
+__all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "check_request",
+           "evaluate_gates", "lookup_config", "plan_queries", "resolve_metrics",
+           "resolve_window", "run_analysis"]
 
 
 @dataclass(frozen=True)
@@ -156,13 +157,10 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     began = time.perf_counter()
     language = language or query_language()
     now = time.time() if now is None else now
-    resolved = _resolve(request, registry, policy, language)
+    resolved, mode, window = _prepare(request, registry, policy, language, now)
     config, vars_, level, alpha, selectors = (resolved.config, resolved.vars_, resolved.level,
                                               resolved.alpha, resolved.selectors)
     specs = list(resolved.specs)
-    mode = request.mode or config.defaults.mode
-    window = resolve_window(request, config, policy, now, mode == "sequential")
-    check_metric_steps(specs, window)
     if window.too_short:
         # only a window from a given start to now is too short here: it grows as time
         # passes (`resolve_window` refuses one that never would, lookback=5 read as seconds
@@ -233,6 +231,36 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         result = replace(result, note=f"judged from {clock(judged_start)}, not before "
                          f"{clock(request.window.not_before)} (window.not_before)")
     return result
+
+
+def check_request(request: AnalysisRequest, registry: ConfigRegistry, policy: Policy,
+                  now: float | None = None, language: QueryLanguage | None = None) -> None:
+    """Refuse (AnalysisRequestError), without querying anything, what `run_analysis` would
+    refuse before its first query at `now`: the config, vars, metrics, alpha, selectors, the
+    window and the queries' text.
+
+    Flagger's confirm-rollout decides on gates alone and reads no data, but it is the last
+    word before traffic moves: answering 200 to metadata every later hook refuses (a start
+    after the end, a step longer than the window) started a rollout whose first rollout hook
+    failed, each tick a failed check. What only the metrics source can refuse (a regex only
+    Prometheus' compile rejects) is not seen here."""
+    language = language or query_language()
+    _prepare(request, registry, policy, language, time.time() if now is None else now)
+
+
+def _prepare(request: AnalysisRequest, registry: ConfigRegistry, policy: Policy,
+             language: QueryLanguage, now: float) -> tuple[_Resolved, str, ResolvedWindow]:
+    """What an analysis decides before its first query, each refusal raised in the order
+    the answer names it: `_resolve`'s, then the window at `now`, the metrics' own steps over
+    it and the queries' text (planned here, before a window too short to fetch returns, so a
+    first poll refuses what every later one would). One function for `run_analysis` and
+    `check_request`, so that a hook that only checks refuses exactly what an analysis does."""
+    resolved = _resolve(request, registry, policy, language)
+    mode = request.mode or resolved.config.defaults.mode
+    window = resolve_window(request, resolved.config, policy, now, mode == "sequential")
+    check_metric_steps(list(resolved.specs), window)
+    resolved.plan(window.step, language)
+    return resolved, mode, window
 
 
 def _warmup_covers(request: AnalysisRequest, config: AnalysisConfig, window: ResolvedWindow,

@@ -10,7 +10,7 @@ body becomes the reason in Kubernetes Events. The hook type is not in the payloa
 | pre-rollout, rollout | no failure (inconclusive too, unless `inconclusive: fail`) | 412 |
 | confirm-traffic-increase | no failure (same rule) | 412 holds the weight |
 | confirm-promotion | the analysis passed conclusively | 412 waits |
-| confirm-rollout | no deployment gate of the config blocks a start now | 412 waits |
+| confirm-rollout | the later hooks take the metadata; no gate blocks a start now | 400, 412 wait |
 | rollback | a critical check failed: roll back now | 412 (and 5xx on errors): no rollback |
 | post-rollout, event | always, at once | - |
 
@@ -32,7 +32,12 @@ from flask import Blueprint, Response
 from flask import request as flask_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from webhook.analysis import AnalysisRequestError, AnalysisResult, evaluate_gates
+from webhook.analysis import (
+    AnalysisRequestError,
+    AnalysisResult,
+    check_request,
+    evaluate_gates,
+)
 from webhook.api.body import BodyError, read_json_object
 from webhook.api.common import get_service, report_link, validation_message
 from webhook.configs import PROVIDERS, ConfigRegistry
@@ -224,7 +229,15 @@ def unknown_metadata(meta: dict[str, str], req: AnalysisRequest,
 
 def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
                      who: dict[str, str]) -> Response:
-    """May a rollout start now? Only the config's gates decide; no metrics are queried."""
+    """May a rollout start now? The config's gates decide; no metrics are queried.
+
+    Metadata that every later hook refuses is refused here first, with their answer
+    (`check_request`): Flagger waits on any non-2xx here and calls again each tick, whereas
+    a 200 moved traffic to a canary whose rollout hooks could only answer 400, each a failed
+    check. That includes what depends on the clock as the later hooks read it: a start more
+    than a few minutes ahead holds the rollout until it has passed (then the first rollout
+    hook says "too little data yet", a 200), instead of opening it to hooks that refuse it."""
+    check_request(req, service.registry, service.policy, language=service.language)
     # The gates read the server's clock: metadata is the app team's own, and `end: <last
     # Saturday>` opened the market-hours gate while the exchange traded.
     checks = evaluate_gates(req, service.registry, "start", at=service.clock())
