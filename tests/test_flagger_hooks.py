@@ -351,3 +351,29 @@ def test_confirm_rollout_stays_data_free_for_metadata_an_analysis_takes(lab):
     r = hook(down, "confirm-rollout", "podinfo", step="4h")
     assert r.status_code == 400 and r.get_data(as_text=True).startswith("metadata.step: 4h")
     assert hook(down, "rollout", "podinfo").status_code >= 500
+
+
+def test_a_warmup_that_covers_the_window_is_named_as_the_canary_sets_it(client, lab):
+    """A warmup leaving no step to judge was told to a Flagger user as `window.warmup (10m)
+    … give a longer window or a shorter window.warmup`: keys the Canary has no way to set
+    (its metadata holds `warmup` and `end` flat). The hook's answer names `metadata.warmup`
+    and `metadata.end`; /v1/analyze keeps the request's spelling."""
+    from webhook.lab.rollouts import HISTORY_SECONDS
+    began = lab.anchor - HISTORY_SECONDS  # where the planted traffic begins
+    cases = (  # (metadata, the fix the answer ends with)
+        ({"end": str(began + 1800), "lookback": "10m", "warmup": "10m", "mode": "fixed"},
+         "give a longer window or a shorter metadata.warmup"),
+        ({"end": str(began + 1800), "lookback": "", "warmup": "40m"},
+         "give a later metadata.end or a shorter metadata.warmup"),
+    )
+    for meta, fix in cases:
+        want = f"nothing to judge: metadata.warmup ({meta['warmup']}) leaves out every step"
+        r = hook(client, "rollout", "podinfo", **meta)
+        text = r.get_data(as_text=True)
+        assert r.status_code == 200 and want in text and fix in text, text
+        assert "window." not in text.partition(" [analysis")[0], text
+        # a 412 is what Flagger writes into the Canary's events
+        r = hook(client, "confirm-promotion", "podinfo", **meta)
+        text = r.get_data(as_text=True)
+        assert r.status_code == 412 and text.startswith(f"not promoting: inconclusive: {want}")
+        assert fix in text and "window." not in text.partition(" [analysis")[0], text

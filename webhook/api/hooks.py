@@ -160,11 +160,18 @@ def metadata_spelling(exc: AnalysisRequestError,
     return AnalysisRequestError(message, f"metadata.{key}", exc.status)
 
 
+def _metadata_words(text: str) -> str:
+    """`text` (a refusal, or an answer's reason) with the window's keys as the Canary names
+    them: `window.warmup` is `metadata.warmup`. The analysis words its reasons for the POST
+    body and Argo's args; one sentence serves every caller, and each layer re-spells it (as
+    `metadata_spelling` does a refusal's field), rather than a second copy of the text."""
+    return _WINDOW_FIELD.sub(r"metadata.\1", text)
+
+
 def _window_spelling(exc: AnalysisRequestError, field: str) -> AnalysisRequestError:
     """A window key's refusal as `metadata.lookback` (the metadata holds start, end, lookback,
     step and warmup flat); `window: give start and end, or lookback…` as `metadata: …`."""
-    message = _WINDOW_FIELD.sub(r"metadata.\1", exc.message)
-    message = re.sub(r"^(?:metadata\.)?window:", "metadata:", message)
+    message = re.sub(r"^(?:metadata\.)?window:", "metadata:", _metadata_words(exc.message))
     key = field.removeprefix("window").removeprefix(".")
     return AnalysisRequestError(message, f"metadata.{key}" if key else "metadata", exc.status)
 
@@ -258,8 +265,9 @@ def _decide(hook: str, result: AnalysisResult, meta: dict[str, str],
     tail = (f"{'; ' + result.note if result.note else ''}"
             f" [analysis {result.analysis_id}, score {result.score:g}"
             f"{', report ' + report if report else ''}]")
-    # Flagger shows the answer in the Canary's events: keep the link whole within one line.
-    reason = result.reason[:max(_MAX_LINE - len(tail) - 40, 200)]
+    # Flagger shows the answer in the Canary's events: keep the link whole within one line;
+    # a reason naming `window.warmup` names the key the Canary sets, `metadata.warmup`
+    reason = _metadata_words(result.reason)[:max(_MAX_LINE - len(tail) - 40, 200)]
     if hook == "rollback":
         if result.critical_failure:
             return 200, f"roll back: {reason}{tail}"
