@@ -555,7 +555,7 @@ def test_an_answer_that_judged_nothing_names_only_checks_it_has(client, lab):
             ({"end": began + 120, "warmup": "2m"}, "nothing to judge: window.warmup (2m)"),
             ({**past, "not_before": past["end"] - 15},
              "nothing to judge yet: no whole step has ended since"),
-            ({"start": time.time() - 5}, "too little data yet: the window is")):
+            ({"start": time.time() - 5}, "too little data yet: the first whole step after")):
         answer = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"),
                                                       window=window)).json
         assert answer["verdict"] == "inconclusive", answer

@@ -4,7 +4,8 @@
   that label: now 400 naming the label;
 - a typo in Flagger metadata became an unused query var: now 412 naming the key;
 - a window shorter than one step (a first poll with an explicit start) was a 400: it is a valid
-  question with too little data yet, so 200 inconclusive; one that stays shorter (start and
+  question with too little data yet, so 200 inconclusive saying when to ask again (it said
+  "the window is 0s … ask again later"); one that stays shorter (start and
   end, a lookback) answered 200 inconclusive for ever: now 400 naming window.step;
 - CANARY_JUDGE_DEFAULT_ALPHA never applied (the config's implicit default won);
 - a config field that cannot be parsed (`step: "1 minute"`) loaded, then every analysis was a
@@ -13,12 +14,17 @@
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from webhook.analysis import Policy, clock, run_analysis
 from webhook.app import create_app
+from webhook.configs import load_registry
 from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash
+from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
 
 
@@ -69,14 +75,52 @@ def test_a_typo_in_flagger_metadata_is_412_naming_the_key(client, hook):
 def test_a_window_shorter_than_one_step_is_inconclusive_while_it_grows(client, lab):
     """A controller's first poll: an explicit start a moment ago, no end. "now" aligned down
     to the step may even lie before the start: a question asked too early, which time
-    answers."""
-    r = client.post("/v1/analyze", json={**body(lab), "window": {"start": time.time() - 5}})
+    answers, so the answer says when to ask again."""
+    start = time.time() - 5
+    ready = math.ceil((start + 60) / 60) * 60  # the first whole (aligned) minute after it
+    r = client.post("/v1/analyze", json={**body(lab), "window": {"start": start}})
     assert r.status_code == 200 and r.json["verdict"] == "inconclusive", r.json
     assert {c["verdict"] for c in r.json["checks"]} == {"inconclusive"}
-    assert "too little data yet" in r.json["reason"] and "ask again later" in r.json["reason"]
-    # Flagger's hooks: inconclusive is not a failed check.
-    status, text = flagger(client, "rollout", start=str(time.time() - 5), lookback=None)
-    assert status == 200 and "too little data yet" in text
+    assert r.json["reason"] == (
+        f"inconclusive: too little data yet: the first whole step after window.start "
+        f"({clock(start)}) runs from {clock(ready - 60)} to {clock(ready)} (step 1m); ask "
+        f"again after {clock(ready)}"), r.json["reason"]
+    # Flagger's hooks: inconclusive is not a failed check, and the key is the Canary's.
+    status, text = flagger(client, "rollout", start=str(start), lookback=None)
+    assert status == 200 and text.startswith(
+        f"inconclusive: too little data yet: the first whole step after metadata.start "
+        f"({clock(start)}) runs from"), text
+    assert f"ask again after {clock(ready)}" in text
+
+
+@pytest.mark.parametrize(("ago", "step", "start", "runs"), [
+    # "now" (12:00:20) aligned down to the step (12:00:00) lies before the start: the
+    # window was "0s", and "ask again later" did not say when
+    (5, "1m", "12:00:15Z", "from 12:01:00Z to 12:02:00Z (step 1m); ask again after 12:02:00Z"),
+    (5, "5m", "12:00:15Z", "from 12:05:00Z to 12:10:00Z (step 5m); ask again after 12:10:00Z"),
+    # a start up to five minutes ahead (clocks disagree) is a question asked early too
+    (-100, "1m", "12:02:00Z", "from 12:02:00Z to 12:03:00Z (step 1m); ask again after "
+     "12:03:00Z"),
+    # the window is longer than nothing but shorter than a step (it was "20s")
+    (40, "1m", "11:59:40Z", "from 12:00:00Z to 12:01:00Z (step 1m); ask again after 12:01:00Z"),
+    (30, "30s", "11:59:50Z", "from 12:00:00Z to 12:00:30Z (step 30s); ask again after "
+     "12:00:30Z"),
+])
+def test_a_window_too_short_yet_says_when_its_first_whole_step_ends(ago, step, start, runs):
+    """The first poll of a window from a start to now answered "the window is 0s, shorter than
+    one step (60s); ask again later" whenever the start lay after now aligned down to the step:
+    a window of nothing, and no time. It names the first whole step, which the window's end
+    (a multiple of the step) reaches, and when to ask again."""
+    now = datetime(2026, 12, 3, 12, 0, 20, tzinfo=UTC).timestamp()
+    request = AnalysisRequest.model_validate({
+        "config": "http", "canary": {"app": "web"}, "stable": {"app": "web-primary"},
+        "window": {"start": now - ago, "step": step}})
+    # nothing is fetched: a source that is called fails the test
+    result = run_analysis(request, load_registry(None), None,  # type: ignore[arg-type]
+                          Policy(), now=now)
+    assert result.verdict == "inconclusive" and result.query_count == 0
+    assert result.reason == (f"inconclusive: too little data yet: the first whole step after "
+                             f"window.start ({start}) runs {runs}"), result.reason
 
 
 def test_a_window_that_stays_shorter_than_one_step_is_a_400_naming_step_and_fix(client, lab):

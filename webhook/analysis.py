@@ -164,12 +164,17 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     if window.too_short:
         # only a window from a given start to now is too short here: it grows as time
         # passes (`resolve_window` refuses one that never would, lookback=5 read as seconds
-        # where 5m was meant, or `step: 4h` against sequential mode's 3 h search)
-        seconds = max(window.end - window.start, 0.0)
+        # where 5m was meant, or `step: 4h` against sequential mode's 3 h search). Its
+        # length said "the window is 0s" when the start lay after now aligned down to the
+        # step: the time to ask again says what the caller needs
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
                             gate_action, began, [], window.start, gate_at, (
-                                f"too little data yet: the window is {seconds:g}s, shorter "
-                                f"than one step ({window.step:g}s); ask again later"))
+                                "too little data yet: the first whole step after "
+                                f"window.start ({clock(window.start)}) runs from "
+                                f"{clock(window.first_step_end - window.step)} to "
+                                f"{clock(window.first_step_end)} (step "
+                                f"{duration_text(window.step)}); ask again after "
+                                f"{clock(window.first_step_end)}"))
     try:
         got = fetch_window(request, config, specs, selectors, vars_, window, mode, source,
                            language, deadline, starts, resolved.plan(window.step, language))

@@ -82,6 +82,13 @@ class ResolvedWindow:
         """Steps evaluated: start+step … end, which covers (start, end]."""
         return grid_size(self.start + self.step, self.end, self.step)
 
+    @property
+    def first_step_end(self) -> float:
+        """When a window that is `too_short` will hold its first whole step: the first end
+        `resolve_window` gives a window ending now (now aligned down to a multiple of the
+        step) that lies a step or more after the start. A poll from then on judges it."""
+        return math.ceil((self.start + self.step) / self.step) * self.step
+
 
 def resolve_vars(request: AnalysisRequest, config: AnalysisConfig) -> dict[str, str]:
     """The config's vars with the request's on top; a locked var may not be set (403)."""
