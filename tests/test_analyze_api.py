@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -478,19 +479,45 @@ def test_not_before_bounds_the_judged_start_and_says_so(client, lab):
         ratio = next(c for c in answer["checks"] if c["name"] == "error_ratio")
         assert ratio["canary"]["n"] < 0.2 * next(
             c for c in plain["checks"] if c["name"] == "error_ratio")["canary"]["n"]
-    # a bound inside the window's last step leaves no whole step: nothing judged yet, said so
+    # a bound inside the window's last step leaves no whole step: nothing judged, said so
     # (it read "the canary has 0 requests, and it has sent (almost) none", and the note
-    # "judged from 13:25:00Z, not before 13:25:30Z")
+    # "judged from 13:25:00Z, not before 13:25:30Z"). The window's end is given (a decision
+    # replayed): waiting never helps, and "ask again after the next step" said it would
     for bound in (window["end"] - 15, window["end"] + 30):
         answer = client.post("/v1/analyze", json=body(
             lab, canary, window={**window, "not_before": bound})).json
         assert answer["verdict"] == "inconclusive" and answer["window"]["note"] == ""
-        since = datetime.fromtimestamp(bound, UTC)
-        for check in answer["checks"]:
-            assert check["reason"].endswith(
-                f"nothing to judge yet: no whole step has ended since {since:%H:%M:%S}Z "
-                "(window.not_before, where a new revision's data begin); ask again after the "
-                "next step"), check["reason"]
+        want = (f"nothing to judge: no whole step after window.not_before ({_clock(bound)}, "
+                "where a new revision's data begin) ends by the window's end at "
+                f"{_clock(window['end'])}, which waiting will not move (set by window.end); "
+                f"give a window.end of {_clock(bound + 60)} or later")
+        assert answer["reason"] == f"inconclusive: {want}", answer["reason"]
+        assert {check["reason"] for check in answer["checks"]} == {want}
+    # a start and a lookback fix the end too; a third key is refused, so the lookback is named
+    answer = client.post("/v1/analyze", json=body(lab, canary, window={
+        "start": window["start"], "lookback": "60m", "not_before": window["end"] - 15})).json
+    assert answer["reason"].endswith(
+        "which waiting will not move (set by window.start and window.lookback); give a "
+        "window.lookback of 1h45s or more"), answer["reason"]
+
+
+def test_a_not_before_in_the_last_step_says_when_its_first_step_ends(client, lab):
+    """A window ending now whose `not_before` (a new revision, seen this minute) leaves no
+    whole step said "ask again after the next step": no time. It names the first whole step
+    after the bound, as a first poll names the first after its start, and when to ask."""
+    minute = math.floor(time.time() / 60) * 60
+    bound = minute + 1  # this minute or, if it turns before the call, the last one's step
+    answer = client.post("/v1/analyze", json=body(lab, argo_hash("errors3x"), window={
+        "lookback": "10m", "step": "1m", "not_before": bound})).json
+    assert answer["reason"] == (
+        f"inconclusive: nothing to judge yet: the first whole step after window.not_before "
+        f"({_clock(bound)}, where a new revision's data begin) runs from {_clock(minute + 60)} "
+        f"to {_clock(minute + 120)} (step 1m); ask again after {_clock(minute + 120)}"
+    ), answer["reason"]
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%SZ")
 
 
 def test_a_get_of_the_post_route_says_what_to_do(client, lab):
@@ -554,7 +581,7 @@ def test_an_answer_that_judged_nothing_names_only_checks_it_has(client, lab):
     for window, why in (
             ({"end": began + 120, "warmup": "2m"}, "nothing to judge: window.warmup (2m)"),
             ({**past, "not_before": past["end"] - 15},
-             "nothing to judge yet: no whole step has ended since"),
+             "nothing to judge: no whole step after window.not_before"),
             ({"start": time.time() - 5}, "too little data yet: the first whole step after")):
         answer = client.post("/v1/analyze", json=body(lab, argo_hash("healthy"),
                                                       window=window)).json

@@ -13,6 +13,7 @@ back (`AnalysisResult`) and shape it themselves (`webhook.api.answer`).
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -206,11 +207,8 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         # step): every count would read "0 requests, sent (almost) none", which blames the
         # canary, and the note said "judged from" a step it had not judged
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at, (
-                                "nothing to judge yet: no whole step has ended since "
-                                f"{clock(request.window.not_before)} (window.not_before, "
-                                "where a new revision's data begin); ask again after the "
-                                "next step"))
+                            gate_action, began, got.upstream, window.end, gate_at,
+                            _not_before_covers(request, window, request.window.not_before))
     warmup = warmup_steps(request, config, window.step)
     searched = mode == "sequential" and request.window.start is None
     if warmup and judged_start >= window.end and not (searched and got.begun is None):
@@ -289,6 +287,39 @@ def _warmup_covers(request: AnalysisRequest, config: AnalysisConfig, window: Res
     if request.window.end is not None:
         return text + "give a later window.end or a shorter window.warmup"
     return text + f"ask again after {clock(since + (warmup + 1) * window.step)}"
+
+
+def not_before_words(since: float) -> str:
+    """How a reason names the request's `window.not_before` bound at `since`. Only a Flagger
+    hook sets it for its callers, after a revision change, and no Canary has the key: the hook
+    swaps exactly these words for the change it saw (`hooks._canary_words`), so the sentence
+    around them stays one, written here."""
+    return f"window.not_before ({clock(since)}, where a new revision's data begin)"
+
+
+def _not_before_covers(request: AnalysisRequest, window: ResolvedWindow, since: float) -> str:
+    """Why nothing is judged when `window.not_before` (`since`) leaves no whole step before
+    the window's end, and what to do. A window ending now gains the first whole step after
+    the bound at a time the answer names (a first poll's rule, `first_step_end_after`;
+    "ask again after the next step" named none). A window whose end is fixed (a decision
+    replayed) never does: waiting cannot help, so it names the end that would, as
+    `_warmup_covers` does."""
+    bound = not_before_words(since)
+    w = request.window
+    if w.end is None and not (w.start is not None and w.lookback is not None):
+        ready = window.first_step_end_after(since)
+        return (f"nothing to judge yet: the first whole step after {bound} runs from "
+                f"{clock(ready - window.step)} to {clock(ready)} (step "
+                f"{duration_text(window.step)}); ask again after {clock(ready)}")
+    # steps are laid back from a fixed end: one ending a step or more after the bound holds one
+    if w.end is not None:
+        fixed, fix = "window.end", f"give a window.end of {clock(since + window.step)} or later"
+    else:  # start + lookback: a third key would be refused, the lookback is what to change
+        fixed = "window.start and window.lookback"
+        longer = duration_text(math.ceil(since + window.step - (w.start or 0.0)))
+        fix = f"give a window.lookback of {longer} or more"
+    return (f"nothing to judge: no whole step after {bound} ends by the window's end at "
+            f"{clock(window.end)}, which waiting will not move (set by {fixed}); {fix}")
 
 
 def clock(ts: float) -> str:

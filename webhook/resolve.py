@@ -84,10 +84,16 @@ class ResolvedWindow:
 
     @property
     def first_step_end(self) -> float:
-        """When a window that is `too_short` will hold its first whole step: the first end
-        `resolve_window` gives a window ending now (now aligned down to a multiple of the
-        step) that lies a step or more after the start. A poll from then on judges it."""
-        return math.ceil((self.start + self.step) / self.step) * self.step
+        """When a window that is `too_short` will hold its first whole step
+        (`first_step_end_after` its start). A poll from then on judges it."""
+        return self.first_step_end_after(self.start)
+
+    def first_step_end_after(self, since: float) -> float:
+        """When the first whole step after `since` ends in a window ending now: the first end
+        `resolve_window` gives such a window (now aligned down to a multiple of the step)
+        that lies a step or more after `since`. One rule for every "ask again after": the
+        window's start (a first poll) and `window.not_before` (a new revision's first step)."""
+        return math.ceil((since + self.step) / self.step) * self.step
 
 
 def resolve_vars(request: AnalysisRequest, config: AnalysisConfig) -> dict[str, str]:
