@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 
@@ -377,3 +378,42 @@ def test_a_warmup_that_covers_the_window_is_named_as_the_canary_sets_it(client, 
         text = r.get_data(as_text=True)
         assert r.status_code == 412 and text.startswith(f"not promoting: inconclusive: {want}")
         assert fix in text and "window." not in text.partition(" [analysis")[0], text
+
+
+def test_a_new_revision_with_no_whole_step_yet_is_told_in_the_canarys_terms(client,
+                                                                           monkeypatch):
+    """A hook in the minute this replica saw a new revision has nothing to judge. It read
+    "no whole step has ended since 12:00:01Z (window.not_before, where a new revision's data
+    begin); ask again after the next step": a key no Canary has (the hook sets it after a
+    revision change) and no time. It names the change and when to ask again; with a given
+    `end`, that waiting will not help and the `metadata.end` that would."""
+    revisions = client.application.extensions["canary_judge"].revisions
+    minute = math.floor(time.time() / 60) * 60
+    seen = minute + 1  # this minute or, if it turns before the call, the last one's step
+
+    def restarted(name: str, **meta: str) -> tuple[int, str]:
+        """Hooks for Flagger canary `name` (judging podinfo) with revision aaa, then bbb."""
+        for checksum, at in (("aaa1111111", seen - 600), ("bbb2222222", seen)):
+            monkeypatch.setattr(revisions, "clock", lambda at=at: at)
+            r = client.post("/v1/hooks/rollout", json={
+                "name": name, "namespace": NAMESPACE, "phase": "Progressing",
+                "checksum": checksum, "metadata": {"target": "podinfo", "lookback": "10m",
+                                                   **SCHEME_VARS["app"], **meta}})
+        return r.status_code, r.get_data(as_text=True)
+
+    change = f"this replica saw revision bbb2222222 replace aaa1111111 at {_clock(seen)} "
+    status, text = restarted("nb-now")
+    assert status == 200 and text.startswith(
+        f"inconclusive: nothing to judge yet: the first whole step after {change}(the new "
+        f"revision's data begin then) runs from {_clock(minute + 60)} to "
+        f"{_clock(minute + 120)} (step 1m); ask again after {_clock(minute + 120)} ["), text
+    status, text = restarted("nb-end", end=str(seen - 30))
+    assert status == 200 and text.startswith(
+        f"inconclusive: nothing to judge: no whole step after {change}(the new revision's "
+        f"data begin then) ends by the window's end at {_clock(seen - 30)}, which waiting "
+        f"will not move (set by metadata.end); give a metadata.end of {_clock(seen + 60)} "
+        "or later ["), text
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%SZ", time.gmtime(ts))

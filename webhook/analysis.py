@@ -56,8 +56,8 @@ from webhook.sources.base import (
 
 # plan_queries, resolve_metrics, resolve_window: re-exported for bench/latency.py
 __all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "check_request",
-           "evaluate_gates", "lookup_config", "plan_queries", "resolve_metrics",
-           "resolve_window", "run_analysis"]
+           "evaluate_gates", "lookup_config", "not_before_words", "plan_queries",
+           "resolve_metrics", "resolve_window", "run_analysis"]
 
 
 @dataclass(frozen=True)

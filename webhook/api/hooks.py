@@ -36,7 +36,9 @@ from webhook.analysis import (
     AnalysisRequestError,
     AnalysisResult,
     check_request,
+    clock,
     evaluate_gates,
+    not_before_words,
 )
 from webhook.api.body import BodyError, read_json_object
 from webhook.api.common import get_service, report_link, validation_message
@@ -45,7 +47,7 @@ from webhook.models import AnalysisRequest
 from webhook.observability import HOOK_RESPONSES, audit
 from webhook.render import printable, readable
 from webhook.report.query import report_url
-from webhook.revisions import Change
+from webhook.revisions import Change, short
 from webhook.sources import QueryLanguageError, SourceError, query_language
 from webhook.sources.prometheus.promql import stored_label_name
 from webhook.sources.prometheus.selectors import pod_selectors
@@ -168,6 +170,21 @@ def _metadata_words(text: str) -> str:
     return _WINDOW_FIELD.sub(r"metadata.\1", text)
 
 
+def _canary_words(text: str, change: Change | None) -> str:
+    """`text` (an answer's reason) as the Canary reads it: the window's keys as its metadata
+    names them (`_metadata_words`), and the bound a revision change set as what happened.
+    The hook sets `window.not_before` itself (`_after_revision_change`) and no Canary has the
+    key, so the words naming it (`not_before_words`, exactly) become the change this replica
+    saw, as the window's note does (`Change.note`); the sentence around them is the
+    analysis' own, for every caller."""
+    if change is not None:
+        text = text.replace(not_before_words(change.since),
+                            f"this replica saw revision {short(change.new)} replace "
+                            f"{short(change.old)} at {clock(change.since)} (the new "
+                            "revision's data begin then)")
+    return _metadata_words(text)
+
+
 def _window_spelling(exc: AnalysisRequestError, field: str) -> AnalysisRequestError:
     """A window key's refusal as `metadata.lookback` (the metadata holds start, end, lookback,
     step and warmup flat); `window: give start and end, or lookback…` as `metadata: …`."""
@@ -259,15 +276,16 @@ def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
 
 
 def _decide(hook: str, result: AnalysisResult, meta: dict[str, str],
-            report: str = "") -> tuple[int, str]:
+            report: str = "", change: Change | None = None) -> tuple[int, str]:
     verdict = result.verdict
     # why the window starts late (a new revision replaced the judged one), before the tail
     tail = (f"{'; ' + result.note if result.note else ''}"
             f" [analysis {result.analysis_id}, score {result.score:g}"
             f"{', report ' + report if report else ''}]")
     # Flagger shows the answer in the Canary's events: keep the link whole within one line;
-    # a reason naming `window.warmup` names the key the Canary sets, `metadata.warmup`
-    reason = _metadata_words(result.reason)[:max(_MAX_LINE - len(tail) - 40, 200)]
+    # a reason naming `window.warmup` names the key the Canary sets, `metadata.warmup`, and
+    # one naming the bound `change` set, the revision change
+    reason = _canary_words(result.reason, change)[:max(_MAX_LINE - len(tail) - 40, 200)]
     if hook == "rollback":
         if result.critical_failure:
             return 200, f"roll back: {reason}{tail}"
@@ -334,7 +352,7 @@ def flagger_hook(hook: str) -> Response:
         return _text(exc.status, hook, exc.message)
     report = report_link(report_url(req, result.end, service.settings.public_url or ""),
                          req.config, service.settings)
-    status, line = _decide(hook, result, meta, report)
+    status, line = _decide(hook, result, meta, report, change)
     return _text(status, hook, line)
 
 
