@@ -60,6 +60,31 @@ def test_a_start_in_the_future_is_named_with_the_time_it_is_now(client):
             r.json["message"]), r.json["message"]
 
 
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+NOW = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # "it is now …", whatever the second
+
+
+def test_an_end_in_the_future_says_the_time_and_the_fix_on_every_path(client):
+    """An end an hour ahead was refused by an analysis as the bare "window.end is in the
+    future" and by the gates alone as "…; give a time that has passed (a decision to replay),
+    or none for now": two texts of one refusal, neither saying what time it is (as a future
+    start's does). One text now, on every path."""
+    end = math.floor(time.time()) + 3600
+    want = (rf"window\.end: {_utc(end)} is in the future \(it is now {NOW}\); give a time "
+            r"that has passed \(a decision to replay\), or leave end out to judge up to now")
+    sides = {"canary.rollouts_pod_template_hash": "a1",
+             "stable.rollouts_pod_template_hash": ARGO_STABLE}
+    for r in (client.post("/v1/analyze", json={**GOOD, "window": {"end": end}}),
+              client.post("/v1/analyze", json={**GOOD, "window": {"end": end, "step": "30s"}}),
+              client.get("/v1/analyze/http", query_string={**sides, "end": end}),
+              client.post("/v1/gates", json={**GOOD, "window": {"end": end}})):
+        assert r.status_code == 400 and r.json["field"] == "window.end", r.json
+        assert re.fullmatch(want, r.json["message"]), r.json["message"]
+
+
 def test_a_request_without_either_side_names_both(client):
     """`GET /v1/analyze/http` with no selector said "canary: required field is missing (and
     1 more)": the person added canary and was refused again for stable."""

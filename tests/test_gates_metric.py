@@ -138,7 +138,12 @@ def test_a_gate_is_not_read_at_a_future_instant(client):
         saturday += 7 * 86400
     r = gates(client, "trading", saturday, risk_tolerance="medium")
     assert r.status_code == 400 and r.json["field"] == "window.end", r.json
-    assert "in the future" in r.json["message"]
+    # the analysis' own refusal, word for word (`resolve.check_end_passed`)
+    assert r.json["message"].startswith(
+        f"window.end: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(saturday))} is in the "
+        "future (it is now "), r.json["message"]
+    assert r.json["message"].endswith("; give a time that has passed (a decision to replay), "
+                                      "or leave end out to judge up to now"), r.json["message"]
     hook = client.post("/v1/hooks/confirm-rollout", json={
         "name": "orders", "namespace": "shop", "metadata": {
             "config": "trading", "risk_tolerance": "medium",

@@ -30,11 +30,11 @@ from webhook.models import AnalysisRequest
 from webhook.plan import plan_queries
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
 from webhook.resolve import (
-    FUTURE_SLACK,
     AnalysisRequestError,
     Policy,
     ResolvedWindow,
     callers_query,
+    check_end_passed,
     check_metric_steps,
     duration_text,
     resolve_alpha,
@@ -116,13 +116,10 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
     config = lookup_config(request, registry)
     vars_ = resolve_vars(request, config)
     now = now or time.time()
-    given = request.window.end
     at = _gate_instant(request, at, now)
-    if given is not None and given > now + FUTURE_SLACK:
-        # an end replays a decision made; one in the future (a Saturday to come) opened the
-        # market-hours gate today, where an analysis' own window refuses such an end
-        raise AnalysisRequestError("window.end is in the future; give a time that has passed "
-                                   "(a decision to replay), or none for now", "window.end")
+    # an end replays a decision made; one in the future (a Saturday to come) opened the
+    # market-hours gate today: refused as an analysis' own window refuses it
+    check_end_passed(request.window.end, now)
     try:
         _, level = apply_level(config, [], vars_)
         return gate_checks(config, vars_, action, at, canary_revision(request), level)

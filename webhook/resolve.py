@@ -173,8 +173,7 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
             "time before now, or leave start out", "window.start")
     if end <= start:
         raise AnalysisRequestError("window.end must be after window.start", "window.end")
-    if end > now + FUTURE_SLACK:
-        raise AnalysisRequestError("window.end is in the future", "window.end")
+    check_end_passed(end, now)
     if (end - start) / step > policy.max_points:
         raise AnalysisRequestError(
             f"window.step: {duration_text(step)} over {duration_text(end - start)} is "
@@ -190,6 +189,19 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
     elif not (w.start is not None and w.end is None and w.lookback is None):
         raise _never_judged(request, config, policy, step, end - start, sequential)
     return ResolvedWindow(start, end, step, too_short=(end - start) < step)
+
+
+def check_end_passed(end: float | None, now: float) -> None:
+    """Refuse a given `window.end` more than FUTURE_SLACK after `now`. An end replays a
+    decision made; one still to come has no data yet, and read the gates (a Saturday to
+    come) as if it were here. One refusal for the analysis' window and the gates alone
+    (`evaluate_gates`): it said the bare "window.end is in the future" on one path and the
+    fix on the other; like a future start's, it says what time it is."""
+    if end is not None and end > now + FUTURE_SLACK:
+        raise AnalysisRequestError(
+            f"window.end: {_utc(end)} is in the future (it is now {_utc(now)}); give a time "
+            "that has passed (a decision to replay), or leave end out to judge up to now",
+            "window.end")
 
 
 def _utc(ts: float) -> str:
