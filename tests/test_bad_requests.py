@@ -85,6 +85,19 @@ def test_an_end_in_the_future_says_the_time_and_the_fix_on_every_path(client):
         assert re.fullmatch(want, r.json["message"]), r.json["message"]
 
 
+def test_a_start_and_lookback_ending_in_the_future_names_the_lookback(client):
+    """A start ten minutes ago and an hour's lookback end 50 minutes ahead: refused as
+    "window.end is in the future", an end nobody gave; "give an end that has passed" would
+    not be the fix either. The lookback is."""
+    start = math.floor(time.time()) - 600
+    r = client.post("/v1/analyze", json={**GOOD, "window": {"start": start, "lookback": "1h"}})
+    assert r.status_code == 400 and r.json["field"] == "window.lookback", r.json
+    assert re.fullmatch(
+        rf"window\.lookback: window\.start \({_utc(start)}\) plus window\.lookback \(1h\) "
+        rf"ends at {_utc(start + 3600)}, in the future \(it is now {NOW}\); give a shorter "
+        r"lookback, or leave lookback out to judge up to now", r.json["message"]), r.json
+
+
 def test_a_request_without_either_side_names_both(client):
     """`GET /v1/analyze/http` with no selector said "canary: required field is missing (and
     1 more)": the person added canary and was refused again for stable."""

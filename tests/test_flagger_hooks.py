@@ -430,3 +430,8 @@ def test_an_end_in_the_future_reads_as_the_canary_writes_it(client, kind):
         rf"metadata\.end: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end))} is in the "
         r"future \(it is now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); give a time that has "
         r"passed \(a decision to replay\), or leave end out to judge up to now\n", text), text
+    # a start and a lookback ending ahead name the lookback, not an end the Canary never set
+    start = math.floor(time.time()) - 600
+    text = hook(client, kind, "orders", start=str(start), lookback="1h").get_data(as_text=True)
+    assert text.startswith("metadata.lookback: metadata.start (") and text.endswith(
+        "; give a shorter lookback, or leave lookback out to judge up to now\n"), text

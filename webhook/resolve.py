@@ -173,7 +173,15 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
             "time before now, or leave start out", "window.start")
     if end <= start:
         raise AnalysisRequestError("window.end must be after window.start", "window.end")
-    check_end_passed(end, now)
+    if w.end is None and end > now + FUTURE_SLACK:
+        # a start and a lookback: no end was given, so "give an end that has passed" is not
+        # the fix; the lookback is, or none (judge up to now)
+        raise AnalysisRequestError(
+            f"window.lookback: window.start ({_utc(start)}) plus window.lookback "
+            f"({duration_text(lookback)}) ends at {_utc(end)}, in the future (it is now "
+            f"{_utc(now)}); give a shorter lookback, or leave lookback out to judge up to now",
+            "window.lookback")
+    check_end_passed(w.end, now)
     if (end - start) / step > policy.max_points:
         raise AnalysisRequestError(
             f"window.step: {duration_text(step)} over {duration_text(end - start)} is "
