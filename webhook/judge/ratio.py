@@ -322,21 +322,29 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
         harm_sum_c, harm_sum_s = harm_sums.get(sign) or (float(np.add.reduce(harm_c)),
                                                          float(np.add.reduce(harm_s)))
         _, high = newcombe_interval(harm_sum_c, sum_n_c, harm_sum_s, sum_n_s, norm_isf(a))
-        need_pass = pass_all and not high <= allowed
+        # once a test has failed the check, no pass is left to show
+        need_pass = pass_all and not sign_failed and not high <= allowed
         # the rate ratio the tolerance allows: when the absolute part decides (a stable at
         # 0.1 % errors may rise by 0.2 points: x3, not x1.2), testing 1 + relative held a
         # canary within tolerance to a stricter null, and only the observed difference (past
         # the tolerance at some poll) held its failure back
         rho0 = (max(1 + rel, _tolerated_ratio(allowed, sum_ev_s, sum_n_s, alpha)) if sign > 0
                 else _tolerated_ratio(allowed, sum_n_s - sum_ev_s, sum_n_s, alpha))
-        path, log_pass = seq.rate_ratio_log_evidence_both(harm_c, n_c, harm_s, n_s, rho0,
-                                                          dispersion_prior=prior,
-                                                          passing=need_pass)
+        observed = sign * (p_c - p_s)
+
+        def fails(path: np.ndarray, observed: float = observed) -> bool:
+            return (float(path[-1]) if path.size else 0.0) >= math.log(1 / a) and (
+                observed > allowed)
+
+        # the mirrored evidence is not computed for a path that fails the check: the
+        # verdict is a failure whatever it would show
+        path, log_pass = seq.rate_ratio_log_evidence_both(
+            harm_c, n_c, harm_s, n_s, rho0, dispersion_prior=prior,
+            passing=(lambda path: not fails(path)) if need_pass else False)
         log_fail = float(path[-1]) if path.size else 0.0
         if path.size == fail_path.size:
             fail_path = np.maximum(fail_path, path)
-        observed = sign * (p_c - p_s)
-        if log_fail >= math.log(1 / a) and observed > allowed:
+        if fails(path):
             sign_failed = sign
         fail_e = max(fail_e, log_fail)
         if need_pass:

@@ -479,19 +479,23 @@ def rate_ratio_log_evidence_both(bad_c: np.ndarray, n_c: np.ndarray, bad_s: np.n
                                  dispersion_prior: tuple[float, float] = (
                                      DISPERSION_PRIOR, DISPERSION_PRIOR_STEPS),
                                  scale: float = MIXTURE_SCALE,
-                                 passing: bool = True) -> tuple[np.ndarray, float | None]:
+                                 passing: bool | Callable[[np.ndarray], bool] = True
+                                 ) -> tuple[np.ndarray, float | None]:
     """(`rate_ratio_log_evidence_path(worse=True)`, `rate_ratio_log_evidence(worse=False)`)
     of the same counts: the ratio judge wants both, and they share the steps' dispersion.
     `passing=False` leaves the second out (None): the judge already knows the answer it
-    would only have confirmed, and it costs as much as the first."""
+    would only have confirmed, and it costs as much as the first. `passing` may also be a
+    function of the first path saying whether the second is still wanted (a path that
+    already fails the check leaves nothing for a pass to decide)."""
     rows = _Rows.of(bad_c, n_c, bad_s, n_s)
     use = rows.use[0]
     if not rows.counting[0]:
-        return np.zeros(use.size), 0.0 if passing else None
+        path = np.zeros(use.size)
+        return path, 0.0 if (passing(path) if callable(passing) else passing) else None
     rows = rows.compact(0)
     fail = _rows_terms(rows, rho0, True, scale, (dispersion_prior,))
     path = _spread(use, _paths(rows, fail)[0])
-    if not passing:
+    if not (passing(path) if callable(passing) else passing):
         return path, None
     terms = _rows_terms(rows, rho0, False, scale, (dispersion_prior,), fail.phi)
     return path, _final_log_evidence(terms.row(0))
