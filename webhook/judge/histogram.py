@@ -171,6 +171,19 @@ class Histogram:
             rows[:values.size, j] = np.fmax(values, 0.0)
         return cls._from_rows(bounds, rows, False)
 
+    @classmethod
+    def from_step_spans(cls, buckets: Sequence[tuple[float, np.ndarray]],
+                        spans: Sequence[slice]) -> list[Histogram]:
+        """`from_steps` of each span of steps of the same series ([(le, v[span]), …] for each
+        span; spans that do not overlap), the same histograms: the buckets are read into one
+        grid once, not once per span (the stable's history and its window)."""
+        fast = cls._one_grid(buckets)
+        if fast is None:
+            return [cls.from_steps([(le, v[span]) for le, v in buckets]) for span in spans]
+        bounds, by_bound = fast
+        # each span a view of the fresh grid: `_from_grid` changes only its own columns
+        return [cls._from_grid(bounds, by_bound[:, span]) for span in spans]
+
     @staticmethod
     def _one_grid(buckets: Sequence[tuple[float, np.ndarray]]
                   ) -> tuple[np.ndarray, np.ndarray] | None:

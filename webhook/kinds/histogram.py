@@ -42,12 +42,17 @@ def check_shares(spec: HistogramMetric) -> tuple[tuple[str, float], ...]:
 
 
 def judge(spec: HistogramMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
-    stable_all = data.series("stable", "buckets")
+    stable_all = buckets(data.series("stable", "buckets"))
     before = ctx.history
-    history = None if before is None else [(le, v[before]) for le, v in buckets(stable_all)]
+    window = slice(ctx.first, None)
+    history = None if before is None else [(le, v[before]) for le, v in stable_all]
     canary_b = buckets(data.series("canary", "buckets"), ctx.first)
-    stable_b = buckets(stable_all, ctx.first)
-    judged = judge_buckets(spec, canary_b, stable_b, ctx.alpha, ctx.mode, history, ctx.step)
+    stable_b = [(le, v[window]) for le, v in stable_all]
+    # the stable's window and history from one reading of its buckets
+    hs, *earlier = Histogram.from_step_spans(stable_all, [window] if before is None
+                                             else [window, before])
+    judged = _judge_histograms(spec, Histogram.from_steps(canary_b), hs,
+                               earlier[0] if history else None, ctx.alpha, ctx.mode, ctx.step)
     checks = [with_steps(check, partial(
         steps.quantile_trace, canary_b, stable_b, q, ctx.points - ctx.first,
         spec.tolerance.relative, spec.tolerance.absolute, spec.direction, spec.unit), ctx)
@@ -64,8 +69,15 @@ def judge_buckets(spec: HistogramMetric, canary: Buckets, stable: Buckets, alpha
     """Each quantile over the whole window, from the per-step bucket increments, and the tail
     share when the metric asks for it; `history` is the stable's steps before the analysis
     start (sequential mode uses them; the tail share's automatic bound is chosen from them)."""
-    hc, hs = Histogram.from_steps(canary), Histogram.from_steps(stable)
-    before = Histogram.from_steps(history) if history else None
+    return _judge_histograms(spec, Histogram.from_steps(canary), Histogram.from_steps(stable),
+                             Histogram.from_steps(history) if history else None, alpha, mode,
+                             step)
+
+
+def _judge_histograms(spec: HistogramMetric, hc: Histogram, hs: Histogram,
+                      before: Histogram | None, alpha: float, mode: str,
+                      step: float) -> list[CheckResult]:
+    """`judge_buckets` of the histograms of its bucket lists."""
     tail_name = f"{spec.name}_tail" if spec.tail is not None else None
     share = 1 / (len(spec.quantiles) + (1 if spec.tail is not None else 0))
     checks = judge_quantiles(
