@@ -18,6 +18,7 @@ So thin data can never pass: the interval is wide and straddles the margin.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -55,12 +56,39 @@ def newcombe_interval(x_c: float, n_c: float, x_s: float, n_s: float,
     return low, high
 
 
+def _wilson_of(successes: float, n: float) -> Callable[[float], tuple[float, float]]:
+    """wilson_interval(successes, n, z) as a function of z, the same numbers (the same
+    operations in the same order), with what does not depend on z computed once."""
+    if n <= 0:
+        return lambda z: (0.0, 1.0)
+    p = successes / n
+    spread, twice, four_n2 = p * (1 - p) / n, 2 * n, 4 * n * n
+
+    def interval(z: float) -> tuple[float, float]:
+        z2 = z * z
+        denom = 1 + z2 / n
+        centre = (p + z2 / twice) / denom
+        half = z * math.sqrt(max(spread + z2 / four_n2, 0.0)) / denom
+        return max(0.0, centre - half), min(1.0, centre + half)
+    return interval
+
+
 def _one_sided_p(x_c: float, n_c: float, x_s: float, n_s: float, allowed: float,
                  worse_is_up: bool) -> float:
-    """Smallest alpha at which the interval clears the margin: the test's p-value."""
+    """Smallest alpha at which the interval clears the margin: the test's p-value.
+
+    The bisection asks for the interval at sixty z: `newcombe_interval`'s arithmetic with
+    the parts that do not depend on z computed once (the same numbers)."""
+    p_c, p_s = x_c / n_c, x_s / n_s
+    d = p_c - p_s
+    wilson_c, wilson_s = _wilson_of(x_c, n_c), _wilson_of(x_s, n_s)
+
     def clears(z: float) -> bool:
-        low, high = newcombe_interval(x_c, n_c, x_s, n_s, z)
-        return low > allowed if worse_is_up else high < -allowed
+        l_c, u_c = wilson_c(z)
+        l_s, u_s = wilson_s(z)
+        if worse_is_up:
+            return d - math.sqrt((p_c - l_c) ** 2 + (u_s - p_s) ** 2) > allowed
+        return d + math.sqrt((u_c - p_c) ** 2 + (p_s - l_s) ** 2) < -allowed
 
     if not clears(1e-9):
         return 1.0
@@ -305,14 +333,16 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                 float(np.add.reduce(ev_s)), float(np.add.reduce(n_s)))
     sum_ev_c, sum_n_c, sum_ev_s, sum_n_s = sums
     p_c, p_s = float(canary.value or 0.0), float(stable.value or 0.0)
-    tests = {"increase": [(ev_c, ev_s, 1.0)], "decrease": [(n_c - ev_c, n_s - ev_s, -1.0)]}
+    # the harmful events of each test (the complement's arrays only where a decrease harms)
+    signs = {"increase": (1.0,), "decrease": (-1.0,), "either": (1.0, -1.0)}[direction]
+    tests = [(ev_c, ev_s, 1.0) if sign > 0 else (n_c - ev_c, n_s - ev_s, -1.0)
+             for sign in signs]
     harm_sums = {1.0: (sum_ev_c, sum_ev_s)}
-    tests["either"] = tests["increase"] + tests["decrease"]
-    a = alpha / len(tests[direction])
+    a = alpha / len(tests)
     allowed = max(rel * p_s, abs_)
     fail_e, pass_all, sign_failed = 0.0, True, 0.0
     fail_path = np.zeros(n_c.size)
-    for harm_c, harm_s, sign in tests[direction]:
+    for harm_c, harm_s, sign in tests:
         prior = (seq.DISPERSION_PRIOR, seq.DISPERSION_PRIOR_STEPS)
         if history is not None:  # the stable's own harmful events beforehand
             prior = history_prior(*history, sign > 0) or prior

@@ -95,9 +95,9 @@ def evolve(result: _Result, **changes: Any) -> _Result:
     fields and no `__post_init__`, so a copy of the instance's fields with the changes is
     the same object `replace` would build; an unknown field is still an error.
     """
-    unknown = changes.keys() - result.__dataclass_fields__.keys()
-    if unknown:
-        raise TypeError(f"{type(result).__name__} has no fields {sorted(unknown)}")
+    fields = result.__dataclass_fields__.keys()
+    if not changes.keys() <= fields:  # told without building the set of unknown names
+        raise TypeError(f"{type(result).__name__} has no fields {sorted(changes.keys() - fields)}")
     new = object.__new__(type(result))
     new.__dict__.update(result.__dict__, **changes)
     return new
