@@ -42,17 +42,19 @@ def check_shares(spec: HistogramMetric) -> tuple[tuple[str, float], ...]:
 
 
 def judge(spec: HistogramMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
-    stable_all = buckets(data.series("stable", "buckets"))
-    before = ctx.history
-    window = slice(ctx.first, None)
-    history = None if before is None else [(le, v[before]) for le, v in stable_all]
+    stable_series = data.series("stable", "buckets")
     canary_b = buckets(data.series("canary", "buckets"), ctx.first)
-    stable_b = [(le, v[window]) for le, v in stable_all]
-    # the stable's window and history from one reading of its buckets
-    hs, *earlier = Histogram.from_step_spans(stable_all, [window] if before is None
-                                             else [window, before])
+    before = ctx.history
+    if before is None:
+        history, stable_b = None, buckets(stable_series, ctx.first)
+        hs, earlier = Histogram.from_steps(stable_b), None
+    else:  # the stable's window and history from one reading of its buckets
+        stable_all = buckets(stable_series)
+        history = [(le, v[before]) for le, v in stable_all]
+        stable_b = [(le, v[ctx.first:]) for le, v in stable_all]
+        hs, earlier = Histogram.from_step_spans(stable_all, [slice(ctx.first, None), before])
     judged = _judge_histograms(spec, Histogram.from_steps(canary_b), hs,
-                               earlier[0] if history else None, ctx.alpha, ctx.mode, ctx.step)
+                               earlier if history else None, ctx.alpha, ctx.mode, ctx.step)
     checks = [with_steps(check, partial(
         steps.quantile_trace, canary_b, stable_b, q, ctx.points - ctx.first,
         spec.tolerance.relative, spec.tolerance.absolute, spec.direction, spec.unit), ctx)
