@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from webhook.judge.histogram import Histogram
+from webhook.judge.histogram import Histogram, _same_bounds
 from webhook.judge.memo import HISTORY
 from webhook.judge.ratio import judge_ratio
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
@@ -54,7 +54,9 @@ def _same_as(bounds: np.ndarray, bound: float | np.ndarray) -> np.ndarray:
     """Which of `bounds` equal `bound` numerically; `bound` a column of several bounds (and
     `bounds` a row) gives one row per bound."""
     # np.isclose(bounds, bound, rtol=1e-9, atol=0) for finite bounds, without its overhead
-    return np.abs(bounds - bound) <= 1e-9 * np.abs(bound)
+    # (a plain float's abs: np.abs would make a numpy scalar of the same value, slower)
+    return np.abs(bounds - bound) <= 1e-9 * (abs(bound) if isinstance(bound, float)
+                                             else np.abs(bound))
 
 
 def choose_bound(reference: Histogram, max_share: float,
@@ -175,7 +177,7 @@ def judge_tail_share(
     chosen = ""
     if bound is None:
         bound, history_ok = auto_bound(stable, stable_history, max_share, min_total, canary)
-        both = ("" if np.array_equal(canary.bounds, stable.bounds)
+        both = ("" if _same_bounds(canary, stable)
                 else "bound of both sides' buckets ")
         chosen = (f" (bound: the smallest {both}the stable exceeded in ≤ "
                   f"{max_share * 100:g}% of {total_name} "
