@@ -139,7 +139,8 @@ class _Rows(NamedTuple):
             bad_c, n_c = bad_c.reshape(1, -1), n_c.reshape(1, -1)
             bad_s, n_s = bad_s.reshape(1, -1), n_s.reshape(1, -1)
         k = bad_c + bad_s
-        use = (n_c > 0) & (n_s > 0) & (k > 0)
+        # (n_c > 0) & (n_s > 0) & (k > 0) in three calls instead of five (NaN: not > 0 either way)
+        use = np.minimum(np.minimum(n_c, n_s), k) > 0
         r, m = use.shape
         if use.all():
             return cls(bad_c, n_c, bad_s, n_s, k, use, [m] * r, True)
