@@ -173,9 +173,11 @@ def judge_ratio(
     # a side short of one whole request has no traffic to judge (a denormal total's square
     # underflowed to 0 in the interval: a ZeroDivisionError)
     if mode == "sequential" and finite and (not short or (n_c >= 1 and n_s >= 1)):
+        # short of `min_total`, only a failure is kept: no pass to look for
         judged = _judge_sequential(name, per_step, canary, stable, direction,
                                    relative_tolerance, absolute_tolerance, alpha, base,
-                                   stable_history, (k_c, n_c, k_s, n_s), total_name)
+                                   stable_history, (k_c, n_c, k_s, n_s), total_name,
+                                   passing=not short)
         # `min_total` is what it takes to vouch for a pass. The anytime-valid test holds its
         # false-failure rate at any number of requests, so a canary failing most of a
         # low-traffic service's requests fails now, not when (if ever) it has served
@@ -314,7 +316,7 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                       base: dict,
                       history: tuple[np.ndarray, np.ndarray] | None = None,
                       sums: tuple[float, float, float, float] | None = None,
-                      total_name: str = "requests") -> CheckResult:
+                      total_name: str = "requests", passing: bool = True) -> CheckResult:
     """Anytime-valid version: mixture martingales on the rate ratio of harmful events.
 
     Harmful events are the numerator when an increase is worse, and its complement (total −
@@ -325,7 +327,8 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
     only lower the false-failure rate). Pass needs the mirrored evidence, or
     confidence sequences showing the difference is within the absolute tolerance.
     `sums` are the window's (canary events, canary total, stable events, stable total) when
-    the caller has them.
+    the caller has them. `passing=False`: the caller keeps the check only if it fails, so the
+    mirrored evidence, which could only show a pass, is not computed.
     """
     (ev_c, n_c), (ev_s, n_s) = per_step
     if sums is None:
@@ -353,7 +356,7 @@ def _judge_sequential(name: str, per_step: list[tuple[np.ndarray, np.ndarray]], 
                                                          float(np.add.reduce(harm_s)))
         _, high = newcombe_interval(harm_sum_c, sum_n_c, harm_sum_s, sum_n_s, norm_isf(a))
         # once a test has failed the check, no pass is left to show
-        need_pass = pass_all and not sign_failed and not high <= allowed
+        need_pass = passing and pass_all and not sign_failed and not high <= allowed
         # the rate ratio the tolerance allows: when the absolute part decides (a stable at
         # 0.1 % errors may rise by 0.2 points: x3, not x1.2), testing 1 + relative held a
         # canary within tolerance to a stricter null, and only the observed difference (past
