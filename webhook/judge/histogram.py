@@ -697,13 +697,15 @@ def judge_quantile(
                 continue
             counts, path = evidence_of(canary, stable, q, rel, abs_, slower, min_tail,
                                        stable_history)
-            logs[slower] = float(path.max()) if path.size else 0.0
+            logs[slower] = float(np.maximum.reduce(path)) if path.size else 0.0  # path.max()
             paths_by_side.append(path)
             if logs[slower] >= level:
                 evidence = _exceedance_text(*counts, slower, total_name)
         up, down = logs[True] >= level, logs[False] >= level
         p_up, p_down = (min(1.0, math.exp(-logs[side])) for side in (True, False))
-        shown_path = np.maximum.reduce(paths_by_side) if paths_by_side else np.zeros(0)
+        # one harmful direction (the usual): its path, not a maximum over a list of one
+        shown_path = (paths_by_side[0] if len(paths_by_side) == 1 else
+                      np.maximum.reduce(paths_by_side) if paths_by_side else np.zeros(0))
         trace = Trace(evidence=tuple(np.maximum.accumulate(shown_path).tolist())
                       if shown_path.size else (), evidence_level=level,
                       evidence_line="1/alpha" if direction != "either" else "1/(alpha/2)")
