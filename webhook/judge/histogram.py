@@ -568,13 +568,14 @@ def _p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float, up
     """Smallest alpha at which the fail condition holds (bisection; it is monotone in alpha)."""
     low, high = (hc, hs) if up else (hs, hc)
     # one bound of each side decides: the other two binomial quantiles are not computed
+    if not _beyond(low.quantile_bound(q, 0.5, False), high.quantile_bound(q, 0.5, True),
+                   rel, abs_):  # fails(1.0): most checks stop here, before the bisection
+        return 1.0
     low_bound, high_bound = low.bound_of(q, False), high.bound_of(q, True)
 
     def fails(alpha: float) -> bool:
         return _beyond(low_bound(alpha / 2), high_bound(alpha / 2), rel, abs_)
 
-    if not fails(1.0):
-        return 1.0
     lo, hi = 1e-12, 1.0
     if fails(lo):
         return lo
