@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from webhook.analysis import Policy, clock, run_analysis
+from webhook.analysis import Policy, run_analysis
 from webhook.app import create_app
 from webhook.configs import load_registry
 from webhook.lab.rollouts import ARGO_STABLE, NAMESPACE, argo_hash
 from webhook.models import AnalysisRequest
 from webhook.settings import load_settings
+from webhook.timefmt import clock
 
 
 def body(lab, version: str = "healthy", **extra):

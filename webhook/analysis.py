@@ -18,7 +18,6 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from webhook.configs import AnalysisConfig, ConfigRegistry, MetricSpec
 from webhook.fetching import Plan, StartCache, fetch_window, plan_window
@@ -53,6 +52,7 @@ from webhook.sources.base import (
     QueryRejected,
     QueryResult,
 )
+from webhook.timefmt import clock
 
 # plan_queries, resolve_metrics, resolve_window: re-exported for bench/latency.py
 __all__ = ["AnalysisRequestError", "AnalysisResult", "Policy", "check_request",
@@ -317,12 +317,6 @@ def _not_before_covers(request: AnalysisRequest, window: ResolvedWindow, since: 
         fix = f"give a window.lookback of {longer} or more"
     return (f"nothing to judge: no whole step after {bound} ends by the window's end at "
             f"{clock(window.end)}, which waiting will not move (set by {fixed}); {fix}")
-
-
-def clock(ts: float) -> str:
-    """A time of day in UTC for notes a person reads (`10:47:31Z`); the window's start and
-    end beside them carry the date."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%SZ")
 
 
 def _counts_silence(specs: list[MetricSpec]) -> bool:

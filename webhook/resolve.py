@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -23,6 +22,7 @@ from webhook.profiles import AppliedLevel, ProfileError, apply_level
 from webhook.settings import Settings
 from webhook.sources import query_language
 from webhook.sources.base import QueryKey, QueryLanguage, QueryLanguageError, grid_size
+from webhook.timefmt import rfc3339_seconds
 
 # Every field of a metric that holds a query (tests pin that each kind's queries are among them)
 QUERY_FIELDS = frozenset({"bad", "good", "total", "query", "samples"})
@@ -169,17 +169,19 @@ def resolve_window(request: AnalysisRequest, config: AnalysisConfig, policy: Pol
         # checked before the end, which follows from it: an hour-ahead start (a time zone
         # written wrong) was told "window.end must be after window.start", with no end given
         raise AnalysisRequestError(
-            f"window.start: {_utc(w.start)} is in the future (it is now {_utc(now)}); give a "
-            "time before now, or leave start out", "window.start")
+            f"window.start: {rfc3339_seconds(w.start)} is in the future (it is now "
+            f"{rfc3339_seconds(now)}); give a time before now, or leave start out",
+            "window.start")
     if end <= start:
         raise AnalysisRequestError("window.end must be after window.start", "window.end")
     if w.end is None and end > now + FUTURE_SLACK:
         # a start and a lookback: no end was given, so "give an end that has passed" is not
         # the fix; the lookback is, or none (judge up to now)
         raise AnalysisRequestError(
-            f"window.lookback: window.start ({_utc(start)}) plus window.lookback "
-            f"({duration_text(lookback)}) ends at {_utc(end)}, in the future (it is now "
-            f"{_utc(now)}); give a shorter lookback, or leave lookback out to judge up to now",
+            f"window.lookback: window.start ({rfc3339_seconds(start)}) plus window.lookback "
+            f"({duration_text(lookback)}) ends at {rfc3339_seconds(end)}, in the future (it "
+            f"is now {rfc3339_seconds(now)}); give a shorter lookback, or leave lookback out "
+            "to judge up to now",
             "window.lookback")
     check_end_passed(w.end, now)
     if (end - start) / step > policy.max_points:
@@ -207,14 +209,10 @@ def check_end_passed(end: float | None, now: float) -> None:
     fix on the other; like a future start's, it says what time it is."""
     if end is not None and end > now + FUTURE_SLACK:
         raise AnalysisRequestError(
-            f"window.end: {_utc(end)} is in the future (it is now {_utc(now)}); give a time "
-            "that has passed (a decision to replay), or leave end out to judge up to now",
+            f"window.end: {rfc3339_seconds(end)} is in the future (it is now "
+            f"{rfc3339_seconds(now)}); give a time that has passed (a decision to replay), or "
+            "leave end out to judge up to now",
             "window.end")
-
-
-def _utc(ts: float) -> str:
-    """A time as RFC 3339 in UTC to the second, as a person compares it with a clock."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _never_judged(request: AnalysisRequest, config: AnalysisConfig, policy: Policy,

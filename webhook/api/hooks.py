@@ -36,7 +36,6 @@ from webhook.analysis import (
     AnalysisRequestError,
     AnalysisResult,
     check_request,
-    clock,
     evaluate_gates,
     not_before_words,
 )
@@ -51,6 +50,7 @@ from webhook.revisions import Change, short
 from webhook.sources import QueryLanguageError, SourceError, query_language
 from webhook.sources.prometheus.promql import stored_label_name
 from webhook.sources.prometheus.selectors import pod_selectors
+from webhook.timefmt import clock
 
 bp = Blueprint("hooks", __name__)
 

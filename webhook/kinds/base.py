@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +21,7 @@ from webhook.judge.limits import scrape_gaps
 from webhook.judge.sequential import HISTORY_STEPS
 from webhook.judge.types import CheckResult, Trace
 from webhook.sources.base import Series
+from webhook.timefmt import rfc3339
 
 Buckets = list[tuple[float, np.ndarray]]
 
@@ -67,8 +67,7 @@ class KindContext:
 
     def time_of(self, index: int) -> str:
         """The RFC 3339 time of step `index` of the fetched grid (for reasons)."""
-        ts = self.origin + index * self.step
-        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+        return rfc3339(self.origin + index * self.step)
 
 
 class MetricData(Protocol):
