@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from functools import lru_cache
 
+from webhook.timefmt import rfc3339_seconds
+
 EXPIRES = "expires"  # unix seconds after which the link stops working
 SIGNATURE = "sig"  # always the link's last parameter: it signs everything before it
 PARAMS = frozenset((EXPIRES, SIGNATURE))
@@ -76,8 +78,7 @@ def check(config: str, raw_query: str, key: bytes | None, hours: float,
         return "the signature does not match this report"
     now = time.time() if now is None else now
     if int(expires) < now:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(expires)))
-        return f"the report link expired at {stamp}"
+        return f"the report link expired at {rfc3339_seconds(int(expires))}"
     if int(expires) > now + hours * 3600 + 60:  # made when links lived longer
         return "the report link outlives CANARY_JUDGE_REPORT_LINK_HOURS"
     return None
