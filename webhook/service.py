@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, clock, run_analysis
+from webhook.analysis import AnalysisRequestError, AnalysisResult, Policy, run_analysis
 from webhook.api.answer import window_body
 from webhook.configs import ConfigRegistry
 from webhook.models import AnalysisRequest
@@ -33,6 +33,7 @@ from webhook.settings import Settings
 from webhook.slots import FairSlots
 from webhook.sources import MetricsSource, QueryLanguage, SourceError, query_language
 from webhook.sources.shared_steps import open_store
+from webhook.timefmt import clock
 
 
 @lru_cache(maxsize=1024)

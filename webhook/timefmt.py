@@ -8,8 +8,10 @@ instant the same way (four modules had each written their own, two of them ident
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+@lru_cache(maxsize=1024)  # an answer's window and its audit line print the same instants
 def rfc3339(ts: float) -> str:
     """RFC 3339 with a `Z` and the instant's fraction, if any: as Argo and Flagger print times,
     and exact for a caller that passes it back (`window.end` of a decision replayed)."""

@@ -9,27 +9,20 @@ paying for both on every poll; tests/test_answer_shape.py holds the two together
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from webhook.analysis import AnalysisResult
 from webhook.judge.types import CheckResult, finite_or_none
+from webhook.timefmt import rfc3339
 
 _VERDICTS = frozenset(("pass", "fail", "inconclusive"))
-
-
-@lru_cache(maxsize=1024)  # the audit line and the answer print the same window
-def iso(ts: float) -> str:
-    """RFC 3339 in UTC with a `Z`, as Argo and Flagger print times."""
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def window_body(result: AnalysisResult) -> dict[str, Any]:
     """The judged window: from the analysis start (rollout start + warmup) to the end, and
     why it starts there when the data alone did not decide it."""
-    return {"start": iso(result.start), "end": iso(result.end), "step": float(result.step),
-            "note": str(result.note)}
+    return {"start": rfc3339(result.start), "end": rfc3339(result.end),
+            "step": float(result.step), "note": str(result.note)}
 
 
 def _verdict(value: str) -> str:

@@ -27,6 +27,7 @@ from webhook.api.common import (
 )
 from webhook.models import AnalysisRequest
 from webhook.observability import audit
+from webhook.timefmt import rfc3339_seconds
 
 bp = Blueprint("gates", __name__)
 
@@ -63,6 +64,6 @@ def gates_post() -> Response:
            "reason": reason, "route": "POST /v1/gates"})
     return jsonify({
         "gate": gate, "reason": f"{gate}: {reason}", "config": req.config, "action": action,
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
+        "at": rfc3339_seconds(at),
         "checks": [{"name": c.name, "verdict": c.verdict, "reason": c.reason}
                    for c in checks]})
