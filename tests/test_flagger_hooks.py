@@ -354,11 +354,12 @@ def test_confirm_rollout_stays_data_free_for_metadata_an_analysis_takes(lab):
     assert hook(down, "rollout", "podinfo").status_code >= 500
 
 
-def test_a_warmup_that_covers_the_window_is_named_as_the_canary_sets_it(client, lab):
+def test_a_warmup_that_covers_the_window_is_named_as_the_canary_sets_it(client, lab, capsys):
     """A warmup leaving no step to judge was told to a Flagger user as `window.warmup (10m)
     … give a longer window or a shorter window.warmup`: keys the Canary has no way to set
     (its metadata holds `warmup` and `end` flat). The hook's answer names `metadata.warmup`
-    and `metadata.end`; /v1/analyze keeps the request's spelling."""
+    and `metadata.end`, and so does the audit line the operator greps next to the Canary's
+    events; /v1/analyze keeps the request's spelling."""
     from webhook.lab.rollouts import HISTORY_SECONDS
     began = lab.anchor - HISTORY_SECONDS  # where the planted traffic begins
     cases = (  # (metadata, the fix the answer ends with)
@@ -369,10 +370,15 @@ def test_a_warmup_that_covers_the_window_is_named_as_the_canary_sets_it(client, 
     )
     for meta, fix in cases:
         want = f"nothing to judge: metadata.warmup ({meta['warmup']}) leaves out every step"
+        capsys.readouterr()
         r = hook(client, "rollout", "podinfo", **meta)
         text = r.get_data(as_text=True)
         assert r.status_code == 200 and want in text and fix in text, text
         assert "window." not in text.partition(" [analysis")[0], text
+        audited = [json.loads(line)["reason"] for line in capsys.readouterr().out.splitlines()
+                   if '"hook":"rollout"' in line and '"verdict":"inconclusive"' in line]
+        assert len(audited) == 1 and want in audited[0] and fix in audited[0], audited
+        assert "window." not in audited[0], audited
         # a 412 is what Flagger writes into the Canary's events
         r = hook(client, "confirm-promotion", "podinfo", **meta)
         text = r.get_data(as_text=True)

@@ -95,12 +95,15 @@ class Service:
                 gate_action: str | None = None, traces: bool = False,
                 change: Change | None = None, gate_at: float | None = None,
                 spelling: Callable[[AnalysisRequestError], AnalysisRequestError] | None = None,
+                wording: Callable[[str], str] | None = None,
                 ) -> AnalysisResult:
         """Run one analysis within the deadline and leave the audit line and metrics behind,
         whatever happens. `change`: the revision change that set the request's
         `window.not_before`, named in the window's note when that bound held the start.
         `spelling`: a refusal as the caller's own request names its fields (a Flagger hook:
-        `metadata.<key>`), for the answer and the audit line alike."""
+        `metadata.<key>`), for the answer and the audit line alike. `wording`: the same for
+        the verdict's reason (`window.warmup` is a Canary's `metadata.warmup`), so the audit
+        line an operator greps says what the Canary's events said."""
         began = time.perf_counter()
         deadline = time.monotonic() + self.settings.analysis_deadline_seconds
         record: dict[str, Any] = {
@@ -117,7 +120,7 @@ class Service:
             raise exc
         try:
             return self._analyze(req, record, began, deadline, gate_action, traces, change,
-                                 gate_at, spelling)
+                                 gate_at, spelling, wording)
         finally:
             self.slots.release()
             self.admitted.release()
@@ -126,6 +129,7 @@ class Service:
                  deadline: float, gate_action: str | None, traces: bool,
                  change: Change | None = None, gate_at: float | None = None,
                  spelling: Callable[[AnalysisRequestError], AnalysisRequestError] | None = None,
+                 wording: Callable[[str], str] | None = None,
                  ) -> AnalysisResult:
         caller = record["caller"]
         try:
@@ -154,6 +158,8 @@ class Service:
             raise
         if change is not None and result.note:
             result = replace(result, note=change.note(clock(result.start)))
+        if wording is not None:
+            result = replace(result, reason=wording(result.reason))
         _child(ANALYSES, result.config, caller, result.verdict).inc()
         _child(ANALYSIS_SECONDS, caller).observe(result.seconds)
         UPSTREAM_QUERIES.inc(result.query_count)

@@ -276,16 +276,15 @@ def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
 
 
 def _decide(hook: str, result: AnalysisResult, meta: dict[str, str],
-            report: str = "", change: Change | None = None) -> tuple[int, str]:
+            report: str = "") -> tuple[int, str]:
     verdict = result.verdict
     # why the window starts late (a new revision replaced the judged one), before the tail
     tail = (f"{'; ' + result.note if result.note else ''}"
             f" [analysis {result.analysis_id}, score {result.score:g}"
             f"{', report ' + report if report else ''}]")
-    # Flagger shows the answer in the Canary's events: keep the link whole within one line;
-    # a reason naming `window.warmup` names the key the Canary sets, `metadata.warmup`, and
-    # one naming the bound `change` set, the revision change
-    reason = _canary_words(result.reason, change)[:max(_MAX_LINE - len(tail) - 40, 200)]
+    # Flagger shows the answer in the Canary's events: keep the link whole within one line
+    # (the reason is already in the Canary's words: `service.analyze(wording=_canary_words)`)
+    reason = result.reason[:max(_MAX_LINE - len(tail) - 40, 200)]
     if hook == "rollback":
         if result.critical_failure:
             return 200, f"roll back: {reason}{tail}"
@@ -345,14 +344,15 @@ def flagger_hook(hook: str) -> Response:
                                  audit_extra=who, change=change,
                                  gate_action="promote" if hook == "confirm-promotion" else None,
                                  gate_at=service.clock(),
-                                 spelling=partial(metadata_spelling, meta=meta))
+                                 spelling=partial(metadata_spelling, meta=meta),
+                                 wording=partial(_canary_words, change=change))
     except AnalysisRequestError as exc:
         return _text(exc.status, hook, exc.message)
     except SourceError as exc:
         return _text(exc.status, hook, exc.message)
     report = report_link(report_url(req, result.end, service.settings.public_url or ""),
                          req.config, service.settings)
-    status, line = _decide(hook, result, meta, report, change)
+    status, line = _decide(hook, result, meta, report)
     return _text(status, hook, line)
 
 
