@@ -98,6 +98,14 @@ class RatioMetric(_MetricBase):
     min_ratio: float | None = Field(
         None, gt=0, lt=1, description="Canary-only lower limit on the ratio (e.g. 0.99 on "
         "successes); see max_ratio.")
+    absent_numerator: Literal["zero", "missing"] = Field(
+        "zero", description="What a step without a numerator sample means. zero (default): "
+        "0 events (a counter of bad events appears only once one happens). missing: the "
+        "numerator query answers an explicit 0 wherever it can count (e.g. `… or (0 * sum("
+        "<the counter with the counted label present>))`), so a side whose numerator query "
+        "returns no series at all while its total shows traffic cannot count its events: "
+        "the check is inconclusive, naming the side and the query, instead of reading zero "
+        "(a label the series do not carry).")
 
     @model_validator(mode="after")
     def _one_numerator(self) -> RatioMetric:

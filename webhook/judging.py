@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from webhook.configs import MetricSpec
+from webhook.configs import MetricSpec, RatioMetric
 from webhook.judge.types import CheckResult, Summary, evolve
 from webhook.kinds import KindContext, judge_spec, metric_step
 from webhook.sources.base import QueryKey, QueryLanguage, QueryResult, RangeQuery, Series
@@ -188,13 +188,21 @@ def name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
                         selectors: Mapping[str, str],
                         language: QueryLanguage) -> list[CheckResult]:
     """An inconclusive check with no data on a side says what was queried there (metric name
-    and selector), so a wrong provider, label or metric name is visible in the reason."""
+    and selector), so a wrong provider, label or metric name is visible in the reason. A
+    ratio with `absent_numerator: missing` whose numerator found nothing on a side that
+    served requests counts as such a side too: its reason shows the matchers it counted by
+    (`status_code=~"5.."`), the label the series lack."""
     out = []
     names = sorted((s.name for s in specs), key=len, reverse=True)
+    strict = {s.name for s in specs
+              if isinstance(s, RatioMetric) and s.absent_numerator == "missing"}
+    found = {(q.key.metric, q.key.side, q.key.role) for q in queries
+             if (result := results.get(q.key)) is not None and result.series}
     for check in checks:
         spec_name = next((n for n in names if check.name.startswith(n)), None)
         empty = [side for side, summary in (("canary", check.canary), ("stable", check.stable))
-                 if not summary.n]
+                 if not summary.n or (spec_name in strict and summary.value is None
+                                      and (spec_name, side, "numerator") not in found)]
         if check.verdict != "inconclusive" or spec_name is None or not empty:
             out.append(check)
             continue

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from webhook.configs import RatioMetric
 from webhook.judge import CheckResult, judge_ratio
 from webhook.judge.limits import judge_proportion_limit
-from webhook.judge.types import evolve
+from webhook.judge.ratio import SEQUENTIAL_TEST_NAME, TEST_NAME
+from webhook.judge.types import Summary, evolve, fmt_count
 from webhook.kinds.base import KindContext, MetricData, combined, with_steps
 from webhook.report import steps
 
@@ -35,9 +38,48 @@ def check_shares(spec: RatioMetric) -> tuple[tuple[str, float], ...]:
     return ((spec.name, 1.0),) + (((f"{spec.name}_limit", 1.0),) if limit else ())
 
 
+def uncountable(spec: RatioMetric, data: MetricData, counts: list[np.ndarray]
+                ) -> list[tuple[str, float]]:
+    """With `absent_numerator: missing`, the sides whose numerator query returned no series at
+    all while their total served requests in the judged window, with those requests.
+
+    Such a query answers an explicit 0 wherever its labels exist, so no series means it could
+    not count there (`code_label: status_code` on an app that labels codes `code`): reading
+    that as zero bad events passed a canary failing 3 % of its requests."""
+    if spec.absent_numerator != "missing":
+        return []
+    out = []
+    for index, side in enumerate(("canary", "stable")):
+        served = float(np.nansum(counts[2 * index + 1]))
+        if not data.series(side, "numerator") and served > 0:
+            out.append((side, served))
+    return out
+
+
+def _uncountable_checks(spec: RatioMetric, blind: list[tuple[str, float]],
+                        counts: list[np.ndarray], mode: str) -> list[CheckResult]:
+    """The metric's checks as inconclusive (never pass, never fail), saying which side could
+    not count its events and why; `judging.name_empty_queries` appends the query itself."""
+    parts = [f"the {side} served {fmt_count(n)}" for side, n in blind]
+    role = "bad" if spec.bad is not None else "good"
+    reason = (f"{spec.name}: {' and '.join(parts)} {spec.total_name}, but its `{role}` query "
+              "found no series to count (not even an explicit 0): the series lack a label it "
+              "counts by, e.g. a code_label the requests counter does not carry; set it to "
+              "the label they have")
+    canary, stable = (Summary(float(np.nansum(counts[i])), None) for i in (1, 3))
+    test = SEQUENTIAL_TEST_NAME if mode == "sequential" else TEST_NAME
+    return [CheckResult(name=name, kind=KIND, verdict="inconclusive", test=test,
+                        reason=reason.replace(spec.name, name, 1), canary=canary,
+                        stable=stable)
+            for name, _ in check_shares(spec)]
+
+
 def judge(spec: RatioMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     counts = [combined(data.series(side, role), ctx)
               for side in ("canary", "stable") for role in ("numerator", "total")]
+    blind = uncountable(spec, data, counts)
+    if blind:
+        return _uncountable_checks(spec, blind, counts, ctx.mode)
     history = ctx.history
     ratio = judge_ratio(
         spec.name, *counts,
