@@ -35,30 +35,18 @@ SEQUENTIAL_TEST_NAME = ("anytime-valid mixture martingale on the rate ratio of b
 
 def wilson_interval(successes: float, n: float, z: float) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return _wilson_of(successes, n)(z)
 
 
 def newcombe_interval(x_c: float, n_c: float, x_s: float, n_s: float,
                       z: float) -> tuple[float, float]:
     """Interval for p_canary − p_stable (Newcombe 1998, method 10)."""
-    p_c, p_s = x_c / n_c, x_s / n_s
-    l_c, u_c = wilson_interval(x_c, n_c, z)
-    l_s, u_s = wilson_interval(x_s, n_s, z)
-    d = p_c - p_s
-    low = d - math.sqrt((p_c - l_c) ** 2 + (u_s - p_s) ** 2)
-    high = d + math.sqrt((u_c - p_c) ** 2 + (p_s - l_s) ** 2)
-    return low, high
+    return _newcombe_of(x_c, n_c, x_s, n_s)(z)
 
 
 def _wilson_of(successes: float, n: float) -> Callable[[float], tuple[float, float]]:
-    """wilson_interval(successes, n, z) as a function of z, the same numbers (the same
-    operations in the same order), with what does not depend on z computed once."""
+    """`wilson_interval(successes, n, z)` as a function of z, what does not depend on z
+    computed once: a p-value's bisection asks for the interval at sixty z."""
     if n <= 0:
         return lambda z: (0.0, 1.0)
     p = successes / n
@@ -73,27 +61,32 @@ def _wilson_of(successes: float, n: float) -> Callable[[float], tuple[float, flo
     return interval
 
 
-def _one_sided_p(x_c: float, n_c: float, x_s: float, n_s: float, allowed: float,
-                 worse_is_up: bool) -> float:
-    """Smallest alpha at which the interval clears the margin: the test's p-value.
-
-    The bisection asks for the interval at sixty z: `newcombe_interval`'s arithmetic with
-    the parts that do not depend on z computed once (the same numbers). Most checks stop at
-    the first z, asked of `newcombe_interval` itself (the setup would cost more)."""
-    low, high = newcombe_interval(x_c, n_c, x_s, n_s, 1e-9)
-    if not (low > allowed if worse_is_up else high < -allowed):
-        return 1.0
+def _newcombe_of(x_c: float, n_c: float, x_s: float,
+                 n_s: float) -> Callable[[float], tuple[float, float]]:
+    """`newcombe_interval(x_c, n_c, x_s, n_s, z)` as a function of z (`_wilson_of`)."""
     p_c, p_s = x_c / n_c, x_s / n_s
     d = p_c - p_s
     wilson_c, wilson_s = _wilson_of(x_c, n_c), _wilson_of(x_s, n_s)
 
-    def clears(z: float) -> bool:
+    def interval(z: float) -> tuple[float, float]:
         l_c, u_c = wilson_c(z)
         l_s, u_s = wilson_s(z)
-        if worse_is_up:
-            return d - math.sqrt((p_c - l_c) ** 2 + (u_s - p_s) ** 2) > allowed
-        return d + math.sqrt((u_c - p_c) ** 2 + (p_s - l_s) ** 2) < -allowed
+        return (d - math.sqrt((p_c - l_c) ** 2 + (u_s - p_s) ** 2),
+                d + math.sqrt((u_c - p_c) ** 2 + (p_s - l_s) ** 2))
+    return interval
 
+
+def _one_sided_p(x_c: float, n_c: float, x_s: float, n_s: float, allowed: float,
+                 worse_is_up: bool) -> float:
+    """Smallest alpha at which the interval clears the margin: the test's p-value."""
+    interval = _newcombe_of(x_c, n_c, x_s, n_s)
+
+    def clears(z: float) -> bool:
+        low, high = interval(z)
+        return low > allowed if worse_is_up else high < -allowed
+
+    if not clears(1e-9):
+        return 1.0
     lo, hi = 1e-9, 40.0
     if clears(hi):
         return 0.0
