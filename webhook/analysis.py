@@ -166,13 +166,9 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         # length said "the window is 0s" when the start lay after now aligned down to the
         # step: the time to ask again says what the caller needs
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, [], window.start, gate_at, (
-                                "too little data yet: the first whole step after "
-                                f"window.start ({clock(window.start)}) runs from "
-                                f"{clock(window.first_step_end - window.step)} to "
-                                f"{clock(window.first_step_end)} (step "
-                                f"{duration_text(window.step)}); ask again after "
-                                f"{clock(window.first_step_end)}"))
+                            gate_action, began, [], window.start, gate_at,
+                            "too little data yet: " + _first_step(
+                                window, window.start, f"window.start ({clock(window.start)})"))
     try:
         got = fetch_window(request, config, specs, selectors, vars_, window, mode, source,
                            language, deadline, starts, resolved.plan(window.step, language))
@@ -294,20 +290,27 @@ def not_before_words(since: float) -> str:
     return f"window.not_before ({clock(since)}, where a new revision's data begin)"
 
 
+def _first_step(window: ResolvedWindow, since: float, named: str) -> str:
+    """When a window ending now first holds a whole step after `since` (`named` so in the
+    text), and when to ask again: one sentence for a first poll's start and for a new
+    revision's `window.not_before`."""
+    ready = window.first_step_end_after(since)
+    return (f"the first whole step after {named} runs from {clock(ready - window.step)} to "
+            f"{clock(ready)} (step {duration_text(window.step)}); ask again after "
+            f"{clock(ready)}")
+
+
 def _not_before_covers(request: AnalysisRequest, window: ResolvedWindow, since: float) -> str:
     """Why nothing is judged when `window.not_before` (`since`) leaves no whole step before
     the window's end, and what to do. A window ending now gains the first whole step after
-    the bound at a time the answer names (a first poll's rule, `first_step_end_after`;
-    "ask again after the next step" named none). A window whose end is fixed (a decision
+    the bound at a time the answer names (a first poll's rule, `_first_step`; "ask again
+    after the next step" named none). A window whose end is fixed (a decision
     replayed) never does: waiting cannot help, so it names the end that would, as
     `_warmup_covers` does."""
     bound = not_before_words(since)
     w = request.window
     if w.end is None and not (w.start is not None and w.lookback is not None):
-        ready = window.first_step_end_after(since)
-        return (f"nothing to judge yet: the first whole step after {bound} runs from "
-                f"{clock(ready - window.step)} to {clock(ready)} (step "
-                f"{duration_text(window.step)}); ask again after {clock(ready)}")
+        return "nothing to judge yet: " + _first_step(window, since, bound)
     # steps are laid back from a fixed end: one ending a step or more after the bound holds one
     if w.end is not None:
         fixed, fix = "window.end", f"give a window.end of {clock(since + window.step)} or later"

@@ -82,12 +82,6 @@ class ResolvedWindow:
         """Steps evaluated: start+step … end, which covers (start, end]."""
         return grid_size(self.start + self.step, self.end, self.step)
 
-    @property
-    def first_step_end(self) -> float:
-        """When a window that is `too_short` will hold its first whole step
-        (`first_step_end_after` its start). A poll from then on judges it."""
-        return self.first_step_end_after(self.start)
-
     def first_step_end_after(self, since: float) -> float:
         """When the first whole step after `since` ends in a window ending now: the first end
         `resolve_window` gives such a window (now aligned down to a multiple of the step)
