@@ -197,7 +197,7 @@ def name_empty_queries(checks: list[CheckResult], specs: list[MetricSpec],
     strict = {s.name for s in specs
               if isinstance(s, RatioMetric) and s.absent_numerator == "missing"}
     found = {(q.key.metric, q.key.side, q.key.role) for q in queries
-             if (result := results.get(q.key)) is not None and result.series}
+             if (result := results.get(q.key)) is not None and result.series} if strict else set()
     for check in checks:
         spec_name = next((n for n in names if check.name.startswith(n)), None)
         empty = [side for side, summary in (("canary", check.canary), ("stable", check.stable))

@@ -38,26 +38,20 @@ def check_shares(spec: RatioMetric) -> tuple[tuple[str, float], ...]:
     return ((spec.name, 1.0),) + (((f"{spec.name}_limit", 1.0),) if limit else ())
 
 
-def uncountable(spec: RatioMetric, data: MetricData, counts: list[np.ndarray]
-                ) -> list[tuple[str, float]]:
-    """With `absent_numerator: missing`, the sides whose numerator query returned no series at
-    all while their total served requests in the judged window, with those requests.
+def _uncountable(data: MetricData, served: tuple[float, float]) -> list[tuple[str, float]]:
+    """The sides whose numerator query returned no series at all while their total served
+    requests in the judged window (`served`, canary's and stable's), with those requests.
 
-    Such a query answers an explicit 0 wherever its labels exist, so no series means it could
-    not count there (`code_label: status_code` on an app that labels codes `code`): reading
-    that as zero bad events passed a canary failing 3 % of its requests."""
-    if spec.absent_numerator != "missing":
-        return []
-    out = []
-    for index, side in enumerate(("canary", "stable")):
-        served = float(np.nansum(counts[2 * index + 1]))
-        if not data.series(side, "numerator") and served > 0:
-            out.append((side, served))
-    return out
+    With `absent_numerator: missing` such a query answers an explicit 0 wherever its labels
+    exist, so no series means it could not count there (`code_label: status_code` on an app
+    that labels codes `code`): reading that as zero bad events passed a canary failing 3 % of
+    its requests."""
+    return [(side, n) for side, n in zip(("canary", "stable"), served, strict=True)
+            if n > 0 and not data.series(side, "numerator")]
 
 
 def _uncountable_checks(spec: RatioMetric, blind: list[tuple[str, float]],
-                        counts: list[np.ndarray], mode: str) -> list[CheckResult]:
+                        served: tuple[float, float], mode: str) -> list[CheckResult]:
     """The metric's checks as inconclusive (never pass, never fail), saying which side could
     not count its events and why; `judging.name_empty_queries` appends the query itself."""
     parts = [f"the {side} served {fmt_count(n)}" for side, n in blind]
@@ -66,7 +60,7 @@ def _uncountable_checks(spec: RatioMetric, blind: list[tuple[str, float]],
               "found no series to count (not even an explicit 0): the series lack a label it "
               "counts by, e.g. a code_label the requests counter does not carry; set it to "
               "the label they have")
-    canary, stable = (Summary(float(np.nansum(counts[i])), None) for i in (1, 3))
+    canary, stable = (Summary(n, None) for n in served)
     test = SEQUENTIAL_TEST_NAME if mode == "sequential" else TEST_NAME
     return [CheckResult(name=name, kind=KIND, verdict="inconclusive", test=test,
                         reason=reason.replace(spec.name, name, 1), canary=canary,
@@ -77,9 +71,11 @@ def _uncountable_checks(spec: RatioMetric, blind: list[tuple[str, float]],
 def judge(spec: RatioMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     counts = [combined(data.series(side, role), ctx)
               for side in ("canary", "stable") for role in ("numerator", "total")]
-    blind = uncountable(spec, data, counts)
-    if blind:
-        return _uncountable_checks(spec, blind, counts, ctx.mode)
+    if spec.absent_numerator == "missing":
+        served = (float(np.nansum(counts[1])), float(np.nansum(counts[3])))
+        blind = _uncountable(data, served)
+        if blind:
+            return _uncountable_checks(spec, blind, served, ctx.mode)
     history = ctx.history
     ratio = judge_ratio(
         spec.name, *counts,
