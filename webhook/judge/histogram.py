@@ -302,15 +302,11 @@ class Histogram:
     def quantile_bound(self, q: float, a: float, upper: bool) -> float:
         """`quantile_bounds(q, a)`'s upper bound (`upper`) or lower one alone, the same number
         for half the binomial quantiles."""
-        n = round(self.total)
-        if n <= 0:
-            return math.nan
-        rank = _binom_rank(a, n, q, upper)
-        return self._high_edge(rank + 1, n) if upper else self._low_edge(rank)
+        return self.bound_of(q, upper)(a)
 
     def bound_of(self, q: float, upper: bool) -> Callable[[float], float]:
-        """`quantile_bound(q, a, upper)` as a function of a, the same numbers, with the count
-        of requests read once (the fixed-mode p-value's bisection asks for fifty a)."""
+        """`quantile_bound(q, a, upper)` as a function of a, with the count of requests read
+        once (the fixed-mode p-value's bisection asks for fifty a)."""
         n = round(self.total)
         if n <= 0:
             return lambda a: math.nan
@@ -568,14 +564,13 @@ def _p_value(hc: Histogram, hs: Histogram, q: float, rel: float, abs_: float, up
     """Smallest alpha at which the fail condition holds (bisection; it is monotone in alpha)."""
     low, high = (hc, hs) if up else (hs, hc)
     # one bound of each side decides: the other two binomial quantiles are not computed
-    if not _beyond(low.quantile_bound(q, 0.5, False), high.quantile_bound(q, 0.5, True),
-                   rel, abs_):  # fails(1.0): most checks stop here, before the bisection
-        return 1.0
     low_bound, high_bound = low.bound_of(q, False), high.bound_of(q, True)
 
     def fails(alpha: float) -> bool:
         return _beyond(low_bound(alpha / 2), high_bound(alpha / 2), rel, abs_)
 
+    if not fails(1.0):  # most checks stop here, before the bisection
+        return 1.0
     lo, hi = 1e-12, 1.0
     if fails(lo):
         return lo
