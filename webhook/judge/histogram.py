@@ -451,7 +451,7 @@ def _exceedances(canary: Histogram, stable: Histogram, qs: Sequence[float], rel:
             rows_c.shape[0] != rows_s.shape[0]):
         empty = np.zeros(0)
         return {a: [(empty, empty, empty, empty) for _ in qs] for a in anchors}
-    if len(anchors) > 1 and (rows_c.shape != rows_s.shape or not _same_bounds(canary, stable)):
+    if len(anchors) > 1 and (rows_c.shape != rows_s.shape or not same_bounds(canary, stable)):
         return {a: _exceedances(canary, stable, qs, rel, abs_, slower, min_tail, history,
                                 (a,))[a] for a in anchors}
     m, k = rows_s.shape[0], len(qs)
@@ -518,10 +518,10 @@ def _blocks(x: np.ndarray, k: int) -> np.ndarray:
 
 def _same_buckets(history: Histogram | None, stable: Histogram) -> bool:
     return (history is not None and history.total > 0
-            and _same_bounds(history, stable))
+            and same_bounds(history, stable))
 
 
-def _same_bounds(one: Histogram, other: Histogram) -> bool:
+def same_bounds(one: Histogram, other: Histogram) -> bool:
     """np.array_equal of their bounds (never NaN: `from_steps` drops them), without its
     Python-level overhead."""
     return one.bounds.shape == other.bounds.shape and bool((one.bounds == other.bounds).all())

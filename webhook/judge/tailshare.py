@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from webhook.judge.histogram import Histogram, _same_bounds
+from webhook.judge.histogram import Histogram, same_bounds
 from webhook.judge.memo import HISTORY
 from webhook.judge.ratio import judge_ratio
 from webhook.judge.types import CheckResult, Summary, fmt_count, fmt_value
@@ -177,7 +177,7 @@ def judge_tail_share(
     chosen = ""
     if bound is None:
         bound, history_ok = auto_bound(stable, stable_history, max_share, min_total, canary)
-        both = ("" if _same_bounds(canary, stable)
+        both = ("" if same_bounds(canary, stable)
                 else "bound of both sides' buckets ")
         chosen = (f" (bound: the smallest {both}the stable exceeded in ≤ "
                   f"{max_share * 100:g}% of {total_name} "
