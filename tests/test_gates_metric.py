@@ -114,6 +114,29 @@ def test_healthcare_critical_holds_until_a_person_approves(client):
     assert gates(client, "healthcare", SATURDAY, safety_level="high").json["gate"] == "open"
 
 
+NAME_IT = "set `revision` in the request and approved_revision to the same value"
+
+
+@pytest.mark.parametrize(("canary", "revision", "gate", "words"), [
+    # a raw matcher pinning Argo's hash names the revision as a label map does
+    ('rollouts_pod_template_hash="c1", namespace="shop"', None, "open", ""),
+    ("{rollouts_pod_template_hash='c1'}", None, "open", ""),
+    ('rollouts_pod_template_hash="c2"', None, "closed", "approve revision c2"),  # not c1
+    ('rollouts_pod_template_hash=~"c1|c2"', None, "closed", NAME_IT),  # pins none
+    ('app="ehr", namespace="shop"', None, "closed", NAME_IT),  # no hash: nothing to approve
+    ('app="ehr", namespace="shop"', "c1", "open", ""),  # the request names it
+])
+def test_a_raw_matcher_canary_can_be_approved(client, canary, revision, gate, words):
+    """A canary given as raw matcher text once read as "revision (unknown)": critical held it
+    forever, whatever approved_revision said."""
+    body = {"config": "healthcare", "canary": canary, "stable": 'rollouts_pod_template_hash="s1"',
+            "vars": {"safety_level": "critical", "approved_revision": "c1"},
+            "window": {"end": SATURDAY}, **({"revision": revision} if revision else {})}
+    r = client.post("/v1/gates", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and r.json["gate"] == gate, r.json
+    assert words in r.json["reason"] and "(unknown)" not in r.json["reason"], r.json["reason"]
+
+
 def test_a_config_without_gates_is_open_and_bad_calls_are_refused(client):
     r = gates(client, "http", NY_OPEN)
     assert r.status_code == 200 and r.json["gate"] == "open" and r.json["checks"] == []

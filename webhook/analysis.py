@@ -49,6 +49,7 @@ from webhook.sources.base import (
     MetricsSource,
     QueryKey,
     QueryLanguage,
+    QueryLanguageError,
     QueryRejected,
     QueryResult,
 )
@@ -100,16 +101,21 @@ def lookup_config(request: AnalysisRequest, registry: ConfigRegistry) -> Analysi
     return config.for_provider(request.provider)
 
 
-def canary_revision(request: AnalysisRequest) -> str | None:
+def canary_revision(request: AnalysisRequest, language: QueryLanguage) -> str | None:
+    """The revision a person's approval must name: the request's `revision`, else the value the
+    canary's selector pins Argo's pod-template hash to, a raw matcher's as much as a label
+    map's (read as text, a raw one could never be approved); None when neither says."""
     if request.revision:
         return request.revision
-    if isinstance(request.canary, dict):
-        return request.canary.get("rollouts_pod_template_hash")
-    return None
+    try:
+        return language.pinned_value(request.canary, "rollouts_pod_template_hash")
+    except QueryLanguageError:  # refused with its 400 where the selector is used
+        return None
 
 
 def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: str,
-                   now: float | None = None, at: float | None = None) -> list[CheckResult]:
+                   now: float | None = None, at: float | None = None,
+                   language: QueryLanguage | None = None) -> list[CheckResult]:
     """The config's gates alone (Flagger's confirm-rollout: may a rollout start now?), read
     at `window.end` when the request gives one, else now; `at`: at that instant, whatever
     the request says (a hook's)."""
@@ -122,7 +128,8 @@ def evaluate_gates(request: AnalysisRequest, registry: ConfigRegistry, action: s
     check_end_passed(request.window.end, now)
     try:
         _, level = apply_level(config, [], vars_)
-        return gate_checks(config, vars_, action, at, canary_revision(request), level)
+        return gate_checks(config, vars_, action, at,
+                           canary_revision(request, language or query_language()), level)
     except ProfileError as exc:
         raise AnalysisRequestError(exc.message, exc.field) from exc
 
@@ -166,7 +173,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         # length said "the window is 0s" when the start lay after now aligned down to the
         # step: the time to ask again says what the caller needs
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, [], window.start, gate_at,
+                            gate_action, began, [], window.start, gate_at, language,
                             "too little data yet: " + _first_step(
                                 window, window.start, f"window.start ({clock(window.start)})"))
     try:
@@ -189,7 +196,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     if got.over:
         quiet = max_gap(window.step) * window.step
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at, (
+                            gate_action, began, got.upstream, window.end, gate_at, language, (
                                 f"no canary traffic for more than {quiet:g}s (the pause "
                                 "that splits two rollouts): its last run is over and the "
                                 "next has not begun; nothing to judge yet"))
@@ -200,7 +207,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         # step): every count would read "0 requests, sent (almost) none", which blames the
         # canary, and the note said "judged from" a step it had not judged
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at,
+                            gate_action, began, got.upstream, window.end, gate_at, language,
                             _not_before_covers(request, window, request.window.not_before))
     warmup = warmup_steps(request, config, window.step)
     searched = mode == "sequential" and request.window.start is None
@@ -209,7 +216,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         # none" on both sides, which blames a canary that served and never names the warmup
         # (a canary whose traffic was searched for and not found has sent none: that stands)
         return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at,
+                            gate_action, began, got.upstream, window.end, gate_at, language,
                             _warmup_covers(request, config, window, got.begun, warmup))
     served = None
     if _counts_silence(specs):  # the start's scan of the data, unless none was read
@@ -222,7 +229,8 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
     result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                     gate_action, began, got.upstream, gate_at, unmatched_sides(got.results))
+                     gate_action, began, got.upstream, language, gate_at,
+                     unmatched_sides(got.results))
     if got.held and request.window.not_before is not None:
         result = replace(result, note=f"judged from {clock(judged_start)}, not before "
                          f"{clock(request.window.not_before)} (window.not_before)")
@@ -375,7 +383,7 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
                  vars_: Mapping[str, str], window: ResolvedWindow, mode: str, now: float,
                  level: AppliedLevel | None, gate_action: str | None, began: float,
                  fetched: list[QueryResult], judged_start: float, gate_at: float | None,
-                 why: str) -> AnalysisResult:
+                 language: QueryLanguage, why: str) -> AnalysisResult:
     """No step of the window belongs to what is asked (a window shorter than one step, the
     warmup or window.not_before leaving none, or a canary whose last run of traffic is over):
     every check inconclusive saying `why`, not an error, and not the judges' "too little
@@ -390,20 +398,21 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
         weight=spec.weight * share, group=spec.group)
         for spec in specs for name, share in check_shares(spec)]
     return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                   gate_action, began, fetched, gate_at)
+                   gate_action, began, fetched, language, gate_at)
 
 
 def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[CheckResult],
             vars_: Mapping[str, str], window: ResolvedWindow, judged_start: float, mode: str,
             now: float, level: AppliedLevel | None, gate_action: str | None, began: float,
-            fetched: list[QueryResult], gate_at: float | None = None,
-            unmatched: tuple[str, ...] = ()) -> AnalysisResult:
+            fetched: list[QueryResult], language: QueryLanguage,
+            gate_at: float | None = None, unmatched: tuple[str, ...] = ()) -> AnalysisResult:
     """Add the config's gates (read at `gate_at`, else at the window's given end, else now),
     combine the checks and shape the verdict."""
     if gate_action:
         at = _gate_instant(request, gate_at, now)
         try:
-            checks += gate_checks(config, vars_, gate_action, at, canary_revision(request), level)
+            checks += gate_checks(config, vars_, gate_action, at,
+                                  canary_revision(request, language), level)
         except ProfileError as exc:
             raise AnalysisRequestError(exc.message, exc.field) from exc
     combined = combine(checks, config.group_weights)

@@ -279,7 +279,8 @@ class AnalysisRequest(BaseModel):
         "names and units, when the config has a section for it); Flagger: metadata.provider.")
     revision: str | None = Field(
         None, max_length=128, description="The canary revision a person's approval must name "
-        "(vars.approved_revision); default: the canary's rollouts_pod_template_hash.")
+        "(vars.approved_revision); default: the value the canary's selector (labels or raw "
+        "matchers) gives rollouts_pod_template_hash with `=`.")
 
     @field_validator("window", mode="before")
     @classmethod

@@ -74,6 +74,16 @@ def is_approved(vars_: Mapping[str, str], revision: str | None) -> bool:
     return bool(revision) and approved == revision
 
 
+def _to_approve(revision: str | None) -> str:
+    """What a person must approve, and how: a canary whose selector pins no pod-template hash
+    (a pod or app matcher) has no revision to name until the request gives one."""
+    if revision:
+        return f"revision {revision}: set approved_revision to it"
+    return ("the canary's revision, which this request does not name (its canary selector "
+            "pins no rollouts_pod_template_hash): set `revision` in the request and "
+            "approved_revision to the same value")
+
+
 def gate_checks(config: AnalysisConfig, vars_: Mapping[str, str], action: str, at: float,
                 revision: str | None, level: AppliedLevel | None) -> list[CheckResult]:
     """Checks for the config's gates, evaluated at `at` (unix seconds) for `action`."""
@@ -93,9 +103,8 @@ def gate_checks(config: AnalysisConfig, vars_: Mapping[str, str], action: str, a
         verdict = "pass" if decision.allowed else "inconclusive"
         reason = decision.reason
         if decision.needs_approval:
-            reason = (f"{gates.risk_var}=critical needs a person to approve revision "
-                      f"{revision or '(unknown)'}: set approved_revision to it; it then waits "
-                      "for closed markets like medium")
+            reason = (f"{gates.risk_var}=critical needs a person to approve "
+                      f"{_to_approve(revision)}; it then waits for closed markets like medium")
         checks.append(_gate_check("market_hours", verdict, f"market_hours: {reason}",
                                   f"market-hours gate for risk_tolerance={risk} at "
                                   f"{when.isoformat().replace('+00:00', 'Z')}"))
@@ -107,6 +116,5 @@ def gate_checks(config: AnalysisConfig, vars_: Mapping[str, str], action: str, a
             checks.append(_gate_check(
                 "approval", "inconclusive",
                 f"approval: {config.levels.var if config.levels else 'level'}={level.name} "
-                f"needs a person to approve revision {revision or '(unknown)'}: set "
-                "approved_revision to it", "manual approval"))
+                f"needs a person to approve {_to_approve(revision)}", "manual approval"))
     return checks

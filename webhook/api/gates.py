@@ -47,7 +47,7 @@ def gates_post() -> Response:
         payload = read_json_object(request, "a JSON object (the analysis request)")
         req = AnalysisRequest.model_validate(payload)
         now = time.time()
-        checks = evaluate_gates(req, service.registry, action, now)
+        checks = evaluate_gates(req, service.registry, action, now, language=service.language)
     except BodyError as exc:
         return error_response(exc.status, exc.message, exc.field)
     except ValidationError as exc:

@@ -264,7 +264,8 @@ def _confirm_rollout(hook: str, req: AnalysisRequest, service: Any,
     check_request(req, service.registry, service.policy, language=service.language)
     # The gates read the server's clock: metadata is the app team's own, and `end: <last
     # Saturday>` opened the market-hours gate while the exchange traded.
-    checks = evaluate_gates(req, service.registry, "start", at=service.clock())
+    checks = evaluate_gates(req, service.registry, "start", at=service.clock(),
+                            language=service.language)
     blocking = [c for c in checks if c.verdict != "pass"]
     audit({**who, "event": "flagger_gate", "config": req.config,
            "verdict": "closed" if blocking else "open",

@@ -168,6 +168,13 @@ class QueryLanguage(Protocol):
         """The series a query asked for on one side, for an inconclusive check's reason."""
         ...
 
+    def pinned_value(self, side: Mapping[str, str] | str, label: str) -> str | None:
+        """The one value a side's selector pins `label` to by equality (a raw matcher's
+        `label="v"` as much as a label map's), or None when it pins none or several: the
+        canary's revision (`rollouts_pod_template_hash`) that a person's approval must name.
+        Raises QueryLanguageError for a selector it cannot read."""
+        ...
+
     def callers_mistake(self, rejection: str, sides: Mapping[str, Mapping[str, str] | str],
                         vars_: Mapping[str, str]) -> QueryLanguageError | None:
         """The caller's value a source's refusal (`rejection`, its error text) is about, as the

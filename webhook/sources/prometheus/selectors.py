@@ -77,6 +77,12 @@ class PromQL:
         series = ", ".join(dict.fromkeys(_METRIC_NAME.findall(expr)))
         return f"{series}{{{selector}}}"
 
+    def pinned_value(self, side: Mapping[str, str] | str, label: str) -> str | None:
+        matchers = (promql.parse_matchers(side, "canary") if isinstance(side, str)
+                    else promql.matchers_from_labels(side, "canary"))
+        values = {m.value for m in matchers if m.name == label and m.op == "="}
+        return values.pop() if len(values) == 1 else None
+
     def callers_mistake(self, rejection: str, sides: Mapping[str, Mapping[str, str] | str],
                         vars_: Mapping[str, str]) -> promql.PromQLError | None:
         return promql.rejected_regex(rejection, sides, vars_)
