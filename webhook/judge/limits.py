@@ -50,6 +50,7 @@ def judge_threshold(
     max_missing: int | None = None,
     gaps: np.ndarray | None = None,
     served: np.ndarray | None = None,
+    undefined: np.ndarray | None = None,
     stable: np.ndarray | None = None,
     critical: bool = False,
     weight: float = 1.0,
@@ -62,8 +63,12 @@ def judge_threshold(
     before the first one in which the canary already served, but for its first step of
     traffic (a pod that starts mid-step): an availability gauge that stops reporting, or only
     begins after the canary does, is not "up". Steps without a sample at a regular beat
-    (`beat_period`: a step shorter than the scrape interval) are not gaps. The stable side,
-    when given, is shown for context only.
+    (`beat_period`: a step shorter than the scrape interval) are not gaps. `undefined` marks
+    the steps whose value was a NaN sample (the canary reported, but no number): they count
+    as missing like a gap, and the reason says NaN, not "stopped reporting", so that a person
+    looks at the exporter and not at the scrapes. Without `max_missing` they are skipped, as a
+    gauge's NaN usually is an empty step (a quantile of no requests). The stable side, when
+    given, is shown for context only.
     """
     values = np.asarray(canary, dtype=float)
     bad = first_corrupt(values, counts=False)
@@ -100,7 +105,12 @@ def judge_threshold(
         # labels are named after this reason, `judging.name_empty_queries`)
         serving = (int(np.asarray(served, dtype=bool).sum())
                    if served is not None and np.asarray(served).size == values.size else 0)
-        reason = (f"{name}: the canary served in {serving} steps without reporting any "
+        nans = (int(np.asarray(undefined, dtype=bool).sum())
+                if undefined is not None and np.asarray(undefined).size == values.size else 0)
+        reason = (f"{name}: the canary's samples in the window are all NaN ({nans} steps): "
+                  "the query finds its series but no number (a ratio or quantile of no "
+                  "requests, or a broken exporter)" if nans else
+                  f"{name}: the canary served in {serving} steps without reporting any "
                   "sample of it: export it from the process' start, under the name and "
                   "labels queried" if serving else
                   f"{name}: no canary sample in the window: export it under the name and "
@@ -123,14 +133,20 @@ def judge_threshold(
             if served is not None and np.asarray(served).size == values.size:
                 serving = np.flatnonzero(np.asarray(served, dtype=bool)[:seen[0]])
                 late[serving[1:]] = True  # the first step of traffic may be a partial one
+        nan = np.zeros(values.size, dtype=bool)
+        if undefined is not None and np.asarray(undefined).size == values.size:
+            nan = np.asarray(undefined, dtype=bool) & ~np.isfinite(values)
+            late &= ~nan
+            silent &= ~nan
         missed = np.zeros(values.size, dtype=bool)
         if gaps is not None and np.asarray(gaps).size == values.size:
-            missed = np.asarray(gaps, dtype=bool) & ~silent
-        missing = int(late.sum() + silent.sum() + missed.sum())
+            missed = np.asarray(gaps, dtype=bool) & ~silent & ~nan
+        missing = int(late.sum() + silent.sum() + missed.sum() + nan.sum())
         if missing > max_missing:
             what = " and ".join(text for text in (
                 f"served without reporting in {int(late.sum())} steps" if late.any() else "",
                 f"stopped reporting for {int(silent.sum())} steps" if silent.any() else "",
+                f"reported NaN (no value) in {int(nan.sum())} steps" if nan.any() else "",
                 f"missed scrapes in {int(missed.sum())} steps" if missed.any() else "") if text)
             return CheckResult(verdict="fail", reason=(
                 f"{name}: the canary {what} of the window (at most {max_missing} allowed); "

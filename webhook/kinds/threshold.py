@@ -9,7 +9,7 @@ from __future__ import annotations
 from webhook.configs import ThresholdMetric
 from webhook.judge import CheckResult
 from webhook.judge.limits import judge_threshold
-from webhook.kinds.base import KindContext, MetricData, combined, gaps, with_steps
+from webhook.kinds.base import KindContext, MetricData, combined, gaps, undefined, with_steps
 from webhook.report import steps
 
 KIND = "threshold"
@@ -30,7 +30,9 @@ def check_shares(spec: ThresholdMetric) -> tuple[tuple[str, float], ...]:
 
 
 def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[CheckResult]:
-    canary = combined(data.series("canary", "values"), ctx)
+    found = data.series("canary", "values")
+    canary = combined(found, ctx)
+    nan = undefined(found, ctx)
     missed = gaps(data.series("canary", "samples"), ctx)
     served = ctx.served if spec.max_missing is not None else None
     through = ctx.through() if spec.max_missing is not None else None
@@ -41,9 +43,10 @@ def judge(spec: ThresholdMetric, data: MetricData, ctx: KindContext) -> list[Che
         canary = canary[:through]
         missed = None if missed is None else missed[:through]
         served = None if served is None else served[:through]
+        nan = None if nan is None else nan[:through]
     check = judge_threshold(
         spec.name, canary, minimum=spec.min, maximum=spec.max, how=spec.aggregate,
         absolute=spec.absolute, min_points=spec.min_points, max_missing=spec.max_missing,
-        gaps=missed, served=served)
+        gaps=missed, served=served, undefined=nan)
     return [with_steps(check, lambda: steps.threshold_trace(
         canary, spec.min, spec.max, spec.absolute), ctx)]
