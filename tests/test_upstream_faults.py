@@ -36,6 +36,7 @@ class FaultProxy:
         self.mode = "pass"
         self.release = threading.Event()
         self.seen: list[dict[str, str]] = []
+        self.forms: list[bytes] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,13 +61,17 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = self.rfile.read(length)
                 outer.seen.append(dict(self.headers))
+                outer.forms.append(form)
                 mode = outer.mode
                 try:
-                    if mode == "pass":
+                    if mode in ("pass", "partial"):
                         r = requests.request(self.command, upstream + self.path, data=form,
                                              headers={"Content-Type": self.headers.get(
                                                  "Content-Type", "")}, timeout=10)
-                        self._send(r.status_code, r.content)
+                        body = r.content
+                        if mode == "partial":  # as a VictoriaMetrics cluster with a node down
+                            body = json.dumps({**r.json(), "isPartial": True}).encode()
+                        self._send(r.status_code, body)
                     elif mode == "hang":
                         self._wait(30)
                     elif mode == "trickle":  # a byte a second, forever
@@ -198,6 +203,44 @@ def test_hook_5xx_are_counted(judge, proxy, lab):
     lines = [x for x in text.splitlines() if x.startswith("canary_judge_hook_responses_total{")
              and 'hook="rollback"' in x and 'status="50' in x]
     assert lines and sum(float(x.split()[-1]) for x in lines) >= 1
+
+
+def test_partial_data_is_never_judged(proxy, lab):
+    """A sharded backend answering from the nodes that are up (VictoriaMetrics' isPartial)
+    is a broken source: 503 and a hook's 5xx, never a verdict on the series that are left."""
+    client = create_app(load_settings(prometheus_url=proxy.url)).test_client()
+    body = {"canary": {"rollouts_pod_template_hash": argo_hash("errors3x")},
+            "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(60)}
+    assert client.post("/v1/analyze", json=body).json["verdict"] == "fail"
+    proxy.mode = "partial"
+    try:
+        r = client.post("/v1/analyze", json=body)
+        hook = client.post("/v1/hooks/rollback", json={
+            "name": "badinfo", "namespace": NAMESPACE, "metadata": {"lookback": "60m"}})
+    finally:
+        proxy.mode = "pass"
+    assert r.status_code == 503 and "verdict" not in r.json, r.json
+    assert "partial data" in r.json["message"]
+    assert hook.status_code >= 500, hook.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("deny", [True, False])
+def test_every_query_asks_sharded_backends_to_fail_rather_than_answer_partially(proxy, lab,
+                                                                                deny):
+    """Thanos' partial_response=false and VictoriaMetrics' deny_partial_response=1 ride on
+    every range query (the real Prometheus behind the proxy ignores them and answers)."""
+    client = create_app(load_settings(prometheus_url=proxy.url,
+                                      prometheus_deny_partial=deny)).test_client()
+    proxy.forms.clear()
+    r = client.post("/v1/analyze", json={
+        "canary": {"rollouts_pod_template_hash": argo_hash("errors3x")},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "window": lab.window(60)})
+    assert r.status_code == 200 and r.json["verdict"] == "fail", r.json
+    ranges = [f for f in proxy.forms if b"query=" in f and b"step=" in f]
+    assert ranges
+    for form in ranges:
+        asked = b"&partial_response=false" in form and b"&deny_partial_response=1" in form
+        assert asked is deny, form[-120:]
 
 
 SECRET = "tok-3f9a8c7e-secret"

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         "one query (`label_replace(q0, \"__canary_judge_part__\", \"0\", \"\", \"\") or …`) "
         "and split the answer back: one round trip and one evaluation instead of several. Off "
         "for a backend that mishandles `or` or `label_replace`.")
+    prometheus_deny_partial: bool = Field(
+        True, description="Ask a sharded backend to fail a query rather than answer from the "
+        "shards that are up (`partial_response=false` for Thanos, `deny_partial_response=1` "
+        "for VictoriaMetrics cluster; Prometheus ignores both): data missing a store's series "
+        "is judged as if complete. An answer marked partial (`isPartial`) is refused either "
+        "way. Off only for a proxy that refuses unknown query parameters.")
     analysis_deadline_seconds: float = Field(
         8.0, gt=0, le=60, description="One deadline per analysis for everything upstream: "
         "connecting, waiting and reading whole answers. Past it: 504. Keep it below the "

@@ -67,6 +67,8 @@ _ERROR_TYPES = {"timeout", "canceled", "execution", "bad_data", "internal", "una
                 "not_found", "not_acceptable"}
 _HEADER_WORDS = ("authorization", "bearer ", "x-scope-orgid", "cookie", "basic ")
 _FORM = "application/x-www-form-urlencoded"
+# Thanos' and VictoriaMetrics cluster's "fail rather than answer from the nodes that are up"
+_DENY_PARTIAL = "&partial_response=false&deny_partial_response=1"
 # headers whose values we choose (no credential), unless an operator's replace them
 _OUR_HEADERS = frozenset(("accept", "accept-encoding", "user-agent"))
 # the `stop` of a request sent from the caller's thread: nothing else can stop it
@@ -118,6 +120,9 @@ class PrometheusSource:
                 "Authorization": f"Basic {b64encode(pair).decode()}"})
         self._deadline = settings.analysis_deadline_seconds
         self._ready_deadline = settings.readiness_deadline_seconds
+        # a Thanos store or a vmstorage node that is down must fail the analysis (5xx, Argo:
+        # Error), not leave it the series the others hold, judged as if they were all
+        self._form_tail = _DENY_PARTIAL if settings.prometheus_deny_partial else ""
         # every credential we send, so that no upstream text quoting one is passed on: each
         # header's value and its credential without the scheme word ("Basic <base64>" is
         # the password in all but name, and a gateway may quote the blob alone)
@@ -311,9 +316,15 @@ class PrometheusSource:
         """The `result` of a range query's answer, which must be a matrix."""
         # the times need no quoting: digits, '.', '-' (or "inf"/"nan"), as urlencode keeps them
         form = (f"query={_quoted(query.expr)}&start={_fmt_time(query.start)}"
-                f"&end={_fmt_time(query.end)}&step={_fmt_time(query.step)}")
+                f"&end={_fmt_time(query.end)}&step={_fmt_time(query.step)}{self._form_tail}")
         payload = self._call("POST", "/api/v1/query_range", query.metric, deadline, stop,
                              body=form)
+        if payload.get("isPartial") is True:  # VictoriaMetrics cluster, a node down
+            raise SourceUnavailable(
+                f"metric {query.metric!r}: the metrics source answered with partial data "
+                "(isPartial: some of its storage nodes did not answer); judging the series "
+                "that are left could pass a canary on the errors that are missing",
+                query.metric)
         data = payload.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "matrix":
             raise SourceUnavailable(
