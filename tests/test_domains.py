@@ -400,6 +400,57 @@ def test_trading_fill_drop_fails_both_views_and_healthy_passes_both(client, lab)
     assert good["order_unfilled_rate"]["verdict"] == "pass", good["order_unfilled_rate"]
 
 
+def test_throughput_is_judged_only_where_instances_share_traffic_equally(client, lab):
+    """A healthy canary behind a router's 10 % weight, with as many pods as stable: each of
+    its pods serves a ninth of a stable pod's orders. Flagger always splits by weight, and
+    its rollout hook answered 412 on throughput (two ticks: a rollback) for every healthy
+    trading canary; there the check is listed, not judged. Where pods share traffic
+    equally (Argo without trafficRouting, the default) the same rates are a real shortfall."""
+    canary, w = trading_hash("weighted"), lab.window(60)
+    status, text = hook(client, "rollout", "trading", canary, TRADING_STABLE, w,
+                        risk_tolerance="low")
+    assert status == 200 and text.startswith("pass:"), text
+    assert "not judged under traffic weights, informational: throughput" in text
+    status, _ = hook(client, "confirm-promotion", "trading", canary, TRADING_STABLE, w,
+                     risk_tolerance="low")
+    assert status == 200
+    # Argo with trafficRouting says so; without, the template's default, a shortfall fails
+    for split, verdict in (("weights", "pass"), ("replicas", "fail"), (None, "fail")):
+        body = {"config": "trading", "canary": {"rollouts_pod_template_hash": canary},
+                "stable": {"rollouts_pod_template_hash": TRADING_STABLE}, "window": w,
+                "vars": {"risk_tolerance": "low"},
+                **({"traffic_split": split} if split else {})}
+        r = client.post("/v1/analyze", json=body)
+        checks = {c["name"]: c for c in r.json["checks"]}
+        assert r.json["verdict"] == verdict, (split, r.json["reason"])
+        throughput = checks["throughput"]
+        if split == "weights":
+            assert throughput["verdict"] == "inconclusive" and not throughput["blocking"]
+            assert "not judged" in throughput["reason"]
+            assert "traffic_split=weights" in r.json["report"]  # the replay judges the same
+        else:
+            assert throughput["verdict"] == "fail" and "lower beyond" in throughput["reason"]
+    # a canary pod with a stable pod's share passes it, as before
+    _, healthy = trading(client, lab, "healthy")
+    assert healthy["throughput"]["verdict"] == "pass"
+
+
+def test_a_locked_check_cannot_need_equal_load(tmp_path):
+    """A request naming traffic_split: weights would switch such a check off: a locked one
+    may not set it (the config does not load)."""
+    data = yaml.safe_load((resources.files("webhook") / "configs" / "trading.yaml").read_text())
+    data["name"] = "trading-unlocked"
+    for metric in data["metrics"]:
+        if metric["name"] == "order_fill_rate":
+            metric["needs_equal_load"] = True
+    (tmp_path / "trading-unlocked.yaml").write_text(yaml.safe_dump(data))
+    registry = load_registry(tmp_path)
+    assert "trading-unlocked" not in registry.configs
+    assert any("needs_equal_load" in e and "order_fill_rate" in e
+               for e in registry.errors.values()), \
+        registry.errors
+
+
 # -- 3. a closed gate or a missing approval holds -----------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -510,7 +510,8 @@ def test_report_link_round_trips_every_request_field():
             "window": {"start": 1_700_000_000, "lookback": "15m", "step": "30s",
                        "warmup": "2m"},
             "metrics": {"latency": {"tolerance": {"relative": 0.5}, "critical": True}},
-            "mode": "fixed", "alpha": 0.01, "provider": "istio", "revision": "7d9f"}
+            "mode": "fixed", "alpha": 0.01, "provider": "istio", "traffic_split": "weights",
+            "revision": "7d9f"}
     request = AnalysisRequest.model_validate(body)
     unset = [name for name in AnalysisRequest.model_fields
              if name != "config" and getattr(request, name) in (None, {}, [])]

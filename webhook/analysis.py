@@ -225,7 +225,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     ctx = KindContext(alpha=alpha, mode=mode, step=window.step, points=got.points,
                       first=got.first, origin=fetched.start + window.step, traces=traces,
                       data_end=data_end(got.results) if served is not None else None,
-                      served=served)
+                      served=served, equal_load=request.traffic_split != "weights")
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
     result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,

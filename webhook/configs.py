@@ -74,6 +74,13 @@ class _MetricBase(BaseModel):
     min_total: float = Field(100, ge=1, description="Fewer requests than this on either side: "
                              "inconclusive.")
     alpha: float | None = Field(None, ge=MIN_ALPHA, lt=0.5)
+    needs_equal_load: bool = Field(
+        False, description="Its value per instance follows the traffic each instance is sent "
+        "(orders per second per pod), so canary and stable compare only when every instance "
+        "takes an equal share: `traffic_split: replicas` (Argo's canary without "
+        "trafficRouting, queue consumers). Split by a router's weights (Flagger, Argo "
+        "trafficRouting) the check is listed, informational, not judged. Not on a locked "
+        "check: a request could switch it off by naming the split.")
 
 
 # What a metric's totals count, plural, as the reasons asking for more data name it: a trading
@@ -434,6 +441,11 @@ class AnalysisConfig(BaseModel):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"metric names must be unique; repeated: {sorted(dupes)}")
+        unjudged = sorted(m.name for m in self.metrics
+                          if m.needs_equal_load and m.name in self.locks.checks)
+        if unjudged:
+            raise ValueError(f"locked metrics cannot set needs_equal_load (a request naming "
+                             f"traffic_split: weights would switch them off): {unjudged}")
         for metric in self.metrics:
             for template in metric.queries().values():
                 if problem := _LANGUAGE.template_problem(template):

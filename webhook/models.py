@@ -277,6 +277,13 @@ class AnalysisRequest(BaseModel):
     provider: Provider | None = Field(
         None, description="Where the metrics come from (istio, linkerd: the mesh's own metric "
         "names and units, when the config has a section for it); Flagger: metadata.provider.")
+    traffic_split: Literal["replicas", "weights"] | None = Field(
+        None, description="How the controller splits traffic: `replicas` (default: one Service "
+        "over every pod, Argo's canary without trafficRouting), so each instance takes an "
+        "equal share; `weights` (a mesh or ingress sends the canary a weight, Argo "
+        "trafficRouting; Flagger always), so a per-instance rate follows the weight and the "
+        "checks that need equal load (`needs_equal_load`, trading's throughput) are listed, "
+        "not judged.")
     revision: str | None = Field(
         None, max_length=128, description="The canary revision a person's approval must name "
         "(vars.approved_revision); default: the value the canary's selector (labels or raw "

@@ -38,7 +38,7 @@ bp = Blueprint("analyze", __name__)
 
 _WINDOW_PARAMS = ("start", "end", "lookback", "step", "warmup", "not_before")
 _TIME_PARAMS = ("start", "end", "not_before")
-_SCALAR_PARAMS = ("mode", "alpha", "provider", "revision")
+_SCALAR_PARAMS = ("mode", "alpha", "provider", "traffic_split", "revision")
 
 
 MEMO_SIZE = 512  # recent bodies whose parsed request is remembered: a few per rollout polled
@@ -267,7 +267,8 @@ def request_from_query(config: str, args: Any) -> AnalysisRequest:
         raise AnalysisRequestError(
             f"unknown query parameter(s) {', '.join(sorted(unknown))}; use canary, stable, "
             "canary.<label>, stable.<label>, vars.<name>, start, end, lookback, step, warmup, "
-            "not_before, mode, alpha, provider, revision, metrics (JSON), format", unknown[0])
+            "not_before, mode, alpha, provider, traffic_split, revision, metrics (JSON), "
+            "format", unknown[0])
     return AnalysisRequest.model_validate(data)
 
 

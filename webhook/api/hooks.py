@@ -58,7 +58,8 @@ HOOK_TYPES = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-incr
               "confirm-promotion", "rollback", "post-rollout", "event")
 _WINDOW_KEYS = ("start", "end", "lookback", "step", "warmup")  # the request's `window`, flat
 _METADATA_KEYS = {"config", "provider", "target", "canary_selector", "stable_selector",
-                  "namespace_label", "app_label", *_WINDOW_KEYS, "mode", "alpha", "inconclusive"}
+                  "namespace_label", "app_label", *_WINDOW_KEYS, "mode", "alpha", "inconclusive",
+                  "traffic_split"}
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LANGUAGE = query_language()
 
@@ -223,6 +224,9 @@ def analysis_request(p: FlaggerPayload) -> AnalysisRequest:
     for key in ("mode", "alpha", "provider"):
         if key in meta:
             data[key] = meta[key]
+    # Flagger shifts traffic by weight (a mesh or ingress; A/B by header), so an instance's
+    # share of it is never a stable pod's until max weight: per-instance rates are not judged
+    data["traffic_split"] = meta.get("traffic_split", "weights")
     if p.checksum:
         data["revision"] = p.checksum[:128]
     try:

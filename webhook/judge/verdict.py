@@ -84,16 +84,27 @@ def combine(checks: Sequence[CheckResult],
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        f"inconclusive: {reason}", False)
     passed = _names_together([c.name for c in checks if c.verdict == "pass"])
-    shown = _names_together([c.name for c in checks if c.verdict != "pass"])
+    informational = [c for c in checks if c.verdict != "pass"]
     if not passed:
         return Verdict("inconclusive", round(50.0 + 39.9 * share, 1),
                        "inconclusive: no check could decide", False)
-    if not shown:
+    if not informational:
         return Verdict("pass", 100.0, f"pass: all {len(checks)} checks within tolerance "
                        f"({', '.join(passed)})", False)
     return Verdict("pass", 100.0, f"pass: {len(passed)} checks within tolerance "
-                   f"({', '.join(passed)}); not resolvable by the buckets, informational: "
-                   f"{', '.join(shown)}", False)
+                   f"({', '.join(passed)}); {_informational(informational)}", False)
+
+
+def _informational(checks: Sequence[CheckResult]) -> str:
+    """Why the non-blocking checks of a pass did not decide: a quantile the buckets cannot
+    resolve (the tail share decides), or a per-instance rate under a router's weights."""
+    unresolved = _names_together([c.name for c in checks if c.kind == "histogram"])
+    unjudged = _names_together([c.name for c in checks if c.kind != "histogram"])
+    return "; ".join(text for text in (
+        f"not resolvable by the buckets, informational: {', '.join(unresolved)}"
+        if unresolved else "",
+        f"not judged under traffic weights, informational: {', '.join(unjudged)}"
+        if unjudged else "") if text)
 
 
 def _names_together(names: Sequence[str]) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from webhook.configs import METRIC_KINDS, MetricSpec
 from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of, none_corrupt
-from webhook.judge.types import CheckResult, evolve
+from webhook.judge.types import CheckResult, Summary, evolve
 from webhook.kinds import events, histogram, ratio, series, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
 from webhook.models import parse_duration
@@ -67,9 +67,11 @@ def metric_step(spec: MetricSpec, window_step: float) -> float:
 
 def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     """One metric's checks: inconclusive on corrupt data, else its kind's judgement at the
-    metric's own alpha (if set); critical, weight and group stamped on every check."""
-    corrupt = _corrupt_check(spec, data, ctx)
-    if corrupt is not None:
+    metric's own alpha (if set); critical, weight and group stamped on every check. A metric
+    that needs equal load, under a router's weights, is listed and not judged."""
+    if not ctx.equal_load and spec.needs_equal_load:
+        checks = _unequal_load_checks(spec)
+    elif (corrupt := _corrupt_check(spec, data, ctx)) is not None:
         checks = [corrupt]
     else:
         alpha = spec.alpha or ctx.alpha
@@ -77,6 +79,22 @@ def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[Che
         checks = kind_of(spec).judge(spec, data, own)
     return [evolve(c, critical=spec.critical, weight=spec.weight * c.weight, group=spec.group)
             for c in checks]
+
+
+def _unequal_load_checks(spec: MetricSpec) -> list[CheckResult]:
+    """The metric's checks, informational: where a router sends the canary a weight, an
+    instance's rate follows that weight (at 10 % and as many canary pods as stable ones, a
+    ninth of a stable pod's), not what the canary can serve; comparing it failed every
+    healthy canary."""
+    reason = ("not judged: traffic is split by a router's weights (traffic_split: weights; "
+              "Flagger always), so each instance's rate follows the share it is sent, not "
+              "what it can serve; judged where every instance takes an equal share "
+              "(traffic_split: replicas: Argo's canary without trafficRouting)")
+    return [CheckResult(name=name, kind=spec.kind, verdict="inconclusive", blocking=False,
+                        test="not judged: needs equal load per instance",
+                        reason=f"{name}: {reason}", canary=Summary(0.0, None),
+                        stable=Summary(0.0, None))
+            for name, _ in check_shares(spec)]
 
 
 def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult | None:

@@ -49,6 +49,9 @@ class KindContext:
     # Per step from `first` on, whether the canary had traffic (`rollout.canary_activity`),
     # for the checks that count steps without samples (`max_missing`); None otherwise.
     served: np.ndarray | None = None
+    # Whether every instance takes an equal share of the traffic (`traffic_split: replicas`);
+    # False: a router's weights, where checks that need equal load are not judged.
+    equal_load: bool = True
 
     def through(self) -> int | None:
         """How many steps from `first` on lie at or before `data_end` (None: all of them)."""

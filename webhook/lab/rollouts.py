@@ -280,7 +280,10 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
                 # step points (15 s after a whole minute)
                 "pnlspike": {"pnl_spike_at": TRADING_BREACH_AT},
                 # a healthy canary that does not export pnl_impact_usd
-                "nopnl": {"no_pnl": True}}
+                "nopnl": {"no_pnl": True},
+                # a healthy canary behind a router's 10 % weight: Flagger runs as many canary
+                # pods as primary ones (here 2), so each serves a ninth of a stable pod's orders
+                "weighted": {"pods": 2, "rate": 20.0 / 9}}
     for seed, (version, diff) in enumerate(versions.items()):
         hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,

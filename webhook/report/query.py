@@ -41,7 +41,7 @@ def query_params(request: AnalysisRequest, end: float) -> list[tuple[str, str]]:
         params.append(("end", _seconds(w.end)))
     elif w.start is None or w.lookback is None:  # start + lookback already fix the end
         params.append(("end", _seconds(end)))
-    for name in ("mode", "alpha", "provider", "revision"):
+    for name in ("mode", "alpha", "provider", "traffic_split", "revision"):
         value = getattr(request, name)
         if value is not None:
             params.append((name, str(value)))
