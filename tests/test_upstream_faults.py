@@ -10,6 +10,7 @@ on demand. In `pass` mode it forwards to the lab's Prometheus.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -44,6 +45,11 @@ class FaultProxy:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def handle(self) -> None:
+                # a client's pool closed while a kept-alive connection waits: not news
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    super().handle()
 
             def _send(self, status: int, body: bytes, ctype: str = "application/json",
                       length: int | None = None) -> None:
