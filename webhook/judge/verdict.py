@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 from webhook.judge.types import CheckResult, Outcome
 
+# The `test` of a check a metric that needs equal load per instance gets under a router's
+# weights (`kinds.judge_spec`): listed, informational, not judged.
+UNEQUAL_LOAD_TEST = "not judged: needs equal load per instance"
 # a per-cohort check's name: `admission_failures[facility=B]`
 _COHORT = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<label>[^=\[\]]+)=(?P<value>[^\[\]]*)\]$")
 
@@ -98,8 +101,8 @@ def combine(checks: Sequence[CheckResult],
 def _informational(checks: Sequence[CheckResult]) -> str:
     """Why the non-blocking checks of a pass did not decide: a quantile the buckets cannot
     resolve (the tail share decides), or a per-instance rate under a router's weights."""
-    unresolved = _names_together([c.name for c in checks if c.kind == "histogram"])
-    unjudged = _names_together([c.name for c in checks if c.kind != "histogram"])
+    unresolved = _names_together([c.name for c in checks if c.test != UNEQUAL_LOAD_TEST])
+    unjudged = _names_together([c.name for c in checks if c.test == UNEQUAL_LOAD_TEST])
     return "; ".join(text for text in (
         f"not resolvable by the buckets, informational: {', '.join(unresolved)}"
         if unresolved else "",

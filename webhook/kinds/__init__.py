@@ -23,6 +23,7 @@ import numpy as np
 from webhook.configs import METRIC_KINDS, MetricSpec
 from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of, none_corrupt
 from webhook.judge.types import CheckResult, Summary, evolve
+from webhook.judge.verdict import UNEQUAL_LOAD_TEST
 from webhook.kinds import events, histogram, ratio, series, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
 from webhook.models import parse_duration
@@ -91,7 +92,7 @@ def _unequal_load_checks(spec: MetricSpec) -> list[CheckResult]:
               "what it can serve; judged where every instance takes an equal share "
               "(traffic_split: replicas: Argo's canary without trafficRouting)")
     return [CheckResult(name=name, kind=spec.kind, verdict="inconclusive", blocking=False,
-                        test="not judged: needs equal load per instance",
+                        test=UNEQUAL_LOAD_TEST,
                         reason=f"{name}: {reason}", canary=Summary(0.0, None),
                         stable=Summary(0.0, None))
             for name, _ in check_shares(spec)]
