@@ -251,6 +251,7 @@ class Upstream:
     def __init__(self, target: str, reject_unions: int = 0,
                  garbage: object | None = None, status: int = 200) -> None:
         self.seen: list[str] = []
+        self.garbage, self.status = garbage, status  # changeable between requests
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -261,8 +262,8 @@ class Upstream:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 query = parse_qs(raw.decode())["query"][0]
                 upstream.seen.append(query)
-                if garbage is not None:
-                    self._send(status, json.dumps(garbage).encode())
+                if upstream.garbage is not None:
+                    self._send(upstream.status, json.dumps(upstream.garbage).encode())
                 elif reject_unions and "label_replace" in query:
                     self._send(reject_unions, b'{"status":"error","errorType":"bad_data",'
                                               b'"error":"unknown function label_replace"}')
@@ -367,3 +368,23 @@ def test_a_failing_combined_query_is_not_asked_again_part_by_part(lab, status, e
         r = client.post("/v1/analyze", json=body)
     assert r.status_code == 503 and r.json["error"] == error
     assert len(upstream.seen) == 1 and "label_replace" in upstream.seen[0]
+
+
+def test_a_union_refused_with_its_parts_is_not_remembered_as_uncombinable(lab, capsys):
+    """Thanos refuses a query 422 while a store is down (partial_response=false): the union
+    and each part alike. That says nothing about unions, so once the store is back the next
+    poll sends one combined request again, not six for as long as the rollout runs."""
+    body = {"config": "http", "mode": "fixed", "window": lab.window(10),
+            **_sides(argo_hash("healthy"), ARGO_STABLE)}
+    down = {"status": "error", "errorType": "execution", "error": "store 10.0.0.7 unavailable"}
+    with Upstream(lab.url, garbage=down, status=422) as upstream:
+        client = create_app(load_settings(prometheus_url=upstream.url,
+                                          config_dir=None)).test_client()
+        failed = client.post("/v1/analyze", json=body)
+        upstream.garbage = None
+        capsys.readouterr()
+        recovered = client.post("/v1/analyze", json=body)
+        (audit,) = _audits(capsys)
+    assert failed.status_code == 502 and "verdict" not in failed.json, failed.json
+    assert recovered.status_code == 200, recovered.json
+    assert audit["queries"] == 1  # one combined request (the parts refused before ran alone)

@@ -160,19 +160,25 @@ class PrometheusSource:
         out: list[QueryResult | None] = [None] * len(queries)
         batches = combine.plan(queries, self._memo, self.max_points)
         wave: list[tuple[combine.Batch, QueryResult | None]] = [(b, None) for b in batches]
+        refused: list[tuple[str, ...]] = []
         while wave:
             answers = self._run(queries, wave, deadline)
             again: list[tuple[combine.Batch, QueryResult | None]] = []
             for (batch, _), answer in zip(wave, answers, strict=True):
                 if isinstance(answer, QueryResult):  # the union was rejected: its cost
-                    if self._memo is not None:
-                        self._memo.add(batch.exprs)
+                    refused.append(batch.exprs)
                     again += [(combine.Batch((i,), (queries[i].expr,)), answer if n == 0 else None)
                               for n, i in enumerate(batch.members)]
                     continue
                 for i, result in zip(batch.members, answer, strict=True):
                     out[i] = result
             wave = again
+        # remembered only once its parts were answered alone: a refusal of every query (a
+        # Thanos store down, 422) says nothing about unions, and remembering it sent a
+        # rollout's every later poll as separate requests
+        if self._memo is not None:
+            for exprs in refused:
+                self._memo.add(exprs)
         return [r for r in out if r is not None]
 
     def _run(self, queries: Sequence[RangeQuery],
