@@ -113,6 +113,10 @@ class RatioMetric(_MetricBase):
         "returns no series at all while its total shows traffic cannot count its events: "
         "the check is inconclusive, naming the side and the query, instead of reading zero "
         "(a label the series do not carry).")
+    absent_hint: str = Field(
+        "", max_length=300, description="With absent_numerator: missing, what to check when "
+        "the numerator finds no series, said in the reason (the config knows which of its "
+        "vars names the label counted by; the judge does not).")
 
     @model_validator(mode="after")
     def _one_numerator(self) -> RatioMetric:

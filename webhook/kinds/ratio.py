@@ -56,10 +56,11 @@ def _uncountable_checks(spec: RatioMetric, blind: list[tuple[str, float]],
     not count its events and why; `judging.name_empty_queries` appends the query itself."""
     parts = [f"the {side} served {fmt_count(n)}" for side, n in blind]
     role = "bad" if spec.bad is not None else "good"
+    hint = spec.absent_hint or ("compare the query's matchers below with the labels its "
+                                "series carry")
     reason = (f"{spec.name}: {' and '.join(parts)} {spec.total_name}, but its `{role}` query "
               "found no series to count (not even an explicit 0): the series lack a label it "
-              "counts by, e.g. a code_label the requests counter does not carry; set it to "
-              "the label they have")
+              f"counts by; {hint}")
     canary, stable = (Summary(n, None) for n in served)
     test = SEQUENTIAL_TEST_NAME if mode == "sequential" else TEST_NAME
     return [CheckResult(name=name, kind=KIND, verdict="inconclusive", test=test,
