@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 from webhook.configs import AnalysisConfig, ConfigRegistry, MetricSpec
 from webhook.fetching import Plan, StartCache, fetch_window, plan_window
 from webhook.judge import CheckResult, combine
-from webhook.judge.types import Summary
 from webhook.judging import data_end, judge_metrics, name_empty_queries
-from webhook.kinds import KindContext, check_shares
+from webhook.kinds import KindContext, stamped, unjudged_checks
 from webhook.models import AnalysisRequest
 from webhook.plan import plan_queries
 from webhook.profiles import AppliedLevel, ProfileError, apply_level, gate_checks
@@ -392,11 +391,8 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     The checks are the ones a judged answer has (`latency_p95`, not the metric `latency`), so
     each poll lists the same names; `why` is about the whole window, not one metric, so it
     carries no metric's name, and the answer's reason says it once."""
-    checks = [CheckResult(
-        name=name, kind=spec.kind, verdict="inconclusive", test="none", reason=why,
-        canary=Summary(0.0, None), stable=Summary(0.0, None), critical=spec.critical,
-        weight=spec.weight * share, group=spec.group)
-        for spec in specs for name, share in check_shares(spec)]
+    checks = [check for spec in specs
+              for check in stamped(spec, unjudged_checks(spec, "none", lambda _: why))]
     return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
                    gate_action, began, fetched, language, gate_at)
 

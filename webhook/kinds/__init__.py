@@ -14,7 +14,7 @@ A new kind is one new module here plus its config class (added to `MetricSpec`),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -34,7 +34,7 @@ KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
 assert set(KINDS) == set(METRIC_KINDS), "every config class needs its kind module"
 
 __all__ = ["KINDS", "ArrayData", "Kind", "KindContext", "MetricData", "check_shares", "judge_spec",
-           "kind_of", "metric_step", "queries", "sides"]
+           "kind_of", "metric_step", "queries", "sides", "stamped", "unjudged_checks"]
 
 
 def kind_of(spec: MetricSpec) -> Kind:
@@ -78,8 +78,24 @@ def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[Che
         alpha = spec.alpha or ctx.alpha
         own = ctx if alpha == ctx.alpha else replace(ctx, alpha=alpha)
         checks = kind_of(spec).judge(spec, data, own)
+    return stamped(spec, checks)
+
+
+def stamped(spec: MetricSpec, checks: list[CheckResult]) -> list[CheckResult]:
+    """The metric's checks with its critical, weight (times the check's share) and group."""
     return [evolve(c, critical=spec.critical, weight=spec.weight * c.weight, group=spec.group)
             for c in checks]
+
+
+def unjudged_checks(spec: MetricSpec, test: str, reason: Callable[[str], str],
+                    blocking: bool = True) -> list[CheckResult]:
+    """The metric's checks as a judged answer names and weighs them (`latency_p95`, not the
+    metric `latency`; each its share), inconclusive, `reason(name)` saying why none was
+    judged, so every poll lists the same checks."""
+    return [CheckResult(name=name, kind=spec.kind, verdict="inconclusive", test=test,
+                        reason=reason(name), canary=Summary(0.0, None),
+                        stable=Summary(0.0, None), weight=share, blocking=blocking)
+            for name, share in check_shares(spec)]
 
 
 def _unequal_load_checks(spec: MetricSpec) -> list[CheckResult]:
@@ -91,11 +107,8 @@ def _unequal_load_checks(spec: MetricSpec) -> list[CheckResult]:
               "Flagger always), so each instance's rate follows the share it is sent, not "
               "what it can serve; judged where every instance takes an equal share "
               "(traffic_split: replicas: Argo's canary without trafficRouting)")
-    return [CheckResult(name=name, kind=spec.kind, verdict="inconclusive", blocking=False,
-                        test=UNEQUAL_LOAD_TEST,
-                        reason=f"{name}: {reason}", canary=Summary(0.0, None),
-                        stable=Summary(0.0, None))
-            for name, _ in check_shares(spec)]
+    return unjudged_checks(spec, UNEQUAL_LOAD_TEST, lambda name: f"{name}: {reason}",
+                           blocking=False)
 
 
 def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult | None:
