@@ -71,6 +71,8 @@ def judge_threshold(
     given, is shown for context only.
     """
     values = np.asarray(canary, dtype=float)
+    nan = (np.asarray(undefined, dtype=bool) if undefined is not None
+           and np.asarray(undefined).size == values.size else np.zeros(values.size, dtype=bool))
     bad = first_corrupt(values, counts=False)
     if bad is not None:  # +Inf would otherwise be skipped as "no sample" and could pass
         return CheckResult(name=name, kind="threshold", verdict="inconclusive",
@@ -105,8 +107,7 @@ def judge_threshold(
         # labels are named after this reason, `judging.name_empty_queries`)
         serving = (int(np.asarray(served, dtype=bool).sum())
                    if served is not None and np.asarray(served).size == values.size else 0)
-        nans = (int(np.asarray(undefined, dtype=bool).sum())
-                if undefined is not None and np.asarray(undefined).size == values.size else 0)
+        nans = int(nan.sum())
         reason = (f"{name}: the canary's samples in the window are all NaN ({nans} steps): "
                   "the query finds its series but no number (a ratio or quantile of no "
                   "requests, or a broken exporter)" if nans else
@@ -133,11 +134,9 @@ def judge_threshold(
             if served is not None and np.asarray(served).size == values.size:
                 serving = np.flatnonzero(np.asarray(served, dtype=bool)[:seen[0]])
                 late[serving[1:]] = True  # the first step of traffic may be a partial one
-        nan = np.zeros(values.size, dtype=bool)
-        if undefined is not None and np.asarray(undefined).size == values.size:
-            nan = np.asarray(undefined, dtype=bool) & ~np.isfinite(values)
-            late &= ~nan
-            silent &= ~nan
+        nan = nan & ~np.isfinite(values)
+        late &= ~nan
+        silent &= ~nan
         missed = np.zeros(values.size, dtype=bool)
         if gaps is not None and np.asarray(gaps).size == values.size:
             missed = np.asarray(gaps, dtype=bool) & ~silent & ~nan

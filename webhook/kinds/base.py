@@ -157,14 +157,11 @@ def gaps(series: Sequence[Series], ctx: KindContext) -> np.ndarray | None:
 def undefined(series: Sequence[Series], ctx: KindContext) -> np.ndarray | None:
     """Steps where a series had a sample whose value is NaN (not a missing sample: only
     `Series.present` tells them apart), from the analysis start on; None when no series
-    says which steps had a sample, or none was NaN (the usual case, told without a mask)."""
-    rows = [s for s in series if s.present is not None]
-    if not rows or all(np.isfinite(s.values[ctx.first:]).all() for s in rows):
-        return None
-    out = np.zeros(rows[0].values.size - ctx.first, dtype=bool)
-    for s in rows:
-        out |= s.present[ctx.first:] & np.isnan(s.values[ctx.first:])
-    return out
+    says which steps had a sample, or none was NaN."""
+    marks = [s.present[ctx.first:] & np.isnan(s.values[ctx.first:])
+             for s in series if s.present is not None]
+    out = np.logical_or.reduce(marks) if marks else None
+    return out if out is not None and out.any() else None
 
 
 def buckets(series: Sequence[Series], first: int = 0) -> Buckets:

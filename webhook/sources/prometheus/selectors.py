@@ -78,9 +78,11 @@ class PromQL:
         return f"{series}{{{selector}}}"
 
     def pinned_value(self, side: Mapping[str, str] | str, label: str) -> str | None:
-        matchers = (promql.parse_matchers(side, "canary") if isinstance(side, str)
-                    else promql.matchers_from_labels(side, "canary"))
-        values = {m.value for m in matchers if m.name == label and m.op == "="}
+        if not isinstance(side, str):  # a label map pins each of its labels: no parse needed
+            value = side.get(label)
+            return None if value is None else str(value)
+        values = {m.value for m in promql.parse_matchers(side, "canary")
+                  if m.name == label and m.op == "="}
         return values.pop() if len(values) == 1 else None
 
     def callers_mistake(self, rejection: str, sides: Mapping[str, Mapping[str, str] | str],
