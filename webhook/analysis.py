@@ -162,19 +162,18 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
     language = language or query_language()
     now = time.time() if now is None else now
     resolved, mode, window = _prepare(request, registry, policy, language, now)
-    config, vars_, level, alpha, selectors = (resolved.config, resolved.vars_, resolved.level,
-                                              resolved.alpha, resolved.selectors)
+    config, vars_, alpha, selectors = (resolved.config, resolved.vars_, resolved.alpha,
+                                       resolved.selectors)
     specs = list(resolved.specs)
+    asked = _Asked(request, resolved, window, mode, now, gate_action, gate_at, began)
     if window.too_short:
         # only a window from a given start to now is too short here: it grows as time
         # passes (`resolve_window` refuses one that never would, lookback=5 read as seconds
         # where 5m was meant, or `step: 4h` against sequential mode's 3 h search). Its
         # length said "the window is 0s" when the start lay after now aligned down to the
         # step: the time to ask again says what the caller needs
-        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, [], window.start, gate_at, language,
-                            "too little data yet: " + _first_step(
-                                window, window.start, f"window.start ({clock(window.start)})"))
+        return _nothing_yet(asked, [], window.start, "too little data yet: " + _first_step(
+            window, window.start, f"window.start ({clock(window.start)})"))
     try:
         got = fetch_window(request, config, specs, selectors, vars_, window, mode, source,
                            language, deadline, starts, resolved.plan(window.step, language))
@@ -194,19 +193,17 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                                    f"{exc.detail}", field) from exc
     if got.over:
         quiet = max_gap(window.step) * window.step
-        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at, language, (
-                                f"no canary traffic for more than {quiet:g}s (the pause "
-                                "that splits two rollouts): its last run is over and the "
-                                "next has not begun; nothing to judge yet"))
+        return _nothing_yet(asked, got.upstream, window.end, (
+            f"no canary traffic for more than {quiet:g}s (the pause that splits two "
+            "rollouts): its last run is over and the next has not begun; nothing to judge "
+            "yet"))
     fetched = got.window
     judged_start = fetched.start + got.first * window.step
     if got.held and request.window.not_before is not None and judged_start >= window.end:
         # the bound left no whole step (a revision seen replacing another within the last
         # step): every count would read "0 requests, sent (almost) none", which blames the
         # canary, and the note said "judged from" a step it had not judged
-        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at, language,
+        return _nothing_yet(asked, got.upstream, window.end,
                             _not_before_covers(request, window, request.window.not_before))
     warmup = warmup_steps(request, config, window.step)
     searched = mode == "sequential" and request.window.start is None
@@ -214,8 +211,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
         # the warmup left no whole step: every count would read "0 requests, sent (almost)
         # none" on both sides, which blames a canary that served and never names the warmup
         # (a canary whose traffic was searched for and not found has sent none: that stands)
-        return _nothing_yet(request, config, specs, vars_, window, mode, now, level,
-                            gate_action, began, got.upstream, window.end, gate_at, language,
+        return _nothing_yet(asked, got.upstream, window.end,
                             _warmup_covers(request, config, window, got.begun, warmup))
     served = None
     if _counts_silence(specs):  # the start's scan of the data, unless none was read
@@ -227,9 +223,7 @@ def run_analysis(request: AnalysisRequest, registry: ConfigRegistry, source: Met
                       served=served, equal_load=request.traffic_split != "weights")
     checks = name_empty_queries(judge_metrics(specs, got.results, ctx), specs, got.queries,
                                 got.results, selectors, language)
-    result = _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                     gate_action, began, got.upstream, language, gate_at,
-                     unmatched_sides(got.results))
+    result = _finish(asked, checks, got.upstream, judged_start, unmatched_sides(got.results))
     if got.held and request.window.not_before is not None:
         result = replace(result, note=f"judged from {clock(judged_start)}, not before "
                          f"{clock(request.window.not_before)} (window.not_before)")
@@ -347,6 +341,8 @@ class _Resolved:
     level: AppliedLevel | None
     alpha: float
     selectors: Mapping[str, str]
+    # the revision an approval gate must name (`canary_revision`), read once per question
+    revision: str | None
     plans: dict[float, Plan]  # by window step, filled as asked
 
     def plan(self, step: float, language: QueryLanguage) -> Plan:
@@ -373,16 +369,29 @@ def _resolve(request: AnalysisRequest, registry: ConfigRegistry, policy: Policy,
     specs, level = resolve_specs(request, config, policy, vars_, language)
     alpha = resolve_alpha(request, config, level, policy)
     selectors = side_selectors(request, language)
-    resolved = _Resolved(config, vars_, tuple(specs), level, alpha, selectors, {})
+    resolved = _Resolved(config, vars_, tuple(specs), level, alpha, selectors,
+                         canary_revision(request, language), {})
     request.derived[key] = (registry, policy, language, resolved)
     return resolved
 
 
-def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[MetricSpec],
-                 vars_: Mapping[str, str], window: ResolvedWindow, mode: str, now: float,
-                 level: AppliedLevel | None, gate_action: str | None, began: float,
-                 fetched: list[QueryResult], judged_start: float, gate_at: float | None,
-                 language: QueryLanguage, why: str) -> AnalysisResult:
+@dataclass(frozen=True)
+class _Asked:
+    """One analysis' question as `run_analysis` settled it before fetching: what every way
+    of answering it (judged, or nothing to judge yet) needs besides the checks."""
+
+    request: AnalysisRequest
+    resolved: _Resolved
+    window: ResolvedWindow
+    mode: str
+    now: float
+    gate_action: str | None
+    gate_at: float | None
+    began: float  # time.perf_counter() when the analysis began
+
+
+def _nothing_yet(asked: _Asked, fetched: list[QueryResult], judged_start: float,
+                 why: str) -> AnalysisResult:
     """No step of the window belongs to what is asked (a window shorter than one step, the
     warmup or window.not_before leaving none, or a canary whose last run of traffic is over):
     every check inconclusive saying `why`, not an error, and not the judges' "too little
@@ -391,35 +400,32 @@ def _nothing_yet(request: AnalysisRequest, config: AnalysisConfig, specs: list[M
     The checks are the ones a judged answer has (`latency_p95`, not the metric `latency`), so
     each poll lists the same names; `why` is about the whole window, not one metric, so it
     carries no metric's name, and the answer's reason says it once."""
-    checks = [check for spec in specs
+    checks = [check for spec in asked.resolved.specs
               for check in stamped(spec, unjudged_checks(spec, "none", lambda _: why))]
-    return _finish(request, config, checks, vars_, window, judged_start, mode, now, level,
-                   gate_action, began, fetched, language, gate_at)
+    return _finish(asked, checks, fetched, judged_start)
 
 
-def _finish(request: AnalysisRequest, config: AnalysisConfig, checks: list[CheckResult],
-            vars_: Mapping[str, str], window: ResolvedWindow, judged_start: float, mode: str,
-            now: float, level: AppliedLevel | None, gate_action: str | None, began: float,
-            fetched: list[QueryResult], language: QueryLanguage,
-            gate_at: float | None = None, unmatched: tuple[str, ...] = ()) -> AnalysisResult:
+def _finish(asked: _Asked, checks: list[CheckResult], fetched: list[QueryResult],
+            judged_start: float, unmatched: tuple[str, ...] = ()) -> AnalysisResult:
     """Add the config's gates (read at `gate_at`, else at the window's given end, else now),
     combine the checks and shape the verdict."""
-    if gate_action:
-        at = _gate_instant(request, gate_at, now)
+    config, window = asked.resolved.config, asked.window
+    if asked.gate_action:
+        at = _gate_instant(asked.request, asked.gate_at, asked.now)
         try:
-            checks += gate_checks(config, vars_, gate_action, at,
-                                  canary_revision(request, language), level)
+            checks += gate_checks(config, asked.resolved.vars_, asked.gate_action, at,
+                                  asked.resolved.revision, asked.resolved.level)
         except ProfileError as exc:
             raise AnalysisRequestError(exc.message, exc.field) from exc
     combined = combine(checks, config.group_weights)
     return AnalysisResult(
-        config=config.name, mode=mode, verdict=combined.verdict, score=combined.score,
+        config=config.name, mode=asked.mode, verdict=combined.verdict, score=combined.score,
         reason=combined.reason, critical_failure=combined.critical_failure,
         start=judged_start, end=window.end, step=window.step,
         analysis_id=secrets.token_hex(8), checks=checks,
         query_count=sum(r.requests for r in fetched),  # HTTP requests sent
         query_seconds=sum(r.seconds for r in fetched),
-        seconds=time.perf_counter() - began, unmatched=unmatched)
+        seconds=time.perf_counter() - asked.began, unmatched=unmatched)
 
 
 def unmatched_sides(results: Mapping[QueryKey, QueryResult]) -> tuple[str, ...]:
