@@ -380,11 +380,13 @@ class ProviderVariant(BaseModel):
     """What one provider changes in a config: a mesh exports its own metric names, labels and
     units (Istio `istio_requests_total{response_code}`, milliseconds), so the same judgement
     needs other queries and tolerances. Vars are merged over the config's; each entry of
-    `metrics` replaces fields of the config's metric of that name."""
+    `metrics` replaces fields of the config's metric of that name, and `null` leaves the
+    metric out where the provider's metrics cannot judge it (http's `restarts` reads the
+    app's own counter, which a mesh's proxy does not restart with)."""
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
     vars: dict[str, str] = Field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
 
 
 class CheckLock(BaseModel):
@@ -507,8 +509,13 @@ def _build_variant(config: AnalysisConfig, provider: str,
                          f"config (it has {', '.join(sorted(known))})")
     data = config.model_dump(exclude={"providers"})
     data["vars"] = {**config.vars, **variant.vars}
-    data["metrics"] = [{**m, **variant.metrics.get(m["name"], {}), "name": m["name"]}
-                       for m in data["metrics"]]
+    dropped = sorted(name for name, fields in variant.metrics.items() if fields is None)
+    locked = [name for name in dropped if name in config.locks.checks]
+    if locked:
+        raise ValueError(f"providers.{provider}.metrics: {locked[0]!r} is locked and cannot be "
+                         "left out for a provider")
+    data["metrics"] = [{**m, **(variant.metrics.get(m["name"]) or {}), "name": m["name"]}
+                       for m in data["metrics"] if m["name"] not in dropped]
     try:
         return AnalysisConfig.model_validate(data)
     except ValidationError as exc:

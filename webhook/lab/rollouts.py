@@ -27,6 +27,10 @@ ARGO_CANARIES = {
     "errors3x": dict(error_ratio=0.03),
     "slow": dict(latency_scale=1.5),
 }
+# Canaries whose process restarts in place, healthy otherwise (`http`'s restarts check):
+# pod-template hash -> (seconds between restarts, seconds down each time).
+ARGO_RESTARTING = {"4e7a1c9d2": (180.0, 45.0), "9a3f6b2e8": (75.0, 45.0),
+                   "2d8c5e1f7": (420.0, 15.0)}
 # A hash that is never planted: "the canary has no series".
 ARGO_MISSING = "0000000000"
 
@@ -118,6 +122,9 @@ def standard_sides() -> list[TrafficSide]:
     sides = [replace(BASE, rps=STABLE_RPS, labels=_argo_labels(ARGO_STABLE))]
     for version, diff in ARGO_CANARIES.items():
         sides.append(replace(BASE, labels=_argo_labels(argo_hash(version)), **diff))
+    for hash_, (every, down) in ARGO_RESTARTING.items():
+        sides.append(replace(BASE, labels=_argo_labels(hash_), restart_every=every,
+                             restart_down=down))
     for target, diff in FLAGGER_TARGETS.items():
         sides.extend(flagger_sides(target, diff))
     sides.extend(flagger_sides(FLAGGER_NEW, None))

@@ -72,6 +72,12 @@ class TrafficSide:
     # phase, not on the judge's step grid: an `increase(…[step])` then sees one interval fewer
     # than the step holds and extrapolates the rest (see `webhook.lab.scrapes`).
     scrape_offset: float = 0.0
+    # A process that restarts in place (a crash, an OOM kill, a failed liveness probe) every
+    # `restart_every` seconds after its first scrape (0: never) and is down `restart_down`
+    # seconds each time: not scraped, and the requests sent to it meanwhile are refused before
+    # the app counts them. Its counters start again from 0 at each restart, as a new process'.
+    restart_every: float = 0.0
+    restart_down: float = 0.0
 
     def __post_init__(self) -> None:
         _check_labels(self.labels, reserved=(self.code_label, "le", *self.ok_labels,
@@ -90,6 +96,10 @@ class TrafficSide:
             raise ValueError(f"latency_unit must be finite and > 0, got {self.latency_unit}")
         if not (self.scrape_offset >= 0 and math.isfinite(self.scrape_offset)):
             raise ValueError(f"scrape_offset must be finite and >= 0, got {self.scrape_offset}")
+        if not (self.restart_every >= 0 and 0 <= self.restart_down < (self.restart_every or 1)
+                and math.isfinite(self.restart_every)):
+            raise ValueError("restart_every must be finite and >= 0, restart_down in "
+                             "[0, restart_every)")
         if not (self.latency_median_s > 0 and self.latency_sigma > 0 and self.latency_scale > 0):
             raise ValueError("latency_median_s, latency_sigma and latency_scale must be > 0")
         b = np.asarray(self.buckets, dtype=float)
@@ -207,6 +217,8 @@ def _render_side(
 ) -> None:
     steps = n - 1
     requests = rng.poisson(side.rps * interval, size=steps)
+    restarts = _Restarts(side, n, interval)
+    requests[restarts.down[1:]] = 0  # refused while down: the app never counts them
     errors = rng.binomial(requests, side.error_ratio)
 
     mu = math.log(side.latency_median_s * side.latency_scale)
@@ -220,8 +232,11 @@ def _render_side(
     err_total = _cumulative(errors)
     buckets_total = np.vstack([np.zeros((1, pvals.size), np.int64), per_bucket.cumsum(0)])
     buckets_total = buckets_total.cumsum(1)
+    ok_total, err_total, buckets_total = (restarts.counted(c) for c in (ok_total, err_total,
+                                                                         buckets_total))
     count_total = buckets_total[:, -1]
     sum_total = count_total * mean_latency
+    ts_text = [t for t, up in zip(ts_text, restarts.scraped, strict=True) if up]
 
     name = side.requests_metric
     ok_labels = {**side.labels, **side.ok_labels, side.code_label: side.ok_code}
@@ -245,6 +260,31 @@ def _render_side(
         lines.extend(f"{p}{v} {t}" for p, v in zip(bucket_prefixes, row, strict=True))
         lines.append(f"{count_prefix}{count} {t}")
         lines.append(f"{sum_prefix}{_fmt_float(total)} {t}")
+
+
+class _Restarts:
+    """A side's in-place restarts on its `n` scrapes `interval` apart (`TrafficSide.restart_every`):
+    which scrapes find the process down, and each counter as the restarted processes report it."""
+
+    def __init__(self, side: TrafficSide, n: int, interval: float) -> None:
+        since_first = np.arange(n, dtype=float) * interval
+        self.epoch = (np.floor(since_first / side.restart_every + 1e-9).astype(np.int64)
+                      if side.restart_every else np.zeros(n, np.int64))
+        up_for = since_first - self.epoch * side.restart_every
+        self.down = (self.epoch > 0) & (up_for < side.restart_down)
+        self.scraped = ~self.down
+        # the scrape at (or last before) each restart: what the process had counted then
+        self._base = np.searchsorted(since_first, self.epoch * side.restart_every + 1e-9) - 1
+
+    def counted(self, cumulative: np.ndarray) -> np.ndarray:
+        """`cumulative` (a row per scrape) as the process reports it at its scrapes: from 0 at
+        each restart, the scrapes while it is down left out."""
+        if not self.epoch.any():
+            return cumulative
+        base = np.where(self.epoch > 0, self._base, -1)
+        since = cumulative - np.where((base >= 0).reshape(-1, *[1] * (cumulative.ndim - 1)),
+                                      cumulative[np.maximum(base, 0)], 0)
+        return since[self.scraped]
 
 
 def _render_extra(out: _Families, ex: ExtraSeries, ts: np.ndarray, ts_text: list[str]) -> None:
