@@ -48,7 +48,7 @@ def test_healthy_canary_passes(client, lab):
     assert r.json["pass"] is True and r.json["score"] == 100
     assert_argo_typed(r.json)
     names = {c["name"] for c in r.json["checks"]}
-    assert names == {"error_ratio", "latency_p95", "latency_p99", "latency_tail"}
+    assert names == {"error_ratio", "latency_p95", "latency_p99", "latency_tail", "restarts"}
     tail = next(c for c in r.json["checks"] if c["name"] == "latency_tail")
     assert tail["verdict"] == "pass" and "requests over" in tail["reason"]
     ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
@@ -102,7 +102,12 @@ def test_a_canary_without_series_reads_as_no_data_in_every_check(client, lab):
     to debug a query that was fine. Each check now says what is true: no data, and the
     stable's own figures stay in the table."""
     answer = client.post("/v1/analyze", json=body(lab, ARGO_MISSING)).json
+    restarts = next(c for c in answer["checks"] if c["name"] == "restarts")
+    assert restarts["verdict"] == "inconclusive"  # not "no restarts"
+    assert "no series: canary queried" in restarts["reason"], restarts["reason"]
     for check in answer["checks"]:
+        if check is restarts:
+            continue
         assert check["reason"].startswith(f"{check['name']}: too little data: canary has 0 "
                                           "requests"), check["reason"]
         assert "bucket" not in check["reason"].split(" (no series:")[0], check["reason"]
@@ -328,7 +333,7 @@ def test_an_override_changes_only_the_fields_it_names(client, lab):
 def test_disabled_metric_is_left_out(client, lab):
     payload = body(lab, argo_hash("slow"), metrics={"latency": {"enabled": "false"}})
     r = client.post("/v1/analyze", json=payload)
-    assert [c["name"] for c in r.json["checks"]] == ["error_ratio"]
+    assert [c["name"] for c in r.json["checks"]] == ["error_ratio", "restarts"]
     assert r.json["verdict"] == "pass"
 
 

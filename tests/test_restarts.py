@@ -1,0 +1,77 @@
+"""A canary whose process keeps restarting in place fails `http`, though its own counters
+look healthy: the requests it refuses while down never reach them (planted in the session lab:
+`webhook.lab.rollouts.ARGO_RESTARTING`, otherwise the healthy canary's traffic)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from webhook.configs import AnalysisConfig, load_registry
+from webhook.lab.rollouts import ARGO_RESTARTING, ARGO_STABLE, argo_hash
+
+
+def _analyze(client, canary: str, **extra) -> dict:
+    r = client.post("/v1/analyze", json={
+        "config": "http", "canary": {"rollouts_pod_template_hash": canary},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, **extra})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.json
+
+
+def _check(answer: dict, name: str) -> dict:
+    return next(c for c in answer["checks"] if c["name"] == name)
+
+
+# every restart period, including one shorter than two steps (a counter that restarted is
+# then often higher at a step's end than at the one before) and one with a single missed scrape
+@pytest.mark.parametrize("canary", list(ARGO_RESTARTING))
+@pytest.mark.parametrize("mode", ["sequential", "fixed"])
+def test_a_canary_restarting_in_place_fails_where_its_own_counters_look_healthy(
+        client, lab, canary, mode):
+    every = ARGO_RESTARTING[canary][0]
+    answer = _analyze(client, canary, mode=mode, window=lab.window(60))
+    assert answer["verdict"] == "fail", answer["reason"]
+    restarts = _check(answer, "restarts")
+    assert restarts["verdict"] == "fail"
+    # a lower bound: a restart whose new process out-counts the old one within a step is
+    # not seen, but the slowest planted loop is seen at least every other time
+    assert 3600 / every / 2 <= restarts["canary"]["value"] <= math.floor(3600 / every) + 1
+    assert restarts["stable"]["value"] == 0
+    assert "restarts" in answer["reason"] and "on the canary" in answer["reason"]
+    assert not restarts["critical"]  # a failed check, not a rollback by the rollback hook
+    # what the canary's own counters say: nothing the error ratio or latency would fail on
+    assert _check(answer, "error_ratio")["verdict"] != "fail"
+    assert _check(answer, "latency_p95")["verdict"] != "fail"
+
+
+def test_a_healthy_canary_has_no_restarts(client, lab):
+    answer = _analyze(client, argo_hash("healthy"), window=lab.window(60))
+    assert answer["verdict"] == "pass", answer["reason"]
+    restarts = _check(answer, "restarts")
+    assert restarts["verdict"] == "pass"
+    assert restarts["canary"]["value"] == 0 and restarts["stable"]["value"] == 0
+
+
+@pytest.mark.parametrize("provider", ["istio", "linkerd"])
+def test_the_meshes_leave_restarts_to_the_error_ratio(provider):
+    """A mesh's proxy outlives the app's restarts (its counters never go back) and answers the
+    requests the app refuses as failures, which error_ratio counts."""
+    config = load_registry(None).get("http")
+    assert "restarts" in {m.name for m in config.metrics}
+    assert "restarts" not in {m.name for m in config.for_provider(provider).metrics}
+
+
+def test_a_provider_cannot_leave_out_a_locked_check():
+    text = """
+name: leaky
+metrics:
+  - {name: errors, kind: ratio, bad: "sum(x{ {{selector}} })", total: "sum(y{ {{selector}} })"}
+providers:
+  istio: {metrics: {errors: null}}
+locks: {checks: [errors]}
+"""
+    with pytest.raises(ValueError, match="'errors' is locked"):
+        AnalysisConfig.model_validate(yaml.safe_load(text))
