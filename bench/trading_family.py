@@ -212,6 +212,8 @@ def simulate(rng: np.random.Generator, sc: Scenario, polls: int = POLLS
             _result("throughput", side, "values",
                     [Series({"pod": f"{side}-{k}"}, orders[k] / STEP * nan)
                      for k in range(pods)]),
+            # no process restarts in place here: every scenario's regression is elsewhere
+            _result("restarts", side, "events", [Series({}, np.zeros(minutes) * nan)]),
         ])
     # gauges: each instance's own scrapes, read at every 15 s step (the latest scrape)
     scrapes = math.ceil(minutes * STEP / sc.scrape)

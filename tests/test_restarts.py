@@ -75,3 +75,22 @@ locks: {checks: [errors]}
 """
     with pytest.raises(ValueError, match="'errors' is locked"):
         AnalysisConfig.model_validate(yaml.safe_load(text))
+
+
+def test_trading_fails_a_canary_whose_order_service_restarts(client, lab):
+    """Orders and fills from 0 again every 4 minutes: the fill rate and every other order check
+    read the restarted counters as they should; only the restarts check sees the loop."""
+    from webhook.lab.rollouts import TRADING_STABLE, trading_hash
+
+    r = client.post("/v1/analyze", json={
+        "config": "trading", "canary": {"rollouts_pod_template_hash": trading_hash("restarting")},
+        "stable": {"rollouts_pod_template_hash": TRADING_STABLE}, "mode": "fixed",
+        "window": lab.window(60), "vars": {"risk_tolerance": "low"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    answer = r.json
+    restarts = _check(answer, "restarts")
+    assert restarts["verdict"] == "fail" and 10 <= restarts["canary"]["value"] <= 16, restarts
+    assert restarts["stable"]["value"] == 0
+    assert answer["verdict"] == "fail" and answer["reason"].startswith("fail: restarts:"), \
+        answer["reason"]
+    assert _check(answer, "order_fill_rate")["verdict"] != "fail"

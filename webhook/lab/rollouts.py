@@ -265,6 +265,20 @@ def _counter(rate: float, seed: int, keep: float = 1.0):
     return values
 
 
+def _restarting(counter, every: float | None):
+    """`counter` as a process restarting in place every `every` seconds from the first sample
+    reports it (from 0 again at each restart); `counter` itself when `every` is None."""
+    if every is None:
+        return counter
+
+    def values(ts: np.ndarray) -> np.ndarray:
+        cumulative = counter(ts)
+        restart = ts[0] + np.floor((ts - ts[0]) / every) * every
+        base = np.searchsorted(ts, restart, side="right") - 1  # the sample at the restart
+        return np.where(restart > ts[0], cumulative - cumulative[base], cumulative)
+    return values
+
+
 def _constant(value: float):
     return lambda ts: np.full(ts.size, value)
 
@@ -290,7 +304,10 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
                 "nopnl": {"no_pnl": True},
                 # a healthy canary behind a router's 10 % weight: Flagger runs as many canary
                 # pods as primary ones (here 2), so each serves a ninth of a stable pod's orders
-                "weighted": {"pods": 2, "rate": 20.0 / 9}}
+                "weighted": {"pods": 2, "rate": 20.0 / 9},
+                # a canary whose process restarts in place every 4 minutes, its order and fill
+                # counters from 0 again each time; otherwise healthy
+                "restarting": {"restart_every": 240.0}}
     for seed, (version, diff) in enumerate(versions.items()):
         hash_ = trading_hash(version)
         labels = {"app": TRADING_APP, "namespace": NAMESPACE,
@@ -306,9 +323,13 @@ def trading_series() -> tuple[list[TrafficSide], list[ExtraSeries]]:
             pod_labels = {**labels, **instance} if diff.get("no_pod") else \
                 {**labels, **instance, "pod": f"{TRADING_APP}-{hash_}-{pod}"}
             s = 1000 + 10 * seed + pod
-            extra.append(ExtraSeries("orders_total", pod_labels, "counter", _counter(rate, s)))
+            every = diff.get("restart_every")
+            extra.append(ExtraSeries("orders_total", pod_labels, "counter",
+                                     _restarting(_counter(rate, s), every),
+                                     restarts=every is not None))
             extra.append(ExtraSeries("orders_filled_total", pod_labels, "counter",
-                                     _counter(rate, s, keep=diff.get("fill", 0.95))))
+                                     _restarting(_counter(rate, s, keep=diff.get("fill", 0.95)),
+                                                 every), restarts=every is not None))
             # each instance's own averages (the config judges them per instance); the first
             # instance keeps the seeds the versions had with one gauge each
             extra.append(ExtraSeries("order_slippage_bps", pod_labels, "gauge",

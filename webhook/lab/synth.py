@@ -123,6 +123,9 @@ class ExtraSeries:
     # Offsets (seconds from the first sample) of scrapes that never arrived: no sample at all,
     # which is what a missed scrape looks like to a range query.
     gaps: tuple[float, ...] = ()
+    # A counter of a process that restarts in place: it may fall (to its count since the
+    # restart). Any other counter must not, so a planted reset is never an accident.
+    restarts: bool = False
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -293,7 +296,7 @@ def _render_extra(out: _Families, ex: ExtraSeries, ts: np.ndarray, ts_text: list
         raise ValueError(f"{ex.name}: values() returned shape {values.shape}, want {ts.shape}")
     family = ex.name
     if ex.kind == "counter":
-        if not (np.all(np.isfinite(values)) and np.all(np.diff(values) >= 0)):
+        if not (np.all(np.isfinite(values)) and (ex.restarts or np.all(np.diff(values) >= 0))):
             raise ValueError(f"counter {ex.name} must be finite and non-decreasing")
         family = _counter_family(ex.name)
     lines = out.add(family, ex.kind, [(ex.name, ex.labels)])
