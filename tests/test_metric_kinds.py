@@ -336,6 +336,13 @@ def test_events_are_zero_tolerance_and_need_traffic_to_pass():
                         min_total=100)
     assert thin.verdict == "inconclusive"
     assert judge_events("adverse", np.array([0, 2.0]), allowed=2).verdict == "pass"
+    # the stable's own count beside a failure: the same events there point elsewhere
+    both = judge_events("restarts", np.array([2.0, 1]), allowed=1, stable_events=np.array([3.0]))
+    assert both.verdict == "fail"
+    assert both.reason == ("restarts: 3 on the canary, more than the 1 allowed; the stable had "
+                           "3 in the same window")
+    alone = judge_events("restarts", np.array([2.0, 1]), allowed=1, stable_events=np.zeros(2))
+    assert alone.reason == "restarts: 3 on the canary, more than the 1 allowed"
 
 
 INLINE = [
