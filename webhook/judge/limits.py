@@ -213,7 +213,11 @@ def judge_events(
     base = dict(name=name, kind="events", test=f"zero tolerance: at most {fmt_count(allowed)} "
                 "on the canary", critical=critical, weight=weight, allowed=float(allowed),
                 canary=Summary(served if served is not None else float(events.size), count),
-                stable=Summary(0.0, stable_count))
+                # without a traffic query each side's n is the steps it was read over (a stable
+                # "n 0" beside the canary's steps read as a stable without data)
+                stable=Summary(float(np.asarray(stable_events).size)
+                               if served is None and stable_events is not None else 0.0,
+                               stable_count))
     if count > allowed + 0.5:
         # what the stable did in the same window is the first thing a person asks: the same
         # events there too point at the environment or at how the counter is read (http's
