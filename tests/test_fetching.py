@@ -397,3 +397,32 @@ def test_a_cohort_gone_before_the_history_is_no_longer_judged(prom, registry):
     assert next(c for c in old.checks if c.cohort == "A").verdict == "inconclusive"
     assert [c for c in old.checks if c.cohort == "B"] == new.checks
     assert new.start == old.start
+
+
+def test_a_query_several_metrics_read_is_sent_once(lab, monkeypatch):
+    """Trading's fill and unfilled rates and its compliance check all count orders, with the
+    same query: 23 queries, 19 distinct. Each is sent once and every metric is judged on its
+    own copy of the answer: the same answer as each sent on its own, and the audit counts
+    the requests that went out."""
+    from webhook import fetching
+    from webhook.lab.rollouts import TRADING_STABLE, trading_hash
+
+    request = AnalysisRequest.model_validate({
+        "config": "trading", "mode": "fixed",
+        "canary": {"rollouts_pod_template_hash": trading_hash("fills")},
+        "stable": {"rollouts_pod_template_hash": TRADING_STABLE},
+        "window": lab.window(60), "vars": {"risk_tolerance": "low"}})
+    settings = load_settings(prometheus_url=lab.url, prometheus_combine_queries=False)
+    answers, sent = [], []
+    for each_alone in (False, True):
+        if each_alone:
+            monkeypatch.setattr(fetching, "_ask", lambda source, queries, deadline:
+                                source.query_range_many(queries, deadline=deadline))
+        source = Counting(PrometheusSource(settings))
+        result = run_analysis(request, load_registry(None), source, Policy())
+        answers.append(_answer(result))
+        sent.append([(q.expr, q.start, q.end, q.step) for q in source.queries])
+        assert result.query_count == len(source.queries)  # one request per query sent
+    assert len(sent[0]) == len(set(sent[0])) == 19 and len(sent[1]) == 23
+    assert set(sent[0]) == set(sent[1])
+    assert answers[0] == answers[1]
