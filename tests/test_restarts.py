@@ -94,3 +94,21 @@ def test_trading_fails_a_canary_whose_order_service_restarts(client, lab):
     assert answer["verdict"] == "fail" and answer["reason"].startswith("fail: restarts:"), \
         answer["reason"]
     assert _check(answer, "order_fill_rate")["verdict"] != "fail"
+
+
+def test_a_flagger_canary_restarting_in_place_fails_its_checks_without_a_rollback(client, lab):
+    """Flagger's rollout hook fails the check (412, the reason Flagger records in its event);
+    the rollback hook does not fire for a non-critical check, and promotion stays shut."""
+    from webhook.lab.rollouts import NAMESPACE
+
+    def hook(kind: str):
+        return client.post(f"/v1/hooks/{kind}", json={
+            "name": "crashinfo", "namespace": NAMESPACE, "phase": "Progressing",
+            "checksum": "abc123", "metadata": {"provider": "app", "lookback": "60m"}})
+
+    rollout = hook("rollout")
+    assert rollout.status_code == 412
+    assert "restarts:" in rollout.get_data(as_text=True) and "on the canary" in \
+        rollout.get_data(as_text=True)
+    assert hook("rollback").status_code != 200
+    assert hook("confirm-promotion").status_code == 412

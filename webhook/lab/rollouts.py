@@ -42,6 +42,10 @@ FLAGGER_TARGETS = {
     "podinfo": dict(),
     "badinfo": dict(error_ratio=0.03),  # critical check fails: rollback
     "slowinfo": dict(latency_scale=1.5),  # non-critical failure: no rollback
+    # restarting in place every 3 minutes, down 45 s each time, healthy otherwise: the app's
+    # own counters fail only `restarts` (non-critical); the lab's mesh series reset with them,
+    # where a real sidecar would outlive the app and answer 503 instead
+    "crashinfo": dict(restart_every=180.0, restart_down=45.0),
 }
 # A Flagger target whose primary exists but whose canary has not served yet.
 FLAGGER_NEW = "newinfo"
