@@ -20,6 +20,7 @@ from webhook.lab.rollouts import (
     HISTORY_SECONDS,
     extra_series,
     healthcare_series,
+    restarting_sides,
     standard_sides,
     trading_series,
 )
@@ -44,7 +45,9 @@ def lab() -> Iterator[Lab]:
                     "(bash scripts/setup.sh does it)")
     anchor = math.floor(time.time() / 60) * 60
     trading_sides, trading_extra = trading_series()
-    text = render_openmetrics([*standard_sides(), *trading_sides], anchor - HISTORY_SECONDS,
+    # the restarting canaries last: each side's traffic is drawn from its place in the list
+    text = render_openmetrics([*standard_sides(), *trading_sides, *restarting_sides()],
+                              anchor - HISTORY_SECONDS,
                               anchor + FUTURE_SECONDS, scrape_interval=15.0, seed=7,
                               extra=[*extra_series(), *trading_extra, *healthcare_series()])
     with PrometheusLab() as prom:

@@ -31,6 +31,10 @@ ARGO_CANARIES = {
 # pod-template hash -> (seconds between restarts, seconds down each time).
 ARGO_RESTARTING = {"4e7a1c9d2": (180.0, 45.0), "9a3f6b2e8": (75.0, 45.0),
                    "2d8c5e1f7": (420.0, 15.0)}
+# A Flagger target restarting in place every 3 minutes, down 45 s each time, healthy otherwise:
+# the app's own counters fail only `restarts` (non-critical); the lab's mesh series reset with
+# them, where a real sidecar would outlive the app and answer 503 instead.
+FLAGGER_RESTARTING = "crashinfo"
 # A hash that is never planted: "the canary has no series".
 ARGO_MISSING = "0000000000"
 
@@ -42,10 +46,6 @@ FLAGGER_TARGETS = {
     "podinfo": dict(),
     "badinfo": dict(error_ratio=0.03),  # critical check fails: rollback
     "slowinfo": dict(latency_scale=1.5),  # non-critical failure: no rollback
-    # restarting in place every 3 minutes, down 45 s each time, healthy otherwise: the app's
-    # own counters fail only `restarts` (non-critical); the lab's mesh series reset with them,
-    # where a real sidecar would outlive the app and answer 503 instead
-    "crashinfo": dict(restart_every=180.0, restart_down=45.0),
 }
 # A Flagger target whose primary exists but whose canary has not served yet.
 FLAGGER_NEW = "newinfo"
@@ -126,13 +126,20 @@ def standard_sides() -> list[TrafficSide]:
     sides = [replace(BASE, rps=STABLE_RPS, labels=_argo_labels(ARGO_STABLE))]
     for version, diff in ARGO_CANARIES.items():
         sides.append(replace(BASE, labels=_argo_labels(argo_hash(version)), **diff))
-    for hash_, (every, down) in ARGO_RESTARTING.items():
-        sides.append(replace(BASE, labels=_argo_labels(hash_), restart_every=every,
-                             restart_down=down))
     for target, diff in FLAGGER_TARGETS.items():
         sides.extend(flagger_sides(target, diff))
     sides.extend(flagger_sides(FLAGGER_NEW, None))
     return sides
+
+
+def restarting_sides() -> list[TrafficSide]:
+    """The canaries that restart in place (`ARGO_RESTARTING`, `FLAGGER_RESTARTING`), planted
+    after every other side: each side draws its traffic from its place in the planted list,
+    so adding these last leaves every other side's data as it was."""
+    sides = [replace(BASE, labels=_argo_labels(hash_), restart_every=every, restart_down=down)
+             for hash_, (every, down) in ARGO_RESTARTING.items()]
+    return sides + flagger_sides(FLAGGER_RESTARTING,
+                                 dict(restart_every=180.0, restart_down=45.0))
 
 
 # Per label scheme: the vars that point the `http` config at that scheme's metric names. Istio
