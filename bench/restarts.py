@@ -33,6 +33,7 @@ import itertools
 import json
 import logging
 import math
+import re
 import sys
 import time
 import zlib
@@ -108,78 +109,42 @@ def pods(case: Case, begin: float, end: float) -> list[tuple[TrafficSide, float,
     return [(one, first, end), (two, second, end)]
 
 
-def planted(case: Case, begin: float, end: float) -> list[str]:
-    """Sample and TYPE lines of the case's pods: each rendered from its own first scrape, so
-    its restarts fall at its own phase; a scrape gap as two renders of one series whose second
-    carries on from the first's last count."""
-    out = []
-    for n, (side, first, last) in enumerate(pods(case, begin, end)):
-        out.append(render_openmetrics([side], first, last, scrape_interval=case.scrape,
-                                      seed=zlib.crc32(case.name.encode()) % 1000 + n,
-                                      jitter=case.jitter))
-    if case.gap:  # the counter carries on: offset the second part by the first's last values
-        out = [out[0], _carried(out[1], out[2])]
-    return [line for text in out for line in _body(text).splitlines()]
+def planted(cases: Sequence[Case], begin: float, end: float) -> list[str]:
+    """OpenMetrics texts of the cases' pods, one per scrape interval and jitter: every pod
+    rendered from `begin` with its first scrape at its own offset (`scrape_offset`), so its
+    restarts fall at its own phase, and its samples outside its spans (`pods`) left out: a
+    pod replaced, or a scrape gap after which its counter carries on."""
+    groups: dict[tuple[float, float], list[Case]] = {}
+    for case in cases:
+        groups.setdefault((case.scrape, case.jitter), []).append(case)
+    texts = []
+    for n, ((scrape, jitter), members) in enumerate(groups.items()):
+        sides: dict[tuple[str, str], TrafficSide] = {}
+        spans: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for case in members:
+            for side, first, last in pods(case, begin, end):
+                key = (case.hash_, side.labels["instance"])
+                sides.setdefault(key, replace(side, scrape_offset=first - begin))
+                spans.setdefault(key, []).append((first, last))
+        text = render_openmetrics(list(sides.values()), begin, end, scrape_interval=scrape,
+                                  seed=n, jitter=jitter)
+        texts.append("\n".join(line for line in text.split("\n")
+                               if _within(line, spans)))
+    return texts
 
 
-def _body(text: str) -> str:
-    return text.replace("# EOF\n", "")
+_HASH = re.compile(r'rollouts_pod_template_hash="([^"]+)"')
+_INSTANCE = re.compile(r'instance="([^"]+)"')
 
 
-def _carried(before: str, after: str) -> str:
-    """`before` then `after` with every counter of `after` raised by its last value in
-    `before`: one process whose scrapes stopped for a while, not a restart. The TYPE lines of
-    `after` are dropped (one family, one TYPE line)."""
-    last: dict[str, float] = {}
-    lines = []
-    for line in _body(before).splitlines():
-        if not line.startswith("#"):
-            series, value, _ = line.rsplit(" ", 2)
-            last[series] = float(value)
-        lines.append(line)
-    families = {line for line in lines if line.startswith("# TYPE")}
-    for line in _body(after).splitlines():
-        if line.startswith("#"):
-            if line not in families:
-                lines.append(line)
-            continue
-        series, value, at = line.rsplit(" ", 2)
-        if series.endswith("_sum"):
-            raised = float(value) + last.get(series, 0.0)
-            lines.append(f"{series} {raised!r} {at}")
-        else:
-            lines.append(f"{series} {int(float(value) + last.get(series, 0.0))} {at}")
-    return _grouped(lines)
-
-
-def _grouped(lines: list[str]) -> str:
-    """Lines regrouped by metric family (TYPE line first), samples in their order."""
-    order: list[str] = []
-    by: dict[str, list[str]] = {}
-    family = ""
-    for line in lines:
-        if line.startswith("# TYPE"):
-            family = line.split()[2]
-            if family not in by:
-                order.append(family)
-                by[family] = [line]
-            continue
-        name = line.split("{", 1)[0]
-        family = next(f for f in order if name == f or name.startswith(f + "_")
-                      or name == f + "_total")
-        by[family].append(line)
-    series_lines: dict[str, dict[str, list[str]]] = {}
-    for f in order:
-        per: dict[str, list[str]] = {}
-        for line in by[f][1:]:
-            per.setdefault(line.rsplit(" ", 2)[0], []).append(line)
-        series_lines[f] = per
-    out = []
-    for f in order:
-        out.append(by[f][0])
-        for samples in series_lines[f].values():
-            out.extend(samples)
-    return "\n".join(out) + "\n"
+def _within(line: str, spans: dict[tuple[str, str], list[tuple[float, float]]]) -> bool:
+    """Whether an OpenMetrics line stays: every line but a sample outside its pod's spans."""
+    if line.startswith("#") or not line:
+        return True
+    hash_, instance = _HASH.search(line), _INSTANCE.search(line)
+    assert hash_ is not None and instance is not None, line
+    at = float(line.rsplit(" ", 1)[1])
+    return any(first <= at <= last for first, last in spans[hash_[1], instance[1]])
 
 
 def true_restarts(case: Case, begin: float, end: float, w0: float, w1: float) -> int:
@@ -209,9 +174,8 @@ def run(tiny: bool) -> dict:
                  "windows_minutes": list(WINDOWS), "cases": {}}
     with PrometheusLab() as lab:
         lab.plant(render_openmetrics([stable], begin - 3600, end + 60, seed=1))
-        # one document: each family under one TYPE line, each series' samples together
-        lab.plant(_grouped([line for case in cases for line in planted(case, begin, end + 60)])
-                  + "# EOF\n")
+        for text in planted(cases, begin, end + 60):
+            lab.plant(text)
         client = create_app(load_settings(prometheus_url=lab.start(),
                                           config_dir=None)).test_client()
         for case in cases:
