@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from webhook.lab.synth import ExtraSeries, TrafficSide
+from webhook.lab.synth import ExtraSeries, TrafficSide, since_restart
 
 NAMESPACE = "shop"
 # Planted data runs from this long before the session's anchor time to FUTURE_SECONDS after it.
@@ -282,12 +282,7 @@ def _restarting(counter, every: float | None):
     if every is None:
         return counter
 
-    def values(ts: np.ndarray) -> np.ndarray:
-        cumulative = counter(ts)
-        restart = ts[0] + np.floor((ts - ts[0]) / every) * every
-        base = np.searchsorted(ts, restart, side="right") - 1  # the sample at the restart
-        return np.where(restart > ts[0], cumulative - cumulative[base], cumulative)
-    return values
+    return lambda ts: since_restart(counter(ts), ts - ts[0], every)
 
 
 def _constant(value: float):

@@ -265,29 +265,36 @@ def _render_side(
         lines.append(f"{sum_prefix}{_fmt_float(total)} {t}")
 
 
+def since_restart(cumulative: np.ndarray, since_first: np.ndarray,
+                  every: float) -> np.ndarray:
+    """`cumulative` (a row per sample, taken `since_first` seconds after the first) as a
+    process restarting in place every `every` seconds reports it: less what it had counted at
+    its last restart (the sample at, or last before, that instant)."""
+    epoch = np.floor(since_first / every + 1e-9).astype(np.int64)
+    base = np.searchsorted(since_first, epoch * every + 1e-9) - 1
+    restarted = (epoch > 0).reshape(-1, *[1] * (cumulative.ndim - 1))
+    return cumulative - np.where(restarted, cumulative[np.maximum(base, 0)], 0)
+
+
 class _Restarts:
     """A side's in-place restarts on its `n` scrapes `interval` apart (`TrafficSide.restart_every`):
     which scrapes find the process down, and each counter as the restarted processes report it."""
 
     def __init__(self, side: TrafficSide, n: int, interval: float) -> None:
-        since_first = np.arange(n, dtype=float) * interval
-        self.epoch = (np.floor(since_first / side.restart_every + 1e-9).astype(np.int64)
-                      if side.restart_every else np.zeros(n, np.int64))
-        up_for = since_first - self.epoch * side.restart_every
-        self.down = (self.epoch > 0) & (up_for < side.restart_down)
+        self._since_first = np.arange(n, dtype=float) * interval
+        self._every = side.restart_every
+        epoch = (np.floor(self._since_first / side.restart_every + 1e-9).astype(np.int64)
+                 if side.restart_every else np.zeros(n, np.int64))
+        up_for = self._since_first - epoch * side.restart_every
+        self.down = (epoch > 0) & (up_for < side.restart_down)
         self.scraped = ~self.down
-        # the scrape at (or last before) each restart: what the process had counted then
-        self._base = np.searchsorted(since_first, self.epoch * side.restart_every + 1e-9) - 1
 
     def counted(self, cumulative: np.ndarray) -> np.ndarray:
         """`cumulative` (a row per scrape) as the process reports it at its scrapes: from 0 at
         each restart, the scrapes while it is down left out."""
-        if not self.epoch.any():
+        if not self._every:
             return cumulative
-        base = np.where(self.epoch > 0, self._base, -1)
-        since = cumulative - np.where((base >= 0).reshape(-1, *[1] * (cumulative.ndim - 1)),
-                                      cumulative[np.maximum(base, 0)], 0)
-        return since[self.scraped]
+        return since_restart(cumulative, self._since_first, self._every)[self.scraped]
 
 
 def _render_extra(out: _Families, ex: ExtraSeries, ts: np.ndarray, ts_text: list[str]) -> None:
