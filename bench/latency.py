@@ -149,7 +149,9 @@ def judged_window(session: requests.Session, judge: str, request_body: dict) -> 
 
 
 def query_set(request_body: dict, now: float) -> list[RangeQuery]:
-    """The range queries the judge sends for this question (the direct client's work)."""
+    """The range queries the judge sends for this question (the direct client's work): each
+    distinct one once, as the judge sends a query several metrics read (http's `traffic`
+    reads `error_ratio`'s total)."""
     request = AnalysisRequest.model_validate(request_body)
     registry, policy = load_registry(None), Policy()
     config = registry.get("http")
@@ -157,8 +159,9 @@ def query_set(request_body: dict, now: float) -> list[RangeQuery]:
     selectors = {side: promql.render_selector(promql.matchers_from_labels(
         getattr(request, side), side)) for side in ("canary", "stable")}
     window = resolve_window(request, config, policy, now)
-    return plan_queries(resolve_metrics(config, request, policy), selectors, config.vars,
-                        window)
+    planned = plan_queries(resolve_metrics(config, request, policy), selectors, config.vars,
+                           window)
+    return list({(q.expr, q.start, q.end, q.step): q for q in planned}.values())
 
 
 class Direct:

@@ -18,10 +18,12 @@ from webhook.lab import PrometheusLab, render_openmetrics
 from webhook.lab.rollouts import (
     FUTURE_SECONDS,
     HISTORY_SECONDS,
+    STOPPED_BEFORE,
     extra_series,
     healthcare_series,
     restarting_sides,
     standard_sides,
+    stopping_sides,
     trading_series,
 )
 from webhook.settings import load_settings
@@ -45,13 +47,20 @@ def lab() -> Iterator[Lab]:
                     "(bash scripts/setup.sh does it)")
     anchor = math.floor(time.time() / 60) * 60
     trading_sides, trading_extra = trading_series()
-    # the restarting canaries last: each side's traffic is drawn from its place in the list
-    text = render_openmetrics([*standard_sides(), *trading_sides, *restarting_sides()],
+    going_on, stopping = stopping_sides()
+    # the restarting and stopping canaries last: each side's traffic is drawn from its place
+    # in the list
+    text = render_openmetrics([*standard_sides(), *trading_sides, *restarting_sides(),
+                               *going_on],
                               anchor - HISTORY_SECONDS,
                               anchor + FUTURE_SECONDS, scrape_interval=15.0, seed=7,
                               extra=[*extra_series(), *trading_extra, *healthcare_series()])
+    # pods that stop serving before the end of the tests' explicit windows (`Lab.window`)
+    stopped = render_openmetrics(stopping, anchor - HISTORY_SECONDS,
+                                 anchor - 300 - STOPPED_BEFORE, scrape_interval=15.0, seed=8)
     with PrometheusLab() as prom:
         prom.plant(text)
+        prom.plant(stopped)
         url = prom.start()
         yield Lab(url=url, anchor=anchor)
 

@@ -48,7 +48,8 @@ def test_healthy_canary_passes(client, lab):
     assert r.json["pass"] is True and r.json["score"] == 100
     assert_argo_typed(r.json)
     names = {c["name"] for c in r.json["checks"]}
-    assert names == {"error_ratio", "latency_p95", "latency_p99", "latency_tail", "restarts"}
+    assert names == {"error_ratio", "latency_p95", "latency_p99", "latency_tail", "restarts",
+                     "traffic"}
     tail = next(c for c in r.json["checks"] if c["name"] == "latency_tail")
     assert tail["verdict"] == "pass" and "requests over" in tail["reason"]
     ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
@@ -333,7 +334,7 @@ def test_an_override_changes_only_the_fields_it_names(client, lab):
 def test_disabled_metric_is_left_out(client, lab):
     payload = body(lab, argo_hash("slow"), metrics={"latency": {"enabled": "false"}})
     r = client.post("/v1/analyze", json=payload)
-    assert [c["name"] for c in r.json["checks"]] == ["error_ratio", "restarts"]
+    assert [c["name"] for c in r.json["checks"]] == ["error_ratio", "restarts", "traffic"]
     assert r.json["verdict"] == "pass"
 
 

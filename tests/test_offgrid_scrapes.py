@@ -220,7 +220,7 @@ def test_every_built_in_count_is_exact(name):
     assert config is not None
     variants = [config, *(config.for_provider(p) for p in config.providers)]
     counts = [(spec.name, role, query) for variant in variants for spec in variant.metrics
-              if spec.kind in ("ratio", "histogram", "events")
+              if spec.kind in ("ratio", "histogram", "events", "share")
               for role, query in spec.queries().items() if role != "samples"
               # http's restarts count targets whose counter went back, not increments
               and (spec.name, role) != ("restarts", "events")]

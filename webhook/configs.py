@@ -296,8 +296,46 @@ class EventsMetric(_MetricBase):
         return out
 
 
+class ShareMetric(_MetricBase):
+    """The canary's share of both sides' requests lately against before: is it still serving
+    (request-rate sanity)? See `webhook.judge.share`."""
+
+    kind: Literal["share"]
+    total: str = Field(description="PromQL: per-step count of requests on the side in "
+                       "{{selector}} (the error ratio's `total`: the same query is sent once).")
+    total_name: TotalName = "requests"
+    recent: str = Field(
+        "2m", pattern=r"^[0-9]+(ms|s|m|h)$", description="How far back \"lately\" reaches: "
+        "the canary's share over the window's last steps covering this span is compared with "
+        "its share before them (at least one step).")
+    direction: Literal["decrease"] = "decrease"
+    tolerance: Tolerance = Field(
+        default_factory=lambda: Tolerance(relative=0.8), description="`relative`: the fall of "
+        "the canary's share (in odds) tolerated, below 1; 0.8 fails a canary serving less than "
+        "a fifth of its share before.")
+    critical: bool = False
+
+    @field_validator("recent")
+    @classmethod
+    def _a_span(cls, value: str) -> str:
+        from webhook.models import parse_duration  # models imports this module
+
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _a_fall(self) -> ShareMetric:
+        if not 0 < self.tolerance.relative < 1 or self.tolerance.absolute:
+            raise ValueError(f"metric {self.name}: a share's tolerance is `relative` only, "
+                             "above 0 and below 1 (0.8: a fall to a fifth of its share fails)")
+        return self
+
+    def queries(self) -> dict[str, str]:
+        return {"total": self.total}
+
+
 MetricSpec = Annotated[
-    RatioMetric | HistogramMetric | SeriesMetric | ThresholdMetric | EventsMetric,
+    RatioMetric | HistogramMetric | SeriesMetric | ThresholdMetric | EventsMetric | ShareMetric,
     Field(discriminator="kind"),
 ]
 # The kinds, read off the union: each has its module under webhook/kinds/.

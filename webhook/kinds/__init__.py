@@ -7,6 +7,7 @@
 | `series`    | `series.py`    | `SeriesMetric`                    |
 | `threshold` | `threshold.py` | `ThresholdMetric`                 |
 | `events`    | `events.py`    | `EventsMetric`                    |
+| `share`     | `share.py`     | `ShareMetric`                     |
 
 A new kind is one new module here plus its config class (added to `MetricSpec`), listed in
 `KINDS` below. The analysis and bench/detection judge every kind through `judge_spec`.
@@ -24,13 +25,13 @@ from webhook.configs import METRIC_KINDS, MetricSpec
 from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of, none_corrupt
 from webhook.judge.types import CheckResult, Summary, evolve
 from webhook.judge.verdict import UNEQUAL_LOAD_TEST
-from webhook.kinds import events, histogram, ratio, series, threshold
+from webhook.kinds import events, histogram, ratio, series, share, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
 from webhook.models import parse_duration
 from webhook.sources.base import Series
 
 KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
-                          for m in (ratio, histogram, series, threshold, events)}
+                          for m in (ratio, histogram, series, threshold, events, share)}
 assert set(KINDS) == set(METRIC_KINDS), "every config class needs its kind module"
 
 __all__ = ["KINDS", "ArrayData", "Kind", "KindContext", "MetricData", "check_shares", "judge_spec",

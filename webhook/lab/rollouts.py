@@ -35,6 +35,14 @@ ARGO_RESTARTING = {"4e7a1c9d2": (180.0, 45.0), "9a3f6b2e8": (75.0, 45.0),
 # the app's own counters fail only `restarts` (non-critical); the lab's mesh series reset with
 # them, where a real sidecar would outlive the app and answer 503 instead.
 FLAGGER_RESTARTING = "crashinfo"
+# Canaries that stop serving: each pod's series end `STOPPED_BEFORE` seconds before the end of
+# the tests' explicit windows (`Lab.window`, 300 s before the anchor), as a hung, crashed or
+# unroutable pod's do while the stable's go on. `ARGO_STOPPED`: its only pod (fails
+# `traffic`); `ARGO_HALF_STOPPED`: one of its two pods (its share halves: inside the
+# tolerance).
+ARGO_STOPPED = "8b3e6d1a4"
+ARGO_HALF_STOPPED = "1f6a9c3e7"
+STOPPED_BEFORE = 240.0
 # A hash that is never planted: "the canary has no series".
 ARGO_MISSING = "0000000000"
 
@@ -140,6 +148,18 @@ def restarting_sides() -> list[TrafficSide]:
              for hash_, (every, down) in ARGO_RESTARTING.items()]
     return sides + flagger_sides(FLAGGER_RESTARTING,
                                  dict(restart_every=180.0, restart_down=45.0))
+
+
+def stopping_sides() -> tuple[list[TrafficSide], list[TrafficSide]]:
+    """The pods of `ARGO_STOPPED` and `ARGO_HALF_STOPPED`: those that go on serving (planted
+    after every other side, as `restarting_sides`), and those whose series end early (planted
+    apart, up to `STOPPED_BEFORE` before the windows' end)."""
+    def pod(hash_: str, n: int, rps: float) -> TrafficSide:
+        return replace(BASE, rps=rps, labels={**_argo_labels(hash_), "pod": f"{hash_}-{n}"})
+
+    going_on = [pod(ARGO_HALF_STOPPED, 0, BASE.rps / 2)]
+    stopping = [pod(ARGO_STOPPED, 0, BASE.rps), pod(ARGO_HALF_STOPPED, 1, BASE.rps / 2)]
+    return going_on, stopping
 
 
 # Per label scheme: the vars that point the `http` config at that scheme's metric names. Istio

@@ -98,6 +98,20 @@ def series_trace(canary: np.ndarray, stable: np.ndarray, allowed: float | None,
                  value_label="value per step")
 
 
+def share_trace(canary: np.ndarray, stable: np.ndarray) -> Trace:
+    """Each side's share of each step's requests: a canary that stopped serving shows as its
+    line falling to 0 % and the stable's rising to 100 % (a step the canary did not report,
+    while the stable did, as 0)."""
+    c, s = np.asarray(canary, dtype=float), np.asarray(stable, dtype=float)
+    c = np.where(np.isfinite(s) & ~np.isfinite(c), 0.0, c)
+    total = c + s
+    served = np.isfinite(total) & (total > 0)
+    safe = np.where(served, total, 1.0)
+    return Trace(canary=_tuple(np.where(served, c / safe, np.nan)),
+                 stable=_tuple(np.where(served, s / safe, np.nan)),
+                 value_label="share of requests per step", unit="%")
+
+
 def threshold_trace(canary: np.ndarray, minimum: float | None, maximum: float | None,
                     absolute: bool) -> Trace:
     c = np.asarray(canary, dtype=float)
