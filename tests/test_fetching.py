@@ -400,10 +400,10 @@ def test_a_cohort_gone_before_the_history_is_no_longer_judged(prom, registry):
 
 
 def test_a_query_several_metrics_read_is_sent_once(lab, monkeypatch):
-    """Trading's fill and unfilled rates and its compliance check all count orders, with the
-    same query: 23 queries, 19 distinct. Each is sent once and every metric is judged on its
-    own copy of the answer: the same answer as each sent on its own, and the audit counts
-    the requests that went out."""
+    """Trading's fill and unfilled rates, its compliance check and its traffic check all
+    count orders, with the same query: 25 queries, 19 distinct. Each is sent once and every
+    metric is judged on its own copy of the answer: the same answer as each sent on its own,
+    and the audit counts the requests that went out."""
     from webhook import fetching
     from webhook.lab.rollouts import TRADING_STABLE, trading_hash
 
@@ -423,6 +423,6 @@ def test_a_query_several_metrics_read_is_sent_once(lab, monkeypatch):
         answers.append(_answer(result))
         sent.append([(q.expr, q.start, q.end, q.step) for q in source.queries])
         assert result.query_count == len(source.queries)  # one request per query sent
-    assert len(sent[0]) == len(set(sent[0])) == 19 and len(sent[1]) == 23
+    assert len(sent[0]) == len(set(sent[0])) == 19 and len(sent[1]) == 25
     assert set(sent[0]) == set(sent[1])
     assert answers[0] == answers[1]

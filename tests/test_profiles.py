@@ -42,7 +42,7 @@ def test_trading_healthy_canary_passes_every_check(client, lab):
     assert answer["verdict"] == "pass", answer["reason"]
     assert {"order_fill_rate", "order_unfilled_rate", "order_latency_p99", "order_latency_tail",
             "slippage_bps", "pnl_impact_usd", "market_impact", "compliance_violations",
-            "throughput", "restarts",
+            "throughput", "restarts", "traffic",
             "market_hours"} == set(checks)
 
 

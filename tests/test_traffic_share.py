@@ -207,3 +207,14 @@ def test_a_shares_tolerance_is_a_fall_below_one():
             AnalysisConfig.model_validate({"name": "x", "metrics": [
                 {"name": "t", "kind": "share", "total": "sum(x{ {{selector}} })",
                  "tolerance": tolerance}]})
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ({"tolerance": {"relative": 1.5}}, "metrics.traffic"),
+    ({"direction": "increase"}, "metrics.traffic.direction"),
+    ({"recent": "0s"}, "metrics.traffic.recent")])
+def test_a_request_overriding_the_check_badly_is_a_400_naming_the_field(client, override, field):
+    r = client.post("/v1/analyze", json={
+        "canary": {"rollouts_pod_template_hash": ARGO_STOPPED},
+        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "metrics": {"traffic": override}})
+    assert r.status_code == 400 and r.json["field"] == field, r.json
