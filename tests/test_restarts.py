@@ -8,21 +8,10 @@ import math
 
 import pytest
 import yaml
+from argo_answers import analyze, check_named
 
 from webhook.configs import AnalysisConfig, load_registry
-from webhook.lab.rollouts import ARGO_RESTARTING, ARGO_STABLE, argo_hash
-
-
-def _analyze(client, canary: str, **extra) -> dict:
-    r = client.post("/v1/analyze", json={
-        "config": "http", "canary": {"rollouts_pod_template_hash": canary},
-        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, **extra})
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.json
-
-
-def _check(answer: dict, name: str) -> dict:
-    return next(c for c in answer["checks"] if c["name"] == name)
+from webhook.lab.rollouts import ARGO_RESTARTING, argo_hash
 
 
 # every restart period, including one shorter than two steps (a counter that restarted is
@@ -32,9 +21,9 @@ def _check(answer: dict, name: str) -> dict:
 def test_a_canary_restarting_in_place_fails_where_its_own_counters_look_healthy(
         client, lab, canary, mode):
     every = ARGO_RESTARTING[canary][0]
-    answer = _analyze(client, canary, mode=mode, window=lab.window(60))
+    answer = analyze(client, canary, mode=mode, window=lab.window(60))
     assert answer["verdict"] == "fail", answer["reason"]
-    restarts = _check(answer, "restarts")
+    restarts = check_named(answer, "restarts")
     assert restarts["verdict"] == "fail"
     # a lower bound: a restart whose new process out-counts the old one within a step is
     # not seen, but the slowest planted loop is seen at least every other time
@@ -43,14 +32,14 @@ def test_a_canary_restarting_in_place_fails_where_its_own_counters_look_healthy(
     assert "restarts" in answer["reason"] and "on the canary" in answer["reason"]
     assert not restarts["critical"]  # a failed check, not a rollback by the rollback hook
     # what the canary's own counters say: nothing the error ratio or latency would fail on
-    assert _check(answer, "error_ratio")["verdict"] != "fail"
-    assert _check(answer, "latency_p95")["verdict"] != "fail"
+    assert check_named(answer, "error_ratio")["verdict"] != "fail"
+    assert check_named(answer, "latency_p95")["verdict"] != "fail"
 
 
 def test_a_healthy_canary_has_no_restarts(client, lab):
-    answer = _analyze(client, argo_hash("healthy"), window=lab.window(60))
+    answer = analyze(client, argo_hash("healthy"), window=lab.window(60))
     assert answer["verdict"] == "pass", answer["reason"]
-    restarts = _check(answer, "restarts")
+    restarts = check_named(answer, "restarts")
     assert restarts["verdict"] == "pass"
     assert restarts["canary"]["value"] == 0 and restarts["stable"]["value"] == 0
 
@@ -88,12 +77,12 @@ def test_trading_fails_a_canary_whose_order_service_restarts(client, lab):
         "window": lab.window(60), "vars": {"risk_tolerance": "low"}})
     assert r.status_code == 200, r.get_data(as_text=True)
     answer = r.json
-    restarts = _check(answer, "restarts")
+    restarts = check_named(answer, "restarts")
     assert restarts["verdict"] == "fail" and 10 <= restarts["canary"]["value"] <= 16, restarts
     assert restarts["stable"]["value"] == 0
     assert answer["verdict"] == "fail" and answer["reason"].startswith("fail: restarts:"), \
         answer["reason"]
-    assert _check(answer, "order_fill_rate")["verdict"] != "fail"
+    assert check_named(answer, "order_fill_rate")["verdict"] != "fail"
 
 
 def test_a_flagger_canary_restarting_in_place_fails_its_checks_without_a_rollback(client, lab):

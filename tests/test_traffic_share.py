@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from argo_answers import analyze, check_named
 
 from webhook.configs import AnalysisConfig, load_registry
 from webhook.judge.share import TOO_EARLY_TEST, judge_share
@@ -139,24 +140,12 @@ def test_false_failures_over_a_rollouts_polls_stay_below_alpha(weight):
     assert failed / 150 <= 0.05
 
 
-def _analyze(client, canary: str, **extra) -> dict:
-    r = client.post("/v1/analyze", json={
-        "config": "http", "canary": {"rollouts_pod_template_hash": canary},
-        "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, **extra})
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.json
-
-
-def _check(answer: dict, name: str) -> dict:
-    return next(c for c in answer["checks"] if c["name"] == name)
-
-
 @pytest.mark.parametrize("mode", ["sequential", "fixed"])
 def test_a_canary_whose_pod_stopped_fails_where_every_other_check_passes(client, lab, mode):
     window = lab.window(30) if mode == "fixed" else {"end": lab.window()["end"]}
-    answer = _analyze(client, ARGO_STOPPED, mode=mode, window=window)
+    answer = analyze(client, ARGO_STOPPED, mode=mode, window=window)
     assert answer["verdict"] == "fail", answer["reason"]
-    traffic = _check(answer, "traffic")
+    traffic = check_named(answer, "traffic")
     assert traffic["verdict"] == "fail" and traffic["canary"]["n"] == 0
     assert not traffic["critical"]  # a failed check, not a rollback by the rollback hook
     assert "has not reported since, while the stable did" in traffic["reason"]
@@ -166,17 +155,17 @@ def test_a_canary_whose_pod_stopped_fails_where_every_other_check_passes(client,
 
 
 def test_one_of_two_pods_stopping_is_not_failed(client, lab):
-    answer = _analyze(client, ARGO_HALF_STOPPED, window={"end": lab.window()["end"]})
-    traffic = _check(answer, "traffic")
+    answer = analyze(client, ARGO_HALF_STOPPED, window={"end": lab.window()["end"]})
+    traffic = check_named(answer, "traffic")
     assert traffic["verdict"] == "pass", traffic["reason"]
     assert traffic["effect"] == pytest.approx(-0.33, abs=0.1)  # a third: ½ / (1 + ½) of 1/2
     assert answer["verdict"] != "fail", answer["reason"]
 
 
 def test_a_healthy_canary_serves_its_share(client, lab):
-    answer = _analyze(client, argo_hash("healthy"), window=lab.window(60))
+    answer = analyze(client, argo_hash("healthy"), window=lab.window(60))
     assert answer["verdict"] == "pass", answer["reason"]
-    traffic = _check(answer, "traffic")
+    traffic = check_named(answer, "traffic")
     assert traffic["verdict"] == "pass" and abs(traffic["effect"]) < 0.1
     assert traffic["blocking"]
 
