@@ -131,7 +131,7 @@ def polls(canary: np.ndarray, stable: np.ndarray,
                               ("fixed", max(0, end - FIXED_MINUTES * per_minute))):
             check = judge_share("traffic", canary[begin:end], stable[begin:end],
                                 recent_steps=recent, recent_text="2m", max_drop=MAX_DROP,
-                                alpha=ALPHA)
+                                alpha=ALPHA, step=step)
             out.append((minute, window, check.verdict, check.blocking))
     return out
 

@@ -12,7 +12,13 @@ from argo_answers import analyze, check_named
 from webhook.configs import AnalysisConfig, load_registry
 from webhook.judge.share import TOO_EARLY_TEST, judge_share
 from webhook.judge.verdict import combine
-from webhook.lab.rollouts import ARGO_HALF_STOPPED, ARGO_STABLE, ARGO_STOPPED, argo_hash
+from webhook.lab.rollouts import (
+    ARGO_HALF_STOPPED,
+    ARGO_STABLE,
+    ARGO_STOPPED,
+    STOPPED_BEFORE,
+    argo_hash,
+)
 
 RECENT = dict(recent_steps=2, recent_text="2m")
 
@@ -73,6 +79,19 @@ def test_a_stop_too_thin_to_show_holds_the_verdict_but_does_not_fail():
     check = judge_share("traffic", canary, stable, **RECENT)
     assert check.verdict == "inconclusive" and check.blocking, check.reason
     assert "too few requests lately" in check.reason
+
+
+def test_a_thin_canarys_longer_silence_is_judged_whole():
+    """0.5 requests/s on both sides, a third of them the canary's: two silent minutes prove
+    nothing, twelve do. The span judged is the whole silence, and the reason says how long."""
+    canary, stable = _steady(30, canary=10.0, stable=20.0, seed=5)
+    canary[-12:] = 0
+    check = judge_share("traffic", canary, stable, **RECENT, step=60)
+    assert check.verdict == "fail", check.reason
+    assert "served 0 of the last 12m's" in check.reason
+    canary, stable = _steady(30, canary=10.0, stable=20.0, seed=5)
+    canary[-2:] = 0
+    assert judge_share("traffic", canary, stable, **RECENT, step=60).verdict == "inconclusive"
 
 
 def test_a_share_jumping_step_to_step_is_not_failed_for_a_quiet_spell():
@@ -149,7 +168,9 @@ def test_a_canary_whose_pod_stopped_fails_where_every_other_check_passes(client,
     assert traffic["verdict"] == "fail" and traffic["canary"]["n"] == 0
     assert not traffic["critical"]  # a failed check, not a rollback by the rollback hook
     assert "has not reported since, while the stable did" in traffic["reason"]
-    assert answer["reason"].startswith("fail: traffic: the canary served 0 of the last 2m's")
+    # judged over its whole silence, not only the last 2 minutes
+    assert answer["reason"].startswith(
+        f"fail: traffic: the canary served 0 of the last {STOPPED_BEFORE / 60:.0f}m's")
     for check in answer["checks"]:  # what it served before: nothing else fails on it
         assert check["name"] == "traffic" or check["verdict"] != "fail", check
 
@@ -207,3 +228,12 @@ def test_a_request_overriding_the_check_badly_is_a_400_naming_the_field(client, 
         "canary": {"rollouts_pod_template_hash": ARGO_STOPPED},
         "stable": {"rollouts_pod_template_hash": ARGO_STABLE}, "metrics": {"traffic": override}})
     assert r.status_code == 400 and r.json["field"] == field, r.json
+
+
+def test_a_canary_silent_while_the_stable_missed_a_scrape_is_still_said_not_to_report():
+    canary, stable = _steady()
+    canary[-2:] = np.nan
+    stable[-2] = np.nan  # its count joins the last step's
+    stable[-1] *= 2
+    check = judge_share("traffic", canary, stable, **RECENT)
+    assert check.verdict == "fail" and "has not reported since" in check.reason, check.reason

@@ -42,6 +42,12 @@ Either wrong answer needs the φ bound, the interval or the binomial test to err
 by Bonferroni, with φ and π₁ nuisance parameters maximised over confidence sets (Berger & Boos,
 JASA 89, 1994).
 
+A canary that served nothing for longer than the recent steps is judged over its whole
+silence: at 0.5 requests/s two silent minutes prove nothing, ten do. The silence's length is
+read off the data, and that is still a test at α: "silent for at least L steps" is the event
+"no request in the last L steps", whose probability is what the test computes for a span of
+L steps fixed beforehand.
+
 The test is a sliding window, asked again at every poll. Its false failures come from real
 falls of the share, not from sampling: a canary at its usual share falls below a fifth of it
 with a probability far below α at any traffic where a fall could be shown at all. `bench/share.py`
@@ -158,6 +164,17 @@ def _on_stable_steps(canary: np.ndarray, stable: np.ndarray,
     return c, stable
 
 
+def _trailing_silence(canary: np.ndarray) -> int:
+    """How many of the last steps have no canary request."""
+    served = np.flatnonzero(canary > 0)
+    return len(canary) if served.size == 0 else len(canary) - 1 - int(served[-1])
+
+
+def _span_text(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes and rest else f"{minutes}m" if minutes else f"{rest}s"
+
+
 def judge_share(
     name: str,
     canary: np.ndarray,
@@ -168,12 +185,14 @@ def judge_share(
     max_drop: float = 0.8,
     alpha: float = 0.05,
     total_name: str = "requests",
+    step: float = 60.0,
 ) -> CheckResult:
     """Whether the canary's share of requests in the last `recent_steps` steps fell by more
     than `max_drop` of its share before (fail), is shown not to have (pass), or cannot tell.
 
-    `canary` and `stable` are per-step counts over the judged window (NaN: no sample);
-    `recent_text` names the recent span in reasons ("2m")."""
+    `canary` and `stable` are per-step counts over the judged window (NaN: no sample), `step`
+    seconds apart; `recent_text` names the recent span in reasons ("2m"). A canary that served
+    nothing for longer than the recent steps is judged over that whole silence."""
     canary = np.asarray(canary, dtype=float)
     stable = np.asarray(stable, dtype=float)
     known = np.isfinite(stable)
@@ -181,6 +200,12 @@ def judge_share(
     c, s = _on_stable_steps(np.where(np.isfinite(canary), np.clip(canary, 0.0, None), 0.0),
                             np.where(known, np.clip(stable, 0.0, None), 0.0), known)
     split = max(len(c) - recent_steps, 0)
+    silence = _trailing_silence(c)
+    if split > 0 and silence > recent_steps:
+        # the canary served nothing for longer than the recent steps: that whole silence is
+        # the recent span (a stop at 0.5 requests/s shows over minutes, not in two)
+        split = max(len(c) - silence, 0)
+        recent_text = _span_text(silence * step)
     n1, m1 = float(c[:split].sum()), float(s[:split].sum())
     n2, m2 = float(c[split:].sum()), float(s[split:].sum())
     ratio = 1.0 - max_drop
@@ -221,9 +246,13 @@ def judge_share(
               f"{fmt_value(before, '%')} of {fmt_count(n1 + m1)} before")
     fall = f"fall of its share beyond the {max_drop:.0%} tolerated"
     if outcome == "fail":
+        # not reporting: no sample at any of the last `recent_steps` steps the stable had one
+        # at (its last sample's step, inside a longer silence, counts 0 but was reported)
+        last = slice(max(len(c) - recent_steps, 0), None)
+        silent = bool(known[last].any() and unreported[last][known[last]].all())
         why = ("it has not reported since, while the stable did: hung, crashed or not "
-               "scraped" if unreported[split:].all() else "it has stopped serving its share "
-               "(its pods unready or gone, or its route broken) or is not scraped")
+               "scraped" if silent else "it has stopped serving its share (its pods unready "
+               "or gone, or its route broken) or is not scraped")
         reason = f"{name}: {shares}: a {fall}; {why}"
     elif outcome == "pass":
         reason = f"{name}: {shares}: no {fall}"

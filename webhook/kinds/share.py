@@ -39,5 +39,5 @@ def judge(spec: ShareMetric, data: MetricData, ctx: KindContext) -> list[CheckRe
         spec.name, canary, stable, recent_steps=recent_steps_of(parse_duration(spec.recent),
                                                                  ctx.step),
         recent_text=spec.recent, max_drop=spec.tolerance.relative, alpha=ctx.alpha,
-        total_name=spec.total_name)
+        total_name=spec.total_name, step=ctx.step)
     return [with_steps(check, lambda: steps.share_trace(canary, stable), ctx)]
