@@ -127,7 +127,8 @@ def dispersion_bound(canary: np.ndarray, stable: np.ndarray, miss: float) -> flo
     if k < 3:
         return None
     c, t = canary[served], totals[served]
-    share = float(np.median(c / t))
+    ordered = np.sort(c / t)  # the median, without np.median's cost per call on a dozen steps
+    share = float(ordered[(k - 1) // 2] + ordered[k // 2]) / 2
     if not 0.0 < share < 1.0:
         share = float(c.sum() / t.sum())
         if not 0.0 < share < 1.0:

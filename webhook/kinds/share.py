@@ -7,6 +7,8 @@ quasi-binomial dispersion).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from webhook.configs import ShareMetric
 from webhook.judge import CheckResult
 from webhook.judge.share import judge_share, recent_steps_of
@@ -15,6 +17,8 @@ from webhook.models import parse_duration
 from webhook.report import steps
 
 KIND = "share"
+# a config's few spans, read once each rather than at every poll
+_seconds = lru_cache(maxsize=64)(parse_duration)
 SPEC = ShareMetric
 TRAFFIC_ROLES = {"total": True}
 
@@ -36,7 +40,7 @@ def judge(spec: ShareMetric, data: MetricData, ctx: KindContext) -> list[CheckRe
     canary = combined(data.series("canary", "total"), ctx)[:through]
     stable = combined(data.series("stable", "total"), ctx)[:through]
     check = judge_share(
-        spec.name, canary, stable, recent_steps=recent_steps_of(parse_duration(spec.recent),
+        spec.name, canary, stable, recent_steps=recent_steps_of(_seconds(spec.recent),
                                                                  ctx.step),
         recent_text=spec.recent, max_drop=spec.tolerance.relative, alpha=ctx.alpha,
         total_name=spec.total_name, step=ctx.step)
