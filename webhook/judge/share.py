@@ -213,9 +213,9 @@ def judge_share(
     # each side's requests lately and its share of them; the share before is in the reason,
     # the change from it in `effect`
     base: dict = dict(name=name, kind="share", test=TEST_NAME,
-                canary=Summary(n2, n2 / (n2 + m2) if n2 + m2 > 0 else None),
-                stable=Summary(m2, m2 / (n2 + m2) if n2 + m2 > 0 else None),
-                allowed=ratio)
+                      canary=Summary(n2, n2 / (n2 + m2) if n2 + m2 > 0 else None),
+                      stable=Summary(m2, m2 / (n2 + m2) if n2 + m2 > 0 else None),
+                      allowed=ratio)
     if n1 + n2 <= 0:
         return CheckResult(verdict="inconclusive", **base, reason=(
             f"{name}: too little data: canary has 0 {total_name} in the window"))
