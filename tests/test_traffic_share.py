@@ -141,6 +141,10 @@ def test_no_requests_anywhere_lately_does_not_hold_the_verdict():
     check = judge_share("traffic", canary, stable, **RECENT)
     assert check.verdict == "inconclusive" and not check.blocking
     assert "no requests on either side in the last 2m" in check.reason
+    # a pass says why it did not decide, not that the canary served lately
+    passed = combine([judge_share("ok", *_steady(), **RECENT), check])
+    assert passed.verdict == "pass"
+    assert passed.reason.endswith("; no requests on either side lately, informational: traffic")
 
 
 @pytest.mark.parametrize("weight", [0.05, 0.2, 0.5])

@@ -729,20 +729,20 @@ def judge_quantile(
     verdict, why = tri_state(
         "slower" if up else "faster" if down else None, within, margin,
         f"canary between {fmt_value(c_low, unit)} and {fmt_value(c_high, unit)}")
-    blocking = True
+    blocking, informational = True, ""
     if verdict == "inconclusive":
         unresolved = _unresolvable(canary, stable, q, direction, rel, abs_, margin, a,
                                    unit)
         if unresolved:
             why = unresolved
             if decided_by:
-                blocking = False
+                blocking, informational = False, "not resolvable by the buckets"
                 why += f"; informational, {decided_by} decides"
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}{evidence}", canary=summary_c,
         stable=summary_s, effect=effect, interval=(ratio_low, ratio_high),
         interval_of="canary / stable - 1", interval_level=1 - 4 * a, p_value=p_value,
-        allowed=rel, trace=trace, blocking=blocking, **base)
+        allowed=rel, trace=trace, blocking=blocking, informational=informational, **base)
 
 
 def judge_quantiles(names: Sequence[str], canary: Histogram, stable: Histogram,

@@ -67,8 +67,9 @@ from webhook.judge.types import CheckResult, Outcome, Summary, fmt_count, fmt_va
 
 TEST_NAME = "canary's share of requests, lately vs before (exact binomial, quasi-binomial)"
 # The `test` of the check when there is nothing before the recent steps to compare with: it
-# is listed, and does not hold the verdict (`verdict._informational`).
+# is listed, and does not hold the verdict.
 TOO_EARLY_TEST = "not judged: nothing before the recent steps to compare the share with"
+_TOO_EARLY = "not judged before the window is longer than its recent steps"
 
 
 def recent_steps_of(recent_seconds: float, step: float) -> int:
@@ -219,22 +220,25 @@ def judge_share(
     if n1 + n2 <= 0:
         return CheckResult(verdict="inconclusive", **base, reason=(
             f"{name}: too little data: canary has 0 {total_name} in the window"))
+
+    def aside(informational: str, test: str, reason: str) -> CheckResult:
+        """Listed, inconclusive, not holding the verdict; `informational` in a pass's reason."""
+        return CheckResult(verdict="inconclusive", blocking=False, informational=informational,
+                           **{**base, "test": test}, reason=f"{name}: {reason}")
+
     if split == 0 or n1 <= 0 or m1 <= 0:
-        base["test"] = TOO_EARLY_TEST
-        return CheckResult(verdict="inconclusive", blocking=False, **base, reason=(
-            f"{name}: not judged: no {total_name} on both sides before the last "
-            f"{recent_text} to compare the canary's share with"))
+        return aside(_TOO_EARLY, TOO_EARLY_TEST, f"not judged: no {total_name} on both sides "
+                     f"before the last {recent_text} to compare the canary's share with")
     before = n1 / (n1 + m1)
     if n2 + m2 <= 0:  # nothing the canary alone lacks: the other checks judged before
-        return CheckResult(verdict="inconclusive", blocking=False, **base, reason=(
-            f"{name}: no {total_name} on either side in the last {recent_text}: nothing says "
-            "whether the canary still serves"))
+        return aside(f"no {total_name} on either side lately", TEST_NAME,
+                     f"no {total_name} on either side in the last {recent_text}: nothing says "
+                     "whether the canary still serves")
     phi = dispersion_bound(c[:split], s[:split], alpha / 2)
     if phi is None:
-        base["test"] = TOO_EARLY_TEST
-        return CheckResult(verdict="inconclusive", blocking=False, **base, reason=(
-            f"{name}: not judged: fewer than 3 steps with {total_name} before the last "
-            f"{recent_text} to tell how much the canary's share varies"))
+        return aside(_TOO_EARLY, TOO_EARLY_TEST, f"not judged: fewer than 3 steps with "
+                     f"{total_name} before the last {recent_text} to tell how much the "
+                     "canary's share varies")
     low, high = _share_interval(n1 / phi, (n1 + m1) / phi, alpha / 4)
     fail_p = _at_most(n2 / phi, (n2 + m2) / phi, _fallen(low, ratio))
     pass_p = _at_least(n2 / phi, (n2 + m2) / phi, _fallen(high, ratio))
@@ -264,6 +268,7 @@ def judge_share(
     # served is alive, and a share too thin or too uneven to rule out a fall (a few long-lived
     # connections) would otherwise hold every poll of a healthy rollout; one that served
     # nothing while the stable served must not pass.
-    return CheckResult(verdict=outcome, effect=effect,
-                       p_value=min(fail_p, 1.0), blocking=outcome != "inconclusive" or n2 <= 0,
-                       **base, reason=reason)
+    holds = outcome != "inconclusive" or n2 <= 0
+    return CheckResult(verdict=outcome, effect=effect, p_value=min(fail_p, 1.0), blocking=holds,
+                       informational="" if holds else "served lately, a fall of its share "
+                       "not ruled out", **base, reason=reason)

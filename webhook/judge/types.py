@@ -81,6 +81,9 @@ class CheckResult:
     # bucket layout cannot resolve while another check judges the same histogram); its
     # failures still count.
     blocking: bool = True
+    # With blocking False, why it did not decide, as a pass's reason groups such checks
+    # ("not resolvable by the buckets"): the judge that made it knows, the verdict does not.
+    informational: str = ""
 
 
 _Result = TypeVar("_Result", CheckResult, Trace)

@@ -23,13 +23,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from webhook.judge.share import TEST_NAME as SHARE_TEST
-from webhook.judge.share import TOO_EARLY_TEST
 from webhook.judge.types import CheckResult, Outcome
 
-# The `test` of a check a metric that needs equal load per instance gets under a router's
-# weights (`kinds.judge_spec`): listed, informational, not judged.
-UNEQUAL_LOAD_TEST = "not judged: needs equal load per instance"
 # a per-cohort check's name: `admission_failures[facility=B]`
 _COHORT = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<label>[^=\[\]]+)=(?P<value>[^\[\]]*)\]$")
 
@@ -101,17 +96,11 @@ def combine(checks: Sequence[CheckResult],
 
 
 def _informational(checks: Sequence[CheckResult]) -> str:
-    """Why the non-blocking checks of a pass did not decide: a quantile the buckets cannot
-    resolve (the tail share decides), a per-instance rate under a router's weights, or the
-    canary's share of requests (nothing before the recent steps to compare it with, or a
-    canary that served lately whose share is too uneven to rule out a fall)."""
-    why = {UNEQUAL_LOAD_TEST: "not judged under traffic weights",
-           TOO_EARLY_TEST: "not judged before the window is longer than its recent steps",
-           SHARE_TEST: "served lately, a fall of its share not ruled out"}
+    """Why the non-blocking checks of a pass did not decide, each as its judge said
+    (`CheckResult.informational`), the checks that say the same thing together."""
     grouped: dict[str, list[str]] = {}
     for check in checks:
-        text = why.get(check.test, "not resolvable by the buckets")
-        grouped.setdefault(text, []).append(check.name)
+        grouped.setdefault(check.informational or "informational", []).append(check.name)
     return "; ".join(f"{text}, informational: {', '.join(_names_together(names))}"
                      for text, names in grouped.items())
 

@@ -24,11 +24,14 @@ import numpy as np
 from webhook.configs import METRIC_KINDS, MetricSpec
 from webhook.judge.corrupt import COUNT_ROLES, corrupt_check, first_corrupt_of, none_corrupt
 from webhook.judge.types import CheckResult, Summary, evolve
-from webhook.judge.verdict import UNEQUAL_LOAD_TEST
 from webhook.kinds import events, histogram, ratio, series, share, threshold
 from webhook.kinds.base import ArrayData, Kind, KindContext, MetricData
 from webhook.models import parse_duration
 from webhook.sources.base import Series
+
+# The `test` of a check a metric that needs equal load per instance gets under a router's
+# weights (`judge_spec`): listed, informational, not judged.
+UNEQUAL_LOAD_TEST = "not judged: needs equal load per instance"
 
 KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
                           for m in (ratio, histogram, series, threshold, events, share)}
@@ -89,13 +92,15 @@ def stamped(spec: MetricSpec, checks: list[CheckResult]) -> list[CheckResult]:
 
 
 def unjudged_checks(spec: MetricSpec, test: str, reason: Callable[[str], str],
-                    blocking: bool = True) -> list[CheckResult]:
+                    informational: str = "") -> list[CheckResult]:
     """The metric's checks as a judged answer names and weighs them (`latency_p95`, not the
     metric `latency`; each its share), inconclusive, `reason(name)` saying why none was
-    judged, so every poll lists the same checks."""
+    judged, so every poll lists the same checks; with `informational` (why, in a pass's
+    reason) they do not hold the verdict."""
     return [CheckResult(name=name, kind=spec.kind, verdict="inconclusive", test=test,
                         reason=reason(name), canary=Summary(0.0, None),
-                        stable=Summary(0.0, None), weight=share, blocking=blocking)
+                        stable=Summary(0.0, None), weight=share,
+                        blocking=not informational, informational=informational)
             for name, share in check_shares(spec)]
 
 
@@ -109,7 +114,7 @@ def _unequal_load_checks(spec: MetricSpec) -> list[CheckResult]:
               "what it can serve; judged where every instance takes an equal share "
               "(traffic_split: replicas: Argo's canary without trafficRouting)")
     return unjudged_checks(spec, UNEQUAL_LOAD_TEST, lambda name: f"{name}: {reason}",
-                           blocking=False)
+                           informational="not judged under traffic weights")
 
 
 def _corrupt_check(spec: Any, data: MetricData, ctx: KindContext) -> CheckResult | None:
