@@ -53,6 +53,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,7 @@ WEIGHTS = (0.05, 0.2, 0.5)
 STEPS = (15.0, 60.0)
 BURSTS = ("poisson", "negbin")
 SPREADS = ("requests", "connections")
+WINDOWS = ("sequential", "fixed")
 HEALTHY = ("steady", "weight_steps", "stable_doubles", "stable_scrape_gap")
 FAULTY = ("stops", "vanishes", "tenth", "half")
 
@@ -136,27 +138,43 @@ def polls(canary: np.ndarray, stable: np.ndarray,
     return out
 
 
+@dataclass
+class _Tally:
+    """One window's counts over a cell's rollouts."""
+
+    failed: int = 0  # rollouts failed (after the fault, when there is one)
+    early: int = 0  # rollouts failed before the fault
+    through: int = 0  # faulty rollouts let through after the fault
+    judged: int = 0  # polls
+    passes: int = 0  # polls passed
+    held: int = 0  # polls whose undecided answer holds the whole verdict
+    delays: list[int] = field(default_factory=list)  # minutes from the fault to its failure
+
+    def report(self, rollouts: int, faulty: bool) -> dict:
+        return {"failed": round(self.failed / rollouts, 4),
+                "failed_before_fault": round(self.early / rollouts, 4),
+                "poll_pass_share": round(self.passes / max(self.judged, 1), 4),
+                "poll_held_share": round(self.held / max(self.judged, 1), 4),
+                "let_through_after_fault": round(self.through / rollouts, 4) if faulty else None,
+                "minutes_to_fail_median": (statistics.median(self.delays) if self.delays
+                                           else None)}
+
+
 def measure(rollouts: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     cells = []
     grid = itertools.product(HEALTHY + FAULTY, RATES, WEIGHTS, STEPS, BURSTS, SPREADS)
     for scenario, rate, weight, step, burst, spread in grid:
-        failed = {"sequential": 0, "fixed": 0}
-        early = {"sequential": 0, "fixed": 0}
-        delays: dict[str, list[int]] = {"sequential": [], "fixed": []}
-        passes = {"sequential": 0, "fixed": 0}
-        held = {"sequential": 0, "fixed": 0}
-        judged = {"sequential": 0, "fixed": 0}
-        through = {"sequential": 0, "fixed": 0}
+        tally = {window: _Tally() for window in WINDOWS}
         for _ in range(rollouts):
             canary, stable, at = rollout(rng, scenario, rate, weight, step, burst, spread)
             change_minute = at * step / 60
             first_fail: dict[str, int] = {}
             let_through: set[str] = set()
             for minute, window, verdict, blocking in polls(canary, stable, step):
-                judged[window] += 1
-                passes[window] += verdict == "pass"
-                held[window] += verdict == "inconclusive" and blocking
+                tally[window].judged += 1
+                tally[window].passes += verdict == "pass"
+                tally[window].held += verdict == "inconclusive" and blocking
                 if verdict == "fail" and window not in first_fail:
                     first_fail[window] = minute
                 # once the recent steps all lie after the fault, a pass or an undecided answer
@@ -165,28 +183,19 @@ def measure(rollouts: int, seed: int) -> dict:
                         and (verdict == "pass" or (verdict == "inconclusive" and not blocking))):
                     let_through.add(window)
             for window in let_through:
-                through[window] += 1
+                tally[window].through += 1
             for window, minute in first_fail.items():
                 if scenario in FAULTY and minute <= change_minute:
-                    early[window] += 1
+                    tally[window].early += 1
                 else:
-                    failed[window] += 1
+                    tally[window].failed += 1
                     if scenario in FAULTY:
-                        delays[window].append(int(minute - change_minute))
+                        tally[window].delays.append(int(minute - change_minute))
         cell = {"scenario": scenario, "healthy": scenario in HEALTHY, "rps": rate,
                 "weight": weight, "step": step, "burst": burst, "spread": spread,
-                "rollouts": rollouts}
-        for window in ("sequential", "fixed"):
-            cell[window] = {
-                "failed": round(failed[window] / rollouts, 4),
-                "failed_before_fault": round(early[window] / rollouts, 4),
-                "poll_pass_share": round(passes[window] / max(judged[window], 1), 4),
-                # polls where the check's undecided answer holds the whole verdict
-                "poll_held_share": round(held[window] / max(judged[window], 1), 4),
-                "let_through_after_fault": (round(through[window] / rollouts, 4)
-                                            if scenario in FAULTY else None),
-                "minutes_to_fail_median": (statistics.median(delays[window])
-                                           if delays[window] else None)}
+                "rollouts": rollouts,
+                **{window: tally[window].report(rollouts, scenario in FAULTY)
+                   for window in WINDOWS}}
         cells.append(cell)
     return {"cells": cells, "summary": summarise(cells)}
 
@@ -198,7 +207,7 @@ def summarise(cells: list[dict]) -> dict:
     for scenario in HEALTHY + FAULTY:
         mine = [c for c in cells if c["scenario"] == scenario]
         row: dict[str, object] = {}
-        for window in ("sequential", "fixed"):
+        for window in WINDOWS:
             rates = [c[window]["failed"] for c in mine]
             row[f"{window}_failed_max"] = max(rates)
             row[f"{window}_failed_mean"] = round(float(np.mean(rates)), 4)

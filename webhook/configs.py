@@ -90,6 +90,21 @@ TotalName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a
                                  "it (requests, orders, workflow runs).")]
 
 
+# A metric's own duration (a series' `step`, a share's `recent`), as a config or a request's
+# override writes it.
+_SPAN = r"^[0-9]+(ms|s|m|h)$"
+
+
+def _read_span(value: str | None) -> str | None:
+    """Read as every analysis reads it: `0s` or `99999999999h` (a request's override) was a
+    500 on every analysis instead of a 400 naming it."""
+    if value is not None:
+        from webhook.models import parse_duration  # models imports this module
+
+        parse_duration(value)
+    return value
+
+
 class RatioMetric(_MetricBase):
     """Two counters, judged as a proportion of requests (error ratio, fill rate)."""
 
@@ -212,20 +227,14 @@ class SeriesMetric(_MetricBase):
         "this label (a name, or a {{var}} holding one, e.g. {{instance_label}}), and the step's "
         "value is their mean. A side whose series lack the label is inconclusive, naming it.")
     step: str | None = Field(
-        None, pattern=r"^[0-9]+(ms|s|m|h)$", description="Query step for this metric alone "
+        None, pattern=_SPAN, description="Query step for this metric alone "
         "(e.g. the scrape interval, 15s), so a gauge gets more points than the window's step "
         "gives; default: the window's step.")
 
     @field_validator("step")
     @classmethod
     def _a_step(cls, value: str | None) -> str | None:
-        """Read as every analysis reads it: `0s` or `99999999999h` (a request's override)
-        was a 500 on every analysis instead of a 400 naming it."""
-        if value is not None:
-            from webhook.models import parse_duration  # models imports this module
-
-            parse_duration(value)
-        return value
+        return _read_span(value)
 
     def queries(self) -> dict[str, str]:
         return {"values": self.query}
@@ -305,7 +314,7 @@ class ShareMetric(_MetricBase):
                        "{{selector}} (the error ratio's `total`: the same query is sent once).")
     total_name: TotalName = "requests"
     recent: str = Field(
-        "2m", pattern=r"^[0-9]+(ms|s|m|h)$", description="How far back \"lately\" reaches: "
+        "2m", pattern=_SPAN, description="How far back \"lately\" reaches: "
         "the canary's share over the window's last steps covering this span is compared with "
         "its share before them (at least one step).")
     direction: Literal["decrease"] = "decrease"
@@ -317,11 +326,8 @@ class ShareMetric(_MetricBase):
 
     @field_validator("recent")
     @classmethod
-    def _a_span(cls, value: str) -> str:
-        from webhook.models import parse_duration  # models imports this module
-
-        parse_duration(value)
-        return value
+    def _a_span(cls, value: str) -> str | None:
+        return _read_span(value)
 
     @model_validator(mode="after")
     def _a_fall(self) -> ShareMetric:

@@ -17,10 +17,10 @@ from webhook.models import parse_duration
 from webhook.report import steps
 
 KIND = "share"
-# a config's few spans, read once each rather than at every poll
-_seconds = lru_cache(maxsize=64)(parse_duration)
 SPEC = ShareMetric
 TRAFFIC_ROLES = {"total": True}
+# a config's few spans, read once each rather than at every poll
+_seconds = lru_cache(maxsize=64)(parse_duration)
 
 
 def sides(spec: ShareMetric) -> tuple[str, ...]:
