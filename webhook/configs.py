@@ -81,6 +81,13 @@ class _MetricBase(BaseModel):
         "trafficRouting, queue consumers). Split by a router's weights (Flagger, Argo "
         "trafficRouting) the check is listed, informational, not judged. Not on a locked "
         "check: a request could switch it off by naming the split.")
+    inconclusive_holds: bool = Field(
+        True, description="Whether the check's inconclusive answer (too little data, a side "
+        "without the series) holds the verdict. false: a secondary check (http's saturation) "
+        "that needs more steps than a short analysis has, or a series some apps do not "
+        "export: listed, informational, while its fail still fails. An estimate beyond the "
+        "tolerance not yet shown, and corrupt data, hold it all the same. Not on a locked "
+        "check.")
 
 
 # What a metric's totals count, plural, as the reasons asking for more data name it: a trading
@@ -230,6 +237,10 @@ class SeriesMetric(_MetricBase):
         None, pattern=_SPAN, description="Query step for this metric alone "
         "(e.g. the scrape interval, 15s), so a gauge gets more points than the window's step "
         "gives; default: the window's step.")
+    unit: Literal["", "s", "ms", "%"] = Field(
+        "", description="How the values are shown (reasons, the text table, the report "
+        "page): s or ms as a duration (CPU seconds per request read 2.5ms), % for a "
+        "fraction; tolerance.absolute is in the values' own unit all the same.")
 
     @field_validator("step")
     @classmethod
@@ -496,6 +507,11 @@ class AnalysisConfig(BaseModel):
         if unjudged:
             raise ValueError(f"locked metrics cannot set needs_equal_load (a request naming "
                              f"traffic_split: weights would switch them off): {unjudged}")
+        unheld = sorted(m.name for m in self.metrics
+                        if not m.inconclusive_holds and m.name in self.locks.checks)
+        if unheld:
+            raise ValueError(f"locked metrics cannot set inconclusive_holds: false (too "
+                             f"little data on them would let the verdict pass): {unheld}")
         for metric in self.metrics:
             for template in metric.queries().values():
                 if problem := _LANGUAGE.template_problem(template):

@@ -407,8 +407,10 @@ def judge_series(
     stable_history: np.ndarray | None = None,
     stable_instances: np.ndarray | None = None,
     canary_instances: np.ndarray | None = None,
+    unit: str = "",
 ) -> CheckResult:
-    """Judge two per-step series on a shared grid (NaN = no sample that step).
+    """Judge two per-step series on a shared grid (NaN = no sample that step); `unit`, the
+    values' (`fmt_value`), is how the reason shows them.
 
     `stable_history`, the stable's values at the same step before the analysis start, tells
     how the gauge wanders (`mean_variance`): with it a short window is judged at the
@@ -485,17 +487,19 @@ def judge_series(
     p_value = {"increase": p_up, "decrease": p_down}.get(direction, min(1.0, 2 * min(p_up,
                                                                                         p_down)))
     effect = mean_d / stable_mean if stable_mean else (0.0 if mean_d == 0 else math.inf)
-    shown = (f"canary {fmt_value(summary_c.value)} vs stable {fmt_value(summary_s.value)} "
-             f"(mean difference {fmt_value(mean_d)}, ~{n_eff:.0f} independent samples)")
-    margin = f"tolerance ±{fmt_value(allowed)}"
+    shown = (f"canary {fmt_value(summary_c.value, unit)} vs stable "
+             f"{fmt_value(summary_s.value, unit)} (mean difference {fmt_value(mean_d, unit)}, "
+             f"~{n_eff:.0f} independent samples)")
+    margin = f"tolerance ±{fmt_value(allowed, unit)}"
     verdict, why = tri_state(
         "higher" if up else "lower" if down else None, within, margin,
-        f"difference between {fmt_value(p_low)} and {fmt_value(p_high)}", more="time")
+        f"difference between {fmt_value(p_low, unit)} and {fmt_value(p_high, unit)}",
+        more="time")
     return CheckResult(
         verdict=verdict, reason=f"{name}: {shown}: {why}", effect=effect, interval=(low, high),
         interval_of="canary - stable (mean)", interval_level=1 - (alpha if two_sided else
                                                                   2 * alpha),
-        p_value=float(p_value), allowed=allowed, **base)
+        p_value=float(p_value), allowed=allowed, estimate=mean_d, **base)
 
 
 def judge_series_kayenta(

@@ -74,6 +74,9 @@ class CheckResult:
     interval_level: float | None = None
     p_value: float | None = None
     allowed: float | None = None  # the tolerated change, in `interval_of`'s units
+    # the point estimate of `interval_of` (series: the mean difference), where the judge
+    # gives one: an interval 1e263 wide has lost it to rounding
+    estimate: float | None = None
     group: str = "default"
     cohort: str = ""  # label value of the cohort judged, "" for the whole population
     trace: Trace | None = field(default=None, compare=False, repr=False)

@@ -15,6 +15,7 @@ A new kind is one new module here plus its config class (added to `MetricSpec`),
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
@@ -73,7 +74,8 @@ def metric_step(spec: MetricSpec, window_step: float) -> float:
 def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[CheckResult]:
     """One metric's checks: inconclusive on corrupt data, else its kind's judgement at the
     metric's own alpha (if set); critical, weight and group stamped on every check. A metric
-    that needs equal load, under a router's weights, is listed and not judged."""
+    that needs equal load, under a router's weights, is listed and not judged; one whose
+    inconclusive answer does not hold the verdict (`inconclusive_holds`) is listed so."""
     if not ctx.equal_load and spec.needs_equal_load:
         checks = _unequal_load_checks(spec)
     elif (corrupt := _corrupt_check(spec, data, ctx)) is not None:
@@ -82,7 +84,33 @@ def judge_spec(spec: MetricSpec, data: MetricData, ctx: KindContext) -> list[Che
         alpha = spec.alpha or ctx.alpha
         own = ctx if alpha == ctx.alpha else replace(ctx, alpha=alpha)
         checks = kind_of(spec).judge(spec, data, own)
+        if not spec.inconclusive_holds:
+            checks = [_not_holding(c, spec.direction) for c in checks]
     return stamped(spec, checks)
+
+
+def leans_beyond(check: CheckResult, direction: str) -> bool:
+    """Whether an undecided check's point estimate (`CheckResult.estimate`, where its judge
+    gives one: `series`) lies beyond its tolerance in the direction it fails: what it has seen
+    so far is a regression, not yet shown to be one."""
+    estimate, allowed = check.estimate, check.allowed
+    if estimate is None or allowed is None or not math.isfinite(estimate + allowed):
+        return False
+    return {"increase": estimate > allowed, "decrease": estimate < -allowed,
+            "either": abs(estimate) > allowed}.get(direction, False)
+
+
+def _not_holding(check: CheckResult, direction: str) -> CheckResult:
+    """An undecided check of a metric whose inconclusive answer does not hold the verdict
+    (`inconclusive_holds: false`), non-blocking, saying so in a pass's reason; unless what it
+    has seen so far lies beyond its tolerance (`leans_beyond`): a canary at twice the stable's
+    CPU per request, not yet shown to be, would otherwise be promoted while it is judged."""
+    if check.verdict != "inconclusive" or not check.blocking:
+        return check
+    if leans_beyond(check, direction):
+        return evolve(check, reason=f"{check.reason}; holds the verdict: its estimate lies "
+                      "beyond the tolerance")
+    return evolve(check, blocking=False, informational="secondary, not decided")
 
 
 def stamped(spec: MetricSpec, checks: list[CheckResult]) -> list[CheckResult]:
