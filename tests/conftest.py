@@ -19,6 +19,7 @@ from webhook.lab.rollouts import (
     FUTURE_SECONDS,
     HISTORY_SECONDS,
     STOPPED_BEFORE,
+    cpu_heavy_sides,
     extra_series,
     healthcare_series,
     restarting_sides,
@@ -51,7 +52,7 @@ def lab() -> Iterator[Lab]:
     # the restarting and stopping canaries last: each side's traffic is drawn from its place
     # in the list
     text = render_openmetrics([*standard_sides(), *trading_sides, *restarting_sides(),
-                               *going_on],
+                               *going_on, *cpu_heavy_sides()],
                               anchor - HISTORY_SECONDS,
                               anchor + FUTURE_SECONDS, scrape_interval=15.0, seed=7,
                               extra=[*extra_series(), *trading_extra, *healthcare_series()])

@@ -43,6 +43,12 @@ FLAGGER_RESTARTING = "crashinfo"
 ARGO_STOPPED = "8b3e6d1a4"
 ARGO_HALF_STOPPED = "1f6a9c3e7"
 STOPPED_BEFORE = 240.0
+# The Argo sides' CPU (`http`'s saturation): 2 ms per request besides 0.02 cores idle, so the
+# stable's 40 req/s show 2.5 ms per request and a canary's 20 req/s 3 ms (+20 %, inside the
+# tolerance: the idle cost spread over fewer requests). `ARGO_CPU_HEAVY`, healthy otherwise,
+# spends 5 ms per request (6 ms with its idle cost, +140 %).
+ARGO_CPU = dict(cpu_per_request=0.002, cpu_idle=0.02)
+ARGO_CPU_HEAVY = "6e2b7d4a1"
 # A hash that is never planted: "the canary has no series".
 ARGO_MISSING = "0000000000"
 
@@ -131,13 +137,19 @@ def flagger_sides(target: str, canary: dict[str, float] | None) -> list[TrafficS
 
 def standard_sides() -> list[TrafficSide]:
     """Everything the test suite and the demo query."""
-    sides = [replace(BASE, rps=STABLE_RPS, labels=_argo_labels(ARGO_STABLE))]
+    sides = [replace(BASE, rps=STABLE_RPS, labels=_argo_labels(ARGO_STABLE), **ARGO_CPU)]
     for version, diff in ARGO_CANARIES.items():
-        sides.append(replace(BASE, labels=_argo_labels(argo_hash(version)), **diff))
+        sides.append(replace(BASE, labels=_argo_labels(argo_hash(version)), **ARGO_CPU, **diff))
     for target, diff in FLAGGER_TARGETS.items():
         sides.extend(flagger_sides(target, diff))
     sides.extend(flagger_sides(FLAGGER_NEW, None))
     return sides
+
+
+def cpu_heavy_sides() -> list[TrafficSide]:
+    """`ARGO_CPU_HEAVY`, planted after every other side (as `restarting_sides`)."""
+    return [replace(BASE, labels=_argo_labels(ARGO_CPU_HEAVY),
+                    **{**ARGO_CPU, "cpu_per_request": 0.005})]
 
 
 def restarting_sides() -> list[TrafficSide]:

@@ -78,6 +78,12 @@ class TrafficSide:
     # the app counts them. Its counters start again from 0 at each restart, as a new process'.
     restart_every: float = 0.0
     restart_down: float = 0.0
+    # The process' CPU (`process_cpu_seconds_total`, every client library's default; 0: not
+    # exported): `cpu_per_request` seconds per request served plus `cpu_idle` cores whatever the
+    # load (GC, the runtime, scrapes), so a side serving less per process shows more CPU per
+    # request. Drawn from nothing: adding it changes no other series.
+    cpu_per_request: float = 0.0
+    cpu_idle: float = 0.0
 
     def __post_init__(self) -> None:
         _check_labels(self.labels, reserved=(self.code_label, "le", *self.ok_labels,
@@ -100,6 +106,9 @@ class TrafficSide:
                 and math.isfinite(self.restart_every)):
             raise ValueError("restart_every must be finite and >= 0, restart_down in "
                              "[0, restart_every)")
+        if not (self.cpu_per_request >= 0 and self.cpu_idle >= 0
+                and math.isfinite(self.cpu_per_request + self.cpu_idle)):
+            raise ValueError("cpu_per_request and cpu_idle must be finite and >= 0")
         if not (self.latency_median_s > 0 and self.latency_sigma > 0 and self.latency_scale > 0):
             raise ValueError("latency_median_s, latency_sigma and latency_scale must be > 0")
         b = np.asarray(self.buckets, dtype=float)
@@ -235,8 +244,10 @@ def _render_side(
     err_total = _cumulative(errors)
     buckets_total = np.vstack([np.zeros((1, pvals.size), np.int64), per_bucket.cumsum(0)])
     buckets_total = buckets_total.cumsum(1)
-    ok_total, err_total, buckets_total = (restarts.counted(c) for c in (ok_total, err_total,
-                                                                         buckets_total))
+    cpu_total = np.concatenate([[0.0], np.cumsum(side.cpu_idle * interval
+                                                 + side.cpu_per_request * requests)])
+    ok_total, err_total, buckets_total, cpu_total = (
+        restarts.counted(c) for c in (ok_total, err_total, buckets_total, cpu_total))
     count_total = buckets_total[:, -1]
     sum_total = count_total * mean_latency
     ts_text = [t for t, up in zip(ts_text, restarts.scraped, strict=True) if up]
@@ -248,6 +259,13 @@ def _render_side(
     for labels, values in ((ok_labels, ok_total), (err_labels, err_total)):
         prefix = f"{name}{_fmt_labels(labels)} "
         lines.extend(f"{prefix}{v} {t}" for v, t in zip(values.tolist(), ts_text, strict=True))
+
+    if side.cpu_per_request:
+        cpu = "process_cpu_seconds_total"
+        lines = out.add(_counter_family(cpu), "counter", [(cpu, side.labels)])
+        prefix = f"{cpu}{_fmt_labels(side.labels)} "
+        lines.extend(f"{prefix}{_fmt_float(v)} {t}"
+                     for v, t in zip(cpu_total.tolist(), ts_text, strict=True))
 
     h = side.latency_metric
     les = [_fmt_le(b) for b in side.buckets] + ["+Inf"]
