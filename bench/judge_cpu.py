@@ -38,6 +38,7 @@ from webhook.lab import PrometheusLab, render_openmetrics
 from webhook.lab.rollouts import (
     ARGO_APP,
     ARGO_CANARIES,
+    ARGO_CPU,
     ARGO_STABLE,
     BASE,
     NAMESPACE,
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     now = math.floor(time.time() / STEP) * STEP
     canaries = [replace(BASE, labels={"app": ARGO_APP, "namespace": NAMESPACE,
                                       "rollouts_pod_template_hash": canary_hash(version)},
-                        **ARGO_CANARIES[version])
+                        **ARGO_CPU, **ARGO_CANARIES[version])
                 for version in dict.fromkeys(v for v, _ in CASES.values())]
     with PrometheusLab() as lab:
         lab.plant(render_openmetrics(standard_sides(), now - 4 * 3600, now + 600, seed=7))

@@ -69,6 +69,7 @@ from webhook.lab.judge import served_judge
 from webhook.lab.rollouts import (
     ARGO_APP,
     ARGO_CANARIES,
+    ARGO_CPU,
     ARGO_STABLE,
     BASE,
     NAMESPACE,
@@ -97,10 +98,10 @@ def planted_canaries(now: float, polls: int) -> list[tuple[list[TrafficSide], fl
     turn) FRESH_MINUTES before `now`, and the long rollout one step before the first of
     `polls` polls."""
     diffs = list(ARGO_CANARIES.values())
-    fresh = [replace(BASE, labels=_labels(fresh_hash(i)), **diffs[i % len(diffs)])
+    fresh = [replace(BASE, labels=_labels(fresh_hash(i)), **ARGO_CPU, **diffs[i % len(diffs)])
              for i in range(FRESH)]
     return [(fresh, now - FRESH_MINUTES * 60),
-            ([replace(BASE, labels=_labels(LONG))], now - polls * STEP)]
+            ([replace(BASE, labels=_labels(LONG), **ARGO_CPU)], now - polls * STEP)]
 
 
 def _labels(hash_: str) -> dict[str, str]:

@@ -49,7 +49,7 @@ def test_healthy_canary_passes(client, lab):
     assert_argo_typed(r.json)
     names = {c["name"] for c in r.json["checks"]}
     assert names == {"error_ratio", "latency_p95", "latency_p99", "latency_tail", "restarts",
-                     "traffic"}
+                     "traffic", "saturation"}
     tail = next(c for c in r.json["checks"] if c["name"] == "latency_tail")
     assert tail["verdict"] == "pass" and "requests over" in tail["reason"]
     ratio = next(c for c in r.json["checks"] if c["name"] == "error_ratio")
@@ -109,8 +109,11 @@ def test_a_canary_without_series_reads_as_no_data_in_every_check(client, lab):
     for check in answer["checks"]:
         if check is restarts:
             continue
-        assert check["reason"].startswith(f"{check['name']}: too little data: canary has 0 "
-                                          "requests"), check["reason"]
+        # saturation, CPU per request per step: no step with both sides
+        nothing = ("0 steps with both sides" if check["kind"] == "series"
+                   else "canary has 0 requests")
+        assert check["reason"].startswith(f"{check['name']}: too little data: {nothing}"), \
+            check["reason"]
         assert "bucket" not in check["reason"].split(" (no series:")[0], check["reason"]
         assert "no series: canary queried" in check["reason"], check["reason"]
         assert check["stable"]["n"] > 0, check
@@ -334,7 +337,8 @@ def test_an_override_changes_only_the_fields_it_names(client, lab):
 def test_disabled_metric_is_left_out(client, lab):
     payload = body(lab, argo_hash("slow"), metrics={"latency": {"enabled": "false"}})
     r = client.post("/v1/analyze", json=payload)
-    assert [c["name"] for c in r.json["checks"]] == ["error_ratio", "restarts", "traffic"]
+    assert [c["name"] for c in r.json["checks"]] == ["error_ratio", "restarts", "traffic",
+                                                        "saturation"]
     assert r.json["verdict"] == "pass"
 
 

@@ -24,7 +24,7 @@ def test_short_run_writes_a_well_formed_report(tmp_path):
         # before it in sequential mode
         assert 8 <= case["judged_steps"] <= 12
         assert case["history_steps"] == (60 if case["mode"] == "sequential" else 0)
-        assert case["checks"] == 6
+        assert case["checks"] == 7
         for key in ("judge_metrics_ms", "judge_metrics_ms_min"):
             assert isinstance(case[key], float) and math.isfinite(case[key])
         assert 0 <= case["judge_metrics_ms_min"] <= case["judge_metrics_ms"]

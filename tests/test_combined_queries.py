@@ -311,11 +311,11 @@ def test_a_backend_rejecting_unions_pays_two_round_trips_once_then_one(lab, caps
     for a in answers:
         assert a.json["verdict"] == expected["verdict"] == "fail"
         assert a.json["checks"] == expected["checks"]
-    # the first poll: the union (rejected) and the eight parts; later polls only the parts
-    # (a cached poll reads a few steps, so its eight queries would combine without the memo)
+    # the first poll: the union (rejected) and the ten parts; later polls only the parts
+    # (a cached poll reads a few steps, so its ten queries would combine without the memo)
     unions = [q for q in upstream.seen if "label_replace" in q]
-    assert len(unions) == 1 and len(upstream.seen) == 1 + 8 + 8 + 8
-    assert [e["queries"] for e in _audits(capsys)] == [9, 8, 8]
+    assert len(unions) == 1 and len(upstream.seen) == 1 + 10 + 10 + 10
+    assert [e["queries"] for e in _audits(capsys)] == [11, 10, 10]
 
 
 def test_the_setting_off_sends_each_query_alone_and_the_audit_counts_requests(lab, capsys):
@@ -332,7 +332,7 @@ def test_the_setting_off_sends_each_query_alone_and_the_audit_counts_requests(la
             assert audit["queries"] == len(upstream.seen)
             counts[combine] = len(upstream.seen)
             assert all(("label_replace" in q) is combine for q in upstream.seen)
-    assert counts == {True: 1, False: 8}
+    assert counts == {True: 1, False: 10}
 
 
 @pytest.mark.parametrize("metric", [

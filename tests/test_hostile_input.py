@@ -329,6 +329,6 @@ def test_an_error_quotes_a_huge_name_short(client, capsys):
     r = client.post("/v1/analyze", json={**GOOD, "metrics": {"m" * 100_000: {"weight": 1}}})
     assert r.status_code == 400 and len(r.get_data()) < 2000
     assert "config 'http' has no metric" in r.json["message"]
-    assert "(it has error_ratio, latency, restarts, traffic)" in r.json["message"]
+    assert "(it has error_ratio, latency, restarts, traffic, saturation)" in r.json["message"]
     logged = [x for x in capsys.readouterr().out.splitlines() if '"event":"analysis"' in x]
     assert len(logged) == 1 and len(logged[0]) < 2000

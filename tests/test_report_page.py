@@ -96,10 +96,11 @@ def test_report_page_in_headless_chromium(expected, lab, judge_url, browser, art
         assert figure["charts"] == 1, figure["name"]
         assert figure["title"].startswith(figure["name"]) and len(figure["desc"]) > 40
         assert figure["width"] > 500  # readable, not a thumbnail
-    # restarts counts against a fixed allowance and traffic draws each side's requests per
-    # step: no evidence, no 1/alpha line
-    tested = [f for f in dom["figures"] if f["name"] not in ("restarts", "traffic")]
-    assert len(tested) == len(dom["figures"]) - 2
+    # restarts counts against a fixed allowance, traffic draws each side's requests per step
+    # and saturation each side's CPU per request: no evidence, no 1/alpha line
+    tested = [f for f in dom["figures"]
+              if f["name"] not in ("restarts", "traffic", "saturation")]
+    assert len(tested) == len(dom["figures"]) - 3
     for figure in tested:
         # sequential mode: every http test with data draws its evidence and the 1/alpha line
         assert figure["failLine"] == (expected != "inconclusive")
@@ -131,7 +132,8 @@ def test_charts_are_valid_svg_with_text_alternatives(client, lab):
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
     svgs = _svgs(html)
-    assert len(svgs) == 6  # error ratio, p95, p99, the tail share, restarts, traffic
+    # error ratio, p95, p99, the tail share, restarts, traffic, saturation
+    assert len(svgs) == 7
     for n, svg in enumerate(svgs):
         assert svg.tag == SVG_NS + "svg" and svg.get("role") == "img"
         title, desc = svg.find(SVG_NS + "title"), svg.find(SVG_NS + "desc")
@@ -140,7 +142,7 @@ def test_charts_are_valid_svg_with_text_alternatives(client, lab):
         assert svg.get("aria-describedby") == desc.get("id")
         assert svg.find(f"{SVG_NS}path[@class='canary']") is not None
         assert svg.find(f"{SVG_NS}path[@class='stable']") is not None
-        if n < 4:  # a tolerance band around the stable; restarts and traffic have none
+        if n < 4 or n == 6:  # a tolerance band around the stable; restarts, traffic: none
             assert svg.find(f"{SVG_NS}polygon[@class='band']") is not None
 
 

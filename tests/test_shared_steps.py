@@ -127,12 +127,12 @@ def test_a_cold_worker_reads_only_new_steps_and_no_start_query(lab, store):
             assert worker.poll(request, now) == want
             read, sent = worker.source.steps - before, worker.source.queries[asked:]
             if workers is shared and poll:
-                assert read == 8 * 4 and len(sent) == 8, (poll, read)
+                assert read == 10 * 4 and len(sent) == 10, (poll, read)
                 assert START_METRIC not in {q.metric for q in sent}
             if workers is alone and poll in (1, 2):  # a cold worker: everything again
                 assert read > 6 * 100 and START_METRIC in {q.metric for q in sent}
     assert "fail" in verdicts  # the answers compared are not trivial
-    assert sum(w.cache.stats.shared_hits for w in shared) >= 2 * 8
+    assert sum(w.cache.stats.shared_hits for w in shared) >= 2 * 10
 
 
 @pytest.mark.parametrize("version", ["healthy", "errors3x", "slow"])
@@ -217,8 +217,8 @@ def test_a_garbled_file_is_a_miss_that_changes_nothing(lab, store):
     writer = Worker(lab.url, store)
     want = writer.poll(request, now)
     files = _files(store)
-    # the window's 8 queries, the start query's steps and the start found
-    assert len(files) == 10 and all(_valid(n, d) for n, d in files.items())
+    # the window's 10 queries, the start query's steps and the start found
+    assert len(files) == 12 and all(_valid(n, d) for n, d in files.items())
     baseline = Worker(lab.url, store)
     assert baseline.poll(request, now) == want
     for case, spoiled in [("none", {}), *_garbled(files)]:
@@ -337,7 +337,7 @@ def test_a_repeated_poll_within_a_step_writes_nothing(lab, store):
     worker = Worker(lab.url, store)
     worker.poll(request, now)
     written = worker.cache.stats.shared_writes
-    assert written == 9  # the window's 8 queries and the start query
+    assert written == 11  # the window's 10 queries and the start query
     stamps = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
     for _ in range(3):
         worker.poll(request, now + 1)
@@ -345,7 +345,7 @@ def test_a_repeated_poll_within_a_step_writes_nothing(lab, store):
     assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == stamps
     # a step later, settled steps advanced: written again (the start is not asked again)
     worker.poll(request, now + STEP)
-    assert worker.cache.stats.shared_writes == written + 8
+    assert worker.cache.stats.shared_writes == written + 10
 
 
 def test_starts_and_rejections_found_by_one_worker_are_known_to_the_others(store):

@@ -69,8 +69,8 @@ def test_analyses_equal_uncached_across_polls_and_replicas(lab):
         if poll >= 15:
             assert _verdict(run_analysis(request, registry, replica_b, policy, now=now,
                                          starts=starts_b)) == want
-        if poll:  # the window's 6 queries × (1 new step + 3 re-read), not 6 × 181
-            assert replica_a.stats.steps_read - before == 8 * 4
+        if poll:  # the window's 10 queries × (1 new step + 3 re-read), not 10 × 181
+            assert replica_a.stats.steps_read - before == 10 * 4
         verdicts.add(want["verdict"])
     assert "fail" in verdicts  # the slow canary is caught: the answers compared are not trivial
 

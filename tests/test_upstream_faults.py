@@ -347,6 +347,7 @@ def test_a_callers_rejected_query_quoting_our_headers_leaks_nothing(proxy, lab, 
             "canary": {"app": "a"}, "stable": {"app": "b"}, "mode": "fixed",
             "metrics": {"error_ratio": {"enabled": False}, "latency": {"enabled": False},
                         "restarts": {"enabled": False}, "traffic": {"enabled": False},
+                        "saturation": {"enabled": False},
                         "mine": {"kind": "series", "query": "up{ {{selector}} }"}}})
         logged = capsys.readouterr()
     finally:
