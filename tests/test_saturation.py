@@ -8,6 +8,8 @@ check; it saturates the fleet once promoted. The lab's Argo sides spend 2 ms per
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from argo_answers import analyze, check_named
@@ -31,9 +33,9 @@ def test_a_canary_burning_more_cpu_per_request_fails_where_every_other_check_pas
     assert saturation["canary"]["value"] == pytest.approx(0.006, rel=0.05)  # s per request
     assert saturation["stable"]["value"] == pytest.approx(0.0025, rel=0.05)
     assert saturation["effect"] == pytest.approx(1.4, abs=0.1)
-    assert answer["reason"].startswith(("fail: saturation: canary 5.9", "fail: saturation: "
-                                        "canary 6.0")), answer["reason"]
-    assert answer["reason"].endswith("higher beyond tolerance ±1.25ms"), answer["reason"]
+    assert re.match(r"fail: saturation: canary (5\.9\d*|6(\.0\d*)?)ms vs stable 2\.\d+ms",
+                    answer["reason"]), answer["reason"]
+    assert re.search(r"higher beyond tolerance ±1\.2\d*ms$", answer["reason"]), answer["reason"]
     for check in answer["checks"]:
         assert check["name"] == "saturation" or check["verdict"] != "fail", check
 
