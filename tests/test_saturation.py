@@ -33,7 +33,8 @@ def test_a_canary_burning_more_cpu_per_request_fails_where_every_other_check_pas
     assert saturation["canary"]["value"] == pytest.approx(0.006, rel=0.05)  # s per request
     assert saturation["stable"]["value"] == pytest.approx(0.0025, rel=0.05)
     assert saturation["effect"] == pytest.approx(1.4, abs=0.1)
-    assert re.match(r"fail: saturation: canary (5\.9\d*|6(\.0\d*)?)ms vs stable 2\.\d+ms",
+    assert re.match(r"fail: saturation: CPU per request: canary (5\.9\d*|6(\.0\d*)?)ms vs "
+                    r"stable 2\.\d+ms",
                     answer["reason"]), answer["reason"]
     assert re.search(r"higher beyond tolerance ±1\.2\d*ms$", answer["reason"]), answer["reason"]
     for check in answer["checks"]:
@@ -136,3 +137,15 @@ def test_an_undecided_canary_seen_beyond_the_tolerance_holds_the_verdict():
     assert not leans_beyond(steady, "increase")
     listed = _not_holding(steady, spec.direction)
     assert not listed.blocking and listed.informational == "secondary, not decided"
+
+
+def test_a_series_label_is_plain_words():
+    """It is written into reasons Argo records and the report page: no markup, no braces."""
+    for label in ("CPU per request", "p95 in ms", "bytes/request", ""):
+        AnalysisConfig.model_validate({"name": "x", "metrics": [
+            {"name": "m", "kind": "series", "query": "avg(x{ {{selector}} })", "label": label}]})
+    for label in ("<b>x</b>", "{{selector}}", "x" * 41):
+        with pytest.raises(ValueError, match="label"):
+            AnalysisConfig.model_validate({"name": "x", "metrics": [
+                {"name": "m", "kind": "series", "query": "avg(x{ {{selector}} })",
+                 "label": label}]})

@@ -241,6 +241,9 @@ class SeriesMetric(_MetricBase):
         "", description="How the values are shown (reasons, the text table, the report "
         "page): s or ms as a duration (CPU seconds per request read 2.5ms), % for a "
         "fraction; tolerance.absolute is in the values' own unit all the same.")
+    label: str = Field(
+        "", max_length=40, pattern=r"^[A-Za-z0-9 %/._-]*$", description="What one value is, "
+        "as reasons and the report page name it (`CPU per request`); default: none.")
 
     @field_validator("step")
     @classmethod

@@ -408,9 +408,10 @@ def judge_series(
     stable_instances: np.ndarray | None = None,
     canary_instances: np.ndarray | None = None,
     unit: str = "",
+    label: str = "",
 ) -> CheckResult:
     """Judge two per-step series on a shared grid (NaN = no sample that step); `unit`, the
-    values' (`fmt_value`), is how the reason shows them.
+    values' (`fmt_value`), is how the reason shows them, after `label` (what a value is).
 
     `stable_history`, the stable's values at the same step before the analysis start, tells
     how the gauge wanders (`mean_variance`): with it a short window is judged at the
@@ -487,7 +488,8 @@ def judge_series(
     p_value = {"increase": p_up, "decrease": p_down}.get(direction, min(1.0, 2 * min(p_up,
                                                                                         p_down)))
     effect = mean_d / stable_mean if stable_mean else (0.0 if mean_d == 0 else math.inf)
-    shown = (f"canary {fmt_value(summary_c.value, unit)} vs stable "
+    what = f"{label}: " if label else ""
+    shown = (f"{what}canary {fmt_value(summary_c.value, unit)} vs stable "
              f"{fmt_value(summary_s.value, unit)} (mean difference {fmt_value(mean_d, unit)}, "
              f"~{n_eff:.0f} independent samples)")
     margin = f"tolerance ±{fmt_value(allowed, unit)}"

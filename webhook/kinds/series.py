@@ -60,10 +60,11 @@ def judge(spec: SeriesMetric, data: MetricData, ctx: KindContext) -> list[CheckR
             absolute_tolerance=spec.tolerance.absolute, alpha=ctx.alpha,
             min_points=spec.min_points, mode=ctx.mode, stable_history=None
             if history is None else values(stable_series, ctx, 0)[history],
-            stable_instances=stable_rows, canary_instances=canary_rows, unit=spec.unit)
+            stable_instances=stable_rows, canary_instances=canary_rows, unit=spec.unit,
+            label=spec.label)
         allowed = check.allowed
     return [with_steps(check, lambda: steps.series_trace(
-        canary, stable, allowed, spec.direction, spec.unit), ctx)]
+        canary, stable, allowed, spec.direction, spec.unit, spec.label), ctx)]
 
 
 def _rows(series: Sequence[Series], first: int) -> np.ndarray | None:

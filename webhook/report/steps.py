@@ -89,13 +89,13 @@ def quantile_trace(canary: Buckets, stable: Buckets, q: float, points: int, rel:
 
 
 def series_trace(canary: np.ndarray, stable: np.ndarray, allowed: float | None,
-                 direction: str, unit: str = "") -> Trace:
+                 direction: str, unit: str = "", label: str = "") -> Trace:
     """The samples themselves; the band is the stable's sample ± the tolerated difference."""
     c, s = np.asarray(canary, dtype=float), np.asarray(stable, dtype=float)
     margin = allowed if allowed is not None and math.isfinite(allowed) else np.nan
     low, high = _band(s, direction, s + margin, s - margin)
     return Trace(canary=_tuple(c), stable=_tuple(s), band_low=low, band_high=high,
-                 value_label="value per step", unit=unit)
+                 value_label=label or "value per step", unit=unit)
 
 
 def share_trace(canary: np.ndarray, stable: np.ndarray) -> Trace:
