@@ -11,9 +11,10 @@ connections stick to pods, so a canary pod sent less shows more CPU per request;
 warm-up and a pod on an older CPU generation raise it too. The +50 % tolerance must absorb
 those and still catch a canary that really costs more; whether it does hinges on the numbers
 below, so they are varied rather than picked. The judge is the check's own
-(`webhook.judge.series.judge_series` with `SETTINGS`: paired per-step differences, the
-normal-mixture SPRT calibrated on the stable's hour before the rollout); Prometheus and the
-query are not simulated.
+(`webhook.judge.series.judge_series` with `SETTINGS`, given what `webhook.kinds.series` gives
+it for a per-instance metric: paired per-step differences of the sides' instance means, the
+normal-mixture SPRT calibrated on the stable's instances against each other over the hour
+before the rollout); Prometheus and the query are not simulated.
 
 Each rollout is 30 judged 60 s steps (the canary pod's first step, its start-up, is left out by
 the query, so step 0 begins 60 s after the pod started), with the stable's 60 steps before step
@@ -35,11 +36,12 @@ multiplicative noise; plus the pod's background CPU, a constant per second. The 
 product of a shared AR(1) on the log (the request mix drifts for everyone), an own AR(1) on the
 log per pod (cache warmth, neighbours), both of lag-1 autocorrelation `phi`, and 1 + a GC
 burst per pod and step (gamma of shape 0.5, mean 5 %). `noise` sets the split of the log sds:
-`shared` 0.12 shared and 0.06 own, `own` the reverse. The judge calibrates on the stable's
-history, whose 4 pods average their own noise away and keep the shared part, while d = canary −
-stable cancels the shared part and keeps a 1-pod canary's whole own part: the shared-heavy
-split makes the judge cautious, the own-heavy one tests it. Side's value per step: CPU seconds
-over requests of all its pods (NaN with no requests).
+`shared` 0.12 shared and 0.06 own, `own` the reverse. d = canary − stable cancels the shared
+part and keeps a 1-pod canary's whole own part, which the stable's mean over 4 pods averages
+away: calibrated on that mean alone (the check's first version, one series per side), the
+own-heavy split failed 7–8 % of healthy canaries at the tolerance's edge; the stable's
+instances against each other measure the own part. Each pod's value per step: its CPU
+seconds over its requests (NaN with none); a side's, its pods' mean.
 
 Axes. The stable has 4 pods at `rps` requests/s each; the canary `canary_pods` pods at `load` ×
 that each (the kept-alive imbalance, fixed over a rollout). `background`: a stable pod's
@@ -194,13 +196,13 @@ def _inverse_count(mean: float, burst: str) -> float:
 
 
 def expected_values(cell: Cell) -> tuple[np.ndarray, float]:
-    """The canary's expected CPU per request at each judged step, and the stable's."""
+    """The canary's expected CPU per request at each judged step, and the stable's: a pod's
+    (each side's value is its pods' mean)."""
     bg = background_per_pod_step(cell)
     per_request = COST * noise_mean(cell.noise)
-    stable_n = STABLE_PODS * cell.rps * STEP
-    stable = STABLE_PODS * bg * _inverse_count(stable_n, cell.burst) + per_request
-    canary_n = cell.canary_pods * cell.load * cell.rps * STEP
-    canary = cell.node * (cell.canary_pods * bg * _inverse_count(canary_n, cell.burst)
+    stable = bg * _inverse_count(cell.rps * STEP, cell.burst) + per_request
+    canary_n = cell.load * cell.rps * STEP
+    canary = cell.node * (bg * _inverse_count(canary_n, cell.burst)
                           + per_request * cell.regression * warmup_factors(cell.warmup))
     return canary, stable
 
@@ -241,21 +243,21 @@ def _cost_sums(rng: np.random.Generator, n: np.ndarray) -> np.ndarray:
 
 def _side(rng: np.random.Generator, cell: Cell, pods: int, rate: float, cost: np.ndarray,
           shared: np.ndarray, burst: np.ndarray, node: float) -> np.ndarray:
-    """CPU seconds per request of one side, per rollout and step (NaN: no requests)."""
+    """CPU seconds per request of each pod of one side, per rollout, pod and step (NaN: no
+    requests), as the query gives one series per instance."""
     rollouts, steps = shared.shape
     n = rng.poisson(rate * STEP * burst[:, None, :], size=(rollouts, pods, steps))
     own = np.exp(_ar1(rng, cell.phi, NOISE[cell.noise][1], (rollouts, pods, steps)))
     gc = 1 + rng.gamma(GC_SHAPE, GC_MEAN / GC_SHAPE, (rollouts, pods, steps))
-    work = (own * gc * _cost_sums(rng, n)).sum(axis=1) * COST * cost * np.exp(shared)
-    cpu = node * (pods * background_per_pod_step(cell) + work)
-    requests = n.sum(axis=1)
-    return np.where(requests > 0, cpu / np.maximum(requests, 1), np.nan)
+    work = own * gc * _cost_sums(rng, n) * COST * cost * np.exp(shared)[:, None, :]
+    cpu = node * (background_per_pod_step(cell) + work)
+    return np.where(n > 0, cpu / np.maximum(n, 1), np.nan)
 
 
 def simulate(rng: np.random.Generator, cell: Cell, rollouts: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per rollout: the canary's and the stable's CPU per request over the 30 judged steps,
-    and the stable's over the 60 steps before."""
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per rollout: each canary pod's CPU per request over the 30 judged steps, and each
+    stable pod's over the 60 steps before and the 30."""
     steps = HISTORY + MINUTES
     shared = _ar1(rng, cell.phi, NOISE[cell.noise][0], (rollouts, steps))
     burst = (np.ones((rollouts, steps)) if cell.burst == "poisson" else
@@ -264,7 +266,15 @@ def simulate(rng: np.random.Generator, cell: Cell, rollouts: int
     cost = cell.regression * warmup_factors(cell.warmup)
     canary = _side(rng, cell, cell.canary_pods, cell.load * cell.rps, cost,
                    shared[:, HISTORY:], burst[:, HISTORY:], cell.node)
-    return canary, stable[:, HISTORY:], stable[:, :HISTORY]
+    return canary, stable
+
+
+def _instance_mean(rows: np.ndarray) -> np.ndarray:
+    """A side's value per step: its instances' mean (`kinds.base.instance_mean`)."""
+    present = np.isfinite(rows)
+    count = present.sum(axis=0)
+    total = np.where(present, rows, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _chunks(cell: Cell, rollouts: int) -> Iterator[int]:
@@ -286,14 +296,18 @@ OUTCOMES = ("fail", "held", "through")
 MARKS = (7, MINUTES)
 
 
-def polls(canary: np.ndarray, stable: np.ndarray, history: np.ndarray
-          ) -> tuple[int | None, list[str]]:
+def polls(canary_rows: np.ndarray, stable_rows: np.ndarray) -> tuple[int | None, list[str]]:
     """The minute of the first failing poll (None: none) and the outcomes (`OUTCOMES`) of
-    the polls made."""
+    the polls made, each judged as `kinds.series` judges a per-instance metric: the sides'
+    instance means, the stable's history, and the instances themselves (the stable's over
+    the history and the window so far, the canary's over the window)."""
+    canary, stable = _instance_mean(canary_rows), _instance_mean(stable_rows)
     outcomes = []
     for minute in range(FIRST_POLL, MINUTES + 1):
-        check = judge_series("saturation", canary[:minute], stable[:minute],
-                             stable_history=history, **SETTINGS)  # type: ignore[arg-type]
+        check = judge_series(
+            "saturation", canary[:minute], stable[HISTORY:HISTORY + minute],
+            stable_history=stable[:HISTORY], stable_instances=stable_rows[:, :HISTORY + minute],
+            canary_instances=canary_rows[:, :minute], **SETTINGS)  # type: ignore[arg-type]
         if check.verdict == "fail":
             outcomes.append("fail")
             return minute, outcomes
@@ -315,9 +329,9 @@ def measure_cell(cell: Cell, rollouts: int, seed: int) -> tuple[dict, list[int]]
     made = held = 0
     standing = {mark: dict.fromkeys(OUTCOMES, 0) for mark in MARKS}
     for size in _chunks(cell, rollouts):
-        canary, stable, history = simulate(rng, cell, size)
+        canary, stable = simulate(rng, cell, size)
         for i in range(size):
-            first, outcomes = polls(canary[i], stable[i], history[i])
+            first, outcomes = polls(canary[i], stable[i])
             made += len(outcomes)
             held += outcomes.count("held")
             for mark in MARKS:

@@ -90,7 +90,8 @@ def _missing_label_check(spec: SeriesMetric, label: str, sides: list[str]) -> Ch
         test=f"per-instance values by label {label}",
         canary=Summary(0.0, None), stable=Summary(0.0, None),
         reason=(f"{spec.name}: the {which} series carry no `{label}` label, so instances "
-                f"cannot be told apart; add `{label}` to the series (relabelling) or name a "
-                "label they carry in the config's instance-label var (trading: "
-                "vars.instance_label in a request, metadata.instance_label in a Flagger "
-                "Canary)"))
+                f"cannot be told apart; add `{label}` to the series (relabelling; Prometheus "
+                "gives every scraped series `instance`, which a recording rule or federation "
+                "may drop), or, where the config names the label by a var, name one they "
+                "carry (trading: vars.instance_label in a request, metadata.instance_label in "
+                "a Flagger Canary)"))

@@ -137,18 +137,24 @@ def flagger_sides(target: str, canary: dict[str, float] | None) -> list[TrafficS
 
 def standard_sides() -> list[TrafficSide]:
     """Everything the test suite and the demo query."""
-    sides = [replace(BASE, rps=STABLE_RPS, labels=_argo_labels(ARGO_STABLE), **ARGO_CPU)]
-    for version, diff in ARGO_CANARIES.items():
-        sides.append(replace(BASE, labels=_argo_labels(argo_hash(version)), **ARGO_CPU, **diff))
+    sides = [replace(BASE, rps=STABLE_RPS, labels=_scraped(ARGO_STABLE, 0), **ARGO_CPU)]
+    for n, (version, diff) in enumerate(ARGO_CANARIES.items(), start=1):
+        sides.append(replace(BASE, labels=_scraped(argo_hash(version), n), **ARGO_CPU, **diff))
     for target, diff in FLAGGER_TARGETS.items():
         sides.extend(flagger_sides(target, diff))
     sides.extend(flagger_sides(FLAGGER_NEW, None))
     return sides
 
 
+def _scraped(hash_: str, n: int) -> dict[str, str]:
+    """An Argo side's labels with the `instance` Prometheus gives every scraped series (the
+    sides carrying CPU: `http`'s saturation is judged per instance)."""
+    return {**_argo_labels(hash_), "instance": f"10.1.0.{n}:8080"}
+
+
 def cpu_heavy_sides() -> list[TrafficSide]:
     """`ARGO_CPU_HEAVY`, planted after every other side (as `restarting_sides`)."""
-    return [replace(BASE, labels=_argo_labels(ARGO_CPU_HEAVY),
+    return [replace(BASE, labels=_scraped(ARGO_CPU_HEAVY, 9),
                     **{**ARGO_CPU, "cpu_per_request": 0.005})]
 
 
