@@ -39,7 +39,8 @@ KINDS: dict[str, Kind] = {cast(Kind, m).KIND: cast(Kind, m)
 assert set(KINDS) == set(METRIC_KINDS), "every config class needs its kind module"
 
 __all__ = ["KINDS", "ArrayData", "Kind", "KindContext", "MetricData", "check_shares", "judge_spec",
-           "kind_of", "metric_step", "queries", "sides", "stamped", "unjudged_checks"]
+           "kind_of", "leans_beyond", "metric_step", "queries", "sides", "stamped",
+           "unjudged_checks"]
 
 
 def kind_of(spec: MetricSpec) -> Kind:
