@@ -86,8 +86,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+if __package__ in (None, ""):  # `python bench/saturation.py`: only bench/ is on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.share import to_json  # one line per cell
 from webhook.judge.series import judge_series
 from webhook.kinds import leans_beyond
+from webhook.kinds.base import rows_mean
 
 STEP = 60.0
 MINUTES = 30
@@ -269,13 +274,6 @@ def simulate(rng: np.random.Generator, cell: Cell, rollouts: int
     return canary, stable
 
 
-def _instance_mean(rows: np.ndarray) -> np.ndarray:
-    """A side's value per step: its instances' mean (`kinds.base.instance_mean`)."""
-    present = np.isfinite(rows)
-    count = present.sum(axis=0)
-    total = np.where(present, rows, 0.0).sum(axis=0)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
 
 def _chunks(cell: Cell, rollouts: int) -> Iterator[int]:
     """Rollouts per simulation call, so that one-by-one request costs fit in memory."""
@@ -301,7 +299,7 @@ def polls(canary_rows: np.ndarray, stable_rows: np.ndarray) -> tuple[int | None,
     the polls made, each judged as `kinds.series` judges a per-instance metric: the sides'
     instance means, the stable's history, and the instances themselves (the stable's over
     the history and the window so far, the canary's over the window)."""
-    canary, stable = _instance_mean(canary_rows), _instance_mean(stable_rows)
+    canary, stable = rows_mean(canary_rows), rows_mean(stable_rows)
     outcomes = []
     for minute in range(FIRST_POLL, MINUTES + 1):
         check = judge_series(
@@ -461,13 +459,6 @@ def measure(rollouts: int, seed: int, tiny: bool = False) -> dict:
         report, first_fails[i] = measure_cell(cell, rollouts, seed)
         cells.append(report)
     return {"cells": cells, "summary": summarise(cells, first_fails)}
-
-
-def to_json(report: dict) -> str:
-    """The report with one line per cell."""
-    cells = ",\n".join("  " + json.dumps(cell, separators=(",", ":")) for cell in report["cells"])
-    rest = json.dumps({k: v for k, v in report.items() if k != "cells"}, indent=1)
-    return rest[:-2] + ',\n "cells": [\n' + cells + "\n ]\n}"
 
 
 def print_summary(summary: dict) -> None:

@@ -140,10 +140,14 @@ def instance_mean(series: Sequence[Series], ctx: KindContext,
     first = ctx.first if first is None else first
     if not series:
         return np.full(ctx.points - first, np.nan)
-    stacked = np.vstack([s.values[first:] for s in series])
-    present = np.isfinite(stacked)
+    return rows_mean(np.vstack([s.values[first:] for s in series]))
+
+
+def rows_mean(rows: np.ndarray) -> np.ndarray:
+    """Per column of one row per instance, the mean of the rows with a value (NaN: none)."""
+    present = np.isfinite(rows)
     count = present.sum(axis=0)
-    total = np.where(present, stacked, 0.0).sum(axis=0)
+    total = np.where(present, rows, 0.0).sum(axis=0)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
