@@ -38,7 +38,7 @@ from webhook.sources.base import (
     SourceError,
 )
 from webhook.sources.prometheus import PrometheusSource
-from webhook.sources.prometheus.combine import PART_LABEL
+from webhook.sources.prometheus.combine import PART_LABEL, RejectionMemo, plan
 
 HASH = "rollouts_pod_template_hash"
 
@@ -311,11 +311,11 @@ def test_a_backend_rejecting_unions_pays_two_round_trips_once_then_one(lab, caps
     for a in answers:
         assert a.json["verdict"] == expected["verdict"] == "fail"
         assert a.json["checks"] == expected["checks"]
-    # the first poll: the union (rejected) and the ten parts; later polls only the parts
-    # (a cached poll reads a few steps, so its ten queries would combine without the memo)
+    # the first poll: the two unions of five (rejected) and the ten parts; later polls only
+    # the parts (a cached poll reads a few steps, so its queries would combine without the memo)
     unions = [q for q in upstream.seen if "label_replace" in q]
-    assert len(unions) == 1 and len(upstream.seen) == 1 + 10 + 10 + 10
-    assert [e["queries"] for e in _audits(capsys)] == [11, 10, 10]
+    assert len(unions) == 2 and len(upstream.seen) == 2 + 10 + 10 + 10
+    assert [e["queries"] for e in _audits(capsys)] == [12, 10, 10]
 
 
 def test_the_setting_off_sends_each_query_alone_and_the_audit_counts_requests(lab, capsys):
@@ -332,7 +332,48 @@ def test_the_setting_off_sends_each_query_alone_and_the_audit_counts_requests(la
             assert audit["queries"] == len(upstream.seen)
             counts[combine] = len(upstream.seen)
             assert all(("label_replace" in q) is combine for q in upstream.seen)
-    assert counts == {True: 1, False: 10}
+    assert counts == {True: 2, False: 10}  # combined: two unions of five, sent at once
+
+
+def test_a_repeated_poll_goes_as_two_unions_at_once_and_judges_as_one(lab, capsys):
+    """Prometheus evaluates one request on one goroutine: a poll's ten queries go as two
+    unions of five, sent at once, and the answer is the one a single union gives."""
+    body = {"config": "http", **_sides(argo_hash("slow"), ARGO_STABLE)}  # sequential
+    one = create_app(load_settings(prometheus_url=lab.url, config_dir=None,
+                                   prometheus_union_requests=1)).test_client()
+    with Upstream(lab.url) as upstream:
+        client = create_app(load_settings(prometheus_url=upstream.url,
+                                          config_dir=None)).test_client()
+        for _ in range(2):
+            assert client.post("/v1/analyze", json=body).status_code == 200
+        upstream.seen.clear()
+        capsys.readouterr()
+        split = client.post("/v1/analyze", json=body).json
+        (audit,) = _audits(capsys)
+    for _ in range(2):
+        single = one.post("/v1/analyze", json=body).json
+    (_, single_audit) = _audits(capsys)
+    assert audit["queries"] == len(upstream.seen) == 2 and single_audit["queries"] == 1
+    assert [q.count(PART_LABEL) for q in upstream.seen] == [5, 5]
+    assert split["verdict"] == single["verdict"] == "fail"
+    assert split["checks"] == single["checks"]
+
+
+@pytest.mark.parametrize("parts, steps, spread, runs", [
+    (10, 6, 2, [5, 5]),     # a repeated poll of `http`: two halves
+    (10, 6, 1, [10]),       # the setting at 1: one union
+    (10, 6, 4, [3, 3, 4]),  # each run keeps at least three parts
+    (5, 6, 2, [5]),         # too few parts to cut
+    (10, 31, 1, [5, 5]),    # a 30-minute window: two runs for MAX_POINTS, of equal size
+    (19, 31, 2, [6, 6, 7]),  # trading's 19 distinct queries: MAX_POINTS cuts it in three
+    (4, 100, 2, [1, 1, 1, 1]),  # too long a grid to combine at all
+])
+def test_a_group_is_cut_into_near_equal_runs_in_the_callers_order(parts, steps, spread, runs):
+    queries = [RangeQuery(i, f"q{i}", 0, (steps - 1) * 60, 60, f"m{i}") for i in range(parts)]
+    batches = plan(queries, RejectionMemo(), spread=spread)
+    assert [len(b.members) for b in batches] == runs
+    assert [i for b in batches for i in b.members] == list(range(parts))
+    assert all(b.exprs == tuple(f"q{i}" for i in b.members) for b in batches)
 
 
 @pytest.mark.parametrize("metric", [
@@ -358,7 +399,8 @@ def test_garbage_in_a_combined_answer_is_503_never_data(lab, metric):
                                            (500, "metrics_source_unavailable")])
 def test_a_failing_combined_query_is_not_asked_again_part_by_part(lab, status, error):
     """Only a rejection (4xx) sends the parts alone: a 5xx fails the analysis as before,
-    after one request, so the wait cannot double."""
+    after the first round of requests (the two unions, sent at once), so the wait cannot
+    double."""
     body = {"config": "http", "mode": "fixed", "window": lab.window(10),
             **_sides(argo_hash("healthy"), ARGO_STABLE)}
     failure = {"status": "error", "errorType": "internal", "error": "boom"}
@@ -367,13 +409,13 @@ def test_a_failing_combined_query_is_not_asked_again_part_by_part(lab, status, e
                                           config_dir=None)).test_client()
         r = client.post("/v1/analyze", json=body)
     assert r.status_code == 503 and r.json["error"] == error
-    assert len(upstream.seen) == 1 and "label_replace" in upstream.seen[0]
+    assert 1 <= len(upstream.seen) <= 2 and all("label_replace" in q for q in upstream.seen)
 
 
 def test_a_union_refused_with_its_parts_is_not_remembered_as_uncombinable(lab, capsys):
     """Thanos refuses a query 422 while a store is down (partial_response=false): the union
     and each part alike. That says nothing about unions, so once the store is back the next
-    poll sends one combined request again, not six for as long as the rollout runs."""
+    poll sends its combined requests again, not ten for as long as the rollout runs."""
     body = {"config": "http", "mode": "fixed", "window": lab.window(10),
             **_sides(argo_hash("healthy"), ARGO_STABLE)}
     down = {"status": "error", "errorType": "execution", "error": "store 10.0.0.7 unavailable"}
@@ -387,4 +429,4 @@ def test_a_union_refused_with_its_parts_is_not_remembered_as_uncombinable(lab, c
         (audit,) = _audits(capsys)
     assert failed.status_code == 502 and "verdict" not in failed.json, failed.json
     assert recovered.status_code == 200, recovered.json
-    assert audit["queries"] == 1  # one combined request (the parts refused before ran alone)
+    assert audit["queries"] == 2  # two unions (the parts refused before ran alone)

@@ -279,6 +279,40 @@ def test_queries_run_concurrently_on_one_pool(lab):
     assert len(fake.seen) == 6 and elapsed < 1.2
 
 
+def test_a_union_cut_in_two_is_sent_at_once_and_bounded_by_the_deadline(lab):
+    """The halves of a cut union go at once (one from the calling thread, one from the
+    pool), so a slow source costs one wait, not two; both hanging cost the deadline."""
+    from webhook.sources import SourceTimeout
+
+    queries = [RangeQuery(f"q{i}", "up", lab.anchor - 600, lab.anchor, 60, f"m{i}")
+               for i in range(6)]
+    with FakeUpstream("empty") as fake:
+        original = fake.server.RequestHandlerClass._answer
+
+        def slow(handler: BaseHTTPRequestHandler) -> None:
+            time.sleep(0.3)
+            original(handler)
+
+        fake.server.RequestHandlerClass.do_POST = slow
+        source = PrometheusSource(load_settings(prometheus_url=fake.url))
+        began = time.monotonic()
+        results = source.query_range_many(queries)
+        elapsed = time.monotonic() - began
+    assert [r.query.key for r in results] == [q.key for q in queries]
+    assert len(fake.seen) == 2 and sum(r.requests for r in results) == 2
+    assert 0.3 < elapsed < 0.55, elapsed
+    with FakeUpstream("hang") as fake:
+        source = PrometheusSource(load_settings(prometheus_url=fake.url,
+                                                prometheus_timeout_seconds=5,
+                                                analysis_deadline_seconds=1))
+        began = time.monotonic()
+        with pytest.raises(SourceTimeout) as caught:
+            source.query_range_many(queries)
+        elapsed = time.monotonic() - began
+    assert 0.9 < elapsed < 1.3, elapsed
+    assert "within the analysis deadline of 1s" in caught.value.message
+
+
 @pytest.mark.parametrize("gzip", [False, True])
 def test_real_prometheus_values_land_on_the_window_grid(lab, gzip):
     source = PrometheusSource(load_settings(prometheus_url=lab.url, prometheus_gzip=gzip))

@@ -489,7 +489,7 @@ def test_served_repeated_polls_on_new_connections_read_what_one_worker_would(lab
     assert max(samples for samples, *_ in on[1:]) <= first / 5, on
     # the rest of each answer came from a cache: as much as poll 1 read, less what was re-read
     assert all(cached + samples >= first * 0.9 for samples, *_, cached in on[1:]), on
-    assert max(requests_ for _, requests_, *_ in on[1:]) <= 1, on  # one round trip
+    assert max(requests_ for _, requests_, *_ in on[1:]) <= 2, on  # the two halves, at once
     # the polls on the other three workers' cold caches re-read the window (and the start)
     cold = [samples for samples, *_ in off[1:] if samples > first / 2]
     assert len(cold) >= 2, off

@@ -1,16 +1,15 @@
 """Prometheus HTTP API adapter (also Thanos, Mimir, Cortex, VictoriaMetrics).
 
-One urllib3 pool per process, the requests of one analysis fanned out on a shared thread pool
-(a single request, a repeated poll's one combined query, is sent from the calling thread), one
-deadline per analysis bounding every connect and socket read. urllib3 directly, not a
+One urllib3 pool per process, the requests of one analysis fanned out on a shared thread pool (the
+first of them, the first half of a repeated poll's combined query, is sent from the calling thread),
+one deadline per analysis bounding every connect and socket read. urllib3 directly, not a
 `requests.Session`: a session spends ~1 ms of CPU per call merging settings, hooks, cookies and
-environment lookups (measured: six small queries 11 ms of CPU through `requests`, 5 ms here),
-and all of that runs under the worker's one GIL. What `requests` gave for free is kept by hand:
-basic auth from the URL's userinfo, HTTP(S)_PROXY / NO_PROXY, and its CA bundle. An answer
-is placed on the grid by `matrix`, all series at once. Writing and reading requests on kept
-connections by hand instead of through urllib3 saved another ~0.25 ms of CPU per request and
-was not kept: a hand-made HTTP/1.1 reader is ours to keep right (framing, encodings, errors)
-for 2-3 % of an analysis.
+environment lookups (measured: six small queries 11 ms of CPU through `requests`, 5 ms here), and
+all of that runs under the worker's one GIL. What `requests` gave for free is kept by hand: basic
+auth from the URL's userinfo, HTTP(S)_PROXY / NO_PROXY, and its CA bundle. An answer is placed on
+the grid by `matrix`, all series at once. Writing and reading requests on kept connections by hand
+instead of through urllib3 saved another ~0.25 ms of CPU per request and was not kept: a hand-made
+HTTP/1.1 reader is ours to keep right (framing, encodings, errors) for 2-3 % of an analysis.
 
 Connection failures are retried once by urllib3 (cheap, and they are the typical blip of a
 Prometheus pod restart); read timeouts are not, because the caller's own deadline (Argo/Flagger:
@@ -135,6 +134,7 @@ class PrometheusSource:
         # sets of expressions whose union was rejected; None: never combine (the setting)
         self._memo = combine.RejectionMemo() if settings.prometheus_combine_queries else None
         self.max_points = combine.MAX_POINTS  # parts × steps per combined request
+        self._spread = settings.prometheus_union_requests
         self._executor = executor or ThreadPoolExecutor(
             max_workers=settings.prometheus_max_concurrency, thread_name_prefix="prom")
         # requests in flight, on the pool or on callers' threads: at most the pool's size
@@ -158,7 +158,7 @@ class PrometheusSource:
             return []
         deadline = time.monotonic() + self._deadline if deadline is None else deadline
         out: list[QueryResult | None] = [None] * len(queries)
-        batches = combine.plan(queries, self._memo, self.max_points)
+        batches = combine.plan(queries, self._memo, self.max_points, self._spread)
         wave: list[tuple[combine.Batch, QueryResult | None]] = [(b, None) for b in batches]
         refused: list[tuple[str, ...]] = []
         while wave:
@@ -187,15 +187,17 @@ class PrometheusSource:
         """One request per batch, concurrently; each answer is the batch's results, or the
         rejected union's cost (a `QueryResult`) when its parts must be asked separately.
 
-        A single request (a repeated poll's one combined query) is sent from the calling
-        thread: handing it to the pool and waiting for it cost ~0.2 ms of wall time and CPU per
-        analysis for nothing. Its every connect and socket read is bounded by what is left of
-        the deadline when it starts (`_DeadlineTimeout`, `_read_body`), and an answer that
-        ends past the deadline is the same timeout as one still pending there, so the caller
-        sees what the pool would give it. Requests in flight, pooled or not, share the pool's
-        size (`_slots`): a single request finding none free queues on the pool instead.
+        The first request (a repeated poll's first half) is sent from the calling thread once the
+        others are on the pool: handing it to the pool and waiting for it cost ~0.2 ms of wall time
+        and CPU per analysis for nothing; its failure stops the others. Its every connect and socket
+        read is bounded by what is left of the deadline when it starts (`_DeadlineTimeout`,
+        `_read_body`), and an answer that ends past the deadline is the same timeout as one still
+        pending there, so the caller sees what the pool would give it. Requests in flight, pooled or
+        not, share the pool's size (`_slots`): a first request finding none free queues on the pool
+        instead.
         """
-        if len(wave) == 1 and self._slots.acquire(blocking=False):
+        here = self._slots.acquire(blocking=False)
+        if here and len(wave) == 1:
             try:
                 return [self._here(queries, *wave[0], deadline)]
             finally:
@@ -203,9 +205,22 @@ class PrometheusSource:
         stop = threading.Event()
         try:
             futures = [self._executor.submit(self._pooled, queries, batch, cost, deadline, stop)
-                       for batch, cost in wave]
+                       for batch, cost in wave[1 if here else 0:]]
         except RuntimeError as exc:  # the pool was shut down (the worker is exiting)
+            if here:
+                self._slots.release()
             raise SourceUnavailable("the judge is shutting down") from exc
+        first: list[list[QueryResult] | QueryResult] = []
+        if here:  # the first batch on this thread while the pool sends the others
+            try:
+                first.append(self._here(queries, *wave[0], deadline))
+            except BaseException:
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                self._slots.release()
         done, pending = wait(futures, timeout=max(deadline - time.monotonic(), 0.0),
                              return_when=FIRST_EXCEPTION)
         failed = [f for f in futures if f in done and f.exception() is not None]
@@ -221,9 +236,9 @@ class PrometheusSource:
                                     f"({type(error).__name__})") from error
         if pending:
             metric = next((queries[b.members[0]].metric for (b, _), f in zip(
-                wave, futures, strict=True) if f in pending), "")
+                wave[len(first):], futures, strict=True) if f in pending), "")
             raise self._overdue(metric)
-        return [f.result() for f in futures]
+        return first + [f.result() for f in futures]
 
     def _pooled(self, queries: Sequence[RangeQuery], batch: combine.Batch,
                 cost: QueryResult | None, deadline: float,
