@@ -35,6 +35,9 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
   and from the step cache per repeated poll (the judge's own
   `canary_judge_step_cache_samples_total`), upstream requests and p50 per poll, with the
   workers' shared cache and with it off (`CANARY_JUDGE_SHARED_CACHE_MB=0`: each worker's own).
+- halves: the judge as served (a poll's union cut in two halves sent at once) against the
+  same judge sending one union (CANARY_JUDGE_PROMETHEUS_UNION_REQUESTS=1), two servers side by
+  side, called in turn with the perfect client: p50 of each and their ratios to it.
 - judges: CPU time of the sequential `ratio` and `quantile` judges on 1,375 … 11,000 steps.
 """
 
@@ -698,6 +701,42 @@ def polls(prom: str, now: float, marks: Sequence[int]) -> dict:
     return out
 
 
+def halves(prom: str, runs: int, workers: int | None, threads: int | None) -> dict:
+    """A poll's union sent as two halves at once (the default) against one union, each judge
+    served with the same settings otherwise, interleaved with the perfect client so that load
+    on the machine falls on all three alike: the halves' gain measured, not assumed."""
+    out: dict = {}
+    one_union = {"CANARY_JUDGE_PROMETHEUS_UNION_REQUESTS": "1"}
+    with served_judge(prom, workers=workers, threads=threads) as split_judge, \
+            served_judge(prom, workers=workers, threads=threads, env=one_union) as one_judge:
+        direct = Direct(prom)
+        for name, mode in (("sequential_no_window", None), ("fixed", "fixed")):
+            request_body = body(fresh_hash(0), mode)
+            window = judged_window(requests.Session(), split_judge, request_body)
+            queries = query_set(body(fresh_hash(0), mode, window), time.time())
+            callers = {"halves": Caller(split_judge), "one_union": Caller(one_judge)}
+
+            def call(caller: Caller, b: dict = request_body) -> None:
+                status, data = caller.analyze(b)
+                assert status == 200, data[:200]
+
+            ways: dict[str, Callable[[], object]] = {
+                key: (lambda c=c: call(c)) for key, c in callers.items()}
+            ways["perfect_client"] = lambda q=queries: direct.concurrent(q)
+            for fn in ways.values():
+                timed(fn, max(runs // 10, 3))  # warm up: connections, the step cache
+            took: dict[str, list[float]] = {key: [] for key in ways}
+            for _ in range(runs):
+                for key, fn in ways.items():
+                    took[key] += timed(fn, 1)
+            p50 = {key: round(statistics.median(v) * 1000, 2) for key, v in took.items()}
+            out[name] = {"p50_ms": p50, "ratio_to_perfect_client": {
+                key: round(p50[key] / p50["perfect_client"], 2)
+                for key in ("halves", "one_union")}}
+        direct.threads.shutdown()
+    return out
+
+
 def _histogram(rng: np.random.Generator, steps: int) -> Histogram:
     bounds = np.asarray(DEFAULT_BUCKETS, float)
     cdf = np.array([0.5 * (1 + math.erf((math.log(b) - math.log(0.1)) / (0.6 * math.sqrt(2))))
@@ -804,6 +843,18 @@ def table(report: dict) -> str:
                     f"ms); two unions at once {u['two_unions_at_once']['p50_ms']} ms "
                     f"({u['two_unions_at_once']['client_cpu_ms']} ms); `vector(1)` "
                     f"{u['empty_query_p50_ms']} ms | the floor under one analysis |")
+    h = report.get("halves")  # reports before the part had none
+    if h:
+        rows.append("| a poll's union as two halves at once (the default) against one union, "
+                    "interleaved (p50) | halves: " + "; ".join(
+                        f"{mode.split('_')[0]} {h[mode]['p50_ms']['halves']} ms "
+                        f"({h[mode]['ratio_to_perfect_client']['halves']}×)" for mode in h)
+                    + " | one union: " + "; ".join(
+                        f"{mode.split('_')[0]} {h[mode]['p50_ms']['one_union']} ms "
+                        f"({h[mode]['ratio_to_perfect_client']['one_union']}×)" for mode in h)
+                    + " (perfect client " + " and ".join(
+                        f"{h[mode]['p50_ms']['perfect_client']}" for mode in h)
+                    + " ms) | the halves' gain |")
     j = report["judges"]
     top = str(max(int(x) for x in j["ratio"]))
     rows.append(f"| sequential judges on {top} steps (CPU) | ratio {j['ratio'][top]} ms, "
@@ -830,7 +881,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", help=f"where to write the report (default: {FULL_REPORT} "
                         "for a full run; a partial or --tiny run only prints its report)")
-    parser.add_argument("--only", default="single,concurrent,soak,polls,flagger,union,judges",
+    parser.add_argument("--only",
+                        default="single,concurrent,soak,polls,flagger,union,halves,judges",
                         help="comma-separated parts to run (the table needs all but union; "
                         "`idle`, ~2 min, runs only when named)")
     parser.add_argument("--table", metavar="REPORT", help="print the table of a report and exit")
@@ -872,6 +924,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "flagger" in parts:
             report["flagger"] = flagger(prom, 1 if args.tiny else 10, args.workers,
                                         args.threads)
+        if "halves" in parts:
+            report["halves"] = halves(prom, args.runs, args.workers, args.threads)
         if "idle" in parts:  # not in the default set: ~2 minutes of waiting
             report["idle"] = idle(prom, 1 if args.tiny else 5, args.workers, args.threads)
     if "judges" in parts:

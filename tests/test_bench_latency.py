@@ -73,6 +73,12 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     assert union["one_union"]["evaluation_ms"] > 0
     assert union["six_at_once"]["evaluation_ms_summed"] > 0
     assert union["empty_query_p50_ms"] > 0
+    halves = report["halves"]  # the default split against one union, side by side
+    for mode in ("sequential_no_window", "fixed"):
+        p50 = halves[mode]["p50_ms"]
+        assert set(p50) == {"halves", "one_union", "perfect_client"}
+        assert all(_number(v) and v > 0 for v in p50.values())
+        assert set(halves[mode]["ratio_to_perfect_client"]) == {"halves", "one_union"}
     judges = report["judges"]
     for name in ("ratio", "quantile"):
         assert set(judges[name]) == {"100", "200"}
@@ -84,6 +90,7 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     assert table.stdout.count("\n") >= 8 and "samples read per poll" in table.stdout
     assert "a new connection per poll (Flagger)" in table.stdout
     assert "Prometheus alone: one poll's 10 queries" in table.stdout
+    assert "two halves at once (the default) against one union" in table.stdout
 
 
 def test_a_partial_run_leaves_the_committed_report_alone():
