@@ -257,17 +257,22 @@ def test_tls_is_verified_against_the_ca_file_or_skipped_only_when_asked(lab, sel
     assert len(fake.seen) == 4
 
 
+def _answer_after(fake: FakeUpstream, seconds: float) -> None:
+    """Make `fake` wait `seconds` before each answer."""
+    original = fake.server.RequestHandlerClass._answer
+
+    def slow(handler: BaseHTTPRequestHandler) -> None:
+        time.sleep(seconds)
+        original(handler)
+
+    fake.server.RequestHandlerClass.do_POST = slow
+
+
 def test_queries_run_concurrently_on_one_pool(lab):
     """Six queries against a server that takes 0.3 s each finish in well under 6 × 0.3 s
     (sent separately: combining them would make this one request)."""
     with FakeUpstream("empty") as fake:
-        original = fake.server.RequestHandlerClass._answer
-
-        def slow(handler: BaseHTTPRequestHandler) -> None:
-            time.sleep(0.3)
-            original(handler)
-
-        fake.server.RequestHandlerClass.do_POST = slow
+        _answer_after(fake, 0.3)
         source = PrometheusSource(load_settings(prometheus_url=fake.url,
                                                 prometheus_combine_queries=False))
         queries = [RangeQuery(f"q{i}", "up", lab.anchor - 600, lab.anchor, 60, "m")
@@ -287,13 +292,7 @@ def test_a_union_cut_in_two_is_sent_at_once_and_bounded_by_the_deadline(lab):
     queries = [RangeQuery(f"q{i}", "up", lab.anchor - 600, lab.anchor, 60, f"m{i}")
                for i in range(6)]
     with FakeUpstream("empty") as fake:
-        original = fake.server.RequestHandlerClass._answer
-
-        def slow(handler: BaseHTTPRequestHandler) -> None:
-            time.sleep(0.3)
-            original(handler)
-
-        fake.server.RequestHandlerClass.do_POST = slow
+        _answer_after(fake, 0.3)
         source = PrometheusSource(load_settings(prometheus_url=fake.url))
         began = time.monotonic()
         results = source.query_range_many(queries)
