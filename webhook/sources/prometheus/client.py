@@ -145,7 +145,7 @@ class PrometheusSource:
     def query_range_many(self, queries: Sequence[RangeQuery],
                          deadline: float | None = None) -> list[QueryResult]:
         """All queries on the shared bounded pool, within `deadline` (time.monotonic()), those
-        on the same grid as one request each (`combine`) unless the setting is off.
+        on the same grid as a few unions sent at once (`combine`) unless the setting is off.
 
         The calling thread waits at most until the deadline and then answers; the requests
         still running are told to stop (each checks between reads of its body and closes its
