@@ -10,14 +10,15 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
 (gunicorn, as deployed), so a loaded machine shifts both sides alike:
 
 - single: one analysis as Argo asks it (`http` config, POST /v1/analyze), sequential without a
-  window and fixed mode, vs the same window's 6 range queries sent by a perfect client (pooled
-  session, all concurrent) and by a sequential one (one after another). p50 ratios. The canary
-  began ~10 minutes before the run (the stable long before), so the window the judge judges
-  (read off its answer) is the ~10-minute window whose queries the perfect client sends. The
-  judge's queries also cover the stable's history before that window (60 steps), and a worker's
-  first poll of a question sends the start query first: that is its own work. Next to the
-  references' 6 requests, the judge's upstream HTTP requests per analysis (its own
-  `canary_judge_upstream_queries_total`: queries on one grid go as one request).
+  window and fixed mode, vs the same window's range queries (ten, each distinct one once) sent
+  by a perfect client (pooled connections, all concurrent) and by a sequential one (one after
+  another). p50 ratios. The canary began ~10 minutes before the run (the stable long before),
+  so the window the judge judges (read off its answer) is the ~10-minute window whose queries
+  the perfect client sends. The judge's queries also cover the stable's history before that
+  window (60 steps), and a worker's first poll of a question sends the start query first: that
+  is its own work. Next to the references' ten requests, the judge's upstream HTTP requests per
+  analysis (its own `canary_judge_upstream_queries_total`: queries on one grid go as two
+  unions at once, `halves` below).
 - concurrent: 8 and 32 callers, each polling its own rollout (a canary of its own, begun ~10
   minutes before the run) as Argo does, vs Prometheus answering the same judged windows'
   query sets directly with the same number of perfect clients: rate, p50, p99, errors; the
