@@ -172,8 +172,11 @@ def query_set(request_body: dict, now: float) -> list[RangeQuery]:
 class Direct:
     """A perfect client for Prometheus: one pooled urllib3 connection pool (lighter than a
     requests Session), uncompressed answers (compressing costs Prometheus more than loopback
-    saves), a query set's queries at once, and no work on an answer beyond parsing its JSON
-    and checking its status. The judge's own upstream client is no lighter than this."""
+    saves), a query set's queries at once (`concurrency` threads: six at a time answer
+    `http`'s ten as soon as ten threads do, 6.62 against 6.75 ms p50 over 300 interleaved
+    rounds on 2026-12-03, the client's parsing being bound by one GIL), and no work on an
+    answer beyond parsing its JSON and checking its status. The judge's own upstream client
+    is no lighter than this."""
 
     def __init__(self, url: str, concurrency: int = 6) -> None:
         parts = urllib3.util.parse_url(url)
