@@ -45,6 +45,7 @@ against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -241,6 +242,9 @@ def upstream_requests(judge: str) -> float:
     return judge_counters(judge, [UPSTREAM_QUERIES])[0]
 
 
+RATIO_BLOCKS = 5
+
+
 def single(prom: str, judge: str, runs: int) -> dict:
     """One analysis at a time vs the same window's queries from a perfect and a naive client."""
     out: dict = {}
@@ -280,6 +284,13 @@ def single(prom: str, judge: str, runs: int) -> dict:
         part["judged_window_minutes"] = round((window["end"] - window["start"]) / 60, 2)
         part["ratio_to_perfect_client"] = round(
             part["judge"]["p50_ms"] / part["perfect_client"]["p50_ms"], 2)
+        # the same ratio in each fifth of the run, in time order: how far it drifts with the
+        # machine's state while the run lasts (runs a minute apart differed by up to 0.2×)
+        cut = [len(samples["judge"]) * k // RATIO_BLOCKS for k in range(RATIO_BLOCKS + 1)]
+        part["ratio_by_block"] = [round(
+            statistics.median(samples["judge"][lo:hi])
+            / statistics.median(samples["perfect_client"][lo:hi]), 2)
+            for lo, hi in itertools.pairwise(cut) if hi > lo]
         part["ratio_to_sequential_client"] = round(
             part["judge"]["p50_ms"] / part["sequential_client"]["p50_ms"], 2)
         out[name] = part
@@ -799,7 +810,10 @@ def table(report: dict) -> str:
                     f"perfect client {part['perfect_client']['p50_ms']} ms ({part['queries']} "
                     f"queries); sequential client "
                     f"{part['sequential_client']['p50_ms']} ms | "
-                    f"{part['ratio_to_perfect_client']}× ({s['targets'][name]}×) |")
+                    f"{part['ratio_to_perfect_client']}× ({s['targets'][name]}×)"
+                    + (f"; by fifth of the run {min(part['ratio_by_block'])}–"
+                       f"{max(part['ratio_by_block'])}×" if part.get("ratio_by_block") else "")
+                    + " |")
     for key, part in report["concurrent"].items():
         j, p = part["judge"], part["prometheus_direct"]
         rows.append(f"| {key} callers: rate, p50/p99, errors | {j['rate_per_s']}/s, "

@@ -34,6 +34,8 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
         assert cpu["judge"]["judge_service"] > 0  # 5 analyses: several clock ticks
         assert 9 <= part["judged_window_minutes"] <= 16  # the canary began ~10 minutes ago
         assert _number(part["ratio_to_perfect_client"]) and part["ratio_to_perfect_client"] > 0
+        blocks = part["ratio_by_block"]  # the ratio in each fifth of the run
+        assert len(blocks) == 5 and all(_number(b) and b > 0 for b in blocks)
     for part in report["concurrent"].values():
         for side in ("judge", "prometheus_direct"):
             assert _number(part[side]["rate_per_s"]) and part[side]["rate_per_s"] > 0
