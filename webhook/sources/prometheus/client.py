@@ -197,11 +197,6 @@ class PrometheusSource:
         instead.
         """
         here = self._slots.acquire(blocking=False)
-        if here and len(wave) == 1:
-            try:
-                return [self._here(queries, *wave[0], deadline)]
-            finally:
-                self._slots.release()
         stop = threading.Event()
         try:
             futures = [self._executor.submit(self._pooled, queries, batch, cost, deadline, stop)
