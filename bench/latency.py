@@ -224,6 +224,11 @@ class Caller:
                               headers={"Content-Type": "application/json"})
         return r.status, r.data
 
+    def answered(self, request_body: dict) -> None:
+        """`analyze`, which must answer 200."""
+        status, data = self.analyze(request_body)
+        assert status == 200, data[:200]
+
 
 UPSTREAM_QUERIES = "canary_judge_upstream_queries_total"
 
@@ -245,32 +250,47 @@ def upstream_requests(judge: str) -> float:
 RATIO_BLOCKS = 5
 
 
+def question(judge: str, mode: str | None) -> tuple[dict, dict, list[RangeQuery]]:
+    """The `single` and `halves` question in `mode`: its body, the window the judge judges for
+    it now, and that window's queries (the perfect client's work)."""
+    request_body = body(fresh_hash(0), mode)
+    window = judged_window(requests.Session(), judge, request_body)
+    return request_body, window, query_set(body(fresh_hash(0), mode, window), time.time())
+
+
+def warm_up(ways: dict[str, Callable[[], object]], runs: int) -> None:
+    """A tenth of `runs` calls of each way first: connections, the step cache."""
+    for fn in ways.values():
+        timed(fn, max(runs // 10, 3))
+
+
+def interleaved(ways: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
+    """Each way's call times over `runs` rounds, one call of each per round in turn, so load on
+    the machine falls on all alike."""
+    took: dict[str, list[float]] = {key: [] for key in ways}
+    for _ in range(runs):
+        for key, fn in ways.items():
+            took[key] += timed(fn, 1)
+    return took
+
+
 def single(prom: str, judge: str, runs: int) -> dict:
     """One analysis at a time vs the same window's queries from a perfect and a naive client."""
     out: dict = {}
-    session = requests.Session()
     caller = Caller(judge)
     direct = Direct(prom)
     for name, mode in (("sequential_no_window", None), ("fixed", "fixed")):
-        request_body = body(fresh_hash(0), mode)
-        window = judged_window(session, judge, request_body)
-        queries = query_set(body(fresh_hash(0), mode, window), time.time())
+        request_body, window, queries = question(judge, mode)
 
         def analysis(b: dict = request_body) -> None:
-            status, data = caller.analyze(b)
-            assert status == 200, data[:200]
+            caller.answered(b)
 
-        for fn in (analysis, lambda q=queries: direct.concurrent(q),
-                   lambda q=queries: direct.sequential(q)):
-            timed(fn, max(runs // 10, 3))  # warm up: connections, the step cache
-        # interleaved, so load on the machine hits all three alike
-        samples: dict[str, list[float]] = {"judge": [], "perfect_client": [],
-                                           "sequential_client": []}
+        ways: dict[str, Callable[[], object]] = {
+            "judge": analysis, "perfect_client": lambda q=queries: direct.concurrent(q),
+            "sequential_client": lambda q=queries: direct.sequential(q)}
+        warm_up(ways, runs)
         sent = upstream_requests(judge)
-        for _ in range(runs):
-            samples["judge"] += timed(analysis, 1)
-            samples["perfect_client"] += timed(lambda q=queries: direct.concurrent(q), 1)
-            samples["sequential_client"] += timed(lambda q=queries: direct.sequential(q), 1)
+        samples = interleaved(ways, runs)
         sent = upstream_requests(judge) - sent
         # CPU per analysis, each side alone (the rate under load is bound by their sum)
         servers = {"judge_service": judge_pids(judge), "prometheus": prometheus_pids(prom)}
@@ -725,25 +745,14 @@ def halves(prom: str, runs: int, workers: int | None, threads: int | None) -> di
     with served_judge(prom, workers=workers, threads=threads) as split_judge, \
             served_judge(prom, workers=workers, threads=threads, env=one_union) as one_judge:
         direct = Direct(prom)
+        callers = {"halves": Caller(split_judge), "one_union": Caller(one_judge)}
         for name, mode in (("sequential_no_window", None), ("fixed", "fixed")):
-            request_body = body(fresh_hash(0), mode)
-            window = judged_window(requests.Session(), split_judge, request_body)
-            queries = query_set(body(fresh_hash(0), mode, window), time.time())
-            callers = {"halves": Caller(split_judge), "one_union": Caller(one_judge)}
-
-            def call(caller: Caller, b: dict = request_body) -> None:
-                status, data = caller.analyze(b)
-                assert status == 200, data[:200]
-
+            request_body, _, queries = question(split_judge, mode)
             ways: dict[str, Callable[[], object]] = {
-                key: (lambda c=c: call(c)) for key, c in callers.items()}
+                key: (lambda c=c, b=request_body: c.answered(b)) for key, c in callers.items()}
             ways["perfect_client"] = lambda q=queries: direct.concurrent(q)
-            for fn in ways.values():
-                timed(fn, max(runs // 10, 3))  # warm up: connections, the step cache
-            took: dict[str, list[float]] = {key: [] for key in ways}
-            for _ in range(runs):
-                for key, fn in ways.items():
-                    took[key] += timed(fn, 1)
+            warm_up(ways, runs)
+            took = interleaved(ways, runs)
             p50 = {key: round(statistics.median(v) * 1000, 2) for key, v in took.items()}
             out[name] = {"p50_ms": p50, "ratio_to_perfect_client": {
                 key: round(p50[key] / p50["perfect_client"], 2)
