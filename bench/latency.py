@@ -7,7 +7,8 @@
 
 Every figure is reported with its reference measured in the same run on the same machine,
 against a real Prometheus with planted rollouts (webhook.lab) and `canary-judge serve`
-(gunicorn, as deployed), so a loaded machine shifts both sides alike:
+(gunicorn, as deployed). The two sides do not move alike with the machine, so the report's
+`machine` says what the run ran on and how busy other work kept it (`machine()`):
 
 - single: one analysis as Argo asks it (`http` config, POST /v1/analyze), sequential without a
   window and fixed mode, vs the same window's range queries (ten, each distinct one once) sent
@@ -248,6 +249,7 @@ def upstream_requests(judge: str) -> float:
 
 
 RATIO_BLOCKS = 5
+IDLE_PROBE = 3.0  # seconds: how busy the machine is before the run (`machine`)
 
 
 def question(judge: str, mode: str | None) -> tuple[dict, dict, list[RangeQuery]]:
@@ -417,6 +419,53 @@ def concurrent(prom: str, judge: str, callers: int, seconds: float) -> dict:
     # the reference's own tail on the same machine: the judge waits on this Prometheus too
     result["prometheus_p99_over_p50"] = round(p["p99_ms"] / max(p["p50_ms"], 1e-9), 2)
     return result
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (None elsewhere)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), None)
+
+
+def cpu_ticks() -> list[int] | None:
+    """The machine's CPU time by state since boot (/proc/stat's `cpu` line; None elsewhere)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    return [int(x) for x in first[1:9]] if first[0] == "cpu" else None
+
+
+def shares(before: list[int] | None, after: list[int] | None) -> dict:
+    """Shares of the machine's CPU time between two `cpu_ticks`: `busy` (all but idle and I/O
+    wait) and `steal` (time the hypervisor gave another guest); empty off Linux."""
+    if before is None or after is None:
+        return {}
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent) or 1
+    # the states in order: user, nice, system, idle, iowait, irq, softirq, steal
+    idle, iowait, steal = spent[3], spent[4], spent[7]
+    return {"busy_share": round((total - idle - iowait) / total, 3),
+            "steal_share": round(steal / total, 4)}
+
+
+def machine() -> dict:
+    """The machine the run measures, and how busy other work kept it over `IDLE_PROBE`
+    seconds before the run. The `single` ratios move with the machine, and not the way load
+    would suggest. On 2026-12-03 the same code read 1.37–1.51× sequential on one machine,
+    where the judge's workers spent 4.6–6.4 ms of CPU per analysis, and 1.12–1.27× on
+    another (3.9 ms), idle before each run; there, one of its two cores kept busy by a
+    spinning process lowered the ratio to 1.02× (the perfect client's ten requests at once
+    lost more to the taken core than the judge's two)."""
+    before = cpu_ticks()
+    time.sleep(IDLE_PROBE)
+    other = shares(before, cpu_ticks())
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "load_avg": os.getloadavg(),
+            **{f"{key}_before_run": value for key, value in other.items()}}
 
 
 def _pids(match: Callable[[bytes, list[bytes]], bool]) -> list[int]:
@@ -925,7 +974,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = (100, 200) if args.tiny else (1375, 2750, 5500, 11000)
 
     now = math.floor(time.time() / STEP) * STEP
-    report: dict = {"machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+    ticks = cpu_ticks()
+    report: dict = {"machine": machine(),
                     "command": "python bench/latency.py " + " ".join(sys.argv[1:] if argv is None
                                                                      else argv)}
     with PrometheusLab() as lab:
@@ -957,6 +1007,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["idle"] = idle(prom, 1 if args.tiny else 5, args.workers, args.threads)
     if "judges" in parts:
         report["judges"] = judges(sizes, 3 if args.tiny else 9)
+    # time the hypervisor gave other guests while the run lasted (a share of the machine's CPU)
+    report["machine"]["steal_share_over_run"] = shares(ticks, cpu_ticks()).get("steal_share")
     full = parts >= TABLE_PARTS
     out = args.out or (FULL_REPORT if full and not args.tiny else None)
     if out:

@@ -20,6 +20,12 @@ def test_tiny_run_writes_a_well_formed_report(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
 
+    # what the run ran on and how busy other work kept it: the ratios move with both
+    machine = report["machine"]
+    assert machine["cpus"] >= 1 and len(machine["load_avg"]) == 3
+    assert 0 <= machine["busy_share_before_run"] <= 1
+    assert 0 <= machine["steal_share_before_run"] <= machine["busy_share_before_run"]
+    assert 0 <= machine["steal_share_over_run"] <= 1
     for mode in ("sequential_no_window", "fixed"):
         part = report["single"][mode]
         for side in ("judge", "perfect_client", "sequential_client"):
