@@ -449,21 +449,21 @@ def shares(before: list[int] | None, after: list[int] | None) -> dict:
     total = sum(spent) or 1
     # the states in order: user, nice, system, idle, iowait, irq, softirq, steal
     idle, iowait, steal = spent[3], spent[4], spent[7]
-    return {"busy_share": round((total - idle - iowait) / total, 3),
+    # one precision for both, so that steal (part of busy) never reads above busy
+    return {"busy_share": round((total - idle - iowait) / total, 4),
             "steal_share": round(steal / total, 4)}
 
 
-def machine() -> dict:
-    """The machine the run measures, and how busy other work kept it over `IDLE_PROBE`
-    seconds before the run. The `single` ratios move with the machine, and not the way load
-    would suggest. On 2026-12-03 the same code read 1.37–1.51× sequential on one machine,
-    where the judge's workers spent 4.6–6.4 ms of CPU per analysis, and 1.12–1.27× on
-    another (3.9 ms), idle before each run; there, one of its two cores kept busy by a
-    spinning process lowered the ratio to 1.02× (the perfect client's ten requests at once
-    lost more to the taken core than the judge's two)."""
-    before = cpu_ticks()
+def machine(since: list[int] | None) -> dict:
+    """The machine the run measures, and how busy other work kept it over the `IDLE_PROBE`
+    seconds from `since` (`cpu_ticks` at the run's start). The `single` ratios move with the
+    machine, and not the way load would suggest. On 2026-12-03 the same code read 1.37–1.51×
+    sequential on one machine, where the judge's workers spent 4.6–6.4 ms of CPU per analysis,
+    and 1.12–1.27× on another (3.9 ms), idle before each run; there, one of its two cores kept
+    busy by a spinning process lowered the ratio to 1.02× (the perfect client's ten requests at
+    once lost more to the taken core than the judge's two)."""
     time.sleep(IDLE_PROBE)
-    other = shares(before, cpu_ticks())
+    other = shares(since, cpu_ticks())
     return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "load_avg": os.getloadavg(),
             **{f"{key}_before_run": value for key, value in other.items()}}
 
@@ -975,7 +975,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     now = math.floor(time.time() / STEP) * STEP
     ticks = cpu_ticks()
-    report: dict = {"machine": machine(),
+    report: dict = {"machine": machine(ticks),
                     "command": "python bench/latency.py " + " ".join(sys.argv[1:] if argv is None
                                                                      else argv)}
     with PrometheusLab() as lab:
